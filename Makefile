@@ -1,0 +1,31 @@
+# EdgeRec pipeline. `make run` and `make test` each do all the set-up they need.
+SHELL := /bin/bash
+VENV ?= .venv
+BIN := $(VENV)/bin
+export EDGEREC_HOME ?= $(CURDIR)/.edgerec
+
+.PHONY: help setup run test test-fast lint bench clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: ## install Java 17+ if missing, the venv with the project, and the Airflow home (idempotent)
+	@VENV=$(VENV) scripts/setup.sh
+
+run: setup ## run the daily DAG on the embedded defaults (simulated logs) and show its outputs
+	$(BIN)/edgerec run
+
+test: setup ## run the whole test suite
+	$(BIN)/pytest
+
+test-fast: setup ## run the unit tests only
+	$(BIN)/pytest -m unit
+
+lint: setup ## ruff
+	$(BIN)/ruff check .
+
+bench: setup ## run every benchmark in bench/
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean: ## delete the state directory (every output of the embedded run)
+	rm -rf $(EDGEREC_HOME)

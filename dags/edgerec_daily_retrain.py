@@ -1,0 +1,56 @@
+"""Daily retrain of the EdgeRec re-ranker for one logical date (ds).
+
+Thin wiring only: each task calls one stage function of the `edgerec` package (also a CLI command), is
+idempotent on its ds partition, and passes paths, never data, through XCom.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+from airflow.sdk import dag, task
+
+DEFAULT_ARGS = {
+    "owner": "edgerec",
+    "retries": int(os.environ.get("EDGEREC_TASK_RETRIES", "2")),  # validated with the rest in edgerec.config
+    "retry_delay": dt.timedelta(minutes=2),
+}
+
+
+@dag(
+    dag_id="edgerec_daily_retrain",
+    schedule="@daily",
+    start_date=dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["edgerec"],
+    doc_md=__doc__,
+)
+def edgerec_daily_retrain():
+    @task
+    def simulate_raw(ds: str | None = None) -> str:
+        """Embedded default source: simulate the day's client logs (skipped when EDGEREC_SOURCE=external)."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from edgerec.config import load_settings
+        from edgerec.stages import simulate_day
+
+        settings = load_settings()
+        if settings.source != "simulator":
+            raise AirflowSkipException("EDGEREC_SOURCE=external: client logs arrive in the raw zone")
+        return simulate_day(settings, ds)["events_path"]
+
+    @task(trigger_rule="none_failed")
+    def validate_raw(ds: str | None = None) -> str:
+        """Check the day's raw logs against the contract; quarantine bad rows; fail above the threshold."""
+        from edgerec.config import load_settings
+        from edgerec.stages import validate_raw as validate
+
+        return validate(load_settings(), ds)["quarantine"]
+
+    simulate_raw() >> validate_raw()
+
+
+edgerec_daily_retrain()

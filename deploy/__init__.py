@@ -1,0 +1,1 @@
+"""Deploy and release of versioned model bundles and their cloud embeddings."""

@@ -1,0 +1,84 @@
+"""Pipeline settings: read once from the environment, with defaults for the embedded run.
+
+Every variable is listed in the README. A bad value fails with the variable's name and allowed range.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgerec.errors import build_config
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DAGS_FOLDER = REPO_ROOT / "dags"
+
+
+class Settings(BaseModel):
+    """One field per EDGEREC_<NAME> environment variable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    home: Path = Field(Path(".edgerec"), description="state directory holding every output of the embedded run")
+    raw_dir: Path | None = Field(None, description="raw zone (events/ and items/); default HOME/raw")
+    source: Literal["simulator", "external"] = Field(
+        "simulator", description="simulator: the daily DAG simulates its day; external: logs arrive from clients")
+    sim_users: int = Field(300, ge=1, le=100_000_000, description="users of the simulated world")
+    sim_seed: int = Field(7, ge=0, le=2**32 - 1, description="seed of the simulated world")
+    sim_corrupt_rate: float = Field(0.0, ge=0.0, le=0.5, description="share of bad lines the simulator injects")
+    sim_config: Path | None = Field(None, description="JSON file with simulator knobs (see edgerec.sim.config)")
+    max_bad_share: float = Field(0.01, ge=0.0, le=1.0, description="bad-row share above which a day fails")
+    task_retries: int = Field(2, ge=0, le=10, description="Airflow retries per task (`edgerec run`: 0)")
+    run_date: dt.date = Field(dt.date(2026, 11, 1), description="logical date `make run` runs")
+
+    @property
+    def raw(self) -> Path:
+        return self.raw_dir or self.home / "raw"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+    def layout(self, ds: dt.date | str) -> DayLayout:
+        return DayLayout(self, str(ds))
+
+
+@dataclass(frozen=True)
+class DayLayout:
+    """Where one logical day's inputs and outputs live in the state directory."""
+
+    settings: Settings
+    ds: str
+
+    @property
+    def raw_events(self) -> Path:
+        return self.settings.raw / "events" / f"ds={self.ds}"
+
+    @property
+    def raw_items(self) -> Path:
+        return self.settings.raw / "items" / f"ds={self.ds}" / "items.parquet"
+
+    @property
+    def quarantine_raw(self) -> Path:
+        return self.settings.home / "quarantine" / "raw" / f"ds={self.ds}" / "bad_rows.jsonl"
+
+    @property
+    def reports(self) -> Path:
+        return self.settings.home / "reports" / f"ds={self.ds}"
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    values = {
+        name: environ[f"EDGEREC_{name.upper()}"]
+        for name in Settings.model_fields
+        if environ.get(f"EDGEREC_{name.upper()}", "") != ""
+    }
+    settings = build_config(Settings, values, prefix="EDGEREC_")
+    raw_dir = settings.raw_dir.absolute() if settings.raw_dir else None
+    return settings.model_copy(update={"home": settings.home.absolute(), "raw_dir": raw_dir})

@@ -1,0 +1,145 @@
+"""Raw client log v1: one JSON object per line, gzipped, under raw/events/ds=YYYY-MM-DD/.
+
+Only the fields a real client cannot do without are required; everything else has a default, so a
+writer of real logs needs a small adapter only. Types are strict: a string where an int belongs is a
+bad row, not something to coerce.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+EVENT_TYPES = ("page_request", "exposure", "click", "page_view", "delete", "rerank")
+RERANK_TRIGGERS = ("page", "click", "delete", "exposed_k")
+DELETE_REASONS = ("not_interested", "seen_before", "low_quality", "offensive", "other")
+# The ten item-page-view actions of the paper's Table 1 (d2..d11), in feature order.
+ACTION_NAMES = (
+    "cart",
+    "buy",
+    "favorite",
+    "comment",
+    "select_sku",
+    "ask",
+    "customer_service",
+    "detail",
+    "shop",
+    "recommendation",
+)
+MAX_CANDIDATES = 100
+
+NonNegInt = Annotated[int, Field(ge=0)]
+NonNegFloat = Annotated[float, Field(ge=0.0)]
+ItemId = Annotated[int, Field(ge=0)]
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class _Event(_Strict):
+    event_id: NonEmptyStr
+    user_id: NonEmptyStr
+    ts: NonNegInt  # ms since epoch, UTC
+    session_id: str | None = None  # sessionization splits on inactivity where missing
+    device_id: str | None = None
+    app_version: str | None = None
+    model_version: str | None = None  # the on-device model the client ran, null when none
+
+
+class Candidate(_Strict):
+    item_id: ItemId
+    rank: NonNegInt
+    score: float = 0.0
+
+
+class PageRequest(_Event):
+    event_type: Literal["page_request"]
+    request_id: NonEmptyStr
+    page_no: NonNegInt = 0
+    candidates: Annotated[list[Candidate], Field(max_length=MAX_CANDIDATES)]
+
+
+class Exposure(_Event):
+    event_type: Literal["exposure"]
+    item_id: ItemId
+    request_id: str | None = None
+    position: NonNegInt = 0
+    exposure_duration_ms: NonNegInt = 0
+    scroll_speed: NonNegFloat = 0.0  # px per ms while the item was on screen
+    scroll_duration_ms: NonNegInt = 0
+    scroll_count: NonNegInt = 0
+
+
+class Click(_Event):
+    event_type: Literal["click"]
+    item_id: ItemId
+    request_id: str | None = None
+    position: NonNegInt = 0
+
+
+class Actions(_Strict):
+    cart: bool = False
+    buy: bool = False
+    favorite: bool = False
+    comment: bool = False
+    select_sku: bool = False
+    ask: bool = False
+    customer_service: bool = False
+    detail: bool = False
+    shop: bool = False
+    recommendation: bool = False
+
+
+class PageView(_Event):
+    event_type: Literal["page_view"]
+    item_id: ItemId
+    request_id: str | None = None
+    ipv_duration_ms: NonNegInt = 0
+    actions: Actions = Actions()
+
+
+class Delete(_Event):
+    event_type: Literal["delete"]
+    item_id: ItemId
+    request_id: str | None = None
+    position: NonNegInt = 0
+    reason: Literal[DELETE_REASONS] = "other"  # type: ignore[valid-type]
+
+
+class Rerank(_Event):
+    event_type: Literal["rerank"]
+    request_id: NonEmptyStr
+    trigger: Literal[RERANK_TRIGGERS]  # type: ignore[valid-type]
+    order: Annotated[list[ItemId], Field(max_length=MAX_CANDIDATES)]
+
+
+EVENT_MODELS: dict[str, type[_Event]] = {
+    "page_request": PageRequest,
+    "exposure": Exposure,
+    "click": Click,
+    "page_view": PageView,
+    "delete": Delete,
+    "rerank": Rerank,
+}
+
+RawEvent = Annotated[
+    PageRequest | Exposure | Click | PageView | Delete | Rerank, Field(discriminator="event_type")
+]
+_ADAPTER: TypeAdapter[RawEvent] = TypeAdapter(RawEvent)
+
+
+def parse_event(line: str | bytes) -> PageRequest | Exposure | Click | PageView | Delete | Rerank:
+    """Parse one JSON line into its event model; raises pydantic.ValidationError on a bad row."""
+    return _ADAPTER.validate_json(line)
+
+
+def item_ids_of(event: BaseModel) -> list[int]:
+    """Every item id an event refers to (for the unknown-item check)."""
+    if isinstance(event, PageRequest):
+        return [c.item_id for c in event.candidates]
+    if isinstance(event, Rerank):
+        return list(event.order)
+    return [event.item_id]  # type: ignore[attr-defined]

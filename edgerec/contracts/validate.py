@@ -1,0 +1,196 @@
+"""Streaming validator for raw client logs: counts good rows and bad rows by reason, never crashes on a row.
+
+Checks, in order: the contract (JSON, required fields, strict types, ranges, enums), the event's ts inside
+its ds partition's day, every item id known to the catalog, and the event_id not seen before (a client
+retry resends an event: the first copy is kept, later ones are duplicates).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import IO
+
+from pydantic import ValidationError
+
+from edgerec.contracts.raw_log import item_ids_of, parse_event
+
+
+class BadRowReason(StrEnum):
+    INVALID_JSON = "invalid_json"
+    MISSING_FIELD = "missing_field"
+    WRONG_TYPE = "wrong_type"
+    OUT_OF_RANGE = "out_of_range"
+    UNKNOWN_EVENT_TYPE = "unknown_event_type"
+    TS_OUTSIDE_PARTITION = "ts_outside_partition"
+    UNKNOWN_ITEM_ID = "unknown_item_id"
+    DUPLICATE_EVENT_ID = "duplicate_event_id"
+
+
+_ERROR_REASONS = {
+    "json_invalid": BadRowReason.INVALID_JSON,
+    "missing": BadRowReason.MISSING_FIELD,
+    "union_tag_not_found": BadRowReason.MISSING_FIELD,
+    "union_tag_invalid": BadRowReason.UNKNOWN_EVENT_TYPE,
+    "greater_than_equal": BadRowReason.OUT_OF_RANGE,
+    "greater_than": BadRowReason.OUT_OF_RANGE,
+    "less_than_equal": BadRowReason.OUT_OF_RANGE,
+    "less_than": BadRowReason.OUT_OF_RANGE,
+    "too_long": BadRowReason.OUT_OF_RANGE,
+    "string_too_short": BadRowReason.OUT_OF_RANGE,
+    "literal_error": BadRowReason.OUT_OF_RANGE,
+}
+_DS_RE = re.compile(r"ds=(\d{4}-\d{2}-\d{2})")
+DAY_MS = 86_400_000
+
+
+def reason_of(error: ValidationError) -> tuple[BadRowReason, str]:
+    """The bad-row reason and a one-line detail for the first contract violation of a row."""
+    first = error.errors(include_url=False)[0]
+    reason = _ERROR_REASONS.get(first["type"], BadRowReason.WRONG_TYPE)
+    loc = ".".join(str(p) for p in first["loc"])
+    return reason, f"{loc}: {first['msg']}" if loc else first["msg"]
+
+
+def ds_of_path(path: Path | str) -> str | None:
+    match = _DS_RE.search(str(path))
+    return match.group(1) if match else None
+
+
+def day_bounds_ms(ds: str) -> tuple[int, int]:
+    start = dt.datetime.fromisoformat(ds).replace(tzinfo=dt.UTC)
+    lo = int(start.timestamp() * 1000)
+    return lo, lo + DAY_MS
+
+
+def event_files(path: Path) -> list[Path]:
+    """The log files under a file, a ds partition, or a raw-zone events root, in a stable order."""
+    if path.is_file():
+        return [path]
+    if not path.exists():
+        raise FileNotFoundError(f"no such log file or directory: {path}")
+    return sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith((".jsonl.gz", ".jsonl")))
+
+
+def open_lines(path: Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb")
+
+
+@dataclass
+class ValidationReport:
+    files: int = 0
+    rows: int = 0
+    good_by_type: Counter = field(default_factory=Counter)
+    bad_by_reason: Counter = field(default_factory=Counter)
+
+    @property
+    def good(self) -> int:
+        return sum(self.good_by_type.values())
+
+    @property
+    def bad(self) -> int:
+        return sum(self.bad_by_reason.values())
+
+    @property
+    def bad_share(self) -> float:
+        return self.bad / self.rows if self.rows else 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "files": self.files,
+            "rows": self.rows,
+            "good": self.good,
+            "bad": self.bad,
+            "bad_share": round(self.bad_share, 6),
+            "good_by_type": dict(sorted(self.good_by_type.items())),
+            "bad_by_reason": dict(sorted(self.bad_by_reason.items())),
+        }
+
+    def render(self) -> str:
+        lines = [
+            f"files {self.files}   rows {self.rows:,}   good {self.good:,}   "
+            f"bad {self.bad:,} ({self.bad_share:.3%})"
+        ]
+        lines += [f"  good {kind:<14} {n:>10,}" for kind, n in sorted(self.good_by_type.items())]
+        lines += [f"  bad  {reason:<22} {n:>10,}" for reason, n in sorted(self.bad_by_reason.items())]
+        return "\n".join(lines)
+
+
+class LogValidator:
+    """Validates lines against the raw log contract; keeps state for duplicate detection across files.
+
+    known_items: the catalog's item ids (None skips the unknown-item check).
+    quarantine: an open text stream receiving one JSON object per bad row (reason, detail, source, raw).
+    """
+
+    def __init__(self, known_items: Iterable[int] | None = None, quarantine: IO[str] | None = None):
+        self.known_items = frozenset(known_items) if known_items is not None else None
+        self.quarantine = quarantine
+        self.seen_event_ids: set[str] = set()
+        self.report = ValidationReport()
+
+    def check(self, line: bytes, ds: str | None = None):
+        """The parsed event, or (reason, detail) for a bad row."""
+        try:
+            event = parse_event(line)
+        except ValidationError as error:
+            return reason_of(error)
+        if ds is not None:
+            lo, hi = day_bounds_ms(ds)
+            if not lo <= event.ts < hi:
+                return BadRowReason.TS_OUTSIDE_PARTITION, f"ts {event.ts} is outside ds={ds}"
+        if self.known_items is not None:
+            unknown = [i for i in item_ids_of(event) if i not in self.known_items]
+            if unknown:
+                return BadRowReason.UNKNOWN_ITEM_ID, f"item_id {unknown[0]} is not in the catalog"
+        if event.event_id in self.seen_event_ids:
+            return BadRowReason.DUPLICATE_EVENT_ID, f"event_id {event.event_id} seen before"
+        self.seen_event_ids.add(event.event_id)
+        return event
+
+    def validate_lines(self, lines: Iterable[bytes], ds: str | None = None, source: str = "-") -> Iterator:
+        """Yields the good events; counts and quarantines the bad ones."""
+        for line_no, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            self.report.rows += 1
+            result = self.check(line, ds)
+            if isinstance(result, tuple):
+                reason, detail = result
+                self.report.bad_by_reason[str(reason)] += 1
+                if self.quarantine is not None:
+                    raw = line.rstrip(b"\n").decode("utf-8", errors="replace")
+                    row = {"reason": str(reason), "detail": detail, "source": source, "line": line_no, "raw": raw}
+                    self.quarantine.write(json.dumps(row) + "\n")
+                continue
+            self.report.good_by_type[result.event_type] += 1
+            yield result
+
+    def validate_path(self, path: Path) -> ValidationReport:
+        for file in event_files(path):
+            self.report.files += 1
+            with open_lines(file) as lines:
+                for _ in self.validate_lines(lines, ds_of_path(file), source=str(file)):
+                    pass
+        return self.report
+
+
+def find_catalog(events_path: Path) -> Path | None:
+    """The catalog snapshot that belongs to a raw-zone events path (raw/events/ds=X -> raw/items/ds=X)."""
+    path = events_path.resolve()
+    ds = ds_of_path(path)
+    for parent in [path, *path.parents]:
+        if parent.name == "events":
+            items = parent.parent / "items"
+            if ds and (items / f"ds={ds}" / "items.parquet").exists():
+                return items / f"ds={ds}" / "items.parquet"
+            snapshots = sorted(items.glob("ds=*/items.parquet"))
+            return snapshots[-1] if snapshots else None
+    return None

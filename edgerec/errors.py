@@ -1,0 +1,45 @@
+"""Readable errors for configuration and input problems."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+_RANGE_WORDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or out of its allowed range; the message names the field."""
+
+
+def _allowed_range(model: type[BaseModel], loc: tuple) -> str:
+    field = model.model_fields.get(str(loc[0])) if loc else None
+    if field is None:
+        return ""
+    bounds = [
+        f"{word} {getattr(m, key)}"
+        for m in field.metadata
+        for key, word in _RANGE_WORDS.items()
+        if getattr(m, key, None) is not None
+    ]
+    return f" (allowed: {' and '.join(bounds)})" if bounds else ""
+
+
+def config_error(model: type[BaseModel], error: ValidationError, prefix: str = "") -> ConfigError:
+    """Turn a pydantic error on a config model into one message per bad field, with its allowed range."""
+    lines = []
+    for e in error.errors(include_url=False):
+        name = prefix + ".".join(str(p) for p in e["loc"])
+        name = name.upper() if prefix.isupper() else name  # environment variables read as EDGEREC_X
+        lines.append(f"{name} = {e.get('input')!r}: {e['msg']}{_allowed_range(model, e['loc'])}")
+    return ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+
+
+def build_config(model: type[M], values: dict, prefix: str = "") -> M:
+    try:
+        return model(**values)
+    except ValidationError as error:
+        raise config_error(model, error, prefix) from None

@@ -1,0 +1,274 @@
+"""The behaviour simulator: page requests, scrolling, clicks, page views, deletes and client re-ranks.
+
+Ground truth per exposure: a click logit made of the user's long-term utility, short-term boosts from
+recent clicks (sudden preference, decaying with a half-life), minus fatigue from unclicked exposures of
+the same category (a fast scroll tires more than a long look), times a position-dependent examination
+probability. The cloud ranks from long-term interests and sees in-session clicks only after a delay.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from edgerec.contracts import ACTION_NAMES
+from edgerec.sim.config import SimConfig
+from edgerec.sim.policy import CloudOrder, RerankContext, RerankPolicy
+from edgerec.sim.world import (
+    _SESSION,
+    Catalog,
+    User,
+    build_catalog,
+    build_user,
+    long_term_utility,
+    rng_for,
+)
+
+Emit = Callable[[dict], None]
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+SESSION_GAP_MS = 31 * 60_000  # sessions of one user stay apart by more than the default inactivity gap
+# page-view action logits: intercept, per unit of utility, per price level of fit (ACTION_NAMES order)
+_ACTION_INTERCEPT = np.array([-2.2, -3.2, -2.6, -3.6, -1.6, -3.4, -4.0, -0.6, -2.0, -1.5])
+_ACTION_UTILITY = np.array([0.6, 0.6, 0.5, 0.3, 0.4, 0.3, 0.2, 0.3, 0.4, 0.2])
+_ACTION_PRICE_FIT = np.array([0.5, 0.8, 0.2, 0.1, 0.4, 0.2, 0.2, 0.0, 0.1, 0.0])
+_DEEP_ACTIONS = (0, 1, 2)  # cart, buy, favorite
+
+
+def _within_cap(categories: np.ndarray, cap: int) -> np.ndarray:
+    """Mask keeping at most `cap` rows per category, first come first kept (the cloud's scatter rule)."""
+    order = np.argsort(categories, kind="stable")
+    sorted_cats = categories[order]
+    starts = np.searchsorted(sorted_cats, sorted_cats, side="left")
+    keep = np.empty(len(categories), dtype=bool)
+    keep[order] = (np.arange(len(categories)) - starts) < cap
+    return keep
+
+
+def day_start_ms(day: dt.date) -> int:
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1000)
+
+
+class Simulator:
+    """Simulates users' days; events go to `emit` as raw-log dicts in the order they happen per user."""
+
+    def __init__(self, cfg: SimConfig, policy: RerankPolicy | None = None):
+        self.cfg = cfg
+        self.catalog: Catalog = build_catalog(cfg.world, cfg.seed)
+        self.policy: RerankPolicy = policy or CloudOrder()
+        self._observes = not isinstance(self.policy, CloudOrder)
+        cat = self.catalog
+        self._cat_count = np.diff(cat.cat_start)
+        self._q_est = (np.log(cat.ctr_score / (1 - cat.ctr_score)) + 3.0) / 0.8  # the cloud's quality estimate
+        self._users: dict[int, User] = {}  # users are fixed across days; days are not kept
+        self._exam = [math.exp(-cfg.behaviour.position_decay * p) for p in range(cfg.client.page_size)]
+
+    def user(self, index: int) -> User:
+        user = self._users.get(index)
+        if user is None:
+            user = self._users[index] = build_user(self.cfg.world, self.catalog, self.cfg.seed, index)
+        return user
+
+    def simulate_day(self, day: dt.date, emit: Emit, users: Iterable[int] | None = None) -> None:
+        for index in users if users is not None else range(self.cfg.users):
+            self.simulate_user_day(self.user(index), day, emit)
+
+    def simulate_user_day(self, user: User, day: dt.date, emit: Emit) -> None:
+        beh = self.cfg.behaviour
+        rng = rng_for(self.cfg.seed, _SESSION, user.index, day.toordinal())
+        n_sessions = int(rng.poisson(beh.sessions_per_day))
+        lo = day_start_ms(day)
+        starts = np.sort(rng.integers(lo, lo + DAY_MS - HOUR_MS, size=n_sessions))
+        not_before = lo
+        for s, start in enumerate(starts.tolist()):
+            start = max(start, not_before)
+            if start >= lo + DAY_MS - HOUR_MS:
+                break
+            session_id = f"{user.user_id}-{day:%Y%m%d}-{s}"
+            end = self._session(user, session_id, start, lo + DAY_MS - 1000, rng, emit)
+            not_before = end + SESSION_GAP_MS
+
+    # -- one session -------------------------------------------------------------------------------------
+    def _session(self, user: User, session_id: str, t: int, t_max: int, rng, emit: Emit) -> int:
+        cfg, beh, client, cat = self.cfg.world, self.cfg.behaviour, self.cfg.client, self.catalog
+        policy, observes = self.policy, self._observes
+        half_life_ms, cap = beh.short_term_half_life_s * 1000.0, beh.short_term_cap
+        history: list[dict] = []
+        n_event = 0
+        user_id, device_id, app_version = user.user_id, user.device_id, client.app_version
+        model_version = policy.model_version
+
+        def event(kind: str, ts: int, **fields) -> dict:
+            nonlocal n_event
+            ev = {"event_id": f"{session_id}-{n_event:05d}", "event_type": kind, "user_id": user_id,
+                  "session_id": session_id, "device_id": device_id, "ts": ts, "app_version": app_version,
+                  "model_version": model_version}
+            ev.update(fields)
+            n_event += 1
+            history.append(ev)
+            emit(ev)
+            if observes:
+                policy.observe(ev)
+            return ev
+
+        st_cat: dict[int, tuple[float, int]] = {}  # short-term boosts: value at time
+        st_brand: dict[int, tuple[float, int]] = {}
+        fatigue: dict[int, float] = {}
+        visible: list[tuple[int, int, int, float]] = []  # (ts, category, brand, delta) the cloud learns of
+        exposed: set[int] = set()
+
+        def boost(store: dict, key: int, delta: float, now: int) -> None:
+            value, t0 = store.get(key, (0.0, now))
+            store[key] = (min(cap, value * 0.5 ** ((now - t0) / half_life_ms) + delta), now)
+
+        def current(store: dict, key: int, now: int) -> float:
+            if key not in store:
+                return 0.0
+            value, t0 = store[key]
+            return value * 0.5 ** ((now - t0) / half_life_ms)
+
+        order: list[int] = []  # the unexposed candidates of the current page, in display order
+
+        def rerank(trigger: str, now: int, page: tuple) -> None:
+            nonlocal order, since_rerank
+            request_id, item_ids, scores = page
+            since_rerank = 0
+            new = policy.rerank(RerankContext(
+                user_id, device_id, session_id, request_id, now, trigger,
+                np.array([item_ids[i] for i in order], dtype=np.int64), scores[order], history,
+            )) if observes else None
+            if new is not None:
+                if sorted(new.tolist()) != list(range(len(order))):
+                    raise ValueError(f"policy returned no permutation of {len(order)} candidates")
+                order = [order[j] for j in new.tolist()]
+            event("rerank", now, request_id=request_id, trigger=trigger, order=[item_ids[i] for i in order])
+
+        misses = 0  # exposures in a row without a click (the user's patience)
+        since_rerank = 0  # exposures since the last re-rank, none clicked (the client's exposed_k rule)
+        for page_no in range(client.max_pages):
+            request_id = f"{session_id}-p{page_no}"
+            rows, scores = self._cloud_page(user, rng, t, exposed, visible)
+            if len(rows) == 0:
+                break
+            row_list, item_ids = rows.tolist(), cat.item_id[rows].tolist()
+            event("page_request", t, request_id=request_id, page_no=page_no, candidates=[
+                {"item_id": i, "rank": r, "score": s}
+                for r, (i, s) in enumerate(zip(item_ids, np.round(scores, 5).tolist(), strict=True))])
+            utility = long_term_utility(cfg, cat, user, rows).tolist()
+            cats, brands = cat.category[rows].tolist(), cat.brand[rows].tolist()
+            quality = cat.quality[rows].tolist()
+            price_gap = np.abs(cat.price_level[rows] - user.price_level).tolist()
+            uniform = rng.random((len(rows), 5)).tolist()
+            normal = rng.standard_normal((len(rows), 3)).tolist()
+            order = list(range(len(rows)))
+
+            page = (request_id, item_ids, scores)
+            rerank("page", t, page)
+            for position in range(client.page_size):
+                if not order or t >= t_max:
+                    break
+                i = order.pop(0)
+                c, b = cats[i], brands[i]
+                exposed.add(row_list[i])
+                u_click, u_delete, u_leave, u_scroll, u_count = uniform[i]
+                z = (utility[i] + current(st_cat, c, t) + current(st_brand, b, t)
+                     - beh.fatigue_per_exposure * fatigue.get(c, 0.0))
+                duration = int(min(20_000, max(120, 700 * math.exp(0.35 * z + 0.35 * normal[i][0]))))
+                speed = round(1.2 * math.exp(-0.3 * z + 0.3 * normal[i][1]), 4)
+                event("exposure", t, request_id=request_id, item_id=item_ids[i], position=position,
+                      exposure_duration_ms=duration, scroll_speed=speed,
+                      scroll_duration_ms=int(duration * (0.2 + 0.3 * u_scroll)),
+                      scroll_count=1 + int(2 * u_count * duration / 1200))
+                t += duration
+                p_click = self._exam[position] / (1.0 + math.exp(-(beh.base_click_logit + z)))
+                trigger = None
+                if u_click < p_click:
+                    misses = 0
+                    event("click", t, request_id=request_id, item_id=item_ids[i], position=position)
+                    t = self._page_view(user, item_ids[i], z, price_gap[i], request_id, t + 200, rng, event)
+                    deep = beh.deep_action_boost if any(history[-1]["actions"][ACTION_NAMES[a]]
+                                                        for a in _DEEP_ACTIONS) else 0.0
+                    boost(st_cat, c, beh.click_boost_category + deep, t)
+                    boost(st_brand, b, beh.click_boost_brand, t)
+                    fatigue[c] = 0.5 * fatigue.get(c, 0.0)
+                    visible.append((t, c, b, beh.click_boost_category))
+                    trigger = "click"
+                else:
+                    misses += 1
+                    since_rerank += 1
+                    weight = beh.long_exposure_fatigue if duration >= beh.long_exposure_ms else 1.0
+                    fatigue[c] = fatigue.get(c, 0.0) + weight
+                    if u_delete < beh.delete_rate / (1.0 + math.exp(2.0 * (z + 1.0))):
+                        reason = ("low_quality" if quality[i] < -1.0 else
+                                  "seen_before" if fatigue[c] >= 2.0 else "not_interested")
+                        t += 800
+                        event("delete", t, request_id=request_id, item_id=item_ids[i], position=position,
+                              reason=reason)
+                        boost(st_cat, c, -beh.delete_penalty, t)
+                        visible.append((t, c, b, -beh.delete_penalty))
+                        trigger = "delete"
+                    elif since_rerank >= client.trigger_k:
+                        trigger = "exposed_k"
+                if u_leave < beh.leave_base + beh.leave_per_miss * misses:
+                    return t
+                if trigger is not None and order:
+                    rerank(trigger, t, page)
+            t += 400  # the next page loads
+            if t >= t_max:
+                break
+        return t
+
+    def _cloud_page(self, user: User, rng, t: int, exposed: set[int], visible: list) -> tuple:
+        """The cloud's answer to a page request: candidate rows and scores, best first."""
+        cfg, beh, client, cat = self.cfg.world, self.cfg.behaviour, self.cfg.client, self.catalog
+        n_cat = len(cat.cat_popularity)
+        weights = (1.0 - beh.explore_share) * np.bincount(
+            user.interest_cats, weights=user.interest_weights, minlength=n_cat) + beh.explore_share * cat.cat_popularity
+        short_term = np.zeros(n_cat)
+        half_life_ms = beh.short_term_half_life_s * 1000.0
+        horizon = t - self.cfg.client.cloud_delay_s * 1000.0
+        for ts, c, _b, delta in visible:
+            if ts <= horizon:
+                short_term[c] += delta * 0.5 ** ((t - ts) / half_life_ms)
+        weights = weights * np.exp(np.clip(short_term, -5.0, 2.0))
+        weights /= weights.sum()
+        want = client.candidates_per_request
+        exposed_rows = np.fromiter(exposed, np.int64, len(exposed))
+        rows = np.empty(0, dtype=np.int64)
+        for attempt in range(4):  # the last attempt fills up from the whole catalog
+            cats = rng.choice(n_cat, size=2 * want, p=weights if attempt < 3 else cat.cat_popularity)
+            drawn = cat.cat_start[cats] + (rng.random(2 * want) * self._cat_count[cats]).astype(np.int64)
+            rows, first = np.unique(np.concatenate([rows, drawn]), return_index=True)
+            rows = rows[np.argsort(first)]
+            rows = rows[~np.isin(rows, exposed_rows)]
+            rows = rows[_within_cap(cat.category[rows], client.max_per_category)]
+            if len(rows) >= want:
+                break
+        rows = rows[:want]
+        estimate = (long_term_utility(cfg, cat, user, rows)
+                    + cfg.quality_weight * (self._q_est[rows] - cat.quality[rows])
+                    + short_term[cat.category[rows]]
+                    + cfg.cloud_noise * rng.standard_normal(len(rows)))
+        best_first = np.argsort(-estimate, kind="stable")
+        return rows[best_first], estimate[best_first]
+
+    def _page_view(self, user: User, item_id: int, z: float, price_gap: int, request_id: str, t: int,
+                   rng, event) -> int:
+        logits = _ACTION_INTERCEPT + _ACTION_UTILITY * z - _ACTION_PRICE_FIT * price_gap
+        done = (rng.random(len(ACTION_NAMES)) < 1.0 / (1.0 + np.exp(-logits))).tolist()
+        duration = int(min(600_000, max(1_000, 15_000 * math.exp(0.3 * z + 0.5 * rng.standard_normal()))))
+        event("page_view", t, request_id=request_id, item_id=item_id, ipv_duration_ms=duration,
+              actions=dict(zip(ACTION_NAMES, done, strict=True)))
+        return t + duration + 500
+
+
+def simulate_in_memory(cfg: SimConfig, policy: RerankPolicy | None = None) -> tuple[Simulator, list[dict]]:
+    """Every day of `cfg` into a list of events (for tests and closed-loop experiments on small worlds)."""
+    events: list[dict] = []
+    sim = Simulator(cfg, policy)
+    for day in cfg.dates:
+        sim.simulate_day(day, events.append)
+    return sim, events

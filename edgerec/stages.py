@@ -1,0 +1,63 @@
+"""The raw-zone stages of the daily pipeline, as plain functions of (settings, ds).
+
+Airflow tasks and CLI commands both call these; each is idempotent on its partition.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from edgerec.config import Settings
+from edgerec.contracts import LogValidator, ValidationReport
+from edgerec.sim.config import load_sim_config
+from edgerec.sim.writer import simulate
+
+log = logging.getLogger(__name__)
+
+
+class BadShareExceeded(RuntimeError):
+    """More of a day's rows were bad than the configured threshold allows."""
+
+
+def simulate_day(settings: Settings, ds: str) -> dict:
+    """Simulate one day of the configured world into the raw zone (replacing that partition)."""
+    cfg = load_sim_config(settings.sim_config, users=settings.sim_users, seed=settings.sim_seed, days=1,
+                          start_date=dt.date.fromisoformat(ds), corrupt_rate=settings.sim_corrupt_rate)
+    summary = simulate(cfg, settings.raw)["days"][ds]
+    log.info("simulated ds=%s: %s events into %s", ds, f"{summary['events']:,}", summary["events_path"])
+    return summary
+
+
+def validate_raw(settings: Settings, ds: str) -> dict:
+    """Validate one raw partition against the contract; quarantine bad rows; fail above the threshold."""
+    day = settings.layout(ds)
+    if not day.raw_events.exists():
+        raise FileNotFoundError(f"no raw events for ds={ds} at {day.raw_events}")
+    if not day.raw_items.exists():
+        raise FileNotFoundError(f"no item catalog for ds={ds} at {day.raw_items}")
+    known = pq.read_table(day.raw_items, columns=["item_id"])["item_id"].to_pylist()
+    day.quarantine_raw.parent.mkdir(parents=True, exist_ok=True)
+    with day.quarantine_raw.open("w") as quarantine:
+        report = LogValidator(known, quarantine).validate_path(day.raw_events)
+    result = report.to_dict() | {"ds": ds, "quarantine": str(day.quarantine_raw),
+                                 "max_bad_share": settings.max_bad_share}
+    day.reports.mkdir(parents=True, exist_ok=True)
+    (day.reports / "raw_validation.json").write_text(json.dumps(result, indent=2) + "\n")
+    log.info("validated ds=%s\n%s", ds, report.render())
+    check_bad_share(report, settings.max_bad_share, f"raw events ds={ds}", day.quarantine_raw)
+    return result
+
+
+def check_bad_share(report: ValidationReport, threshold: float, what: str, quarantine: Path) -> None:
+    if report.rows == 0:
+        raise BadShareExceeded(f"{what}: no rows at all")
+    if report.bad_share > threshold:
+        reasons = ", ".join(f"{r} {n:,}" for r, n in sorted(report.bad_by_reason.items()))
+        raise BadShareExceeded(
+            f"{what}: {report.bad:,} of {report.rows:,} rows are bad ({report.bad_share:.2%}), above the "
+            f"threshold {threshold:.2%} (EDGEREC_MAX_BAD_SHARE); by reason: {reasons}; bad rows in {quarantine}")

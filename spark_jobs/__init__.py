@@ -1,0 +1,1 @@
+"""Spark jobs of the daily pipeline: pure DataFrame transforms plus a thin main per job."""

@@ -1,0 +1,28 @@
+import os
+
+import pytest
+
+from edgerec.config import DAGS_FOLDER
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    assert "EDGEREC_TASK_RETRIES" not in os.environ
+    return DagBag(dag_folder=str(DAGS_FOLDER))
+
+
+def test_dags_import_without_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert "edgerec_daily_retrain" in dagbag.dags
+
+
+def test_daily_dag_wiring(dagbag):
+    dag = dagbag.dags["edgerec_daily_retrain"]
+    assert dag.task_dict["validate_raw"].upstream_task_ids == {"simulate_raw"}
+    assert dag.task_dict["validate_raw"].trigger_rule == "none_failed"  # runs when simulation is skipped
+    assert all(t.retries == 2 for t in dag.tasks)  # the scheduled default
+    assert dag.catchup is False

@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+
+from edgerec.sim.config import load_sim_config
+from edgerec.sim.engine import simulate_in_memory
+from edgerec.sim.stats import compute_stats
+
+pytestmark = pytest.mark.unit
+
+
+class Reverse:
+    """A policy that reverses the order and records what it saw."""
+
+    model_version = "v-test"
+
+    def __init__(self):
+        self.observed, self.calls = [], []
+
+    def observe(self, event):
+        self.observed.append(event["event_id"])
+
+    def rerank(self, ctx):
+        self.calls.append((ctx.trigger, ctx.item_ids.copy(), len(ctx.history)))
+        return np.arange(len(ctx.item_ids))[::-1]
+
+
+def test_policy_hook_reorders_exposures_and_sees_every_event():
+    policy = Reverse()
+    _, events = simulate_in_memory(load_sim_config(users=15, seed=2), policy)
+    assert policy.observed == [ev["event_id"] for ev in events]
+    assert all(ev["model_version"] == "v-test" for ev in events)
+    reranks = [ev for ev in events if ev["event_type"] == "rerank"]
+    assert len(reranks) == len(policy.calls)
+    for ev, (trigger, before, seen) in zip(reranks, policy.calls, strict=True):
+        assert ev["trigger"] == trigger
+        assert ev["order"] == before[::-1].tolist()  # logged order is the policy's order
+        assert seen > 0
+    # the item exposed after a re-rank is the head of the logged order
+    for a, b in zip(events, events[1:], strict=False):
+        if a["event_type"] == "rerank" and b["event_type"] == "exposure":
+            assert b["item_id"] == a["order"][0]
+
+
+def test_a_policy_returning_no_permutation_is_refused():
+    class Broken(Reverse):
+        def rerank(self, ctx):
+            return np.zeros(len(ctx.item_ids), dtype=int)
+
+    with pytest.raises(ValueError, match="no permutation"):
+        simulate_in_memory(load_sim_config(users=3, seed=2), Broken())
+
+
+def ev(kind, ts, item, **extra):
+    return {"event_type": kind, "ts": ts, "event_id": f"e{ts}", "user_id": "u", "session_id": "s",
+            "request_id": "r", "item_id": item, **extra}
+
+
+def test_stats_on_a_hand_built_session():
+    category = {1: 10, 2: 10, 3: 20, 4: 10}
+    events = [
+        ev("exposure", 1, 1, position=0, exposure_duration_ms=500),   # cat 10, first, skipped
+        ev("exposure", 2, 2, position=1, exposure_duration_ms=2000),  # cat 10, second, clicked
+        ev("click", 3, 2, position=1),
+        ev("exposure", 4, 3, position=2, exposure_duration_ms=400),   # cat 20, skipped
+        ev("exposure", 5, 4, position=6, exposure_duration_ms=1800),  # cat 10 after click, clicked
+        ev("click", 6, 4, position=6),
+    ]
+    s = compute_stats(events, category)
+    assert (s.users, s.sessions, s.ctr.hits, s.ctr.total) == (1, 1, 2, 4)
+    assert {k: (r.hits, r.total) for k, r in s.ctr_by_position.items()} == {0: (1, 3), 5: (1, 1)}
+    assert {k: (r.hits, r.total) for k, r in s.ctr_by_reexposure.items()} == {0: (1, 3), 1: (1, 1)}
+    assert (s.next_click_match.hits, s.next_click_match.total) == (1, 1)
+    assert s.next_click_base == [0.5]  # exposures between the clicks: cat 20, cat 10
+    assert (s.ctr_long_exposure.hits, s.ctr_long_exposure.total) == (2, 2)
+    assert (s.ctr_fast_scroll.hits, s.ctr_fast_scroll.total) == (0, 2)
+    assert s.duration_clicked == [2000, 1800]

@@ -1,0 +1,1 @@
+"""Training of the EdgeRec re-ranker and the paper's baselines."""
