@@ -98,8 +98,20 @@ class Simulator:
         half_life_ms, cap = beh.short_term_half_life_s * 1000.0, beh.short_term_cap
         history: list[dict] = []
         n_event = 0
+        # knobs as locals: this loop runs once per exposure
+        fatigue_w, base_logit, exam = beh.fatigue_per_exposure, beh.base_click_logit, self._exam
+        long_ms, long_fatigue, delete_rate = beh.long_exposure_ms, beh.long_exposure_fatigue, beh.delete_rate
+        leave_base, leave_per_miss = beh.leave_base, beh.leave_per_miss
+        trigger_k, page_size = client.trigger_k, client.page_size
         user_id, device_id, app_version = user.user_id, user.device_id, client.app_version
         model_version = policy.model_version
+
+        def record(ev: dict) -> dict:
+            history.append(ev)
+            emit(ev)
+            if observes:
+                policy.observe(ev)
+            return ev
 
         def event(kind: str, ts: int, **fields) -> dict:
             nonlocal n_event
@@ -108,11 +120,7 @@ class Simulator:
                   "model_version": model_version}
             ev.update(fields)
             n_event += 1
-            history.append(ev)
-            emit(ev)
-            if observes:
-                policy.observe(ev)
-            return ev
+            return record(ev)
 
         st_cat: dict[int, tuple[float, int]] = {}  # short-term boosts: value at time
         st_brand: dict[int, tuple[float, int]] = {}
@@ -123,12 +131,6 @@ class Simulator:
         def boost(store: dict, key: int, delta: float, now: int) -> None:
             value, t0 = store.get(key, (0.0, now))
             store[key] = (min(cap, value * 0.5 ** ((now - t0) / half_life_ms) + delta), now)
-
-        def current(store: dict, key: int, now: int) -> float:
-            if key not in store:
-                return 0.0
-            value, t0 = store[key]
-            return value * 0.5 ** ((now - t0) / half_life_ms)
 
         order: list[int] = []  # the unexposed candidates of the current page, in display order
 
@@ -162,28 +164,39 @@ class Simulator:
             quality = cat.quality[rows].tolist()
             price_gap = np.abs(cat.price_level[rows] - user.price_level).tolist()
             uniform = rng.random((len(rows), 5)).tolist()
-            normal = rng.standard_normal((len(rows), 3)).tolist()
+            normal = rng.standard_normal((len(rows), 2))
+            dwell_noise = (700.0 * np.exp(0.35 * normal[:, 0])).tolist()
+            speed_noise = (1.2 * np.exp(0.3 * normal[:, 1])).tolist()
             order = list(range(len(rows)))
 
             page = (request_id, item_ids, scores)
             rerank("page", t, page)
-            for position in range(client.page_size):
+            for position in range(page_size):
                 if not order or t >= t_max:
                     break
                 i = order.pop(0)
                 c, b = cats[i], brands[i]
                 exposed.add(row_list[i])
                 u_click, u_delete, u_leave, u_scroll, u_count = uniform[i]
-                z = (utility[i] + current(st_cat, c, t) + current(st_brand, b, t)
-                     - beh.fatigue_per_exposure * fatigue.get(c, 0.0))
-                duration = int(min(20_000, max(120, 700 * math.exp(0.35 * z + 0.35 * normal[i][0]))))
-                speed = round(1.2 * math.exp(-0.3 * z + 0.3 * normal[i][1]), 4)
-                event("exposure", t, request_id=request_id, item_id=item_ids[i], position=position,
-                      exposure_duration_ms=duration, scroll_speed=speed,
-                      scroll_duration_ms=int(duration * (0.2 + 0.3 * u_scroll)),
-                      scroll_count=1 + int(2 * u_count * duration / 1200))
+                z = utility[i] - fatigue_w * fatigue.get(c, 0.0)
+                if c in st_cat:
+                    value, t0 = st_cat[c]
+                    z += value * 0.5 ** ((t - t0) / half_life_ms)
+                if b in st_brand:
+                    value, t0 = st_brand[b]
+                    z += value * 0.5 ** ((t - t0) / half_life_ms)
+                interest = math.exp(0.35 * z)
+                duration = int(min(20_000.0, max(120.0, dwell_noise[i] * interest)))
+                record({"event_id": f"{session_id}-{n_event:05d}", "event_type": "exposure", "user_id": user_id,
+                        "session_id": session_id, "device_id": device_id, "ts": t, "app_version": app_version,
+                        "model_version": model_version, "request_id": request_id, "item_id": item_ids[i],
+                        "position": position, "exposure_duration_ms": duration,
+                        "scroll_speed": round(speed_noise[i] / interest ** 0.857, 4),
+                        "scroll_duration_ms": int(duration * (0.2 + 0.3 * u_scroll)),
+                        "scroll_count": 1 + int(u_count * duration / 600)})
+                n_event += 1
                 t += duration
-                p_click = self._exam[position] / (1.0 + math.exp(-(beh.base_click_logit + z)))
+                p_click = exam[position] / (1.0 + math.exp(-(base_logit + z)))
                 trigger = None
                 if u_click < p_click:
                     misses = 0
@@ -199,9 +212,9 @@ class Simulator:
                 else:
                     misses += 1
                     since_rerank += 1
-                    weight = beh.long_exposure_fatigue if duration >= beh.long_exposure_ms else 1.0
+                    weight = long_fatigue if duration >= long_ms else 1.0
                     fatigue[c] = fatigue.get(c, 0.0) + weight
-                    if u_delete < beh.delete_rate / (1.0 + math.exp(2.0 * (z + 1.0))):
+                    if u_delete < delete_rate / (1.0 + math.exp(2.0 * (z + 1.0))):
                         reason = ("low_quality" if quality[i] < -1.0 else
                                   "seen_before" if fatigue[c] >= 2.0 else "not_interested")
                         t += 800
@@ -210,9 +223,9 @@ class Simulator:
                         boost(st_cat, c, -beh.delete_penalty, t)
                         visible.append((t, c, b, -beh.delete_penalty))
                         trigger = "delete"
-                    elif since_rerank >= client.trigger_k:
+                    elif since_rerank >= trigger_k:
                         trigger = "exposed_k"
-                if u_leave < beh.leave_base + beh.leave_per_miss * misses:
+                if u_leave < leave_base + leave_per_miss * misses:
                     return t
                 if trigger is not None and order:
                     rerank(trigger, t, page)
