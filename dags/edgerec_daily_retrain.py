@@ -1,5 +1,6 @@
 """Daily retrain of the EdgeRec re-ranker for one logical date (ds).
 
+simulate (embedded source) -> validate raw -> spark ingest -> sessionize -> requests -> bucketize.
 Thin wiring only: each task calls one stage function of the `edgerec` package (also a CLI command), is
 idempotent on its ds partition, and passes paths, never data, through XCom.
 """
@@ -50,7 +51,20 @@ def edgerec_daily_retrain():
 
         return validate(load_settings(), ds)["quarantine"]
 
-    simulate_raw() >> validate_raw()
+    def spark_job(name: str):
+        @task(task_id=f"spark_{name}")
+        def run(ds: str | None = None) -> str:
+            from edgerec.config import load_settings
+            from spark_jobs.jobs import run_jobs
+
+            settings = load_settings()
+            run_jobs(settings, ds, [name])
+            return str(settings.layout(ds).reports / "spark_summary.json")
+
+        return run()
+
+    spark = [spark_job(name) for name in ("ingest", "sessionize", "requests", "bucketize")]
+    simulate_raw() >> validate_raw() >> spark[0] >> spark[1] >> spark[2] >> spark[3]
 
 
 edgerec_daily_retrain()

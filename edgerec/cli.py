@@ -18,6 +18,9 @@ logs_app = typer.Typer(help="Raw client logs: validate against the contract.", n
 sim_app = typer.Typer(help="Behaviour simulator diagnostics.", no_args_is_help=True)
 raw_app = typer.Typer(help="The raw-zone stages of the daily DAG, for one ds.", no_args_is_help=True)
 airflow_app = typer.Typer(help="The embedded Airflow home.", no_args_is_help=True)
+spark_app = typer.Typer(help="Spark jobs for one ds: ingest, sessionize, requests, bucketize, or all.",
+                        no_args_is_help=True)
+app.add_typer(spark_app, name="spark")
 app.add_typer(logs_app, name="logs")
 app.add_typer(sim_app, name="sim")
 app.add_typer(raw_app, name="raw")
@@ -140,6 +143,29 @@ def raw_validate(ds: Annotated[str, typer.Option(help="logical date YYYY-MM-DD")
     typer.echo(json.dumps(result, indent=2))
 
 
+@spark_app.command("run")
+def spark_run(
+    job: Annotated[str, typer.Argument(help="ingest | sessionize | requests | bucketize | all")],
+    ds: Annotated[str, typer.Option(help="logical date YYYY-MM-DD")],
+    master: Annotated[str | None, typer.Option(help="Spark master [default: EDGEREC_SPARK_MASTER or local[*]]")]
+    = None,
+) -> None:
+    """Run Spark jobs for one ds in one session; prints their figures and seconds (also in spark_summary.json)."""
+    from edgerec.stages import BadShareExceeded
+    from spark_jobs.jobs import JOBS, run_jobs
+
+    if job != "all" and job not in JOBS:
+        _fail(f"unknown job {job!r}; choose one of {', '.join(JOBS)} or all")
+    settings = _settings()
+    if master:
+        settings = settings.model_copy(update={"spark_master": master})
+    try:
+        result = run_jobs(settings, ds, list(JOBS) if job == "all" else [job])
+    except (BadShareExceeded, FileNotFoundError, ValueError) as error:
+        _fail(str(error), code=1)
+    typer.echo(json.dumps(result, indent=2))
+
+
 @airflow_app.command("init")
 def airflow_init() -> None:
     """Create the Airflow home and metadata DB in the state directory (quick when already done)."""
@@ -169,7 +195,14 @@ def run(
     typer.echo(f"item catalog     {day.raw_items}")
     typer.echo(f"validation       {day.reports / 'raw_validation.json'}: {validation['good']:,} good rows, "
                f"{validation['bad']:,} bad")
-    typer.echo(f"quarantine       {day.quarantine_raw}")
+    typer.echo(f"quarantine       {day.quarantine_raw} (raw validation), "
+               f"{settings.dataset('quarantine')}/ds={ds} (Spark ingest)")
+    typer.echo(f"warehouse        {settings.warehouse}: events, sessions, requests, features (ds={ds})")
+    typer.echo(f"feature spec     {day.feature_spec}")
+    spark = json.loads((day.reports / "spark_summary.json").read_text())
+    req = spark["requests"]
+    typer.echo(f"requests         {req['requests']:,} re-ranking requests, mean IE length {req['mean_ie_length']}, "
+               f"mean IPV length {req['mean_ipv_length']}, label rate {req['label_rate']}")
     typer.echo(f"\n== behaviour statistics of ds={ds} ==")
     typer.echo(render_stats(stats_of_path(day.raw_events, day.raw_items)))
 

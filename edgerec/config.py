@@ -33,12 +33,30 @@ class Settings(BaseModel):
     sim_corrupt_rate: float = Field(0.0, ge=0.0, le=0.5, description="share of bad lines the simulator injects")
     sim_config: Path | None = Field(None, description="JSON file with simulator knobs (see edgerec.sim.config)")
     max_bad_share: float = Field(0.01, ge=0.0, le=1.0, description="bad-row share above which a day fails")
+    spark_master: str = Field("local[*]", description="Spark master URL (a cluster: spark://..., yarn, k8s://...)")
+    spark_shuffle_partitions: int = Field(4, ge=1, le=100_000, description="spark.sql.shuffle.partitions")
+    spark_driver_memory: str = Field("4g", description="spark.driver.memory in local mode")
+    lookback_days: int = Field(3, ge=0, le=60, description="days of behaviour sequences reach back")
+    session_gap_minutes: float = Field(30.0, gt=0, le=1_440, description="inactivity that splits sessions")
+    ie_length: int = Field(50, ge=1, le=1_000, description="IE sequence length m")
+    ipv_length: int = Field(30, ge=1, le=1_000, description="IPV sequence length n")
+    trigger_k: int = Field(5, ge=1, le=100, description="client rule: unclicked exposures that trigger a re-rank")
+    num_buckets: int = Field(10, ge=2, le=1_000, description="quantile buckets per bucketized feature")
+    fit_days: int = Field(7, ge=1, le=365, description="days of requests the bucket boundaries are fit on")
     task_retries: int = Field(2, ge=0, le=10, description="Airflow retries per task (`edgerec run`: 0)")
     run_date: dt.date = Field(dt.date(2026, 11, 1), description="logical date `make run` runs")
 
     @property
     def raw(self) -> Path:
         return self.raw_dir or self.home / "raw"
+
+    @property
+    def warehouse(self) -> Path:
+        """Parquet datasets partitioned by ds: events, quarantine, sessions, requests, features."""
+        return self.home / "warehouse"
+
+    def dataset(self, name: str) -> Path:
+        return self.warehouse / name
 
     @property
     def airflow_home(self) -> Path:
@@ -70,6 +88,10 @@ class DayLayout:
     @property
     def reports(self) -> Path:
         return self.settings.home / "reports" / f"ds={self.ds}"
+
+    @property
+    def feature_spec(self) -> Path:
+        return self.settings.warehouse / "feature_spec" / f"ds={self.ds}" / "feature_spec.json"
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from typing_extensions import NotRequired, TypedDict
+
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 EVENT_TYPES = ("page_request", "exposure", "click", "page_view", "delete", "rerank")
@@ -49,10 +51,13 @@ class _Event(_Strict):
     model_version: str | None = None  # the on-device model the client ran, null when none
 
 
-class Candidate(_Strict):
+class Candidate(TypedDict):
+    """A candidate stays a plain dict: page requests carry up to 100 of them, and objects cost."""
+
+    __pydantic_config__ = ConfigDict(strict=True, extra="ignore")  # type: ignore[misc]
     item_id: ItemId
     rank: NonNegInt
-    score: float = 0.0
+    score: NotRequired[float]
 
 
 class PageRequest(_Event):
@@ -139,7 +144,7 @@ def parse_event(line: str | bytes) -> PageRequest | Exposure | Click | PageView 
 def item_ids_of(event: BaseModel) -> list[int]:
     """Every item id an event refers to (for the unknown-item check)."""
     if isinstance(event, PageRequest):
-        return [c.item_id for c in event.candidates]
+        return [c["item_id"] for c in event.candidates]
     if isinstance(event, Rerank):
         return list(event.order)
     return [event.item_id]  # type: ignore[attr-defined]

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from pathlib import Path
 from typing import IO
 
@@ -64,6 +65,7 @@ def ds_of_path(path: Path | str) -> str | None:
     return match.group(1) if match else None
 
 
+@lru_cache(maxsize=64)
 def day_bounds_ms(ds: str) -> tuple[int, int]:
     start = dt.datetime.fromisoformat(ds).replace(tzinfo=dt.UTC)
     lo = int(start.timestamp() * 1000)
@@ -127,11 +129,14 @@ class LogValidator:
     """Validates lines against the raw log contract; keeps state for duplicate detection across files.
 
     known_items: the catalog's item ids (None skips the unknown-item check).
+    check_duplicates: whether to look for event ids seen before by this validator.
     quarantine: an open text stream receiving one JSON object per bad row (reason, detail, source, raw).
     """
 
-    def __init__(self, known_items: Iterable[int] | None = None, quarantine: IO[str] | None = None):
+    def __init__(self, known_items: Iterable[int] | None = None, quarantine: IO[str] | None = None,
+                 check_duplicates: bool = True):
         self.known_items = frozenset(known_items) if known_items is not None else None
+        self.check_duplicates = check_duplicates  # off where duplicates are found globally (Spark)
         self.quarantine = quarantine
         self.seen_event_ids: set[str] = set()
         self.report = ValidationReport()
@@ -150,6 +155,8 @@ class LogValidator:
             unknown = [i for i in item_ids_of(event) if i not in self.known_items]
             if unknown:
                 return BadRowReason.UNKNOWN_ITEM_ID, f"item_id {unknown[0]} is not in the catalog"
+        if not self.check_duplicates:
+            return event
         if event.event_id in self.seen_event_ids:
             return BadRowReason.DUPLICATE_EVENT_ID, f"event_id {event.event_id} seen before"
         self.seen_event_ids.add(event.event_id)

@@ -23,6 +23,9 @@ def test_dags_import_without_errors(dagbag):
 def test_daily_dag_wiring(dagbag):
     dag = dagbag.dags["edgerec_daily_retrain"]
     assert dag.task_dict["validate_raw"].upstream_task_ids == {"simulate_raw"}
+    chain = ["validate_raw", "spark_ingest", "spark_sessionize", "spark_requests", "spark_bucketize"]
+    for upstream, downstream in zip(chain, chain[1:], strict=False):
+        assert dag.task_dict[downstream].upstream_task_ids == {upstream}
     assert dag.task_dict["validate_raw"].trigger_rule == "none_failed"  # runs when simulation is skipped
     assert all(t.retries == 2 for t in dag.tasks)  # the scheduled default
     assert dag.catchup is False

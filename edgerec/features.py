@@ -1,0 +1,92 @@
+"""The feature spec (the paper's Table 1) and the one function that applies it, on the device and in tests.
+
+Index 0 means padding everywhere, so padded sequence positions and missing values share one embedding row.
+- categorical (p1..p6): value v -> v + 2 when v < vocab_size - 2, else 1 (out of vocabulary);
+- bucketized (e1..e5, e7, d1, d12, scores): 1 + the number of boundaries <= v;
+- onehot (e6 delete reason): position in `values` + 1, unknown -> vocab_size - 1;
+- binary (d2..d11 actions): false -> 1, true -> 2.
+The Spark job builds the same mapping from the same spec (spark_jobs.bucketize) and the tests hold them equal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edgerec.contracts import ACTION_NAMES, DELETE_REASONS
+
+SPEC_VERSION = 1
+ITEM_CATEGORICAL = ("category", "brand", "gender", "price_level", "age_level", "bc_type")  # p1..p6
+ITEM_SCORES = ("ctr_score", "cvr_score")  # p7
+IE_BUCKETIZED = ("e1_duration_ms", "e2_count", "e3_max_scroll_speed", "e4_max_scroll_duration_ms",
+                 "e5_scroll_count", "e7_age_s")
+IPV_BUCKETIZED = ("d1_duration_ms", "d12_age_s")
+NO_DELETE = "none"
+DELETE_VALUES = (NO_DELETE, *DELETE_REASONS)
+GROUPS = {
+    "candidate": (*ITEM_CATEGORICAL, *ITEM_SCORES, "cloud_score"),
+    "ie": (*ITEM_CATEGORICAL, *ITEM_SCORES, *IE_BUCKETIZED, "e6_delete_reason"),
+    "ipv": (*ITEM_CATEGORICAL, *ITEM_SCORES, *IPV_BUCKETIZED, *ACTION_NAMES),
+}
+BUCKETIZED = (*ITEM_SCORES, "cloud_score", *IE_BUCKETIZED, *IPV_BUCKETIZED)
+
+
+def canonical_sha(spec: dict) -> str:
+    body = {k: v for k, v in spec.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def make_spec(boundaries: dict[str, list[float]], vocab: dict[str, int], lengths: dict[str, int],
+              fit: dict) -> dict:
+    """A complete spec from fitted boundaries (BUCKETIZED) and categorical value counts (ITEM_CATEGORICAL)."""
+    features: dict[str, dict] = {}
+    for name in ITEM_CATEGORICAL:
+        features[name] = {"kind": "categorical", "vocab_size": int(vocab[name]) + 2}
+    for name in BUCKETIZED:
+        b = [float(x) for x in boundaries[name]]
+        features[name] = {"kind": "bucketized", "boundaries": b, "vocab_size": len(b) + 2}
+    features["e6_delete_reason"] = {"kind": "onehot", "values": list(DELETE_VALUES),
+                                    "vocab_size": len(DELETE_VALUES) + 2}
+    for name in ACTION_NAMES:
+        features[name] = {"kind": "binary", "vocab_size": 3}
+    spec = {"version": SPEC_VERSION, "features": features, "groups": {g: list(f) for g, f in GROUPS.items()},
+            "sequence_lengths": dict(lengths), "fit": fit}
+    spec["sha256"] = canonical_sha(spec)
+    return spec
+
+
+def load_spec(path: Path) -> dict:
+    spec = json.loads(Path(path).read_text())
+    if spec.get("sha256") != canonical_sha(spec):
+        raise ValueError(f"feature spec {path}: sha256 does not match its content")
+    return spec
+
+
+def write_spec(spec: dict, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def encode(feature: dict, values) -> np.ndarray:
+    """Apply one feature's spec to raw values (None/NaN -> 0, the padding index)."""
+    kind = feature["kind"]
+    if kind == "onehot":
+        index = {v: i + 1 for i, v in enumerate(feature["values"])}
+        other = feature["vocab_size"] - 1
+        return np.array([0 if v is None else index.get(v, other) for v in values], dtype=np.int64)
+    x = np.asarray(values, dtype=np.float64)
+    missing = np.isnan(x)
+    if kind == "categorical":
+        n_values = feature["vocab_size"] - 2
+        out = np.where((x >= 0) & (x < n_values), x + 2, 1)
+    elif kind == "bucketized":
+        out = 1 + np.searchsorted(np.asarray(feature["boundaries"], dtype=np.float64), x, side="right")
+    elif kind == "binary":
+        out = np.where(x != 0, 2, 1)
+    else:
+        raise ValueError(f"unknown feature kind {kind!r}")
+    return np.where(missing, 0, out).astype(np.int64)

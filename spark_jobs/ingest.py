@@ -1,0 +1,90 @@
+"""ingest: raw client logs -> contract-checked events + a quarantine of bad rows with their reason.
+
+The contract check reuses edgerec.contracts (the pydantic models and the validator) inside mapInArrow,
+so Spark and `edgerec logs validate` cannot disagree; duplicate event ids are found globally with a
+window, keeping the first copy in (file, line) order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
+
+from edgerec.contracts import CATALOG_ARROW_SCHEMA, BadRowReason, LogValidator
+from edgerec.contracts.flat import FLAT_EVENT_FIELDS, FLAT_EVENT_SCHEMA, flatten
+
+_BOOKKEEPING = pa.schema([("ds", pa.string()), ("source", pa.string()), ("line_id", pa.int64()),
+                          ("bad_reason", pa.string()), ("bad_detail", pa.string()),
+                          ("raw", pa.string())])
+CHECKED_SCHEMA = pa.schema(list(FLAT_EVENT_SCHEMA) + list(_BOOKKEEPING))
+QUARANTINE_COLUMNS = ("reason", "detail", "source", "line_id", "raw", "ds")
+
+
+def read_raw_lines(spark: SparkSession, events_root: str, days: list[str]) -> DataFrame:
+    """One row per log line: value, ds, source file, and a line id that orders lines within a file."""
+    paths = [f"{events_root}/ds={d}" for d in days]
+    return (
+        spark.read.option("basePath", events_root).option("pathGlobFilter", "*.jsonl*").text(paths)
+        .select("value", "ds", F.col("_metadata.file_path").alias("source"))
+        .withColumn("line_id", F.monotonically_increasing_id())
+    )
+
+
+def _contract_checker(known_items: list[int] | None):
+    def check(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        validator = LogValidator(known_items, check_duplicates=False)
+        for batch in batches:
+            columns: dict[str, list] = {name: [] for name in CHECKED_SCHEMA.names}
+            rows = zip(*(batch.column(c).to_pylist() for c in ("value", "ds", "source", "line_id")), strict=True)
+            for value, ds, source, line_id in rows:
+                result = validator.check(value.encode(), ds)
+                if isinstance(result, tuple):
+                    flat = dict.fromkeys(FLAT_EVENT_FIELDS)
+                    extra = {"bad_reason": str(result[0]), "bad_detail": result[1], "raw": value}
+                else:
+                    flat, extra = flatten(result), {"bad_reason": None, "bad_detail": None, "raw": None}
+                for name in FLAT_EVENT_FIELDS:
+                    columns[name].append(flat[name])
+                for name, v in (("ds", ds), ("source", source), ("line_id", line_id), *extra.items()):
+                    columns[name].append(v)
+            yield pa.RecordBatch.from_pydict(columns, schema=CHECKED_SCHEMA)
+
+    return check
+
+
+def check_contract(lines: DataFrame, known_items: list[int] | None) -> DataFrame:
+    """Every line with its flat event fields, or with the reason it is bad (reason null when good)."""
+    return lines.mapInArrow(_contract_checker(known_items), from_arrow_schema(CHECKED_SCHEMA))
+
+
+def mark_duplicates(checked: DataFrame) -> DataFrame:
+    """Later copies of an event id (client retries) get the reason duplicate_event_id."""
+    first_copy = Window.partitionBy("event_id").orderBy("ds", "source", "line_id")
+    copy_no = F.when(F.col("bad_reason").isNull(), F.row_number().over(first_copy))
+    return checked.withColumn(
+        "bad_reason", F.when(copy_no > 1, F.lit(str(BadRowReason.DUPLICATE_EVENT_ID))).otherwise(F.col("bad_reason"))
+    ).withColumn(
+        "bad_detail", F.when(copy_no > 1, F.concat(F.lit("event_id "), "event_id", F.lit(" seen before")))
+        .otherwise(F.col("bad_detail"))
+    )
+
+
+def split_good_bad(checked: DataFrame) -> tuple[DataFrame, DataFrame]:
+    good = checked.where(F.col("bad_reason").isNull()).select(*FLAT_EVENT_FIELDS, "ds")
+    bad = (checked.where(F.col("bad_reason").isNotNull())
+           .withColumnsRenamed({"reason": "event_reason"})  # a delete's reason, not the row's
+           .withColumnsRenamed({"bad_reason": "reason", "bad_detail": "detail"}).select(*QUARANTINE_COLUMNS))
+    return good, bad
+
+
+def check_catalog(items: DataFrame) -> DataFrame:
+    """The catalog snapshot with exactly the contract's columns, or a clear error naming what is missing."""
+    missing = [c for c in CATALOG_ARROW_SCHEMA.names if c not in items.columns]
+    if missing:
+        raise ValueError(f"item catalog lacks columns {missing}; the contract needs {CATALOG_ARROW_SCHEMA.names}")
+    return items.select(*[F.col(f.name).cast("double" if pa.types.is_floating(f.type) else "long")
+                          for f in CATALOG_ARROW_SCHEMA], *(["ds"] if "ds" in items.columns else []))

@@ -1,0 +1,27 @@
+"""Reading and writing ds-partitioned parquet datasets of the warehouse."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+
+
+def days_back(ds: str, n: int) -> list[str]:
+    """ds and the n days before it, oldest first."""
+    day = dt.date.fromisoformat(ds)
+    return [str(day - dt.timedelta(days=i)) for i in range(n, -1, -1)]
+
+
+def read_partitions(spark: SparkSession, root: Path, days: list[str]) -> DataFrame | None:
+    """The given ds partitions of a dataset that exist (None when none does), with the ds column."""
+    paths = [str(root / f"ds={d}") for d in days if (root / f"ds={d}").exists()]
+    if not paths:
+        return None
+    return spark.read.option("basePath", str(root)).parquet(*paths)
+
+
+def write_partitions(df: DataFrame, root: Path) -> None:
+    """Overwrite exactly the ds partitions present in df (dynamic partition overwrite)."""
+    df.write.mode("overwrite").partitionBy("ds").parquet(str(root))

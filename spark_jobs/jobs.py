@@ -1,0 +1,143 @@
+"""Thin mains of the Spark jobs: read a ds's inputs, call the pure transforms, write the ds's outputs.
+
+Each job overwrites only its own ds partitions, so reruns and backfills are idempotent, and records its
+figures in the run summary reports/ds=.../spark_summary.json.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+
+import pyarrow.parquet as pq
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from edgerec.config import Settings
+from edgerec.contracts import ValidationReport
+from edgerec.features import load_spec, write_spec
+from edgerec.stages import check_bad_share
+from spark_jobs.bucketize import apply_spec, fit_spec
+from spark_jobs.ingest import check_catalog, check_contract, mark_duplicates, read_raw_lines, split_good_bad
+from spark_jobs.io import days_back, read_partitions, write_partitions
+from spark_jobs.requests import build_requests
+from spark_jobs.sessionize import session_stats, sessionize
+
+log = logging.getLogger(__name__)
+DAY_MS = 86_400_000
+FIT_MAX_REQUESTS = 20_000
+
+
+def _record(settings: Settings, ds: str, stage: str, figures: dict) -> dict:
+    path = settings.layout(ds).reports / "spark_summary.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    summary = json.loads(path.read_text()) if path.exists() else {"ds": ds}
+    summary[stage] = figures
+    path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    log.info("spark %s ds=%s: %s", stage, ds, figures)
+    return figures
+
+
+def _require(df: DataFrame | None, what: str) -> DataFrame:
+    if df is None:
+        raise FileNotFoundError(f"no input: {what}; run the upstream job for this ds first")
+    return df
+
+
+def run_ingest(spark: SparkSession, settings: Settings, ds: str) -> dict:
+    day = settings.layout(ds)
+    if not day.raw_events.exists() or not day.raw_items.exists():
+        raise FileNotFoundError(f"raw zone lacks ds={ds}: need {day.raw_events} and {day.raw_items}")
+    items = check_catalog(spark.read.parquet(str(day.raw_items))).withColumn("ds", F.lit(ds))
+    known = pq.read_table(day.raw_items, columns=["item_id"])["item_id"].to_pylist()
+    checked = mark_duplicates(check_contract(read_raw_lines(spark, str(settings.raw / "events"), [ds]), known))
+    checked = checked.cache()
+    good, bad = split_good_bad(checked)
+    write_partitions(bad, settings.dataset("quarantine"))
+    counts = {r["reason"]: r["count"] for r in bad.groupBy("reason").count().collect()}
+    rows = checked.count()
+    report = ValidationReport(rows=rows)
+    report.bad_by_reason.update(counts)
+    report.good_by_type["all"] = rows - sum(counts.values())
+    figures = {"rows_in": rows, "rows_out": report.good, "quarantined_by_reason": dict(sorted(counts.items())),
+               "bad_share": round(report.bad_share, 6), "quarantine": str(settings.dataset("quarantine"))}
+    _record(settings, ds, "ingest", figures)
+    check_bad_share(report, settings.max_bad_share, f"spark ingest ds={ds}", settings.dataset("quarantine"))
+    write_partitions(good, settings.dataset("events"))
+    write_partitions(items, settings.dataset("items"))
+    checked.unpersist()
+    return figures
+
+
+def run_sessionize(spark: SparkSession, settings: Settings, ds: str) -> dict:
+    events = _require(read_partitions(spark, settings.dataset("events"), [ds]), f"events ds={ds}")
+    keyed = sessionize(events, int(settings.session_gap_minutes * 60_000)).cache()
+    write_partitions(keyed, settings.dataset("sessionized_events"))
+    stats = session_stats(keyed).cache()
+    write_partitions(stats, settings.dataset("sessions"))
+    agg = stats.agg(F.count("*").alias("sessions"), F.mean("events").alias("events_per_session"),
+                    F.mean("duration_s").alias("mean_duration_s")).first()
+    keyed.unpersist()
+    stats.unpersist()
+    return _record(settings, ds, "sessionize", {k: round(v, 4) if isinstance(v, float) else v
+                                                 for k, v in agg.asDict().items()})
+
+
+def run_requests(spark: SparkSession, settings: Settings, ds: str) -> dict:
+    window = days_back(ds, settings.lookback_days)
+    events = _require(read_partitions(spark, settings.dataset("sessionized_events"), window),
+                      f"sessionized events ds={ds}")
+    items = _require(read_partitions(spark, settings.dataset("items"), [ds]), f"items ds={ds}").drop("ds")
+    requests = build_requests(events, items, ds, lookback_ms=settings.lookback_days * DAY_MS,
+                              m=settings.ie_length, n=settings.ipv_length, k=settings.trigger_k)
+    write_partitions(requests, settings.dataset("requests"))
+    written = _require(read_partitions(spark, settings.dataset("requests"), [ds]), f"requests ds={ds}")
+    agg = written.agg(
+        F.count("*").alias("requests"), F.mean(F.size("ie")).alias("mean_ie_length"),
+        F.mean(F.size("ipv")).alias("mean_ipv_length"), F.mean("n_candidates").alias("mean_candidates"),
+        F.sum("n_labelled").alias("labelled"), F.sum("n_clicks").alias("clicks"),
+        F.sum(F.when(F.col("origin") == "derived", 1).otherwise(0)).alias("derived_triggers"),
+    ).first().asDict()
+    agg["label_rate"] = agg["clicks"] / agg["labelled"] if agg["labelled"] else None
+    agg["event_days_read"] = window
+    return _record(settings, ds, "requests", {k: round(v, 4) if isinstance(v, float) else v for k, v in agg.items()})
+
+
+def run_bucketize(spark: SparkSession, settings: Settings, ds: str) -> dict:
+    root = settings.dataset("requests")
+    fit_days = [d for d in days_back(ds, settings.fit_days)[:-1] if (root / f"ds={d}").exists()] or [ds]
+    fit_requests = _require(read_partitions(spark, root, fit_days), f"requests ds={fit_days}")
+    items = _require(read_partitions(spark, settings.dataset("items"), [ds]), f"items ds={ds}")
+    lengths = {"ie": settings.ie_length, "ipv": settings.ipv_length, "candidates": 100}
+    spec = fit_spec(fit_requests, items, num_buckets=settings.num_buckets, max_requests=FIT_MAX_REQUESTS,
+                    lengths=lengths, fit={"days": fit_days, "num_buckets": settings.num_buckets})
+    path = write_spec(spec, settings.layout(ds).feature_spec)
+    spec = load_spec(path)
+    requests = _require(read_partitions(spark, root, [ds]), f"requests ds={ds}")
+    write_partitions(apply_spec(requests, spec), settings.dataset("features"))
+    return _record(settings, ds, "bucketize", {"feature_spec": str(path), "feature_spec_sha256": spec["sha256"],
+                                               "fit_days": fit_days})
+
+
+JOBS: dict[str, Callable[[SparkSession, Settings, str], dict]] = {
+    "ingest": run_ingest,
+    "sessionize": run_sessionize,
+    "requests": run_requests,
+    "bucketize": run_bucketize,
+}
+
+
+def run_jobs(settings: Settings, ds: str, names: list[str], spark: SparkSession | None = None) -> dict:
+    """Run jobs in order in one Spark session; returns their figures and seconds per job."""
+    from spark_jobs.session import spark_session
+
+    started = time.perf_counter()
+    spark = spark or spark_session(settings, f"edgerec-{'-'.join(names)}-{ds}")
+    result: dict = {"session_s": round(time.perf_counter() - started, 2)}
+    for name in names:
+        start = time.perf_counter()
+        result[name] = JOBS[name](spark, settings, ds)
+        result[f"{name}_s"] = round(time.perf_counter() - start, 2)
+    return result

@@ -1,0 +1,29 @@
+"""Entry point for spark-submit, the same jobs as `edgerec spark ...`:
+
+    spark-submit --master yarn --py-files edgerec.zip spark_jobs/main.py all --ds 2026-11-01
+
+Settings come from the EDGEREC_* environment (EDGEREC_HOME may be any Hadoop-readable path on a cluster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+from edgerec.config import load_settings
+from spark_jobs.jobs import JOBS, run_jobs
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("job", choices=[*JOBS, "all"])
+    parser.add_argument("--ds", required=True, help="logical date YYYY-MM-DD")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    names = list(JOBS) if args.job == "all" else [args.job]
+    print(json.dumps(run_jobs(load_settings(), args.ds, names), indent=2))
+
+
+if __name__ == "__main__":
+    main()

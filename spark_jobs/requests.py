@@ -1,0 +1,199 @@
+"""requests: one row per re-ranking trigger with its point-in-time inputs and labels.
+
+For a trigger at time T on page request r:
+- candidates: r's candidates not exposed before T, in the cloud's order, with item features and cloud score;
+  label 1 if clicked at or after T, 0 if exposed at or after T without a click, null (masked) if never exposed;
+- ie: the user's last m exposures strictly before T (within the lookback), each with e1..e7 of the paper;
+- ipv: the user's last n page views that ended strictly before T, each with d1..d12.
+Triggers come from logged `rerank` events; for page requests without any, they are derived by the client's
+rules (page arrival, the return from a click's page view, a delete, k unclicked exposures since the last one).
+
+Sequences are gathered by joining each trigger with the two fixed-size blocks of the user's event index that
+can hold its last m events, so the work per trigger is bounded by 2m whatever the user's history length.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from edgerec.contracts import ACTION_NAMES
+
+ITEM_FEATURES = ("category", "brand", "gender", "price_level", "age_level", "bc_type", "ctr_score", "cvr_score")
+TRIGGER_COLUMNS = ("user_id", "session_key", "request_id", "trigger", "trigger_ts", "origin")
+NO_DELETE = "none"
+
+
+def _kind(name: str) -> Column:
+    return F.col("event_type") == name
+
+
+def logged_triggers(day: DataFrame) -> DataFrame:
+    return day.where(_kind("rerank")).select(
+        "user_id", "session_key", "request_id", "trigger", F.col("ts").alias("trigger_ts"),
+        F.lit("logged").alias("origin"))
+
+
+def derived_triggers(day: DataFrame, k: int) -> DataFrame:
+    """Triggers by the client's rules, for page requests that logged no re-rank at all."""
+    logged = day.where(_kind("rerank")).select("request_id").distinct()
+    ev = day.join(logged, "request_id", "left_anti")
+    cols = ("user_id", "session_key", "request_id")
+    page = ev.where(_kind("page_request")).select(*cols, F.lit("page").alias("trigger"), F.col("ts").alias("t"))
+    view_end = ev.where(_kind("page_view")).groupBy("request_id", "item_id").agg(
+        F.min(F.col("ts") + F.col("ipv_duration_ms")).alias("view_end"))
+    click = (ev.where(_kind("click")).join(view_end, ["request_id", "item_id"], "left")
+             .select(*cols, F.lit("click").alias("trigger"), F.coalesce("view_end", "ts").alias("t")))
+    delete = ev.where(_kind("delete")).select(*cols, F.lit("delete").alias("trigger"), F.col("ts").alias("t"))
+
+    clicked = ev.where(_kind("click")).select("request_id", "item_id").distinct().withColumn("clicked", F.lit(1))
+    deleted = ev.where(_kind("delete")).select("request_id", "item_id").distinct().withColumn("deleted", F.lit(1))
+    in_request = Window.partitionBy("request_id").orderBy("ts", "event_id")
+    exposures = (
+        ev.where(_kind("exposure"))
+        .join(clicked, ["request_id", "item_id"], "left").join(deleted, ["request_id", "item_id"], "left")
+        .fillna(0, ["clicked", "deleted"])
+        # a click or a delete re-ranks, which restarts the count of unclicked exposures
+        .withColumn("segment", F.coalesce(F.sum(F.col("clicked") + F.col("deleted")).over(
+            in_request.rowsBetween(Window.unboundedPreceding, -1)), F.lit(0)))
+        .withColumn("unclicked_no", F.sum(1 - F.col("clicked")).over(
+            Window.partitionBy("request_id", "segment").orderBy("ts", "event_id")
+            .rowsBetween(Window.unboundedPreceding, 0)))
+    )
+    exposed_k = exposures.where(
+        (F.col("clicked") == 0) & (F.col("deleted") == 0) & (F.col("unclicked_no") % k == 0)
+    ).select(*cols, F.lit("exposed_k").alias("trigger"), (F.col("ts") + F.col("exposure_duration_ms")).alias("t"))
+    return (page.unionByName(click).unionByName(delete).unionByName(exposed_k)
+            .withColumnRenamed("t", "trigger_ts").withColumn("origin", F.lit("derived")))
+
+
+def triggers(day: DataFrame, k: int) -> DataFrame:
+    """Every trigger of the day with a unique rerank_id (request_id-<n>, n in time order)."""
+    both = logged_triggers(day).unionByName(derived_triggers(day, k))
+    order = Window.partitionBy("request_id").orderBy("trigger_ts", "trigger")
+    return both.withColumn("rerank_id", F.concat_ws("-", "request_id", F.row_number().over(order).cast("string")))
+
+
+def candidate_lists(day: DataFrame, items: DataFrame) -> DataFrame:
+    """Per page request: every candidate in cloud order with features, first exposure and first click."""
+    first = lambda kind, name: (day.where(_kind(kind)).groupBy("request_id", "item_id")  # noqa: E731
+                                .agg(F.min("ts").alias(name)))
+    candidates = (
+        day.where(_kind("page_request"))
+        .select("request_id", F.explode("candidates").alias("c"))
+        .select("request_id", "c.item_id", "c.rank", F.col("c.score").alias("cloud_score"))
+        .join(first("exposure", "exposed_ts"), ["request_id", "item_id"], "left")
+        .join(first("click", "clicked_ts"), ["request_id", "item_id"], "left")
+        .join(F.broadcast(items), "item_id", "left")
+    )
+    element = F.struct("rank", "item_id", "cloud_score", *ITEM_FEATURES, "exposed_ts", "clicked_ts")
+    return candidates.groupBy("request_id").agg(F.array_sort(F.collect_list(element)).alias("all_candidates"))
+
+
+def _point_in_time_candidates(max_candidates: int) -> Column:
+    t = F.col("trigger_ts")
+    unexposed = F.filter("all_candidates", lambda c: c["exposed_ts"].isNull() | (c["exposed_ts"] >= t))
+    labelled = F.transform(F.slice(unexposed, 1, max_candidates), lambda c: F.struct(
+        c["rank"].alias("rank"), c["item_id"].alias("item_id"), c["cloud_score"].alias("cloud_score"),
+        *[c[f].alias(f) for f in ITEM_FEATURES],
+        F.when(c["clicked_ts"] >= t, 1).when(c["exposed_ts"] >= t, 0).alias("label")))
+    return labelled
+
+
+def exposure_history(events: DataFrame, items: DataFrame, m: int) -> DataFrame:
+    """The users' exposures as blocks of m in time order, each exposure with its cumulative e1..e5."""
+    so_far = Window.partitionBy("user_id", "item_id").orderBy("ts", "event_id").rowsBetween(
+        Window.unboundedPreceding, 0)
+    deletes = events.where(_kind("delete")).groupBy("user_id", "request_id", "item_id").agg(
+        F.min("ts").alias("deleted_ts"), F.min("reason").alias("delete_reason"))
+    exposures = (
+        events.where(_kind("exposure"))
+        .withColumn("e1_duration_ms", F.sum("exposure_duration_ms").over(so_far))
+        .withColumn("e2_count", F.count("*").over(so_far))
+        .withColumn("e3_max_scroll_speed", F.max("scroll_speed").over(so_far))
+        .withColumn("e4_max_scroll_duration_ms", F.max("scroll_duration_ms").over(so_far))
+        .withColumn("e5_scroll_count", F.sum("scroll_count").over(so_far))
+        .join(deletes, ["user_id", "request_id", "item_id"], "left")
+        .join(F.broadcast(items), "item_id", "left")
+    )
+    element = F.struct("idx", "ts", "item_id", *ITEM_FEATURES, "e1_duration_ms", "e2_count", "e3_max_scroll_speed",
+                       "e4_max_scroll_duration_ms", "e5_scroll_count", "deleted_ts", "delete_reason")
+    return _blocks(exposures, "ts", element, m)
+
+
+def view_history(events: DataFrame, items: DataFrame, n: int) -> DataFrame:
+    """The users' page views as blocks of n in order of their end."""
+    views = (events.where(_kind("page_view"))
+             .withColumn("end_ts", F.col("ts") + F.col("ipv_duration_ms"))
+             .join(F.broadcast(items), "item_id", "left"))
+    element = F.struct("idx", "ts", "end_ts", "item_id", *ITEM_FEATURES, "ipv_duration_ms",
+                       *[F.col(f"actions.{a}").alias(a) for a in ACTION_NAMES])
+    return _blocks(views, "end_ts", element, n)
+
+
+def _blocks(df: DataFrame, time_col: str, element: Column, size: int) -> DataFrame:
+    idx = F.row_number().over(Window.partitionBy("user_id").orderBy(time_col, "event_id"))
+    return (df.withColumn("idx", idx)
+            .withColumn("block", F.floor((F.col("idx") - 1) / size))
+            .groupBy("user_id", "block").agg(F.collect_list(element).alias("elements")))
+
+
+def history_counts(trig: DataFrame, events: DataFrame) -> DataFrame:
+    """For each trigger: how many exposures (k_ie) and ended page views (k_ipv) came strictly before it."""
+    exposures = events.where(_kind("exposure")).select("user_id", F.col("ts").alias("t"),
+                                                       F.lit(1).alias("is_ie"), F.lit(0).alias("is_ipv"))
+    views = events.where(_kind("page_view")).select(
+        "user_id", (F.col("ts") + F.col("ipv_duration_ms")).alias("t"), F.lit(0).alias("is_ie"),
+        F.lit(1).alias("is_ipv"))
+    timeline = (exposures.unionByName(views).withColumn("prio", F.lit(1)).withColumn("rerank_id", F.lit(None))
+                .unionByName(trig.select("user_id", F.col("trigger_ts").alias("t"), F.lit(0).alias("is_ie"),
+                                         F.lit(0).alias("is_ipv"), F.lit(0).alias("prio"), "rerank_id")))
+    # at equal times the trigger sorts first: an event at the trigger's own time is not before it
+    upto = Window.partitionBy("user_id").orderBy("t", "prio", "rerank_id").rowsBetween(Window.unboundedPreceding, 0)
+    return (timeline.withColumn("k_ie", F.sum("is_ie").over(upto)).withColumn("k_ipv", F.sum("is_ipv").over(upto))
+            .where(F.col("rerank_id").isNotNull()).select("rerank_id", "k_ie", "k_ipv"))
+
+
+def _last_before(trig: DataFrame, blocks: DataFrame, k_col: str, size: int, out: str) -> DataFrame:
+    """Attach the elements with index in (k-size, k] from the two blocks that can hold them."""
+    hi = F.floor((F.col(k_col) - 1) / size)
+    joined = trig.withColumn("_hi", hi).withColumn("_lo", hi - 1)
+    for side in ("_lo", "_hi"):
+        b = blocks.select("user_id", F.col("block").alias(side), F.col("elements").alias(f"{side}_el"))
+        joined = joined.join(b, ["user_id", side], "left")
+    both = F.concat(F.coalesce("_lo_el", F.array()), F.coalesce("_hi_el", F.array()))
+    window = F.filter(both, lambda e: (e["idx"] > F.col(k_col) - size) & (e["idx"] <= F.col(k_col)))
+    return joined.withColumn(out, F.array_sort(window)).drop("_hi", "_lo", "_lo_el", "_hi_el")
+
+
+def build_requests(events: DataFrame, items: DataFrame, ds: str, *, lookback_ms: int, m: int, n: int, k: int,
+                   max_candidates: int = 100) -> DataFrame:
+    """Re-ranking requests of day `ds` from sessionized events of ds and the lookback days before it."""
+    day = events.where(F.col("ds") == ds)
+    trig = triggers(day, k)
+    counts = history_counts(trig, events)
+    t = F.col("trigger_ts")
+    with_cands = (trig.join(counts, "rerank_id").join(candidate_lists(day, items), "request_id", "left")
+                  .withColumn("candidates", _point_in_time_candidates(max_candidates)))
+    with_ie = _last_before(with_cands, exposure_history(events, items, m), "k_ie", m, "_ie")
+    with_ipv = _last_before(with_ie, view_history(events, items, n), "k_ipv", n, "_ipv")
+    ie = F.transform(F.filter("_ie", lambda e: e["ts"] >= t - lookback_ms), lambda e: F.struct(
+        e["ts"].alias("ts"), e["item_id"].alias("item_id"), *[e[f].alias(f) for f in ITEM_FEATURES],
+        *[e[f].alias(f) for f in ("e1_duration_ms", "e2_count", "e3_max_scroll_speed", "e4_max_scroll_duration_ms",
+                                  "e5_scroll_count")],
+        F.when(e["deleted_ts"] < t, e["delete_reason"]).otherwise(F.lit(NO_DELETE)).alias("e6_delete_reason"),
+        ((t - e["ts"]) / 1000.0).alias("e7_age_s")))
+    ipv = F.transform(F.filter("_ipv", lambda e: e["end_ts"] >= t - lookback_ms), lambda e: F.struct(
+        e["ts"].alias("ts"), e["end_ts"].alias("end_ts"), e["item_id"].alias("item_id"),
+        *[e[f].alias(f) for f in ITEM_FEATURES], e["ipv_duration_ms"].alias("d1_duration_ms"),
+        *[e[a].alias(a) for a in ACTION_NAMES], ((t - e["end_ts"]) / 1000.0).alias("d12_age_s")))
+    labels = F.transform("candidates", lambda c: c["label"])
+    return (
+        with_ipv.withColumn("ie", ie).withColumn("ipv", ipv)
+        .withColumn("n_candidates", F.size("candidates"))
+        .withColumn("n_labelled", F.size(F.filter(labels, lambda x: x.isNotNull())))
+        .withColumn("n_clicks", F.size(F.filter(labels, lambda x: x == 1)))
+        .withColumn("ds", F.lit(ds))
+        .select("rerank_id", *TRIGGER_COLUMNS, "candidates", "ie", "ipv", "n_candidates", "n_labelled", "n_clicks",
+                "ds")
+    )
