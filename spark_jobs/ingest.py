@@ -46,7 +46,7 @@ def _contract_checker(known_items: list[int] | None):
                     flat = dict.fromkeys(FLAT_EVENT_FIELDS)
                     extra = {"bad_reason": str(result[0]), "bad_detail": result[1], "raw": value}
                 else:
-                    flat, extra = flatten(result), {"bad_reason": None, "bad_detail": None, "raw": None}
+                    flat, extra = flatten(result), {"bad_reason": None, "bad_detail": None, "raw": value}
                 for name in FLAT_EVENT_FIELDS:
                     columns[name].append(flat[name])
                 for name, v in (("ds", ds), ("source", source), ("line_id", line_id), *extra.items()):
@@ -65,11 +65,14 @@ def mark_duplicates(checked: DataFrame) -> DataFrame:
     """Later copies of an event id (client retries) get the reason duplicate_event_id."""
     first_copy = Window.partitionBy("event_id").orderBy("ds", "source", "line_id")
     copy_no = F.when(F.col("bad_reason").isNull(), F.row_number().over(first_copy))
-    return checked.withColumn(
-        "bad_reason", F.when(copy_no > 1, F.lit(str(BadRowReason.DUPLICATE_EVENT_ID))).otherwise(F.col("bad_reason"))
-    ).withColumn(
-        "bad_detail", F.when(copy_no > 1, F.concat(F.lit("event_id "), "event_id", F.lit(" seen before")))
-        .otherwise(F.col("bad_detail"))
+    later = F.col("_copy_no") > 1
+    return (
+        checked.withColumn("_copy_no", copy_no)
+        .withColumn("bad_reason", F.when(later, F.lit(str(BadRowReason.DUPLICATE_EVENT_ID)))
+                    .otherwise(F.col("bad_reason")))
+        .withColumn("bad_detail", F.when(later, F.concat(F.lit("event_id "), "event_id", F.lit(" seen before")))
+                    .otherwise(F.col("bad_detail")))
+        .drop("_copy_no")
     )
 
 

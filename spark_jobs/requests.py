@@ -181,7 +181,8 @@ def build_requests(events: DataFrame, items: DataFrame, ds: str, *, lookback_ms:
         e["ts"].alias("ts"), e["item_id"].alias("item_id"), *[e[f].alias(f) for f in ITEM_FEATURES],
         *[e[f].alias(f) for f in ("e1_duration_ms", "e2_count", "e3_max_scroll_speed", "e4_max_scroll_duration_ms",
                                   "e5_scroll_count")],
-        F.when(e["deleted_ts"] < t, e["delete_reason"]).otherwise(F.lit(NO_DELETE)).alias("e6_delete_reason"),
+        # the delete that triggers this re-rank is known to it: it is why the client re-ranks
+        F.when(e["deleted_ts"] <= t, e["delete_reason"]).otherwise(F.lit(NO_DELETE)).alias("e6_delete_reason"),
         ((t - e["ts"]) / 1000.0).alias("e7_age_s")))
     ipv = F.transform(F.filter("_ipv", lambda e: e["end_ts"] >= t - lookback_ms), lambda e: F.struct(
         e["ts"].alias("ts"), e["end_ts"].alias("end_ts"), e["item_id"].alias("item_id"),

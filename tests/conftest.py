@@ -12,3 +12,15 @@ from edgerec.sim.engine import simulate_in_memory
 def world_events():
     """About three thousand sessions of the default world."""
     return simulate_in_memory(load_sim_config(users=2000, seed=11))
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """The one Spark session of the test run."""
+    from edgerec.config import load_settings
+    from spark_jobs.session import spark_session
+
+    session = spark_session(load_settings({"EDGEREC_SPARK_SHUFFLE_PARTITIONS": "2",
+                                           "EDGEREC_SPARK_DRIVER_MEMORY": "2g"}), "edgerec-tests")
+    yield session
+    session.stop()

@@ -7,11 +7,10 @@ bad row, not something to coerce.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
-from typing_extensions import NotRequired, TypedDict
+from typing import Annotated, Literal, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from typing_extensions import TypedDict
 
 EVENT_TYPES = ("page_request", "exposure", "click", "page_view", "delete", "rerank")
 RERANK_TRIGGERS = ("page", "click", "delete", "exposed_k")

@@ -1,0 +1,136 @@
+"""The Spark jobs end to end on a tiny simulated world (two days, one of them corrupted)."""
+
+import json
+
+import pytest
+from pyspark.sql import functions as F
+
+from edgerec.config import load_settings
+from edgerec.contracts import BadRowReason
+from edgerec.features import GROUPS, encode, load_spec
+from edgerec.sim.corrupt import CORRUPTION_REASONS
+from edgerec.stages import BadShareExceeded, simulate_day
+from spark_jobs.bucketize import fit_spec
+from spark_jobs.io import read_partitions
+from spark_jobs.jobs import JOBS, run_jobs
+
+pytestmark = pytest.mark.integration
+DAYS = ["2026-11-01", "2026-11-02"]
+
+
+@pytest.fixture(scope="module")
+def world(spark, tmp_path_factory):
+    home = tmp_path_factory.mktemp("state")
+    settings = load_settings({"EDGEREC_HOME": str(home), "EDGEREC_SIM_USERS": "30",
+                              "EDGEREC_SIM_CORRUPT_RATE": "0.004", "EDGEREC_SPARK_SHUFFLE_PARTITIONS": "2"})
+    summaries = {ds: simulate_day(settings, ds) for ds in DAYS}
+    results = {ds: run_jobs(settings, ds, list(JOBS), spark=spark) for ds in DAYS}
+    return settings, summaries, results
+
+
+def dataset(spark, settings, name, ds):
+    return read_partitions(spark, settings.dataset(name), [ds])
+
+
+def test_every_corruption_kind_is_quarantined_with_its_reason(spark, world):
+    settings, summaries, results = world
+    for ds in DAYS:
+        injected = summaries[ds]["corrupted_by_kind"]
+        expected = {str(CORRUPTION_REASONS[k]): n for k, n in injected.items()}
+        assert results[ds]["ingest"]["quarantined_by_reason"] == expected
+        assert results[ds]["ingest"]["rows_in"] == summaries[ds]["lines"]
+        assert results[ds]["ingest"]["rows_out"] == summaries[ds]["lines"] - sum(expected.values())
+        quarantine = dataset(spark, settings, "quarantine", ds)
+        assert {r.reason for r in quarantine.select("reason").distinct().collect()} == set(expected)
+        assert quarantine.where(F.col("raw").isNull() | F.col("detail").isNull()).count() == 0
+    both = {k for ds in DAYS for k in summaries[ds]["corrupted_by_kind"]}
+    assert both == set(CORRUPTION_REASONS)  # every kind the simulator knows was exercised
+
+
+def test_good_events_are_unique_and_in_their_day(spark, world):
+    settings, _, _ = world
+    events = dataset(spark, settings, "events", DAYS[1])
+    assert events.count() == events.select("event_id").distinct().count()
+    lo = 1_793_491_200_000 + 86_400_000  # 2026-11-02 00:00 UTC
+    assert events.where((F.col("ts") < lo) | (F.col("ts") >= lo + 86_400_000)).count() == 0
+
+
+def test_nothing_at_or_after_a_trigger_enters_its_sequences(spark, world):
+    settings, _, _ = world
+    requests = dataset(spark, settings, "requests", DAYS[1])
+    assert requests.count() > 300
+    ie = requests.select("trigger_ts", F.explode("ie").alias("e"))
+    ipv = requests.select("trigger_ts", F.explode("ipv").alias("e"))
+    assert ie.count() > 1000 and ipv.count() > 0
+    assert ie.where(F.col("e.ts") >= F.col("trigger_ts")).count() == 0
+    assert ipv.where(F.col("e.end_ts") >= F.col("trigger_ts")).count() == 0
+    assert requests.where(F.size("ie") > settings.ie_length).count() == 0
+    # day 2's sequences reach back into day 1
+    assert ie.where(F.col("e.ts") < F.col("trigger_ts") - 86_400_000).count() > 0 or \
+        ie.where(F.col("e.ts") < 1_793_577_600_000).count() > 0
+
+
+def test_labels_match_the_log(spark, world):
+    settings, _, _ = world
+    requests = dataset(spark, settings, "requests", DAYS[1])
+    cands = requests.select("request_id", "trigger_ts", F.explode("candidates").alias("c"))
+    events = dataset(spark, settings, "events", DAYS[1])
+    clicks = events.where("event_type = 'click'").select("request_id", "item_id", F.col("ts").alias("click_ts"))
+    joined = cands.join(clicks, (cands.request_id == clicks.request_id) & (F.col("c.item_id") == clicks.item_id),
+                        "left")
+    assert joined.where((F.col("c.label") == 1) & F.col("click_ts").isNull()).count() == 0
+    assert joined.where(F.col("click_ts").isNotNull() & (F.col("c.label") != 1)).count() == 0
+    assert requests.agg(F.sum("n_clicks")).first()[0] > 0
+
+
+def test_spark_encoding_equals_the_numpy_function(spark, world):
+    settings, _, _ = world
+    spec = load_spec(settings.layout(DAYS[1]).feature_spec)
+    raw = {r.rerank_id: r for r in dataset(spark, settings, "requests", DAYS[1]).limit(200).collect()}
+    encoded = {r.rerank_id: r for r in dataset(spark, settings, "features", DAYS[1])
+               .where(F.col("rerank_id").isin(list(raw))).collect()}
+    assert len(encoded) == len(raw) == 200
+    sources = {"candidate": ("cand", "candidates"), "ie": ("ie", "ie"), "ipv": ("ipv", "ipv")}
+    compared = 0
+    for rid, row in raw.items():
+        for group, (prefix, source) in sources.items():
+            for name in GROUPS[group]:
+                values = [getattr(e, name) for e in getattr(row, source)]
+                expected = encode(spec["features"][name], values).tolist()
+                assert getattr(encoded[rid], f"{prefix}_{name}") == expected, (rid, name)
+                compared += len(values)
+        assert encoded[rid].mask == [0 if c.label is None else 1 for c in row.candidates]
+    assert compared > 10_000
+
+
+def test_spec_is_the_same_whatever_the_partitioning(spark, world):
+    settings, _, _ = world
+    requests = dataset(spark, settings, "requests", DAYS[0])
+    items = dataset(spark, settings, "items", DAYS[0])
+    kwargs = {"num_buckets": 10, "max_requests": 300, "lengths": {"ie": 50}, "fit": {}}
+    one = fit_spec(requests.coalesce(1), items, **kwargs)
+    many = fit_spec(requests.repartition(7), items.repartition(3), **kwargs)
+    assert one == many
+    assert len(one["features"]["e1_duration_ms"]["boundaries"]) >= 5
+
+
+def test_rerun_gives_identical_output(spark, world):
+    settings, _, results = world
+    before = sorted(tuple(r) for r in dataset(spark, settings, "features", DAYS[1]).collect())
+    again = run_jobs(settings, DAYS[1], list(JOBS), spark=spark)
+    after = sorted(tuple(r) for r in dataset(spark, settings, "features", DAYS[1]).collect())
+    assert before == after
+    assert again["bucketize"]["feature_spec_sha256"] == results[DAYS[1]]["bucketize"]["feature_spec_sha256"]
+    summary = json.loads((settings.layout(DAYS[1]).reports / "spark_summary.json").read_text())
+    assert summary["requests"]["requests"] == len(after)
+
+
+def test_ingest_fails_above_the_bad_share_after_quarantining(spark, tmp_path):
+    settings = load_settings({"EDGEREC_HOME": str(tmp_path), "EDGEREC_SIM_USERS": "10",
+                              "EDGEREC_SIM_CORRUPT_RATE": "0.05"})
+    simulate_day(settings, DAYS[0])
+    with pytest.raises(BadShareExceeded, match=r"spark ingest ds=2026-11-01: .* above the threshold 1\.00%"):
+        run_jobs(settings, DAYS[0], ["ingest"], spark=spark)
+    quarantine = read_partitions(spark, settings.dataset("quarantine"), [DAYS[0]])
+    assert quarantine.where(F.col("reason") == str(BadRowReason.INVALID_JSON)).count() > 0
+    assert read_partitions(spark, settings.dataset("events"), [DAYS[0]]) is None  # nothing passed on

@@ -1,0 +1,110 @@
+"""Re-ranking requests on a hand-built session: triggers, candidates, labels, IE/IPV sequences."""
+
+import pytest
+
+from spark_jobs.requests import build_requests
+from tests.integration.spark.events import DS, T0, ev, frame
+
+pytestmark = pytest.mark.integration
+ITEMS = [11, 12, 13, 14, 15, 16]
+CANDIDATES = [{"item_id": i, "rank": r, "score": 1.0 - r / 10} for r, i in enumerate(ITEMS)]
+
+
+def exposure(t, eid, item, duration, position):
+    return ev("exposure", t, eid, request_id="r0", item_id=item, position=position, exposure_duration_ms=duration,
+              scroll_speed=1.5, scroll_duration_ms=duration // 2, scroll_count=1)
+
+
+SESSION = [
+    ev("page_request", 0, "e00", request_id="r0", page_no=0, candidates=CANDIDATES),
+    ev("rerank", 0, "e01", request_id="r0", trigger="page", order=ITEMS),
+    exposure(0, "e02", 11, 500, 0),
+    exposure(500, "e03", 12, 2000, 1),
+    ev("click", 2500, "e04", request_id="r0", item_id=12, position=1),
+    ev("page_view", 2700, "e05", request_id="r0", item_id=12, ipv_duration_ms=10_000, done=("cart",)),
+    ev("rerank", 13_200, "e06", request_id="r0", trigger="click", order=[13, 14, 15, 16]),
+    exposure(13_200, "e07", 13, 400, 2),
+    exposure(13_600, "e08", 14, 300, 3),
+    ev("delete", 13_900, "e09", request_id="r0", item_id=14, position=3, reason="not_interested"),
+    ev("rerank", 13_900, "e10", request_id="r0", trigger="delete", order=[15, 16]),
+    exposure(13_900, "e11", 15, 300, 4),
+]
+
+
+@pytest.fixture(scope="module")
+def items(spark):
+    rows = [(i, i % 3, 100 + i, 1, 2, 3, 0, 0.05, 0.01) for i in ITEMS]
+    return spark.createDataFrame(rows, "item_id long, category long, brand long, gender long, price_level long, "
+                                       "age_level long, bc_type long, ctr_score double, cvr_score double")
+
+
+def requests(spark, items, rows, k=5, m=50):
+    out = build_requests(frame(spark, rows, sessionized=True), items, DS, lookback_ms=3 * 86_400_000, m=m, n=30,
+                         k=k)
+    return {r.trigger: r for r in out.collect()}
+
+
+def labels(row):
+    return [(c.item_id, c.label) for c in row.candidates]
+
+
+def test_logged_triggers_candidates_and_labels(spark, items):
+    got = requests(spark, items, SESSION)
+    assert {t: (r.trigger_ts - T0, r.origin, r.rerank_id) for t, r in got.items()} == {
+        "page": (0, "logged", "r0-1"), "click": (13_200, "logged", "r0-2"), "delete": (13_900, "logged", "r0-3")}
+    # exposed at or after the trigger without a click: 0; clicked after: 1; never exposed: masked (None)
+    assert labels(got["page"]) == [(11, 0), (12, 1), (13, 0), (14, 0), (15, 0), (16, None)]
+    assert labels(got["click"]) == [(13, 0), (14, 0), (15, 0), (16, None)]
+    assert labels(got["delete"]) == [(15, 0), (16, None)]
+    assert (got["page"].n_candidates, got["page"].n_labelled, got["page"].n_clicks) == (6, 5, 1)
+    assert got["click"].candidates[0].category == 13 % 3 and got["click"].candidates[0].cloud_score == 0.8
+
+
+def test_sequences_hold_only_what_happened_before_the_trigger(spark, items):
+    got = requests(spark, items, SESSION)
+    assert got["page"].ie == [] and got["page"].ipv == []
+    click = got["click"]
+    assert [(e.item_id, e.e1_duration_ms, e.e2_count, e.e6_delete_reason, e.e7_age_s) for e in click.ie] == [
+        (11, 500, 1, "none", 13.2), (12, 2000, 1, "none", 12.7)]
+    assert [(v.item_id, v.d1_duration_ms, v.cart, v.buy, v.d12_age_s) for v in click.ipv] == [
+        (12, 10_000, True, False, 0.5)]
+    delete = got["delete"]
+    # the exposure at the trigger's own time (item 15) is not before it; the delete that triggered is known
+    assert [(e.item_id, e.e6_delete_reason) for e in delete.ie] == [
+        (11, "none"), (12, "none"), (13, "none"), (14, "not_interested")]
+    assert delete.ie[-1].e4_max_scroll_duration_ms == 150
+
+
+def test_ie_keeps_the_last_m_exposures(spark, items):
+    got = requests(spark, items, SESSION, m=2)
+    assert [e.item_id for e in got["delete"].ie] == [13, 14]
+    assert [e.item_id for e in got["click"].ie] == [11, 12]
+
+
+def test_repeated_exposures_accumulate_per_item(spark, items):
+    earlier = [exposure(-60_000, "x1", 11, 700, 0), exposure(-30_000, "x2", 11, 900, 0)]
+    got = requests(spark, items, earlier + SESSION)
+    assert [(e.item_id, e.e1_duration_ms, e.e2_count) for e in got["click"].ie] == [
+        (11, 700, 1), (11, 1600, 2), (11, 2100, 3), (12, 2000, 1)]
+
+
+def test_triggers_are_derived_by_the_client_rules_when_not_logged(spark, items):
+    unlogged = [e for e in SESSION if e["event_type"] != "rerank"]
+    got = requests(spark, items, unlogged)
+    assert {t: (r.trigger_ts - T0, r.origin) for t, r in got.items()} == {
+        "page": (0, "derived"), "click": (12_700, "derived"), "delete": (13_900, "derived")}
+    assert labels(got["click"]) == [(13, 0), (14, 0), (15, 0), (16, None)]
+
+
+def test_exposed_k_is_derived_every_k_unclicked_exposures(spark, items):
+    rows = [ev("page_request", 0, "e00", request_id="r0", page_no=0, candidates=CANDIDATES)]
+    rows += [exposure(1000 * j, f"e{j + 1:02d}", item, 100, j) for j, item in enumerate(ITEMS)]
+    out = build_requests(frame(spark, rows, sessionized=True), items, DS, lookback_ms=86_400_000, m=50, n=30, k=2)
+    got = sorted((r.trigger, r.trigger_ts - T0) for r in out.collect())
+    assert got == [("exposed_k", 1100), ("exposed_k", 3100), ("exposed_k", 5100), ("page", 0)]
+
+
+def test_lookback_bounds_the_sequences(spark, items):
+    old = [exposure(-4 * 86_400_000, "old", 11, 700, 0)]
+    got = requests(spark, items, old + SESSION)
+    assert [e.item_id for e in got["click"].ie] == [11, 12]  # the 4-day-old exposure is outside 3 days
