@@ -1,38 +1,21 @@
 """bucketize: fit the feature spec on the training window, then encode requests into model inputs.
 
 Boundaries are exact quantiles (`percentile`), so they do not depend on how the data is partitioned; the
-requests they are fit on are a deterministic hash sample. encode_column mirrors edgerec.features.encode.
+requests they are fit on are a deterministic hash sample. Encoding uses edgerec.features.encode, the
+function the device runs.
 """
 
 from __future__ import annotations
 
-from functools import reduce
-
-from pyspark.sql import Column, DataFrame
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
-from edgerec.features import GROUPS, IE_BUCKETIZED, IPV_BUCKETIZED, ITEM_CATEGORICAL, ITEM_SCORES, make_spec
+from edgerec.features import GROUPS, IE_BUCKETIZED, IPV_BUCKETIZED, ITEM_CATEGORICAL, ITEM_SCORES, encode, make_spec
 
 _HASH_BUCKETS = 10_000
-
-
-def encode_column(feature: dict, col: Column) -> Column:
-    """The Spark twin of edgerec.features.encode for one feature."""
-    kind = feature["kind"]
-    if kind == "onehot":
-        out = reduce(lambda acc, iv: acc.when(col == iv[1], iv[0] + 1), enumerate(feature["values"]),
-                     F.when(col.isNull(), 0))
-        return out.otherwise(feature["vocab_size"] - 1)
-    if kind == "binary":
-        return F.when(col.isNull(), 0).when(col, 2).otherwise(1)
-    x = col.cast("double")
-    if kind == "categorical":
-        n_values = feature["vocab_size"] - 2
-        return F.when(x.isNull() | F.isnan(x), 0).when((x >= 0) & (x < n_values), x + 2).otherwise(1).cast("long")
-    if kind == "bucketized":
-        above = [F.when(x >= F.lit(b), 1).otherwise(0) for b in feature["boundaries"]]
-        return F.when(x.isNull() | F.isnan(x), 0).otherwise(1 + reduce(lambda a, b: a + b, above, F.lit(0)))
-    raise ValueError(f"unknown feature kind {kind!r}")
 
 
 def hash_sample(df: DataFrame, key: str, max_rows: int) -> DataFrame:
@@ -65,26 +48,62 @@ def fit_spec(requests: DataFrame, items: DataFrame, *, num_buckets: int, max_req
     return spec
 
 
-def _encoder(feature: dict, name: str):
-    return lambda element: encode_column(feature, element[name])
+KEYS = ("rerank_id", "user_id", "session_key", "request_id", "trigger", "trigger_ts", "origin", "ds")
+SOURCES = {"candidate": ("cand", "candidates"), "ie": ("ie", "ie"), "ipv": ("ipv", "ipv")}
+
+
+def encoded_schema(requests_schema: pa.Schema) -> pa.Schema:
+    ints = pa.list_(pa.int64())
+    fields = [requests_schema.field(k) for k in KEYS]
+    for group, (prefix, _) in SOURCES.items():
+        fields += [pa.field(f"{prefix}_item_id", ints)] + [pa.field(f"{prefix}_{n}", ints) for n in GROUPS[group]]
+    fields += [pa.field(n, ints) for n in ("label", "mask", "ie_ts", "ipv_end_ts")]
+    return pa.schema(fields)
+
+
+def _values(column: pa.ListArray, name: str) -> tuple[pa.Array, pa.Array]:
+    """Offsets (from 0) and the flat values of one struct field of a list<struct> column."""
+    offsets = pc.subtract(column.offsets, column.offsets[0])
+    return offsets, column.flatten().field(name)
+
+
+def _as_numbers(values: pa.Array):
+    return values.to_pylist() if pa.types.is_string(values.type) else \
+        pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)  # nulls become NaN: the padding index
+
+
+def encode_batch(batch: pa.RecordBatch, spec: dict, schema: pa.Schema) -> pa.RecordBatch:
+    """Model inputs of a batch of requests, each feature encoded by edgerec.features.encode."""
+    features, out = spec["features"], {k: batch.column(k) for k in KEYS}
+
+    def lists(column, name, fn=lambda v: v):
+        offsets, values = _values(column, name)
+        return pa.ListArray.from_arrays(offsets, pa.array(fn(values), type=pa.int64()))
+
+    for group, (prefix, source) in SOURCES.items():
+        column = batch.column(source)
+        out[f"{prefix}_item_id"] = lists(column, "item_id")
+        for name in GROUPS[group]:
+            out[f"{prefix}_{name}"] = lists(column, name, lambda v, f=features[name]: encode(f, _as_numbers(v)))
+    candidates = batch.column("candidates")
+    out["label"] = lists(candidates, "label", lambda v: pc.fill_null(pc.cast(v, pa.int64()), 0))
+    out["mask"] = lists(candidates, "label", lambda v: pc.cast(pc.is_valid(v), pa.int64()))
+    out["ie_ts"] = lists(batch.column("ie"), "ts")
+    out["ipv_end_ts"] = lists(batch.column("ipv"), "end_ts")
+    return pa.RecordBatch.from_pydict(out, schema=schema)
 
 
 def apply_spec(requests: DataFrame, spec: dict) -> DataFrame:
-    """Model inputs per request: parallel int arrays per feature (cand_*, ie_*, ipv_*), labels and mask."""
-    features = spec["features"]
-    prefixes = {"candidate": ("cand", "candidates"), "ie": ("ie", "ie"), "ipv": ("ipv", "ipv")}
-    columns = []
-    for group, (prefix, source) in prefixes.items():
-        columns.append(F.transform(source, lambda e: e["item_id"]).alias(f"{prefix}_item_id"))
-        for name in GROUPS[group]:
-            columns.append(F.transform(source, _encoder(features[name], name)).alias(f"{prefix}_{name}"))
-    return requests.select(
-        "rerank_id", "user_id", "session_key", "request_id", "trigger", "trigger_ts", "origin", *columns,
-        F.transform("candidates", lambda c: F.coalesce(c["label"], F.lit(0))).alias("label"),
-        F.transform("candidates", lambda c: F.when(c["label"].isNull(), 0).otherwise(1)).alias("mask"),
-        F.transform("ie", lambda e: e["ts"]).alias("ie_ts"),
-        F.transform("ipv", lambda e: e["end_ts"]).alias("ipv_end_ts"),
-        "ds",
-    )
+    """Model inputs per request: parallel int arrays per feature (cand_*, ie_*, ipv_*), labels and mask.
 
+    The encoding is edgerec.features.encode itself, applied to Arrow batches: the device's function, and
+    vectorized, where Spark's array functions would run interpreted element by element.
+    """
+    requests = requests.select(*KEYS, "candidates", "ie", "ipv")
+    schema = encoded_schema(to_arrow_schema(requests.schema))
 
+    def encode_all(batches):
+        for batch in batches:
+            yield encode_batch(batch, spec, schema)
+
+    return requests.mapInArrow(encode_all, from_arrow_schema(schema))

@@ -8,9 +8,10 @@ from pyspark.sql.pandas.types import from_arrow_schema
 
 from edgerec.contracts import ACTION_NAMES
 from edgerec.contracts.flat import FLAT_EVENT_FIELDS, FLAT_EVENT_SCHEMA
+from edgerec.contracts.validate import day_bounds_ms
 
 DS = "2026-11-10"
-T0 = 1_793_836_800_000 + 3_600_000  # 2026-11-10 01:00 UTC
+T0 = day_bounds_ms(DS)[0] + 3_600_000  # 01:00 UTC
 
 
 def ev(kind: str, t: int, event_id: str, user: str = "u1", session: str | None = "s1", **fields) -> dict:

@@ -1,0 +1,40 @@
+import json
+
+import pytest
+
+from edgerec.contracts.validate import day_bounds_ms
+from spark_jobs.ingest import check_contract, mark_duplicates, split_good_bad
+
+pytestmark = pytest.mark.integration
+DS = "2026-11-10"
+TS = day_bounds_ms(DS)[0] + 1000
+
+
+def line(**changes):
+    event = {"event_id": "e1", "event_type": "click", "user_id": "u1", "ts": TS, "item_id": 7, **changes}
+    return json.dumps({k: v for k, v in event.items() if v is not ...})
+
+
+def test_contract_check_and_duplicates_on_inline_lines(spark):
+    lines = [
+        ("f1", 0, line()),
+        ("f1", 1, line()),                                   # a client retry of e1
+        ("f1", 2, line(event_id="e2", ts="soon")),
+        ("f1", 3, line(event_id="e3", item_id=99)),
+        ("f1", 4, line(event_id="e4", ts=TS + 86_400_000)),
+        ("f1", 5, '{"event_id": "e5", "event_type": "cli'),
+        ("f1", 6, line(event_id="e6", user_id=...)),
+        ("f2", 0, line(event_id="e7", event_type="exposure", exposure_duration_ms=-3)),
+        ("f2", 1, line(event_id="e8", event_type="delete", reason="not_interested")),
+    ]
+    df = spark.createDataFrame([(v, DS, s, i) for s, i, v in lines], "value string, ds string, source string, "
+                                                                      "line_id long")
+    good, bad = split_good_bad(mark_duplicates(check_contract(df, known_items=[7])))
+    assert sorted((r.event_id, r.event_type, r.item_id, r.reason) for r in good.collect()) == [
+        ("e1", "click", 7, None), ("e8", "delete", 7, "not_interested")]
+    assert sorted((r.source, r.line_id, r.reason) for r in bad.collect()) == [
+        ("f1", 1, "duplicate_event_id"), ("f1", 2, "wrong_type"), ("f1", 3, "unknown_item_id"),
+        ("f1", 4, "ts_outside_partition"), ("f1", 5, "invalid_json"), ("f1", 6, "missing_field"),
+        ("f2", 0, "out_of_range")]
+    row = bad.where("line_id = 2").first()
+    assert (row.raw, row.detail) == (lines[2][2], "click.ts: Input should be a valid integer")
