@@ -27,11 +27,13 @@ QUARANTINE_COLUMNS = ("reason", "detail", "source", "line_id", "raw", "ds")
 def read_raw_lines(spark: SparkSession, events_root: str, days: list[str]) -> DataFrame:
     """One row per log line: value, ds, source file, and a line id that orders lines within a file."""
     paths = [f"{events_root}/ds={d}" for d in days]
-    return (
+    lines = (
         spark.read.option("basePath", events_root).option("pathGlobFilter", "*.jsonl*").text(paths)
         .select("value", "ds", F.col("_metadata.file_path").alias("source"))
         .withColumn("line_id", F.monotonically_increasing_id())
     )
+    # a gzip file is read as one partition: spread its lines so the contract check uses every core
+    return lines.repartition(spark.sparkContext.defaultParallelism)
 
 
 def _contract_checker(known_items: list[int] | None):
@@ -62,17 +64,24 @@ def check_contract(lines: DataFrame, known_items: list[int] | None) -> DataFrame
 
 
 def mark_duplicates(checked: DataFrame) -> DataFrame:
-    """Later copies of an event id (client retries) get the reason duplicate_event_id."""
+    """Later copies of an event id (client retries) get the reason duplicate_event_id.
+
+    Copies are found on a narrow projection, so only ids, not whole events, are shuffled and sorted.
+    """
     first_copy = Window.partitionBy("event_id").orderBy("ds", "source", "line_id")
-    copy_no = F.when(F.col("bad_reason").isNull(), F.row_number().over(first_copy))
-    later = F.col("_copy_no") > 1
+    later_copies = (
+        checked.where(F.col("bad_reason").isNull()).select("event_id", "ds", "source", "line_id")
+        .withColumn("_copy_no", F.row_number().over(first_copy)).where(F.col("_copy_no") > 1)
+        .select("source", "line_id", F.lit(True).alias("_duplicate"))
+    )
+    duplicate = F.coalesce(F.col("_duplicate"), F.lit(False))
     return (
-        checked.withColumn("_copy_no", copy_no)
-        .withColumn("bad_reason", F.when(later, F.lit(str(BadRowReason.DUPLICATE_EVENT_ID)))
+        checked.join(later_copies, ["source", "line_id"], "left")
+        .withColumn("bad_reason", F.when(duplicate, F.lit(str(BadRowReason.DUPLICATE_EVENT_ID)))
                     .otherwise(F.col("bad_reason")))
-        .withColumn("bad_detail", F.when(later, F.concat(F.lit("event_id "), "event_id", F.lit(" seen before")))
+        .withColumn("bad_detail", F.when(duplicate, F.concat(F.lit("event_id "), "event_id", F.lit(" seen before")))
                     .otherwise(F.col("bad_detail")))
-        .drop("_copy_no")
+        .drop("_duplicate")
     )
 
 

@@ -52,15 +52,17 @@ def run_ingest(spark: SparkSession, settings: Settings, ds: str) -> dict:
         raise FileNotFoundError(f"raw zone lacks ds={ds}: need {day.raw_events} and {day.raw_items}")
     items = check_catalog(spark.read.parquet(str(day.raw_items))).withColumn("ds", F.lit(ds))
     known = pq.read_table(day.raw_items, columns=["item_id"])["item_id"].to_pylist()
-    checked = mark_duplicates(check_contract(read_raw_lines(spark, str(settings.raw / "events"), [ds]), known))
-    checked = checked.cache()
+    contract = check_contract(read_raw_lines(spark, str(settings.raw / "events"), [ds]), known).cache()
+    checked = mark_duplicates(contract).cache()
+    by_reason = {r["bad_reason"]: r["count"] for r in checked.groupBy("bad_reason").count().collect()}
+    contract.unpersist()
     good, bad = split_good_bad(checked)
     write_partitions(bad, settings.dataset("quarantine"))
-    counts = {r["reason"]: r["count"] for r in bad.groupBy("reason").count().collect()}
-    rows = checked.count()
+    counts = {reason: n for reason, n in by_reason.items() if reason is not None}
+    rows = sum(by_reason.values())
     report = ValidationReport(rows=rows)
     report.bad_by_reason.update(counts)
-    report.good_by_type["all"] = rows - sum(counts.values())
+    report.good_by_type["all"] = by_reason.get(None, 0)
     figures = {"rows_in": rows, "rows_out": report.good, "quarantined_by_reason": dict(sorted(counts.items())),
                "bad_share": round(report.bad_share, 6), "quarantine": str(settings.dataset("quarantine"))}
     _record(settings, ds, "ingest", figures)
