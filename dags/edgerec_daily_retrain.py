@@ -8,13 +8,14 @@ idempotent on its ds partition, and passes paths, never data, through XCom.
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 from airflow.sdk import dag, task
 
+from edgerec.config import load_settings
+
 DEFAULT_ARGS = {
     "owner": "edgerec",
-    "retries": int(os.environ.get("EDGEREC_TASK_RETRIES", "2")),  # validated with the rest in edgerec.config
+    "retries": load_settings().task_retries,  # a bad EDGEREC_* value fails the import naming the variable
     "retry_delay": dt.timedelta(minutes=2),
 }
 

@@ -36,7 +36,7 @@ class Settings(BaseModel):
     spark_master: str = Field("local[*]", description="Spark master URL (a cluster: spark://..., yarn, k8s://...)")
     spark_shuffle_partitions: int = Field(4, ge=1, le=100_000, description="spark.sql.shuffle.partitions")
     spark_driver_memory: str = Field("4g", description="spark.driver.memory in local mode")
-    lookback_days: int = Field(3, ge=0, le=60, description="days of behaviour sequences reach back")
+    lookback_days: int = Field(3, ge=1, le=60, description="days of behaviour sequences reach back")
     session_gap_minutes: float = Field(30.0, gt=0, le=1_440, description="inactivity that splits sessions")
     ie_length: int = Field(50, ge=1, le=1_000, description="IE sequence length m")
     ipv_length: int = Field(30, ge=1, le=1_000, description="IPV sequence length n")

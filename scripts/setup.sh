@@ -7,17 +7,17 @@ VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 STAMP="$VENV/.setup-done"
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"
+  elif command -v sudo >/dev/null; then sudo "$@"
+  else echo "setup: need root (or sudo) to run: $*" >&2; exit 1
+  fi
+}
 apt_install() {
   echo "setup: installing $* with apt-get"
   as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
-
-java_major() { java -version 2>&1 | awk -F'"' '/version/ {split($2, v, "."); print (v[1] == "1" ? v[2] : v[1])}'; }
-if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ]; then
-  apt_install openjdk-17-jre-headless   # pyspark 4 needs Java 17+
-fi
 
 if ! "$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11)' 2>/dev/null; then
   echo "setup: need Python 3.11 as \$PYTHON (found: $("$PYTHON" --version 2>&1)); torch==2.13.0 is pinned for it" >&2
@@ -25,6 +25,11 @@ if ! "$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11)' 2>/dev/nu
 fi
 if ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
   apt_install python3-venv python3-dev
+fi
+
+java_major() { java -version 2>&1 | awk -F'"' '/version/ {split($2, v, "."); print (v[1] == "1" ? v[2] : v[1])}'; }
+if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ]; then
+  apt_install openjdk-17-jre-headless   # pyspark 4 needs Java 17+
 fi
 
 if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then

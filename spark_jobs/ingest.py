@@ -25,12 +25,14 @@ QUARANTINE_COLUMNS = ("reason", "detail", "source", "line_id", "raw", "ds")
 
 
 def read_raw_lines(spark: SparkSession, events_root: str, days: list[str]) -> DataFrame:
-    """One row per log line: value, ds, source file, and a line id that orders lines within a file."""
+    """One row per log line: value (bytes, decoded by the contract check), ds, source file, and a line id that
+    orders lines within a file. Blank lines are skipped, as the validator skips them."""
     paths = [f"{events_root}/ds={d}" for d in days]
     lines = (
-        spark.read.option("basePath", events_root).option("pathGlobFilter", "*.jsonl*").text(paths)
-        .select("value", "ds", F.col("_metadata.file_path").alias("source"))
+        spark.read.option("basePath", events_root).option("pathGlobFilter", "*.{jsonl,jsonl.gz}").text(paths)
+        .select(F.col("value").cast("binary").alias("value"), "ds", F.col("_metadata.file_path").alias("source"))
         .withColumn("line_id", F.monotonically_increasing_id())
+        .where(F.length(F.trim(F.col("value").cast("string"))) > 0)
     )
     # a gzip file is read as one partition: spread its lines so the contract check uses every core
     return lines.repartition(spark.sparkContext.defaultParallelism)
@@ -43,7 +45,8 @@ def _contract_checker(known_items: list[int] | None):
             columns: dict[str, list] = {name: [] for name in CHECKED_SCHEMA.names}
             rows = zip(*(batch.column(c).to_pylist() for c in ("value", "ds", "source", "line_id")), strict=True)
             for value, ds, source, line_id in rows:
-                result = validator.check(value.encode(), ds)
+                result = validator.check(value, ds)
+                value = value.decode("utf-8", errors="replace")
                 if isinstance(result, tuple):
                     flat = dict.fromkeys(FLAT_EVENT_FIELDS)
                     extra = {"bad_reason": str(result[0]), "bad_detail": result[1], "raw": value}

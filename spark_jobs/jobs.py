@@ -101,9 +101,13 @@ def run_requests(spark: SparkSession, settings: Settings, ds: str) -> dict:
         F.mean(F.size("ipv")).alias("mean_ipv_length"), F.mean("n_candidates").alias("mean_candidates"),
         F.sum("n_labelled").alias("labelled"), F.sum("n_clicks").alias("clicks"),
         F.sum(F.when(F.col("origin") == "derived", 1).otherwise(0)).alias("derived_triggers"),
+        F.sum(F.when(F.col("n_labelled") == 0, 1).otherwise(0)).alias("requests_without_labels"),
     ).first().asDict()
     agg["label_rate"] = agg["clicks"] / agg["labelled"] if agg["labelled"] else None
-    agg["event_days_read"] = window
+    agg["event_days_read"] = [d for d in window if (settings.dataset("sessionized_events") / f"ds={d}").exists()]
+    missing = sorted(set(window) - set(agg["event_days_read"]))
+    if missing:
+        log.warning("requests ds=%s: no sessionized events for %s; sequences reach back less far", ds, missing)
     return _record(settings, ds, "requests", {k: round(v, 4) if isinstance(v, float) else v for k, v in agg.items()})
 
 

@@ -2,7 +2,8 @@
 
     spark-submit --master yarn --py-files edgerec.zip spark_jobs/main.py all --ds 2026-11-01
 
-Settings come from the EDGEREC_* environment (EDGEREC_HOME may be any Hadoop-readable path on a cluster).
+Settings come from the EDGEREC_* environment. EDGEREC_HOME must be a path the driver and every executor
+see (a shared mount): the mains check inputs and write the spec and summary with ordinary file I/O.
 """
 
 from __future__ import annotations

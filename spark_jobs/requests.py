@@ -4,7 +4,9 @@ For a trigger at time T on page request r:
 - candidates: r's candidates not exposed before T, in the cloud's order, with item features and cloud score;
   label 1 if clicked at or after T, 0 if exposed at or after T without a click, null (masked) if never exposed;
 - ie: the user's last m exposures strictly before T (within the lookback), each with e1..e7 of the paper;
-- ipv: the user's last n page views that ended strictly before T, each with d1..d12.
+- ipv: the user's last n page views that ended by T, each with d1..d12.
+What caused the trigger is known at T: the delete of a delete trigger, the page view a click trigger returns
+from. Nothing else at or after T is: an exposure at T's own millisecond was caused by the re-rank.
 Triggers come from logged `rerank` events; for page requests without any, they are derived by the client's
 rules (page arrival, the return from a click's page view, a delete, k unclicked exposures since the last one).
 
@@ -37,7 +39,8 @@ def logged_triggers(day: DataFrame) -> DataFrame:
 def derived_triggers(day: DataFrame, k: int) -> DataFrame:
     """Triggers by the client's rules, for page requests that logged no re-rank at all."""
     logged = day.where(_kind("rerank")).select("request_id").distinct()
-    ev = day.join(logged, "request_id", "left_anti")
+    # events without a request id still enter sequences, but cannot trigger a re-rank of a page
+    ev = day.where(F.col("request_id").isNotNull()).join(logged, "request_id", "left_anti")
     cols = ("user_id", "session_key", "request_id")
     page = ev.where(_kind("page_request")).select(*cols, F.lit("page").alias("trigger"), F.col("ts").alias("t"))
     view_end = ev.where(_kind("page_view")).groupBy("request_id", "item_id").agg(
@@ -139,16 +142,17 @@ def _blocks(df: DataFrame, time_col: str, element: Column, size: int) -> DataFra
 
 
 def history_counts(trig: DataFrame, events: DataFrame) -> DataFrame:
-    """For each trigger: how many exposures (k_ie) and ended page views (k_ipv) came strictly before it."""
+    """For each trigger: how many exposures came strictly before it (k_ie) and page views ended by it (k_ipv)."""
     exposures = events.where(_kind("exposure")).select("user_id", F.col("ts").alias("t"),
                                                        F.lit(1).alias("is_ie"), F.lit(0).alias("is_ipv"))
+    # at equal times: a page view's end sorts before the trigger (the user came back from it), an exposure
+    # after it (the re-rank chose what is exposed)
     views = events.where(_kind("page_view")).select(
         "user_id", (F.col("ts") + F.col("ipv_duration_ms")).alias("t"), F.lit(0).alias("is_ie"),
-        F.lit(1).alias("is_ipv"))
-    timeline = (exposures.unionByName(views).withColumn("prio", F.lit(1)).withColumn("rerank_id", F.lit(None))
+        F.lit(1).alias("is_ipv"), F.lit(-1).alias("prio"))
+    timeline = (exposures.withColumn("prio", F.lit(1)).unionByName(views).withColumn("rerank_id", F.lit(None))
                 .unionByName(trig.select("user_id", F.col("trigger_ts").alias("t"), F.lit(0).alias("is_ie"),
                                          F.lit(0).alias("is_ipv"), F.lit(0).alias("prio"), "rerank_id")))
-    # at equal times the trigger sorts first: an event at the trigger's own time is not before it
     upto = Window.partitionBy("user_id").orderBy("t", "prio", "rerank_id").rowsBetween(Window.unboundedPreceding, 0)
     return (timeline.withColumn("k_ie", F.sum("is_ie").over(upto)).withColumn("k_ipv", F.sum("is_ipv").over(upto))
             .where(F.col("rerank_id").isNotNull()).select("rerank_id", "k_ie", "k_ipv"))
@@ -174,6 +178,8 @@ def build_requests(events: DataFrame, items: DataFrame, ds: str, *, lookback_ms:
     counts = history_counts(trig, events)
     t = F.col("trigger_ts")
     with_cands = (trig.join(counts, "rerank_id").join(candidate_lists(day, items), "request_id", "left")
+                  # a trigger whose page request is not in the day (quarantined, say) has no candidates
+                  .withColumn("all_candidates", F.coalesce("all_candidates", F.array()))
                   .withColumn("candidates", _point_in_time_candidates(max_candidates)))
     with_ie = _last_before(with_cands, exposure_history(events, items, m), "k_ie", m, "_ie")
     with_ipv = _last_before(with_ie, view_history(events, items, n), "k_ipv", n, "_ipv")

@@ -11,8 +11,9 @@ from edgerec.config import Settings
 
 
 def spark_session(settings: Settings, app_name: str = "edgerec") -> SparkSession:
-    # executors run the contract check in Python: the same interpreter as the driver in local mode
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if settings.spark_master.startswith("local"):
+        # local executors run the contract check in Python: the driver's interpreter, with the project
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = (
         SparkSession.builder.appName(app_name)
         .master(settings.spark_master)

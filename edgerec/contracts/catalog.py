@@ -12,7 +12,7 @@ Score = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class ItemRecord(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, allow_inf_nan=False)
 
     item_id: Annotated[int, Field(ge=0)]
     category: Level

@@ -29,15 +29,17 @@ ACTION_NAMES = (
     "recommendation",
 )
 MAX_CANDIDATES = 100
+MAX_INT64 = 2**63 - 1  # columns are int64 downstream: a larger number is out of range, not a crash
 
-NonNegInt = Annotated[int, Field(ge=0)]
+NonNegInt = Annotated[int, Field(ge=0, le=MAX_INT64)]
 NonNegFloat = Annotated[float, Field(ge=0.0)]
-ItemId = Annotated[int, Field(ge=0)]
+ItemId = Annotated[int, Field(ge=0, le=MAX_INT64)]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    # NaN and Infinity are not numbers a client measures; they would also poison bucket boundaries
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, allow_inf_nan=False)
 
 
 class _Event(_Strict):
@@ -53,7 +55,7 @@ class _Event(_Strict):
 class Candidate(TypedDict):
     """A candidate stays a plain dict: page requests carry up to 100 of them, and objects cost."""
 
-    __pydantic_config__ = ConfigDict(strict=True, extra="ignore")  # type: ignore[misc]
+    __pydantic_config__ = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False)  # type: ignore[misc]
     item_id: ItemId
     rank: NonNegInt
     score: NotRequired[float]

@@ -47,8 +47,9 @@ _ERROR_REASONS = {
     "too_long": BadRowReason.OUT_OF_RANGE,
     "string_too_short": BadRowReason.OUT_OF_RANGE,
     "literal_error": BadRowReason.OUT_OF_RANGE,
+    "finite_number": BadRowReason.OUT_OF_RANGE,
 }
-_DS_RE = re.compile(r"ds=(\d{4}-\d{2}-\d{2})")
+_DS_RE = re.compile(r"ds=([^/]+)")
 DAY_MS = 86_400_000
 
 
@@ -67,7 +68,10 @@ def ds_of_path(path: Path | str) -> str | None:
 
 @lru_cache(maxsize=64)
 def day_bounds_ms(ds: str) -> tuple[int, int]:
-    start = dt.datetime.fromisoformat(ds).replace(tzinfo=dt.UTC)
+    try:
+        start = dt.datetime.strptime(ds, "%Y-%m-%d").replace(tzinfo=dt.UTC)
+    except ValueError:
+        raise ValueError(f"partition ds={ds} is not a date (YYYY-MM-DD)") from None
     lo = int(start.timestamp() * 1000)
     return lo, lo + DAY_MS
 
@@ -182,6 +186,9 @@ class LogValidator:
 
     def validate_path(self, path: Path) -> ValidationReport:
         for file in event_files(path):
+            ds = ds_of_path(file)
+            if ds is not None:
+                day_bounds_ms(ds)  # a bad partition name fails once, naming it, not once per line
             self.report.files += 1
             with open_lines(file) as lines:
                 for _ in self.validate_lines(lines, ds_of_path(file), source=str(file)):

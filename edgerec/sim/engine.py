@@ -38,6 +38,10 @@ _ACTION_PRICE_FIT = np.array([0.5, 0.8, 0.2, 0.1, 0.4, 0.2, 0.2, 0.0, 0.1, 0.0])
 _DEEP_ACTIONS = (0, 1, 2)  # cart, buy, favorite
 
 
+class _DayOver(Exception):
+    """A session reached the end of its day: it stops there, so every event stays in its ds partition."""
+
+
 def _within_cap(categories: np.ndarray, cap: int) -> np.ndarray:
     """Mask keeping at most `cap` rows per category, first come first kept (the cloud's scatter rule)."""
     order = np.argsort(categories, kind="stable")
@@ -88,7 +92,10 @@ class Simulator:
             if start >= lo + DAY_MS - HOUR_MS:
                 break
             session_id = f"{user.user_id}-{day:%Y%m%d}-{s}"
-            end = self._session(user, session_id, start, lo + DAY_MS - 1000, rng, emit)
+            try:
+                end = self._session(user, session_id, start, lo + DAY_MS - 1000, rng, emit)
+            except _DayOver:
+                break
             not_before = end + SESSION_GAP_MS
 
     # -- one session -------------------------------------------------------------------------------------
@@ -115,6 +122,8 @@ class Simulator:
 
         def event(kind: str, ts: int, **fields) -> dict:
             nonlocal n_event
+            if ts > t_max:
+                raise _DayOver
             ev = {"event_id": f"{session_id}-{n_event:05d}", "event_type": kind, "user_id": user_id,
                   "session_id": session_id, "device_id": device_id, "ts": ts, "app_version": app_version,
                   "model_version": model_version}

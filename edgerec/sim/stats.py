@@ -5,7 +5,6 @@ Works on any log in the raw contract (simulated or real), so it doubles as a san
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from edgerec.contracts.validate import event_files, find_catalog, open_lines
+from edgerec.contracts.validate import LogValidator, ds_of_path, event_files, find_catalog, open_lines
 
 POSITION_BUCKET = 5
 MAX_REEXPOSURE = 5
@@ -124,21 +123,14 @@ def _session_stats(evs: list[dict], category_of: Mapping[int, int], stats: SimSt
             misses_by_cat[cat] += 1
 
 
-def read_events(path: Path) -> tuple[list[dict], int]:
-    """Good-enough events of a raw log for statistics: lines that parse and carry the basics."""
-    events, skipped = [], 0
+def read_events(path: Path, known_items: Iterable[int] | None = None) -> tuple[list[dict], int]:
+    """The events of a raw log that pass the contract (bad rows are counted, not used)."""
+    validator = LogValidator(known_items)
+    events = []
     for file in event_files(path):
         with open_lines(file) as lines:
-            for line in lines:
-                try:
-                    ev = json.loads(line)
-                    if isinstance(ev["ts"], int) and ev["event_type"] and ev["user_id"]:
-                        events.append(ev)
-                        continue
-                except (ValueError, KeyError, TypeError):
-                    pass
-                skipped += 1
-    return events, skipped
+            events.extend(dict(vars(e)) for e in validator.validate_lines(lines, ds_of_path(file), str(file)))
+    return events, validator.report.bad
 
 
 def stats_of_path(path: Path, catalog: Path | None = None) -> SimStats:
@@ -147,7 +139,7 @@ def stats_of_path(path: Path, catalog: Path | None = None) -> SimStats:
         raise FileNotFoundError(f"no item catalog found for {path}; pass --catalog")
     items = pq.read_table(catalog, columns=["item_id", "category"])
     category_of = dict(zip(items["item_id"].to_pylist(), items["category"].to_pylist(), strict=True))
-    events, skipped = read_events(path)
+    events, skipped = read_events(path, category_of.keys())
     stats = compute_stats(events, category_of)
     stats.skipped_lines = skipped
     return stats
@@ -157,7 +149,7 @@ def render_stats(stats: SimStats) -> str:
     d = stats.to_dict()
     out = [
         f"users {d['users']:,}   sessions {d['sessions']:,}   events {sum(d['events_by_type'].values()):,}"
-        + (f"   unreadable lines skipped {d['skipped_lines']:,}" if d["skipped_lines"] else ""),
+        + (f"   bad lines left out {d['skipped_lines']:,}" if d["skipped_lines"] else ""),
         "events by type: " + ", ".join(f"{k} {v:,}" for k, v in d["events_by_type"].items()),
         f"CTR {d['ctr']:.4f}   page requests/session {d['page_requests_per_session']:.2f}   "
         f"re-ranks/session {d['reranks_per_session']:.2f}",

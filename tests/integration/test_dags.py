@@ -1,5 +1,3 @@
-import os
-
 import pytest
 
 from edgerec.config import DAGS_FOLDER
@@ -11,8 +9,9 @@ pytestmark = pytest.mark.integration
 def dagbag():
     from airflow.dag_processing.dagbag import DagBag
 
-    assert "EDGEREC_TASK_RETRIES" not in os.environ
-    return DagBag(dag_folder=str(DAGS_FOLDER))
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("EDGEREC_TASK_RETRIES", raising=False)
+        yield DagBag(dag_folder=str(DAGS_FOLDER))
 
 
 def test_dags_import_without_errors(dagbag):

@@ -26,15 +26,17 @@ def test_contract_check_and_duplicates_on_inline_lines(spark):
         ("f1", 6, line(event_id="e6", user_id=...)),
         ("f2", 0, line(event_id="e7", event_type="exposure", exposure_duration_ms=-3)),
         ("f2", 1, line(event_id="e8", event_type="delete", reason="not_interested")),
+        ("f2", 2, line(event_id="e9", position=10**20)),             # beyond int64
+        ("f2", 3, '{"event_id": "e10", "event_type": "click", "user_id": "\udcff"}'),  # not UTF-8 once encoded
     ]
-    df = spark.createDataFrame([(v, DS, s, i) for s, i, v in lines], "value string, ds string, source string, "
-                                                                      "line_id long")
+    encoded = [(v.encode("utf-8", errors="surrogateescape"), DS, s, i) for s, i, v in lines]
+    df = spark.createDataFrame(encoded, "value binary, ds string, source string, line_id long")
     good, bad = split_good_bad(mark_duplicates(check_contract(df, known_items=[7])))
     assert sorted((r.event_id, r.event_type, r.item_id, r.reason) for r in good.collect()) == [
         ("e1", "click", 7, None), ("e8", "delete", 7, "not_interested")]
     assert sorted((r.source, r.line_id, r.reason) for r in bad.collect()) == [
         ("f1", 1, "duplicate_event_id"), ("f1", 2, "wrong_type"), ("f1", 3, "unknown_item_id"),
         ("f1", 4, "ts_outside_partition"), ("f1", 5, "invalid_json"), ("f1", 6, "missing_field"),
-        ("f2", 0, "out_of_range")]
+        ("f2", 0, "out_of_range"), ("f2", 2, "out_of_range"), ("f2", 3, "invalid_json")]
     row = bad.where("line_id = 2").first()
     assert (row.raw, row.detail) == (lines[2][2], "click.ts: Input should be a valid integer")

@@ -64,7 +64,13 @@ def test_nothing_at_or_after_a_trigger_enters_its_sequences(spark, world):
     ipv = requests.select("trigger_ts", F.explode("ipv").alias("e"))
     assert ie.count() > 1000 and ipv.count() > 0
     assert ie.where(F.col("e.ts") >= F.col("trigger_ts")).count() == 0
-    assert ipv.where(F.col("e.end_ts") >= F.col("trigger_ts")).count() == 0
+    assert ipv.where(F.col("e.end_ts") > F.col("trigger_ts")).count() == 0
+    # and the last exposure before each trigger is there
+    events = dataset(spark, settings, "sessionized_events", DAYS[1]).where("event_type = 'exposure'")
+    last = (requests.join(events.select("user_id", "ts"), "user_id")
+            .where(F.col("ts") < F.col("trigger_ts")).groupBy("rerank_id").agg(F.max("ts").alias("last_ts")))
+    checked = last.join(requests.select("rerank_id", F.element_at("ie", -1)["ts"].alias("ie_last")), "rerank_id")
+    assert checked.count() > 300 and checked.where(F.col("ie_last") != F.col("last_ts")).count() == 0
     assert requests.where(F.size("ie") > settings.ie_length).count() == 0
     # day 2's sequences reach back into day 1
     assert ie.where(F.col("e.ts") < day_bounds_ms(DAYS[1])[0]).count() > 0
@@ -81,6 +87,31 @@ def test_labels_match_the_log(spark, world):
     assert joined.where((F.col("c.label") == 1) & F.col("click_ts").isNull()).count() == 0
     assert joined.where(F.col("click_ts").isNotNull() & (F.col("c.label") != 1)).count() == 0
     assert requests.agg(F.sum("n_clicks")).first()[0] > 0
+    exposures = events.where("event_type = 'exposure'").select("request_id", "item_id", F.col("ts").alias("exp_ts"))
+    seen = cands.join(exposures, (cands.request_id == exposures.request_id)
+                      & (F.col("c.item_id") == exposures.item_id), "left")
+    assert seen.where(F.col("c.label").isNull() & F.col("exp_ts").isNotNull()).count() == 0  # masked: never shown
+    assert seen.where((F.col("c.label") == 0) & (F.col("exp_ts") < F.col("trigger_ts"))).count() == 0
+
+
+def test_derived_triggers_agree_with_logged_ones(spark, world):
+    from spark_jobs.requests import build_requests
+
+    settings, _, _ = world
+    events = read_partitions(spark, settings.dataset("sessionized_events"), DAYS)
+    items = dataset(spark, settings, "items", DAYS[1]).drop("ds")
+    kwargs = {"lookback_ms": 3 * 86_400_000, "m": 50, "n": 30, "k": 5}
+    logged = build_requests(events, items, DAYS[1], **kwargs).where("trigger = 'click'")
+    derived = build_requests(events.where("event_type != 'rerank'"), items, DAYS[1], **kwargs) \
+        .where("trigger = 'click'")
+    def pairs(df, name):
+        return df.select("request_id", F.element_at("ipv", -1)["item_id"].alias("viewed"),
+                         F.transform("candidates", lambda c: c["item_id"]).alias(name))
+
+    both = pairs(logged, "logged_cands").join(pairs(derived, "derived_cands"), ["request_id", "viewed"])
+    # every logged click trigger has a derived twin that saw the same page view and the same candidates
+    assert both.count() == logged.count() > 20
+    assert both.where(F.col("logged_cands") != F.col("derived_cands")).count() == 0
 
 
 def test_spark_encoding_equals_the_numpy_function(spark, world):

@@ -40,8 +40,10 @@ def items(spark):
 
 def requests(spark, items, rows, k=5, m=50):
     out = build_requests(frame(spark, rows, sessionized=True), items, DS, lookback_ms=3 * 86_400_000, m=m, n=30,
-                         k=k)
-    return {r.trigger: r for r in out.collect()}
+                         k=k).collect()
+    by_trigger = {r.trigger: r for r in out}
+    assert len(by_trigger) == len(out), "one trigger of each kind in these sessions"
+    return by_trigger
 
 
 def labels(row):
@@ -91,9 +93,17 @@ def test_repeated_exposures_accumulate_per_item(spark, items):
 def test_triggers_are_derived_by_the_client_rules_when_not_logged(spark, items):
     unlogged = [e for e in SESSION if e["event_type"] != "rerank"]
     got = requests(spark, items, unlogged)
+    # the click's trigger is the return from its page view, which is known to it
     assert {t: (r.trigger_ts - T0, r.origin) for t, r in got.items()} == {
         "page": (0, "derived"), "click": (12_700, "derived"), "delete": (13_900, "derived")}
     assert labels(got["click"]) == [(13, 0), (14, 0), (15, 0), (16, None)]
+    assert [(v.item_id, v.d12_age_s) for v in got["click"].ipv] == [(12, 0.0)]
+
+
+def test_a_window_spanning_two_blocks(spark, items):
+    got = requests(spark, items, SESSION, m=3)
+    assert [e.item_id for e in got["delete"].ie] == [12, 13, 14]  # idx 2..4: blocks [1..3] and [4..6]
+    assert [e.item_id for e in got["click"].ie] == [11, 12]
 
 
 def test_exposed_k_is_derived_every_k_unclicked_exposures(spark, items):

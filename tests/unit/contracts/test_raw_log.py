@@ -62,6 +62,12 @@ def test_minimal_event_needs_only_the_required_fields():
         (line("page_request", candidates=[{"item_id": 1, "rank": 0}] * 101), "out_of_range"),
         (line("click", event_type="swipe"), "unknown_event_type"),
         (b"[1, 2, 3]", "wrong_type"),
+        (b"42", "wrong_type"),
+        (b"\xff\xfe{", "invalid_json"),
+        (line("click", position=10**20), "out_of_range"),  # would overflow int64 columns downstream
+        (line("exposure", scroll_speed=float("inf")).replace(b"Infinity", b"1e400"), "out_of_range"),
+        (line("exposure").replace(b'"scroll_speed": 1.5', b'"scroll_speed": NaN'), "out_of_range"),
+        (line("page_request").replace(b'"score": 0.5', b'"score": Infinity'), "out_of_range"),
     ],
 )
 def test_contract_violations_get_their_reason(raw, reason):
@@ -101,6 +107,14 @@ def test_validator_counts_and_quarantines_without_stopping(tmp_path):
     assert [q["line"] for q in quarantined] == [2, 3, 4]
     assert quarantined[1]["raw"] == "{not json"
     assert "exposure_duration_ms" in quarantined[2]["detail"]
+
+
+def test_a_partition_that_is_no_date_is_named_once(tmp_path):
+    part = tmp_path / "events" / "ds=2026-02-30" / "part-0.jsonl"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(line("click") + b"\n")
+    with pytest.raises(ValueError, match=r"partition ds=2026-02-30 is not a date"):
+        LogValidator().validate_path(tmp_path / "events")
 
 
 def test_paths_and_catalog_lookup(tmp_path):

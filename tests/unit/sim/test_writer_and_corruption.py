@@ -79,6 +79,22 @@ def test_events_land_in_their_day_and_follow_the_contract(tmp_path):
         assert report.bad == 0
 
 
+def test_busy_days_end_at_midnight(tmp_path):
+    summary = simulate(load_sim_config(users=20, seed=4, behaviour={"sessions_per_day": 30}), tmp_path)
+    report = LogValidator().validate_path(events_dir(tmp_path, "2026-11-01"))
+    assert report.bad == 0 and report.good == summary["days"]["2026-11-01"]["events"]
+
+
+def test_stats_leave_out_bad_lines(tmp_path):
+    from edgerec.sim.stats import stats_of_path
+
+    summary = simulate(load_sim_config(users=30, seed=4, corrupt_rate=0.05), tmp_path)
+    stats = stats_of_path(events_dir(tmp_path, "2026-11-01"))
+    day = summary["days"]["2026-11-01"]
+    assert stats.skipped_lines == sum(day["corrupted_by_kind"].values())
+    assert sum(stats.events_by_type.values()) == day["lines"] - stats.skipped_lines
+
+
 @pytest.mark.parametrize(
     ("overrides", "named"),
     [
