@@ -30,12 +30,13 @@ def test_run_simulates_validates_and_reports(tmp_path):
     report = json.loads((state / "reports" / f"ds={DS}" / "raw_validation.json").read_text())
     assert report["good"] > 1000 and report["bad"] == 0
     assert (state / "airflow" / "airflow.db").exists()
-    for dataset in ("events", "sessionized_events", "sessions", "requests", "features", "quarantine"):
+    for dataset in ("events", "sessionized_events", "sessions", "requests", "features", "items"):
         assert (state / "warehouse" / dataset / f"ds={DS}").is_dir(), dataset
     spec = json.loads((state / "warehouse" / "feature_spec" / f"ds={DS}" / "feature_spec.json").read_text())
     assert spec["sequence_lengths"] == {"ie": 50, "ipv": 30, "candidates": 100}
     summary = json.loads((state / "reports" / f"ds={DS}" / "spark_summary.json").read_text())
     assert summary["ingest"]["rows_out"] == report["good"]
+    assert summary["ingest"]["quarantined_by_reason"] == {}  # a clean day: nothing quarantined
     assert summary["requests"]["requests"] > 100
     assert "re-ranking requests" in result.stdout
 

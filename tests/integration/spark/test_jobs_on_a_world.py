@@ -69,7 +69,7 @@ def test_nothing_at_or_after_a_trigger_enters_its_sequences(spark, world):
     events = dataset(spark, settings, "sessionized_events", DAYS[1]).where("event_type = 'exposure'")
     last = (requests.join(events.select("user_id", "ts"), "user_id")
             .where(F.col("ts") < F.col("trigger_ts")).groupBy("rerank_id").agg(F.max("ts").alias("last_ts")))
-    checked = last.join(requests.select("rerank_id", F.element_at("ie", -1)["ts"].alias("ie_last")), "rerank_id")
+    checked = last.join(requests.select("rerank_id", F.try_element_at("ie", F.lit(-1))["ts"].alias("ie_last")), "rerank_id")
     assert checked.count() > 300 and checked.where(F.col("ie_last") != F.col("last_ts")).count() == 0
     assert requests.where(F.size("ie") > settings.ie_length).count() == 0
     # day 2's sequences reach back into day 1
@@ -97,7 +97,7 @@ def test_labels_match_the_log(spark, world):
 def test_derived_triggers_agree_with_logged_ones(spark, world):
     from spark_jobs.requests import build_requests
 
-    settings, _, _ = world
+    settings, _, results = world
     events = read_partitions(spark, settings.dataset("sessionized_events"), DAYS)
     items = dataset(spark, settings, "items", DAYS[1]).drop("ds")
     kwargs = {"lookback_ms": 3 * 86_400_000, "m": 50, "n": 30, "k": 5}
@@ -105,12 +105,15 @@ def test_derived_triggers_agree_with_logged_ones(spark, world):
     derived = build_requests(events.where("event_type != 'rerank'"), items, DAYS[1], **kwargs) \
         .where("trigger = 'click'")
     def pairs(df, name):
-        return df.select("request_id", F.element_at("ipv", -1)["item_id"].alias("viewed"),
+        return df.select("request_id", F.try_element_at("ipv", F.lit(-1))["item_id"].alias("viewed"),
                          F.transform("candidates", lambda c: c["item_id"]).alias(name))
 
     both = pairs(logged, "logged_cands").join(pairs(derived, "derived_cands"), ["request_id", "viewed"])
-    # every logged click trigger has a derived twin that saw the same page view and the same candidates
-    assert both.count() == logged.count() > 20
+    # every logged click trigger has a derived twin that saw the same page view and the same candidates,
+    # but where a quarantined line (a click or its page view) took away what the rule needs
+    quarantined = sum(results[DAYS[1]]["ingest"]["quarantined_by_reason"].values())
+    assert logged.count() > 20
+    assert logged.count() - quarantined <= both.count() <= logged.count()
     assert both.where(F.col("logged_cands") != F.col("derived_cands")).count() == 0
 
 
