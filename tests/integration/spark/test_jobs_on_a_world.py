@@ -69,7 +69,8 @@ def test_nothing_at_or_after_a_trigger_enters_its_sequences(spark, world):
     events = dataset(spark, settings, "sessionized_events", DAYS[1]).where("event_type = 'exposure'")
     last = (requests.join(events.select("user_id", "ts"), "user_id")
             .where(F.col("ts") < F.col("trigger_ts")).groupBy("rerank_id").agg(F.max("ts").alias("last_ts")))
-    checked = last.join(requests.select("rerank_id", F.try_element_at("ie", F.lit(-1))["ts"].alias("ie_last")), "rerank_id")
+    ie_last = F.try_element_at("ie", F.lit(-1))["ts"].alias("ie_last")
+    checked = last.join(requests.select("rerank_id", ie_last), "rerank_id")
     assert checked.count() > 300 and checked.where(F.col("ie_last") != F.col("last_ts")).count() == 0
     assert requests.where(F.size("ie") > settings.ie_length).count() == 0
     # day 2's sequences reach back into day 1
