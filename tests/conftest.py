@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from edgerec.sim.config import load_sim_config
@@ -24,3 +26,4 @@ def spark():
                                            "EDGEREC_SPARK_DRIVER_MEMORY": "2g"}), "edgerec-tests")
     yield session
     session.stop()
+    logging.getLogger("py4j").setLevel(logging.ERROR)  # it logs at exit, after pytest closed its streams
