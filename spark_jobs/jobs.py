@@ -22,7 +22,7 @@ from edgerec.stages import check_bad_share
 from spark_jobs.bucketize import apply_spec, fit_spec
 from spark_jobs.ingest import check_catalog, check_contract, mark_duplicates, read_raw_lines, split_good_bad
 from spark_jobs.io import days_back, read_partitions, write_partitions
-from spark_jobs.requests import build_requests, unlogged_requests
+from spark_jobs.requests import build_requests
 from spark_jobs.sessionize import session_stats, sessionize
 
 log = logging.getLogger(__name__)
@@ -92,10 +92,8 @@ def run_requests(spark: SparkSession, settings: Settings, ds: str) -> dict:
     events = _require(read_partitions(spark, settings.dataset("sessionized_events"), window),
                       f"sessionized events ds={ds}")
     items = _require(read_partitions(spark, settings.dataset("items"), [ds]), f"items ds={ds}").drop("ds")
-    # deriving triggers costs several shuffles: skip it where every page request logged its re-ranks
-    derive = unlogged_requests(events.where(F.col("ds") == ds)).limit(1).count() > 0
     requests = build_requests(events, items, ds, lookback_ms=settings.lookback_days * DAY_MS,
-                              m=settings.ie_length, n=settings.ipv_length, k=settings.trigger_k, derive=derive)
+                              m=settings.ie_length, n=settings.ipv_length, k=settings.trigger_k)
     write_partitions(requests, settings.dataset("requests"))
     written = _require(read_partitions(spark, settings.dataset("requests"), [ds]), f"requests ds={ds}")
     agg = written.agg(

@@ -70,20 +70,9 @@ def derived_triggers(day: DataFrame, k: int) -> DataFrame:
             .withColumnRenamed("t", "trigger_ts").withColumn("origin", F.lit("derived")))
 
 
-def unlogged_requests(day: DataFrame) -> DataFrame:
-    """Page requests of the day that logged no re-rank (their triggers must be derived)."""
-    logged = day.where(_kind("rerank")).select("request_id").distinct()
-    return day.where(_kind("page_request")).select("request_id").join(logged, "request_id", "left_anti")
-
-
-def triggers(day: DataFrame, k: int, derive: bool = True) -> DataFrame:
-    """Every trigger of the day with a unique rerank_id (request_id-<n>, n in time order).
-
-    derive=False skips the client rules: for days where every page request logged its re-ranks.
-    """
-    both = logged_triggers(day)
-    if derive:
-        both = both.unionByName(derived_triggers(day, k))
+def triggers(day: DataFrame, k: int) -> DataFrame:
+    """Every trigger of the day with a unique rerank_id (request_id-<n>, n in time order)."""
+    both = logged_triggers(day).unionByName(derived_triggers(day, k))
     order = Window.partitionBy("request_id").orderBy("trigger_ts", "trigger")
     return both.withColumn("rerank_id", F.concat_ws("-", "request_id", F.row_number().over(order).cast("string")))
 
@@ -182,10 +171,10 @@ def _last_before(trig: DataFrame, blocks: DataFrame, k_col: str, size: int, out:
 
 
 def build_requests(events: DataFrame, items: DataFrame, ds: str, *, lookback_ms: int, m: int, n: int, k: int,
-                   max_candidates: int = 100, derive: bool = True) -> DataFrame:
+                   max_candidates: int = 100) -> DataFrame:
     """Re-ranking requests of day `ds` from sessionized events of ds and the lookback days before it."""
     day = events.where(F.col("ds") == ds)
-    trig = triggers(day, k, derive)
+    trig = triggers(day, k)
     counts = history_counts(trig, events)
     t = F.col("trigger_ts")
     with_cands = (trig.join(counts, "rerank_id").join(candidate_lists(day, items), "request_id", "left")

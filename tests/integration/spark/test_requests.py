@@ -118,14 +118,3 @@ def test_lookback_bounds_the_sequences(spark, items):
     old = [exposure(-4 * 86_400_000, "old", 11, 700, 0)]
     got = requests(spark, items, old + SESSION)
     assert [e.item_id for e in got["click"].ie] == [11, 12]  # the 4-day-old exposure is outside 3 days
-
-
-def test_unlogged_requests_are_found_and_derivation_can_be_skipped(spark, items):
-    from spark_jobs.requests import unlogged_requests
-
-    logged = frame(spark, SESSION, sessionized=True)
-    assert unlogged_requests(logged).count() == 0
-    unlogged = frame(spark, [e for e in SESSION if e["event_type"] != "rerank"], sessionized=True)
-    assert [r.request_id for r in unlogged_requests(unlogged).collect()] == ["r0"]
-    skipped = build_requests(unlogged, items, DS, lookback_ms=86_400_000, m=50, n=30, k=5, derive=False)
-    assert skipped.count() == 0
