@@ -100,7 +100,7 @@ class Simulator:
 
     # -- one session -------------------------------------------------------------------------------------
     def _session(self, user: User, session_id: str, t: int, t_max: int, rng, emit: Emit) -> int:
-        cfg, beh, client, cat = self.cfg.world, self.cfg.behaviour, self.cfg.client, self.catalog
+        beh, client, cat = self.cfg.behaviour, self.cfg.client, self.catalog
         policy, observes = self.policy, self._observes
         half_life_ms, cap = beh.short_term_half_life_s * 1000.0, beh.short_term_cap
         history: list[dict] = []
@@ -135,7 +135,7 @@ class Simulator:
         st_brand: dict[int, tuple[float, int]] = {}
         fatigue: dict[int, float] = {}
         visible: list[tuple[int, int, int, float]] = []  # (ts, category, brand, delta) the cloud learns of
-        exposed: set[int] = set()
+        exposed = np.zeros(len(cat), dtype=bool)  # catalog rows exposed in this session
 
         def boost(store: dict, key: int, delta: float, now: int) -> None:
             value, t0 = store.get(key, (0.0, now))
@@ -161,14 +161,14 @@ class Simulator:
         since_rerank = 0  # exposures since the last re-rank, none clicked (the client's exposed_k rule)
         for page_no in range(client.max_pages):
             request_id = f"{session_id}-p{page_no}"
-            rows, scores = self._cloud_page(user, rng, t, exposed, visible)
+            rows, scores, utility = self._cloud_page(user, rng, t, exposed, visible)
             if len(rows) == 0:
                 break
             row_list, item_ids = rows.tolist(), cat.item_id[rows].tolist()
             event("page_request", t, request_id=request_id, page_no=page_no, candidates=[
                 {"item_id": i, "rank": r, "score": s}
                 for r, (i, s) in enumerate(zip(item_ids, np.round(scores, 5).tolist(), strict=True))])
-            utility = long_term_utility(cfg, cat, user, rows).tolist()
+            utility = utility.tolist()
             cats, brands = cat.category[rows].tolist(), cat.brand[rows].tolist()
             quality = cat.quality[rows].tolist()
             price_gap = np.abs(cat.price_level[rows] - user.price_level).tolist()
@@ -185,7 +185,7 @@ class Simulator:
                     break
                 i = order.pop(0)
                 c, b = cats[i], brands[i]
-                exposed.add(row_list[i])
+                exposed[row_list[i]] = True
                 u_click, u_delete, u_leave, u_scroll, u_count = uniform[i]
                 z = utility[i] - fatigue_w * fatigue.get(c, 0.0)
                 if c in st_cat:
@@ -243,8 +243,9 @@ class Simulator:
                 break
         return t
 
-    def _cloud_page(self, user: User, rng, t: int, exposed: set[int], visible: list) -> tuple:
-        """The cloud's answer to a page request: candidate rows and scores, best first."""
+    def _cloud_page(self, user: User, rng, t: int, exposed: np.ndarray, visible: list) -> tuple:
+        """The cloud's answer to a page request: candidate rows, its scores and the true long-term utility,
+        best first by the cloud's score."""
         cfg, beh, client, cat = self.cfg.world, self.cfg.behaviour, self.cfg.client, self.catalog
         n_cat = len(cat.cat_popularity)
         weights = (1.0 - beh.explore_share) * np.bincount(
@@ -258,24 +259,24 @@ class Simulator:
         weights = weights * np.exp(np.clip(short_term, -5.0, 2.0))
         weights /= weights.sum()
         want = client.candidates_per_request
-        exposed_rows = np.fromiter(exposed, np.int64, len(exposed))
         rows = np.empty(0, dtype=np.int64)
         for attempt in range(4):  # the last attempt fills up from the whole catalog
             cats = rng.choice(n_cat, size=2 * want, p=weights if attempt < 3 else cat.cat_popularity)
             drawn = cat.cat_start[cats] + (rng.random(2 * want) * self._cat_count[cats]).astype(np.int64)
             rows, first = np.unique(np.concatenate([rows, drawn]), return_index=True)
             rows = rows[np.argsort(first)]
-            rows = rows[~np.isin(rows, exposed_rows)]
+            rows = rows[~exposed[rows]]
             rows = rows[_within_cap(cat.category[rows], client.max_per_category)]
             if len(rows) >= want:
                 break
         rows = rows[:want]
-        estimate = (long_term_utility(cfg, cat, user, rows)
+        utility = long_term_utility(cfg, cat, user, rows)
+        estimate = (utility
                     + cfg.quality_weight * (self._q_est[rows] - cat.quality[rows])
                     + short_term[cat.category[rows]]
                     + cfg.cloud_noise * rng.standard_normal(len(rows)))
         best_first = np.argsort(-estimate, kind="stable")
-        return rows[best_first], estimate[best_first]
+        return rows[best_first], estimate[best_first], utility[best_first]
 
     def _page_view(self, user: User, item_id: int, z: float, price_gap: int, request_id: str, t: int,
                    rng, event) -> int:

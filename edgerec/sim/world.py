@@ -108,6 +108,7 @@ class User:
     interest_weights: np.ndarray  # a sparse mixture over them, sums to 1
     category_affinity: np.ndarray  # logit per category (0 outside the interests)
     preferred_brands: np.ndarray
+    brand_mask: np.ndarray  # preferred_brands as a boolean lookup over all brands
     price_level: int
     gender: int  # 1 female, 2 male
     age_level: int
@@ -123,6 +124,8 @@ def build_user(cfg: WorldConfig, catalog: Catalog, seed: int, index: int) -> Use
     affinity[cats] = cfg.interest_strength * (0.75 + 0.25 * k * weights)
     brands = np.unique([c * cfg.brands_per_category + b for c in cats for b in
                         rng.choice(cfg.brands_per_category, size=min(2, cfg.brands_per_category), replace=False)])
+    brand_mask = np.zeros(n_cat * cfg.brands_per_category, dtype=bool)
+    brand_mask[brands] = True
     return User(
         index=index,
         user_id=f"u{index:07d}",
@@ -131,6 +134,7 @@ def build_user(cfg: WorldConfig, catalog: Catalog, seed: int, index: int) -> Use
         interest_weights=weights,
         category_affinity=affinity,
         preferred_brands=brands,
+        brand_mask=brand_mask,
         price_level=int(rng.integers(0, cfg.n_price_levels)),
         gender=int(rng.integers(1, 3)),
         age_level=int(rng.integers(0, cfg.n_age_levels)),
@@ -139,7 +143,7 @@ def build_user(cfg: WorldConfig, catalog: Catalog, seed: int, index: int) -> Use
 
 def long_term_utility(cfg: WorldConfig, catalog: Catalog, user: User, rows: np.ndarray) -> np.ndarray:
     """The user's true long-term click logit offset for catalog rows (before session dynamics)."""
-    brand_bonus = np.isin(catalog.brand[rows], user.preferred_brands)
+    brand_bonus = user.brand_mask[catalog.brand[rows]]
     gender = catalog.gender[rows]
     return (
         user.category_affinity[catalog.category[rows]]

@@ -103,9 +103,10 @@ def test_cloud_sees_in_session_clicks_only_after_the_delay():
     user, t = sim.user(0), 1_800_000_000_000
     cat = int(user.interest_cats[0])
     rng = lambda: np.random.default_rng(5)  # noqa: E731
-    none, _ = sim._cloud_page(user, rng(), t, set(), [])
-    recent, _ = sim._cloud_page(user, rng(), t, set(), [(t - 30_000, cat, 0, 1.0)])
-    older, _ = sim._cloud_page(user, rng(), t, set(), [(t - 90_000, cat, 0, 1.0)])
+    unseen = np.zeros(len(sim.catalog), dtype=bool)
+    none, _, _ = sim._cloud_page(user, rng(), t, unseen, [])
+    recent, _, _ = sim._cloud_page(user, rng(), t, unseen, [(t - 30_000, cat, 0, 1.0)])
+    older, _, _ = sim._cloud_page(user, rng(), t, unseen, [(t - 90_000, cat, 0, 1.0)])
     assert np.array_equal(none, recent)  # 30 s ago: not yet visible to the cloud
     assert not np.array_equal(none, older)  # 90 s ago: visible, the page changes
     share = lambda rows: np.mean(sim.catalog.category[rows] == cat)  # noqa: E731
