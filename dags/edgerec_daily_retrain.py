@@ -36,7 +36,6 @@ def edgerec_daily_retrain():
         """Embedded default source: simulate the day's client logs (skipped when EDGEREC_SOURCE=external)."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from edgerec.config import load_settings
         from edgerec.stages import simulate_day
 
         settings = load_settings()
@@ -47,7 +46,6 @@ def edgerec_daily_retrain():
     @task(trigger_rule="none_failed")
     def validate_raw(ds: str | None = None) -> str:
         """Check the day's raw logs against the contract; quarantine bad rows; fail above the threshold."""
-        from edgerec.config import load_settings
         from edgerec.stages import validate_raw as validate
 
         return validate(load_settings(), ds)["quarantine"]
@@ -55,7 +53,6 @@ def edgerec_daily_retrain():
     def spark_job(name: str):
         @task(task_id=f"spark_{name}")
         def run(ds: str | None = None) -> str:
-            from edgerec.config import load_settings
             from spark_jobs.jobs import run_jobs
 
             settings = load_settings()

@@ -5,7 +5,8 @@ Index 0 means padding everywhere, so padded sequence positions and missing value
 - bucketized (e1..e5, e7, d1, d12, scores): 1 + the number of boundaries <= v;
 - onehot (e6 delete reason): position in `values` + 1, unknown -> vocab_size - 1;
 - binary (d2..d11 actions): false -> 1, true -> 2.
-The Spark job builds the same mapping from the same spec (spark_jobs.bucketize) and the tests hold them equal.
+The Spark job (spark_jobs.bucketize) calls this same function on Arrow batches; the tests hold its output
+equal to this function applied row by row.
 """
 
 from __future__ import annotations

@@ -8,12 +8,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from edgerec.config import Settings
-from edgerec.contracts import LogValidator, ValidationReport
+from edgerec.contracts import LogValidator
 from edgerec.sim.config import load_sim_config
 from edgerec.sim.writer import simulate
 
@@ -49,15 +50,19 @@ def validate_raw(settings: Settings, ds: str) -> dict:
     day.reports.mkdir(parents=True, exist_ok=True)
     (day.reports / "raw_validation.json").write_text(json.dumps(result, indent=2) + "\n")
     log.info("validated ds=%s\n%s", ds, report.render())
-    check_bad_share(report, settings.max_bad_share, f"raw events ds={ds}", day.quarantine_raw)
+    check_bad_share(report.rows, report.bad_by_reason, settings.max_bad_share, f"raw events ds={ds}",
+                    day.quarantine_raw)
     return result
 
 
-def check_bad_share(report: ValidationReport, threshold: float, what: str, quarantine: Path) -> None:
-    if report.rows == 0:
+def check_bad_share(rows: int, bad_by_reason: Mapping[str, int], threshold: float, what: str,
+                    quarantine: Path) -> None:
+    """Fail, naming the reasons and where the bad rows are, when the bad share is above the threshold."""
+    if rows == 0:
         raise BadShareExceeded(f"{what}: no rows at all")
-    if report.bad_share > threshold:
-        reasons = ", ".join(f"{r} {n:,}" for r, n in sorted(report.bad_by_reason.items()))
+    bad = sum(bad_by_reason.values())
+    if bad / rows > threshold:
+        reasons = ", ".join(f"{r} {n:,}" for r, n in sorted(bad_by_reason.items()))
         raise BadShareExceeded(
-            f"{what}: {report.bad:,} of {report.rows:,} rows are bad ({report.bad_share:.2%}), above the "
+            f"{what}: {bad:,} of {rows:,} rows are bad ({bad / rows:.2%}), above the "
             f"threshold {threshold:.2%} (EDGEREC_MAX_BAD_SHARE); by reason: {reasons}; bad rows in {quarantine}")

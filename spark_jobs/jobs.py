@@ -16,7 +16,6 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from edgerec.config import Settings
-from edgerec.contracts import ValidationReport
 from edgerec.features import load_spec, write_spec
 from edgerec.stages import check_bad_share
 from spark_jobs.bucketize import apply_spec, fit_spec
@@ -60,13 +59,12 @@ def run_ingest(spark: SparkSession, settings: Settings, ds: str) -> dict:
     write_partitions(bad, settings.dataset("quarantine"))
     counts = {reason: n for reason, n in by_reason.items() if reason is not None}
     rows = sum(by_reason.values())
-    report = ValidationReport(rows=rows)
-    report.bad_by_reason.update(counts)
-    report.good_by_type["all"] = by_reason.get(None, 0)
-    figures = {"rows_in": rows, "rows_out": report.good, "quarantined_by_reason": dict(sorted(counts.items())),
-               "bad_share": round(report.bad_share, 6), "quarantine": str(settings.dataset("quarantine"))}
+    figures = {"rows_in": rows, "rows_out": by_reason.get(None, 0),
+               "quarantined_by_reason": dict(sorted(counts.items())),
+               "bad_share": round(sum(counts.values()) / rows, 6) if rows else 0.0,
+               "quarantine": str(settings.dataset("quarantine"))}
     _record(settings, ds, "ingest", figures)
-    check_bad_share(report, settings.max_bad_share, f"spark ingest ds={ds}", settings.dataset("quarantine"))
+    check_bad_share(rows, counts, settings.max_bad_share, f"spark ingest ds={ds}", settings.dataset("quarantine"))
     write_partitions(good, settings.dataset("events"))
     write_partitions(items, settings.dataset("items"))
     checked.unpersist()

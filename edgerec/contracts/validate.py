@@ -191,7 +191,7 @@ class LogValidator:
                 day_bounds_ms(ds)  # a bad partition name fails once, naming it, not once per line
             self.report.files += 1
             with open_lines(file) as lines:
-                for _ in self.validate_lines(lines, ds_of_path(file), source=str(file)):
+                for _ in self.validate_lines(lines, ds, source=str(file)):
                     pass
         return self.report
 

@@ -196,6 +196,8 @@ class Simulator:
                     z += value * 0.5 ** ((t - t0) / half_life_ms)
                 interest = math.exp(0.35 * z)
                 duration = int(min(20_000.0, max(120.0, dwell_noise[i] * interest)))
+                # built inline, not through event(): exposures are most events, and kwargs cost here;
+                # the loop's own t < t_max check stands in for event()'s end-of-day check
                 record({"event_id": f"{session_id}-{n_event:05d}", "event_type": "exposure", "user_id": user_id,
                         "session_id": session_id, "device_id": device_id, "ts": t, "app_version": app_version,
                         "model_version": model_version, "request_id": request_id, "item_id": item_ids[i],
