@@ -43,6 +43,15 @@ class Settings(BaseModel):
     trigger_k: int = Field(5, ge=1, le=100, description="client rule: unclicked exposures that trigger a re-rank")
     num_buckets: int = Field(10, ge=2, le=1_000, description="quantile buckets per bucketized feature")
     fit_days: int = Field(7, ge=1, le=365, description="days of requests the bucket boundaries are fit on")
+    train_days: int = Field(7, ge=1, le=365, description="days before ds the train mart holds (test: ds itself)")
+    sample_rate: float = Field(1.0, gt=0.0, le=1.0, description="share of users in the marts, by a hash of user_id")
+    dbt_target: Literal["duckdb", "spark"] = Field("duckdb", description="dbt profile target (dbt/profiles.yml)")
+    quality_config: Path | None = Field(None, description="data-quality thresholds file; default the packaged one")
+    alert_webhook_url: str | None = Field(None, description="POST alerts as JSON here (e.g. a chat incoming webhook)")
+    alert_email_to: str | None = Field(None, description="comma-separated addresses to email alerts to")
+    alert_email_from: str = Field("edgerec@localhost", description="sender address of alert emails")
+    alert_smtp_host: str = Field("127.0.0.1", description="SMTP server for alert emails")
+    alert_smtp_port: int = Field(25, ge=1, le=65_535, description="SMTP port for alert emails")
     task_retries: int = Field(2, ge=0, le=10, description="Airflow retries per task (`edgerec run`: 0)")
     run_date: dt.date = Field(dt.date(2026, 11, 1), description="logical date `make run` runs")
 
@@ -57,6 +66,11 @@ class Settings(BaseModel):
 
     def dataset(self, name: str) -> Path:
         return self.warehouse / name
+
+    @property
+    def duckdb_path(self) -> Path:
+        """The dbt-duckdb database holding the marts."""
+        return self.home / "warehouse.duckdb"
 
     @property
     def airflow_home(self) -> Path:

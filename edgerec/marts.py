@@ -1,0 +1,96 @@
+"""The dbt stage: build the train/test marts, items and daily stats for one ds, and their docs.
+
+dbt runs as a subprocess of the project in `dbt/`, with its target and logs in the state directory, so the
+checkout stays clean and a run is the same from the CLI, from Airflow and by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from edgerec.config import REPO_ROOT, Settings
+
+log = logging.getLogger(__name__)
+DBT_PROJECT = REPO_ROOT / "dbt"
+
+
+class DbtFailed(RuntimeError):
+    """dbt build or docs generate did not succeed; the message names the failing nodes."""
+
+
+def _dbt() -> str:
+    found = Path(sys.executable).with_name("dbt")
+    return str(found) if found.exists() else shutil.which("dbt") or "dbt"
+
+
+def dbt_vars(settings: Settings, ds: str) -> dict:
+    return {"ds": ds, "train_days": settings.train_days, "sample_rate": settings.sample_rate,
+            "warehouse": str(settings.warehouse)}
+
+
+def run_dbt(settings: Settings, ds: str, command: list[str]) -> subprocess.CompletedProcess:
+    """Run one dbt command on the project for ds; its target/ and logs/ go to HOME/dbt."""
+    state = settings.home / "dbt"
+    args = [_dbt(), *command, "--project-dir", str(DBT_PROJECT), "--profiles-dir", str(DBT_PROJECT),
+            "--target", settings.dbt_target, "--target-path", str(state / "target"),
+            "--log-path", str(state / "logs"), "--vars", json.dumps(dbt_vars(settings, ds))]
+    env = dict(os.environ, EDGEREC_HOME=str(settings.home), DBT_SEND_ANONYMOUS_USAGE_STATS="false")
+    log.info("dbt %s ds=%s (target %s)", " ".join(command), ds, settings.dbt_target)
+    result = subprocess.run(args, env=env, cwd=DBT_PROJECT, capture_output=True, text=True)
+    sys.stdout.write(result.stdout)  # dbt's own progress lines, into the task log or the terminal
+    sys.stderr.write(result.stderr)
+    return result
+
+
+def _failures(run_results: Path) -> list[str]:
+    if not run_results.exists():
+        return []
+    results = json.loads(run_results.read_text())["results"]
+    return [f"{r['unique_id']}: {r['status']}: {(r.get('message') or '').strip()}"
+            for r in results if r["status"] in ("error", "fail", "runtime error")]
+
+
+def build_marts(settings: Settings, ds: str) -> dict:
+    """`dbt build` (models, data tests, unit tests) for ds; a summary written to reports/ds=.../dbt_build.json."""
+    result = run_dbt(settings, ds, ["build"])
+    run_results = settings.home / "dbt" / "target" / "run_results.json"
+    failures = _failures(run_results)
+    if result.returncode != 0 or failures:
+        detail = "\n  ".join(failures) or result.stdout[-2000:]
+        raise DbtFailed(f"dbt build failed for ds={ds}:\n  {detail}\nlogs: {settings.home / 'dbt' / 'logs'}")
+    results = json.loads(run_results.read_text())
+    by_type: dict[str, int] = {}
+    for r in results["results"]:
+        kind = r["unique_id"].split(".")[0]
+        by_type[kind] = by_type.get(kind, 0) + 1
+    summary = {"ds": ds, "target": settings.dbt_target, "elapsed_s": round(results["elapsed_time"], 2),
+               "nodes": by_type, "database": str(settings.duckdb_path),
+               "rows": mart_rows(settings) if settings.dbt_target == "duckdb" else {}}
+    day = settings.layout(ds)
+    day.reports.mkdir(parents=True, exist_ok=True)
+    (day.reports / "dbt_build.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def docs_generate(settings: Settings, ds: str) -> Path:
+    """dbt docs generate; returns the index.html of the static docs site."""
+    result = run_dbt(settings, ds, ["docs", "generate"])
+    if result.returncode != 0:
+        raise DbtFailed(f"dbt docs generate failed for ds={ds}:\n{result.stdout[-2000:]}")
+    return settings.home / "dbt" / "target" / "index.html"
+
+
+MARTS = ("fct_train_requests", "fct_test_requests", "dim_items", "rpt_daily_stats")
+
+
+def mart_rows(settings: Settings) -> dict[str, int]:
+    import duckdb
+
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        return {name: con.execute(f"select count(*) from {name}").fetchone()[0] for name in MARTS}
