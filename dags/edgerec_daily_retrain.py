@@ -1,6 +1,9 @@
 """Daily retrain of the EdgeRec re-ranker for one logical date (ds).
 
-simulate (embedded source) -> validate raw -> spark ingest -> sessionize -> requests -> bucketize.
+simulate (embedded source) -> validate raw -> spark ingest -> sessionize -> requests -> bucketize
+-> data quality (raw, features) -> dbt build (marts) -> data quality (marts) -> training (next).
+A blocking data-quality failure fails its task, so nothing after it runs that day; every failed task
+alerts through the configured notifiers (edgerec.alerts).
 Thin wiring only: each task calls one stage function of the `edgerec` package (also a CLI command), is
 idempotent on its ds partition, and passes paths, never data, through XCom.
 """
@@ -11,12 +14,14 @@ import datetime as dt
 
 from airflow.sdk import dag, task
 
+from edgerec.alerts import on_task_failure
 from edgerec.config import load_settings
 
 DEFAULT_ARGS = {
     "owner": "edgerec",
     "retries": load_settings().task_retries,  # a bad EDGEREC_* value fails the import naming the variable
     "retry_delay": dt.timedelta(minutes=2),
+    "on_failure_callback": on_task_failure,
 }
 
 
@@ -61,8 +66,26 @@ def edgerec_daily_retrain():
 
         return run()
 
+    def quality(layer: str):
+        @task(task_id=f"quality_{layer}", retries=0)  # data does not get better by retrying
+        def run(ds: str | None = None) -> str:
+            """Great Expectations suites of the layer; fails on a blocking check, alerts on every failure."""
+            from edgerec.quality.gate import run_quality
+
+            return run_quality(load_settings(), ds, layer).docs_index
+
+        return run()
+
+    @task
+    def dbt_build(ds: str | None = None) -> str:
+        """dbt build: staging -> intermediate -> marts (train/test requests, items, daily stats) with tests."""
+        from edgerec.marts import build_marts
+
+        return build_marts(load_settings(), ds)["database"]
+
     spark = [spark_job(name) for name in ("ingest", "sessionize", "requests", "bucketize")]
     simulate_raw() >> validate_raw() >> spark[0] >> spark[1] >> spark[2] >> spark[3]
+    spark[3] >> [quality("raw"), quality("features")] >> dbt_build() >> quality("marts")
 
 
 edgerec_daily_retrain()

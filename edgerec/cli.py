@@ -20,7 +20,13 @@ raw_app = typer.Typer(help="The raw-zone stages of the daily DAG, for one ds.", 
 airflow_app = typer.Typer(help="The embedded Airflow home.", no_args_is_help=True)
 spark_app = typer.Typer(help="Spark jobs for one ds: ingest, sessionize, requests, bucketize, or all.",
                         no_args_is_help=True)
+dbt_app = typer.Typer(help="The dbt marts (dbt/): train/test requests, items, daily stats.", no_args_is_help=True)
+quality_app = typer.Typer(help="Data-quality gates (Great Expectations) for one ds.", no_args_is_help=True)
+alerts_app = typer.Typer(help="Alert notifiers (log, webhook, email).", no_args_is_help=True)
 app.add_typer(spark_app, name="spark")
+app.add_typer(dbt_app, name="dbt")
+app.add_typer(quality_app, name="quality")
+app.add_typer(alerts_app, name="alerts")
 app.add_typer(logs_app, name="logs")
 app.add_typer(sim_app, name="sim")
 app.add_typer(raw_app, name="raw")
@@ -166,6 +172,68 @@ def spark_run(
     typer.echo(json.dumps(result, indent=2))
 
 
+@dbt_app.command("build")
+def dbt_build(ds: Annotated[str, typer.Option(help="logical date YYYY-MM-DD (the test day)")]) -> None:
+    """dbt build for ds: models, data tests and unit tests; prints the mart row counts."""
+    from edgerec.marts import DbtFailed, build_marts
+
+    try:
+        summary = build_marts(_settings(), ds)
+    except DbtFailed as error:
+        _fail(str(error), code=1)
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@dbt_app.command("docs")
+def dbt_docs(ds: Annotated[str, typer.Option(help="logical date YYYY-MM-DD")]) -> None:
+    """dbt docs generate: the static docs site of the models, columns and tests."""
+    from edgerec.marts import DbtFailed, docs_generate
+
+    try:
+        index = docs_generate(_settings(), ds)
+    except DbtFailed as error:
+        _fail(str(error), code=1)
+    typer.echo(f"dbt docs: {index} (serve with: dbt docs serve --project-dir dbt --profiles-dir dbt "
+               f"--target-path {index.parent})")
+
+
+@quality_app.command("run")
+def quality_run(
+    layer: Annotated[str, typer.Option(help="raw | features | marts | all")],
+    ds: Annotated[str, typer.Option(help="logical date YYYY-MM-DD")],
+    alerts: Annotated[bool, typer.Option(help="send alerts for failed checks")] = True,
+) -> None:
+    """Run a layer's expectation suites; exit 1 when a blocking check fails. Writes Data Docs and a report."""
+    from edgerec.quality.gate import LAYERS, QualityGateFailed, run_quality
+
+    layers = list(LAYERS) if layer == "all" else [layer]
+    if any(name not in LAYERS for name in layers):
+        _fail(f"unknown layer {layer!r}; choose one of {', '.join(LAYERS)} or all")
+    settings = _settings()
+    blocked = []
+    for name in layers:
+        try:
+            typer.echo(run_quality(settings, ds, name, notify=alerts).render())
+        except QualityGateFailed as error:
+            blocked.append(str(error))
+        except (FileNotFoundError, ConfigError) as error:
+            _fail(str(error), code=1)
+    if blocked:
+        _fail("\n".join(blocked), code=1)
+
+
+@alerts_app.command("test")
+def alerts_test() -> None:
+    """Send one test alert through every configured notifier (check the webhook or mail settings)."""
+    from edgerec.alerts import Alert, notifier_from_settings
+
+    settings = _settings()
+    notifier_from_settings(settings).send([Alert(level="warn", check="alerts.test", observed="a test alert",
+                                                 threshold="nothing", ds=str(settings.run_date))])
+    typer.echo("sent to: log" + (", webhook" if settings.alert_webhook_url else "")
+               + (", email" if settings.alert_email_to else ""))
+
+
 @airflow_app.command("init")
 def airflow_init() -> None:
     """Create the Airflow home and metadata DB in the state directory (quick when already done)."""
@@ -176,19 +244,35 @@ def airflow_init() -> None:
 
 @app.command()
 def run(
-    date: Annotated[str | None, typer.Option(help="logical date [default: EDGEREC_RUN_DATE or 2026-11-01]")] = None,
+    date: Annotated[str | None, typer.Option(help="last logical date [default: EDGEREC_RUN_DATE or 2026-11-03]")]
+    = None,
+    days: Annotated[int | None, typer.Option(help="days to run, oldest first, ending at --date "
+                                                  "[default: EDGEREC_RUN_DAYS or 3]")] = None,
 ) -> None:
-    """The main job: run the daily DAG for one date with Airflow in-process, then show its outputs."""
+    """The main job: run the daily DAG day by day with Airflow in-process, then show the last day's outputs."""
+    from edgerec.config import days_back
     from edgerec.orchestration import test_dag
-    from edgerec.sim.stats import render_stats, stats_of_path
 
     settings = _settings()
-    ds = date or str(settings.run_date)
-    code = test_dag(settings, "edgerec_daily_retrain", ds)
-    if code != 0:
-        _fail(f"the daily DAG failed for ds={ds} (airflow exit code {code}); see the task logs above", code)
+    last = date or str(settings.run_date)
+    for ds in days_back(last, (days or settings.run_days) - 1):
+        typer.secho(f"\n== edgerec_daily_retrain ds={ds} ==", fg="cyan", bold=True)
+        code = test_dag(settings, "edgerec_daily_retrain", ds)
+        if code != 0:
+            _fail(f"the daily DAG failed for ds={ds} (airflow exit code {code}); see the task logs and alerts "
+                  f"above, and {settings.layout(ds).reports}", code)
+    _show_day(settings, last)
+
+
+def _show_day(settings, ds: str) -> None:
+    from edgerec.sim.stats import render_stats, stats_of_path
+
     day = settings.layout(ds)
-    validation = json.loads((day.reports / "raw_validation.json").read_text())
+
+    def report(name: str) -> dict:
+        return json.loads((day.reports / name).read_text())
+
+    validation, spark, marts = report("raw_validation.json"), report("spark_summary.json"), report("dbt_build.json")
     typer.secho(f"\n== edgerec_daily_retrain ds={ds} succeeded ==", fg="green", bold=True)
     typer.echo(f"state directory  {settings.home}")
     typer.echo(f"raw events       {day.raw_events}")
@@ -199,10 +283,19 @@ def run(
                f"{settings.dataset('quarantine')}/ds={ds} (Spark ingest)")
     typer.echo(f"warehouse        {settings.warehouse}: events, sessions, requests, features (ds={ds})")
     typer.echo(f"feature spec     {day.feature_spec}")
-    spark = json.loads((day.reports / "spark_summary.json").read_text())
     req = spark["requests"]
     typer.echo(f"requests         {req['requests']:,} re-ranking requests, mean IE length {req['mean_ie_length']}, "
                f"mean IPV length {req['mean_ipv_length']}, label rate {req['label_rate']}")
+    rows = ", ".join(f"{name} {n:,}" for name, n in marts["rows"].items())
+    typer.echo(f"marts            {marts['database']}: {rows} (dbt build {marts['elapsed_s']} s)")
+    for layer in ("raw", "features", "marts"):
+        quality = report(f"quality_{layer}.json")
+        typer.echo(f"quality {layer:<9}{'passed' if quality['passed'] else 'BLOCKED'}: {quality['checks']} checks, "
+                   f"{quality['failed_warn']} warnings" + "".join(
+                       f"\n                 [warn] {r['layer']}.{r['table']}.{r['check']}: observed {r['observed']}, "
+                       f"expected {r['expected']}" for r in quality["results"] if not r["success"]))
+    typer.echo(f"data docs        {quality['docs_index']}")
+    typer.echo(f"dbt docs         edgerec dbt docs --ds {ds}")
     typer.echo(f"\n== behaviour statistics of ds={ds} ==")
     typer.echo(render_stats(stats_of_path(day.raw_events, day.raw_items)))
 

@@ -53,7 +53,9 @@ class Settings(BaseModel):
     alert_smtp_host: str = Field("127.0.0.1", description="SMTP server for alert emails")
     alert_smtp_port: int = Field(25, ge=1, le=65_535, description="SMTP port for alert emails")
     task_retries: int = Field(2, ge=0, le=10, description="Airflow retries per task (`edgerec run`: 0)")
-    run_date: dt.date = Field(dt.date(2026, 11, 1), description="logical date `make run` runs")
+    run_date: dt.date = Field(dt.date(2026, 11, 3), description="last logical date `make run` runs")
+    run_days: int = Field(3, ge=1, le=366, description="days `make run` runs, ending at run_date (train on the "
+                                                       "days before it)")
 
     @property
     def raw(self) -> Path:
@@ -106,6 +108,12 @@ class DayLayout:
     @property
     def feature_spec(self) -> Path:
         return self.settings.warehouse / "feature_spec" / f"ds={self.ds}" / "feature_spec.json"
+
+
+def days_back(ds: str, n: int) -> list[str]:
+    """ds and the n days before it, oldest first."""
+    day = dt.date.fromisoformat(ds)
+    return [str(day - dt.timedelta(days=i)) for i in range(n, -1, -1)]
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:

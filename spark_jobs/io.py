@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
-
-
-def days_back(ds: str, n: int) -> list[str]:
-    """ds and the n days before it, oldest first."""
-    day = dt.date.fromisoformat(ds)
-    return [str(day - dt.timedelta(days=i)) for i in range(n, -1, -1)]
 
 
 def read_partitions(spark: SparkSession, root: Path, days: list[str]) -> DataFrame | None:

@@ -15,12 +15,12 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from edgerec.config import Settings
+from edgerec.config import Settings, days_back
 from edgerec.features import load_spec, write_spec
 from edgerec.stages import check_bad_share
 from spark_jobs.bucketize import apply_spec, fit_spec
 from spark_jobs.ingest import check_catalog, check_contract, mark_duplicates, read_raw_lines, split_good_bad
-from spark_jobs.io import days_back, read_partitions, write_partitions
+from spark_jobs.io import read_partitions, write_partitions
 from spark_jobs.requests import build_requests
 from spark_jobs.sessionize import session_stats, sessionize
 
