@@ -52,8 +52,14 @@ def _failures(run_results: Path) -> list[str]:
     if not run_results.exists():
         return []
     results = json.loads(run_results.read_text())["results"]
-    return [f"{r['unique_id']}: {r['status']}: {(r.get('message') or '').strip()}"
+    return [f"{_node(r['unique_id'])}: {r['status']}: {(r.get('message') or '').strip()}"
             for r in results if r["status"] in ("error", "fail", "runtime error")]
+
+
+def _node(unique_id: str) -> str:
+    """'test.edgerec.unique_x.7462f6d74c' -> 'test unique_x'."""
+    kind, _, name, *_ = unique_id.split(".")
+    return f"{kind} {name}"
 
 
 def build_marts(settings: Settings, ds: str) -> dict:
@@ -67,7 +73,7 @@ def build_marts(settings: Settings, ds: str) -> dict:
     results = json.loads(run_results.read_text())
     by_type: dict[str, int] = {}
     for r in results["results"]:
-        kind = r["unique_id"].split(".")[0]
+        kind = _node(r["unique_id"]).split()[0]
         by_type[kind] = by_type.get(kind, 0) + 1
     summary = {"ds": ds, "target": settings.dbt_target, "elapsed_s": round(results["elapsed_time"], 2),
                "nodes": by_type, "database": str(settings.duckdb_path),

@@ -11,21 +11,28 @@ import pytest
 pytestmark = pytest.mark.e2e
 EDGEREC = str(Path(sys.executable).with_name("edgerec"))
 DS = "2026-11-05"
+FIRST = "2026-11-04"
 
 
-def run(tmp_path, **env):
+def run(tmp_path, *args, **env):
     environ = dict(os.environ, EDGEREC_HOME=str(tmp_path / "state"), EDGEREC_SIM_USERS="25", **env)
-    return subprocess.run([EDGEREC, "run", "--date", DS], env=environ, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run([EDGEREC, "run", "--date", DS, "--days", "1", *args], env=environ, capture_output=True,
+                          text=True, timeout=900)
 
 
-def test_run_simulates_validates_and_reports(tmp_path):
-    result = run(tmp_path)
+def alerts_of(received) -> list[dict]:
+    return [alert for body in received for alert in body["alerts"]]
+
+
+def test_run_builds_marts_and_data_docs_and_a_drifted_day_alerts_and_stops(tmp_path, webhook):
+    url, received = webhook
+    result = run(tmp_path, "--days", "2", EDGEREC_ALERT_WEBHOOK_URL=url)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert f"edgerec_daily_retrain ds={DS} succeeded" in result.stdout
     assert "CTR by display position" in result.stdout
     state = tmp_path / "state"
-    assert (state / "raw" / "events" / f"ds={DS}" / "part-00000.jsonl.gz").exists()
+    for ds in (FIRST, DS):
+        assert (state / "raw" / "events" / f"ds={ds}" / "part-00000.jsonl.gz").exists()
     assert (state / "raw" / "items" / f"ds={DS}" / "items.parquet").exists()
     report = json.loads((state / "reports" / f"ds={DS}" / "raw_validation.json").read_text())
     assert report["good"] > 1000 and report["bad"] == 0
@@ -39,13 +46,63 @@ def test_run_simulates_validates_and_reports(tmp_path):
     assert summary["ingest"]["quarantined_by_reason"] == {}  # a clean day: nothing quarantined
     assert summary["requests"]["requests"] > 100
     assert "re-ranking requests" in result.stdout
+    marts = json.loads((state / "reports" / f"ds={DS}" / "dbt_build.json").read_text())
+    assert marts["rows"]["fct_train_requests"] > 100 and marts["rows"]["fct_test_requests"] > 100
+    assert marts["rows"]["rpt_daily_stats"] == 2
+    for layer in ("raw", "features", "marts"):
+        quality = json.loads((state / "reports" / f"ds={DS}" / f"quality_{layer}.json").read_text())
+        assert quality["passed"] and quality["failed_block"] == 0, layer
+    assert (state / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").exists()
+    assert "quality marts    passed" in result.stdout
+    # The first day had no train days yet: a warning, sent to the webhook too (a tiny world may warn on more).
+    assert {"level": "warn", "check": "marts.day.train_requests", "ds": FIRST} in [
+        {k: a[k] for k in ("level", "check", "ds")} for a in alerts_of(received)]
+    assert {a["level"] for a in alerts_of(received)} == {"warn"}
+
+    # The next day clicks jump (as if a client logged every click several times): the CTR drift blocks it.
+    received.clear()
+    drifted = tmp_path / "drifted.json"
+    drifted.write_text(json.dumps({"behaviour": {"base_click_logit": -3.3}}))
+    result = subprocess.run([EDGEREC, "run", "--date", "2026-11-06", "--days", "1"], capture_output=True, text=True,
+                            timeout=900, env=dict(os.environ, EDGEREC_HOME=str(state), EDGEREC_SIM_USERS="25",
+                                                  EDGEREC_SIM_CONFIG=str(drifted), EDGEREC_ALERT_WEBHOOK_URL=url))
+    assert result.returncode != 0
+    assert "the daily DAG failed for ds=2026-11-06" in result.stderr
+    blocking = [a for a in alerts_of(received) if a["level"] == "block"]
+    assert blocking and all(".drift." in a["check"] and a["ds"] == "2026-11-06" for a in blocking), blocking
+    for alert in blocking:  # e.g. raw.drift.event_volume_change<=block: observed 1.2, expected <= 0.8
+        assert alert["observed"] > float(alert["threshold"].removeprefix("<= "))
+        assert os.path.exists(alert["docs"]) and alert["docs"].endswith(".html")
+    marts = state / "reports" / "ds=2026-11-06" / "quality_marts.json"  # the last gate before training
+    assert not marts.exists() or json.loads(marts.read_text())["passed"] is False
 
 
-def test_run_fails_on_a_corrupted_day_and_says_why(tmp_path):
-    result = run(tmp_path, EDGEREC_SIM_CORRUPT_RATE="0.2")
+def test_a_blocking_check_stops_the_day_before_the_marts(tmp_path, webhook):
+    url, received = webhook
+    strict = tmp_path / "quality.yml"
+    strict.write_text(Path("edgerec/quality/thresholds.yml").read_text().replace(
+        "requests: {min: 100, level: block}", "requests: {min: 1000000, level: block}"))
+    result = run(tmp_path, EDGEREC_QUALITY_CONFIG=str(strict), EDGEREC_ALERT_WEBHOOK_URL=url)
+    assert result.returncode != 0
+    reports = tmp_path / "state" / "reports" / f"ds={DS}"
+    assert json.loads((reports / "quality_features.json").read_text())["passed"] is False
+    assert not (reports / "dbt_build.json").exists() and not (reports / "quality_marts.json").exists()
+    blocking = [a for a in alerts_of(received) if a["level"] == "block"]
+    assert [(a["check"], a["threshold"], a["ds"]) for a in blocking] == [
+        ("features.day.requests", ">= 1e+06", DS)]
+    assert not [a for a in alerts_of(received) if a["level"] == "error"]  # the gate alerted; no second alert
+
+
+def test_run_fails_on_a_corrupted_day_says_why_and_alerts(tmp_path, webhook):
+    url, received = webhook
+    result = run(tmp_path, EDGEREC_SIM_CORRUPT_RATE="0.2", EDGEREC_ALERT_WEBHOOK_URL=url)
     assert result.returncode != 0
     assert "above the threshold 1.00%" in result.stdout + result.stderr
     assert f"the daily DAG failed for ds={DS}" in result.stderr
+    [alert] = alerts_of(received)  # the DAG's failure notifier
+    assert alert["level"] == "error" and alert["check"] == "task edgerec_daily_retrain.validate_raw failed"
+    assert alert["ds"] == DS and "above the threshold 1.00%" in alert["observed"]
+    assert not (tmp_path / "state" / "reports" / f"ds={DS}" / "quality_features.json").exists()
 
 
 def test_external_source_skips_simulation_and_validates_what_arrived(tmp_path):

@@ -1,4 +1,4 @@
-"""The Spark jobs end to end on a tiny simulated world (two days, one of them corrupted)."""
+"""The Spark jobs end to end on the tiny simulated world of the integration tests."""
 
 import json
 
@@ -14,19 +14,9 @@ from edgerec.stages import BadShareExceeded, simulate_day
 from spark_jobs.bucketize import fit_spec
 from spark_jobs.io import read_partitions
 from spark_jobs.jobs import JOBS, run_jobs
+from tests.integration.conftest import DAYS
 
 pytestmark = pytest.mark.integration
-DAYS = ["2026-11-01", "2026-11-02"]
-
-
-@pytest.fixture(scope="module")
-def world(spark, tmp_path_factory):
-    home = tmp_path_factory.mktemp("state")
-    settings = load_settings({"EDGEREC_HOME": str(home), "EDGEREC_SIM_USERS": "30",
-                              "EDGEREC_SIM_CORRUPT_RATE": "0.004", "EDGEREC_SPARK_SHUFFLE_PARTITIONS": "2"})
-    summaries = {ds: simulate_day(settings, ds) for ds in DAYS}
-    results = {ds: run_jobs(settings, ds, list(JOBS), spark=spark) for ds in DAYS}
-    return settings, summaries, results
 
 
 def dataset(spark, settings, name, ds):

@@ -1,0 +1,88 @@
+"""dbt build of the marts on the tiny simulated world, the quality gates on its output, and dbt failures."""
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from edgerec.config import load_settings
+from edgerec.marts import DbtFailed, build_marts, docs_generate
+from edgerec.quality.gate import run_quality
+from tests.integration.conftest import DAYS
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def marts(world):
+    settings = world[0]
+    return settings, build_marts(settings, DAYS[1])
+
+
+def features(settings, sql: str):
+    relation = f"read_parquet('{settings.dataset('features')}/*/*.parquet', hive_partitioning = true)"
+    with duckdb.connect() as con:
+        return con.execute(sql.format(features=relation)).fetchall()
+
+
+def mart(settings, sql: str):
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_marts_split_train_before_ds_and_test_on_ds(marts):
+    settings, summary = marts
+    labelled = dict(features(settings, "select cast(ds as varchar), count(*) from {features} "
+                                       "where list_sum(mask) > 0 group by ds"))
+    assert summary["rows"]["fct_train_requests"] == labelled[DAYS[0]]
+    assert summary["rows"]["fct_test_requests"] == labelled[DAYS[1]]
+    assert mart(settings, "select distinct cast(ds as varchar) from fct_test_requests") == [(DAYS[1],)]
+    assert mart(settings, "select distinct cast(ds as varchar) from fct_train_requests") == [(DAYS[0],)]
+    assert summary["nodes"]["unit_test"] == 2 and summary["nodes"]["test"] >= 50
+
+
+def test_daily_stats_agree_with_the_spark_summary(marts, world):
+    settings, _ = marts
+    _, _, results = world
+    rows = mart(settings, "select cast(ds as varchar), requests, labelled_candidates, clicks, ctr, "
+                          "ctr_by_position[1] from rpt_daily_stats order by ds")
+    assert [r[0] for r in rows] == DAYS
+    for (ds, requests, labelled, clicks, ctr, _), day in zip(rows, DAYS, strict=True):
+        spark = results[day]["requests"]
+        assert (requests, labelled, clicks) == (spark["requests"], spark["labelled"], spark["clicks"]), ds
+        assert ctr == pytest.approx(spark["label_rate"], abs=1e-4)
+    first = features(settings, "select sum(label[1]), sum(mask[1]) from {features} where ds = '2026-11-02'")[0]
+    assert rows[1][5] == pytest.approx(first[0] / first[1])
+
+
+def test_items_dimension_holds_each_item_once(marts):
+    settings, summary = marts
+    assert summary["rows"]["dim_items"] == mart(settings, "select count(distinct item_id) from dim_items")[0][0]
+    assert summary["rows"]["dim_items"] > 1000
+
+
+def test_quality_gates_pass_on_the_world(marts):
+    settings, _ = marts
+    for layer in ("features", "marts"):
+        report = run_quality(settings, DAYS[1], layer, notify=False)
+        assert report.blocking == [], report.render()
+
+
+def test_docs_generate(marts):
+    settings, _ = marts
+    index = docs_generate(settings, DAYS[1])
+    assert index.exists() and (index.parent / "catalog.json").exists()
+
+
+def test_a_failing_dbt_test_fails_the_build_and_is_named(tmp_path, world):
+    """Two requests with one rerank_id: the staging model's unique test fails the build."""
+    source = world[0]
+    settings = load_settings({"EDGEREC_HOME": str(tmp_path)})
+    table = pq.read_table(source.dataset("features") / f"ds={DAYS[1]}").slice(0, 3)
+    duplicated = pa.concat_tables([table, table.slice(0, 1)])
+    for name, data in (("features", duplicated), ("items", pq.read_table(source.dataset("items") / f"ds={DAYS[1]}"))):
+        part = settings.dataset(name) / f"ds={DAYS[1]}"
+        part.mkdir(parents=True)
+        pq.write_table(data.drop_columns([c for c in ("ds",) if c in data.column_names]), part / "part-0.parquet")
+    with pytest.raises(DbtFailed, match=r"test unique_stg_warehouse__features_rerank_id: fail: Got 1 result"):
+        build_marts(settings, DAYS[1])
