@@ -1,7 +1,8 @@
 """The dbt stage: build the train/test marts, items and daily stats for one ds, and their docs.
 
 dbt runs as a subprocess of the project in `dbt/`, with its target and logs in the state directory, so the
-checkout stays clean and a run is the same from the CLI, from Airflow and by hand.
+checkout stays clean and a run is the same from the CLI, from Airflow and by hand. The target is duckdb by
+default; EDGEREC_DBT_TARGET=spark builds the same models with dbt-spark (dbt/profiles.yml).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def run_dbt(settings: Settings, ds: str, command: list[str]) -> subprocess.Compl
             "--log-path", str(state / "logs"), "--vars", json.dumps(dbt_vars(settings, ds))]
     env = dict(os.environ, EDGEREC_HOME=str(settings.home), DBT_SEND_ANONYMOUS_USAGE_STATS="false")
     log.info("dbt %s ds=%s (target %s)", " ".join(command), ds, settings.dbt_target)
-    result = subprocess.run(args, env=env, cwd=DBT_PROJECT, capture_output=True, text=True)
+    state.mkdir(parents=True, exist_ok=True)  # the working directory: dbt-spark's session keeps its tables here
+    result = subprocess.run(args, env=env, cwd=state, capture_output=True, text=True)
     sys.stdout.write(result.stdout)  # dbt's own progress lines, into the task log or the terminal
     sys.stderr.write(result.stderr)
     return result

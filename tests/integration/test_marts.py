@@ -86,3 +86,18 @@ def test_a_failing_dbt_test_fails_the_build_and_is_named(tmp_path, world):
         pq.write_table(data.drop_columns([c for c in ("ds",) if c in data.column_names]), part / "part-0.parquet")
     with pytest.raises(DbtFailed, match=r"test unique_stg_warehouse__features_rerank_id: fail: Got 1 result"):
         build_marts(settings, DAYS[1])
+
+
+def test_the_spark_target_builds_the_same_marts(marts, tmp_path, monkeypatch):
+    """The same models and tests on dbt-spark (an in-process session), over the same warehouse."""
+    settings, summary = marts
+    (tmp_path / "warehouse").symlink_to(settings.warehouse)
+    monkeypatch.setenv("EDGEREC_DBT_SPARK_METHOD", "session")
+    on_spark = settings.model_copy(update={"home": tmp_path, "dbt_target": "spark"})
+    result = build_marts(on_spark, DAYS[1])
+    assert result["target"] == "spark" and result["nodes"] == summary["nodes"]
+    tables = tmp_path / "dbt" / "spark-warehouse" / "edgerec.db"
+    with duckdb.connect() as con:
+        for name in ("fct_train_requests", "fct_test_requests", "dim_items"):
+            count = con.execute(f"select count(*) from read_parquet('{tables / name}/*.parquet')").fetchone()[0]
+            assert count == summary["rows"][name], name
