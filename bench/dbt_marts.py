@@ -4,7 +4,8 @@
 
 Reuses bench/spark_jobs.py: simulates one day of about N events (not timed), runs the Spark jobs in a fresh
 process (timed: the Spark stage), then `dbt build` (models, 60 data tests, unit tests) on their output, as the
-daily DAG does. Target: dbt build <= 30% of the Spark stage time at the same size.
+daily DAG does, and the three quality gates (for information). Target: dbt build <= 30% of the Spark stage
+time at the same size.
 """
 
 from __future__ import annotations
@@ -55,6 +56,17 @@ def main() -> None:
           f"{summary['nodes']}): {requests / seconds:,.0f} requests/s, {candidates / seconds:,.0f} candidates/s")
     print(f"marts         {summary['rows']}")
     print(f"dbt / spark   {seconds / spark['total_s']:.1%} (target <= 30%)")
+    from edgerec.quality.gate import run_quality
+
+    for layer in ("raw", "features", "marts"):
+        if layer == "raw":  # the raw gate reads the validation report of the DAG's validate task
+            from edgerec.stages import validate_raw
+
+            validate_raw(settings, bench.DS)
+        started = time.perf_counter()
+        report = run_quality(settings, bench.DS, layer, notify=False)
+        print(f"quality {layer:<9} {time.perf_counter() - started:.1f}s, {len(report.results)} checks, "
+              f"{len(report.failures)} failed")
 
 
 if __name__ == "__main__":

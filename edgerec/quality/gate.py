@@ -136,7 +136,7 @@ def range_check(column: str, low: float | None, high: float | None, name: str | 
                 level: Level = "block") -> Check:
     expected = Bound(min=low, max=high, level=level).text()
     return Check(name or f"{column}_range", _gxe().ExpectColumnValuesToBeBetween(
-        column=column, min_value=low, max_value=high, severity=_severity(level)), expected, level)
+        column=column, min_value=low, max_value=high), expected, level)
 
 
 def set_check(column: str, values: list[str]) -> Check:

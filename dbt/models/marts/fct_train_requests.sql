@@ -1,19 +1,2 @@
-{#- The train split as training reads it: requests with at least one labelled candidate. -#}
-
-with
-
-requests as (
-
-    select * from {{ ref('int_requests__split') }}
-    where split = 'train'
-
-),
-
-final as (
-
-    select * from requests
-    where n_labelled > 0
-
-)
-
-select * from final
+{#- The train split (days D-train_days .. D-1) as training reads it. -#}
+{{ labelled_requests_of_split('train') }}
