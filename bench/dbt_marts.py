@@ -56,8 +56,12 @@ def main() -> None:
           f"{summary['nodes']}): {requests / seconds:,.0f} requests/s, {candidates / seconds:,.0f} candidates/s")
     print(f"marts         {summary['rows']}")
     print(f"dbt / spark   {seconds / spark['total_s']:.1%} (target <= 30%)")
+    started = time.perf_counter()
+    import great_expectations  # noqa: F401  (its import is paid once per process, not per gate)
+
     from edgerec.quality.gate import run_quality
 
+    print(f"quality       importing Great Expectations {time.perf_counter() - started:.1f}s")
     for layer in ("raw", "features", "marts"):
         if layer == "raw":  # the raw gate reads the validation report of the DAG's validate task
             from edgerec.stages import validate_raw
