@@ -181,13 +181,13 @@ def _round(value: Any) -> Any:
 def _history(settings: Settings, ds: str, layer: str, days: int) -> list[dict]:
     """Metrics of earlier passed quality reports of this layer (up to `days` days before ds): a blocked day
     is not part of the baseline, so one bad day does not move what normal looks like."""
-    found = []
-    for day in days_back(ds, days)[:-1]:
-        path = settings.layout(day).reports / f"quality_{layer}.json"
-        report = json.loads(path.read_text()) if path.exists() else {}
-        if report.get("passed") and report.get("metrics"):
-            found.append(report["metrics"])
-    return found
+    reports = [_report(settings, day, layer) for day in days_back(ds, days)[:-1]]
+    return [r["metrics"] for r in reports if r.get("passed") and r.get("metrics")]
+
+
+def _report(settings: Settings, ds: str, layer: str) -> dict:
+    path = settings.layout(ds).reports / f"quality_{layer}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def full_lookback(settings: Settings, ds: str) -> bool:
@@ -323,7 +323,8 @@ def marts_tables(settings: Settings, ds: str, cfg: QualityConfig) -> tuple[list[
             "train_requests": checks.train_requests, "test_requests": checks.test_requests,
             "test_label_rate": checks.test_label_rate})),
     ]
-    today, before = stats[stats.ds == ds], stats[stats.ds < ds]
+    blocked = [d for d in stats.ds if _report(settings, d, "marts").get("passed") is False]
+    today, before = stats[stats.ds == ds], stats[(stats.ds < ds) & ~stats.ds.isin(blocked)]
     skipped: list[str] = []
     if len(today) and len(before):
         baseline = before[list(MART_STATS)].mean()

@@ -203,6 +203,11 @@ def test_marts_warn_on_an_empty_train_split_and_block_on_a_ctr_jump(settings):
         run_quality(settings, DAY2, "marts", notify=False)
     bad = failed(report_of(settings, DAY2, "marts"))
     assert bad["drift.ctr_change<=block"]["observed"] == 2.0 and bad["drift.ctr_change<=block"]["expected"] == "<= 0.5"
+    # The blocked day stays out of the next day's baseline: back to normal is not a drift.
+    write_marts(settings, {"2026-10-31": (120, 0.33), DAY1: (120, 0.33), DAY2: (120, 0.99), "2026-11-03": (120, 0.33)},
+                good_day())
+    report = run_quality(settings, "2026-11-03", "marts", notify=False)
+    assert report.blocking == [] and report.metrics["baseline_days"] == ["2026-10-31", DAY1]
 
 
 def test_marts_without_labels_block(settings):
