@@ -1,0 +1,59 @@
+"""GAUC (the paper's Eq. 12), NDCG@k and clicks@k on hand-computed examples and against sklearn."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from training.evaluation import clicks_at_k, evaluate, ndcg_at_k, request_auc, request_aucs
+
+pytestmark = pytest.mark.unit
+A = np.array
+
+
+def test_gauc_weights_each_request_by_its_impressions_and_skips_one_class_requests():
+    scores = [A([0.9, 0.1, 0.5]), A([0.2, 0.8, 0.4, 0.6]), A([0.3, 0.2]), A([0.1, 0.7, 0.99])]
+    labels = [A([1, 0, 0]), A([1, 0, 1, 0]), A([0, 0]), A([0, 1, 0])]
+    masks = [A([1, 1, 1]), A([1, 1, 1, 1]), A([1, 1]), A([1, 1, 0])]  # the 0.99 was never exposed
+    per_request = request_aucs(scores, labels, masks)
+    # A: the positive outscores both negatives (AUC 1, 3 impressions); B: both positives score lowest
+    # (AUC 0, 4 impressions); C: no click (skipped); D: 0.7 > 0.1 once the unexposed 0.99 is masked (AUC 1, 2).
+    assert per_request.aucs.tolist() == [1.0, 0.0, 1.0]
+    assert per_request.weights.tolist() == [3, 4, 2]
+    assert per_request.skipped == 1
+    assert per_request.gauc() == pytest.approx((3 + 0 + 2) / 9)
+
+
+def test_ties_count_half():
+    assert request_auc(A([0.5, 0.5, 0.5]), A([1, 0, 0])) == 0.5
+    assert request_auc(A([0.5, 0.5, 0.1]), A([1, 0, 0])) == 0.75
+
+
+def test_request_auc_equals_sklearn_on_random_requests():
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        n = int(rng.integers(2, 60))
+        labels = rng.integers(0, 2, n)
+        scores = np.round(rng.normal(size=n), 1)  # rounding makes ties
+        expected = roc_auc_score(labels, scores) if 0 < labels.sum() < n else None
+        assert request_auc(scores, labels) == (pytest.approx(expected) if expected is not None else None)
+
+
+def test_ndcg_and_clicks_at_k():
+    scores, labels = A([0.9, 0.5, 0.1]), A([0, 0, 1])  # the click is ranked last
+    assert ndcg_at_k(scores, labels, 2) == 0.0
+    assert ndcg_at_k(scores, labels, 3) == pytest.approx(1 / np.log2(4))
+    assert ndcg_at_k(-scores, labels, 1) == 1.0
+    assert clicks_at_k(scores, labels, 2) == 0 and clicks_at_k(scores, labels, 3) == 1
+    assert ndcg_at_k(scores, A([0, 0, 0]), 3) is None
+
+
+def test_evaluate_compares_with_the_initial_order_and_brackets_gauc():
+    rng = np.random.default_rng(0)
+    labels = [rng.integers(0, 2, 20) for _ in range(300)]
+    scores = [y + rng.normal(scale=0.8, size=20) for y in labels]  # informative scores
+    masks = [np.ones(20, dtype=int) for _ in labels]
+    report = evaluate(scores, labels, masks, ks=(5,), rounds=100, seed=1)
+    assert report.gauc.low <= report.gauc.value <= report.gauc.high
+    assert 0.7 < report.gauc.value < 0.9 and report.gauc.high - report.gauc.low < 0.05
+    assert report.ndcg[5] > report.ndcg_initial[5] and report.clicks[5] > report.clicks_initial[5]
+    assert evaluate(scores, labels, masks, ks=(5,), rounds=100, seed=1) == report  # same seed, same interval

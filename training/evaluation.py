@@ -1,0 +1,128 @@
+"""Ranking metrics of the paper: GAUC (Eq. 12), NDCG@k and clicks@k against the initial order, with bootstrap
+confidence intervals over requests.
+
+Inputs are per request: the model's scores, the labels and the mask of the candidates (mask 1 where the
+candidate was exposed, so its label is known). Only labelled candidates count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import rankdata
+
+
+def request_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
+    """AUC of one request's labelled candidates (ties count half); None when only one class is present."""
+    positives = int(labels.sum())
+    negatives = len(labels) - positives
+    if positives == 0 or negatives == 0:
+        return None
+    ranks = rankdata(scores)  # average ranks: a tie between a positive and a negative counts 1/2
+    return float((ranks[labels == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+@dataclass(frozen=True)
+class RequestAucs:
+    """Per-request AUC and weight (impressions) of the requests that have both classes."""
+
+    aucs: np.ndarray
+    weights: np.ndarray
+    skipped: int  # requests with one label class only (no AUC)
+
+    def gauc(self, rows: np.ndarray | None = None) -> float:
+        """Eq. 12: sum_i w_i AUC_i / sum_i w_i, w_i the request's impressions (labelled candidates)."""
+        aucs, weights = (self.aucs, self.weights) if rows is None else (self.aucs[rows], self.weights[rows])
+        return float(np.dot(aucs, weights) / weights.sum()) if weights.sum() > 0 else float("nan")
+
+
+def request_aucs(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+                 masks: Sequence[np.ndarray]) -> RequestAucs:
+    aucs, weights, skipped = [], [], 0
+    for s, y, m in zip(scores, labels, masks, strict=True):
+        seen = np.asarray(m) == 1
+        auc = request_auc(np.asarray(s, dtype=np.float64)[seen], np.asarray(y)[seen])
+        if auc is None:
+            skipped += 1
+            continue
+        aucs.append(auc)
+        weights.append(int(seen.sum()))
+    return RequestAucs(np.asarray(aucs, dtype=np.float64), np.asarray(weights, dtype=np.float64), skipped)
+
+
+def _top_k_labels(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Labels of the k best-scored candidates, best first (stable: ties keep the initial order)."""
+    return labels[np.argsort(-scores, kind="stable")[:k]]
+
+
+def ndcg_at_k(scores: np.ndarray, labels: np.ndarray, k: int) -> float | None:
+    """NDCG@k of one request's labelled candidates ranked by score; None without a click."""
+    if labels.sum() == 0:
+        return None
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    gains = _top_k_labels(scores, labels, k)
+    ideal = np.sort(labels)[::-1][:k]
+    return float(np.dot(gains, discounts[: len(gains)]) / np.dot(ideal, discounts[: len(ideal)]))
+
+
+def clicks_at_k(scores: np.ndarray, labels: np.ndarray, k: int) -> int:
+    return int(_top_k_labels(scores, labels, k).sum())
+
+
+@dataclass(frozen=True)
+class Interval:
+    value: float
+    low: float
+    high: float
+
+    def __str__(self) -> str:
+        return f"{self.value:.5f} [{self.low:.5f}, {self.high:.5f}]"
+
+
+def bootstrap(statistic, n: int, rounds: int = 200, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of statistic(rows) over `rounds` resamples of n rows with replacement."""
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(rng.integers(0, n, n)) for _ in range(rounds)])
+    tail = (1 - level) / 2 * 100
+    return float(np.nanpercentile(values, tail)), float(np.nanpercentile(values, 100 - tail))
+
+
+@dataclass(frozen=True)
+class RankingReport:
+    """GAUC with its interval, and NDCG@k / clicks@k of the model's order and of the initial order."""
+
+    gauc: Interval
+    requests: int
+    skipped: int
+    ndcg: dict[int, float]
+    ndcg_initial: dict[int, float]
+    clicks: dict[int, float]
+    clicks_initial: dict[int, float]
+
+
+def evaluate(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray], masks: Sequence[np.ndarray],
+             ks: Sequence[int] = (5, 10), rounds: int = 200, seed: int = 0) -> RankingReport:
+    """All metrics for one model on one test set. The initial order is the candidates' list order."""
+    per_request = request_aucs(scores, labels, masks)
+    low, high = bootstrap(per_request.gauc, len(per_request.aucs), rounds, seed) if len(per_request.aucs) else \
+        (float("nan"), float("nan"))
+    ndcg, ndcg0, clicks, clicks0 = ({k: [] for k in ks} for _ in range(4))
+    for s, y, m in zip(scores, labels, masks, strict=True):
+        seen = np.asarray(m) == 1
+        s, y = np.asarray(s, dtype=np.float64)[seen], np.asarray(y)[seen]
+        initial = -np.arange(len(y), dtype=np.float64)
+        for k in ks:
+            clicks[k].append(clicks_at_k(s, y, k))
+            clicks0[k].append(clicks_at_k(initial, y, k))
+            value, value0 = ndcg_at_k(s, y, k), ndcg_at_k(initial, y, k)
+            if value is not None:
+                ndcg[k].append(value)
+                ndcg0[k].append(value0)
+
+    def mean(values: dict[int, list]) -> dict[int, float]:
+        return {k: float(np.mean(v)) if v else float("nan") for k, v in values.items()}
+
+    return RankingReport(Interval(per_request.gauc(), low, high), len(per_request.aucs), per_request.skipped,
+                         mean(ndcg), mean(ndcg0), mean(clicks), mean(clicks0))
