@@ -1,0 +1,54 @@
+"""Padding list columns to the feature spec and streaming the marts in list-wise batches."""
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from edgerec.features import GROUPS
+from training.data import pad, read_batches
+
+pytestmark = pytest.mark.unit
+SPEC = {"sequence_lengths": {"candidates": 4, "ie": 3, "ipv": 2}}
+
+
+def test_pad_fills_with_zero_cuts_long_lists_and_handles_slices_and_nulls():
+    column = pa.array([[7, 8], [], None, [1, 2, 3, 4, 5]], type=pa.list_(pa.int64()))
+    values, lengths = pad(column, 3)
+    assert values.tolist() == [[7, 8, 0], [0, 0, 0], [0, 0, 0], [1, 2, 3]]
+    assert lengths.tolist() == [2, 0, 0, 3]
+    values, lengths = pad(column.slice(3, 1), 6)
+    assert values.tolist() == [[1, 2, 3, 4, 5, 0]] and lengths.tolist() == [5]
+
+
+def request(i: int, n_candidates: int, n_ie: int) -> dict:
+    row = {"rerank_id": f"r{i}", "label": [1] + [0] * (n_candidates - 1), "mask": [1, 1] + [0] * (n_candidates - 2)}
+    for group, prefix in (("candidate", "cand"), ("ie", "ie"), ("ipv", "ipv")):
+        length = {"candidate": n_candidates, "ie": n_ie, "ipv": 1}[group]
+        row[f"{prefix}_item_id"] = [100 * i + j for j in range(1, length + 1)]
+        for f, name in enumerate(GROUPS[group]):
+            row[f"{prefix}_{name}"] = [f + 1] * length
+    return row
+
+
+def test_marts_stream_in_whole_requests_padded_to_the_spec(tmp_path):
+    database = tmp_path / "marts.duckdb"
+    rows = [request(i, n_candidates=2 + i, n_ie=i) for i in range(5)]  # r4 has 6 candidates, 4 IE: cut
+    table = pa.Table.from_pylist(rows)
+    with duckdb.connect(str(database)) as con:
+        con.register("rows", table)
+        con.execute("create table fct_test_requests as select * from rows")
+    batches = list(read_batches(database, "test", SPEC, batch_requests=2))
+    assert [b.rerank_id for b in batches] == [["r0", "r1"], ["r2", "r3"], ["r4"]]
+    first, last = batches[0], batches[-1]
+    assert first.candidate_item.tolist() == [[1, 2, 0, 0], [101, 102, 103, 0]]
+    assert first.candidates.tolist() == [2, 3]
+    assert first.candidate.shape == (2, 4, len(GROUPS["candidate"]))
+    assert first.candidate[1, :, 0].tolist() == [1, 1, 1, 0]  # the first feature's codes, then padding
+    assert first.label.tolist() == [[1, 0, 0, 0], [1, 0, 0, 0]] and first.mask.tolist() == [[1, 1, 0, 0], [1, 1, 0, 0]]
+    assert first.ie_length.tolist() == [0, 1] and first.ie.shape == (2, 3, len(GROUPS["ie"]))
+    assert last.candidate_item.tolist() == [[401, 402, 403, 404]] and last.ie_length.tolist() == [3]
+    assert last.ipv.shape == (1, 2, len(GROUPS["ipv"])) and last.ipv_length.tolist() == [1]
+    assert np.all(last.ipv[0, 1] == 0)
+    with pytest.raises(ValueError, match="unknown split 'valid'"):
+        next(read_batches(database, "valid", SPEC))

@@ -1,0 +1,88 @@
+"""Training data: the dbt marts, streamed in list-wise batches padded to the feature spec.
+
+A batch holds whole requests (all candidates of a request together, as the re-ranker scores them). Lists
+are padded with 0, the padding index of every feature (edgerec.features), and cut at the spec's lengths:
+candidates K, IE m, IPV n. Sequences keep the marts' order (most recent first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from edgerec.features import GROUPS
+
+SPLITS = {"train": "fct_train_requests", "test": "fct_test_requests"}
+PREFIX = {"candidate": "cand", "ie": "ie", "ipv": "ipv"}
+
+
+def pad(column: pa.ListArray | pa.ChunkedArray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """A list column as a [rows, width] int64 array padded with 0 (longer lists are cut), and the lengths."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    offsets = column.offsets.to_numpy()
+    offsets = offsets - offsets[0]
+    lengths = np.minimum(np.diff(offsets), width)
+    values = column.flatten().to_numpy(zero_copy_only=False)
+    out = np.zeros((len(column), width), dtype=np.int64)
+    rows = np.repeat(np.arange(len(column)), lengths)
+    cols = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    out[rows, cols] = values[np.repeat(offsets[:-1], lengths) + cols]
+    return out, lengths
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Model inputs of B requests. Features are [B, L, F] codes in the order of the spec's groups."""
+
+    rerank_id: list[str]
+    candidate_item: np.ndarray  # [B, K] item ids (0: padding)
+    candidate: np.ndarray  # [B, K, F_candidate]
+    candidates: np.ndarray  # [B] real candidates per request
+    label: np.ndarray  # [B, K] 1 clicked, 0 not
+    mask: np.ndarray  # [B, K] 1 where labelled (the only places the loss and metrics look)
+    ie_item: np.ndarray  # [B, m]
+    ie: np.ndarray  # [B, m, F_ie]
+    ie_length: np.ndarray  # [B]
+    ipv_item: np.ndarray  # [B, n]
+    ipv: np.ndarray  # [B, n, F_ipv]
+    ipv_length: np.ndarray  # [B]
+
+    def __len__(self) -> int:
+        return len(self.rerank_id)
+
+
+def to_batch(table: pa.Table | pa.RecordBatch, spec: dict) -> Batch:
+    lengths = spec["sequence_lengths"]
+    widths = {"candidate": lengths["candidates"], "ie": lengths["ie"], "ipv": lengths["ipv"]}
+    groups = {}
+    for group, prefix in PREFIX.items():
+        items, count = pad(table.column(f"{prefix}_item_id"), widths[group])
+        features = np.stack([pad(table.column(f"{prefix}_{name}"), widths[group])[0] for name in GROUPS[group]],
+                            axis=-1)
+        groups[group] = (items, features, count)
+    label, _ = pad(table.column("label"), widths["candidate"])
+    mask, _ = pad(table.column("mask"), widths["candidate"])
+    return Batch(table.column("rerank_id").to_pylist(), *groups["candidate"], label, mask, *groups["ie"],
+                 *groups["ipv"])
+
+
+def read_batches(database: Path, split: str, spec: dict, batch_requests: int = 512,
+                 limit: int | None = None) -> Iterator[Batch]:
+    """Stream one split of the marts in batches of whole requests, in a stable order (by rerank_id)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    columns = ["rerank_id", "label", "mask"] + [f"{p}_item_id" for p in PREFIX.values()] + [
+        f"{PREFIX[g]}_{name}" for g, names in GROUPS.items() for name in names]
+    query = f"select {', '.join(columns)} from {SPLITS[split]} order by rerank_id" + (
+        f" limit {int(limit)}" if limit is not None else "")
+    with duckdb.connect(str(database), read_only=True) as con:
+        reader = con.sql(query).to_arrow_reader(batch_requests)
+        for record_batch in reader:
+            if record_batch.num_rows:
+                yield to_batch(record_batch, spec)
