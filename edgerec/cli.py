@@ -216,7 +216,7 @@ def quality_run(
             typer.echo(run_quality(settings, ds, name, notify=alerts).render())
         except QualityGateFailed as error:
             blocked.append(str(error))
-        except (FileNotFoundError, ConfigError) as error:
+        except (FileNotFoundError, NotImplementedError, ConfigError) as error:
             _fail(str(error), code=1)
     if blocked:
         _fail("\n".join(blocked), code=1)

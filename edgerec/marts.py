@@ -66,8 +66,9 @@ def _node(unique_id: str) -> str:
 
 def build_marts(settings: Settings, ds: str) -> dict:
     """`dbt build` (models, data tests, unit tests) for ds; a summary written to reports/ds=.../dbt_build.json."""
-    result = run_dbt(settings, ds, ["build"])
     run_results = settings.home / "dbt" / "target" / "run_results.json"
+    run_results.unlink(missing_ok=True)  # a run that fails early must not report the previous run's nodes
+    result = run_dbt(settings, ds, ["build"])
     failures = _failures(run_results)
     if result.returncode != 0 or failures:
         detail = "\n  ".join(failures) or result.stdout[-2000:]

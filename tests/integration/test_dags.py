@@ -27,8 +27,8 @@ def test_daily_dag_wiring(dagbag):
         assert dag.task_dict[downstream].upstream_task_ids == {upstream}
     assert dag.task_dict["validate_raw"].trigger_rule == "none_failed"  # runs when simulation is skipped
     assert dag.task_dict["quality_raw"].upstream_task_ids == {"spark_bucketize"}
-    assert dag.task_dict["quality_features"].upstream_task_ids == {"spark_bucketize"}
-    assert dag.task_dict["dbt_build"].upstream_task_ids == {"quality_raw", "quality_features"}
+    assert dag.task_dict["quality_features"].upstream_task_ids == {"quality_raw"}
+    assert dag.task_dict["dbt_build"].upstream_task_ids == {"quality_features"}
     assert dag.task_dict["quality_marts"].upstream_task_ids == {"dbt_build"}
     assert all(t.trigger_rule == "all_success" for t in dag.tasks if t.task_id != "validate_raw")
     quality = {t.task_id for t in dag.tasks if t.task_id.startswith("quality_")}

@@ -216,3 +216,9 @@ def test_marts_without_labels_block(settings):
         run_quality(settings, DAY1, "marts", notify=False)
     assert failed(report_of(settings, DAY1, "marts"))["fct_test_requests_schema.schema"]["observed"] == \
         "missing columns: n_labelled"
+
+
+def test_mart_codes_outside_the_days_vocabularies_block(settings):
+    write_marts(settings, {DAY1: (120, 0.33)}, good_day(code=9))
+    with pytest.raises(QualityGateFailed, match="marts.codes.codes_within_vocabulary"):
+        run_quality(settings, DAY1, "marts", notify=False)
