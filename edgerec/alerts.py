@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from email.message import EmailMessage
 from typing import Any, Literal, Protocol
 
-from edgerec.config import Settings
+from edgerec.config import Settings, load_settings
 
 log = logging.getLogger("edgerec.alerts")
 
@@ -148,8 +148,6 @@ def task_failure_alert(context: Mapping[str, Any]) -> Alert | None:
 
 def on_task_failure(context: Mapping[str, Any]) -> None:
     """Airflow on_failure_callback: alert through the configured notifiers."""
-    from edgerec.config import load_settings
-
     alert = task_failure_alert(context)
     if alert is not None:
         notifier_from_settings(load_settings()).send([alert])

@@ -33,6 +33,11 @@ GROUPS = {
     "ipv": (*ITEM_CATEGORICAL, *ITEM_SCORES, *IPV_BUCKETIZED, *ACTION_NAMES),
 }
 BUCKETIZED = (*ITEM_SCORES, "cloud_score", *IE_BUCKETIZED, *IPV_BUCKETIZED)
+# The encoded features dataset (spark_jobs.bucketize): request keys, then `<prefix>_item_id` and
+# `<prefix>_<feature>` int lists per group, then labels, mask and the event times of the sequences.
+ENCODED_KEYS = ("rerank_id", "user_id", "session_key", "request_id", "trigger", "trigger_ts", "origin", "ds")
+PREFIXES = {"candidate": "cand", "ie": "ie", "ipv": "ipv"}
+ENCODED_FEATURE_COLUMNS = tuple(f"{PREFIXES[g]}_{name}" for g, names in GROUPS.items() for name in names)
 
 
 def canonical_sha(spec: dict) -> str:

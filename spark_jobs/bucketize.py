@@ -13,7 +13,17 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
-from edgerec.features import GROUPS, IE_BUCKETIZED, IPV_BUCKETIZED, ITEM_CATEGORICAL, ITEM_SCORES, encode, make_spec
+from edgerec.features import (
+    ENCODED_KEYS,
+    GROUPS,
+    IE_BUCKETIZED,
+    IPV_BUCKETIZED,
+    ITEM_CATEGORICAL,
+    ITEM_SCORES,
+    PREFIXES,
+    encode,
+    make_spec,
+)
 
 _HASH_BUCKETS = 10_000
 
@@ -48,8 +58,9 @@ def fit_spec(requests: DataFrame, items: DataFrame, *, num_buckets: int, max_req
     return spec
 
 
-KEYS = ("rerank_id", "user_id", "session_key", "request_id", "trigger", "trigger_ts", "origin", "ds")
-SOURCES = {"candidate": ("cand", "candidates"), "ie": ("ie", "ie"), "ipv": ("ipv", "ipv")}
+KEYS = ENCODED_KEYS
+SOURCES = {group: (PREFIXES[group], column) for group, column in
+           (("candidate", "candidates"), ("ie", "ie"), ("ipv", "ipv"))}
 
 
 def encoded_schema(requests_schema: pa.Schema) -> pa.Schema:

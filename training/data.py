@@ -15,10 +15,9 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from edgerec.features import GROUPS
+from edgerec.features import ENCODED_FEATURE_COLUMNS, GROUPS, PREFIXES
 
 SPLITS = {"train": "fct_train_requests", "test": "fct_test_requests"}
-PREFIX = {"candidate": "cand", "ie": "ie", "ipv": "ipv"}
 
 
 def pad(column: pa.ListArray | pa.ChunkedArray, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +60,7 @@ def to_batch(table: pa.Table | pa.RecordBatch, spec: dict) -> Batch:
     lengths = spec["sequence_lengths"]
     widths = {"candidate": lengths["candidates"], "ie": lengths["ie"], "ipv": lengths["ipv"]}
     groups = {}
-    for group, prefix in PREFIX.items():
+    for group, prefix in PREFIXES.items():
         items, count = pad(table.column(f"{prefix}_item_id"), widths[group])
         features = np.stack([pad(table.column(f"{prefix}_{name}"), widths[group])[0] for name in GROUPS[group]],
                             axis=-1)
@@ -77,8 +76,7 @@ def read_batches(database: Path, split: str, spec: dict, batch_requests: int = 5
     """Stream one split of the marts in batches of whole requests, in a stable order (by rerank_id)."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    columns = ["rerank_id", "label", "mask"] + [f"{p}_item_id" for p in PREFIX.values()] + [
-        f"{PREFIX[g]}_{name}" for g, names in GROUPS.items() for name in names]
+    columns = ["rerank_id", "label", "mask", *(f"{p}_item_id" for p in PREFIXES.values()), *ENCODED_FEATURE_COLUMNS]
     query = f"select {', '.join(columns)} from {SPLITS[split]} order by rerank_id" + (
         f" limit {int(limit)}" if limit is not None else "")
     with duckdb.connect(str(database), read_only=True) as con:

@@ -14,14 +14,11 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from edgerec.features import GROUPS
+from edgerec.features import ENCODED_FEATURE_COLUMNS, ENCODED_KEYS, GROUPS, PREFIXES
 
-PREFIXES = {"candidate": "cand", "ie": "ie", "ipv": "ipv"}
-KEY_COLUMNS = ("rerank_id", "user_id", "session_key", "request_id", "trigger", "trigger_ts", "origin")
-LIST_COLUMNS = (*(f"{p}_item_id" for p in PREFIXES.values()),
-                *(f"{PREFIXES[g]}_{name}" for g, names in GROUPS.items() for name in names),
+LIST_COLUMNS = (*(f"{p}_item_id" for p in PREFIXES.values()), *ENCODED_FEATURE_COLUMNS,
                 "label", "mask", "ie_ts", "ipv_end_ts")
-FEATURE_COLUMNS = (*KEY_COLUMNS, *LIST_COLUMNS, "ds")  # the features dataset, as spark_jobs.bucketize writes it
+FEATURE_COLUMNS = (*ENCODED_KEYS, *LIST_COLUMNS)  # the features dataset, as spark_jobs.bucketize writes it
 
 # One row per request: the figures the row-level checks need.
 REQUEST_FIGURES = """

@@ -21,8 +21,9 @@ import pyarrow.parquet as pq
 
 from edgerec.alerts import Alert, AlertedFailure, notifier_from_settings
 from edgerec.config import Settings, days_back
+from edgerec.contracts import RERANK_TRIGGERS
 from edgerec.contracts.catalog import CATALOG_ARROW_SCHEMA
-from edgerec.features import load_spec
+from edgerec.features import ITEM_CATEGORICAL, load_spec
 from edgerec.quality import frames
 from edgerec.quality.config import Bound, DriftBound, Level, QualityConfig, load_quality_config
 
@@ -197,12 +198,6 @@ def full_lookback(settings: Settings, ds: str) -> bool:
     return len(read) >= settings.lookback_days + 1
 
 
-def _changes(today: dict, history: list[dict], names: list[str]) -> dict[str, float]:
-    if not history:
-        return {}
-    return {n: frames.relative_change(today[n], sum(h[n] for h in history) / len(history)) for n in names}
-
-
 def raw_tables(settings: Settings, ds: str, cfg: QualityConfig) -> tuple[list[Table], dict, list[str]]:
     day = settings.layout(ds)
     report = day.reports / "raw_validation.json"
@@ -214,17 +209,16 @@ def raw_tables(settings: Settings, ds: str, cfg: QualityConfig) -> tuple[list[Ta
     checks = cfg.raw
     tables = [
         Table("items", items, [columns_check(CATALOG_ARROW_SCHEMA.names), unique_check("item_id"),
-                               *[range_check(c, 0, None) for c in ("category", "brand", "gender", "price_level",
-                                                                   "age_level", "bc_type")],
+                               *[range_check(c, 0, None) for c in ITEM_CATEGORICAL],
                                range_check("ctr_score", 0, 1), range_check("cvr_score", 0, 1)]),
         Table("day", pd.DataFrame([metrics]), metric_checks(metrics, {"events": checks.events,
                                                                        "bad_share": checks.bad_share})),
     ]
     history = _history(settings, ds, "raw", cfg.baseline_days)
-    changes = _changes(metrics, history, ["events"])
     skipped = [] if history else ["raw.drift: no earlier days to compare with"]
-    if changes:
-        changes = {"event_volume_change": changes["events"]}
+    if history:
+        baseline = sum(h["events"] for h in history) / len(history)
+        changes = {"event_volume_change": frames.relative_change(metrics["events"], baseline)}
         tables.append(Table("drift", pd.DataFrame([changes]),
                             drift_checks(changes, {"event_volume_change": checks.event_volume_change})))
     return tables, metrics, skipped
@@ -233,7 +227,7 @@ def raw_tables(settings: Settings, ds: str, cfg: QualityConfig) -> tuple[list[Ta
 def _request_checks(spec: dict) -> list[Check]:
     lengths = spec["sequence_lengths"]
     return [unique_check("rerank_id"), not_null_check("rerank_id"), not_null_check("trigger_ts"),
-            set_check("trigger", ["page", "click", "delete", "exposed_k"]),
+            set_check("trigger", list(RERANK_TRIGGERS)),
             range_check("n_candidates", 1, lengths["candidates"]),
             range_check("ie_length", 0, lengths["ie"]), range_check("ipv_length", 0, lengths["ipv"]),
             range_check("candidate_lists_parallel", 1, 1, name="candidate_lists_parallel"),
@@ -303,7 +297,8 @@ def marts_tables(settings: Settings, ds: str, cfg: QualityConfig) -> tuple[list[
     if not settings.duckdb_path.exists():
         raise FileNotFoundError(f"no marts database at {settings.duckdb_path}; run `edgerec dbt build` first")
     with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
-        required = [*frames.KEY_COLUMNS[:-1], *frames.LIST_COLUMNS, "ds", "split", "n_labelled", "n_clicks"]
+        # the features' columns but origin (staging renames it), plus the split's own
+        required = [*(c for c in frames.FEATURE_COLUMNS if c != "origin"), "split", "n_labelled", "n_clicks"]
         schemas = {name: frames.columns_of(con, name) for name in ("fct_train_requests", "fct_test_requests")}
         tables = [Table(f"{name}_schema", frames.schema_frame(cols), [columns_check(required)])
                   for name, cols in schemas.items()]

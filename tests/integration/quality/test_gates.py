@@ -58,8 +58,7 @@ def write_day(settings, ds: str, rows: list[dict], drop: tuple[str, ...] = (), f
         json.dumps({"requests": {"event_days_read": [ds] * days}}))
 
 
-def failed(report_or_error) -> dict[str, dict]:
-    report = report_or_error
+def failed(report: dict) -> dict[str, dict]:
     return {f"{r['table']}.{r['check']}": r for r in report["results"] if not r["success"]}
 
 
