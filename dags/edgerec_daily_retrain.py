@@ -1,7 +1,8 @@
 """Daily retrain of the EdgeRec re-ranker for one logical date (ds).
 
 simulate (embedded source) -> validate raw -> spark ingest -> sessionize -> requests -> bucketize
--> data quality (raw, features) -> dbt build (marts) -> data quality (marts) -> training (next).
+-> data quality (raw, features) -> dbt build (marts) -> data quality (marts) -> train (the paper's models,
+MLflow, a new registered version) -> evaluation gate (blessed or refused, with the reason).
 A blocking data-quality failure fails its task, so nothing after it runs that day; every failed task
 alerts through the configured notifiers (edgerec.alerts).
 Thin wiring only: each task calls one stage function of the `edgerec` package (also a CLI command), is
@@ -83,10 +84,41 @@ def edgerec_daily_retrain():
 
         return build_marts(load_settings(), ds)["database"]
 
+    @task
+    def train(ds: str | None = None) -> str:
+        """Train and compare the paper's models; register the full model (skipped while the train mart is empty)."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from training.pipeline import NoTrainingData, train_day
+
+        try:
+            summary = train_day(load_settings(), ds)
+        except NoTrainingData as error:
+            raise AirflowSkipException(str(error)) from None
+        print(summary["table"])
+        return summary["version"]
+
+    @task(retries=0)  # a verdict does not change by retrying
+    def evaluation_gate(ds: str | None = None) -> str:
+        """Bless the day's version or refuse it; a refusal alerts and skips what follows (nothing unblessed ships)."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from edgerec.alerts import Alert, notifier_from_settings
+        from training.pipeline import gate_day
+
+        settings = load_settings()
+        verdict = gate_day(settings, ds)
+        if not verdict.blessed:
+            notifier_from_settings(settings).send([Alert(
+                level="warn", check="training.evaluation_gate", observed=f"version {verdict.version} "
+                f"({verdict.version_id}) GAUC {verdict.gauc:.5f}", threshold=verdict.reason, ds=ds)])
+            raise AirflowSkipException(f"version {verdict.version} refused: {verdict.reason}")
+        return verdict.version
+
     spark = [spark_job(name) for name in ("ingest", "sessionize", "requests", "bucketize")]
     simulate_raw() >> validate_raw() >> spark[0] >> spark[1] >> spark[2] >> spark[3]
     # One gate at a time: they share the Great Expectations project (its config and Data Docs site).
-    spark[3] >> quality("raw") >> quality("features") >> dbt_build() >> quality("marts")
+    spark[3] >> quality("raw") >> quality("features") >> dbt_build() >> quality("marts") >> train() >> evaluation_gate()
 
 
 edgerec_daily_retrain()

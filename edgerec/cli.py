@@ -222,6 +222,54 @@ def quality_run(
         _fail("\n".join(blocked), code=1)
 
 
+@app.command()
+def train(
+    ds: Annotated[str, typer.Option(help="logical date YYYY-MM-DD: train on the days before it, test on it")],
+    models: Annotated[str | None, typer.Option(help="comma-separated models or all [default: EDGEREC_TRAIN_MODELS]")]
+    = None,
+    epochs: Annotated[int | None, typer.Option(help="passes over the train split [default: EDGEREC_TRAIN_EPOCHS "
+                                                    "or 3]")] = None,
+) -> None:
+    """Train the paper's models on the train mart, compare them on ds's test mart, log everything to MLflow and
+    register the full model as a new version of edgerec-reranker. Prints the comparison table."""
+    from training.pipeline import NoTrainingData, train_day
+
+    settings = _settings()
+    settings = settings.model_copy(update={k: v for k, v in (("train_models", models), ("train_epochs", epochs))
+                                           if v is not None})
+    with Progress(TextColumn("{task.description}"), TimeElapsedColumn(), transient=True,
+                  disable=not sys.stderr.isatty()) as progress:
+        task = progress.add_task("training")
+        try:
+            summary = train_day(settings, ds, progress=lambda name: progress.update(task,
+                                                                                    description=f"training {name}"))
+        except (NoTrainingData, FileNotFoundError, ValueError, ConfigError) as error:
+            _fail(str(error), code=1)
+    typer.echo(summary["table"])
+    typer.echo(f"registered {summary['registered_model']} version {summary['version']} ({summary['version_id']}), "
+               f"MLflow run {summary['run_id']}; comparison in {summary['comparison']['md']}")
+
+
+@app.command()
+def evaluate(
+    ds: Annotated[str, typer.Option(help="logical date YYYY-MM-DD whose test mart judges the version")],
+    version: Annotated[str | None, typer.Option(help="registry version number [default: the one trained for ds]")]
+    = None,
+) -> None:
+    """The evaluation gate: bless the version if its GAUC reaches EDGEREC_GATE_MIN_GAUC and the champion's GAUC on
+    the same test set minus EDGEREC_GATE_TOLERANCE; exit 1 when refused. Blessing moves the champion alias."""
+    from training.pipeline import NoTrainingData, gate_day
+
+    try:
+        verdict = gate_day(_settings(), ds, version)
+    except (NoTrainingData, LookupError, FileNotFoundError) as error:
+        _fail(str(error), code=1)
+    typer.echo(json.dumps(verdict.to_dict(), indent=2))
+    if not verdict.blessed:
+        _fail(f"version {verdict.version} ({verdict.version_id}) refused: {verdict.reason}", code=1)
+    typer.secho(f"version {verdict.version} ({verdict.version_id}) blessed: {verdict.reason}", fg="green")
+
+
 @alerts_app.command("test")
 def alerts_test() -> None:
     """Send one test alert through every configured notifier (check the webhook or mail settings)."""

@@ -52,6 +52,15 @@ class Settings(BaseModel):
     alert_email_from: str = Field("edgerec@localhost", description="sender address of alert emails")
     alert_smtp_host: str = Field("127.0.0.1", description="SMTP server for alert emails")
     alert_smtp_port: int = Field(25, ge=1, le=65_535, description="SMTP port for alert emails")
+    train_models: str = Field("all", description="comma-separated models to train (training.models), or all")
+    train_epochs: int | None = Field(None, ge=1, le=1_000, description="passes over the train split [default: 3]")
+    train_device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU")
+    train_config: Path | None = Field(None, description="JSON file with training knobs (training.config.TrainConfig)")
+    gate_min_gauc: float = Field(0.55, ge=0.0, le=1.0, description="evaluation gate: GAUC floor a version must reach")
+    gate_tolerance: float = Field(0.002, ge=0.0, le=1.0,
+                                  description="evaluation gate: GAUC a version may lose against the champion")
+    mlflow_tracking_uri: str | None = Field(None, description="MLflow tracking server or store; default a SQLite "
+                                                              "file and local artifacts in the state directory")
     task_retries: int = Field(2, ge=0, le=10, description="Airflow retries per task (`edgerec run`: 0)")
     run_date: dt.date = Field(dt.date(2026, 11, 3), description="last logical date `make run` runs")
     run_days: int = Field(3, ge=1, le=366, description="days `make run` runs, ending at run_date (train on the "
@@ -73,6 +82,11 @@ class Settings(BaseModel):
     def duckdb_path(self) -> Path:
         """The dbt-duckdb database holding the marts."""
         return self.home / "warehouse.duckdb"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        """The embedded MLflow store: mlflow.db (runs and registry) and artifacts/."""
+        return self.home / "mlflow"
 
     @property
     def airflow_home(self) -> Path:
@@ -104,6 +118,11 @@ class DayLayout:
     @property
     def reports(self) -> Path:
         return self.settings.home / "reports" / f"ds={self.ds}"
+
+    @property
+    def training(self) -> Path:
+        """The day's training reports: comparison table (md, csv, json, png), per-model metrics, gate verdict."""
+        return self.reports / "training"
 
     @property
     def feature_spec(self) -> Path:

@@ -2,7 +2,8 @@
 
 A batch holds whole requests (all candidates of a request together, as the re-ranker scores them). Lists
 are padded with 0, the padding index of every feature (edgerec.features), and cut at the spec's lengths:
-candidates K, IE m, IPV n. Sequences keep the marts' order (most recent first).
+candidates K, IE m, IPV n. Sequences keep the marts' order (most recent first) in a `Batch`; `to_inputs`
+turns them oldest first, as the GRU encoders read them.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
+import torch
 
 from edgerec.features import ENCODED_FEATURE_COLUMNS, GROUPS, PREFIXES
+from training.models.base import Inputs
 
 SPLITS = {"train": "fct_train_requests", "test": "fct_test_requests"}
 
@@ -55,6 +58,11 @@ class Batch:
     def __len__(self) -> int:
         return len(self.rerank_id)
 
+    @property
+    def samples(self) -> int:
+        """Real (non-padding) candidates: the unit of training throughput."""
+        return int(self.candidates.sum())
+
 
 def to_batch(table: pa.Table | pa.RecordBatch, spec: dict) -> Batch:
     lengths = spec["sequence_lengths"]
@@ -71,13 +79,52 @@ def to_batch(table: pa.Table | pa.RecordBatch, spec: dict) -> Batch:
                  *groups["ipv"])
 
 
-def read_batches(database: Path, split: str, spec: dict, batch_requests: int = 512,
-                 limit: int | None = None) -> Iterator[Batch]:
-    """Stream one split of the marts in batches of whole requests, in a stable order (by rerank_id)."""
+def chronological(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Rows of [B, L(, F)] stored most recent first and padded after -> oldest first, still padded after."""
+    steps = np.arange(values.shape[1])
+    index = np.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)
+    return np.take_along_axis(values, index if values.ndim == 2 else index[..., None], axis=1)
+
+
+def to_inputs(batch: Batch) -> Inputs:
+    """The model inputs of a batch as tensors, behaviour sequences oldest first."""
+    def tensor(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
+
+    return Inputs(
+        tensor(batch.candidate_item), tensor(batch.candidate), tensor(batch.candidates),
+        tensor(chronological(batch.ie_item, batch.ie_length)), tensor(chronological(batch.ie, batch.ie_length)),
+        tensor(batch.ie_length),
+        tensor(chronological(batch.ipv_item, batch.ipv_length)), tensor(chronological(batch.ipv, batch.ipv_length)),
+        tensor(batch.ipv_length))
+
+
+def count_requests(database: Path, split: str) -> int:
+    with duckdb.connect(str(database), read_only=True) as con:
+        return int(con.execute(f"select count(*) from {_table(split)}").fetchone()[0])
+
+
+def date_range(database: Path, split: str) -> tuple[str, str]:
+    """First and last ds of a split, as YYYY-MM-DD."""
+    with duckdb.connect(str(database), read_only=True) as con:
+        first, last = con.execute(f"select min(ds), max(ds) from {_table(split)}").fetchone()
+    return str(first), str(last)
+
+
+def _table(split: str) -> str:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    return SPLITS[split]
+
+
+def read_batches(database: Path, split: str, spec: dict, batch_requests: int = 512,
+                 limit: int | None = None, shuffle_seed: int | None = None) -> Iterator[Batch]:
+    """Stream one split of the marts in batches of whole requests: in a stable order (by rerank_id), or
+    shuffled by a seeded hash of rerank_id (the same seed gives the same order)."""
+    table = _table(split)
     columns = ["rerank_id", "label", "mask", *(f"{p}_item_id" for p in PREFIXES.values()), *ENCODED_FEATURE_COLUMNS]
-    query = f"select {', '.join(columns)} from {SPLITS[split]} order by rerank_id" + (
+    order = "rerank_id" if shuffle_seed is None else f"hash(rerank_id || ':{int(shuffle_seed)}'), rerank_id"
+    query = f"select {', '.join(columns)} from {table} order by {order}" + (
         f" limit {int(limit)}" if limit is not None else "")
     with duckdb.connect(str(database), read_only=True) as con:
         reader = con.sql(query).to_arrow_reader(batch_requests)

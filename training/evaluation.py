@@ -8,7 +8,7 @@ candidate was exposed, so its label is known). Only labelled candidates count.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.stats import rankdata
@@ -100,6 +100,7 @@ class RankingReport:
     ndcg_initial: dict[int, float]
     clicks: dict[int, float]
     clicks_initial: dict[int, float]
+    per_request: RequestAucs = field(compare=False, repr=False)  # for paired comparisons on the same requests
 
 
 def evaluate(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray], masks: Sequence[np.ndarray],
@@ -125,4 +126,17 @@ def evaluate(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray], masks: 
         return {k: float(np.mean(v)) if v else float("nan") for k, v in values.items()}
 
     return RankingReport(Interval(per_request.gauc(), low, high), len(per_request.aucs), per_request.skipped,
-                         mean(ndcg), mean(ndcg0), mean(clicks), mean(clicks0))
+                         mean(ndcg), mean(ndcg0), mean(clicks), mean(clicks0), per_request)
+
+
+def paired_gain(model: RequestAucs, baseline: RequestAucs, rounds: int = 200, seed: int = 0) -> Interval:
+    """Relative GAUC gain of a model over a baseline scored on the same requests, with a paired bootstrap
+    interval: both are resampled with the same requests each round, so what the requests share cancels."""
+    if len(model.aucs) != len(baseline.aucs) or not np.array_equal(model.weights, baseline.weights):
+        raise ValueError("paired_gain needs both models scored on the same requests")
+
+    def gain(rows: np.ndarray | None = None) -> float:
+        return model.gauc(rows) / baseline.gauc(rows) - 1.0
+
+    low, high = bootstrap(gain, len(model.aucs), rounds, seed)
+    return Interval(gain(), low, high)

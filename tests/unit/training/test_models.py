@@ -1,0 +1,152 @@
+"""The six re-rankers and their blocks: shapes, masking, causality of the behaviour encoders, overfitting, and
+determinism for a seed."""
+
+import numpy as np
+import pytest
+import torch
+
+from edgerec.features import GROUPS
+from tests.unit.training.worlds import SPEC, VOCAB, random_batch
+from training.config import TrainConfig
+from training.data import chronological, to_inputs
+from training.models import MODELS, build_model
+from training.models.base import BahdanauAttention, CodeEmbedding, ItemTables, last_state, masked_softmax
+from training.models.crban import BehaviourEncoder
+from training.trainer import fit, seed_everything
+
+pytestmark = pytest.mark.unit
+SMALL = TrainConfig(hidden=8, attention=8, mlp=8, gru_layers=2, item_embedding_dim=4, code_embedding_dim=2,
+                    batch_requests=8, lr=0.02, device="cpu")
+
+
+def test_paper_defaults():
+    cfg = TrainConfig()
+    assert (cfg.batch_requests, cfg.lr, cfg.gru_layers, cfg.hidden, cfg.attention, cfg.mlp) == (512, 0.005, 3, 32,
+                                                                                                 32, 32)
+
+
+def test_item_tables_shape_clamp_and_hashed_item_id():
+    tables = ItemTables(SPEC, SMALL.model_copy(update={"item_id_buckets": 10}))
+    assert list(tables.tables) == ["category", "brand", "gender", "price_level", "age_level", "bc_type", "item_id"]
+    codes = torch.tensor([[[1, 2, 3, 4, 5, 6], [VOCAB + 5, 0, 0, 0, 0, 0]]])  # a code beyond the table is clamped
+    out = tables(codes, torch.tensor([[17, 0]]))
+    assert out.shape == (1, 2, 7 * 4)
+    assert torch.equal(out[0, 1, :4], tables.tables["category"].weight[VOCAB - 1])
+    assert torch.equal(out[0, 1, 4:8], torch.zeros(4))  # padding row
+    rows = tables.item_id_rows(torch.tensor([0, 1, 2, 17]))
+    assert rows[0] == 0 and bool(((rows[1:] >= 1) & (rows[1:] <= 10)).all())
+
+
+def test_code_embedding_keeps_features_apart():
+    emb = CodeEmbedding([3, 5], dim=2)
+    out = emb(torch.tensor([[1, 1], [9, 4]]))  # 9 > 2: clamped to the first table's last row
+    assert out.shape == (2, 4)
+    assert torch.equal(out[0, :2], emb.table.weight[1]) and torch.equal(out[0, 2:], emb.table.weight[3 + 1])
+    assert torch.equal(out[1, :2], emb.table.weight[2]) and torch.equal(out[1, 2:], emb.table.weight[3 + 4])
+
+
+def test_last_state_and_masked_softmax():
+    outputs = torch.arange(12.0).view(2, 3, 2)
+    assert last_state(outputs, torch.tensor([2, 0])).tolist() == [[2.0, 3.0], [0.0, 0.0]]
+    weights = masked_softmax(torch.zeros(2, 3), torch.tensor([[True, True, False], [False, False, False]]))
+    assert weights.tolist() == [[0.5, 0.5, 0.0], [0.0, 0.0, 0.0]]
+
+
+def test_bahdanau_attention_shape_and_ignores_padding_steps():
+    attention = BahdanauAttention(query_dim=3, key_dim=4, units=5)
+    query, keys, values = torch.randn(6, 3), torch.randn(2, 7, 4), torch.randn(2, 7, 9)
+    lengths, request = torch.tensor([3, 0]), torch.tensor([0, 0, 0, 0, 1, 1])  # 4 queries of request 0, 2 of 1
+    out = attention(query, keys, values, lengths, request)
+    assert out.shape == (6, 9)
+    keys2, values2 = keys.clone(), values.clone()
+    keys2[:, 3:], values2[:, 3:] = 100.0, 100.0  # only padding steps change
+    assert torch.allclose(attention(query, keys2, values2, lengths, request), out)
+    assert torch.equal(out[4:], torch.zeros(2, 9))  # no behaviour: a zero context
+    weights_sum_to_one = attention(query[:1], keys, torch.ones(2, 7, 1), lengths, request[:1])
+    assert torch.allclose(weights_sum_to_one, torch.ones(1, 1))
+
+
+def test_behaviour_encoder_shapes_and_causality():
+    """An event's encoding depends only on it and earlier events: the phone encodes it once, as it happens."""
+    encoder = BehaviourEncoder(SPEC, "ie", item_dim=5, cfg=SMALL)
+    items = torch.randn(2, 5, 5)
+    codes = torch.randint(1, VOCAB, (2, 5, len(GROUPS["ie"])))
+    item_enc, fused = encoder(items, codes)
+    assert item_enc.shape == (2, 5, SMALL.hidden) and fused.shape == (2, 5, 2 * SMALL.hidden)
+    later_items, later_codes = items.clone(), codes.clone()
+    later_items[:, 3:], later_codes[:, 3:] = 0.0, 1
+    _, fused_later = encoder(later_items, later_codes)
+    assert torch.allclose(fused_later[:, :3], fused[:, :3])
+    assert not torch.allclose(fused_later[:, 3:], fused[:, 3:])
+
+
+def test_sequences_become_oldest_first_with_padding_after():
+    values = np.array([[3, 2, 1, 0], [9, 8, 7, 6], [0, 0, 0, 0]])  # most recent first, as in the marts
+    assert chronological(values, np.array([3, 4, 0])).tolist() == [[1, 2, 3, 0], [6, 7, 8, 9], [0, 0, 0, 0]]
+    features = np.stack([values, 10 * values], axis=-1)
+    assert chronological(features, np.array([3, 4, 0]))[0].tolist() == [[1, 10], [2, 20], [3, 30], [0, 0]]
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_model_scores_every_candidate(name):
+    batch = random_batch(5)
+    model = build_model(name, SPEC, SMALL)
+    scores = model(to_inputs(batch))
+    assert scores.shape == (5, 6) and bool(torch.isfinite(scores).all())
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_unlabelled_and_padding_candidates_get_no_gradient(name):
+    batch = random_batch(6, seed=3)
+    model = build_model(name, SPEC, SMALL)
+    x = to_inputs(batch)
+    scores = model(x)
+    scores.retain_grad()
+    model.loss(scores, torch.from_numpy(batch.label), torch.from_numpy(batch.mask)).backward()
+    unlabelled = torch.from_numpy(batch.mask) == 0
+    assert bool(unlabelled.any()) and bool((scores.grad[unlabelled] == 0).all())
+    assert bool((scores.grad[~unlabelled] != 0).any())
+    # padding candidates change nothing for the real ones
+    padded = x.candidate.clone()
+    real = torch.arange(6)[None, :] < x.candidates[:, None]
+    padded[~real] = VOCAB - 1
+    x.candidate = padded
+    with torch.no_grad():
+        again = model(x)
+    assert torch.allclose(again[real], scores.detach()[real], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["crban_hubsm_ie_ipv", "dlcm"])
+def test_overfitting_eight_requests_drives_the_loss_near_zero(name):
+    batch = random_batch(8, seed=5)
+    seed_everything(0)
+    model = build_model(name, SPEC, SMALL)
+    history = fit(model, lambda epoch: [batch], SMALL.model_copy(update={"epochs": 300}), torch.device("cpu"))
+    assert history[0].loss > 0.4
+    assert history[-1].loss < 0.02
+
+
+def test_same_seed_same_weights_and_another_seed_differs():
+    batches = [random_batch(8, seed=s) for s in range(3)]
+
+    def trained(seed: int) -> dict:
+        seed_everything(seed)
+        model = build_model("crban_hubsm_ie_ipv", SPEC, SMALL)
+        fit(model, lambda epoch: batches, SMALL.model_copy(update={"epochs": 2}), torch.device("cpu"))
+        return model.state_dict()
+
+    first, second, other = trained(1), trained(1), trained(2)
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
+@pytest.mark.parametrize("name", ["crban_hubsm_ie_ipv", "crban_huism_ie_ipv"])
+def test_scoring_a_subset_gives_the_same_scores_there_and_zero_elsewhere(name):
+    batch = random_batch(6, seed=4)
+    model = build_model(name, SPEC, SMALL)
+    x = to_inputs(batch)
+    labelled = torch.from_numpy(batch.mask) > 0
+    with torch.no_grad():
+        every, subset = model(x), model(x, scored=labelled)
+    assert torch.allclose(subset[labelled], every[labelled], atol=1e-6)
+    assert bool((subset[~labelled] == 0).all())

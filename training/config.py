@@ -1,0 +1,30 @@
+"""Typed training configuration. Defaults follow the paper (Gong et al. 2020, Sec. 5.1): batch 512, learning
+rate 0.005, Adam, 3 GRU layers of 32 hidden units, attention 32, MLP 32.
+
+Values come from `EDGEREC_TRAIN_*` environment variables (edgerec.config) or from keyword overrides; a bad value
+fails naming the field and its allowed range.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    batch_requests: int = Field(512, ge=1, le=65_536, description="requests per batch (all their candidates)")
+    lr: float = Field(0.005, gt=0.0, le=1.0, description="Adam learning rate")
+    epochs: int = Field(3, ge=1, le=1_000, description="passes over the train split")
+    gru_layers: int = Field(3, ge=1, le=8, description="layers of every GRU encoder")
+    hidden: int = Field(32, ge=1, le=1_024, description="hidden units of every GRU")
+    attention: int = Field(32, ge=1, le=1_024, description="units of the behaviour attention")
+    mlp: int = Field(32, ge=1, le=1_024, description="units of the scoring MLP's hidden layer")
+    item_embedding_dim: int = Field(8, ge=1, le=256, description="width of each item table (p1..p6, item_id)")
+    code_embedding_dim: int = Field(4, ge=1, le=256, description="width of each bucketized/action feature's table")
+    item_id_buckets: int = Field(0, ge=0, le=100_000_000,
+                                 description="rows of the optional hashed item_id table (0: no item_id feature)")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of weights and batch order")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU")

@@ -1,0 +1,184 @@
+"""What every re-ranker shares: the inputs, the item tables kept apart from the network, the building blocks
+and the loss.
+
+Every model scores all candidates of a request at once: `forward(inputs) -> [B, K]` logits. The categorical
+item features (p1..p6) and the optional hashed item_id are looked up in `ItemTables`, the cloud-side tables
+that stay out of the shipped network (DESIGN.md: the phone receives their rows with the candidates); the
+small bucketized and action features are embedded inside the network (`CodeEmbedding`).
+Sequences arrive oldest first with the padding after them, so a GRU's output at an event depends only on
+that event and the ones before it: the phone can encode each event once, as it happens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from edgerec.features import GROUPS, ITEM_CATEGORICAL, ITEM_SCORES
+from training.config import TrainConfig
+
+N_ITEM = len(ITEM_CATEGORICAL)  # every group starts with the item's categorical features, then its scores
+N_ITEM_PART = N_ITEM + len(ITEM_SCORES)  # IE/IPV: the item's features; the rest are action features
+HASH_MULTIPLIER = 2_654_435_761  # Knuth's multiplicative hash: spreads consecutive item ids over the buckets
+
+
+@dataclass
+class Inputs:
+    """One batch of B requests as tensors. Codes are int64; sequences are oldest first, padded after."""
+
+    candidate_item: Tensor  # [B, K] item ids (0: padding)
+    candidate: Tensor  # [B, K, F_candidate] codes in GROUPS["candidate"] order
+    candidates: Tensor  # [B] real candidates
+    ie_item: Tensor  # [B, m]
+    ie: Tensor  # [B, m, F_ie]
+    ie_length: Tensor  # [B]
+    ipv_item: Tensor  # [B, n]
+    ipv: Tensor  # [B, n, F_ipv]
+    ipv_length: Tensor  # [B]
+
+    def to(self, device: torch.device) -> Inputs:
+        return Inputs(**{f.name: getattr(self, f.name).to(device, non_blocking=True) for f in fields(self)})
+
+
+def vocab_sizes(spec: dict, names) -> list[int]:
+    return [int(spec["features"][name]["vocab_size"]) for name in names]
+
+
+class ItemTables(nn.Module):
+    """The cloud-side embedding tables: one per item categorical feature, and the optional hashed item_id.
+
+    `forward(codes [..., 6], item_ids [...]) -> [..., dim * tables]`. Codes beyond a table (a code of an
+    older or newer feature spec) read its last row rather than fail.
+    """
+
+    def __init__(self, spec: dict, cfg: TrainConfig):
+        super().__init__()
+        self.tables = nn.ModuleDict({name: nn.Embedding(size, cfg.item_embedding_dim, padding_idx=0)
+                                     for name, size in zip(ITEM_CATEGORICAL, vocab_sizes(spec, ITEM_CATEGORICAL),
+                                                           strict=True)})
+        self.item_id_buckets = cfg.item_id_buckets
+        if cfg.item_id_buckets:
+            self.tables["item_id"] = nn.Embedding(cfg.item_id_buckets + 1, cfg.item_embedding_dim, padding_idx=0)
+        self.dim = cfg.item_embedding_dim * len(self.tables)
+
+    def item_id_rows(self, item_ids: Tensor) -> Tensor:
+        """Row of each item id in the hashed table: 1..buckets, and 0 for padding (item id 0)."""
+        return torch.where(item_ids > 0, (item_ids * HASH_MULTIPLIER) % self.item_id_buckets + 1, 0)
+
+    def forward(self, codes: Tensor, item_ids: Tensor) -> Tensor:
+        parts = [table(codes[..., i].clamp(max=table.num_embeddings - 1))
+                 for i, table in enumerate(self.tables[name] for name in ITEM_CATEGORICAL)]
+        if self.item_id_buckets:
+            parts.append(self.tables["item_id"](self.item_id_rows(item_ids)))
+        return torch.cat(parts, dim=-1)
+
+
+class CodeEmbedding(nn.Module):
+    """Small per-feature tables inside the network (bucketized scores, action features), fused into one
+    matrix with row offsets: `forward(codes [..., F]) -> [..., F * dim]`."""
+
+    def __init__(self, sizes: list[int], dim: int):
+        super().__init__()
+        self.register_buffer("offsets", torch.tensor([0, *sizes[:-1]]).cumsum(0), persistent=False)
+        self.register_buffer("last", torch.tensor(sizes) - 1, persistent=False)
+        self.table = nn.Embedding(sum(sizes), dim)
+        self.dim = dim * len(sizes)
+
+    def forward(self, codes: Tensor) -> Tensor:
+        rows = torch.minimum(codes, self.last) + self.offsets
+        return self.table(rows).flatten(-2)
+
+
+def gru(input_size: int, cfg: TrainConfig) -> nn.GRU:
+    return nn.GRU(input_size, cfg.hidden, num_layers=cfg.gru_layers, batch_first=True)
+
+
+def last_state(outputs: Tensor, lengths: Tensor) -> Tensor:
+    """The output at each row's last real step ([B, L, H] -> [B, H]); zeros for an empty row."""
+    index = (lengths - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 1, outputs.size(-1))
+    return outputs.gather(1, index).squeeze(1) * (lengths > 0).unsqueeze(-1).to(outputs.dtype)
+
+
+def steps_mask(lengths: Tensor, steps: int) -> Tensor:
+    """[B, steps] True where the step is real."""
+    return torch.arange(steps, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+
+
+def masked_softmax(logits: Tensor, mask: Tensor) -> Tensor:
+    """Softmax over the last axis where mask is True; all-zero weights for a row without any True."""
+    weights = torch.softmax(logits.masked_fill(~mask, -1e9), dim=-1)
+    return weights * mask.to(weights.dtype)
+
+
+def scored_positions(x: Inputs, scored: Tensor | None) -> tuple[Tensor, Tensor]:
+    """(request index [N], flat index into B*K [N]) of the candidates to score: `scored` [B, K] where given,
+    else every real candidate. Training scores the labelled ones only: the others carry no loss."""
+    if scored is None:
+        scored = steps_mask(x.candidates, x.candidate.size(1))
+    flat = scored.reshape(-1).nonzero().squeeze(-1)
+    return torch.div(flat, scored.size(1), rounding_mode="floor"), flat
+
+
+def scatter_scores(logits: Tensor, flat: Tensor, shape: torch.Size) -> Tensor:
+    """Scores of the scored candidates [N] into [B, K], 0 elsewhere."""
+    return torch.zeros(shape[0] * shape[1], dtype=logits.dtype, device=logits.device).scatter(
+        0, flat, logits).view(shape[0], shape[1])
+
+
+class BahdanauAttention(nn.Module):
+    """Additive attention (Bahdanau et al. 2015), the paper's behaviour attention:
+    e_nj = v^T tanh(W_q q_n + W_k k_j); a_n = softmax_j(e_n) over real steps; c_n = sum_j a_nj values_j.
+
+    query [N, Dq] (candidates of several requests), keys [B, L, Dk], values [B, L, Dv], lengths [B],
+    request [N] (each query's request) -> [N, Dv].
+    """
+
+    def __init__(self, query_dim: int, key_dim: int, units: int):
+        super().__init__()
+        self.query = nn.Linear(query_dim, units, bias=False)
+        self.key = nn.Linear(key_dim, units)
+        self.v = nn.Parameter(torch.empty(units).uniform_(-units ** -0.5, units ** -0.5))
+
+    def forward(self, query: Tensor, keys: Tensor, values: Tensor, lengths: Tensor, request: Tensor) -> Tensor:
+        projected = self.key(keys)[request]  # [N, L, units]: keys are projected once per request
+        energy = torch.tanh(projected.add_(self.query(query).unsqueeze(1))) @ self.v  # [N, L]
+        weights = masked_softmax(energy, steps_mask(lengths, keys.size(1))[request])
+        return (weights.unsqueeze(1) @ values[request]).squeeze(1)
+
+
+def mlp(input_size: int, hidden: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(input_size, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+
+class Reranker(nn.Module):
+    """Base of every model: item tables, candidate features, masked cross-entropy."""
+
+    name: ClassVar[str]  # registry key, also the MLflow run name
+    title: ClassVar[str]  # as in the paper's Table 2
+    behaviours: ClassVar[tuple[str, ...]] = ()  # which on-device sequences the model reads: "ie", "ipv"
+
+    def __init__(self, spec: dict, cfg: TrainConfig):
+        super().__init__()
+        self.items = ItemTables(spec, cfg)
+        self.candidate_codes = CodeEmbedding(vocab_sizes(spec, GROUPS["candidate"][N_ITEM:]), cfg.code_embedding_dim)
+        self.candidate_dim = self.items.dim + self.candidate_codes.dim
+
+    def candidate_features(self, x: Inputs) -> Tensor:
+        """[B, K, candidate_dim]: item table rows and the cloud's scores (p7, cloud score)."""
+        return torch.cat([self.items(x.candidate[..., :N_ITEM], x.candidate_item),
+                          self.candidate_codes(x.candidate[..., N_ITEM:])], dim=-1)
+
+    def forward(self, x: Inputs, scored: Tensor | None = None) -> Tensor:
+        """[B, K] logits of the candidates in `scored` ([B, K] bool; default: every real one), 0 elsewhere."""
+        raise NotImplementedError
+
+    @staticmethod
+    def loss(logits: Tensor, label: Tensor, mask: Tensor) -> Tensor:
+        """Binary cross-entropy over the labelled candidates only (mask 1); unlabelled ones get no gradient."""
+        labelled = mask > 0
+        losses = F.binary_cross_entropy_with_logits(logits, label.to(logits.dtype), reduction="none")
+        return torch.where(labelled, losses, 0.0).sum() / labelled.sum().clamp(min=1)

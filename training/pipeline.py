@@ -1,0 +1,208 @@
+"""The training stages of the daily pipeline, as plain functions of (settings, ds), for the DAG and the CLI.
+
+`train_day`: train the models of the comparison on the train mart, score them on the test mart (ds itself),
+write and log the comparison table, register the full model as a new version of `edgerec-reranker`.
+`gate_day`: the evaluation gate (in the manner of TFX's Evaluator) on that version: blessed only if its GAUC
+reaches the floor and, when a champion exists, the champion's GAUC on the same test set minus a tolerance.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from edgerec.config import Settings
+from edgerec.errors import build_config
+from edgerec.features import load_spec
+from training import registry
+from training.compare import compare
+from training.config import TrainConfig
+from training.data import count_requests, date_range, read_batches
+from training.evaluation import RankingReport, evaluate
+from training.models import FULL_MODEL, MODELS, build_model
+from training.trainer import EpochResult, fit, pick_device, score, seed_everything
+
+log = logging.getLogger(__name__)
+
+
+class NoTrainingData(RuntimeError):
+    """The train or test mart of the day is empty (the first day of a deployment has no train days)."""
+
+
+def train_config(settings: Settings) -> TrainConfig:
+    """TrainConfig from EDGEREC_TRAIN_CONFIG (JSON), then EDGEREC_TRAIN_EPOCHS and EDGEREC_TRAIN_DEVICE."""
+    values = json.loads(settings.train_config.read_text()) if settings.train_config else {}
+    values["device"] = settings.train_device
+    if settings.train_epochs:
+        values["epochs"] = settings.train_epochs
+    return build_config(TrainConfig, values, prefix="train_config.")
+
+
+def models_to_train(settings: Settings) -> list[str]:
+    """EDGEREC_TRAIN_MODELS in the paper's order; the full model always, since it is the one registered."""
+    if settings.train_models.strip() == "all":
+        return list(MODELS)
+    names = {n.strip() for n in settings.train_models.split(",") if n.strip()}
+    unknown = names - set(MODELS)
+    if unknown:
+        raise ValueError(f"EDGEREC_TRAIN_MODELS: unknown model(s) {', '.join(sorted(unknown))}; "
+                         f"choose from {', '.join(MODELS)} or all")
+    return [n for n in MODELS if n in names | {FULL_MODEL}]
+
+
+def _data(settings: Settings, ds: str) -> tuple[dict, dict[str, int]]:
+    spec = load_spec(settings.layout(ds).feature_spec)
+    counts = {split: count_requests(settings.duckdb_path, split) for split in ("train", "test")}
+    empty = [split for split, n in counts.items() if n == 0]
+    if empty:
+        raise NoTrainingData(f"ds={ds}: no {' and no '.join(empty)} requests in the marts "
+                             f"({settings.duckdb_path}); the first day of a deployment has no train days")
+    return spec, counts
+
+
+def test_report(settings: Settings, spec: dict, model, cfg: TrainConfig, device) -> RankingReport:
+    scored = score(model, read_batches(settings.duckdb_path, "test", spec, cfg.batch_requests), device)
+    return evaluate(scored.scores, scored.labels, scored.masks)
+
+
+def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | None = None) -> dict:
+    """Train, compare, log and register; returns where everything went. Raises NoTrainingData on empty marts."""
+    import mlflow
+
+    spec, counts = _data(settings, ds)
+    cfg, names = train_config(settings), models_to_train(settings)
+    device = pick_device(cfg)
+    day = settings.layout(ds)
+    client = registry.connect(settings)
+    window = date_range(settings.duckdb_path, "train")
+    reports: dict[str, RankingReport] = {}
+    log.info("training %s on %s train requests, testing on %s (ds=%s), device %s", ", ".join(names),
+             f"{counts['train']:,}", f"{counts['test']:,}", ds, device)
+    with mlflow.start_run(run_name=f"daily-{ds}") as parent:
+        mlflow.log_params({"ds": ds, "models": ",".join(names), "train_requests": counts["train"],
+                           "test_requests": counts["test"], "feature_spec_sha": spec["sha256"], "device": str(device),
+                           **{f"train.{k}": v for k, v in cfg.model_dump().items()}})
+        mlflow.log_dict(spec, "feature_spec.json")
+        full = None
+        for name in names:
+            if progress:
+                progress(name)
+            seed_everything(cfg.seed)
+            model = build_model(name, spec, cfg)
+            with mlflow.start_run(run_name=name, nested=True):
+                mlflow.log_params({"model": name, "parameters": sum(p.numel() for p in model.parameters())})
+
+                def on_epoch(result: EpochResult, model=model) -> None:
+                    test = test_report(settings, spec, model, cfg, device)
+                    mlflow.log_metrics({"train_loss": result.loss, "candidate_samples_per_s": result.samples_per_s,
+                                        "epoch_seconds": result.seconds, "test_gauc": test.gauc.value},
+                                       step=result.epoch + 1)
+
+                fit(model, lambda epoch: read_batches(settings.duckdb_path, "train", spec, cfg.batch_requests,
+                                                      shuffle_seed=cfg.seed * 1_000 + epoch), cfg, device, on_epoch)
+                reports[name] = report = test_report(settings, spec, model, cfg, device)
+                mlflow.log_metrics(_metrics(report))
+            if name == FULL_MODEL:
+                full = model
+        comparison = compare(reports)
+        paths = comparison.write(day.training)
+        for path in paths.values():
+            mlflow.log_artifact(str(path), artifact_path="comparison")
+        mlflow.log_table(data={k: [r[k] for r in comparison.to_records()] for k in comparison.to_records()[0]},
+                         artifact_file="comparison/table.json")
+        report = reports[FULL_MODEL]
+        tags = {"ds": ds, "data_window": f"{window[0]}..{window[1]}",
+                "test_day": ds, "feature_spec_sha": spec["sha256"], "git_sha": registry.git_sha(),
+                "model": FULL_MODEL, **{k: f"{v:.6f}" for k, v in _metrics(report).items()}}
+        with mlflow.start_run(run_id=_child_run(client, parent.info.run_id, FULL_MODEL), nested=True):
+            number, vid = registry.register(full, cfg, spec, tags)
+    summary = {"ds": ds, "run_id": parent.info.run_id, "registered_model": registry.REGISTERED_MODEL,
+               "version": number, "version_id": vid, "train_requests": counts["train"],
+               "test_requests": counts["test"], "gauc": report.gauc.value,
+               "comparison": {k: str(v) for k, v in paths.items()}, "checks": comparison.checks}
+    (day.training / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
+    log.info("comparison (ds=%s):\n%s", ds, comparison.to_markdown())
+    return summary | {"table": comparison.to_markdown()}
+
+
+def _metrics(report: RankingReport) -> dict[str, float]:
+    metrics = {"gauc": report.gauc.value, "gauc_low": report.gauc.low, "gauc_high": report.gauc.high}
+    for k, v in report.ndcg.items():
+        metrics[f"ndcg_at_{k}"] = v
+        metrics[f"ndcg_at_{k}_initial"] = report.ndcg_initial[k]
+    for k, v in report.clicks.items():
+        metrics[f"clicks_at_{k}"] = v
+        metrics[f"clicks_at_{k}_initial"] = report.clicks_initial[k]
+    return metrics
+
+
+def _child_run(client, parent_id: str, name: str) -> str:
+    runs = client.search_runs([client.get_run(parent_id).info.experiment_id],
+                              f"tags.mlflow.parentRunId = '{parent_id}' and tags.mlflow.runName = '{name}'")
+    return runs[0].info.run_id
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The evaluation gate's decision on one version, with the figures it rests on."""
+
+    version: str
+    version_id: str
+    blessed: bool
+    gauc: float
+    floor: float
+    champion: str | None
+    champion_gauc: float | None
+    tolerance: float
+    reason: str
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def judge(gauc: float, floor: float, champion_gauc: float | None, tolerance: float) -> tuple[bool, str]:
+    """Blessed iff GAUC >= floor and (no champion, or GAUC >= champion GAUC - tolerance); the reason says why."""
+    if not gauc >= floor:  # also refuses NaN
+        return False, f"GAUC {gauc:.5f} is below the floor {floor:.5f} (EDGEREC_GATE_MIN_GAUC)"
+    if champion_gauc is None:
+        return True, f"GAUC {gauc:.5f} >= floor {floor:.5f}; no champion yet, judged by the floor alone"
+    if gauc < champion_gauc - tolerance:
+        return False, (f"GAUC {gauc:.5f} is below the champion's {champion_gauc:.5f} on the same test set minus "
+                       f"the tolerance {tolerance:.5f} (EDGEREC_GATE_TOLERANCE)")
+    return True, (f"GAUC {gauc:.5f} >= floor {floor:.5f} and >= the champion's {champion_gauc:.5f} minus "
+                  f"{tolerance:.5f}")
+
+
+def gate_day(settings: Settings, ds: str, version: str | None = None) -> Verdict:
+    """Score the day's version (or `version`) and the champion on ds's test set; tag the verdict on the version
+    and move the `champion` alias to it when blessed. Writes reports/ds=D/training/evaluation_gate.json."""
+    spec, _ = _data(settings, ds)
+    client = registry.connect(settings)
+    candidate = registry.get_version(client, version) if version else registry.version_of_day(client, ds)
+    if candidate is None:
+        raise LookupError(f"no version of {registry.REGISTERED_MODEL} was trained for ds={ds}; run "
+                          f"`edgerec train --ds {ds}` first")
+    cfg = train_config(settings)
+    device = pick_device(cfg)
+    gauc = test_report(settings, spec, registry.load_version(client, candidate), cfg, device).gauc.value
+    baseline = registry.champion(client)
+    if baseline is not None and baseline.number == candidate.number:
+        baseline = None  # re-judging the champion itself: the floor alone
+    champion_gauc = None if baseline is None else test_report(
+        settings, spec, registry.load_version(client, baseline), cfg, device).gauc.value
+    blessed, reason = judge(gauc, settings.gate_min_gauc, champion_gauc, settings.gate_tolerance)
+    verdict = Verdict(candidate.number, candidate.id, blessed, gauc, settings.gate_min_gauc,
+                      baseline.id if baseline else None, champion_gauc, settings.gate_tolerance, reason)
+    client.set_model_version_tag(registry.REGISTERED_MODEL, candidate.number, registry.BLESSED, str(blessed).lower())
+    client.set_model_version_tag(registry.REGISTERED_MODEL, candidate.number, registry.GATE,
+                                 json.dumps(verdict.to_dict()))
+    if blessed:
+        client.set_registered_model_alias(registry.REGISTERED_MODEL, registry.CHAMPION, candidate.number)
+    out = settings.layout(ds).training
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "evaluation_gate.json").write_text(json.dumps(verdict.to_dict(), indent=2) + "\n")
+    log.info("evaluation gate ds=%s version %s (%s): %s: %s", ds, candidate.number, candidate.id,
+             "BLESSED" if blessed else "REFUSED", reason)
+    return verdict

@@ -1,0 +1,106 @@
+"""Training and scoring loops, apart from the models (RecBole-style): Adam on the masked cross-entropy,
+whole requests per batch, a seeded batch order per epoch, CUDA when present.
+
+On the CPU, the same seed and data give the same weights: weights are drawn after seeding, the batch order is a
+seeded hash, and torch runs with deterministic algorithms.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from training.config import TrainConfig
+from training.data import Batch, to_inputs
+from training.models import Reranker
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def pick_device(cfg: TrainConfig) -> torch.device:
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("EDGEREC_TRAIN_DEVICE=cuda, but torch sees no CUDA device")
+    return torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    epoch: int
+    loss: float  # mean over labelled candidates
+    requests: int
+    samples: int  # real candidates seen
+    seconds: float
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples / self.seconds if self.seconds else float("nan")
+
+
+def train_epoch(model: Reranker, optimizer: torch.optim.Optimizer, batches: Iterable[Batch],
+                device: torch.device, epoch: int = 0) -> EpochResult:
+    model.train()
+    start, total_loss, labelled, requests, samples = time.perf_counter(), 0.0, 0, 0, 0
+    for batch in batches:
+        label = torch.from_numpy(batch.label).to(device)
+        mask = torch.from_numpy(batch.mask).to(device)
+        loss = model.loss(model(to_inputs(batch).to(device), scored=mask > 0), label, mask)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        n = int(batch.mask.sum())
+        total_loss += float(loss.detach()) * n
+        labelled, requests, samples = labelled + n, requests + len(batch), samples + batch.samples
+    return EpochResult(epoch, total_loss / max(labelled, 1), requests, samples, time.perf_counter() - start)
+
+
+def fit(model: Reranker, epoch_batches: Callable[[int], Iterable[Batch]], cfg: TrainConfig,
+        device: torch.device, on_epoch: Callable[[EpochResult], None] | None = None) -> list[EpochResult]:
+    """Train for cfg.epochs; `epoch_batches(epoch)` yields that epoch's batches (shuffled by the caller)."""
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    history = []
+    for epoch in range(cfg.epochs):
+        result = train_epoch(model, optimizer, epoch_batches(epoch), device, epoch)
+        log.info("%s epoch %d/%d: loss %.5f, %s requests, %.0f candidate-samples/s", model.name, epoch + 1,
+                 cfg.epochs, result.loss, f"{result.requests:,}", result.samples_per_s)
+        history.append(result)
+        if on_epoch:
+            on_epoch(result)
+    return history
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Per request: the model's scores, labels and mask of its real candidates, in the initial order."""
+
+    rerank_id: list[str]
+    scores: list[np.ndarray]
+    labels: list[np.ndarray]
+    masks: list[np.ndarray]
+
+
+@torch.no_grad()
+def score(model: Reranker, batches: Iterable[Batch], device: torch.device) -> Scored:
+    model.to(device).eval()
+    ids, scores, labels, masks = [], [], [], []
+    for batch in batches:
+        logits = model(to_inputs(batch).to(device)).float().cpu().numpy()
+        for i, n in enumerate(batch.candidates.tolist()):
+            scores.append(logits[i, :n])
+            labels.append(batch.label[i, :n])
+            masks.append(batch.mask[i, :n])
+        ids.extend(batch.rerank_id)
+    return Scored(ids, scores, labels, masks)
