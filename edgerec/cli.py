@@ -344,8 +344,27 @@ def _show_day(settings, ds: str) -> None:
                        f"expected {r['expected']}" for r in quality["results"] if not r["success"]))
     typer.echo(f"data docs        {quality['docs_index']}")
     typer.echo(f"dbt docs         edgerec dbt docs --ds {ds}")
+    _show_training(settings, ds)
     typer.echo(f"\n== behaviour statistics of ds={ds} ==")
     typer.echo(render_stats(stats_of_path(day.raw_events, day.raw_items)))
+
+
+def _show_training(settings, ds: str) -> None:
+    training = settings.layout(ds).training
+    if not (training / "training.json").exists():
+        typer.echo("training         skipped: no train days in the marts yet")
+        return
+    summary = json.loads((training / "training.json").read_text())
+    typer.echo(f"mlflow           {settings.mlflow_tracking_uri or settings.mlflow_dir} (run {summary['run_id']}; "
+               f"browse: mlflow ui --backend-store-uri sqlite:///{settings.mlflow_dir / 'mlflow.db'})")
+    typer.echo(f"model version    edgerec-reranker version {summary['version']} ({summary['version_id']}), "
+               f"GAUC {summary['gauc']:.5f} on {summary['test_requests']:,} test requests")
+    gate = training / "evaluation_gate.json"
+    if gate.exists():
+        verdict = json.loads(gate.read_text())
+        typer.echo(f"evaluation gate  {'BLESSED' if verdict['blessed'] else 'REFUSED'}: {verdict['reason']}")
+    typer.echo(f"comparison       {training / 'comparison.md'} (and .csv, .png)\n")
+    typer.echo((training / "comparison.md").read_text())
 
 
 def main() -> None:

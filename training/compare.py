@@ -51,7 +51,7 @@ class Comparison:
                 f"| {r.title} | {rep.gauc} | {r.gain.value:+.2%} [{r.gain.low:+.2%}, {r.gain.high:+.2%}] | "
                 + " | ".join(f"{rep.ndcg[k]:.4f} | {rep.clicks[k]:.3f}" for k in KS)
                 + f" | {PAPER_GAUC[r.name]:.5f} | {r.paper_gain:+.2%} |")
-        lines.append("| initial order | | | " + " | ".join(
+        lines.append(f"| initial order | {first.gauc_initial:.5f} | | " + " | ".join(
             f"{first.ndcg_initial[k]:.4f} | {first.clicks_initial[k]:.3f}" for k in KS) + " | | |")
         lines.append("")
         lines.append(f"{first.requests:,} test requests with both labels (GAUC, Eq. 12); {first.skipped:,} with one "
@@ -70,7 +70,8 @@ class Comparison:
             for k in KS:
                 record |= {f"ndcg@{k}": rep.ndcg[k], f"ndcg@{k}_initial": rep.ndcg_initial[k],
                            f"clicks@{k}": rep.clicks[k], f"clicks@{k}_initial": rep.clicks_initial[k]}
-            records.append(record | {"paper_gauc": PAPER_GAUC[r.name], "paper_gain": r.paper_gain})
+            records.append(record | {"gauc_initial_order": rep.gauc_initial, "paper_gauc": PAPER_GAUC[r.name],
+                                     "paper_gain": r.paper_gain})
         return records
 
     def write(self, directory: Path) -> dict[str, Path]:

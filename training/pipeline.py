@@ -55,6 +55,10 @@ def models_to_train(settings: Settings) -> list[str]:
 def _data(settings: Settings, ds: str) -> tuple[dict, dict[str, int]]:
     spec = load_spec(settings.layout(ds).feature_spec)
     counts = {split: count_requests(settings.duckdb_path, split) for split in ("train", "test")}
+    if counts["test"] and date_range(settings.duckdb_path, "test") != (ds, ds):
+        raise NoTrainingData(f"the marts in {settings.duckdb_path} were built for ds="
+                             f"{date_range(settings.duckdb_path, 'test')[0]}, not {ds}: run "
+                             f"`edgerec dbt build --ds {ds}` first")
     empty = [split for split, n in counts.items() if n == 0]
     if empty:
         raise NoTrainingData(f"ds={ds}: no {' and no '.join(empty)} requests in the marts "

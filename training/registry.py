@@ -95,7 +95,7 @@ def register(model: Reranker, cfg: TrainConfig, spec: dict, tags: dict[str, str]
     version = client.create_model_version(REGISTERED_MODEL, info.model_uri, run_id=run.info.run_id,
                                           model_id=info.model_id,
                                           tags={**tags, VERSION_TAG: vid, BLESSED: "pending"})
-    return version.version, vid
+    return str(version.version), vid
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ class Version:
 
 def get_version(client, number: str) -> Version:
     v = client.get_model_version(REGISTERED_MODEL, str(number))
-    return Version(v.version, v.run_id, dict(v.tags))
+    return Version(str(v.version), v.run_id, dict(v.tags))
 
 
 def version_of_day(client, ds: str) -> Version | None:
@@ -127,7 +127,7 @@ def champion(client) -> Version | None:
         v = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
     except MlflowException:
         return None  # no alias yet (or no registered model): the first version
-    return Version(v.version, v.run_id, dict(v.tags))
+    return Version(str(v.version), v.run_id, dict(v.tags))
 
 
 def load_version(client, version: Version) -> Reranker:

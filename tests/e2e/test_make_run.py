@@ -54,6 +54,14 @@ def test_run_builds_marts_and_data_docs_and_a_drifted_day_alerts_and_stops(tmp_p
         assert quality["passed"] and quality["failed_block"] == 0, layer
     assert (state / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").exists()
     assert "quality marts    passed" in result.stdout
+    # Training ran on the second day (the first had no train days), registered a version and judged it.
+    training = json.loads((state / "reports" / f"ds={DS}" / "training" / "training.json").read_text())
+    assert training["version"] == "1" and training["version_id"].startswith("v20261105-")
+    gate = json.loads((state / "reports" / f"ds={DS}" / "training" / "evaluation_gate.json").read_text())
+    assert gate["version"] == "1" and gate["champion"] is None and "judged by the floor alone" in gate["reason"]
+    assert f"evaluation gate  {'BLESSED' if gate['blessed'] else 'REFUSED'}: {gate['reason']}" in result.stdout
+    assert "| CRBAN+HUBSM(IE&IPV) |" in result.stdout and "| DNN-rank |" in result.stdout
+    assert not (state / "reports" / f"ds={FIRST}" / "training").exists()
     # The first day had no train days yet: a warning, sent to the webhook too (a tiny world may warn on more).
     assert {"level": "warn", "check": "marts.day.train_requests", "ds": FIRST} in [
         {k: a[k] for k in ("level", "check", "ds")} for a in alerts_of(received)]

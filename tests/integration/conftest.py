@@ -18,3 +18,12 @@ def world(spark, tmp_path_factory):
     summaries = {ds: simulate_day(settings, ds) for ds in DAYS}
     results = {ds: run_jobs(settings, ds, list(JOBS), spark=spark) for ds in DAYS}
     return settings, summaries, results
+
+
+@pytest.fixture(scope="session")
+def marts(world):
+    """(settings, dbt build summary) of the world's marts for DAYS[1]: train on DAYS[0], test on DAYS[1]."""
+    from edgerec.marts import build_marts
+
+    settings = world[0]
+    return settings, build_marts(settings, DAYS[1])

@@ -30,8 +30,10 @@ def test_daily_dag_wiring(dagbag):
     assert dag.task_dict["quality_features"].upstream_task_ids == {"quality_raw"}
     assert dag.task_dict["dbt_build"].upstream_task_ids == {"quality_features"}
     assert dag.task_dict["quality_marts"].upstream_task_ids == {"dbt_build"}
+    assert dag.task_dict["train"].upstream_task_ids == {"quality_marts"}
+    assert dag.task_dict["evaluation_gate"].upstream_task_ids == {"train"}
     assert all(t.trigger_rule == "all_success" for t in dag.tasks if t.task_id != "validate_raw")
-    quality = {t.task_id for t in dag.tasks if t.task_id.startswith("quality_")}
-    assert all(t.retries == (0 if t.task_id in quality else 2) for t in dag.tasks)  # bad data stays bad
+    never_retried = {t.task_id for t in dag.tasks if t.task_id.startswith("quality_")} | {"evaluation_gate"}
+    assert all(t.retries == (0 if t.task_id in never_retried else 2) for t in dag.tasks)  # bad data stays bad
     assert all(t.on_failure_callback for t in dag.tasks)
     assert dag.catchup is False

@@ -13,12 +13,6 @@ from tests.integration.conftest import DAYS
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def marts(world):
-    settings = world[0]
-    return settings, build_marts(settings, DAYS[1])
-
-
 def features(settings, sql: str):
     relation = f"read_parquet('{settings.dataset('features')}/*/*.parquet', hive_partitioning = true)"
     with duckdb.connect() as con:

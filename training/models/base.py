@@ -182,3 +182,29 @@ class Reranker(nn.Module):
         labelled = mask > 0
         losses = F.binary_cross_entropy_with_logits(logits, label.to(logits.dtype), reduction="none")
         return torch.where(labelled, losses, 0.0).sum() / labelled.sum().clamp(min=1)
+
+
+class ContextAwareReranker(Reranker):
+    """CRBAN's frame (HUBSM and HUISM alike): DLCM's GRU over the initial list gives each candidate its encoding
+    o_i (the candidate in its place, after the ones shown before it) and the request its local ranking context
+    s (the final state); a subclass pools each behaviour type for each scored candidate (`attend`); an MLP
+    scores [pooled behaviours..., o_i, s]."""
+
+    def __init__(self, spec: dict, cfg: TrainConfig, pooled_dim: int):
+        super().__init__(spec, cfg)
+        self.context_gru = gru(self.candidate_dim, cfg)
+        self.score = mlp(pooled_dim * len(self.behaviours) + 2 * cfg.hidden, cfg.mlp)
+
+    def attend(self, x: Inputs, behaviour: str, candidate: Tensor, request: Tensor) -> Tensor:
+        """[N, pooled_dim]: the behaviours of each scored candidate's request, pooled with o_i as the query."""
+        raise NotImplementedError
+
+    def forward(self, x: Inputs, scored: Tensor | None = None) -> Tensor:
+        features = self.candidate_features(x)  # [B, K, D]
+        outputs, _ = self.context_gru(features)  # the context reads every candidate, scored or not
+        request, flat = scored_positions(x, scored)
+        candidate = outputs.flatten(0, 1)[flat]  # [N, H]
+        context = last_state(outputs, x.candidates)[request]
+        parts = [self.attend(x, b, candidate, request) for b in self.behaviours]
+        logits = self.score(torch.cat([*parts, candidate, context], dim=-1)).squeeze(-1)
+        return scatter_scores(logits, flat, features.shape)

@@ -2,10 +2,11 @@
 behaviour sequences, for IE and IPV together or for one of them.
 
 HUBSM encodes a behaviour sequence with separate multi-layer GRUs over its action features and over its item
-features and fuses them by concatenation. CRBAN encodes the candidate list with a GRU whose final state is the
-local ranking context; each candidate attends (Bahdanau) to the behaviours with its encoding as the query, the
-behaviour item encodings as keys and the fused encodings as values; an MLP scores
-[c_IE, c_IPV, candidate encoding, context].
+features and fuses them by concatenation. CRBAN encodes the candidate list in its initial order with a GRU, as
+DLCM does: the output o_i at a candidate is its encoding (the candidate in its place in the list, after the ones
+shown before it), the final state s the local ranking context. Each candidate attends (Bahdanau) to the
+behaviours with o_i as the query, the behaviour item encodings as keys and the fused encodings as values; an MLP
+scores [c_IE, c_IPV, o_i, s].
 """
 
 from __future__ import annotations
@@ -20,13 +21,9 @@ from training.models.base import (
     N_ITEM_PART,
     BahdanauAttention,
     CodeEmbedding,
+    ContextAwareReranker,
     Inputs,
-    Reranker,
     gru,
-    last_state,
-    mlp,
-    scatter_scores,
-    scored_positions,
     vocab_sizes,
 )
 
@@ -52,7 +49,7 @@ class BehaviourEncoder(nn.Module):
         return item_enc, torch.cat([action_enc, item_enc], dim=-1)
 
 
-class CRBAN(Reranker):
+class CRBAN(ContextAwareReranker):
     """CRBAN+HUBSM over both behaviour types, the paper's full model."""
 
     name = "crban_hubsm_ie_ipv"
@@ -60,30 +57,19 @@ class CRBAN(Reranker):
     behaviours = ("ie", "ipv")
 
     def __init__(self, spec: dict, cfg: TrainConfig):
-        super().__init__(spec, cfg)
-        self.candidate_encoder = nn.Sequential(nn.Linear(self.candidate_dim, cfg.hidden), nn.Tanh())
-        self.context_gru = gru(self.candidate_dim, cfg)
+        super().__init__(spec, cfg, pooled_dim=2 * cfg.hidden)
         self.encoders = nn.ModuleDict({b: BehaviourEncoder(spec, b, self.items.dim, cfg) for b in self.behaviours})
         self.attention = nn.ModuleDict({b: BahdanauAttention(cfg.hidden, cfg.hidden, cfg.attention)
                                         for b in self.behaviours})
-        self.score = mlp(2 * cfg.hidden * len(self.behaviours) + 2 * cfg.hidden, cfg.mlp)
 
     def behaviour_encodings(self, x: Inputs, behaviour: str) -> tuple[Tensor, Tensor]:
+        """(item encodings [B, L, H], fused encodings [B, L, 2H]) of one behaviour type."""
         codes, item_ids = getattr(x, behaviour), getattr(x, f"{behaviour}_item")
         return self.encoders[behaviour](self.items(codes[..., :N_ITEM], item_ids), codes)
 
-    def forward(self, x: Inputs, scored: Tensor | None = None) -> Tensor:
-        features = self.candidate_features(x)  # [B, K, D]
-        outputs, _ = self.context_gru(features)  # the context reads every candidate, scored or not
-        request, flat = scored_positions(x, scored)
-        candidate = self.candidate_encoder(features.flatten(0, 1)[flat])  # [N, H]
-        parts = []
-        for b in self.behaviours:
-            keys, values = self.behaviour_encodings(x, b)
-            parts.append(self.attention[b](candidate, keys, values, getattr(x, f"{b}_length"), request))
-        context = last_state(outputs, x.candidates)[request]
-        logits = self.score(torch.cat([*parts, candidate, context], dim=-1)).squeeze(-1)
-        return scatter_scores(logits, flat, features.shape)
+    def attend(self, x: Inputs, behaviour: str, candidate: Tensor, request: Tensor) -> Tensor:
+        keys, values = self.behaviour_encodings(x, behaviour)
+        return self.attention[behaviour](candidate, keys, values, getattr(x, f"{behaviour}_length"), request)
 
 
 class CRBANIE(CRBAN):

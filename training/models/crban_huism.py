@@ -14,13 +14,8 @@ from training.models.base import (
     N_ITEM,
     N_ITEM_PART,
     CodeEmbedding,
+    ContextAwareReranker,
     Inputs,
-    Reranker,
-    gru,
-    last_state,
-    mlp,
-    scatter_scores,
-    scored_positions,
     steps_mask,
     vocab_sizes,
 )
@@ -41,34 +36,22 @@ class DinAttention(nn.Module):
         return (weights.unsqueeze(1) @ k).squeeze(1)
 
 
-class CRBANHUISM(Reranker):
+class CRBANHUISM(ContextAwareReranker):
     name = "crban_huism_ie_ipv"
     title = "CRBAN+HUISM(IE&IPV)"
     behaviours = ("ie", "ipv")
 
     def __init__(self, spec: dict, cfg: TrainConfig):
-        super().__init__(spec, cfg)
-        self.candidate_encoder = nn.Sequential(nn.Linear(self.candidate_dim, cfg.hidden), nn.Tanh())
-        self.context_gru = gru(self.candidate_dim, cfg)
+        super().__init__(spec, cfg, pooled_dim=cfg.hidden)
         self.item_codes = nn.ModuleDict({
             b: CodeEmbedding(vocab_sizes(spec, GROUPS[b][N_ITEM:N_ITEM_PART]), cfg.code_embedding_dim)
             for b in self.behaviours})
         item_dim = self.items.dim + cfg.code_embedding_dim * (N_ITEM_PART - N_ITEM)
         self.item_encoder = nn.Sequential(nn.Linear(item_dim, cfg.hidden), nn.Tanh())
         self.attention = nn.ModuleDict({b: DinAttention(cfg.hidden, cfg.attention) for b in self.behaviours})
-        self.score = mlp(cfg.hidden * len(self.behaviours) + 2 * cfg.hidden, cfg.mlp)
 
-    def forward(self, x: Inputs, scored: Tensor | None = None) -> Tensor:
-        features = self.candidate_features(x)
-        outputs, _ = self.context_gru(features)
-        request, flat = scored_positions(x, scored)
-        candidate = self.candidate_encoder(features.flatten(0, 1)[flat])
-        parts = []
-        for b in self.behaviours:
-            codes = getattr(x, b)
-            items = self.item_encoder(torch.cat([self.items(codes[..., :N_ITEM], getattr(x, f"{b}_item")),
-                                                 self.item_codes[b](codes[..., N_ITEM:N_ITEM_PART])], dim=-1))
-            parts.append(self.attention[b](candidate, items, getattr(x, f"{b}_length"), request))
-        context = last_state(outputs, x.candidates)[request]
-        logits = self.score(torch.cat([*parts, candidate, context], dim=-1)).squeeze(-1)
-        return scatter_scores(logits, flat, features.shape)
+    def attend(self, x: Inputs, behaviour: str, candidate: Tensor, request: Tensor) -> Tensor:
+        codes = getattr(x, behaviour)
+        items = self.item_encoder(torch.cat([self.items(codes[..., :N_ITEM], getattr(x, f"{behaviour}_item")),
+                                             self.item_codes[behaviour](codes[..., N_ITEM:N_ITEM_PART])], dim=-1))
+        return self.attention[behaviour](candidate, items, getattr(x, f"{behaviour}_length"), request)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from training.evaluation import clicks_at_k, evaluate, ndcg_at_k, request_auc, request_aucs
+from training.evaluation import clicks_at_k, evaluate, ndcg_at_k, paired_gain, request_auc, request_aucs
 
 pytestmark = pytest.mark.unit
 A = np.array
@@ -57,3 +57,17 @@ def test_evaluate_compares_with_the_initial_order_and_brackets_gauc():
     assert 0.7 < report.gauc.value < 0.9 and report.gauc.high - report.gauc.low < 0.05
     assert report.ndcg[5] > report.ndcg_initial[5] and report.clicks[5] > report.clicks_initial[5]
     assert evaluate(scores, labels, masks, ks=(5,), rounds=100, seed=1) == report  # same seed, same interval
+
+
+def test_gauc_of_the_initial_order_and_the_paired_gain_over_a_baseline():
+    labels, masks = [A([1, 0, 0]), A([0, 1, 0, 0])], [A([1, 1, 1]), A([1, 1, 1, 1])]
+    initial = evaluate([A([3.0, 2, 1]), A([4.0, 3, 2, 1])], labels, masks, ks=(1,), rounds=20)
+    # A: the click is first (AUC 1, 3 impressions); B: the click is second, above 2 of 3 (AUC 2/3, 4 impressions)
+    assert initial.gauc_initial == pytest.approx((3 * 1 + 4 * 2 / 3) / 7) == initial.gauc.value
+    better = evaluate([A([3.0, 2, 1]), A([1.0, 4, 2, 0])], labels, masks, ks=(1,), rounds=20)  # B now AUC 1
+    assert better.gauc_initial == initial.gauc_initial
+    gain = paired_gain(better.per_request, initial.per_request, rounds=50)
+    assert gain.value == pytest.approx(1 / ((3 + 8 / 3) / 7) - 1)
+    assert gain.low <= gain.value <= gain.high
+    with pytest.raises(ValueError, match="same requests"):
+        paired_gain(better.per_request, request_aucs([A([1.0, 0])], [A([1, 0])], [A([1, 1])]))

@@ -1,0 +1,76 @@
+"""Training on the tiny world's marts: the comparison table, MLflow runs and the registered version, and the
+evaluation gate blessing, moving the champion alias and refusing below the floor."""
+
+import json
+
+import pytest
+
+from edgerec.features import load_spec
+from tests.integration.conftest import DAYS
+from training import registry
+from training.pipeline import NoTrainingData, gate_day, train_day
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def trained(marts):
+    settings = marts[0].model_copy(update={"train_epochs": 1, "train_models": "dlcm"})
+    return settings, train_day(settings, DAYS[1])
+
+
+def test_training_writes_the_comparison_and_registers_the_full_model(trained):
+    settings, summary = trained
+    out = settings.layout(DAYS[1]).training
+    table = (out / "comparison.md").read_text()
+    assert "| DLCM |" in table and "| CRBAN+HUBSM(IE&IPV) |" in table and "| initial order |" in table
+    assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    rows = json.loads((out / "comparison.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == ["dlcm", "crban_hubsm_ie_ipv"]
+    assert rows[0]["gain_vs_dlcm"] == 0.0 and 0.0 < rows[1]["gauc"] < 1.0
+    assert summary["gauc"] == rows[1]["gauc"]
+
+    client = registry.connect(settings)
+    version = registry.get_version(client, summary["version"])
+    spec = load_spec(settings.layout(DAYS[1]).feature_spec)
+    assert version.tags["ds"] == DAYS[1] and version.tags["data_window"] == f"{DAYS[0]}..{DAYS[0]}"
+    assert version.tags["feature_spec_sha"] == spec["sha256"] and version.tags["model"] == "crban_hubsm_ie_ipv"
+    assert float(version.tags["gauc"]) == pytest.approx(summary["gauc"], abs=1e-6)
+    assert len(version.tags["git_sha"]) in (40, len("unknown"))
+    assert version.id == summary["version_id"] and version.id.startswith("v20261102-")
+    parent = client.get_run(summary["run_id"])
+    assert parent.data.params["feature_spec_sha"] == spec["sha256"]
+    artifacts = {a.path for a in client.list_artifacts(summary["run_id"], "comparison")}
+    assert {"comparison/comparison.md", "comparison/comparison.csv", "comparison/comparison.png"} <= artifacts
+    history = client.get_metric_history(version.run_id, "train_loss")
+    assert [m.step for m in history] == [1]
+
+
+def test_gate_blesses_on_the_floor_then_refuses_below_it_and_keeps_the_champion(trained):
+    settings, summary = trained
+    first = gate_day(settings.model_copy(update={"gate_min_gauc": 0.0}), DAYS[1])
+    assert first.blessed and "no champion yet" in first.reason
+    assert first.gauc == pytest.approx(summary["gauc"], abs=1e-9)  # the registered checkpoint scores the same
+    client = registry.connect(settings)
+    assert registry.champion(client).number == summary["version"]
+    assert registry.get_version(client, summary["version"]).tags[registry.BLESSED] == "true"
+
+    second = train_day(settings, DAYS[1])  # same seed, same data: the same weights
+    verdict = gate_day(settings.model_copy(update={"gate_min_gauc": 0.0}), DAYS[1])
+    assert verdict.version == second["version"] and verdict.champion == summary["version_id"]
+    assert verdict.blessed and verdict.champion_gauc == pytest.approx(verdict.gauc)
+
+    refused = gate_day(settings.model_copy(update={"gate_min_gauc": 0.999}), DAYS[1], version=summary["version"])
+    assert not refused.blessed and "below the floor 0.99900" in refused.reason
+    assert registry.get_version(client, summary["version"]).tags[registry.BLESSED] == "false"
+    assert registry.champion(client).number == second["version"]  # a refusal moves nothing
+    report = json.loads((settings.layout(DAYS[1]).training / "evaluation_gate.json").read_text())
+    assert report["blessed"] is False and report["version"] == summary["version"]
+
+
+def test_training_or_gating_on_marts_of_another_day_is_refused(trained):
+    settings, _ = trained
+    for stage in (train_day, gate_day):
+        with pytest.raises(NoTrainingData, match=f"built for ds={DAYS[1]}, not {DAYS[0]}: run `edgerec dbt build"):
+            stage(settings, DAYS[0])
+    assert registry.version_of_day(registry.connect(settings), DAYS[0]) is None

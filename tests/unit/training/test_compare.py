@@ -1,0 +1,40 @@
+"""The comparison table and the checks of the paper's order, on crafted scores."""
+
+import numpy as np
+import pytest
+
+from training.compare import compare
+from training.evaluation import evaluate
+
+pytestmark = pytest.mark.unit
+REQUESTS = 200
+
+
+def report(tenths_right: int):
+    """A model that ranks the click first in `tenths_right` of every 10 requests and last otherwise."""
+    labels = [np.array([0, 1, 0, 0])] * REQUESTS
+    scores = [np.array([0.5, 1.0 if i % 10 < tenths_right else 0.0, 0.4, 0.3]) for i in range(REQUESTS)]
+    return evaluate(scores, labels, [np.ones(4, dtype=int)] * REQUESTS, ks=(5, 10), rounds=50)
+
+
+def test_the_paper_order_passes_every_check_and_is_written(tmp_path):
+    reports = {"dnn_rank": report(5), "dlcm": report(6), "crban_hubsm_ie": report(7), "crban_hubsm_ipv": report(7),
+               "crban_huism_ie_ipv": report(7), "crban_hubsm_ie_ipv": report(9)}
+    comparison = compare(reports, rounds=50)
+    assert [r.title for r in comparison.rows] == ["DNN-rank", "DLCM", "CRBAN+HUBSM(IE)", "CRBAN+HUBSM(IPV)",
+                                                  "CRBAN+HUISM(IE&IPV)", "CRBAN+HUBSM(IE&IPV)"]
+    assert comparison.row("crban_hubsm_ie_ipv").gain.value == pytest.approx(0.9 / 0.6 - 1)
+    assert len(comparison.checks) == 8 and all(comparison.checks.values())
+    paths = comparison.write(tmp_path)
+    table = paths["md"].read_text()
+    assert "| CRBAN+HUBSM(IE&IPV) | 0.90000 [" in table and "+50.00% [" in table and "| +2.00% |" in table
+    assert "| initial order | 0.66667 |" in table  # the click is second in the list: above 2 of 3
+    assert paths["csv"].read_text().splitlines()[0].startswith("model,title,gauc,gauc_low,gauc_high,gain_vs_dlcm")
+    assert paths["png"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_full_model_no_better_than_a_variant_fails_that_check():
+    reports = {"dnn_rank": report(5), "dlcm": report(6), "crban_hubsm_ie": report(7), "crban_hubsm_ie_ipv": report(7)}
+    checks = compare(reports, rounds=50).checks
+    failed = [name for name, ok in checks.items() if not ok]
+    assert len(failed) == 1 and failed[0].startswith("CRBAN+HUBSM(IE&IPV) > CRBAN+HUBSM(IE)")
