@@ -98,11 +98,9 @@ def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | Non
             with mlflow.start_run(run_name=name, nested=True):
                 mlflow.log_params({"model": name, "parameters": sum(p.numel() for p in model.parameters())})
 
-                def on_epoch(result: EpochResult, model=model) -> None:
-                    test = test_report(settings, spec, model, cfg, device)
+                def on_epoch(result: EpochResult) -> None:
                     mlflow.log_metrics({"train_loss": result.loss, "candidate_samples_per_s": result.samples_per_s,
-                                        "epoch_seconds": result.seconds, "test_gauc": test.gauc.value},
-                                       step=result.epoch + 1)
+                                        "epoch_seconds": result.seconds}, step=result.epoch + 1)
 
                 fit(model, lambda epoch: read_batches(settings.duckdb_path, "train", spec, cfg.batch_requests,
                                                       shuffle_seed=cfg.seed * 1_000 + epoch), cfg, device, on_epoch)
