@@ -66,7 +66,7 @@ def _data(settings: Settings, ds: str) -> tuple[dict, dict[str, int]]:
     return spec, counts
 
 
-def test_report(settings: Settings, spec: dict, model, cfg: TrainConfig, device) -> RankingReport:
+def evaluate_on_test(settings: Settings, spec: dict, model, cfg: TrainConfig, device) -> RankingReport:
     scored = score(model, read_batches(settings.duckdb_path, "test", spec, cfg.batch_requests), device)
     return evaluate(scored.scores, scored.labels, scored.masks)
 
@@ -79,7 +79,7 @@ def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | Non
     cfg, names = train_config(settings), models_to_train(settings)
     device = pick_device(cfg)
     day = settings.layout(ds)
-    client = registry.connect(settings)
+    registry.connect(settings)
     window = date_range(settings.duckdb_path, "train")
     reports: dict[str, RankingReport] = {}
     log.info("training %s on %s train requests, testing on %s (ds=%s), device %s", ", ".join(names),
@@ -89,13 +89,12 @@ def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | Non
                            "test_requests": counts["test"], "feature_spec_sha": spec["sha256"], "device": str(device),
                            **{f"train.{k}": v for k, v in cfg.model_dump().items()}})
         mlflow.log_dict(spec, "feature_spec.json")
-        full = None
         for name in names:
             if progress:
                 progress(name)
             seed_everything(cfg.seed)
             model = build_model(name, spec, cfg)
-            with mlflow.start_run(run_name=name, nested=True):
+            with mlflow.start_run(run_name=name, nested=True) as child:
                 mlflow.log_params({"model": name, "parameters": sum(p.numel() for p in model.parameters())})
 
                 def on_epoch(result: EpochResult) -> None:
@@ -104,21 +103,21 @@ def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | Non
 
                 fit(model, lambda epoch: read_batches(settings.duckdb_path, "train", spec, cfg.batch_requests,
                                                       shuffle_seed=cfg.seed * 1_000 + epoch), cfg, device, on_epoch)
-                reports[name] = report = test_report(settings, spec, model, cfg, device)
+                reports[name] = report = evaluate_on_test(settings, spec, model, cfg, device)
                 mlflow.log_metrics(_metrics(report))
             if name == FULL_MODEL:
-                full = model
+                full, full_run = model, child.info.run_id
         comparison = compare(reports)
         paths = comparison.write(day.training)
         for path in paths.values():
             mlflow.log_artifact(str(path), artifact_path="comparison")
-        mlflow.log_table(data={k: [r[k] for r in comparison.to_records()] for k in comparison.to_records()[0]},
-                         artifact_file="comparison/table.json")
+        records = comparison.to_records()
+        mlflow.log_table(data={k: [r[k] for r in records] for k in records[0]}, artifact_file="comparison/table.json")
         report = reports[FULL_MODEL]
         tags = {"ds": ds, "data_window": f"{window[0]}..{window[1]}",
                 "test_day": ds, "feature_spec_sha": spec["sha256"], "git_sha": registry.git_sha(),
                 "model": FULL_MODEL, **{k: f"{v:.6f}" for k, v in _metrics(report).items()}}
-        with mlflow.start_run(run_id=_child_run(client, parent.info.run_id, FULL_MODEL), nested=True):
+        with mlflow.start_run(run_id=full_run, nested=True):
             number, vid = registry.register(full, cfg, spec, tags)
     summary = {"ds": ds, "run_id": parent.info.run_id, "registered_model": registry.REGISTERED_MODEL,
                "version": number, "version_id": vid, "train_requests": counts["train"],
@@ -138,12 +137,6 @@ def _metrics(report: RankingReport) -> dict[str, float]:
         metrics[f"clicks_at_{k}"] = v
         metrics[f"clicks_at_{k}_initial"] = report.clicks_initial[k]
     return metrics
-
-
-def _child_run(client, parent_id: str, name: str) -> str:
-    runs = client.search_runs([client.get_run(parent_id).info.experiment_id],
-                              f"tags.mlflow.parentRunId = '{parent_id}' and tags.mlflow.runName = '{name}'")
-    return runs[0].info.run_id
 
 
 @dataclass(frozen=True)
@@ -188,11 +181,11 @@ def gate_day(settings: Settings, ds: str, version: str | None = None) -> Verdict
                           f"`edgerec train --ds {ds}` first")
     cfg = train_config(settings)
     device = pick_device(cfg)
-    gauc = test_report(settings, spec, registry.load_version(client, candidate), cfg, device).gauc.value
+    gauc = evaluate_on_test(settings, spec, registry.load_version(client, candidate), cfg, device).gauc.value
     baseline = registry.champion(client)
     if baseline is not None and baseline.number == candidate.number:
         baseline = None  # re-judging the champion itself: the floor alone
-    champion_gauc = None if baseline is None else test_report(
+    champion_gauc = None if baseline is None else evaluate_on_test(
         settings, spec, registry.load_version(client, baseline), cfg, device).gauc.value
     blessed, reason = judge(gauc, settings.gate_min_gauc, champion_gauc, settings.gate_tolerance)
     verdict = Verdict(candidate.number, candidate.id, blessed, gauc, settings.gate_min_gauc,
