@@ -2,7 +2,8 @@
 
 simulate (embedded source) -> validate raw -> spark ingest -> sessionize -> requests -> bucketize
 -> data quality (raw, features) -> dbt build (marts) -> data quality (marts) -> train (the paper's models,
-MLflow, a new registered version) -> evaluation gate (blessed or refused, with the reason).
+MLflow, a new registered version) -> evaluation gate (blessed or refused, with the reason) -> export (the
+bundle) -> servability gate (ONNX parity, size, latency).
 A blocking data-quality failure fails its task, so nothing after it runs that day; every failed task
 alerts through the configured notifiers (edgerec.alerts).
 Thin wiring only: each task calls one stage function of the `edgerec` package (also a CLI command), is
@@ -115,10 +116,36 @@ def edgerec_daily_retrain():
             raise AirflowSkipException(f"version {verdict.version} refused: {verdict.reason}")
         return verdict.version
 
+    @task
+    def export(ds: str | None = None) -> str:
+        """The blessed version as a bundle: ONNX step encoders and re-ranker, embedding shards, manifest."""
+        from training.pipeline import export_day
+
+        return str(export_day(load_settings(), ds))
+
+    @task(retries=0)  # a verdict does not change by retrying
+    def servability_gate(ds: str | None = None) -> str:
+        """ONNX parity, step encodings, size and latency budgets; a failure alerts and skips deploy."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from edgerec.alerts import Alert, notifier_from_settings
+        from training.pipeline import servability_day
+
+        settings = load_settings()
+        report = servability_day(settings, ds)
+        print(report.to_markdown())
+        if not report.passed:
+            notifier_from_settings(settings).send([Alert(
+                level="warn", check="export.servability_gate", observed=f"bundle {report.version}: "
+                + "; ".join(report.failures), threshold="every check of training.servability", ds=ds)])
+            raise AirflowSkipException(f"bundle {report.version} is not servable: {'; '.join(report.failures)}")
+        return report.version
+
     spark = [spark_job(name) for name in ("ingest", "sessionize", "requests", "bucketize")]
     simulate_raw() >> validate_raw() >> spark[0] >> spark[1] >> spark[2] >> spark[3]
     # One gate at a time: they share the Great Expectations project (its config and Data Docs site).
-    spark[3] >> quality("raw") >> quality("features") >> dbt_build() >> quality("marts") >> train() >> evaluation_gate()
+    marts = spark[3] >> quality("raw") >> quality("features") >> dbt_build() >> quality("marts")
+    marts >> train() >> evaluation_gate() >> export() >> servability_gate()
 
 
 edgerec_daily_retrain()

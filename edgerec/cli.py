@@ -270,6 +270,51 @@ def evaluate(
     typer.secho(f"version {verdict.version} ({verdict.version_id}) blessed: {verdict.reason}", fg="green")
 
 
+@app.command("export")
+def export_command(
+    version: Annotated[str | None, typer.Argument(help="registry number or version id [default: the version "
+                                                       "trained for --ds]")] = None,
+    ds: Annotated[str | None, typer.Option(help="logical date YYYY-MM-DD whose version to export "
+                                                "[default: EDGEREC_RUN_DATE]")] = None,
+) -> None:
+    """Export a blessed version as its bundle (ONNX behaviour steps and re-ranker, fp16 embedding shards, feature
+    spec, manifest) into $EDGEREC_HOME/bundles/<version id>. An intact bundle is reused, never rewritten."""
+    from edgerec.contracts.bundle import BundleError
+    from training.pipeline import NotBlessed, export_day
+
+    settings = _settings()
+    try:
+        root = export_day(settings, ds or str(settings.run_date), version)
+    except (NotBlessed, LookupError, BundleError) as error:
+        _fail(str(error), code=1)
+    manifest = json.loads((root / "manifest.json").read_text())
+    size = sum(f["bytes"] for f in manifest["files"].values())
+    typer.echo(f"bundle {root}: {size:,} bytes of networks and spec, tables "
+               + ", ".join(f"{n} {t['rows']}x{t['dim']}" for n, t in manifest["embeddings"].items()))
+
+
+@app.command()
+def servability(
+    version: Annotated[str | None, typer.Argument(help="registry number or version id [default: the version "
+                                                       "trained for --ds]")] = None,
+    ds: Annotated[str | None, typer.Option(help="logical date YYYY-MM-DD whose test requests are replayed "
+                                                "[default: EDGEREC_RUN_DATE]")] = None,
+) -> None:
+    """The servability gate on an exported bundle: integrity, onnx.checker, onnxruntime vs PyTorch on test
+    requests, step vs full-sequence encodings, size and latency budgets (EDGEREC_SERVABILITY_CONFIG); exit 1 when
+    it fails. The verdict is tagged on the MLflow version."""
+    from training.pipeline import NotBlessed, NoTrainingData, servability_day
+
+    settings = _settings()
+    try:
+        report = servability_day(settings, ds or str(settings.run_date), version)
+    except (NotBlessed, NoTrainingData, LookupError, FileNotFoundError, ConfigError) as error:
+        _fail(str(error), code=1)
+    typer.echo(report.to_markdown())
+    if not report.passed:
+        _fail(f"bundle {report.version} is not servable: {'; '.join(report.failures)}", code=1)
+
+
 @alerts_app.command("test")
 def alerts_test() -> None:
     """Send one test alert through every configured notifier (check the webhook or mail settings)."""
@@ -345,6 +390,7 @@ def _show_day(settings, ds: str) -> None:
     typer.echo(f"data docs        {quality['docs_index']}")
     typer.echo(f"dbt docs         edgerec dbt docs --ds {ds}")
     _show_training(settings, ds)
+    _show_export(settings, ds)
     typer.echo(f"\n== behaviour statistics of ds={ds} ==")
     typer.echo(render_stats(stats_of_path(day.raw_events, day.raw_items)))
 
@@ -365,6 +411,16 @@ def _show_training(settings, ds: str) -> None:
         typer.echo(f"evaluation gate  {'BLESSED' if verdict['blessed'] else 'REFUSED'}: {verdict['reason']}")
     typer.echo(f"comparison       {training / 'comparison.md'} (and .csv, .png)\n")
     typer.echo((training / "comparison.md").read_text())
+
+
+def _show_export(settings, ds: str) -> None:
+    report = settings.layout(ds).export / "servability.json"
+    if not report.exists():
+        typer.echo("\nbundle           none exported for this day")
+        return
+    verdict = json.loads(report.read_text())
+    typer.echo(f"\nbundle           {verdict['bundle']}")
+    typer.echo((settings.layout(ds).export / "servability.md").read_text())
 
 
 def main() -> None:

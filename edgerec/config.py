@@ -59,6 +59,8 @@ class Settings(BaseModel):
     gate_min_gauc: float = Field(0.55, ge=0.0, le=1.0, description="evaluation gate: GAUC floor a version must reach")
     gate_tolerance: float = Field(0.002, ge=0.0, le=1.0,
                                   description="evaluation gate: GAUC a version may lose against the champion")
+    servability_config: Path | None = Field(None, description="JSON file with servability budgets "
+                                            "(training.servability.Budgets)")
     mlflow_tracking_uri: str | None = Field(None, description="MLflow tracking server or store; default a SQLite "
                                                               "file and local artifacts in the state directory")
     task_retries: int = Field(2, ge=0, le=10, description="Airflow retries per task (`edgerec run`: 0)")
@@ -87,6 +89,11 @@ class Settings(BaseModel):
     def mlflow_dir(self) -> Path:
         """The embedded MLflow store: mlflow.db (runs and registry) and artifacts/."""
         return self.home / "mlflow"
+
+    @property
+    def bundles_dir(self) -> Path:
+        """Exported model bundles, one immutable directory per version (what deploy ships to the CDN)."""
+        return self.home / "bundles"
 
     @property
     def airflow_home(self) -> Path:
@@ -123,6 +130,11 @@ class DayLayout:
     def training(self) -> Path:
         """The day's training reports: comparison table (md, csv, json, png), per-model metrics, gate verdict."""
         return self.reports / "training"
+
+    @property
+    def export(self) -> Path:
+        """The day's export reports: the servability gate's verdict (json, md)."""
+        return self.reports / "export"
 
     @property
     def feature_spec(self) -> Path:

@@ -4,6 +4,8 @@
 write and log the comparison table, register the full model as a new version of `edgerec-reranker`.
 `gate_day`: the evaluation gate (in the manner of TFX's Evaluator) on that version: blessed only if its GAUC
 reaches the floor and, when a champion exists, the champion's GAUC on the same test set minus a tolerance.
+`export_day`: the blessed version as a bundle (ONNX step encoders and re-ranker, embedding shards, manifest).
+`servability_day`: the servability gate (in the manner of TFX's InfraValidator) on that bundle.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from edgerec.config import Settings
 from edgerec.errors import build_config
@@ -162,7 +165,7 @@ def judge(gauc: float, floor: float, champion_gauc: float | None, tolerance: flo
     if not gauc >= floor:  # also refuses NaN
         return False, f"GAUC {gauc:.5f} is below the floor {floor:.5f} (EDGEREC_GATE_MIN_GAUC)"
     if champion_gauc is None:
-        return True, f"GAUC {gauc:.5f} >= floor {floor:.5f}; no champion yet, judged by the floor alone"
+        return True, f"GAUC {gauc:.5f} >= floor {floor:.5f}; no champion to compare with, judged by the floor alone"
     if gauc < champion_gauc - tolerance:
         return False, (f"GAUC {gauc:.5f} is below the champion's {champion_gauc:.5f} on the same test set minus "
                        f"the tolerance {tolerance:.5f} (EDGEREC_GATE_TOLERANCE)")
@@ -185,9 +188,15 @@ def gate_day(settings: Settings, ds: str, version: str | None = None) -> Verdict
     baseline = registry.champion(client)
     if baseline is not None and baseline.number == candidate.number:
         baseline = None  # re-judging the champion itself: the floor alone
-    champion_gauc = None if baseline is None else evaluate_on_test(
-        settings, spec, registry.load_version(client, baseline), cfg, device).gauc.value
+    champion_gauc, incomparable = None, ""
+    if baseline is not None:
+        try:
+            champion_gauc = evaluate_on_test(settings, spec, registry.load_version(client, baseline), cfg,
+                                             device).gauc.value
+        except registry.IncompatibleVersion as e:  # the model code changed: no like-for-like baseline
+            incomparable, baseline = f"; the champion was not compared: {e}", None
     blessed, reason = judge(gauc, settings.gate_min_gauc, champion_gauc, settings.gate_tolerance)
+    reason += incomparable
     verdict = Verdict(candidate.number, candidate.id, blessed, gauc, settings.gate_min_gauc,
                       baseline.id if baseline else None, champion_gauc, settings.gate_tolerance, reason)
     client.set_model_version_tag(registry.REGISTERED_MODEL, candidate.number, registry.BLESSED, str(blessed).lower())
@@ -201,3 +210,83 @@ def gate_day(settings: Settings, ds: str, version: str | None = None) -> Verdict
     log.info("evaluation gate ds=%s version %s (%s): %s: %s", ds, candidate.number, candidate.id,
              "BLESSED" if blessed else "REFUSED", reason)
     return verdict
+
+
+class NotBlessed(RuntimeError):
+    """A version the evaluation gate did not bless: it may not be exported or deployed."""
+
+
+def _blessed_version(client, ds: str, version: str | None) -> registry.Version:
+    found = registry.find_version(client, version) if version else registry.version_of_day(client, ds)
+    if found is None:
+        raise LookupError(f"no version of {registry.REGISTERED_MODEL} was trained for ds={ds}; run "
+                          f"`edgerec train --ds {ds}` first")
+    if found.tags.get(registry.BLESSED) != "true":
+        raise NotBlessed(f"version {found.number} ({found.id}) is not blessed ({registry.BLESSED}="
+                         f"{found.tags.get(registry.BLESSED)!r}); run `edgerec evaluate` on it first")
+    return found
+
+
+def export_day(settings: Settings, ds: str, version: str | None = None) -> Path:
+    """Export the day's blessed version (or `version`) into settings.bundles_dir/<version id>; returns the bundle.
+
+    Bundles are immutable: a bundle already exported is verified and reused, never rewritten."""
+    from edgerec.contracts.bundle import BundleError, verify_bundle
+    from training.export import export_bundle
+
+    client = registry.connect(settings)
+    found = _blessed_version(client, ds, version)
+    root = settings.bundles_dir / found.id
+    if root.exists():
+        try:
+            verify_bundle(root)
+        except BundleError as e:
+            raise BundleError(f"{e}; the bundle of {found.id} is damaged: delete {root} and export again") from e
+        log.info("bundle %s already exported and intact", root)
+        return root
+    checkpoint = registry.load_checkpoint(client, found)
+    manifest = export_bundle(registry.load_version(client, found), checkpoint["spec"], root, version_id=found.id,
+                             mlflow_version=found.number, run_id=found.run_id)
+    log.info("exported version %s (%s) to %s: %s bytes without embeddings", found.number, found.id, root,
+             f"{sum(f['bytes'] for f in manifest['files'].values()):,}")
+    return root
+
+
+def servability_budgets(settings: Settings):
+    from training.servability import Budgets
+
+    values = json.loads(settings.servability_config.read_text()) if settings.servability_config else {}
+    return build_config(Budgets, values, prefix="servability_config.")
+
+
+def servability_day(settings: Settings, ds: str, version: str | None = None):
+    """The servability gate on the exported bundle of the day's blessed version (or `version`), replaying ds's test
+    requests; the verdict goes on the version (tags SERVABLE and SERVABILITY) and into reports/ds=D/export/."""
+    from edgerec.contracts.bundle import MANIFEST, sha256_of
+    from training.servability import check_servability
+
+    spec, _ = _data(settings, ds)
+    client = registry.connect(settings)
+    found = _blessed_version(client, ds, version)
+    root = settings.bundles_dir / found.id
+    if not root.exists():
+        raise FileNotFoundError(f"no bundle for {found.id} in {settings.bundles_dir}: run `edgerec export "
+                                f"{found.id}` first")
+    budgets = servability_budgets(settings)
+    batches = read_batches(settings.duckdb_path, "test", spec, 256, limit=budgets.requests)
+    report = check_servability(root, registry.load_version(client, found), batches, budgets)
+    summary = {"passed": report.passed, "failures": report.failures,
+               "latency_p99_ms": {k: round(v["p99"], 4) for k, v in report.latency_ms.items()}}
+    for key, value in ((registry.SERVABLE, str(report.passed).lower()), (registry.SERVABILITY, json.dumps(summary))):
+        client.set_model_version_tag(registry.REGISTERED_MODEL, found.number, key, value)
+    if (root / MANIFEST).exists():
+        client.set_model_version_tag(registry.REGISTERED_MODEL, found.number, registry.BUNDLE_SHA,
+                                     sha256_of(root / MANIFEST))
+    client.log_dict(found.run_id, report.to_dict(), f"servability/{ds}.json")
+    out = settings.layout(ds).export
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "servability.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    (out / "servability.md").write_text(report.to_markdown() + "\n")
+    log.info("servability gate ds=%s %s: %s", ds, found.id, "PASSED" if report.passed else
+             "FAILED: " + "; ".join(report.failures))
+    return report

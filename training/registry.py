@@ -28,6 +28,8 @@ CHAMPION = "champion"  # the alias of the last blessed version: the gate's basel
 CHECKPOINT = "checkpoint/model.pt"
 # model-version tags: the gate writes BLESSED ("true"/"false") and the reasons; deploy requires BLESSED true
 VERSION_TAG, BLESSED, GATE = "edgerec.version", "edgerec.blessed", "edgerec.gate"
+# the servability gate writes SERVABLE ("true"/"false") and its report; deploy requires SERVABLE true too
+SERVABLE, SERVABILITY, BUNDLE_SHA = "edgerec.servable", "edgerec.servability", "edgerec.bundle_manifest_sha256"
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,16 @@ def get_version(client, number: str) -> Version:
     return Version(str(v.version), v.run_id, dict(v.tags))
 
 
+def find_version(client, ref: str) -> Version:
+    """A version by registry number ("3") or by version id ("v20261103-1a2b3c4d")."""
+    if ref.isdigit():
+        return get_version(client, ref)
+    found = client.search_model_versions(f"name = '{REGISTERED_MODEL}' and tags.`{VERSION_TAG}` = '{ref}'")
+    if not found:
+        raise LookupError(f"no version of {REGISTERED_MODEL} has {VERSION_TAG} = {ref!r}")
+    return get_version(client, found[0].version)
+
+
 def version_of_day(client, ds: str) -> Version | None:
     """The newest version trained for ds."""
     found = client.search_model_versions(f"name = '{REGISTERED_MODEL}' and tags.ds = '{ds}'")
@@ -130,11 +142,24 @@ def champion(client) -> Version | None:
     return Version(str(v.version), v.run_id, dict(v.tags))
 
 
-def load_version(client, version: Version) -> Reranker:
-    """Rebuild a registered version from its checkpoint with the current model code."""
+class IncompatibleVersion(RuntimeError):
+    """A registered version whose weights the current model code cannot load (its architecture changed)."""
+
+
+def load_checkpoint(client, version: Version) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = client.download_artifacts(version.run_id, CHECKPOINT, tmp)
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def load_version(client, version: Version) -> Reranker:
+    """Rebuild a registered version from its checkpoint with the current model code."""
+    checkpoint = load_checkpoint(client, version)
     model = build_model(checkpoint["model"], checkpoint["spec"], TrainConfig(**checkpoint["config"]))
-    model.load_state_dict(checkpoint["state_dict"])
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        raise IncompatibleVersion(f"version {version.number} ({version.id}) was trained by other model code "
+                                  f"(git {version.tags.get('git_sha', '?')[:10]}): {first}") from e
     return model

@@ -32,8 +32,11 @@ def test_daily_dag_wiring(dagbag):
     assert dag.task_dict["quality_marts"].upstream_task_ids == {"dbt_build"}
     assert dag.task_dict["train"].upstream_task_ids == {"quality_marts"}
     assert dag.task_dict["evaluation_gate"].upstream_task_ids == {"train"}
+    assert dag.task_dict["export"].upstream_task_ids == {"evaluation_gate"}
+    assert dag.task_dict["servability_gate"].upstream_task_ids == {"export"}
     assert all(t.trigger_rule == "all_success" for t in dag.tasks if t.task_id != "validate_raw")
-    never_retried = {t.task_id for t in dag.tasks if t.task_id.startswith("quality_")} | {"evaluation_gate"}
+    gates = {"evaluation_gate", "servability_gate"}
+    never_retried = {t.task_id for t in dag.tasks if t.task_id.startswith("quality_")} | gates
     assert all(t.retries == (0 if t.task_id in never_retried else 2) for t in dag.tasks)  # bad data stays bad
     assert all(t.on_failure_callback for t in dag.tasks)
     assert dag.catchup is False

@@ -49,7 +49,7 @@ def test_training_writes_the_comparison_and_registers_the_full_model(trained):
 def test_gate_blesses_on_the_floor_then_refuses_below_it_and_keeps_the_champion(trained):
     settings, summary = trained
     first = gate_day(settings.model_copy(update={"gate_min_gauc": 0.0}), DAYS[1])
-    assert first.blessed and "no champion yet" in first.reason
+    assert first.blessed and "no champion to compare with" in first.reason
     assert first.gauc == pytest.approx(summary["gauc"], abs=1e-9)  # the registered checkpoint scores the same
     client = registry.connect(settings)
     assert registry.champion(client).number == summary["version"]

@@ -2,11 +2,14 @@
 behaviour sequences, for IE and IPV together or for one of them.
 
 HUBSM encodes a behaviour sequence with separate multi-layer GRUs over its action features and over its item
-features and fuses them by concatenation. CRBAN encodes the candidate list in its initial order with a GRU, as
-DLCM does: the output o_i at a candidate is its encoding (the candidate in its place in the list, after the ones
-shown before it), the final state s the local ranking context. Each candidate attends (Bahdanau) to the
-behaviours with o_i as the query, the behaviour item encodings as keys and the fused encodings as values; an MLP
-scores [c_IE, c_IPV, o_i, s].
+features and fuses them by concatenation. The time decay (the event's age at the trigger) is the one feature
+that changes after the event, so it stays out of the GRUs: its embedding is added to the keys at each re-rank.
+The GRUs then see only what is fixed when the event is over, and the phone runs one step per event (export).
+
+CRBAN encodes the candidate list in its initial order with a GRU, as DLCM does: the output o_i at a candidate is
+its encoding (the candidate in its place in the list, after the ones shown before it), the final state s the local
+ranking context. Each candidate attends (Bahdanau) to the behaviours with o_i as the query, the keys (item
+encodings plus age) and the fused encodings as values; an MLP scores [c_IE, c_IPV, o_i, s].
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from edgerec.features import GROUPS
+from edgerec.features import AGE_FEATURE, GROUPS
 from training.config import TrainConfig
 from training.models.base import (
     N_ITEM,
@@ -29,24 +32,44 @@ from training.models.base import (
 
 
 class BehaviourEncoder(nn.Module):
-    """HUBSM for one behaviour type: GRU over the actions, GRU over the items, concatenated.
+    """HUBSM for one behaviour type: GRU over the actions, GRU over the items, concatenated; the keys are the item
+    encodings plus the embedding of each event's age at the trigger.
 
-    items [B, L, item_dim] (item table rows), codes [B, L, F] -> (item encodings [B, L, H],
+    items [B, L, item_dim] (item table rows), codes [B, L, F] (GROUPS[group] order) -> (keys [B, L, H],
     fused encodings [B, L, 2H]).
     """
 
     def __init__(self, spec: dict, group: str, item_dim: int, cfg: TrainConfig):
         super().__init__()
         names = GROUPS[group]
+        self.age_index = names.index(AGE_FEATURE[group])
+        self.action_index = [i for i in range(N_ITEM_PART, len(names)) if i != self.age_index]
         self.item_codes = CodeEmbedding(vocab_sizes(spec, names[N_ITEM:N_ITEM_PART]), cfg.code_embedding_dim)
-        self.action_codes = CodeEmbedding(vocab_sizes(spec, names[N_ITEM_PART:]), cfg.code_embedding_dim)
+        self.action_codes = CodeEmbedding(vocab_sizes(spec, [names[i] for i in self.action_index]),
+                                          cfg.code_embedding_dim)
         self.item_gru = gru(item_dim + self.item_codes.dim, cfg)
         self.action_gru = gru(self.action_codes.dim, cfg)
+        self.age = CodeEmbedding(vocab_sizes(spec, [AGE_FEATURE[group]]), cfg.hidden)
+
+    def event_inputs(self, items: Tensor, codes: Tensor) -> tuple[Tensor, Tensor]:
+        """The inputs of the item GRU and of the action GRU: everything fixed once the event is over."""
+        return (torch.cat([items, self.item_codes(codes[..., N_ITEM:N_ITEM_PART])], dim=-1),
+                self.action_codes(codes[..., self.action_index]))
+
+    def keys(self, item_enc: Tensor, age: Tensor) -> Tensor:
+        """Attention keys from stored item encodings [..., H] and the events' age codes [...] at the trigger."""
+        return item_enc + self.age(age.unsqueeze(-1))
+
+    def encodings(self, items: Tensor, codes: Tensor) -> tuple[Tensor, Tensor]:
+        """(item encodings [B, L, H], fused encodings [B, L, 2H]): what the phone stores per event."""
+        item_in, action_in = self.event_inputs(items, codes)
+        item_enc, _ = self.item_gru(item_in)
+        action_enc, _ = self.action_gru(action_in)
+        return item_enc, torch.cat([action_enc, item_enc], dim=-1)
 
     def forward(self, items: Tensor, codes: Tensor) -> tuple[Tensor, Tensor]:
-        item_enc, _ = self.item_gru(torch.cat([items, self.item_codes(codes[..., N_ITEM:N_ITEM_PART])], dim=-1))
-        action_enc, _ = self.action_gru(self.action_codes(codes[..., N_ITEM_PART:]))
-        return item_enc, torch.cat([action_enc, item_enc], dim=-1)
+        item_enc, fused = self.encodings(items, codes)
+        return self.keys(item_enc, codes[..., self.age_index]), fused
 
 
 class CRBAN(ContextAwareReranker):
@@ -63,7 +86,7 @@ class CRBAN(ContextAwareReranker):
                                         for b in self.behaviours})
 
     def behaviour_encodings(self, x: Inputs, behaviour: str) -> tuple[Tensor, Tensor]:
-        """(item encodings [B, L, H], fused encodings [B, L, 2H]) of one behaviour type."""
+        """(keys [B, L, H], fused encodings [B, L, 2H]) of one behaviour type."""
         codes, item_ids = getattr(x, behaviour), getattr(x, f"{behaviour}_item")
         return self.encoders[behaviour](self.items(codes[..., :N_ITEM], item_ids), codes)
 

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.unit
 
 
 @pytest.mark.parametrize(("gauc", "champion", "blessed", "says"), [
-    (0.60, None, True, "no champion yet, judged by the floor alone"),
+    (0.60, None, True, "no champion to compare with, judged by the floor alone"),
     (0.54, None, False, "below the floor 0.55000"),
     (0.54, 0.50, False, "below the floor 0.55000"),  # the floor holds even against a weaker champion
     (0.62, 0.61, True, "the champion's 0.61000"),

@@ -71,13 +71,28 @@ def test_behaviour_encoder_shapes_and_causality():
     encoder = BehaviourEncoder(SPEC, "ie", item_dim=5, cfg=SMALL)
     items = torch.randn(2, 5, 5)
     codes = torch.randint(1, VOCAB, (2, 5, len(GROUPS["ie"])))
-    item_enc, fused = encoder(items, codes)
-    assert item_enc.shape == (2, 5, SMALL.hidden) and fused.shape == (2, 5, 2 * SMALL.hidden)
+    keys, fused = encoder(items, codes)
+    assert keys.shape == (2, 5, SMALL.hidden) and fused.shape == (2, 5, 2 * SMALL.hidden)
     later_items, later_codes = items.clone(), codes.clone()
     later_items[:, 3:], later_codes[:, 3:] = 0.0, 1
     _, fused_later = encoder(later_items, later_codes)
     assert torch.allclose(fused_later[:, :3], fused[:, :3])
     assert not torch.allclose(fused_later[:, 3:], fused[:, 3:])
+
+
+def test_the_age_at_the_trigger_moves_the_keys_only():
+    """The time decay changes after the event, so it must not enter the GRUs (whose steps the phone stores)."""
+    encoder = BehaviourEncoder(SPEC, "ipv", item_dim=5, cfg=SMALL)
+    age = GROUPS["ipv"].index("d12_age_s")
+    items, codes = torch.randn(1, 4, 5), torch.randint(1, VOCAB, (1, 4, len(GROUPS["ipv"])))
+    older = codes.clone()
+    older[..., age] = (codes[..., age] % (VOCAB - 1)) + 1  # every event one bucket older (wrapping)
+    keys, fused = encoder(items, codes)
+    keys_older, fused_older = encoder(items, older)
+    assert torch.equal(fused_older, fused)
+    assert not torch.allclose(keys_older, keys)
+    moved = encoder.age(older[..., age:age + 1]) - encoder.age(codes[..., age:age + 1])
+    assert torch.allclose(keys_older - keys, moved)
 
 
 def test_sequences_become_oldest_first_with_padding_after():

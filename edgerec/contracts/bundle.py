@@ -1,0 +1,134 @@
+"""The model bundle contract (DESIGN.md): one immutable directory per version, and its verification.
+
+    behavior_ie.onnx, behavior_ipv.onnx   one event step of each behaviour encoder (hidden states in and out)
+    reranker.onnx                         candidates + stored behaviour encodings -> scores
+    feature_spec.json                     the spec the codes were made with
+    embeddings/{table}/shard-NNNNN.npy    the cloud-side item tables, fixed rows per shard
+    manifest.json                         every file's sha256 and bytes, signatures, tables, versions
+
+`verify_bundle` is what both the servability gate and the edge runtime call before they trust a bundle: it
+refuses a missing file, a wrong checksum or size, a feature spec whose sha differs from the manifest's, and an
+embedding shard of the wrong shape or dtype, naming the file and the mismatch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edgerec.features import canonical_sha
+
+BUNDLE_FORMAT = 1
+RUNTIME_VERSION = 1  # the edge runtime's own version; a bundle names the lowest that can load it
+MANIFEST = "manifest.json"
+FEATURE_SPEC = "feature_spec.json"
+STEP_MODELS = {"ie": "behavior_ie.onnx", "ipv": "behavior_ipv.onnx"}
+RERANKER = "reranker.onnx"
+EMBEDDINGS = "embeddings"
+
+
+class BundleError(ValueError):
+    """A bundle that must not be served; the message names the file and the mismatch."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_entry(root: Path, path: Path) -> dict:
+    return {"sha256": sha256_of(path), "bytes": path.stat().st_size, "path": path.relative_to(root).as_posix()}
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.npy"
+
+
+def network_bytes(manifest: dict) -> int:
+    """Bytes of the bundle without its embedding shards: what the phone downloads per version."""
+    return sum(f["bytes"] for f in manifest["files"].values())
+
+
+def _check_file(root: Path, entry: dict) -> Path:
+    path = root / entry["path"]
+    if not path.is_file():
+        raise BundleError(f"bundle {root}: {entry['path']} is missing")
+    size = path.stat().st_size
+    if size != entry["bytes"]:
+        raise BundleError(f"bundle {root}: {entry['path']} has {size} bytes, the manifest says {entry['bytes']}")
+    digest = sha256_of(path)
+    if digest != entry["sha256"]:
+        raise BundleError(f"bundle {root}: {entry['path']} has sha256 {digest[:12]}…, the manifest says "
+                          f"{entry['sha256'][:12]}…")
+    return path
+
+
+def verify_bundle(root: Path, *, runtime_version: int = RUNTIME_VERSION) -> dict:
+    """The manifest of a bundle whose every file is present and intact; BundleError otherwise."""
+    root = Path(root)
+    manifest_path = root / MANIFEST
+    if not manifest_path.is_file():
+        raise BundleError(f"bundle {root}: {MANIFEST} is missing")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as e:
+        raise BundleError(f"bundle {root}: {MANIFEST} is not JSON ({e})") from e
+    if manifest.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"bundle {root}: {MANIFEST} has format {manifest.get('format')!r}, this code reads "
+                          f"{BUNDLE_FORMAT}")
+    if manifest["min_runtime_version"] > runtime_version:
+        raise BundleError(f"bundle {root}: needs runtime version {manifest['min_runtime_version']}, this runtime "
+                          f"is {runtime_version}")
+    for name in (*STEP_MODELS.values(), RERANKER, FEATURE_SPEC):
+        if name not in manifest["files"]:
+            raise BundleError(f"bundle {root}: {MANIFEST} lists no {name}")
+    for entry in manifest["files"].values():
+        _check_file(root, entry)
+    spec_sha = canonical_sha(json.loads((root / FEATURE_SPEC).read_text()))
+    if spec_sha != manifest["feature_spec_sha256"]:
+        raise BundleError(f"bundle {root}: {FEATURE_SPEC} has sha256 {spec_sha[:12]}…, the manifest says "
+                          f"{manifest['feature_spec_sha256'][:12]}…")
+    for table, t in manifest["embeddings"].items():
+        expected_lo = 0
+        for shard in t["shards"]:
+            path = _check_file(root, shard)
+            lo, hi = shard["rows"]
+            rows = np.load(path, mmap_mode="r")
+            if lo != expected_lo or rows.shape != (hi - lo, t["dim"]) or rows.dtype != np.dtype(t["dtype"]):
+                raise BundleError(f"bundle {root}: {shard['path']} holds {rows.dtype} rows of shape {rows.shape} "
+                                  f"from row {lo}; table {table} wants {t['dtype']} [{hi - lo}, {t['dim']}] "
+                                  f"from row {expected_lo}")
+            expected_lo = hi
+        if expected_lo != t["rows"]:
+            raise BundleError(f"bundle {root}: the shards of table {table} hold {expected_lo} rows, the manifest "
+                              f"says {t['rows']}")
+    return manifest
+
+
+def load_table(root: Path, manifest: dict, table: str) -> np.ndarray:
+    """One embedding table as float32 [rows, dim], from its verified shards."""
+    t = manifest["embeddings"][table]
+    return np.concatenate([np.load(Path(root) / s["path"]) for s in t["shards"]]).astype(np.float32)
+
+
+def item_rows(manifest: dict, tables: dict[str, np.ndarray], codes: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+    """The rows the cloud serves with each item: the item tables' rows for its p1..p6 codes (and its hashed
+    item_id), concatenated in the manifest's order. codes [N, >=6] (ITEM_CATEGORICAL first), item_ids [N] ->
+    float32 [N, item_dim]. A code beyond a table reads its last row, as in training."""
+    layout = manifest["item_rows"]
+    parts = []
+    for i, name in enumerate(layout["tables"]):
+        table = tables[name]
+        if name == "item_id":
+            ids = np.asarray(item_ids, dtype=np.int64)
+            rows = np.where(ids > 0, (ids * layout["item_id_hash_multiplier"]) % layout["item_id_buckets"] + 1, 0)
+        else:
+            rows = np.minimum(np.asarray(codes)[:, i], len(table) - 1)
+        parts.append(table[rows])
+    return np.concatenate(parts, axis=1).astype(np.float32)

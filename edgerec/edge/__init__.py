@@ -1,0 +1,1 @@
+"""The reference on-device runtime: what the phone does with a bundle, in Python over onnxruntime."""

@@ -1,0 +1,92 @@
+"""A verified bundle's networks in onnxruntime: encode one event, re-rank one request.
+
+The phone's side of the bundle contract (edgerec.contracts.bundle); it needs numpy and onnxruntime only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgerec.contracts.bundle import FEATURE_SPEC, RERANKER, STEP_MODELS, item_rows, load_table, verify_bundle
+from edgerec.features import AGE_FEATURE, GROUPS
+
+
+@dataclass
+class Encoded:
+    """One behaviour type's stored encodings, oldest first: item [L, H] and fused [L, 2H]."""
+
+    item: np.ndarray
+    fused: np.ndarray
+
+
+class BundleModel:
+    """Loads a bundle after `verify_bundle` (BundleError when it fails) and runs it single-threaded by default."""
+
+    def __init__(self, root: Path, threads: int = 1):
+        import onnxruntime as ort
+
+        self.root = Path(root)
+        self.manifest = verify_bundle(self.root)
+        self.spec = json.loads((self.root / FEATURE_SPEC).read_text())
+        self.behaviours: list[str] = self.manifest["behaviours"]
+        self.layers, self.hidden = self.manifest["gru_layers"], self.manifest["hidden"]
+        self.tables = {name: load_table(self.root, self.manifest, name) for name in self.manifest["embeddings"]}
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = threads
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+
+        def session(name: str):
+            return ort.InferenceSession(str(self.root / name), options, providers=["CPUExecutionProvider"])
+
+        self.steps = {b: session(STEP_MODELS[b]) for b in self.behaviours}
+        self.reranker = session(RERANKER)
+        self.age_index = {b: GROUPS[b].index(AGE_FEATURE[b]) for b in self.behaviours}
+
+    @property
+    def version(self) -> str:
+        return self.manifest["version"]
+
+    def rows(self, codes: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+        """Item rows for codes [N, F] (ITEM_CATEGORICAL first) and item ids [N]: what the cloud serves."""
+        return item_rows(self.manifest, self.tables, codes, item_ids)
+
+    def zero_state(self) -> tuple[np.ndarray, np.ndarray]:
+        shape = (self.layers, 1, self.hidden)
+        return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+
+    def step(self, behaviour: str, rows: np.ndarray, codes: np.ndarray, state: tuple[np.ndarray, np.ndarray]):
+        """One event: rows [item_dim], codes [F] -> (new state, item encoding [H], fused encoding [2H])."""
+        h_item, h_action, item, fused = self.steps[behaviour].run(None, {
+            "item_rows": rows.reshape(1, -1).astype(np.float32, copy=False),
+            "codes": codes.reshape(1, -1).astype(np.int64, copy=False), "h_item": state[0], "h_action": state[1]})
+        return (h_item, h_action), item[0], fused[0]
+
+    def encode(self, behaviour: str, rows: np.ndarray, codes: np.ndarray) -> Encoded:
+        """A whole sequence, oldest first, one step per event (as the phone does it over time)."""
+        state, items, fused = self.zero_state(), [], []
+        for r, c in zip(rows, codes, strict=True):
+            state, item, f = self.step(behaviour, r, c, state)
+            items.append(item)
+            fused.append(f)
+        if not items:
+            return Encoded(np.zeros((0, self.hidden), np.float32), np.zeros((0, 2 * self.hidden), np.float32))
+        return Encoded(np.stack(items), np.stack(fused))
+
+    def rerank(self, candidate_rows: np.ndarray, candidate_codes: np.ndarray, encoded: dict[str, Encoded],
+               ages: dict[str, np.ndarray]) -> np.ndarray:
+        """Scores [K] of K candidates given each behaviour type's stored encodings and their age codes now."""
+        feed = {"candidate_rows": candidate_rows.astype(np.float32, copy=False),
+                "candidate_codes": candidate_codes.astype(np.int64, copy=False)}
+        for b in self.behaviours:
+            e, age = encoded[b], np.asarray(ages[b], dtype=np.int64)
+            n = len(e.item)
+            if n == 0:  # one padding step, masked by the zero length
+                e = Encoded(np.zeros((1, self.hidden), np.float32), np.zeros((1, 2 * self.hidden), np.float32))
+                age = np.zeros(1, np.int64)
+            feed |= {f"{b}_item_encoding": e.item, f"{b}_fused_encoding": e.fused, f"{b}_age": age,
+                     f"{b}_length": np.array([n], np.int64)}
+        return self.reranker.run(None, feed)[0]

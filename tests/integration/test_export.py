@@ -1,0 +1,57 @@
+"""Export and the servability gate on the tiny world: only a blessed version is exported, its bundle is reused
+rather than rewritten, and the gate's verdict lands on the MLflow version and in the day's reports."""
+
+import json
+
+import pytest
+
+from tests.integration.conftest import DAYS
+from training import registry
+from training.pipeline import NotBlessed, export_day, gate_day, servability_day, train_day
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def trained(marts, tmp_path_factory):
+    budgets = tmp_path_factory.mktemp("config") / "servability.json"
+    budgets.write_text(json.dumps({"step_p99_ms": 1e6, "rerank_p99_ms": 1e6, "timing_runs": 10}))  # no timing
+    settings = marts[0].model_copy(update={"train_epochs": 1, "train_models": "crban_hubsm_ie_ipv",
+                                           "gate_min_gauc": 0.0, "servability_config": budgets})
+    return settings, train_day(settings, DAYS[1])
+
+
+def test_only_a_blessed_version_is_exported_and_its_bundle_is_immutable(trained):
+    settings, summary = trained
+    with pytest.raises(NotBlessed, match=f"version {summary['version']} .* is not blessed"):
+        export_day(settings, DAYS[1])
+    gate_day(settings, DAYS[1])
+    root = export_day(settings, DAYS[1])
+    assert root == settings.bundles_dir / summary["version_id"]
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["version"] == summary["version_id"] and manifest["mlflow"]["version"] == summary["version"]
+    assert manifest["feature_spec_sha256"] == json.loads((root / "feature_spec.json").read_text())["sha256"]
+    written = (root / "manifest.json").stat().st_mtime_ns
+    assert export_day(settings, DAYS[1], version=summary["version_id"]) == root  # by id: reused as it is
+    assert (root / "manifest.json").stat().st_mtime_ns == written
+
+
+def test_servability_gate_tags_the_version_and_writes_the_report(trained):
+    settings, summary = trained
+    report = servability_day(settings, DAYS[1])
+    assert report.passed, report.failures
+    replayed = next(c for c in report.checks if c.name == "test requests replayed").figure
+    assert 0 < replayed <= 1000
+    client = registry.connect(settings)
+    version = registry.get_version(client, summary["version"])
+    assert version.tags[registry.SERVABLE] == "true"
+    assert json.loads(version.tags[registry.SERVABILITY])["failures"] == []
+    assert len(version.tags[registry.BUNDLE_SHA]) == 64
+    out = settings.layout(DAYS[1]).export
+    assert json.loads((out / "servability.json").read_text())["passed"] is True
+    assert "servability of " + summary["version_id"] + ": PASSED" in (out / "servability.md").read_text()
+
+    (settings.bundles_dir / summary["version_id"] / "reranker.onnx").write_bytes(b"not a model")
+    broken = servability_day(settings, DAYS[1])
+    assert not broken.passed and broken.failures[0].startswith("integrity: bundle")
+    assert registry.get_version(client, summary["version"]).tags[registry.SERVABLE] == "false"

@@ -1,0 +1,156 @@
+"""The bundle: export of a tiny model, its manifest and shards, the checks of the servability gate, and the
+refusal of damaged bundles, each naming the file and the mismatch."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from edgerec.contracts.bundle import FEATURE_SPEC, BundleError, item_rows, load_table, verify_bundle
+from edgerec.edge.onnx_model import BundleModel
+from edgerec.features import GROUPS, canonical_sha
+from tests.unit.training.worlds import SPEC, random_batch
+from training.config import TrainConfig
+from training.data import to_inputs
+from training.export import export_bundle
+from training.models import build_model
+from training.servability import Budgets, check_servability
+
+pytestmark = pytest.mark.unit
+TINY = TrainConfig(hidden=8, attention=8, mlp=8, gru_layers=2, item_embedding_dim=4, code_embedding_dim=2,
+                   item_id_buckets=5, device="cpu")
+TINY_SPEC = {**SPEC, "groups": {g: list(names) for g, names in GROUPS.items()}}
+TINY_SPEC["sha256"] = canonical_sha(TINY_SPEC)
+NO_TIMING = Budgets(step_p99_ms=1e6, rerank_p99_ms=1e6, timing_runs=10)  # tests never judge speed
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model("crban_hubsm_ie_ipv", TINY_SPEC, TINY).eval()
+    root = tmp_path_factory.mktemp("bundles") / "v20261102-abcdef12"
+    manifest = export_bundle(model, TINY_SPEC, root, version_id=root.name, mlflow_version="3", run_id="r" * 32,
+                             rows_per_shard=3)
+    return model, root, manifest
+
+
+def damaged(exported, tmp_path):
+    """A copy of the bundle to break."""
+    copy = tmp_path / exported[1].name
+    shutil.copytree(exported[1], copy)
+    return copy
+
+
+def test_manifest_lists_every_file_table_and_version(exported):
+    model, root, manifest = exported
+    assert manifest["version"] == root.name and manifest["mlflow"]["version"] == "3"
+    assert manifest["feature_spec_sha256"] == TINY_SPEC["sha256"]
+    assert set(manifest["files"]) == {"behavior_ie.onnx", "behavior_ipv.onnx", "reranker.onnx", FEATURE_SPEC}
+    assert manifest["item_rows"]["tables"] == ["category", "brand", "gender", "price_level", "age_level", "bc_type",
+                                               "item_id"]
+    category = manifest["embeddings"]["category"]  # 7 rows of 4 in shards of 3 rows
+    assert (category["rows"], category["dim"], category["dtype"]) == (7, 4, "float16")
+    assert [s["rows"] for s in category["shards"]] == [[0, 3], [3, 6], [6, 7]]
+    assert [s["path"] for s in category["shards"]][0] == "embeddings/category/shard-00000.npy"
+    np.testing.assert_array_equal(load_table(root, manifest, "category"),
+                                  model.items.tables["category"].weight.detach().numpy().astype(np.float16))
+    assert verify_bundle(root) == manifest
+    assert not (root.parent / f".{root.name}.partial").exists()
+    with pytest.raises(FileExistsError, match="bundles are immutable"):
+        export_bundle(model, TINY_SPEC, root, version_id=root.name)
+    with pytest.raises(TypeError, match="only the CRBAN"):
+        export_bundle(build_model("dlcm", TINY_SPEC, TINY), TINY_SPEC, root.parent / "other", version_id="x")
+
+
+def test_served_item_rows_equal_the_model_tables(exported):
+    model, root, manifest = exported
+    tables = {name: load_table(root, manifest, name) for name in manifest["embeddings"]}
+    codes = np.array([[1, 2, 3, 4, 5, 6], [6, 5, 99, 1, 0, 2]])  # 99: beyond the table, read as its last row
+    ids = np.array([17, 0])  # 0: padding
+    reference = model.items(torch.from_numpy(codes), torch.from_numpy(ids)).detach().numpy()
+    np.testing.assert_allclose(item_rows(manifest, tables, codes, ids), reference, atol=2e-3)  # fp16 rounding
+
+
+def test_onnx_steps_and_reranker_match_pytorch(exported):
+    model, root, _ = exported
+    report = check_servability(root, model, [random_batch(12, seed=s) for s in range(3)], NO_TIMING)
+    checks = {c.name: c for c in report.checks}
+    assert report.passed, report.failures
+    assert checks["test requests replayed"].figure == 36
+    assert checks["max abs score difference"].figure <= 1e-5
+    assert checks["max abs step vs full-sequence encoding"].figure <= 1e-5
+    assert checks["requests with another top-10 order"].figure == 0
+    assert set(report.latency_ms) == {"step_ie", "step_ipv", "rerank"}
+    assert "| max abs score difference | ok |" in report.to_markdown()
+
+
+def test_step_encodings_are_those_of_the_full_sequence(exported):
+    model, root, _ = exported
+    bundle, batch = BundleModel(root), random_batch(4, seed=9, ie=5)
+    x = to_inputs(batch)
+    r = int(np.argmax(batch.ie_length))
+    n = int(batch.ie_length[r])
+    codes, items = x.ie[r, :n].numpy(), x.ie_item[r, :n].numpy()
+    encoded = bundle.encode("ie", bundle.rows(codes, items), codes)
+    rows = torch.from_numpy(bundle.rows(codes, items)).unsqueeze(0)
+    item_enc, fused = model.encoders["ie"].encodings(rows, x.ie[r:r + 1, :n])
+    np.testing.assert_allclose(encoded.item, item_enc[0].detach().numpy(), atol=1e-5)
+    np.testing.assert_allclose(encoded.fused, fused[0].detach().numpy(), atol=1e-5)
+    assert bundle.encode("ipv", np.zeros((0, rows.shape[-1])), np.zeros((0, len(GROUPS["ipv"])))).item.shape == (0, 8)
+
+
+def test_a_tampered_network_fails_parity(exported, tmp_path):
+    model, root, _ = exported
+    other = build_model("crban_hubsm_ie_ipv", TINY_SPEC, TINY)  # different weights than the bundle's
+    report = check_servability(root, other, [random_batch(8, seed=1)], NO_TIMING)
+    assert not report.passed
+    assert any(f.startswith("max abs score difference") for f in report.failures)
+
+
+def test_budgets_refuse_a_bundle_too_big(exported):
+    model, root, _ = exported
+    report = check_servability(root, model, [random_batch(4)], NO_TIMING.model_copy(update={"bundle_bytes": 1000}))
+    assert report.failures == [f"bundle bytes without embeddings: {report.checks[-4].figure} vs budget 1000"]
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda b: (b / "reranker.onnx").write_bytes((b / "reranker.onnx").read_bytes()[:-1] + b"x"),
+     r"reranker.onnx has sha256 .* the manifest says"),
+    (lambda b: (b / "behavior_ipv.onnx").unlink(), "behavior_ipv.onnx is missing"),
+    (lambda b: (b / "manifest.json").unlink(), "manifest.json is missing"),
+])
+def test_damaged_bundles_are_refused_naming_the_file(exported, tmp_path, damage, message):
+    bundle = damaged(exported, tmp_path)
+    damage(bundle)
+    with pytest.raises(BundleError, match=message):
+        verify_bundle(bundle)
+    report = check_servability(bundle, exported[0], [random_batch(2)], NO_TIMING)
+    assert not report.passed and report.checks[0].name == "integrity"
+
+
+def _rewrite_manifest(bundle, change) -> None:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    change(manifest)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_feature_spec_of_another_sha_is_refused(exported, tmp_path):
+    bundle = damaged(exported, tmp_path)
+    spec = json.loads((bundle / FEATURE_SPEC).read_text())
+    spec["sequence_lengths"]["ie"] = 99
+    (bundle / FEATURE_SPEC).write_text(json.dumps(spec))
+    _rewrite_manifest(bundle, lambda m: m["files"][FEATURE_SPEC].update(
+        bytes=(bundle / FEATURE_SPEC).stat().st_size, sha256=__import__("hashlib").sha256(
+            (bundle / FEATURE_SPEC).read_bytes()).hexdigest()))
+    with pytest.raises(BundleError, match=r"feature_spec.json has sha256 .* the manifest says"):
+        verify_bundle(bundle)
+
+
+def test_embedding_rows_of_the_wrong_dimension_are_refused(exported, tmp_path):
+    bundle = damaged(exported, tmp_path)
+    _rewrite_manifest(bundle, lambda m: m["embeddings"]["brand"].update(dim=5))
+    with pytest.raises(BundleError, match=r"embeddings/brand/shard-00000.npy holds float16 rows of shape \(3, 4\)"
+                                          r" from row 0; table brand wants float16 \[3, 5\]"):
+        verify_bundle(bundle)

@@ -1,0 +1,196 @@
+"""Export a registered version of the full model into the bundle of edgerec.contracts.bundle.
+
+The shipped network is cut where the phone needs it:
+- one behaviour step per type (`BehaviourStep`): an event's item rows and codes and the GRUs' previous hidden
+  states in; the new hidden states, the event's item encoding and its fused encoding out. The phone runs it
+  once per event, as it happens, and stores the two encodings;
+- the re-ranker (`RerankHead`): one request's candidates (item rows and codes) and the stored encodings with each
+  event's age code at the trigger in; a score per candidate out.
+The item tables (p1..p6 and the optional hashed item_id) leave the network: they become fp16 shards that the
+cloud serves, keyed by the version, with the candidates.
+ONNX through the TorchScript exporter (`dynamo=False`): the dynamo exporter has known GRU errors.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from edgerec.contracts.bundle import (
+    BUNDLE_FORMAT,
+    EMBEDDINGS,
+    FEATURE_SPEC,
+    MANIFEST,
+    RERANKER,
+    RUNTIME_VERSION,
+    STEP_MODELS,
+    file_entry,
+    shard_name,
+)
+from edgerec.features import GROUPS, ITEM_CATEGORICAL, write_spec
+from training.models.base import HASH_MULTIPLIER, N_ITEM
+from training.models.crban import CRBAN, BehaviourEncoder
+
+OPSET = 17
+DEFAULT_ROWS_PER_SHARD = 65_536
+
+
+class BehaviourStep(nn.Module):
+    """One event of one behaviour type.
+
+    item_rows [1, item_dim], codes [1, F] (the event's codes in GROUPS order; its item codes and its age are not
+    read), h_item [layers, 1, H], h_action [layers, 1, H] -> (h_item, h_action, item_encoding [1, H],
+    fused_encoding [1, 2H]).
+    """
+
+    def __init__(self, encoder: BehaviourEncoder):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, item_rows: Tensor, codes: Tensor, h_item: Tensor, h_action: Tensor):
+        item_in, action_in = self.encoder.event_inputs(item_rows.unsqueeze(1), codes.unsqueeze(1))
+        item_out, h_item = self.encoder.item_gru(item_in, h_item)
+        action_out, h_action = self.encoder.action_gru(action_in, h_action)
+        return h_item, h_action, item_out[:, 0], torch.cat([action_out[:, 0], item_out[:, 0]], dim=-1)
+
+
+class RerankHead(nn.Module):
+    """The re-ranker for one request on the phone.
+
+    candidate_rows [K, item_dim], candidate_codes [K, F_candidate] (GROUPS order; item codes not read), and per
+    behaviour type b: b_item_encoding [L, H], b_fused_encoding [L, 2H], b_age [L] (age codes at the trigger),
+    b_length [1] (real events; L >= 1, padded when there are none) -> scores [K].
+    """
+
+    def __init__(self, model: CRBAN):
+        super().__init__()
+        self.model = model
+
+    def forward(self, candidate_rows: Tensor, candidate_codes: Tensor, *behaviours: Tensor) -> Tensor:
+        m = self.model
+        features = torch.cat([candidate_rows, m.candidate_codes(candidate_codes[:, N_ITEM:])], dim=-1)
+        outputs, _ = m.context_gru(features.unsqueeze(0))
+        candidate = outputs[0]  # [K, H]: every candidate is real here, so the last output is the context
+        context = outputs[0, -1:].expand_as(candidate)
+        request = torch.zeros_like(candidate_codes[:, 0])
+        parts = []
+        for i, b in enumerate(m.behaviours):
+            item_enc, fused, age, length = behaviours[4 * i:4 * i + 4]
+            keys = m.encoders[b].keys(item_enc, age)
+            parts.append(m.attention[b](candidate, keys.unsqueeze(0), fused.unsqueeze(0), length, request))
+        return m.score(torch.cat([*parts, candidate, context], dim=-1)).squeeze(-1)
+
+
+def step_signature(model: CRBAN, behaviour: str) -> tuple[list[str], list[str], tuple[Tensor, ...]]:
+    cfg_layers, hidden = model.context_gru.num_layers, model.context_gru.hidden_size
+    example = (torch.zeros(1, model.items.dim), torch.ones(1, len(GROUPS[behaviour]), dtype=torch.long),
+               torch.zeros(cfg_layers, 1, hidden), torch.zeros(cfg_layers, 1, hidden))
+    return (["item_rows", "codes", "h_item", "h_action"],
+            ["h_item_out", "h_action_out", "item_encoding", "fused_encoding"], example)
+
+
+def rerank_signature(model: CRBAN, candidates: int = 3, events: int = 2):
+    hidden = model.context_gru.hidden_size
+    names, example = ["candidate_rows", "candidate_codes"], [
+        torch.zeros(candidates, model.items.dim), torch.ones(candidates, len(GROUPS["candidate"]), dtype=torch.long)]
+    axes = {"candidate_rows": {0: "candidates"}, "candidate_codes": {0: "candidates"}, "scores": {0: "candidates"}}
+    for b in model.behaviours:
+        names += [f"{b}_item_encoding", f"{b}_fused_encoding", f"{b}_age", f"{b}_length"]
+        example += [torch.zeros(events, hidden), torch.zeros(events, 2 * hidden),
+                    torch.ones(events, dtype=torch.long), torch.tensor([events])]
+        axes |= {f"{b}_item_encoding": {0: f"{b}_events"}, f"{b}_fused_encoding": {0: f"{b}_events"},
+                 f"{b}_age": {0: f"{b}_events"}}
+    return names, ["scores"], tuple(example), axes
+
+
+def _export_onnx(module: nn.Module, example: tuple, path: Path, inputs: list[str], outputs: list[str],
+                 axes: dict | None = None) -> None:
+    module.eval()
+    with warnings.catch_warnings():  # the exporter warns about batch_first GRUs it handles correctly
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, example, str(path), input_names=inputs, output_names=outputs,
+                          dynamic_axes=axes or {}, opset_version=OPSET, dynamo=False)
+
+
+def _signature(inputs: list[str], outputs: list[str], example: tuple, axes: dict | None = None) -> dict:
+    axes = axes or {}
+
+    def shape(name: str, tensor: Tensor) -> list:
+        return [axes.get(name, {}).get(i, n) for i, n in enumerate(tensor.shape)]
+
+    return {"inputs": [{"name": n, "dtype": str(t.dtype).removeprefix("torch."), "shape": shape(n, t)}
+                       for n, t in zip(inputs, example, strict=True)],
+            "outputs": outputs}
+
+
+def table_order(model: CRBAN) -> list[str]:
+    """The tables whose rows, concatenated in this order, make an item's `item_rows`."""
+    return [*ITEM_CATEGORICAL, *(["item_id"] if model.items.item_id_buckets else [])]
+
+
+def quantized_tables(model: CRBAN, dtype: str = "float16") -> dict[str, np.ndarray]:
+    return {name: model.items.tables[name].weight.detach().cpu().numpy().astype(dtype) for name in table_order(model)}
+
+
+def write_shards(root: Path, table: str, rows: np.ndarray, rows_per_shard: int) -> dict:
+    folder = root / EMBEDDINGS / table
+    folder.mkdir(parents=True, exist_ok=True)
+    shards = []
+    for index, lo in enumerate(range(0, len(rows), rows_per_shard)):
+        hi = min(lo + rows_per_shard, len(rows))
+        path = folder / shard_name(index)
+        np.save(path, np.ascontiguousarray(rows[lo:hi]))
+        shards.append({**file_entry(root, path), "rows": [lo, hi]})
+    return {"rows": len(rows), "dim": int(rows.shape[1]), "dtype": str(rows.dtype), "shards": shards}
+
+
+def export_bundle(model: CRBAN, spec: dict, root: Path, *, version_id: str, mlflow_version: str | None = None,
+                  run_id: str | None = None, rows_per_shard: int = DEFAULT_ROWS_PER_SHARD,
+                  dtype: str = "float16") -> dict:
+    """Write the bundle of `model` into `root` (created; must not exist) and return its manifest."""
+    if not isinstance(model, CRBAN):
+        raise TypeError(f"only the CRBAN+HUBSM models can be exported (they have step encoders), not {model.name}")
+    root = Path(root)
+    if root.exists():
+        raise FileExistsError(f"bundle {root} exists: bundles are immutable, export a new version instead")
+    model = model.cpu().eval()
+    tmp = root.with_name(f".{root.name}.partial")
+    tmp.mkdir(parents=True, exist_ok=False)
+    signatures = {}
+    for b in model.behaviours:
+        inputs, outputs, example = step_signature(model, b)
+        _export_onnx(BehaviourStep(model.encoders[b]), example, tmp / STEP_MODELS[b], inputs, outputs)
+        signatures[STEP_MODELS[b]] = _signature(inputs, outputs, example)
+    inputs, outputs, example, axes = rerank_signature(model)
+    _export_onnx(RerankHead(model), example, tmp / RERANKER, inputs, outputs, axes)
+    signatures[RERANKER] = _signature(inputs, outputs, example, axes)
+    write_spec(spec, tmp / FEATURE_SPEC)
+    files = [*(STEP_MODELS[b] for b in model.behaviours), RERANKER, FEATURE_SPEC]
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "version": version_id,
+        "model": model.name,
+        "behaviours": list(model.behaviours),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "mlflow": {"registered_model": "edgerec-reranker", "version": mlflow_version, "run_id": run_id},
+        "min_runtime_version": RUNTIME_VERSION,
+        "onnx_opset": OPSET,
+        "feature_spec_sha256": spec["sha256"],
+        "gru_layers": model.context_gru.num_layers,
+        "hidden": model.context_gru.hidden_size,
+        "item_rows": {"tables": table_order(model), "item_id_buckets": model.items.item_id_buckets,
+                      "item_id_hash_multiplier": HASH_MULTIPLIER},
+        "signatures": signatures,
+        "files": {name: file_entry(tmp, tmp / name) for name in files},
+        "embeddings": {name: write_shards(tmp, name, rows, rows_per_shard)
+                       for name, rows in quantized_tables(model, dtype).items()},
+    }
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.rename(root)  # whole or not at all: a crash leaves only the .partial directory
+    return manifest

@@ -1,0 +1,213 @@
+"""The servability gate, in the manner of TFX's InfraValidator: may this bundle be deployed?
+
+Checks, each with its figure and budget in the report:
+- integrity: every file present with its manifest sha256 and bytes, the feature spec's sha, the shard shapes;
+- onnx.checker on every network;
+- parity: on test requests, onnxruntime (behaviours encoded one step per event, then the re-ranker) against the
+  PyTorch model reading the same fp16 item rows: max |score difference| and identical top-k order;
+- step encodings: the per-event encodings equal the full-sequence GRUs' outputs;
+- size: the bundle without its embedding shards;
+- latency: one behaviour step and one re-rank of 100 candidates, onnxruntime single-threaded, p99.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgerec.contracts.bundle import MANIFEST, RERANKER, STEP_MODELS, BundleError, network_bytes
+from edgerec.edge.onnx_model import BundleModel, Encoded
+from training.data import Batch, to_inputs
+from training.models.crban import CRBAN
+
+
+class Budgets(BaseModel):
+    """What a servable bundle must meet (DESIGN.md's targets); EDGEREC_SERVE_* override them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requests: int = Field(1000, ge=1, le=1_000_000, description="test requests the parity check replays")
+    max_score_diff: float = Field(1e-4, gt=0.0, description="largest |onnxruntime - torch| score allowed")
+    top_k: int = Field(10, ge=1, le=100, description="the top-k order must be identical")
+    max_encoding_diff: float = Field(1e-4, gt=0.0, description="largest |step - full-sequence| encoding allowed")
+    bundle_bytes: int = Field(512 * 1024, ge=1, description="bundle bytes without embedding shards")
+    step_p99_ms: float = Field(0.1, gt=0.0, description="p99 of one behaviour step, one thread")
+    rerank_p99_ms: float = Field(1.5, gt=0.0, description="p99 of one re-rank of `rerank_candidates`, one thread")
+    rerank_candidates: int = Field(100, ge=1, le=1_000, description="candidates of the timed re-rank")
+    timing_runs: int = Field(500, ge=10, le=1_000_000, description="timed calls per latency figure")
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    figure: float | int | str
+    budget: float | int | str
+    detail: str = ""
+
+
+@dataclass
+class ServabilityReport:
+    bundle: str
+    version: str
+    checks: list[Check] = field(default_factory=list)
+    latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+    @property
+    def failures(self) -> list[str]:
+        return [f"{c.name}: {c.detail or f'{c.figure} vs budget {c.budget}'}" for c in self.checks if not c.passed]
+
+    def to_dict(self) -> dict:
+        return {"bundle": self.bundle, "version": self.version, "passed": self.passed,
+                "checks": [asdict(c) for c in self.checks], "latency_ms": self.latency_ms}
+
+    def to_markdown(self) -> str:
+        lines = [f"servability of {self.version}: {'PASSED' if self.passed else 'FAILED'}", "",
+                 "| check | result | figure | budget |", "|---|---|---|---|"]
+        lines += [f"| {c.name} | {'ok' if c.passed else 'FAIL'} | {_fmt(c.figure)} | {_fmt(c.budget)} |"
+                  for c in self.checks]
+        return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def reference_model(model: CRBAN, onnx_model: BundleModel) -> CRBAN:
+    """The PyTorch model reading the bundle's (fp16) item rows: parity is about the export, not the rounding."""
+    reference = copy.deepcopy(model).cpu().eval()
+    with torch.no_grad():
+        for name, rows in onnx_model.tables.items():
+            reference.items.tables[name].weight.copy_(torch.from_numpy(rows))
+    return reference
+
+
+def percentiles(times_s: list[float]) -> dict[str, float]:
+    ms = np.asarray(times_s) * 1000.0
+    return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)), "runs": len(ms)}
+
+
+def time_calls(call, runs: int, warmup: int = 20) -> dict[str, float]:
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return percentiles(times)
+
+
+def measure_latency(bundle: BundleModel, candidates: int, runs: int, seed: int = 0) -> dict[str, dict[str, float]]:
+    """p50/p99 of one step per behaviour type and of one re-rank of `candidates` with full-length sequences."""
+    rng = np.random.default_rng(seed)
+    spec, item_dim = bundle.spec, bundle.rows(np.ones((1, 6), np.int64), np.ones(1, np.int64)).shape[1]
+
+    def codes(group: str, n: int) -> np.ndarray:
+        names = spec["groups"][group]
+        return np.stack([rng.integers(1, spec["features"][f]["vocab_size"], n) for f in names], axis=1)
+
+    out = {}
+    for b in bundle.behaviours:
+        rows, c, state = rng.standard_normal(item_dim).astype(np.float32), codes(b, 1)[0], bundle.zero_state()
+        out[f"step_{b}"] = time_calls(lambda b=b, rows=rows, c=c, state=state: bundle.step(b, rows, c, state), runs)
+    lengths = spec["sequence_lengths"]
+    encoded = {b: Encoded(rng.standard_normal((lengths[b], bundle.hidden)).astype(np.float32),
+                          rng.standard_normal((lengths[b], 2 * bundle.hidden)).astype(np.float32))
+               for b in bundle.behaviours}
+    ages = {b: codes(b, lengths[b])[:, bundle.age_index[b]] for b in bundle.behaviours}
+    cand_rows = rng.standard_normal((candidates, item_dim)).astype(np.float32)
+    cand_codes = codes("candidate", candidates)
+    out["rerank"] = time_calls(lambda: bundle.rerank(cand_rows, cand_codes, encoded, ages), runs)
+    return out
+
+
+def _parity(bundle: BundleModel, reference: CRBAN, batches: Iterable[Batch], limit: int, top_k: int):
+    """(requests, max score diff, top-k mismatches, max encoding diff) over up to `limit` requests."""
+    seen, score_diff, mismatches, encoding_diff = 0, 0.0, 0, 0.0
+    for batch in batches:
+        x = to_inputs(batch)
+        with torch.no_grad():
+            torch_scores = reference(x).numpy()
+            torch_enc = {b: [t.numpy() for t in reference.encoders[b].encodings(
+                reference.items(getattr(x, b)[..., :6], getattr(x, f"{b}_item")), getattr(x, b))]
+                for b in bundle.behaviours}
+        for r in range(len(batch)):
+            if seen >= limit:
+                return seen, score_diff, mismatches, encoding_diff
+            k = int(batch.candidates[r])
+            encoded, ages = {}, {}
+            for b in bundle.behaviours:
+                n = int(getattr(x, f"{b}_length")[r])
+                codes, items = getattr(x, b)[r, :n].numpy(), getattr(x, f"{b}_item")[r, :n].numpy()
+                encoded[b] = e = bundle.encode(b, bundle.rows(codes, items), codes)
+                ages[b] = codes[:, bundle.age_index[b]]
+                if n:
+                    encoding_diff = max(encoding_diff, float(np.abs(e.item - torch_enc[b][0][r, :n]).max()),
+                                        float(np.abs(e.fused - torch_enc[b][1][r, :n]).max()))
+            codes, items = x.candidate[r, :k].numpy(), x.candidate_item[r, :k].numpy()
+            scores = bundle.rerank(bundle.rows(codes, items), codes, encoded, ages)
+            expected = torch_scores[r, :k]
+            score_diff = max(score_diff, float(np.abs(scores - expected).max()))
+            top = min(top_k, k)
+            mismatches += int(not np.array_equal(np.argsort(-scores, kind="stable")[:top],
+                                                 np.argsort(-expected, kind="stable")[:top]))
+            seen += 1
+    return seen, score_diff, mismatches, encoding_diff
+
+
+def check_servability(root: Path, model: CRBAN, batches: Iterable[Batch], budgets: Budgets | None = None
+                      ) -> ServabilityReport:
+    """Run every check on the bundle at `root` exported from `model`; never raises for a bad bundle."""
+    import onnx
+
+    budgets = budgets or Budgets()
+    report = ServabilityReport(str(root), Path(root).name)
+    try:
+        bundle = BundleModel(root)
+    except BundleError as e:
+        report.checks.append(Check("integrity", False, "refused", "every file verified", str(e)))
+        return report
+    report.version = bundle.version
+    report.checks.append(Check("integrity", True, f"{len(bundle.manifest['files'])} files, "
+                               f"{sum(len(t['shards']) for t in bundle.manifest['embeddings'].values())} shards",
+                               "every file verified"))
+    for name in (*(STEP_MODELS[b] for b in bundle.behaviours), RERANKER):
+        try:
+            onnx.checker.check_model(str(Path(root) / name), full_check=True)
+            report.checks.append(Check(f"onnx.checker {name}", True, "valid", "valid"))
+        except Exception as e:  # noqa: BLE001 - any checker failure refuses the bundle, with its message
+            report.checks.append(Check(f"onnx.checker {name}", False, "invalid", "valid", str(e).splitlines()[0]))
+    seen, score_diff, mismatches, encoding_diff = _parity(bundle, reference_model(model, bundle), batches,
+                                                          budgets.requests, budgets.top_k)
+    report.checks += [
+        Check("test requests replayed", seen > 0, seen, f"<= {budgets.requests}",
+              "" if seen else "no test request to compare on"),
+        Check("max abs score difference", score_diff <= budgets.max_score_diff, score_diff, budgets.max_score_diff),
+        Check(f"requests with another top-{budgets.top_k} order", mismatches == 0, mismatches, 0),
+        Check("max abs step vs full-sequence encoding", encoding_diff <= budgets.max_encoding_diff, encoding_diff,
+              budgets.max_encoding_diff),
+    ]
+    size = network_bytes(bundle.manifest) + (Path(root) / MANIFEST).stat().st_size
+    report.checks.append(Check("bundle bytes without embeddings", size <= budgets.bundle_bytes, size,
+                               budgets.bundle_bytes))
+    report.latency_ms = measure_latency(bundle, budgets.rerank_candidates, budgets.timing_runs)
+    for b in bundle.behaviours:
+        p99 = report.latency_ms[f"step_{b}"]["p99"]
+        report.checks.append(Check(f"p99 ms of one {b.upper()} step", p99 <= budgets.step_p99_ms, p99,
+                                   budgets.step_p99_ms))
+    p99 = report.latency_ms["rerank"]["p99"]
+    report.checks.append(Check(f"p99 ms of one re-rank of {budgets.rerank_candidates}", p99 <= budgets.rerank_p99_ms,
+                               p99, budgets.rerank_p99_ms))
+    return report
