@@ -34,7 +34,7 @@ from edgerec.contracts.bundle import (
     shard_name,
 )
 from edgerec.features import GROUPS, ITEM_CATEGORICAL, write_spec
-from training.models.base import HASH_MULTIPLIER, N_ITEM
+from training.models.base import HASH_MULTIPLIER, N_ITEM, steps_mask
 from training.models.crban import CRBAN, BehaviourEncoder
 
 OPSET = 17
@@ -78,12 +78,12 @@ class RerankHead(nn.Module):
         outputs, _ = m.context_gru(features.unsqueeze(0))
         candidate = outputs[0]  # [K, H]: every candidate is real here, so the last output is the context
         context = outputs[0, -1:].expand_as(candidate)
-        request = torch.zeros_like(candidate_codes[:, 0])
         parts = []
         for i, b in enumerate(m.behaviours):
             item_enc, fused, age, length = behaviours[4 * i:4 * i + 4]
-            keys = m.encoders[b].keys(item_enc, age)
-            parts.append(m.attention[b](candidate, keys.unsqueeze(0), fused.unsqueeze(0), length, request))
+            attention, keys = m.attention[b], m.encoders[b].keys(item_enc, age)  # [L, H]
+            mask = steps_mask(length, keys.size(0))  # [1, L]
+            parts.append(attention.pool(candidate, attention.key(keys).unsqueeze(0), fused.unsqueeze(0), mask))
         return m.score(torch.cat([*parts, candidate, context], dim=-1)).squeeze(-1)
 
 

@@ -144,10 +144,16 @@ class BahdanauAttention(nn.Module):
         self.v = nn.Parameter(torch.empty(units).uniform_(-units ** -0.5, units ** -0.5))
 
     def forward(self, query: Tensor, keys: Tensor, values: Tensor, lengths: Tensor, request: Tensor) -> Tensor:
-        projected = self.key(keys)[request]  # [N, L, units]: keys are projected once per request
-        energy = torch.tanh(projected.add_(self.query(query).unsqueeze(1))) @ self.v  # [N, L]
-        weights = masked_softmax(energy, steps_mask(lengths, keys.size(1))[request])
-        return (weights.unsqueeze(1) @ values[request]).squeeze(1)
+        mask = steps_mask(lengths, keys.size(1))[request]
+        return self.pool(query, self.key(keys)[request], values[request], mask)  # keys projected once per request
+
+    def pool(self, query: Tensor, projected: Tensor, values: Tensor, mask: Tensor) -> Tensor:
+        """query [N, Dq], projected keys [N or 1, L, units], values [N or 1, L, Dv], mask [N or 1, L] -> [N, Dv].
+        A leading 1 broadcasts one request's behaviours over all its candidates (the phone's case)."""
+        # v as a [units, 1] matrix: one GEMM over N*L rows (a 1-D right operand is far slower in onnxruntime)
+        energy = (torch.tanh(projected + self.query(query).unsqueeze(1)) @ self.v.unsqueeze(-1)).squeeze(-1)
+        weights = masked_softmax(energy, mask.expand_as(energy))
+        return (weights.unsqueeze(1) @ values).squeeze(1)
 
 
 def mlp(input_size: int, hidden: int) -> nn.Sequential:
