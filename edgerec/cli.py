@@ -315,6 +315,49 @@ def servability(
         _fail(f"bundle {report.version} is not servable: {'; '.join(report.failures)}", code=1)
 
 
+@app.command("replay")
+def replay_command(
+    bundle: Annotated[str, typer.Option(help="bundle directory, or a version id under $EDGEREC_HOME/bundles")],
+    users: Annotated[int, typer.Option(help="simulated users (the same users in both arms)")] = 300,
+    date: Annotated[str | None, typer.Option(help="simulated day YYYY-MM-DD [default: the day after "
+                                                  "EDGEREC_RUN_DATE]")] = None,
+    seed: Annotated[int | None, typer.Option(help="world seed [default: EDGEREC_SIM_SEED, the world the bundle "
+                                                  "was trained on]")] = None,
+    diversity: Annotated[float | None, typer.Option(help="MMR lambda in [0, 1] after scoring (1: relevance only) "
+                                                         "[default: off]")] = None,
+    out: Annotated[Path | None, typer.Option(help="report directory [default: $EDGEREC_HOME/reports/replay/"
+                                                  "<version>]")] = None,
+) -> None:
+    """Closed-loop replay: the same users and seed twice, the cloud's order vs EdgeRec re-ranking on the device;
+    prints clicks, CTR, page views, re-rankings per session, delays and re-rank times, and plots CTR by position."""
+    from edgerec.contracts.bundle import BundleError
+    from edgerec.edge.replay import replay, to_markdown, write
+    from edgerec.sim.config import load_sim_config
+
+    settings = _settings()
+    root = Path(bundle) if Path(bundle).is_dir() else settings.bundles_dir / bundle
+    day = dt.date.fromisoformat(date) if date else settings.run_date + dt.timedelta(days=1)
+    try:
+        cfg = load_sim_config(settings.sim_config, users=users, days=1, start_date=day,
+                              seed=seed if seed is not None else settings.sim_seed)
+    except ConfigError as error:
+        _fail(str(error))
+    if not root.is_dir():
+        _fail(f"no bundle at {root}: pass a bundle directory or a version id exported with `edgerec export`")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as progress:
+        task = progress.add_task("replaying", total=2 * cfg.users)
+        arms = {"cloud order": 0, "EdgeRec": cfg.users}
+        try:
+            result = replay(cfg, root, day, diversity, progress=lambda arm, done: progress.update(
+                task, completed=arms[arm] + done, description=f"replaying: {arm}"))
+        except (BundleError, ValueError) as error:
+            _fail(str(error), code=1)
+    paths = write(result, out or settings.home / "reports" / "replay" / result["version"])
+    typer.echo(to_markdown(result))
+    typer.echo(f"\nwritten: {paths['md']}, {paths['json']}, plot {paths['png']}")
+
+
 @alerts_app.command("test")
 def alerts_test() -> None:
     """Send one test alert through every configured notifier (check the webhook or mail settings)."""

@@ -99,3 +99,8 @@ def encode(feature: dict, values) -> np.ndarray:
     else:
         raise ValueError(f"unknown feature kind {kind!r}")
     return np.where(missing, 0, out).astype(np.int64)
+
+
+def encode_group(spec: dict, group: str, values: dict) -> np.ndarray:
+    """Codes [N, F] of one group (GROUPS order) from raw values per feature name (sequences of length N)."""
+    return np.stack([encode(spec["features"][name], values[name]) for name in GROUPS[group]], axis=1)

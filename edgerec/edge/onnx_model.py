@@ -54,16 +54,19 @@ class BundleModel:
         """Item rows for codes [N, F] (ITEM_CATEGORICAL first) and item ids [N]: what the cloud serves."""
         return item_rows(self.manifest, self.tables, codes, item_ids)
 
-    def zero_state(self) -> tuple[np.ndarray, np.ndarray]:
-        shape = (self.layers, 1, self.hidden)
-        return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+    def zero_state(self) -> np.ndarray:
+        """The behaviour encoder's state before the first event: the item and action GRUs' hidden states side by
+        side, [layers, 1, 2H]."""
+        return np.zeros((self.layers, 1, 2 * self.hidden), np.float32)
 
-    def step(self, behaviour: str, rows: np.ndarray, codes: np.ndarray, state: tuple[np.ndarray, np.ndarray]):
-        """One event: rows [item_dim], codes [F] -> (new state, item encoding [H], fused encoding [2H])."""
+    def step(self, behaviour: str, rows: np.ndarray, codes: np.ndarray, state: np.ndarray):
+        """One event: rows [item_dim], codes [F], state -> (new state, item encoding [H], fused encoding [2H])."""
+        h = self.hidden
         h_item, h_action, item, fused = self.steps[behaviour].run(None, {
             "item_rows": rows.reshape(1, -1).astype(np.float32, copy=False),
-            "codes": codes.reshape(1, -1).astype(np.int64, copy=False), "h_item": state[0], "h_action": state[1]})
-        return (h_item, h_action), item[0], fused[0]
+            "codes": codes.reshape(1, -1).astype(np.int64, copy=False),
+            "h_item": np.ascontiguousarray(state[..., :h]), "h_action": np.ascontiguousarray(state[..., h:])})
+        return np.concatenate([h_item, h_action], axis=-1), item[0], fused[0]
 
     def encode(self, behaviour: str, rows: np.ndarray, codes: np.ndarray) -> Encoded:
         """A whole sequence, oldest first, one step per event (as the phone does it over time)."""

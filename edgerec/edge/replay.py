@@ -1,0 +1,175 @@
+"""Closed-loop replay: the same simulated users and seed twice, with the cloud's order and with EdgeRec re-ranking on
+the device, and the analogues of the paper's Table 3 and Fig. 5.
+
+Reported per arm: sessions, exposures, clicks, CTR, item page views, deletes, CTR by display position (plotted),
+re-rankings per session (the cloud re-ranks at each page request only; the paper: 3 vs 15), the delay from a
+behaviour to its first use by a ranker within its session (the cloud sees behaviour after `client.cloud_delay_s` and
+uses it at the next page request; the device at its next trigger), and the device's wall time per re-rank (p50/p99,
+everything the phone does at a trigger: reading the store, encoding the candidates, the network).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgerec.edge.runtime import EdgeRuntime, ItemCatalog
+from edgerec.sim.config import SimConfig
+from edgerec.sim.engine import Simulator
+from edgerec.sim.policy import CloudOrder
+from edgerec.sim.world import build_catalog
+
+BEHAVIOURS = ("exposure", "click", "page_view", "delete")
+
+
+@dataclass
+class Arm:
+    """Counts of one arm of the replay, gathered as events are emitted."""
+
+    name: str
+    page_size: int
+    cloud_delay_ms: int
+    sessions: set = field(default_factory=set)
+    counts: dict = field(default_factory=lambda: dict.fromkeys(("exposure", "click", "page_view", "delete",
+                                                                 "page_request", "rerank"), 0))
+    exposures_at: np.ndarray = None
+    clicks_at: np.ndarray = None
+    delays_ms: list = field(default_factory=list)
+    _waiting: dict = field(default_factory=dict)  # user -> behaviour times the cloud has not used yet
+
+    def __post_init__(self):
+        self.exposures_at = np.zeros(self.page_size, dtype=np.int64)
+        self.clicks_at = np.zeros(self.page_size, dtype=np.int64)
+
+    def __call__(self, event: dict) -> None:
+        kind, user = event["event_type"], event["user_id"]
+        if event["session_id"] not in self.sessions:  # behaviour is counted as used within its session only
+            self.sessions.add(event["session_id"])
+            self._waiting[user] = []
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        if kind == "exposure":
+            self.exposures_at[event["position"]] += 1
+        elif kind == "click":
+            self.clicks_at[event["position"]] += 1
+        if kind in BEHAVIOURS:
+            self._waiting.setdefault(user, []).append(event["ts"])
+        elif kind == "page_request":  # the cloud uses what reached it by now
+            waiting = self._waiting.get(user, [])
+            used = [ts for ts in waiting if ts + self.cloud_delay_ms <= event["ts"]]
+            self.delays_ms += [event["ts"] - ts for ts in used]
+            self._waiting[user] = [ts for ts in waiting if ts + self.cloud_delay_ms > event["ts"]]
+
+    def summary(self) -> dict:
+        exposures, clicks = self.counts["exposure"], self.counts["click"]
+        return {"sessions": len(self.sessions), "exposures": exposures, "clicks": clicks,
+                "ctr": clicks / exposures if exposures else float("nan"), "item_page_views": self.counts["page_view"],
+                "deletes": self.counts["delete"], "page_requests": self.counts["page_request"],
+                "ctr_by_position": (self.clicks_at / np.maximum(self.exposures_at, 1)).round(5).tolist(),
+                "exposures_by_position": self.exposures_at.tolist()}
+
+
+def _percentiles(values) -> dict:
+    if not len(values):
+        return {"p50": None, "p99": None, "n": 0}
+    return {"p50": float(np.percentile(values, 50)), "p99": float(np.percentile(values, 99)), "n": len(values)}
+
+
+def replay(cfg: SimConfig, bundle: Path, day: dt.date, diversity: float | None = None,
+           progress: Callable[[str, int], None] | None = None) -> dict:
+    """Simulate `cfg.users` users on `day` twice (cloud order, then the bundle on the device); the comparison."""
+    client = cfg.client
+    cloud = Arm("cloud order", client.page_size, int(client.cloud_delay_s * 1000))
+    edge = Arm("EdgeRec", client.page_size, int(client.cloud_delay_s * 1000))
+    runtime = EdgeRuntime(bundle, ItemCatalog(build_catalog(cfg.world, cfg.seed).to_arrow()), diversity=diversity)
+    for arm, policy in ((cloud, CloudOrder()), (edge, runtime)):
+        sim = Simulator(cfg, policy)
+        for user in range(cfg.users):
+            sim.simulate_day(day, arm, users=[user])
+            if progress:
+                progress(arm.name, user + 1)
+    out = {"version": runtime.model_version, "day": str(day), "users": cfg.users, "seed": cfg.seed,
+           "diversity": diversity, "arms": {}}
+    for arm in (cloud, edge):
+        s = arm.summary()
+        reranks = s["page_requests"] if arm is cloud else arm.counts["rerank"]
+        delays = arm.delays_ms if arm is cloud else runtime.stats.first_use_delay_ms
+        out["arms"][arm.name] = s | {"reranks_per_session": reranks / max(s["sessions"], 1),
+                                     "delay_to_first_use_s": {k: (v / 1000.0 if k != "n" and v is not None else v)
+                                                              for k, v in _percentiles(delays).items()}}
+    out["arms"]["EdgeRec"]["rerank_ms"] = _percentiles(runtime.stats.rerank_ms)
+    c, e = out["arms"]["cloud order"], out["arms"]["EdgeRec"]
+    out["gain"] = {"clicks": e["clicks"] / c["clicks"] - 1 if c["clicks"] else None,
+                   "ctr": e["ctr"] / c["ctr"] - 1 if c["ctr"] else None,
+                   "exposures": e["exposures"] / c["exposures"] - 1 if c["exposures"] else None}
+    return out
+
+
+def to_markdown(result: dict) -> str:
+    c, e = result["arms"]["cloud order"], result["arms"]["EdgeRec"]
+
+    def pct(x):
+        return "n/a" if x is None else f"{x:+.2%}"
+
+    def delay(d):
+        return "n/a" if d["p50"] is None else f"{d['p50']:.1f} s (p99 {d['p99']:.1f} s)"
+
+    rows = [("sessions", f"{c['sessions']:,}", f"{e['sessions']:,}", ""),
+            ("exposures (PV)", f"{c['exposures']:,}", f"{e['exposures']:,}", pct(result["gain"]["exposures"])),
+            ("clicks", f"{c['clicks']:,}", f"{e['clicks']:,}", pct(result["gain"]["clicks"])),
+            ("CTR", f"{c['ctr']:.4%}", f"{e['ctr']:.4%}", pct(result["gain"]["ctr"])),
+            ("item page views", f"{c['item_page_views']:,}", f"{e['item_page_views']:,}", ""),
+            ("deletes", f"{c['deletes']:,}", f"{e['deletes']:,}", ""),
+            ("re-rankings per session", f"{c['reranks_per_session']:.1f}", f"{e['reranks_per_session']:.1f}", ""),
+            ("delay from a behaviour to its first use", delay(c["delay_to_first_use_s"]),
+             delay(e["delay_to_first_use_s"]), ""),
+            ("response time per re-rank", "(in the cloud)",
+             f"p50 {e['rerank_ms']['p50']:.2f} ms, p99 {e['rerank_ms']['p99']:.2f} ms"
+             if e["rerank_ms"]["p50"] is not None else "n/a", "")]
+    half = len(c["ctr_by_position"]) // 2
+
+    def mean_ctr(arm, lo, hi):
+        exp = np.array(arm["exposures_by_position"][lo:hi])
+        return float((np.array(arm["ctr_by_position"][lo:hi]) * exp).sum() / max(exp.sum(), 1))
+
+    rows += [(f"CTR at positions {lo}-{hi - 1}", f"{mean_ctr(c, lo, hi):.4%}", f"{mean_ctr(e, lo, hi):.4%}",
+              pct(mean_ctr(e, lo, hi) / mean_ctr(c, lo, hi) - 1 if mean_ctr(c, lo, hi) else None))
+             for lo, hi in ((0, half), (half, 2 * half))]
+    lines = [f"replay of {result['version']}: {result['users']:,} users on {result['day']} (seed {result['seed']}"
+             + (f", diversity lambda {result['diversity']}" if result["diversity"] is not None else "") + ")", "",
+             "| | cloud order | EdgeRec | gain |", "|---|---|---|---|"]
+    return "\n".join(lines + [f"| {a} | {b} | {c_} | {d} |" for a, b, c_, d in rows])
+
+
+def plot(result: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for name, style in (("cloud order", "--"), ("EdgeRec", "-")):
+        ctr = np.array(result["arms"][name]["ctr_by_position"]) * 100
+        ax.plot(np.arange(len(ctr)), ctr, style, label=f"{name} (CTR {result['arms'][name]['ctr']:.3%})")
+    ax.set_xlabel("display position in the page")
+    ax.set_ylabel("CTR (%)")
+    ax.set_title(f"CTR by position, {result['version']}, {result['users']:,} users")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write(result: dict, out: Path) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "replay.json", "md": out / "replay.md", "png": out / "ctr_by_position.png"}
+    paths["json"].write_text(json.dumps(result, indent=2) + "\n")
+    paths["md"].write_text(to_markdown(result) + "\n")
+    plot(result, paths["png"])
+    return paths
