@@ -34,5 +34,5 @@ def test_replay_compares_both_arms_and_writes_the_report(bundle, tmp_path):
 
 
 def test_diversity_runs_through_the_replay(bundle):
-    result = replay(load_sim_config(users=2, seed=3), bundle, dt.date(2026, 11, 5), diversity=0.7)
+    result = replay(load_sim_config(users=5, seed=3), bundle, dt.date(2026, 11, 5), diversity=0.7)
     assert result["diversity"] == 0.7 and result["arms"]["EdgeRec"]["exposures"] > 0
