@@ -464,6 +464,7 @@ def _show_export(settings, ds: str) -> None:
     verdict = json.loads(report.read_text())
     typer.echo(f"\nbundle           {verdict['bundle']}")
     typer.echo((settings.layout(ds).export / "servability.md").read_text())
+    typer.echo(f"closed loop      .venv/bin/edgerec replay --bundle {verdict['version']} (cloud order vs EdgeRec)")
 
 
 def main() -> None:
