@@ -39,6 +39,7 @@ def connect(settings: Settings):
     the store is the embedded one. Returns an MlflowClient."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no usage reports from an offline pipeline
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # not the store's set-up chatter on every run
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per checkpoint read is noise
     import mlflow
     from mlflow import MlflowClient
 

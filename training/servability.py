@@ -67,7 +67,8 @@ class ServabilityReport:
 
     @property
     def failures(self) -> list[str]:
-        return [f"{c.name}: {c.detail or f'{c.figure} vs budget {c.budget}'}" for c in self.checks if not c.passed]
+        return [f"{c.name}: {c.detail or f'{_fmt(c.figure)} vs budget {_fmt(c.budget)}'}" for c in self.checks
+                if not c.passed]
 
     def to_dict(self) -> dict:
         return {"bundle": self.bundle, "version": self.version, "passed": self.passed,

@@ -112,7 +112,7 @@ def test_a_tampered_network_fails_parity(exported, tmp_path):
 def test_budgets_refuse_a_bundle_too_big(exported):
     model, root, _ = exported
     report = check_servability(root, model, [random_batch(4)], NO_TIMING.model_copy(update={"bundle_bytes": 1000}))
-    assert report.failures == [f"bundle bytes without embeddings: {report.checks[-4].figure} vs budget 1000"]
+    assert report.failures == [f"bundle bytes without embeddings: {report.checks[-4].figure:,} vs budget 1,000"]
 
 
 @pytest.mark.parametrize("damage, message", [
