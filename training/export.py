@@ -36,6 +36,7 @@ from edgerec.contracts.bundle import (
 from edgerec.features import GROUPS, ITEM_CATEGORICAL, write_spec
 from training.models.base import HASH_MULTIPLIER, N_ITEM, steps_mask
 from training.models.crban import CRBAN, BehaviourEncoder
+from training.registry import REGISTERED_MODEL
 
 OPSET = 17
 DEFAULT_ROWS_PER_SHARD = 65_536
@@ -178,7 +179,7 @@ def export_bundle(model: CRBAN, spec: dict, root: Path, *, version_id: str, mlfl
         "model": model.name,
         "behaviours": list(model.behaviours),
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "mlflow": {"registered_model": "edgerec-reranker", "version": mlflow_version, "run_id": run_id},
+        "mlflow": {"registered_model": REGISTERED_MODEL, "version": mlflow_version, "run_id": run_id},
         "min_runtime_version": RUNTIME_VERSION,
         "onnx_opset": OPSET,
         "feature_spec_sha256": spec["sha256"],

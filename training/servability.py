@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from edgerec.contracts.bundle import MANIFEST, RERANKER, STEP_MODELS, BundleError, network_bytes
 from edgerec.edge.onnx_model import BundleModel, Encoded
 from training.data import Batch, to_inputs
+from training.models.base import N_ITEM
 from training.models.crban import CRBAN
 
 
@@ -120,7 +121,7 @@ def time_calls(call, runs: int, warmup: int = 200) -> dict[str, float]:
 def measure_latency(bundle: BundleModel, candidates: int, runs: int, seed: int = 0) -> dict[str, dict[str, float]]:
     """p50/p99 of one step per behaviour type and of one re-rank of `candidates` with full-length sequences."""
     rng = np.random.default_rng(seed)
-    spec, item_dim = bundle.spec, bundle.rows(np.ones((1, 6), np.int64), np.ones(1, np.int64)).shape[1]
+    spec, item_dim = bundle.spec, bundle.rows(np.ones((1, N_ITEM), np.int64), np.ones(1, np.int64)).shape[1]
 
     def codes(group: str, n: int) -> np.ndarray:
         names = spec["groups"][group]
@@ -149,7 +150,7 @@ def _parity(bundle: BundleModel, reference: CRBAN, batches: Iterable[Batch], lim
         with torch.no_grad():
             torch_scores = reference(x).numpy()
             torch_enc = {b: [t.numpy() for t in reference.encoders[b].encodings(
-                reference.items(getattr(x, b)[..., :6], getattr(x, f"{b}_item")), getattr(x, b))]
+                reference.items(getattr(x, b)[..., :N_ITEM], getattr(x, f"{b}_item")), getattr(x, b))]
                 for b in bundle.behaviours}
         for r in range(len(batch)):
             if seen >= limit:
