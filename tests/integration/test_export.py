@@ -2,6 +2,7 @@
 rather than rewritten, and the gate's verdict lands on the MLflow version and in the day's reports."""
 
 import json
+import shutil
 
 import pytest
 
@@ -14,10 +15,15 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def trained(marts, tmp_path_factory):
-    budgets = tmp_path_factory.mktemp("config") / "servability.json"
+    """A version trained on the world's marts in a state directory of its own: its registry and champion stay
+    apart from the other modules' (the marts and the feature spec are copied in)."""
+    shared, home = marts[0], tmp_path_factory.mktemp("export-state")
+    shutil.copy(shared.duckdb_path, home / shared.duckdb_path.name)
+    shutil.copytree(shared.warehouse / "feature_spec", home / "warehouse" / "feature_spec")
+    budgets = home / "servability.json"
     budgets.write_text(json.dumps({"step_p99_ms": 1e6, "rerank_p99_ms": 1e6, "timing_runs": 10}))  # no timing
-    settings = marts[0].model_copy(update={"train_epochs": 1, "train_models": "crban_hubsm_ie_ipv",
-                                           "gate_min_gauc": 0.0, "servability_config": budgets})
+    settings = shared.model_copy(update={"home": home, "train_epochs": 1, "train_models": "crban_hubsm_ie_ipv",
+                                         "gate_min_gauc": 0.0, "servability_config": budgets})
     return settings, train_day(settings, DAYS[1])
 
 
