@@ -23,10 +23,14 @@ spark_app = typer.Typer(help="Spark jobs for one ds: ingest, sessionize, request
 dbt_app = typer.Typer(help="The dbt marts (dbt/): train/test requests, items, daily stats.", no_args_is_help=True)
 quality_app = typer.Typer(help="Data-quality gates (Great Expectations) for one ds.", no_args_is_help=True)
 alerts_app = typer.Typer(help="Alert notifiers (log, webhook, email).", no_args_is_help=True)
+release_app = typer.Typer(help="Release channels (canary, stable): verify, promote, rollback, gc, status, list. "
+                          "Every change is signed, verified first, locked and written to the audit log.",
+                          no_args_is_help=True)
 app.add_typer(spark_app, name="spark")
 app.add_typer(dbt_app, name="dbt")
 app.add_typer(quality_app, name="quality")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(release_app, name="release")
 app.add_typer(logs_app, name="logs")
 app.add_typer(sim_app, name="sim")
 app.add_typer(raw_app, name="raw")
@@ -356,6 +360,198 @@ def replay_command(
     paths = write(result, out or settings.home / "reports" / "replay" / result["version"])
     typer.echo(to_markdown(result))
     typer.echo(f"\nwritten: {paths['md']}, {paths['json']}, plot {paths['png']}")
+
+
+def _targets(settings):
+    from deploy.cdn import CDNError
+    from deploy.kv import KVError
+    from deploy.targets import open_targets
+
+    try:
+        return open_targets(settings)
+    except (KVError, CDNError) as error:
+        _fail(str(error), code=1)
+
+
+def _release_errors():
+    from deploy.cdn import CDNError
+    from deploy.channels import ForgedPointer
+    from deploy.kv import KVError
+    from deploy.push import DeployError, NotReleasable
+    from deploy.release import ReleaseError
+    from edgerec.contracts.bundle import BundleError
+
+    return (ReleaseError, NotReleasable, DeployError, ForgedPointer, KVError, CDNError, BundleError, LookupError,
+            FileNotFoundError, ValueError)
+
+
+@app.command()
+def deploy(
+    version: Annotated[str | None, typer.Argument(help="registry number or version id [default: the version "
+                                                       "trained for --ds]")] = None,
+    ds: Annotated[str | None, typer.Option(help="logical date YYYY-MM-DD whose version to deploy "
+                                                "[default: EDGEREC_RUN_DATE]")] = None,
+) -> None:
+    """Deploy a blessed, servable version: its embedding rows into the key-value store (EDGEREC_KV_URL), verified,
+    then its bundle onto the CDN (EDGEREC_CDN_URL), verified. Resumable: a re-run continues where one stopped.
+    Channels do not move; `edgerec release promote` does that."""
+    from deploy.push import deploy_version
+    from training import registry
+
+    settings = _settings()
+    targets = _targets(settings)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        if version is None:
+            found = registry.version_of_day(registry.connect(settings), ds or str(settings.run_date))
+            if found is None:
+                _fail(f"no version was trained for ds={ds or settings.run_date}", code=1)
+            version = found.id
+        with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as progress:
+            task = progress.add_task("deploying")
+            result = deploy_version(settings, targets, version, progress=lambda step, done, total: progress.update(
+                task, completed=done, total=total, description=f"deploying {step}"))
+    except _release_errors() as error:
+        _fail(str(error), code=1)
+    finally:
+        targets.close()
+    typer.echo(f"deployed {result.version}: {result.rows_written:,} embedding rows written "
+               f"({result.rows_skipped:,} already there) to {targets.kv.url}; {result.files_uploaded} files "
+               f"uploaded ({result.files_skipped} already there) to {targets.cdn.url}")
+    typer.echo(result.kv.to_markdown())
+    typer.echo(result.cdn.to_markdown())
+    typer.secho(f"next: edgerec release promote {result.version} --channel canary --percent 10 --reason '...'",
+                fg="green")
+
+
+@release_app.command("verify")
+def release_verify(version: Annotated[str, typer.Argument(help="registry number or version id")]) -> None:
+    """Version synchronization: CDN files and their sha256, every embedding row in the KV with its checksum, dims
+    against the re-ranker's input, one feature spec sha everywhere, and every channel's versions still in the KV.
+    Exit 1 when anything fails."""
+    from deploy.verify import verify_version
+    from training import registry
+
+    settings = _settings()
+    targets = _targets(settings)
+    try:
+        found = registry.find_version(registry.connect(settings), version)
+        report = verify_version(targets.kv, targets.cdn, found.id, found.tags, targets.key)
+    except _release_errors() as error:
+        _fail(str(error), code=1)
+    finally:
+        targets.close()
+    typer.echo(report.to_markdown())
+    if not report.passed:
+        _fail(f"{found.id} is not in sync: {'; '.join(report.failures)}", code=1)
+
+
+@release_app.command("promote")
+def release_promote(
+    version: Annotated[str, typer.Argument(help="registry number or version id")],
+    channel: Annotated[str, typer.Option(help="canary or stable")],
+    reason: Annotated[str, typer.Option(help="why, for the audit log")],
+    percent: Annotated[float, typer.Option(help="share of devices that get it, 0..100")] = 100.0,
+) -> None:
+    """Point a channel at a version, after checking both blessings and verifying it; moves the MLflow alias of the
+    channel's name and writes the audit log."""
+    from deploy.release import promote
+
+    settings = _settings()
+    targets = _targets(settings)
+    try:
+        pointer = promote(settings, targets, version, channel, percent, reason)
+    except _release_errors() as error:
+        _fail(str(error), code=1)
+    finally:
+        targets.close()
+    typer.secho(f"{channel} -> {pointer.version} for {pointer.rollout_percent:g}% of devices "
+                f"(previous {pointer.previous or '-'})", fg="green")
+
+
+@release_app.command("rollback")
+def release_rollback(
+    channel: Annotated[str, typer.Option(help="canary or stable")],
+    reason: Annotated[str, typer.Option(help="why, for the audit log")],
+) -> None:
+    """Point a channel back at its previous version (verified first); rolling back again rolls forward."""
+    from deploy.release import rollback
+
+    settings = _settings()
+    targets = _targets(settings)
+    try:
+        pointer = rollback(settings, targets, channel, reason)
+    except _release_errors() as error:
+        _fail(str(error), code=1)
+    finally:
+        targets.close()
+    typer.secho(f"{channel} -> {pointer.version} (rolled back from {pointer.previous})", fg="green")
+
+
+@release_app.command("status")
+def release_status() -> None:
+    """Each channel's pointer: version, previous, rollout, who moved it and when, and whether its signature holds."""
+    from deploy.channels import CHANNEL_NAMES, ForgedPointer, read_channel
+
+    settings = _settings()
+    targets = _targets(settings)
+    typer.echo(f"CDN {targets.cdn.url}, KV {targets.kv.url}")
+    for name in CHANNEL_NAMES:
+        try:
+            p = read_channel(targets.cdn, name, targets.key)
+        except ForgedPointer as error:
+            typer.secho(f"{name:<7} FORGED: {error}", fg="red")
+            continue
+        typer.echo(f"{name:<7} " + (f"{p.version} ({p.rollout_percent:g}% of devices), previous "
+                                    f"{p.previous or '-'}, by {p.by} at {p.updated_at}" if p else "not set"))
+    targets.close()
+
+
+@release_app.command("list")
+def release_list() -> None:
+    """Deployed versions: when, where (KV, CDN) and which channels hold them."""
+    import datetime as _dt
+
+    from deploy.release import deployed_versions
+
+    settings = _settings()
+    targets = _targets(settings)
+    try:
+        versions = deployed_versions(targets)
+    except _release_errors() as error:
+        _fail(str(error), code=1)
+    finally:
+        targets.close()
+    now = _dt.datetime.now(_dt.UTC)
+    typer.echo(f"{'version':<20} {'deployed':<26} {'age (d)':>7}  kv   cdn  held by")
+    for v in versions:
+        age = v.age_days(now)
+        typer.echo(f"{v.version:<20} {v.deployed_at or '-':<26} {'-' if age is None else f'{age:.1f}':>7}  "
+                   f"{'yes' if v.in_kv else 'no':<4} {'yes' if v.on_cdn else 'no':<4} {', '.join(v.held_by) or '-'}")
+
+
+@release_app.command("gc")
+def release_gc(
+    retention_days: Annotated[float | None, typer.Option(help="keep versions younger than this "
+                                                            "[default: EDGEREC_RELEASE_RETENTION_DAYS or 7]")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="list what would be removed, remove nothing")] = False,
+) -> None:
+    """Remove embeddings and bundle files of versions no channel holds (current or previous) and older than the
+    retention."""
+    from deploy.release import gc
+
+    settings = _settings()
+    targets = _targets(settings)
+    days = settings.release_retention_days if retention_days is None else retention_days
+    try:
+        doomed = gc(settings, targets, days, dry_run=dry_run)
+    except _release_errors() as error:
+        _fail(str(error), code=1)
+    finally:
+        targets.close()
+    verb = "would remove" if dry_run else "removed"
+    typer.echo(f"{verb} {len(doomed)} version(s) older than {days:g} days held by no channel"
+               + "".join(f"\n  {v.version} (deployed {v.deployed_at})" for v in doomed))
 
 
 @alerts_app.command("test")

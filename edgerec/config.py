@@ -63,6 +63,15 @@ class Settings(BaseModel):
                                             "(training.servability.Budgets)")
     mlflow_tracking_uri: str | None = Field(None, description="MLflow tracking server or store; default a SQLite "
                                                               "file and local artifacts in the state directory")
+    kv_url: str | None = Field(None, description="key-value store of the embedding rows: sqlite:///path, "
+                               "redis://host:port/db or dynamodb://table; default a SQLite file in the state directory")
+    cdn_url: str | None = Field(None, description="CDN origin of bundles and channel pointers: a directory or "
+                                "s3://bucket/prefix; default HOME/cdn")
+    release_key: str | None = Field(None, description="HMAC key that signs channel pointers; default a random key "
+                                    "kept in HOME/release/release.key (set it in production)")
+    release_actor: str | None = Field(None, description="who release actions are recorded as; default user@host")
+    release_retention_days: float = Field(7.0, ge=0.0, le=3_650, description="gc keeps versions younger than this")
+    canary_percent: float = Field(10.0, ge=0.0, le=100.0, description="devices the daily DAG's canary reaches (%)")
     task_retries: int = Field(2, ge=0, le=10, description="Airflow retries per task (`edgerec run`: 0)")
     run_date: dt.date = Field(dt.date(2026, 11, 3), description="last logical date `make run` runs")
     run_days: int = Field(3, ge=1, le=366, description="days `make run` runs, ending at run_date (train on the "
@@ -94,6 +103,19 @@ class Settings(BaseModel):
     def bundles_dir(self) -> Path:
         """Exported model bundles, one immutable directory per version (what deploy ships to the CDN)."""
         return self.home / "bundles"
+
+    @property
+    def kv(self) -> str:
+        return self.kv_url or f"sqlite:///{self.home / 'kv.sqlite'}"
+
+    @property
+    def cdn(self) -> str:
+        return self.cdn_url or str(self.home / "cdn")
+
+    @property
+    def release_dir(self) -> Path:
+        """The release audit log, deploy journals and the embedded signing key."""
+        return self.home / "release"
 
     @property
     def airflow_home(self) -> Path:

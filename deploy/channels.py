@@ -1,0 +1,108 @@
+"""Release channel pointers (DESIGN.md): `channels/{name}.json` on the CDN, the only mutable objects.
+
+    {version, previous, rollout_percent, updated_at, by, signature}
+The signature is an HMAC-SHA256, with the release key, over the canonical JSON of the other fields: a pointer
+written by anyone without the key (or edited by hand) is refused, never followed. Devices are assigned to a
+channel's rollout deterministically by a hash of their device id.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import asdict, dataclass
+
+from deploy.cdn import CHANNELS, ObjectStore
+
+CHANNEL_NAMES = ("canary", "stable")
+
+
+class ForgedPointer(RuntimeError):
+    """A channel pointer whose signature does not match: it is not followed."""
+
+
+@dataclass(frozen=True)
+class Pointer:
+    version: str
+    previous: str | None
+    rollout_percent: float
+    updated_at: str
+    by: str
+    signature: str = ""
+
+    def payload(self) -> bytes:
+        fields = {k: v for k, v in asdict(self).items() if k != "signature"}
+        return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+
+    def signed(self, key: bytes) -> Pointer:
+        return Pointer(**{**asdict(self), "signature": hmac.new(key, self.payload(), hashlib.sha256).hexdigest()})
+
+    def valid(self, key: bytes) -> bool:
+        return hmac.compare_digest(self.signed(key).signature, self.signature)
+
+
+def channel_key(name: str) -> str:
+    return f"{CHANNELS}/{name}.json"
+
+
+def check_channel(name: str) -> str:
+    if name not in CHANNEL_NAMES:
+        raise ValueError(f"unknown channel {name!r}: the channels are {', '.join(CHANNEL_NAMES)}")
+    return name
+
+
+def new_pointer(version: str, previous: str | None, percent: float, by: str, key: bytes) -> Pointer:
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return Pointer(version, previous, float(percent), now, by).signed(key)
+
+
+def read_channel(cdn: ObjectStore, name: str, key: bytes) -> Pointer | None:
+    """The channel's pointer, None if it was never set; ForgedPointer if it is not ours."""
+    raw = cdn.get_bytes(channel_key(name))
+    if raw is None:
+        return None
+    try:
+        pointer = Pointer(**json.loads(raw))
+    except (json.JSONDecodeError, TypeError) as e:
+        raise ForgedPointer(f"{cdn.url}/{channel_key(name)} is not a channel pointer ({e})") from e
+    if not pointer.valid(key):
+        raise ForgedPointer(f"{cdn.url}/{channel_key(name)} has a signature that does not match the release key: "
+                            f"it points to {pointer.version!r} but was not written by a release action")
+    return pointer
+
+
+def write_channel(cdn: ObjectStore, name: str, pointer: Pointer) -> None:
+    cdn.put_bytes(channel_key(name), json.dumps(asdict(pointer), indent=2).encode() + b"\n")
+
+
+def in_rollout(device_id: str, channel: str, percent: float) -> bool:
+    """Deterministic: the same device is in or out of a channel's rollout at a given percentage, and raising
+    the percentage only adds devices."""
+    bucket = int.from_bytes(hashlib.sha256(f"{channel}:{device_id}".encode()).digest()[:8], "big") % 10_000
+    return bucket < round(percent * 100)
+
+
+def assigned_version(device_id: str, pointers: dict[str, Pointer | None]) -> str | None:
+    """The version a device should run: canary's if the device is in its rollout, else stable's (None: no model
+    yet, the client keeps the cloud's order)."""
+    canary, stable = pointers.get("canary"), pointers.get("stable")
+    if canary and in_rollout(device_id, "canary", canary.rollout_percent):
+        return canary.version
+    if stable and in_rollout(device_id, "stable", stable.rollout_percent):
+        return stable.version
+    return None
+
+
+def load_key(explicit: str | None, key_file) -> bytes:
+    """The release key: EDGEREC_RELEASE_KEY, else a random key created once in the state directory (embedded
+    default only: every machine of a real deployment must share one key)."""
+    if explicit:
+        return explicit.encode()
+    if not key_file.exists():
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip().encode()

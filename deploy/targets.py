@@ -1,0 +1,44 @@
+"""The deploy targets of the configured environment: key-value store, CDN origin, release key, audit log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy.cdn import ObjectStore, open_cdn
+from deploy.channels import load_key
+from deploy.kv import KVStore, open_kv
+from edgerec.config import Settings
+
+
+@dataclass
+class Targets:
+    kv: KVStore
+    cdn: ObjectStore
+    key: bytes
+    actor: str
+    audit_log: Path
+    journals: Path
+
+    def audit(self, action: str, **fields) -> dict:
+        """Append one line to the audit log: who, when, what (channel, from, to, why...)."""
+        entry = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "by": self.actor, "action": action,
+                 **fields}
+        self.audit_log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.audit_log, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+        return entry
+
+    def close(self) -> None:
+        self.kv.close()
+
+
+def open_targets(settings: Settings) -> Targets:
+    actor = settings.release_actor or f"{getpass.getuser()}@{socket.gethostname()}"
+    return Targets(open_kv(settings.kv), open_cdn(settings.cdn),
+                   load_key(settings.release_key, settings.release_dir / "release.key"), actor,
+                   settings.release_dir / "audit.jsonl", settings.release_dir / "deploys")

@@ -1,0 +1,141 @@
+"""Deploy fixtures: real stores (SQLite file, the machine's Redis or a redis-server of our own, S3 and DynamoDB
+through moto's server on 127.0.0.1) and registered versions with tiny bundles (no training needed)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+
+import pytest
+import redis
+
+from deploy.targets import open_targets
+from edgerec.config import load_settings
+from tests.bundles import make_bundle
+from training import registry
+
+V1, V2, V3 = "v20261101-0000aaaa", "v20261102-0000bbbb", "v20261103-0000cccc"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """moto in server mode: a real HTTP endpoint for boto3 (S3, DynamoDB)."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def aws_credentials(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+def _redis_up(url: str) -> bool:
+    try:
+        return redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.ConnectionError:
+        return False
+
+
+class RedisServer:
+    """A redis-server of our own (nothing kept on disk), which a test may stop and start again."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = None
+
+    def start(self):
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed (Debian: apt-get install redis-server)")
+        self.process = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                         "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        for _ in range(100):
+            if _redis_up(self.url):
+                return self
+            time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def stop(self):
+        if self.process:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+@pytest.fixture
+def own_redis():
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """The machine's Redis on 127.0.0.1:6379 when it runs (this project's machines), else one of our own."""
+    if _redis_up("redis://127.0.0.1:6379/0"):
+        yield "redis://127.0.0.1:6379/0"
+        return
+    server = RedisServer().start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def redis_kv_url(redis_url):
+    """A key prefix of this test's own, removed afterwards."""
+    prefix = f"edgerec-test-{uuid.uuid4().hex[:8]}"
+    yield f"{redis_url}?prefix={prefix}"
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture(scope="session")
+def bundles(tmp_path_factory):
+    """Three exported versions (different weights), small shards so tables span several."""
+    folder = tmp_path_factory.mktemp("bundles")
+    return {v: (make_bundle(folder / v, seed=i, rows_per_shard=100), folder / v) for i, v in enumerate((V1, V2, V3))}
+
+
+def register(settings, version_id: str, manifest: dict, blessed: bool = True, servable: bool = True) -> str:
+    """A registered version with the tags the gates would have written (no training: the bundle is given)."""
+    client = registry.connect(settings)
+    if not client.search_registered_models(f"name = '{registry.REGISTERED_MODEL}'"):
+        client.create_registered_model(registry.REGISTERED_MODEL)
+    tags = {registry.VERSION_TAG: version_id, registry.BLESSED: str(blessed).lower(),
+            registry.SERVABLE: str(servable).lower(), "feature_spec_sha": manifest["feature_spec_sha256"],
+            "ds": f"{version_id[1:5]}-{version_id[5:7]}-{version_id[7:9]}"}
+    return str(client.create_model_version(registry.REGISTERED_MODEL, source=str(settings.bundles_dir / version_id),
+                                       tags=tags).version)
+
+
+@pytest.fixture
+def released(tmp_path, bundles):
+    """A state directory whose registry holds V1..V3 (blessed, servable) with their bundles; embedded stores."""
+
+    def make(**env):
+        settings = load_settings({"EDGEREC_HOME": str(tmp_path / "state"), "EDGEREC_RELEASE_ACTOR": "alice", **env})
+        for v, (manifest, root) in bundles.items():
+            shutil.copytree(root, settings.bundles_dir / v)
+            register(settings, v, manifest)
+        return settings, open_targets(settings)
+
+    return make
