@@ -1,0 +1,147 @@
+"""Release channels: verify, promote, rollback, gc; signed pointers, the lock, the audit log, MLflow aliases."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from deploy.cdn import model_key
+from deploy.channels import ForgedPointer, Pointer, assigned_version, channel_key, in_rollout, read_channel
+from deploy.push import deploy_version
+from deploy.release import LOCK, ReleaseError, ReleaseLocked, deployed_versions, gc, promote, rollback
+from deploy.verify import verify_version
+from tests.integration.deploy.conftest import V1, V2, V3
+from training import registry
+
+pytestmark = pytest.mark.integration
+KEY = b"k"
+
+
+def alias(settings, name: str) -> str:
+    client = registry.connect(settings)
+    return client.get_model_version_by_alias(registry.REGISTERED_MODEL, name).tags[registry.VERSION_TAG]
+
+
+def tags(settings, version: str) -> dict:
+    return registry.find_version(registry.connect(settings), version).tags
+
+
+def test_pointers_are_signed_and_a_forged_one_is_refused():
+    pointer = Pointer("v2", "v1", 10.0, "2026-11-23T00:00:00+00:00", "alice").signed(KEY)
+    assert pointer.valid(KEY) and not pointer.valid(b"other key")
+    forged = Pointer(**{**pointer.__dict__, "version": "v9"})
+    assert not forged.valid(KEY)
+
+
+def test_rollout_is_deterministic_and_grows_with_the_percentage():
+    devices = [f"device-{i}" for i in range(10_000)]
+    at10 = {d for d in devices if in_rollout(d, "canary", 10)}
+    at50 = {d for d in devices if in_rollout(d, "canary", 50)}
+    assert 900 < len(at10) < 1100 and at10 < at50 and 4800 < len(at50) < 5200
+    assert at10 == {d for d in devices if in_rollout(d, "canary", 10)}
+    assert not any(in_rollout(d, "canary", 0) for d in devices[:100])
+    stable = Pointer("v1", None, 100.0, "", "")
+    canary = Pointer("v2", "v1", 10.0, "", "")
+    inside = next(iter(at10))
+    outside = next(d for d in devices if d not in at10)
+    assert assigned_version(inside, {"canary": canary, "stable": stable}) == "v2"
+    assert assigned_version(outside, {"canary": canary, "stable": stable}) == "v1"
+    assert assigned_version(outside, {"canary": canary, "stable": None}) is None  # cloud order until stable exists
+
+
+def test_verify_reports_every_synchronization_check(released):
+    settings, targets = released()
+    deploy_version(settings, targets, V1)
+    report = verify_version(targets.kv, targets.cdn, V1, tags(settings, V1), targets.key)
+    assert report.passed, report.failures
+    assert [f.check for f in report.findings] == [
+        "cdn.manifest", "cdn.files", "kv.index", "kv.table.category", "kv.table.brand", "kv.table.gender",
+        "kv.table.price_level", "kv.table.age_level", "kv.table.bc_type", "signature", "feature_spec",
+        "channel.canary", "channel.stable"]
+    targets.kv.delete_version(V1, {"brand": 322})  # the rows (and the index record) are gone
+    targets.cdn.put_bytes(model_key(V1, "feature_spec.json"), b"{}")  # a tampered object on the CDN
+    broken = verify_version(targets.kv, targets.cdn, V1, {**tags(settings, V1), "feature_spec_sha": "0" * 64},
+                            targets.key)
+    assert not broken.passed
+    failures = "\n".join(broken.failures)
+    assert "cdn.files: feature_spec.json has sha256" in failures
+    assert "kv.index: " in failures and "is missing (the push did not complete)" in failures
+    assert "feature_spec: manifest" in failures and "mlflow tag feature_spec_sha 000000000000" in failures
+
+
+def test_promote_rollback_and_their_record(released):
+    settings, targets = released()
+    for v in (V1, V2):
+        deploy_version(settings, targets, v)
+    promote(settings, targets, V1, "stable", 100, "first release")
+    promote(settings, targets, V2, "stable", 50, "daily")
+    pointer = read_channel(targets.cdn, "stable", targets.key)
+    assert (pointer.version, pointer.previous, pointer.rollout_percent, pointer.by) == (V2, V1, 50.0, "alice")
+    assert alias(settings, "stable") == V2
+    back = rollback(settings, targets, "stable", "bad CTR")
+    assert (back.version, back.previous) == (V1, V2) and alias(settings, "stable") == V1
+    forward = rollback(settings, targets, "stable", "false alarm")
+    assert (forward.version, forward.previous) == (V2, V1)
+    audit = [json.loads(line) for line in targets.audit_log.read_text().splitlines() if '"deploy"' not in line]
+    assert [(a["action"], a["from"], a["to"], a["why"], a["by"]) for a in audit] == [
+        ("promote", None, V1, "first release", "alice"), ("promote", V1, V2, "daily", "alice"),
+        ("rollback", V2, V1, "bad CTR", "alice"), ("rollback", V1, V2, "false alarm", "alice")]
+    with pytest.raises(ReleaseError, match="channel canary has no previous version"):
+        rollback(settings, targets, "canary", "nothing there")
+
+
+def test_a_version_that_fails_verification_never_moves_a_channel(released):
+    settings, targets = released()
+    deploy_version(settings, targets, V1)
+    promote(settings, targets, V1, "canary", 10, "day 1")
+    before = targets.cdn.get_bytes(channel_key("canary"))
+    with pytest.raises(ReleaseError, match=f"{V2} fails verification: cdn.manifest"):
+        promote(settings, targets, V2, "canary", 10, "not deployed")  # nothing of V2 on the CDN or in the KV
+    deploy_version(settings, targets, V2)
+    record = targets.kv.get_index(V2)
+    targets.kv.delete_version(V2, {n: t["rows"] for n, t in record["tables"].items()})
+    targets.kv.put_index(V2, record)  # the index record survived, the rows did not
+    with pytest.raises(ReleaseError, match="kv.table.category: 42 of 42 rows missing"):
+        promote(settings, targets, V2, "canary", 10, "rows lost")
+    with pytest.raises(ValueError, match="unknown channel 'beta'"):
+        promote(settings, targets, V1, "beta", 10, "typo")
+    assert targets.cdn.get_bytes(channel_key("canary")) == before and alias(settings, "canary") == V1
+
+
+def test_a_forged_pointer_and_a_held_lock_stop_release_actions(released):
+    settings, targets = released()
+    deploy_version(settings, targets, V1)
+    deploy_version(settings, targets, V2)
+    promote(settings, targets, V1, "stable", 100, "first")
+    targets.cdn.create_exclusive(LOCK, json.dumps({"by": "bob", "action": "promote x to stable", "pid": 7,
+                                                   "host": "h", "since": "2026-11-23T10:00:00+00:00"}).encode())
+    with pytest.raises(ReleaseLocked, match=r"promote x to stable by bob \(pid 7 on h\) since 2026-11-23T10:00"):
+        promote(settings, targets, V2, "stable", 100, "second")
+    targets.cdn.delete([LOCK])
+    raw = json.loads(targets.cdn.get_bytes(channel_key("stable")))
+    targets.cdn.put_bytes(channel_key("stable"), json.dumps({**raw, "version": V2}).encode())
+    with pytest.raises(ForgedPointer, match=f"signature that does not match the release key: it points to '{V2}'"):
+        promote(settings, targets, V2, "stable", 100, "over a forged pointer")
+    report = verify_version(targets.kv, targets.cdn, V1, tags(settings, V1), targets.key)
+    assert [f.check for f in report.findings if not f.passed] == ["channel.stable"]
+    assert targets.cdn.get_bytes(LOCK) is None  # a refused action leaves no lock behind
+
+
+def test_gc_removes_only_old_versions_no_channel_holds(released):
+    settings, targets = released()
+    for v in (V1, V2, V3):
+        deploy_version(settings, targets, v)
+    promote(settings, targets, V2, "stable", 100, "a")
+    promote(settings, targets, V3, "stable", 100, "b")  # stable: V3, previous V2; V1 is held by nothing
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=8)
+    assert gc(settings, targets, retention_days=7) == []  # everything is younger than a week
+    doomed = gc(settings, targets, retention_days=7, dry_run=True, now=later)
+    assert [v.version for v in doomed] == [V1] and targets.kv.get_index(V1) is not None  # dry run: nothing removed
+    gc(settings, targets, retention_days=7, now=later)
+    listed = {v.version: v for v in deployed_versions(targets)}
+    assert set(listed) == {V2, V3} and listed[V2].held_by == ("stable:previous",) and listed[V3].held_by == ("stable",)
+    assert targets.kv.versions() == [V2, V3] and targets.cdn.list(model_key(V1)) == []
+    assert targets.kv.scan(V1, "brand", 322, 8).present == 0
+    assert json.loads(targets.audit_log.read_text().splitlines()[-1])["action"] == "gc"
