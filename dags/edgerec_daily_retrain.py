@@ -3,7 +3,8 @@
 simulate (embedded source) -> validate raw -> spark ingest -> sessionize -> requests -> bucketize
 -> data quality (raw, features) -> dbt build (marts) -> data quality (marts) -> train (the paper's models,
 MLflow, a new registered version) -> evaluation gate (blessed or refused, with the reason) -> export (the
-bundle) -> servability gate (ONNX parity, size, latency).
+bundle) -> servability gate (ONNX parity, size, latency) -> deploy (embeddings into the key-value store, bundle onto
+the CDN, each verified) -> promote to the canary channel.
 A blocking data-quality failure fails its task, so nothing after it runs that day; every failed task
 alerts through the configured notifiers (edgerec.alerts).
 Thin wiring only: each task calls one stage function of the `edgerec` package (also a CLI command), is
@@ -141,11 +142,25 @@ def edgerec_daily_retrain():
             raise AirflowSkipException(f"bundle {report.version} is not servable: {'; '.join(report.failures)}")
         return report.version
 
+    @task
+    def deploy(ds: str | None = None) -> str:
+        """Embeddings into the KV, verified; the bundle onto the CDN, verified. A retry resumes the push."""
+        from deploy.pipeline import deploy_day
+
+        return deploy_day(load_settings(), ds).version
+
+    @task(retries=0)  # a refused promotion is a decision, not a glitch
+    def promote_canary(ds: str | None = None) -> str:
+        """Point `canary` at the day's version for EDGEREC_CANARY_PERCENT of devices (verified again first)."""
+        from deploy.pipeline import canary_day
+
+        return canary_day(load_settings(), ds)
+
     spark = [spark_job(name) for name in ("ingest", "sessionize", "requests", "bucketize")]
     simulate_raw() >> validate_raw() >> spark[0] >> spark[1] >> spark[2] >> spark[3]
     # One gate at a time: they share the Great Expectations project (its config and Data Docs site).
     marts = spark[3] >> quality("raw") >> quality("features") >> dbt_build() >> quality("marts")
-    marts >> train() >> evaluation_gate() >> export() >> servability_gate()
+    marts >> train() >> evaluation_gate() >> export() >> servability_gate() >> deploy() >> promote_canary()
 
 
 edgerec_daily_retrain()

@@ -163,3 +163,23 @@ def gc(settings, targets: Targets, retention_days: float, dry_run: bool = False,
             targets.audit("gc", version=v.version, deployed_at=v.deployed_at, why=f"older than {retention_days} "
                           f"days and held by no channel")
     return doomed
+
+
+def plan_release(settings, action: str, channel: str, version: str) -> str:
+    """What a release action would do, after verifying its target (for the approval step); ReleaseError if it
+    would be refused."""
+    from deploy.targets import open_targets
+
+    check_channel(channel)
+    targets = open_targets(settings)
+    try:
+        current = read_channel(targets.cdn, channel, targets.key)
+        client = registry.connect(settings)
+        target = current.previous if action == "rollback" and current else version
+        if not target:
+            raise ReleaseError(f"nothing to {action} on {channel} (current: {current.version if current else 'none'})")
+        report = _verified(settings, targets, client, target)
+    finally:
+        targets.close()
+    frm = current.version if current else "none"
+    return f"{action} {channel}: {frm} -> {report.version}\n\n{report.to_markdown()}"

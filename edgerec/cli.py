@@ -395,29 +395,20 @@ def deploy(
     """Deploy a blessed, servable version: its embedding rows into the key-value store (EDGEREC_KV_URL), verified,
     then its bundle onto the CDN (EDGEREC_CDN_URL), verified. Resumable: a re-run continues where one stopped.
     Channels do not move; `edgerec release promote` does that."""
-    from deploy.push import deploy_version
-    from training import registry
+    from deploy.pipeline import deploy_day
 
     settings = _settings()
-    targets = _targets(settings)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
-        if version is None:
-            found = registry.version_of_day(registry.connect(settings), ds or str(settings.run_date))
-            if found is None:
-                _fail(f"no version was trained for ds={ds or settings.run_date}", code=1)
-            version = found.id
         with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as progress:
             task = progress.add_task("deploying")
-            result = deploy_version(settings, targets, version, progress=lambda step, done, total: progress.update(
-                task, completed=done, total=total, description=f"deploying {step}"))
+            result = deploy_day(settings, ds or str(settings.run_date), version, progress=lambda step, done, total:
+                                progress.update(task, completed=done, total=total, description=f"deploying {step}"))
     except _release_errors() as error:
         _fail(str(error), code=1)
-    finally:
-        targets.close()
     typer.echo(f"deployed {result.version}: {result.rows_written:,} embedding rows written "
-               f"({result.rows_skipped:,} already there) to {targets.kv.url}; {result.files_uploaded} files "
-               f"uploaded ({result.files_skipped} already there) to {targets.cdn.url}")
+               f"({result.rows_skipped:,} already there) to {settings.kv}; {result.files_uploaded} files "
+               f"uploaded ({result.files_skipped} already there) to {settings.cdn}")
     typer.echo(result.kv.to_markdown())
     typer.echo(result.cdn.to_markdown())
     typer.secho(f"next: edgerec release promote {result.version} --channel canary --percent 10 --reason '...'",
@@ -538,20 +529,17 @@ def release_gc(
 ) -> None:
     """Remove embeddings and bundle files of versions no channel holds (current or previous) and older than the
     retention."""
-    from deploy.release import gc
+    from deploy.pipeline import gc_day
 
     settings = _settings()
-    targets = _targets(settings)
     days = settings.release_retention_days if retention_days is None else retention_days
     try:
-        doomed = gc(settings, targets, days, dry_run=dry_run)
+        doomed = gc_day(settings.model_copy(update={"release_retention_days": days}), dry_run=dry_run)
     except _release_errors() as error:
         _fail(str(error), code=1)
-    finally:
-        targets.close()
     verb = "would remove" if dry_run else "removed"
     typer.echo(f"{verb} {len(doomed)} version(s) older than {days:g} days held by no channel"
-               + "".join(f"\n  {v.version} (deployed {v.deployed_at})" for v in doomed))
+               + "".join(f"\n  {v}" for v in doomed))
 
 
 @alerts_app.command("test")
@@ -630,6 +618,7 @@ def _show_day(settings, ds: str) -> None:
     typer.echo(f"dbt docs         edgerec dbt docs --ds {ds}")
     _show_training(settings, ds)
     _show_export(settings, ds)
+    _show_release(settings)
     typer.echo(f"\n== behaviour statistics of ds={ds} ==")
     typer.echo(render_stats(stats_of_path(day.raw_events, day.raw_items)))
 
@@ -661,6 +650,26 @@ def _show_export(settings, ds: str) -> None:
     typer.echo(f"\nbundle           {verdict['bundle']}")
     typer.echo((settings.layout(ds).export / "servability.md").read_text())
     typer.echo(f"closed loop      .venv/bin/edgerec replay --bundle {verdict['version']} (cloud order vs EdgeRec)")
+
+
+def _show_release(settings) -> None:
+    from deploy.channels import CHANNEL_NAMES, ForgedPointer, read_channel
+
+    targets = _targets(settings)
+    try:
+        for name in CHANNEL_NAMES:
+            try:
+                p = read_channel(targets.cdn, name, targets.key)
+            except ForgedPointer as error:
+                p, note = None, f"FORGED: {error}"
+            else:
+                note = (f"{p.version} for {p.rollout_percent:g}% of devices (previous {p.previous or '-'})" if p
+                        else "not set" + (" (edgerec release promote VERSION --channel stable ...)"
+                                          if name == "stable" else ""))
+            typer.echo(f"channel {name:<8} {note}")
+        typer.echo(f"deployed to      KV {targets.kv.url}, CDN {targets.cdn.url}; audit log {targets.audit_log}")
+    finally:
+        targets.close()
 
 
 def main() -> None:

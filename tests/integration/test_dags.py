@@ -16,7 +16,7 @@ def dagbag():
 
 def test_dags_import_without_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert "edgerec_daily_retrain" in dagbag.dags
+    assert {"edgerec_daily_retrain", "edgerec_release", "edgerec_gc"} <= set(dagbag.dags)
 
 
 def test_daily_dag_wiring(dagbag):
@@ -34,9 +34,26 @@ def test_daily_dag_wiring(dagbag):
     assert dag.task_dict["evaluation_gate"].upstream_task_ids == {"train"}
     assert dag.task_dict["export"].upstream_task_ids == {"evaluation_gate"}
     assert dag.task_dict["servability_gate"].upstream_task_ids == {"export"}
+    assert dag.task_dict["deploy"].upstream_task_ids == {"servability_gate"}
+    assert dag.task_dict["promote_canary"].upstream_task_ids == {"deploy"}
     assert all(t.trigger_rule == "all_success" for t in dag.tasks if t.task_id != "validate_raw")
-    gates = {"evaluation_gate", "servability_gate"}
+    gates = {"evaluation_gate", "servability_gate", "promote_canary"}
     never_retried = {t.task_id for t in dag.tasks if t.task_id.startswith("quality_")} | gates
     assert all(t.retries == (0 if t.task_id in never_retried else 2) for t in dag.tasks)  # bad data stays bad
     assert all(t.on_failure_callback for t in dag.tasks)
     assert dag.catchup is False
+
+
+def test_release_dag_asks_for_approval_before_it_moves_a_channel(dagbag):
+    dag = dagbag.dags["edgerec_release"]
+    assert dag.schedule is None  # triggered by a release manager
+    assert dag.task_dict["approve"].upstream_task_ids == {"plan"}
+    assert dag.task_dict["apply"].upstream_task_ids == {"approve"}
+    assert type(dag.task_dict["approve"]).__name__ == "ApprovalOperator"
+    assert set(dag.params) == {"action", "version", "channel", "percent", "reason"}
+    assert all(t.retries == 0 for t in dag.tasks)
+
+
+def test_gc_dag_runs_daily(dagbag):
+    dag = dagbag.dags["edgerec_gc"]
+    assert list(dag.task_dict) == ["collect"] and dag.catchup is False

@@ -145,3 +145,16 @@ def test_gc_removes_only_old_versions_no_channel_holds(released):
     assert targets.kv.versions() == [V2, V3] and targets.cdn.list(model_key(V1)) == []
     assert targets.kv.scan(V1, "brand", 322, 8).present == 0
     assert json.loads(targets.audit_log.read_text().splitlines()[-1])["action"] == "gc"
+
+
+def test_the_approval_plan_shows_the_move_and_refuses_what_would_fail(released):
+    from deploy.release import plan_release
+
+    settings, targets = released()
+    deploy_version(settings, targets, V1)
+    plan = plan_release(settings, "promote", "canary", V1)
+    assert plan.startswith(f"promote canary: none -> {V1}\n") and "verify " + V1 + ": PASSED" in plan
+    with pytest.raises(ReleaseError, match=f"{V2} fails verification"):
+        plan_release(settings, "promote", "canary", V2)
+    with pytest.raises(ReleaseError, match="nothing to rollback on stable"):
+        plan_release(settings, "rollback", "stable", "")

@@ -1,0 +1,35 @@
+"""Daily clean-up of deployed versions: embeddings and bundle files of versions that no channel holds (current or
+previous) and that are older than EDGEREC_RELEASE_RETENTION_DAYS. Same as `edgerec release gc`."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import dag, task
+
+from edgerec.alerts import on_task_failure
+
+
+@dag(
+    dag_id="edgerec_gc",
+    schedule="@daily",
+    start_date=dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"owner": "edgerec", "retries": 1, "retry_delay": dt.timedelta(minutes=10),
+                  "on_failure_callback": on_task_failure},
+    tags=["edgerec", "release"],
+    doc_md=__doc__,
+)
+def edgerec_gc():
+    @task
+    def collect() -> list[str]:
+        from deploy.pipeline import gc_day
+        from edgerec.config import load_settings
+
+        return gc_day(load_settings())
+
+    collect()
+
+
+edgerec_gc()

@@ -1,0 +1,46 @@
+"""The deploy stages of the DAGs, for one logical date or one version (each also an `edgerec` command)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from deploy.push import DeployResult, deploy_version
+from deploy.release import gc, promote
+from deploy.targets import open_targets
+from edgerec.config import Settings
+from training import registry
+
+
+def day_version(settings: Settings, ds: str) -> str:
+    found = registry.version_of_day(registry.connect(settings), ds)
+    if found is None:
+        raise LookupError(f"no version of {registry.REGISTERED_MODEL} was trained for ds={ds}")
+    return found.id
+
+
+def deploy_day(settings: Settings, ds: str, version: str | None = None,
+               progress: Callable[[str, int, int], None] | None = None) -> DeployResult:
+    targets = open_targets(settings)
+    try:
+        return deploy_version(settings, targets, version or day_version(settings, ds), progress)
+    finally:
+        targets.close()
+
+
+def canary_day(settings: Settings, ds: str) -> str:
+    """Put the day's deployed version on `canary` for EDGEREC_CANARY_PERCENT of devices."""
+    targets = open_targets(settings)
+    try:
+        version = day_version(settings, ds)
+        promote(settings, targets, version, "canary", settings.canary_percent, f"daily retrain ds={ds}")
+        return version
+    finally:
+        targets.close()
+
+
+def gc_day(settings: Settings, dry_run: bool = False) -> list[str]:
+    targets = open_targets(settings)
+    try:
+        return [v.version for v in gc(settings, targets, settings.release_retention_days, dry_run=dry_run)]
+    finally:
+        targets.close()
