@@ -542,6 +542,44 @@ def release_gc(
                + "".join(f"\n  {v}" for v in doomed))
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8080,
+    load_test: Annotated[int, typer.Option(help="instead of serving: N page requests on loopback, then report "
+                                                "p50/p99 and requests/s")] = 0,
+    version: Annotated[str | None, typer.Option(help="model version the load test's clients run [default: "
+                                                     "stable's, else canary's]")] = None,
+    concurrency: Annotated[int, typer.Option(help="load test clients in parallel")] = 4,
+) -> None:
+    """The cloud paging API: candidates of the simulated world's cloud ranker with their embedding rows for the
+    client's model version (409 naming the version to fetch when it is not served); /healthz, /v1/model, /docs."""
+    import uvicorn
+
+    from deploy.release import channel_pointers
+    from edgerec.serving.app import embedded_app
+    from edgerec.serving.loadtest import LoopbackServer
+    from edgerec.serving.loadtest import load_test as run_load_test
+
+    settings = _settings()
+    app_ = embedded_app(settings)
+    if not load_test:
+        uvicorn.run(app_, host=host, port=port, log_level="info")
+        return
+    if version is None:
+        targets = _targets(settings)
+        pointers = channel_pointers(targets)
+        current = pointers["stable"] or pointers["canary"]
+        version = current.version if current else None
+        targets.close()
+    with LoopbackServer(app_) as server:
+        figures = run_load_test(server.url, version, requests=load_test, concurrency=concurrency,
+                                users=settings.sim_users)
+    typer.echo(f"{figures['requests']:,} page requests (model version {version or 'none'}), {concurrency} clients: "
+               f"p50 {figures['p50_ms']:.2f} ms, p99 {figures['p99_ms']:.2f} ms, "
+               f"{figures['requests_per_s']:,.0f} requests/s")
+
+
 @alerts_app.command("test")
 def alerts_test() -> None:
     """Send one test alert through every configured notifier (check the webhook or mail settings)."""

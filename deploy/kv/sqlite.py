@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import threading
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -21,21 +23,29 @@ create table if not exists version_index (version text primary key, record text 
 
 
 class SQLiteKV(KVStore):
+    """One connection per thread (the paging API serves from a thread pool); WAL lets readers run during a push."""
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.url = f"sqlite:///{self.path}"
+        self._local = threading.local()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             self.db.execute("pragma journal_mode=wal")
-            self.db.execute("pragma synchronous=normal")
             self.db.executescript(SCHEMA)
         except (OSError, sqlite3.Error) as e:
             raise KVError(f"key-value store {self.url}: {e}") from e
 
+    @property
+    def db(self) -> sqlite3.Connection:
+        if getattr(self._local, "db", None) is None:
+            self._local.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self._local.db.execute("pragma synchronous=normal")
+        return self._local.db
+
     def put_rows(self, version: str, table: str, start: int, rows: np.ndarray) -> None:
-        values = as_row_bytes(rows)
-        records = ((version, table, start + i, v.tobytes()) for i, v in enumerate(values))
+        values = as_row_bytes(rows).tolist()  # bytes objects, made in C
+        records = zip(repeat(version), repeat(table), range(start, start + len(values)), values)
         with self.db:
             self.db.execute("begin")
             self.db.executemany("insert or replace into embedding_rows values (?, ?, ?, ?)", records)
@@ -75,4 +85,6 @@ class SQLiteKV(KVStore):
         self.db.execute("delete from embedding_rows where version = ?", (version,))
 
     def close(self) -> None:
-        self.db.close()
+        if getattr(self._local, "db", None) is not None:
+            self._local.db.close()
+            self._local.db = None

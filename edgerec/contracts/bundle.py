@@ -117,18 +117,23 @@ def load_table(root: Path, manifest: dict, table: str) -> np.ndarray:
     return np.concatenate([np.load(Path(root) / s["path"]) for s in t["shards"]]).astype(np.float32)
 
 
-def item_rows(manifest: dict, tables: dict[str, np.ndarray], codes: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
-    """The rows the cloud serves with each item: the item tables' rows for its p1..p6 codes (and its hashed
-    item_id), concatenated in the manifest's order. codes [N, >=6] (ITEM_CATEGORICAL first), item_ids [N] ->
-    float32 [N, item_dim]. A code beyond a table reads its last row, as in training."""
+def item_row_ids(manifest: dict, table_rows: dict[str, int], codes: np.ndarray, item_ids: np.ndarray
+                 ) -> dict[str, np.ndarray]:
+    """Which row of each item table serves each item: its p1..p6 codes (a code beyond a table reads the table's last
+    row, as in training) and its hashed item_id. codes [N, >=6] (ITEM_CATEGORICAL first), item_ids [N]."""
     layout = manifest["item_rows"]
-    parts = []
+    out = {}
     for i, name in enumerate(layout["tables"]):
-        table = tables[name]
         if name == "item_id":
             ids = np.asarray(item_ids, dtype=np.int64)
-            rows = np.where(ids > 0, (ids * layout["item_id_hash_multiplier"]) % layout["item_id_buckets"] + 1, 0)
+            out[name] = np.where(ids > 0, (ids * layout["item_id_hash_multiplier"]) % layout["item_id_buckets"] + 1, 0)
         else:
-            rows = np.minimum(np.asarray(codes)[:, i], len(table) - 1)
-        parts.append(table[rows])
-    return np.concatenate(parts, axis=1).astype(np.float32)
+            out[name] = np.minimum(np.asarray(codes)[:, i], table_rows[name] - 1)
+    return out
+
+
+def item_rows(manifest: dict, tables: dict[str, np.ndarray], codes: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+    """The rows the cloud serves with each item: the item tables' rows concatenated in the manifest's order.
+    codes [N, >=6] (ITEM_CATEGORICAL first), item_ids [N] -> float32 [N, item_dim]."""
+    ids = item_row_ids(manifest, {name: len(t) for name, t in tables.items()}, codes, item_ids)
+    return np.concatenate([tables[name][rows] for name, rows in ids.items()], axis=1).astype(np.float32)

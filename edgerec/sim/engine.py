@@ -76,6 +76,13 @@ class Simulator:
             user = self._users[index] = build_user(self.cfg.world, self.catalog, self.cfg.seed, index)
         return user
 
+    def cloud_candidates(self, user_index: int, t: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The cloud's answer to a user's fresh page request (no session behaviour yet): item ids and scores, best
+        first. What the paging API serves in the embedded world."""
+        rows, scores, _ = self._cloud_page(self.user(user_index), np.random.default_rng([self.cfg.seed, seed, t]), t,
+                                           np.zeros(len(self.catalog), dtype=bool), [])
+        return self.catalog.item_id[rows], scores
+
     def simulate_day(self, day: dt.date, emit: Emit, users: Iterable[int] | None = None) -> None:
         for index in users if users is not None else range(self.cfg.users):
             self.simulate_user_day(self.user(index), day, emit)

@@ -1,0 +1,1 @@
+"""The cloud paging API (`edgerec serve`)."""

@@ -1,0 +1,157 @@
+"""The cloud paging API: a page of ranked candidates, with their embedding rows for the client's model version.
+
+    GET  /healthz                  the key-value store answers and the channels are readable
+    GET  /v1/model?device_id=D     the version D should run (canary rollout, else stable) and its manifest URL
+    POST /v1/page                  {user_id, device_id, model_version, page_no} -> candidates (item_id, rank,
+                                   score, item features) and, per candidate, its item rows for that version
+A client on a version whose embeddings are not in the store (unknown, or collected) gets 409 naming the version
+it should fetch; a client without a model gets the candidates alone. Candidates come from a `CandidateSource`:
+in the embedded world, the simulator's cloud ranker.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import re
+import time
+from typing import Protocol
+
+import numpy as np
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from deploy.cdn import model_key
+from deploy.channels import CHANNEL_NAMES, assigned_version, read_channel
+from deploy.kv import KVError, row_dtype
+from deploy.targets import Targets
+from edgerec.contracts.bundle import FEATURE_SPEC, MANIFEST, item_row_ids
+from edgerec.edge.runtime import ITEM_FEATURES, ItemCatalog
+from edgerec.features import encode_group
+
+POINTER_TTL_S = 5.0  # channel pointers are re-read this often (they are the only mutable objects)
+
+
+class CandidateSource(Protocol):
+    def candidates(self, user_id: str, page_no: int, ts_ms: int) -> tuple[np.ndarray, np.ndarray]:
+        """Item ids and cloud scores, best first."""
+
+
+class SimulatedCloud:
+    """The simulator's cloud ranker as the candidate source of the embedded world."""
+
+    def __init__(self, cfg):
+        from edgerec.sim.engine import Simulator
+
+        self.sim = Simulator(cfg)
+        self.catalog = ItemCatalog(self.sim.catalog.to_arrow())
+
+    def candidates(self, user_id: str, page_no: int, ts_ms: int) -> tuple[np.ndarray, np.ndarray]:
+        match = re.fullmatch(r"u(\d+)", user_id)
+        if match is None:
+            raise HTTPException(422, f"unknown user {user_id!r}: the simulated world's users are u0000000, ...")
+        return self.sim.cloud_candidates(int(match.group(1)), ts_ms, seed=page_no)
+
+
+class PageRequest(BaseModel):
+    user_id: str
+    device_id: str
+    model_version: str | None = Field(None, description="the bundle the client runs; null: no model on the device")
+    page_no: int = Field(0, ge=0)
+
+
+class VersionGone(Exception):
+    def __init__(self, version: str, fetch: str | None):
+        self.version, self.fetch = version, fetch
+
+
+class VersionTables:
+    """One version's layout (manifest, spec, table sizes) read once from the CDN and the KV's index record."""
+
+    def __init__(self, targets: Targets, version: str):
+        record = targets.kv.get_index(version)
+        manifest = targets.cdn.get_bytes(model_key(version, MANIFEST))
+        spec = targets.cdn.get_bytes(model_key(version, FEATURE_SPEC))
+        if record is None or manifest is None or spec is None:
+            raise LookupError(version)
+        self.version, self.record = version, record
+        self.manifest, self.spec = json.loads(manifest), json.loads(spec)
+
+    def rows(self, targets: Targets, codes: np.ndarray, item_ids: np.ndarray) -> list[bytes]:
+        """Each item's rows of every item table, concatenated (the table order of the manifest's item_rows)."""
+        tables = self.record["tables"]
+        row_ids = item_row_ids(self.manifest, {n: t["rows"] for n, t in tables.items()}, codes, item_ids)
+        parts = []
+        for name, ids in row_ids.items():
+            unique, inverse = np.unique(ids, return_inverse=True)
+            got = targets.kv.get_rows(self.version, name, unique,
+                                      row_dtype(tables[name]["dim"], tables[name]["dtype"]).itemsize)
+            if any(g is None for g in got):
+                raise LookupError(self.version)
+            parts.append([got[i] for i in inverse])
+        return [b"".join(p) for p in zip(*parts, strict=True)]
+
+
+def create_app(targets: Targets, source: CandidateSource, catalog: ItemCatalog,
+               pointer_ttl_s: float = POINTER_TTL_S) -> FastAPI:
+    app = FastAPI(title="EdgeRec paging API", description=__doc__)
+    pointers: dict = {"at": 0.0, "value": {}}
+
+    def channels() -> dict:
+        if time.monotonic() - pointers["at"] >= pointer_ttl_s:
+            pointers["value"] = {n: read_channel(targets.cdn, n, targets.key) for n in CHANNEL_NAMES}
+            pointers["at"] = time.monotonic()
+        return pointers["value"]
+
+    @functools.lru_cache(maxsize=8)
+    def tables(version: str) -> VersionTables:
+        return VersionTables(targets, version)
+
+    @app.exception_handler(VersionGone)
+    def gone(request, exc: VersionGone):
+        return JSONResponse(status_code=409, content={
+            "error": f"model version {exc.version} is not served (unknown or collected)",
+            "fetch": exc.fetch, "manifest": model_key(exc.fetch, MANIFEST) if exc.fetch else None})
+
+    @app.get("/healthz")
+    def healthz():
+        try:
+            versions = targets.kv.versions()
+            current = {n: p.version if p else None for n, p in channels().items()}
+        except KVError as e:
+            raise HTTPException(503, str(e)) from e
+        return {"status": "ok", "versions_in_kv": len(versions), "channels": current}
+
+    @app.get("/v1/model")
+    def model(device_id: str):
+        version = assigned_version(device_id, channels())
+        return {"device_id": device_id, "version": version,
+                "manifest": model_key(version, MANIFEST) if version else None}
+
+    @app.post("/v1/page")
+    def page(request: PageRequest):
+        ts = int(time.time() * 1000)
+        item_ids, scores = source.candidates(request.user_id, request.page_no, ts)
+        features = catalog.features(item_ids)
+        body = {"user_id": request.user_id, "page_no": request.page_no, "model_version": request.model_version,
+                "candidates": [{"item_id": int(i), "rank": r, "score": round(float(s), 6),
+                                **{n: float(features[n][r]) for n in ITEM_FEATURES}}
+                               for r, (i, s) in enumerate(zip(item_ids, scores, strict=True))]}
+        if request.model_version is None:
+            return body
+        try:
+            layout = tables(request.model_version)
+            codes = encode_group(layout.spec, "candidate", {**features, "cloud_score": scores})
+            rows = layout.rows(targets, codes, item_ids)
+        except LookupError:
+            tables.cache_clear()
+            raise VersionGone(request.model_version, assigned_version(request.device_id, channels())) from None
+        record = layout.record["tables"]
+        body["rows"] = {"dtype": next(iter(record.values()))["dtype"],
+                        "dim": sum(record[n]["dim"] for n in layout.manifest["item_rows"]["tables"]),
+                        "base64": [base64.b64encode(r).decode() for r in rows]}
+        return body
+
+    return app

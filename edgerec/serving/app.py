@@ -1,0 +1,18 @@
+"""The paging API of the configured environment: deploy targets from the settings, the simulated world's cloud
+ranker and item catalog as the candidate source."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from deploy.targets import open_targets
+from edgerec.config import Settings
+from edgerec.serving.api import SimulatedCloud, create_app
+
+
+def embedded_app(settings: Settings, users: int | None = None) -> FastAPI:
+    from edgerec.sim.config import load_sim_config
+
+    cloud = SimulatedCloud(load_sim_config(settings.sim_config, users=users or settings.sim_users,
+                                           seed=settings.sim_seed))
+    return create_app(open_targets(settings), cloud, cloud.catalog)

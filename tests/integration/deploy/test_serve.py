@@ -1,0 +1,88 @@
+"""The cloud paging API: candidates with their rows for the client's version, 409 for a version not served."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from deploy.push import deploy_version
+from deploy.release import gc, promote
+from edgerec.contracts.bundle import item_rows, load_table, verify_bundle
+from edgerec.features import encode_group
+from edgerec.serving.api import SimulatedCloud, create_app
+from edgerec.serving.loadtest import LoopbackServer, load_test
+from edgerec.sim.config import load_sim_config
+from tests.integration.deploy.conftest import V1, V2, V3
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def served(released):
+    settings, targets = released()
+    deploy_version(settings, targets, V1)
+    promote(settings, targets, V1, "stable", 100, "first")
+    cloud = SimulatedCloud(load_sim_config(users=20, seed=3))
+    return settings, targets, cloud, create_app(targets, cloud, cloud.catalog, pointer_ttl_s=0)
+
+
+def test_a_page_carries_each_candidates_rows_for_the_clients_version(served, bundles):
+    settings, targets, cloud, app = served
+    client = TestClient(app)
+    answer = client.post("/v1/page", json={"user_id": "u0000003", "device_id": "dev-3", "model_version": V1})
+    assert answer.status_code == 200
+    body = answer.json()
+    ids = np.array([c["item_id"] for c in body["candidates"]])
+    assert len(ids) == 100 and [c["rank"] for c in body["candidates"]] == list(range(100))
+    scores = np.array([c["score"] for c in body["candidates"]])
+    assert np.all(np.diff(scores) <= 1e-6)  # best first
+    # the rows are exactly the bundle's rows of each candidate's item tables (what the runtime reads in-process)
+    root = bundles[V1][1]
+    manifest = verify_bundle(root)
+    features = cloud.catalog.features(ids)
+    codes = encode_group(json.loads((root / "feature_spec.json").read_text()),
+                         "candidate", {**features, "cloud_score": scores})
+    expected = item_rows(manifest, {n: load_table(root, manifest, n) for n in manifest["embeddings"]}, codes, ids)
+    got = np.stack([np.frombuffer(base64.b64decode(r), dtype=body["rows"]["dtype"]) for r in body["rows"]["base64"]])
+    assert got.shape == (100, body["rows"]["dim"]) and np.array_equal(got.astype(np.float32), expected)
+    plain = client.post("/v1/page", json={"user_id": "u0000003", "device_id": "dev-3"}).json()
+    assert "rows" not in plain and len(plain["candidates"]) == 100
+
+
+def test_a_version_not_served_gets_409_naming_the_one_to_fetch(served):
+    settings, targets, cloud, app = served
+    client = TestClient(app)
+    answer = client.post("/v1/page", json={"user_id": "u0000001", "device_id": "dev-1", "model_version": V2})
+    assert answer.status_code == 409
+    assert answer.json() == {"error": f"model version {V2} is not served (unknown or collected)", "fetch": V1,
+                             "manifest": f"models/{V1}/manifest.json"}
+    assert client.get("/v1/model", params={"device_id": "dev-1"}).json()["version"] == V1
+    assert client.get("/healthz").json() == {"status": "ok", "versions_in_kv": 1, "channels": {"canary": None,
+                                                                                             "stable": V1}}
+    assert client.post("/v1/page", json={"user_id": "nobody", "device_id": "d"}).status_code == 422
+
+
+def test_a_collected_version_stops_being_served(served):
+    import datetime as dt
+
+    settings, targets, cloud, app = served
+    client = TestClient(app)
+    page = {"user_id": "u0000002", "device_id": "dev-2", "model_version": V1}
+    assert client.post("/v1/page", json=page).status_code == 200
+    for v in (V2, V3):
+        deploy_version(settings, targets, v)
+        promote(settings, targets, v, "stable", 100, "next")  # then V1 is held neither as current nor previous
+    assert [v.version for v in gc(settings, targets, 7, now=dt.datetime.now(dt.UTC) + dt.timedelta(days=8))] == [V1]
+    answer = client.post("/v1/page", json=page)
+    assert answer.status_code == 409 and answer.json()["fetch"] == V3
+
+
+def test_loopback_load_test_reports_latency_and_throughput(served):
+    settings, targets, cloud, app = served
+    with LoopbackServer(app) as server:
+        figures = load_test(server.url, V1, requests=40, concurrency=2, users=20)
+    assert figures["requests"] == 40 and 0 < figures["p50_ms"] <= figures["p99_ms"] and figures["requests_per_s"] > 0
