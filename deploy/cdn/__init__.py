@@ -5,7 +5,7 @@
     locks/{name}                exclusive-create objects that serialize release actions
 
 Backends chosen by URL: a local directory (embedded default, servable by any static HTTP server:
-`python -m http.server -d $EDGEREC_HOME/cdn`) or S3 (`s3://bucket/prefix[?endpoint_url=...&region=...]`).
+`python -m http.server -d $EDGEREC_HOME/cdn`) or S3 (`s3://bucket/prefix[?endpoint_url=...&region=...&max_attempts=6]`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 IMMUTABLE = "public, max-age=31536000, immutable"
 SHORT = "public, max-age=60"
 MODELS, CHANNELS, LOCKS = "models", "channels", "locks"
+MAX_S3_ATTEMPTS = 6  # each request, throttling (503 SlowDown) included, with backoff
 
 
 class CDNError(RuntimeError):
@@ -86,5 +87,5 @@ def open_cdn(url: str) -> ObjectStore:
 
         options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         return S3Origin(parts.netloc, parts.path.strip("/"), endpoint_url=options.get("endpoint_url"),
-                        region=options.get("region"))
+                        region=options.get("region"), max_attempts=int(options.get("max_attempts", MAX_S3_ATTEMPTS)))
     raise CDNError(f"unknown CDN origin {url!r}: use a directory (file:///path) or s3://bucket/prefix")

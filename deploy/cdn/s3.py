@@ -5,23 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import boto3
+from boto3.exceptions import Boto3Error
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from deploy.cdn import CDNError, ObjectStore, cache_control
+from deploy.cdn import MAX_S3_ATTEMPTS, CDNError, ObjectStore, cache_control
 
 # large embedding shards go up in parallel 16 MB parts; throttling (503 SlowDown) is retried with backoff
 TRANSFER = TransferConfig(multipart_threshold=16 << 20, multipart_chunksize=16 << 20, max_concurrency=4)
-RETRIES = Config(retries={"mode": "standard", "max_attempts": 6}, connect_timeout=5, read_timeout=60)
 
 
 class S3Origin(ObjectStore):
-    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None, region: str | None = None):
+    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None, region: str | None = None,
+                 max_attempts: int = MAX_S3_ATTEMPTS):
         self.bucket, self.prefix = bucket, prefix
         self.url = f"s3://{bucket}/{prefix}".rstrip("/")
-        self.client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region or "us-east-1",
-                                   config=RETRIES)
+        retries = Config(retries={"mode": "standard", "max_attempts": max_attempts}, connect_timeout=5, read_timeout=60)
+        self.client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region or "us-east-1", config=retries)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -29,7 +30,7 @@ class S3Origin(ObjectStore):
     def _call(self, what: str, fn, **kwargs):
         try:
             return fn(**kwargs)
-        except (BotoCoreError, ClientError) as e:
+        except (BotoCoreError, ClientError, Boto3Error) as e:  # upload_file raises S3UploadFailedError
             raise CDNError(f"{self.url}: {what}: {e}") from e
 
     def put_file(self, key: str, path: Path, sha256: str) -> None:

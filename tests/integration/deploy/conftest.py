@@ -139,3 +139,68 @@ def released(tmp_path, bundles):
         return settings, open_targets(settings)
 
     return make
+
+
+class ThrottlingProxy:
+    """An HTTP proxy in front of moto that answers 503 SlowDown to PUTs once `allow_puts` of them went through
+    (None: never throttles)."""
+
+    def __init__(self, upstream: str):
+        import http.client
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlsplit
+
+        target = urlsplit(upstream)
+        proxy = self
+        self.allow_puts: int | None = None
+        self.puts = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+                if self.command == "PUT" and proxy.allow_puts is not None:
+                    if proxy.puts >= proxy.allow_puts:
+                        error = b"<Error><Code>SlowDown</Code><Message>Reduce your request rate.</Message></Error>"
+                        self.send_response(503)
+                        self.send_header("Content-Length", str(len(error)))
+                        self.end_headers()
+                        self.wfile.write(error)
+                        return
+                    proxy.puts += 1
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "expect")}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                answer = conn.getresponse()
+                data = answer.read()
+                self.send_response(answer.status)
+                for k, v in answer.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        import threading
+
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.fixture
+def throttled_s3(moto_endpoint):
+    proxy = ThrottlingProxy(moto_endpoint)
+    yield proxy
+    proxy.close()

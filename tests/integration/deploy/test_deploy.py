@@ -95,3 +95,25 @@ def test_damaged_bundles_and_rewrites_of_immutable_objects_are_refused(released,
     targets.cdn.put_bytes(model_key("v20261102-0000bbbb", "behavior_ie.onnx"), b"not the exported model")
     with pytest.raises(ImmutableObjectError, match="behavior_ie.onnx exists with sha256"):
         deploy_version(settings, targets, "v20261102-0000bbbb")
+
+
+def test_s3_throttling_fails_the_upload_clearly_and_a_rerun_completes(released, throttled_s3, moto_endpoint):
+    import boto3
+
+    from deploy.cdn import CDNError
+    from deploy.channels import channel_key
+    from deploy.release import promote
+
+    boto3.client("s3", endpoint_url=moto_endpoint).create_bucket(Bucket="edgerec-throttled")
+    settings, targets = released(EDGEREC_CDN_URL=f"s3://edgerec-throttled/cdn?endpoint_url={throttled_s3.url}"
+                                                 f"&max_attempts=2")
+    deploy_version(settings, targets, V1)
+    promote(settings, targets, V1, "stable", 100, "first")
+    pointer = targets.cdn.get_bytes(channel_key("stable"))
+    throttled_s3.allow_puts, throttled_s3.puts = 3, 0  # S3 starts throttling after three more uploads
+    with pytest.raises(CDNError, match=r"models/v20261102-0000bbbb/.*SlowDown"):
+        deploy_version(settings, targets, "v20261102-0000bbbb")
+    assert targets.cdn.get_bytes(channel_key("stable")) == pointer  # channels are as they were
+    throttled_s3.allow_puts = None
+    result = deploy_version(settings, targets, "v20261102-0000bbbb")
+    assert result.files_skipped == 3 and result.cdn.passed and result.kv.passed

@@ -158,3 +158,27 @@ def test_the_approval_plan_shows_the_move_and_refuses_what_would_fail(released):
         plan_release(settings, "promote", "canary", V2)
     with pytest.raises(ReleaseError, match="nothing to rollback on stable"):
         plan_release(settings, "rollback", "stable", "")
+
+
+def test_verify_refuses_dims_that_do_not_fit_the_reranker_and_channels_on_missing_rows(released, bundles):
+    from deploy.verify import VerifyReport, check_signature
+
+    settings, targets = released()
+    manifest, root = bundles[V1]
+    reranker = (root / "reranker.onnx").read_bytes()
+    fits = VerifyReport(V1)
+    check_signature(manifest, reranker, fits)
+    assert fits.passed, fits.failures
+    wider = json.loads(json.dumps(manifest))
+    wider["embeddings"]["brand"]["dim"] = 5
+    refused = VerifyReport(V1)
+    check_signature(wider, reranker, refused)
+    assert refused.failures == ["signature: the tables' dims add up to 25, reranker.onnx takes candidate_rows "
+                                "['candidates', 24]"]
+    for v in (V1, V2):
+        deploy_version(settings, targets, v)
+    promote(settings, targets, V1, "stable", 100, "first")
+    record = targets.kv.get_index(V1)
+    targets.kv.delete_version(V1, {n: t["rows"] for n, t in record["tables"].items()})  # removed behind gc's back
+    report = verify_version(targets.kv, targets.cdn, V2, tags(settings, V2), targets.key)
+    assert report.failures == [f"channel.stable: KV lacks the embeddings of {V1}"]
