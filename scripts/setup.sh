@@ -39,5 +39,12 @@ if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
   touch "$STAMP"
 fi
 
+# checkov (the Terraform policy checks) pins older boto3 and friends: it gets a venv of its own
+CHECKOV_VENV="$VENV/tools/checkov"
+if [ ! -x "$CHECKOV_VENV/bin/checkov" ]; then
+  "$PYTHON" -m venv "$CHECKOV_VENV"
+  "$CHECKOV_VENV/bin/python" -m pip install -q 'checkov>=3.2,<4'
+fi
+
 "$VENV/bin/edgerec" airflow init >/dev/null
 echo "setup: ready (venv $VENV, state ${EDGEREC_HOME:-.edgerec})"

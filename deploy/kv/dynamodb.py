@@ -25,6 +25,8 @@ from deploy.kv import KVError, KVStore, TableScan, as_row_bytes
 BATCH = 25
 MAX_ATTEMPTS = 8
 INDEX_PK = "index"
+PARTITION_KEY, SORT_KEY = "pk", "sk"  # both strings; terraform/modules/kv declares the same
+TTL_ATTRIBUTE = "expires_at"  # enabled on the table (as in Terraform); gc deletes collected rows itself (see README)
 
 
 def batch_write(write: Callable[[dict], dict], table: str, requests: list[dict], *,
@@ -63,11 +65,13 @@ class DynamoKV(KVStore):
         if self.table in self.client.list_tables().get("TableNames", []):
             return
         self.client.create_table(TableName=self.table, BillingMode="PAY_PER_REQUEST",
-                                 KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                                            {"AttributeName": "sk", "KeyType": "RANGE"}],
-                                 AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                                       {"AttributeName": "sk", "AttributeType": "S"}])
+                                 KeySchema=[{"AttributeName": PARTITION_KEY, "KeyType": "HASH"},
+                                            {"AttributeName": SORT_KEY, "KeyType": "RANGE"}],
+                                 AttributeDefinitions=[{"AttributeName": PARTITION_KEY, "AttributeType": "S"},
+                                                       {"AttributeName": SORT_KEY, "AttributeType": "S"}])
         self.client.get_waiter("table_exists").wait(TableName=self.table)
+        self.client.update_time_to_live(TableName=self.table, TimeToLiveSpecification={
+            "Enabled": True, "AttributeName": TTL_ATTRIBUTE})
 
     def _write(self, requests: list[dict]) -> None:
         self._call(batch_write, lambda items: self.client.batch_write_item(RequestItems=items), self.table, requests)
