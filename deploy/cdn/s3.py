@@ -53,29 +53,24 @@ class S3Origin(ObjectStore):
             raise CDNError(f"{self.url}: create {key}: {e}") from e
         return True
 
-    def _missing(self, e: ClientError) -> bool:
-        return e.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound")
+    def _unless_missing(self, what: str, key: str, fn):
+        """fn's answer, or None when the object does not exist."""
+        try:
+            return fn(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as e:
+            if e.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise CDNError(f"{self.url}: {what} {key}: {e}") from e
+        except BotoCoreError as e:
+            raise CDNError(f"{self.url}: {what} {key}: {e}") from e
 
     def get_bytes(self, key: str) -> bytes | None:
-        try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
-        except ClientError as e:
-            if self._missing(e):
-                return None
-            raise CDNError(f"{self.url}: get {key}: {e}") from e
-        except BotoCoreError as e:
-            raise CDNError(f"{self.url}: get {key}: {e}") from e
+        answer = self._unless_missing("get", key, self.client.get_object)
+        return answer["Body"].read() if answer else None
 
     def recorded_sha256(self, key: str) -> str | None:
-        try:
-            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-        except ClientError as e:
-            if self._missing(e):
-                return None
-            raise CDNError(f"{self.url}: head {key}: {e}") from e
-        except BotoCoreError as e:
-            raise CDNError(f"{self.url}: head {key}: {e}") from e
-        return head.get("Metadata", {}).get("sha256", "unrecorded")
+        head = self._unless_missing("head", key, self.client.head_object)
+        return head.get("Metadata", {}).get("sha256", "unrecorded") if head else None
 
     def list(self, prefix: str) -> list[str]:
         keys, cut = [], len(self.prefix) + 1 if self.prefix else 0
