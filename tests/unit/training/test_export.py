@@ -154,3 +154,13 @@ def test_embedding_rows_of_the_wrong_dimension_are_refused(exported, tmp_path):
     with pytest.raises(BundleError, match=r"embeddings/brand/shard-00000.npy holds float16 rows of shape \(3, 4\)"
                                           r" from row 0; table brand wants float16 \[3, 5\]"):
         verify_bundle(bundle)
+
+
+def test_top_k_orders_agree_up_to_ties_within_the_tolerance():
+    from training.servability import same_top_k
+
+    expected = np.array([0.9, 0.5, 0.50000001, 0.1])
+    assert same_top_k(np.array([0.9, 0.5, 0.50000001, 0.1]), expected, 3, 1e-4)
+    assert same_top_k(np.array([0.9, 0.50000002, 0.5, 0.1]), expected, 3, 1e-4)  # a near-tie swapped by rounding
+    assert not same_top_k(np.array([0.9, 0.1, 0.5, 0.6]), expected, 3, 1e-4)  # a real reorder
+    assert not same_top_k(np.array([0.5, 0.9, 0.50000001, 0.1]), expected, 2, 1e-4)
