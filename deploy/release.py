@@ -51,7 +51,7 @@ def release_lock(targets: Targets, action: str):
         targets.cdn.delete([LOCK])
 
 
-def _verified(settings, targets: Targets, client, version: str) -> VerifyReport:
+def _verified(targets: Targets, client, version: str) -> VerifyReport:
     found = releasable(client, version)
     report = verify_version(targets.kv, targets.cdn, found.id, found.tags, targets.key)
     if not report.passed:
@@ -74,7 +74,7 @@ def promote(settings, targets: Targets, version: str, channel: str, percent: flo
     vid = registry.find_version(client, version).id
     with release_lock(targets, f"promote {vid} to {channel}"):
         current = read_channel(targets.cdn, channel, targets.key)
-        _verified(settings, targets, client, vid)
+        _verified(targets, client, vid)
         previous = current.previous if current and current.version == vid else current.version if current else None
         pointer = new_pointer(vid, previous, percent, targets.actor, targets.key)
         write_channel(targets.cdn, channel, pointer)
@@ -94,7 +94,7 @@ def rollback(settings, targets: Targets, channel: str, reason: str) -> Pointer:
         if current is None or current.previous is None:
             raise ReleaseError(f"channel {channel} has no previous version to roll back to "
                                f"(current: {current.version if current else 'none'})")
-        _verified(settings, targets, client, current.previous)
+        _verified(targets, client, current.previous)
         pointer = new_pointer(current.previous, current.version, current.rollout_percent, targets.actor, targets.key)
         write_channel(targets.cdn, channel, pointer)
         _move_alias(client, channel, current.previous)
@@ -178,7 +178,7 @@ def plan_release(settings, action: str, channel: str, version: str) -> str:
         target = current.previous if action == "rollback" and current else version
         if not target:
             raise ReleaseError(f"nothing to {action} on {channel} (current: {current.version if current else 'none'})")
-        report = _verified(settings, targets, client, target)
+        report = _verified(targets, client, target)
     finally:
         targets.close()
     frm = current.version if current else "none"
