@@ -21,7 +21,7 @@ import onnx
 
 from deploy.cdn import ObjectStore, model_key
 from deploy.channels import CHANNEL_NAMES, ForgedPointer, read_channel
-from deploy.kv import KVStore, row_dtype
+from deploy.kv import INDEX_FORMAT, KVStore, row_dtype
 from edgerec.contracts.bundle import FEATURE_SPEC, MANIFEST, RERANKER
 from edgerec.features import canonical_sha
 
@@ -70,8 +70,8 @@ def rows_sha256(shards: list[np.ndarray]) -> str:
 
 def index_record(manifest: dict, table_sha: dict[str, str], deployed_at: str) -> dict:
     """The KV's per-version record: what a complete push holds."""
-    return {"format": 1, "version": manifest["version"], "feature_spec_sha256": manifest["feature_spec_sha256"],
-            "deployed_at": deployed_at,
+    return {"format": INDEX_FORMAT, "version": manifest["version"],
+            "feature_spec_sha256": manifest["feature_spec_sha256"], "deployed_at": deployed_at,
             "tables": {name: {"rows": t["rows"], "dim": t["dim"], "dtype": t["dtype"], "sha256": table_sha[name]}
                        for name, t in manifest["embeddings"].items()}}
 

@@ -482,20 +482,14 @@ def release_rollback(
 @release_app.command("status")
 def release_status() -> None:
     """Each channel's pointer: version, previous, rollout, who moved it and when, and whether its signature holds."""
-    from deploy.channels import CHANNEL_NAMES, ForgedPointer, read_channel
-
     settings = _settings()
     targets = _targets(settings)
-    typer.echo(f"CDN {targets.cdn.url}, KV {targets.kv.url}")
-    for name in CHANNEL_NAMES:
-        try:
-            p = read_channel(targets.cdn, name, targets.key)
-        except ForgedPointer as error:
-            typer.secho(f"{name:<7} FORGED: {error}", fg="red")
-            continue
-        typer.echo(f"{name:<7} " + (f"{p.version} ({p.rollout_percent:g}% of devices), previous "
-                                    f"{p.previous or '-'}, by {p.by} at {p.updated_at}" if p else "not set"))
-    targets.close()
+    try:
+        typer.echo(f"CDN {targets.cdn.url}, KV {targets.kv.url}")
+        for name, note in _channel_notes(targets).items():
+            typer.echo(f"{name:<7} {note}")
+    finally:
+        targets.close()
 
 
 @release_app.command("list")
@@ -690,21 +684,29 @@ def _show_export(settings, ds: str) -> None:
     typer.echo(f"closed loop      .venv/bin/edgerec replay --bundle {verdict['version']} (cloud order vs EdgeRec)")
 
 
-def _show_release(settings) -> None:
+def _channel_notes(targets) -> dict[str, str]:
+    """Each channel's pointer in words: version, rollout, previous, who and when; or not set, or forged."""
     from deploy.channels import CHANNEL_NAMES, ForgedPointer, read_channel
 
+    notes = {}
+    for name in CHANNEL_NAMES:
+        try:
+            p = read_channel(targets.cdn, name, targets.key)
+        except ForgedPointer as error:
+            notes[name] = f"FORGED: {error}"
+            continue
+        notes[name] = (f"{p.version} for {p.rollout_percent:g}% of devices (previous {p.previous or '-'}), by {p.by} "
+                       f"at {p.updated_at}" if p else "not set")
+    return notes
+
+
+def _show_release(settings) -> None:
     targets = _targets(settings)
     try:
-        for name in CHANNEL_NAMES:
-            try:
-                p = read_channel(targets.cdn, name, targets.key)
-            except ForgedPointer as error:
-                p, note = None, f"FORGED: {error}"
-            else:
-                note = (f"{p.version} for {p.rollout_percent:g}% of devices (previous {p.previous or '-'})" if p
-                        else "not set" + (" (edgerec release promote VERSION --channel stable ...)"
-                                          if name == "stable" else ""))
-            typer.echo(f"channel {name:<8} {note}")
+        for name, note in _channel_notes(targets).items():
+            unset_stable = name == "stable" and note == "not set"
+            hint = " (edgerec release promote VERSION --channel stable ...)" if unset_stable else ""
+            typer.echo(f"channel {name:<8} {note}{hint}")
         typer.echo(f"deployed to      KV {targets.kv.url}, CDN {targets.cdn.url}; audit log {targets.audit_log}")
     finally:
         targets.close()

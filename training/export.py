@@ -146,12 +146,14 @@ class RerankHead(nn.Module):
         return m.score(torch.cat([*parts, candidate, context], dim=-1)).squeeze(-1)
 
 
-def step_signature(model: CRBAN, behaviour: str) -> tuple[list[str], list[str], tuple[Tensor, ...]]:
-    cfg_layers, hidden = model.context_gru.num_layers, model.context_gru.hidden_size
-    example = (torch.zeros(1, model.items.dim), torch.ones(1, len(GROUPS[behaviour]), dtype=torch.long),
-               torch.zeros(cfg_layers, 1, hidden), torch.zeros(cfg_layers, 1, hidden))
-    return (["item_rows", "codes", "h_item", "h_action"],
-            ["h_item_out", "h_action_out", "item_encoding", "fused_encoding"], example)
+def graph_signature(graph: onnx.ModelProto) -> dict:
+    """The manifest's signature of a graph written by hand, read off its declared inputs and outputs."""
+    def tensor(value) -> dict:
+        kind = value.type.tensor_type
+        return {"name": value.name, "dtype": str(helper.tensor_dtype_to_np_dtype(kind.elem_type)),
+                "shape": [d.dim_value for d in kind.shape.dim]}
+
+    return {"inputs": [tensor(v) for v in graph.graph.input], "outputs": [v.name for v in graph.graph.output]}
 
 
 def rerank_signature(model: CRBAN, candidates: int = 3, events: int = 2):
@@ -223,9 +225,9 @@ def export_bundle(model: CRBAN, spec: dict, root: Path, *, version_id: str, mlfl
     tmp.mkdir(parents=True, exist_ok=False)
     signatures = {}
     for b in model.behaviours:
-        inputs, outputs, example = step_signature(model, b)
-        onnx.save(step_model(model.encoders[b], model.items.dim, b), tmp / STEP_MODELS[b])
-        signatures[STEP_MODELS[b]] = _signature(inputs, outputs, example)
+        step = step_model(model.encoders[b], model.items.dim, b)
+        onnx.save(step, tmp / STEP_MODELS[b])
+        signatures[STEP_MODELS[b]] = graph_signature(step)
     inputs, outputs, example, axes = rerank_signature(model)
     _export_onnx(RerankHead(model), example, tmp / RERANKER, inputs, outputs, axes)
     signatures[RERANKER] = _signature(inputs, outputs, example, axes)

@@ -86,7 +86,7 @@ def open_kv(url: str) -> KVStore:
     if parts.scheme == "sqlite":
         from deploy.kv.sqlite import SQLiteKV
 
-        return SQLiteKV(parts.path if not parts.netloc else f"{parts.netloc}{parts.path}")
+        return SQLiteKV(url.split("?")[0].removeprefix("sqlite:///"))  # sqlite:////abs/path or sqlite:///rel/path
     if parts.scheme in ("redis", "rediss"):
         from deploy.kv.redis import RedisKV
 

@@ -104,7 +104,8 @@ class RedisKV(KVStore):
             commands.append(pack_hset(self._block_key(version, table, block), ids[lo:hi], values[lo:hi]))
         self._raw(commands)
 
-    def _read(self, version: str, table: str, ids: np.ndarray) -> list[bytes | None]:
+    def get_rows(self, version: str, table: str, ids: np.ndarray, row_bytes: int) -> list[bytes | None]:
+        ids = np.asarray(ids, dtype=np.int64)
         blocks = ids // BLOCK_ROWS
         order = np.argsort(blocks, kind="stable")
         bounds = np.flatnonzero(np.diff(blocks[order])) + 1
@@ -115,9 +116,6 @@ class RedisKV(KVStore):
             for i, v in zip(group, values, strict=True):
                 out[i] = v
         return out
-
-    def get_rows(self, version: str, table: str, ids: np.ndarray, row_bytes: int) -> list[bytes | None]:
-        return self._read(version, table, np.asarray(ids, dtype=np.int64))
 
     def scan(self, version: str, table: str, rows: int, row_bytes: int) -> TableScan:
         digest, present, zero = hashlib.sha256(), 0, bytes(row_bytes)

@@ -52,9 +52,10 @@ class SQLiteKV(KVStore):
 
     def get_rows(self, version: str, table: str, ids: np.ndarray, row_bytes: int) -> list[bytes | None]:
         wanted = [int(i) for i in ids]
+        unique = sorted(set(wanted))
         found = dict(self.db.execute(
             f"select id, value from embedding_rows where version = ? and tbl = ? and id in "
-            f"({','.join('?' * len(set(wanted)))})", (version, table, *set(wanted))).fetchall()) if wanted else {}
+            f"({','.join('?' * len(unique))})", (version, table, *unique)).fetchall()) if unique else {}
         return [found.get(i) for i in wanted]
 
     def scan(self, version: str, table: str, rows: int, row_bytes: int) -> TableScan:

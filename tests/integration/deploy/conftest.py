@@ -3,11 +3,15 @@ through moto's server on 127.0.0.1) and registered versions with tiny bundles (n
 
 from __future__ import annotations
 
+import http.client
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -146,10 +150,6 @@ class ThrottlingProxy:
     (None: never throttles)."""
 
     def __init__(self, upstream: str):
-        import http.client
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-        from urllib.parse import urlsplit
-
         target = urlsplit(upstream)
         proxy = self
         self.allow_puts: int | None = None
@@ -191,8 +191,6 @@ class ThrottlingProxy:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
-        import threading
-
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self):
