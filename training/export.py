@@ -37,7 +37,7 @@ from edgerec.contracts.bundle import (
     shard_name,
 )
 from edgerec.features import GROUPS, ITEM_CATEGORICAL, write_spec
-from training.models.base import HASH_MULTIPLIER, N_ITEM, N_ITEM_PART, CodeEmbedding, steps_mask
+from training.models.base import HASH_MULTIPLIER, N_ITEM, N_ITEM_PART, steps_mask
 from training.models.crban import CRBAN, BehaviourEncoder
 from training.registry import REGISTERED_MODEL
 
@@ -49,14 +49,18 @@ def step_model(encoder: BehaviourEncoder, item_dim: int, behaviour: str) -> onnx
     """One event of one behaviour type, as an ONNX graph written node by node rather than traced.
 
     item_rows [1, item_dim], codes [1, F] (the event's codes in GROUPS order; its item codes and its age are not
-    read), h_item [layers, 1, H], h_action [layers, 1, H] -> (h_item_out, h_action_out, item_encoding [1, H],
-    fused_encoding [1, 2H]).
-    The phone runs it once per event, so per-node overhead is what its latency budget pays: each GRU layer is one
-    ONNX GRU op whose final state feeds the next layer as is (no transposes or squeezes), and each code group is
-    one gather from its fused table: about half the nodes a traced module gives. Its outputs equal the PyTorch
-    encoder's (tested, and checked by the servability gate on every bundle).
+    read), state [layers, 1, 2H] -> (state_out [layers, 1, 2H], item_encoding [1, H], fused_encoding [1, 2H]).
+    The state holds the action GRU's and the item GRU's hidden states side by side, as the fused encoding does.
+    The phone runs it once per event, so per-node overhead is what its latency budget pays. The action and item
+    GRUs are independent, so each layer runs both as one ONNX GRU of 2H units with block-diagonal weights; the
+    file keeps only the two GRUs' own weights and a few constant nodes that lay them out block-diagonally, which
+    onnxruntime folds when it loads the graph. Per event that leaves 3 GRU nodes (not 6) and one gather over a
+    table fusing both code groups: 14 nodes. Its outputs equal the PyTorch encoder's (tested, and checked by the
+    servability gate on every bundle).
     """
     nodes, weights = [], []
+    action_gru, item_gru = encoder.action_gru, encoder.item_gru
+    layers, hidden = item_gru.num_layers, item_gru.hidden_size
 
     def const(name: str, array: np.ndarray) -> str:
         weights.append(numpy_helper.from_array(np.asarray(array), name))
@@ -66,55 +70,68 @@ def step_model(encoder: BehaviourEncoder, item_dim: int, behaviour: str) -> onnx
         nodes.append(helper.make_node(op, inputs, outputs, **attrs))
         return outputs[0] if len(outputs) == 1 else outputs
 
-    def embed(prefix: str, codes: CodeEmbedding, positions: list[int]) -> str:
-        """[1, 1, len(positions) * dim]: rows = min(code, last) + offset, as CodeEmbedding.forward."""
-        picked = node("Gather", ["codes", const(f"{prefix}_positions", np.array(positions, np.int64))],
-                      [f"{prefix}_codes"], axis=1)
-        clamped = node("Min", [picked, const(f"{prefix}_last", codes.last.cpu().numpy()[None])], [f"{prefix}_min"])
-        rows = node("Add", [clamped, const(f"{prefix}_offsets", codes.offsets.cpu().numpy()[None])], [f"{prefix}_rows"])
-        looked = node("Gather", [const(f"{prefix}_table", codes.table.weight.detach().cpu().numpy()), rows],
-                      [f"{prefix}_embedded"], axis=0)
-        width = len(positions) * codes.table.embedding_dim
-        return node("Reshape", [looked, const(f"{prefix}_shape", np.array([1, 1, width], np.int64))], [f"{prefix}_x"])
-
     def zrn(w: Tensor) -> np.ndarray:  # torch's gate order (r, z, n) -> ONNX's (z, r, h)
         r, z, n = np.split(w.detach().cpu().numpy(), 3, axis=0)
         return np.concatenate([z, r, n], axis=0)
 
-    def stack(prefix: str, module: nn.GRU, x: str, h_in: str, h_out: str) -> str:
-        """The layers of a GRU for one step; returns the top layer's state reshaped [1, H] (the encoding)."""
-        layers, hidden = module.num_layers, module.hidden_size
-        states = node("Split", [h_in], [f"{prefix}_h{k}" for k in range(layers)], axis=0) if layers > 1 else [h_in]
-        finals = []
-        for k in range(layers):
-            w, r = (const(f"{prefix}_{n}{k}", zrn(getattr(module, f"weight_{m}_l{k}"))[None])
-                    for n, m in (("W", "ih"), ("R", "hh")))
-            biases = [zrn(getattr(module, f"bias_{m}_l{k}")) for m in ("ih", "hh")]
-            b = const(f"{prefix}_B{k}", np.concatenate(biases)[None])
-            _, x = node("GRU", [x, w, r, b, "", states[k]], [f"{prefix}_y{k}", f"{prefix}_state{k}"],
-                        hidden_size=hidden, linear_before_reset=1)  # torch's GRU applies r after the linear map
-            finals.append(x)
-        node("Concat", finals, [h_out], axis=0)
-        return node("Reshape", [x, const(f"{prefix}_encoding_shape", np.array([1, hidden], np.int64))],
-                    [f"{prefix}_encoding"])
+    def block_diagonal(name: str, action: np.ndarray, item: np.ndarray, action_first: bool) -> str:
+        """[1, 3 * 2H, columns]: per gate, the action units' rows then the item units' rows, each reading only its
+        own GRU's columns (the action columns first in the state, last in the first layer's input)."""
+        a, i = const(f"{name}_action", action), const(f"{name}_item", item)
+        a_cols, i_cols = action.shape[1], item.shape[1]
+        left = [0, i_cols, 0, 0] if not action_first else [0, 0, 0, i_cols]  # pads: begins then ends, per axis
+        right = [0, 0, 0, a_cols] if not action_first else [0, a_cols, 0, 0]
+        padded = [node("Pad", [a, const(f"{name}_action_pads", np.array(left, np.int64))], [f"{name}_action_wide"]),
+                  node("Pad", [i, const(f"{name}_item_pads", np.array(right, np.int64))], [f"{name}_item_wide"])]
+        both = node("Concat", padded, [f"{name}_both"], axis=0)  # [units a_z a_r a_h i_z i_r i_h]
+        columns = a_cols + i_cols
+        by_gru = node("Reshape", [both, const(f"{name}_by_gru", np.array([2, 3, hidden, columns], np.int64))],
+                      [f"{name}_by_gru_gate"])
+        by_gate = node("Transpose", [by_gru], [f"{name}_by_gate"], perm=[1, 0, 2, 3])  # [a_z i_z a_r i_r a_h i_h]
+        return node("Reshape", [by_gate, const(f"{name}_shape", np.array([1, 6 * hidden, columns], np.int64))],
+                    [name])
 
-    item_x = node("Concat", [node("Reshape", ["item_rows", const("rows_shape", np.array([1, 1, item_dim], np.int64))],
-                                  ["rows"]), embed("item_extra", encoder.item_codes, list(range(N_ITEM, N_ITEM_PART)))],
-                  ["item_x"], axis=2)
-    item = stack("item_gru", encoder.item_gru, item_x, "h_item", "h_item_out")
-    action = stack("action_gru", encoder.action_gru, embed("action", encoder.action_codes, encoder.action_index),
-                   "h_action", "h_action_out")
-    node("Identity", [item], ["item_encoding"])
-    node("Concat", [action, item], ["fused_encoding"], axis=1)
-    layers, hidden = encoder.item_gru.num_layers, encoder.item_gru.hidden_size
+    # both code groups through one gather: the item's extra codes, then the action codes
+    extra, actions = list(range(N_ITEM, N_ITEM_PART)), encoder.action_index
+    tables = (encoder.item_codes, encoder.action_codes)
+    table = np.concatenate([t.table.weight.detach().cpu().numpy() for t in tables])
+    offsets = np.concatenate([encoder.item_codes.offsets.cpu().numpy(),
+                              encoder.action_codes.offsets.cpu().numpy() + encoder.item_codes.table.num_embeddings])
+    last = np.concatenate([t.last.cpu().numpy() for t in tables])
+    picked = node("Gather", ["codes", const("code_positions", np.array(extra + actions, np.int64))], ["picked"], axis=1)
+    clamped = node("Min", [picked, const("code_last", last[None])], ["clamped"])  # as CodeEmbedding.forward
+    looked = node("Gather", [const("code_table", table), node("Add", [clamped, const("code_offsets", offsets[None])],
+                                                                      ["table_rows"])], ["embedded"], axis=0)
+    width = table.shape[1] * len(extra + actions)
+    embedded = node("Reshape", [looked, const("embedded_shape", np.array([1, 1, width], np.int64))], ["codes_x"])
+    rows = node("Reshape", ["item_rows", const("rows_shape", np.array([1, 1, item_dim], np.int64))], ["rows_x"])
+    x = node("Concat", [rows, embedded], ["x"], axis=2)  # [1, 1, item GRU input | action GRU input]
+
+    states = node("Split", ["state"], [f"state{k}" for k in range(layers)], axis=0) if layers > 1 else ["state"]
+    finals = []
+    for k in range(layers):
+        w = block_diagonal(f"W{k}", zrn(getattr(action_gru, f"weight_ih_l{k}")),
+                           zrn(getattr(item_gru, f"weight_ih_l{k}")), action_first=k > 0)
+        r = block_diagonal(f"R{k}", zrn(getattr(action_gru, f"weight_hh_l{k}")),
+                           zrn(getattr(item_gru, f"weight_hh_l{k}")), action_first=True)
+        biases = [np.concatenate([np.stack(np.split(zrn(getattr(g, f"bias_{m}_l{k}")), 3)) for g in
+                                  (action_gru, item_gru)], axis=1).reshape(-1) for m in ("ih", "hh")]
+        b = const(f"B{k}", np.concatenate(biases)[None])
+        _, x = node("GRU", [x, w, r, b, "", states[k]], ["", f"state_out{k}"], hidden_size=2 * hidden,
+                    linear_before_reset=1)  # torch's GRU applies r after the linear map
+        finals.append(x)
+    node("Concat", finals, ["state_out"], axis=0)
+    fused = node("Reshape", [x, const("encoding_shape", np.array([1, 2 * hidden], np.int64))], ["fused_encoding"])
+    node("Slice", [fused, *(const(n, np.array([v], np.int64)) for n, v in
+                            (("item_start", hidden), ("item_end", 2 * hidden), ("item_axis", 1)))], ["item_encoding"])
     f32, i64 = TensorProto.FLOAT, TensorProto.INT64
     value = helper.make_tensor_value_info
     graph = helper.make_graph(
         nodes, f"behavior_{behaviour}_step",
         [value("item_rows", f32, [1, item_dim]), value("codes", i64, [1, len(GROUPS[behaviour])]),
-         value("h_item", f32, [layers, 1, hidden]), value("h_action", f32, [layers, 1, hidden])],
-        [value("h_item_out", f32, [layers, 1, hidden]), value("h_action_out", f32, [layers, 1, hidden]),
-         value("item_encoding", f32, [1, hidden]), value("fused_encoding", f32, [1, 2 * hidden])],
+         value("state", f32, [layers, 1, 2 * hidden])],
+        [value("state_out", f32, [layers, 1, 2 * hidden]), value("item_encoding", f32, [1, hidden]),
+         value("fused_encoding", f32, [1, 2 * hidden])],
         weights)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="edgerec")
 

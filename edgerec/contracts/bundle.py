@@ -21,8 +21,8 @@ import numpy as np
 
 from edgerec.features import canonical_sha
 
-BUNDLE_FORMAT = 1
-RUNTIME_VERSION = 1  # the edge runtime's own version; a bundle names the lowest that can load it
+BUNDLE_FORMAT = 2  # 2: one state input and output per behaviour step
+RUNTIME_VERSION = 2  # the edge runtime's own version; a bundle names the lowest that can load it
 MANIFEST = "manifest.json"
 FEATURE_SPEC = "feature_spec.json"
 STEP_MODELS = {"ie": "behavior_ie.onnx", "ipv": "behavior_ipv.onnx"}

@@ -22,10 +22,8 @@ class StepBinding:
     def __init__(self, session, item_dim: int, features: int, layers: int, hidden: int):
         self.session = session
         self.inputs = {"item_rows": np.zeros((1, item_dim), np.float32), "codes": np.zeros((1, features), np.int64),
-                       "h_item": np.zeros((layers, 1, hidden), np.float32),
-                       "h_action": np.zeros((layers, 1, hidden), np.float32)}
-        self.outputs = {"h_item_out": np.zeros((layers, 1, hidden), np.float32),
-                        "h_action_out": np.zeros((layers, 1, hidden), np.float32),
+                       "state": np.zeros((layers, 1, 2 * hidden), np.float32)}
+        self.outputs = {"state_out": np.zeros((layers, 1, 2 * hidden), np.float32),
                         "item_encoding": np.zeros((1, hidden), np.float32),
                         "fused_encoding": np.zeros((1, 2 * hidden), np.float32)}
         self.binding = session.io_binding()
@@ -35,14 +33,12 @@ class StepBinding:
             self.binding.bind_output(name, "cpu", 0, a.dtype, a.shape, a.ctypes.data)
 
     def run(self, rows: np.ndarray, codes: np.ndarray, state: np.ndarray):
-        i, o, h = self.inputs, self.outputs, self.inputs["h_item"].shape[-1]
+        i, o = self.inputs, self.outputs
         i["item_rows"][0] = rows
         i["codes"][0] = codes
-        i["h_item"][...] = state[..., :h]
-        i["h_action"][...] = state[..., h:]
+        i["state"][...] = state
         self.session.run_with_iobinding(self.binding)
-        return (np.concatenate([o["h_item_out"], o["h_action_out"]], axis=-1), o["item_encoding"][0].copy(),
-                o["fused_encoding"][0].copy())
+        return o["state_out"].copy(), o["item_encoding"][0].copy(), o["fused_encoding"][0].copy()
 
 
 @dataclass
@@ -87,7 +83,7 @@ class BundleModel:
         return item_rows(self.manifest, self.tables, codes, item_ids)
 
     def zero_state(self) -> np.ndarray:
-        """The behaviour encoder's state before the first event: the item and action GRUs' hidden states side by
+        """The behaviour encoder's state before the first event: the action and item GRUs' hidden states side by
         side, [layers, 1, 2H]."""
         return np.zeros((self.layers, 1, 2 * self.hidden), np.float32)
 

@@ -5,6 +5,7 @@ import json
 import shutil
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -101,6 +102,18 @@ def test_step_encodings_are_those_of_the_full_sequence(exported):
     assert bundle.encode("ipv", np.zeros((0, rows.shape[-1])), np.zeros((0, len(GROUPS["ipv"])))).item.shape == (0, 8)
 
 
+def test_each_step_layer_runs_both_grus_as_one_block_diagonal_gru(exported):
+    _, root, _ = exported
+    graph = onnx.load(root / "behavior_ie.onnx").graph
+    grus = [n for n in graph.node if n.op_type == "GRU"]
+    assert [{a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}["hidden_size"] for n in grus] == [
+        16, 16]  # 2 layers of 2 x 8 units
+    weights = {w.name: onnx.numpy_helper.to_array(w) for w in graph.initializer}
+    assert "W0" not in weights and weights["R1_action"].shape == (24, 8)  # only the GRUs' own weights are stored
+    assert [(i.name, i.shape) for i in BundleModel(root).steps["ie"].session.get_inputs()] == [
+        ("item_rows", [1, 28]), ("codes", [1, len(GROUPS["ie"])]), ("state", [2, 1, 16])]
+
+
 def test_a_tampered_network_fails_parity(exported, tmp_path):
     model, root, _ = exported
     other = build_model("crban_hubsm_ie_ipv", TINY_SPEC, TINY)  # different weights than the bundle's
@@ -134,6 +147,13 @@ def _rewrite_manifest(bundle, change) -> None:
     manifest = json.loads((bundle / "manifest.json").read_text())
     change(manifest)
     (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_bundle_of_another_format_is_refused(exported, tmp_path):
+    bundle = damaged(exported, tmp_path)
+    _rewrite_manifest(bundle, lambda m: m.update(format=1))
+    with pytest.raises(BundleError, match="manifest.json has format 1, this code reads 2"):
+        verify_bundle(bundle)
 
 
 def test_a_feature_spec_of_another_sha_is_refused(exported, tmp_path):
