@@ -18,3 +18,9 @@ def read_partitions(spark: SparkSession, root: Path, days: list[str]) -> DataFra
 def write_partitions(df: DataFrame, root: Path) -> None:
     """Overwrite exactly the ds partitions present in df (dynamic partition overwrite)."""
     df.write.mode("overwrite").partitionBy("ds").parquet(str(root))
+
+
+def write_partition(df: DataFrame, root: Path, ds: str) -> None:
+    """Overwrite the one partition ds with df (no ds column). Unlike write_partitions, an empty df still leaves a
+    file with its schema, so that readers of the dataset find the partition."""
+    df.write.mode("overwrite").parquet(str(root / f"ds={ds}"))

@@ -20,7 +20,7 @@ from edgerec.features import load_spec, write_spec
 from edgerec.stages import check_bad_share
 from spark_jobs.bucketize import apply_spec, fit_spec
 from spark_jobs.ingest import check_catalog, check_contract, mark_duplicates, read_raw_lines, split_good_bad
-from spark_jobs.io import read_partitions, write_partitions
+from spark_jobs.io import read_partitions, write_partition, write_partitions
 from spark_jobs.requests import build_requests
 from spark_jobs.sessionize import session_stats, sessionize
 
@@ -121,8 +121,15 @@ def run_bucketize(spark: SparkSession, settings: Settings, ds: str) -> dict:
     spec = load_spec(path)
     requests = _require(read_partitions(spark, root, [ds]), f"requests ds={ds}")
     write_partitions(apply_spec(requests, spec), settings.dataset("features"))
+    # The train days again, with this day's spec: a model trained on them, tested on ds and shipped with this
+    # spec then sees one encoding everywhere (each day's own features were encoded with that day's spec).
+    train_days = [d for d in days_back(ds, settings.train_days)[:-1] if (root / f"ds={d}").exists()]
+    train = read_partitions(spark, root, train_days)
+    encoded = (apply_spec(train, spec) if train is not None
+               else spark.createDataFrame([], apply_spec(requests, spec).schema))
+    write_partition(encoded.withColumnRenamed("ds", "request_ds"), settings.dataset("train_features"), ds)
     return _record(settings, ds, "bucketize", {"feature_spec": str(path), "feature_spec_sha256": spec["sha256"],
-                                               "fit_days": fit_days})
+                                               "fit_days": fit_days, "train_days_encoded": train_days})
 
 
 JOBS: dict[str, Callable[[SparkSession, Settings, str], dict]] = {

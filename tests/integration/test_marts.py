@@ -74,7 +74,8 @@ def test_a_failing_dbt_test_fails_the_build_and_is_named(tmp_path, world):
     settings = load_settings({"EDGEREC_HOME": str(tmp_path)})
     table = pq.read_table(source.dataset("features") / f"ds={DAYS[1]}").slice(0, 3)
     duplicated = pa.concat_tables([table, table.slice(0, 1)])
-    for name, data in (("features", duplicated), ("items", pq.read_table(source.dataset("items") / f"ds={DAYS[1]}"))):
+    copies = {name: pq.read_table(source.dataset(name) / f"ds={DAYS[1]}") for name in ("train_features", "items")}
+    for name, data in (("features", duplicated), *copies.items()):
         part = settings.dataset(name) / f"ds={DAYS[1]}"
         part.mkdir(parents=True)
         pq.write_table(data.drop_columns([c for c in ("ds",) if c in data.column_names]), part / "part-0.parquet")

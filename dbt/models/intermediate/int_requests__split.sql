@@ -1,12 +1,29 @@
 {#- Which requests train and which test: train days D-train_days .. D-1, test day D (vars), and an
-    optional sample of users by a hash of user_id, the same users in both splits. -#}
+    optional sample of users by a hash of user_id, the same users in both splits. Both splits are encoded by
+    D's feature spec: the train days as D's bucketize job encoded them again (stg_warehouse__train_features). -#}
 
 with
 
-features as (
+test_day as (
 
     select * from {{ ref('stg_warehouse__features') }}
-    where ds between {{ edgerec.ds_minus(var('train_days')) }} and {{ edgerec.ds_var() }}
+    where ds = {{ edgerec.ds_var() }}
+
+),
+
+train_days as (
+
+    select * from {{ ref('stg_warehouse__train_features') }}
+    where spec_ds = {{ edgerec.ds_var() }}
+      and ds between {{ edgerec.ds_minus(var('train_days')) }} and {{ edgerec.ds_minus(1) }}
+
+),
+
+features as (
+
+    select * from train_days
+    union all
+    select * from test_day
 
 ),
 

@@ -1,6 +1,7 @@
 """The Spark jobs end to end on the tiny simulated world of the integration tests."""
 
 import json
+import shutil
 
 import pytest
 from pyspark.sql import functions as F
@@ -126,6 +127,29 @@ def test_spark_encoding_equals_the_numpy_function(spark, world):
                 compared += len(values)
         assert encoded[rid].mask == [0 if c.label is None else 1 for c in row.candidates]
     assert compared > 10_000
+
+
+def test_train_days_are_encoded_again_with_the_test_days_spec(spark, world, tmp_path):
+    """Day 2's bucketize with 4 buckets instead of the world's 10: its train_features hold day 1's requests
+    in day 2's codes, which differ from day 1's own features."""
+    source = world[0]
+    settings = load_settings({"EDGEREC_HOME": str(tmp_path), "EDGEREC_NUM_BUCKETS": "4"})
+    for name in ("requests", "items"):
+        shutil.copytree(source.dataset(name), settings.dataset(name))
+    result = run_jobs(settings, DAYS[1], ["bucketize"], spark=spark)
+    assert result["bucketize"]["train_days_encoded"] == [DAYS[0]]
+    spec = load_spec(settings.layout(DAYS[1]).feature_spec)
+    raw = {r.rerank_id: r for r in dataset(spark, settings, "requests", DAYS[0]).collect()}
+    again = {r.rerank_id: r for r in dataset(spark, settings, "train_features", DAYS[1]).collect()}
+    own = {r.rerank_id: r for r in dataset(spark, source, "features", DAYS[0]).collect()}
+    assert set(again) == set(raw) and {str(r.request_ds) for r in again.values()} == {DAYS[0]}
+    for rid in list(raw)[:50]:
+        for name in GROUPS["ie"]:
+            values = [getattr(e, name) for e in raw[rid].ie]
+            assert getattr(again[rid], f"ie_{name}") == encode(spec["features"][name], values).tolist(), (rid, name)
+    assert sum(again[rid].ie_e1_duration_ms != own[rid].ie_e1_duration_ms for rid in raw) > len(raw) / 2
+    first = dataset(spark, source, "train_features", DAYS[0])  # no day before the first: an empty partition
+    assert first is not None and first.count() == 0 and "cand_cloud_score" in first.columns
 
 
 def test_spec_is_the_same_whatever_the_partitioning(spark, world):
