@@ -49,13 +49,15 @@ def step_model(encoder: BehaviourEncoder, item_dim: int, behaviour: str) -> onnx
     """One event of one behaviour type, as an ONNX graph written node by node rather than traced.
 
     item_rows [1, item_dim], codes [1, F] (the event's codes in GROUPS order; its item codes and its age are not
-    read), state [layers, 1, 2H] -> (state_out [layers, 1, 2H], item_encoding [1, H], fused_encoding [1, 2H]).
-    The state holds the action GRU's and the item GRU's hidden states side by side, as the fused encoding does.
+    read), state_0 .. state_{layers-1} [1, 1, 2H] -> state_out_0 .. state_out_{layers-1} [1, 1, 2H].
+    Each layer's state holds the action GRU's and the item GRU's hidden states side by side, so the top layer's
+    new state is the event's fused encoding [action | item] and its second half the item encoding. (The runtime
+    binds the layers to one [layers, 1, 2H] buffer: no split or concat in the graph.)
     The phone runs it once per event, so per-node overhead is what its latency budget pays. The action and item
     GRUs are independent, so each layer runs both as one ONNX GRU of 2H units with block-diagonal weights; the
     file keeps only the two GRUs' own weights and a few constant nodes that lay them out block-diagonally, which
-    onnxruntime folds when it loads the graph. Per event that leaves 3 GRU nodes (not 6) and one gather over a
-    table fusing both code groups: 14 nodes. Its outputs equal the PyTorch encoder's (tested, and checked by the
+    onnxruntime folds when it loads the graph. Per event that leaves one GRU node per layer and one gather over a
+    table fusing both code groups: 10 nodes. Its outputs equal the PyTorch encoder's (tested, and checked by the
     servability gate on every bundle).
     """
     nodes, weights = [], []
@@ -107,8 +109,6 @@ def step_model(encoder: BehaviourEncoder, item_dim: int, behaviour: str) -> onnx
     rows = node("Reshape", ["item_rows", const("rows_shape", np.array([1, 1, item_dim], np.int64))], ["rows_x"])
     x = node("Concat", [rows, embedded], ["x"], axis=2)  # [1, 1, item GRU input | action GRU input]
 
-    states = node("Split", ["state"], [f"state{k}" for k in range(layers)], axis=0) if layers > 1 else ["state"]
-    finals = []
     for k in range(layers):
         w = block_diagonal(f"W{k}", zrn(getattr(action_gru, f"weight_ih_l{k}")),
                            zrn(getattr(item_gru, f"weight_ih_l{k}")), action_first=k > 0)
@@ -117,22 +117,15 @@ def step_model(encoder: BehaviourEncoder, item_dim: int, behaviour: str) -> onnx
         biases = [np.concatenate([np.stack(np.split(zrn(getattr(g, f"bias_{m}_l{k}")), 3)) for g in
                                   (action_gru, item_gru)], axis=1).reshape(-1) for m in ("ih", "hh")]
         b = const(f"B{k}", np.concatenate(biases)[None])
-        _, x = node("GRU", [x, w, r, b, "", states[k]], ["", f"state_out{k}"], hidden_size=2 * hidden,
+        _, x = node("GRU", [x, w, r, b, "", f"state_{k}"], ["", f"state_out_{k}"], hidden_size=2 * hidden,
                     linear_before_reset=1)  # torch's GRU applies r after the linear map
-        finals.append(x)
-    node("Concat", finals, ["state_out"], axis=0)
-    fused = node("Reshape", [x, const("encoding_shape", np.array([1, 2 * hidden], np.int64))], ["fused_encoding"])
-    node("Slice", [fused, *(const(n, np.array([v], np.int64)) for n, v in
-                            (("item_start", hidden), ("item_end", 2 * hidden), ("item_axis", 1)))], ["item_encoding"])
     f32, i64 = TensorProto.FLOAT, TensorProto.INT64
     value = helper.make_tensor_value_info
+    states = [[value(f"{name}_{k}", f32, [1, 1, 2 * hidden]) for k in range(layers)] for name in ("state", "state_out")]
     graph = helper.make_graph(
         nodes, f"behavior_{behaviour}_step",
-        [value("item_rows", f32, [1, item_dim]), value("codes", i64, [1, len(GROUPS[behaviour])]),
-         value("state", f32, [layers, 1, 2 * hidden])],
-        [value("state_out", f32, [layers, 1, 2 * hidden]), value("item_encoding", f32, [1, hidden]),
-         value("fused_encoding", f32, [1, 2 * hidden])],
-        weights)
+        [value("item_rows", f32, [1, item_dim]), value("codes", i64, [1, len(GROUPS[behaviour])]), *states[0]],
+        states[1], weights)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="edgerec")
 
 

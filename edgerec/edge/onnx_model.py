@@ -17,28 +17,33 @@ from edgerec.features import AGE_FEATURE, GROUPS
 
 class StepBinding:
     """One behaviour step session with its inputs and outputs bound to fixed buffers (onnxruntime IOBinding): a
-    step then costs one copy in and one run, without building input dicts and output arrays per event."""
+    step then costs one copy in and one run, without building input dicts and output arrays per event. The
+    graph's per-layer states are bound to consecutive rows of one [layers, 1, 2H] buffer each way."""
 
     def __init__(self, session, item_dim: int, features: int, layers: int, hidden: int):
         self.session = session
         self.inputs = {"item_rows": np.zeros((1, item_dim), np.float32), "codes": np.zeros((1, features), np.int64),
                        "state": np.zeros((layers, 1, 2 * hidden), np.float32)}
-        self.outputs = {"state_out": np.zeros((layers, 1, 2 * hidden), np.float32),
-                        "item_encoding": np.zeros((1, hidden), np.float32),
-                        "fused_encoding": np.zeros((1, 2 * hidden), np.float32)}
+        self.state_out = np.zeros((layers, 1, 2 * hidden), np.float32)
+        self.hidden = hidden
         self.binding = session.io_binding()
-        for name, a in self.inputs.items():
+        for name in ("item_rows", "codes"):
+            a = self.inputs[name]
             self.binding.bind_input(name, "cpu", 0, a.dtype, a.shape, a.ctypes.data)
-        for name, a in self.outputs.items():
-            self.binding.bind_output(name, "cpu", 0, a.dtype, a.shape, a.ctypes.data)
+        for k in range(layers):
+            for bind, name, a in ((self.binding.bind_input, f"state_{k}", self.inputs["state"]),
+                                  (self.binding.bind_output, f"state_out_{k}", self.state_out)):
+                bind(name, "cpu", 0, a.dtype, a[k:k + 1].shape, a[k:k + 1].ctypes.data)
 
     def run(self, rows: np.ndarray, codes: np.ndarray, state: np.ndarray):
-        i, o = self.inputs, self.outputs
+        i = self.inputs
         i["item_rows"][0] = rows
         i["codes"][0] = codes
         i["state"][...] = state
         self.session.run_with_iobinding(self.binding)
-        return o["state_out"].copy(), o["item_encoding"][0].copy(), o["fused_encoding"][0].copy()
+        new = self.state_out.copy()
+        fused = new[-1, 0]  # the top layer's state: [action | item]
+        return new, fused[self.hidden:], fused
 
 
 @dataclass

@@ -111,7 +111,9 @@ def test_each_step_layer_runs_both_grus_as_one_block_diagonal_gru(exported):
     weights = {w.name: onnx.numpy_helper.to_array(w) for w in graph.initializer}
     assert "W0" not in weights and weights["R1_action"].shape == (24, 8)  # only the GRUs' own weights are stored
     assert [(i.name, i.shape) for i in BundleModel(root).steps["ie"].session.get_inputs()] == [
-        ("item_rows", [1, 28]), ("codes", [1, len(GROUPS["ie"])]), ("state", [2, 1, 16])]
+        ("item_rows", [1, 28]), ("codes", [1, len(GROUPS["ie"])]), ("state_0", [1, 1, 16]), ("state_1", [1, 1, 16])]
+    assert len(graph.node) - sum(n.op_type in ("Pad", "Concat", "Reshape", "Transpose") and n.output[0].startswith(
+        ("W", "R")) for n in graph.node) == 9  # per event: 2 GRUs, the code gather (5), the rows' reshape, concat
 
 
 def test_a_tampered_network_fails_parity(exported, tmp_path):
