@@ -22,7 +22,7 @@ import onnx
 from deploy.cdn import ObjectStore, model_key
 from deploy.channels import CHANNEL_NAMES, ForgedPointer, read_channel
 from deploy.kv import INDEX_FORMAT, KVStore, row_dtype
-from edgerec.contracts.bundle import FEATURE_SPEC, MANIFEST, RERANKER
+from edgerec.contracts.bundle import FEATURE_SPEC, MANIFEST, RERANKER, unloadable
 from edgerec.features import canonical_sha
 
 
@@ -137,7 +137,7 @@ def check_signature(manifest: dict, reranker: bytes | None, report: VerifyReport
         rows = next((i for i in graph.input if i.name == "candidate_rows"), None)
         dims = [d.dim_value or d.dim_param for d in rows.type.tensor_type.shape.dim] if rows else None
     dtypes = {t["dtype"] for t in tables.values()}
-    problems = []
+    problems = [problem] if (problem := unloadable(manifest)) else []  # e.g. a rollback across a format change
     if dims is None or dims[-1] != width:
         problems.append(f"the tables' dims add up to {width}, {RERANKER} takes candidate_rows {dims}")
     if len(dtypes) != 1:

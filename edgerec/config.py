@@ -83,7 +83,7 @@ class Settings(BaseModel):
 
     @property
     def warehouse(self) -> Path:
-        """Parquet datasets partitioned by ds: events, quarantine, sessions, requests, features."""
+        """Parquet datasets partitioned by ds: events, quarantine, sessions, requests, features, train_features."""
         return self.home / "warehouse"
 
     def dataset(self, name: str) -> Path:

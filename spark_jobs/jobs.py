@@ -123,7 +123,11 @@ def run_bucketize(spark: SparkSession, settings: Settings, ds: str) -> dict:
     write_partitions(apply_spec(requests, spec), settings.dataset("features"))
     # The train days again, with this day's spec: a model trained on them, tested on ds and shipped with this
     # spec then sees one encoding everywhere (each day's own features were encoded with that day's spec).
-    train_days = [d for d in days_back(ds, settings.train_days)[:-1] if (root / f"ds={d}").exists()]
+    window = days_back(ds, settings.train_days)[:-1]
+    train_days = [d for d in window if (root / f"ds={d}").exists()]
+    if len(train_days) < len(window):
+        log.warning("bucketize ds=%s: no requests for train days %s; the train split holds %d of %d days",
+                    ds, sorted(set(window) - set(train_days)), len(train_days), len(window))
     train = read_partitions(spark, root, train_days)
     encoded = (apply_spec(train, spec) if train is not None
                else spark.createDataFrame([], apply_spec(requests, spec).schema))

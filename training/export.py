@@ -57,7 +57,7 @@ def step_model(encoder: BehaviourEncoder, item_dim: int, behaviour: str) -> onnx
     GRUs are independent, so each layer runs both as one ONNX GRU of 2H units with block-diagonal weights; the
     file keeps only the two GRUs' own weights and a few constant nodes that lay them out block-diagonally, which
     onnxruntime folds when it loads the graph. Per event that leaves one GRU node per layer and one gather over a
-    table fusing both code groups: 10 nodes. Its outputs equal the PyTorch encoder's (tested, and checked by the
+    table fusing both code groups: 7 + layers nodes. Its outputs equal the PyTorch encoder's (tested, and checked by the
     servability gate on every bundle).
     """
     nodes, weights = [], []

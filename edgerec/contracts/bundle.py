@@ -21,7 +21,7 @@ import numpy as np
 
 from edgerec.features import canonical_sha
 
-BUNDLE_FORMAT = 2  # 2: one state input and output per behaviour step
+BUNDLE_FORMAT = 2  # 2: behaviour steps with a state input and output per GRU layer
 RUNTIME_VERSION = 2  # the edge runtime's own version; a bundle names the lowest that can load it
 MANIFEST = "manifest.json"
 FEATURE_SPEC = "feature_spec.json"
@@ -69,6 +69,15 @@ def _check_file(root: Path, entry: dict) -> Path:
     return path
 
 
+def unloadable(manifest: dict, runtime_version: int = RUNTIME_VERSION) -> str | None:
+    """Why a runtime of `runtime_version` cannot load a bundle with this manifest, or None when it can."""
+    if manifest.get("format") != BUNDLE_FORMAT:
+        return f"{MANIFEST} has format {manifest.get('format')!r}, this code reads {BUNDLE_FORMAT}"
+    if manifest.get("min_runtime_version", 0) > runtime_version:
+        return f"needs runtime version {manifest['min_runtime_version']}, this runtime is {runtime_version}"
+    return None
+
+
 def verify_bundle(root: Path, *, runtime_version: int = RUNTIME_VERSION) -> dict:
     """The manifest of a bundle whose every file is present and intact; BundleError otherwise."""
     root = Path(root)
@@ -79,12 +88,9 @@ def verify_bundle(root: Path, *, runtime_version: int = RUNTIME_VERSION) -> dict
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError as e:
         raise BundleError(f"bundle {root}: {MANIFEST} is not JSON ({e})") from e
-    if manifest.get("format") != BUNDLE_FORMAT:
-        raise BundleError(f"bundle {root}: {MANIFEST} has format {manifest.get('format')!r}, this code reads "
-                          f"{BUNDLE_FORMAT}")
-    if manifest["min_runtime_version"] > runtime_version:
-        raise BundleError(f"bundle {root}: needs runtime version {manifest['min_runtime_version']}, this runtime "
-                          f"is {runtime_version}")
+    problem = unloadable(manifest, runtime_version)
+    if problem:
+        raise BundleError(f"bundle {root}: {problem}")
     for name in (*STEP_MODELS.values(), RERANKER, FEATURE_SPEC):
         if name not in manifest["files"]:
             raise BundleError(f"bundle {root}: {MANIFEST} lists no {name}")

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerec.contracts.bundle import FEATURE_SPEC, RERANKER, STEP_MODELS, item_rows, load_table, verify_bundle
+from edgerec.contracts.bundle import (
+    FEATURE_SPEC,
+    RERANKER,
+    STEP_MODELS,
+    BundleError,
+    item_rows,
+    load_table,
+    verify_bundle,
+)
 from edgerec.features import AGE_FEATURE, GROUPS
 
 
@@ -20,12 +28,16 @@ class StepBinding:
     step then costs one copy in and one run, without building input dicts and output arrays per event. The
     graph's per-layer states are bound to consecutive rows of one [layers, 1, 2H] buffer each way."""
 
-    def __init__(self, session, item_dim: int, features: int, layers: int, hidden: int):
+    def __init__(self, session, name: str, item_dim: int, features: int, layers: int, hidden: int):
         self.session = session
         self.inputs = {"item_rows": np.zeros((1, item_dim), np.float32), "codes": np.zeros((1, features), np.int64),
                        "state": np.zeros((layers, 1, 2 * hidden), np.float32)}
         self.state_out = np.zeros((layers, 1, 2 * hidden), np.float32)
         self.hidden = hidden
+        names = [*self.inputs][:2] + [f"state_{k}" for k in range(layers)]
+        found = [i.name for i in session.get_inputs()]
+        if found != names:
+            raise BundleError(f"{name}: inputs {found}, this runtime binds {names}")
         self.binding = session.io_binding()
         for name in ("item_rows", "codes"):
             a = self.inputs[name]
@@ -42,7 +54,7 @@ class StepBinding:
         i["state"][...] = state
         self.session.run_with_iobinding(self.binding)
         new = self.state_out.copy()
-        fused = new[-1, 0]  # the top layer's state: [action | item]
+        fused = new[-1, 0]  # the top layer's state: [action | item]; both encodings are views of the new state
         return new, fused[self.hidden:], fused
 
 
@@ -74,8 +86,8 @@ class BundleModel:
             return ort.InferenceSession(str(self.root / name), options, providers=["CPUExecutionProvider"])
 
         item_dim = sum(self.manifest["embeddings"][t]["dim"] for t in self.manifest["item_rows"]["tables"])
-        self.steps = {b: StepBinding(session(STEP_MODELS[b]), item_dim, len(GROUPS[b]), self.layers, self.hidden)
-                      for b in self.behaviours}
+        self.steps = {b: StepBinding(session(STEP_MODELS[b]), f"bundle {self.root}: {STEP_MODELS[b]}", item_dim,
+                                     len(GROUPS[b]), self.layers, self.hidden) for b in self.behaviours}
         self.reranker = session(RERANKER)
         self.age_index = {b: GROUPS[b].index(AGE_FEATURE[b]) for b in self.behaviours}
 

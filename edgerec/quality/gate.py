@@ -306,7 +306,7 @@ def marts_tables(settings: Settings, ds: str, cfg: QualityConfig) -> tuple[list[
             return tables, {}, ["marts: every check but the schemas (columns missing)"]
         train = frames.request_frame(con, "fct_train_requests")
         test = frames.request_frame(con, "fct_test_requests")
-        # The train days were encoded with their own day's spec: their codes must still fit ds's vocabularies.
+        # Both splits are encoded with ds's spec (the train days again, by ds's bucketize): codes fit its vocabularies.
         codes = pd.concat([frames.code_frame(con, name, spec).assign(table=name)
                            for name in ("fct_train_requests", "fct_test_requests")])
         stats = con.execute(f"select cast(ds as varchar) as ds, {', '.join(MART_STATS)} from rpt_daily_stats "

@@ -9,7 +9,7 @@ import onnx
 import pytest
 import torch
 
-from edgerec.contracts.bundle import FEATURE_SPEC, BundleError, item_rows, load_table, verify_bundle
+from edgerec.contracts.bundle import FEATURE_SPEC, BundleError, file_entry, item_rows, load_table, verify_bundle
 from edgerec.edge.onnx_model import BundleModel
 from edgerec.features import GROUPS, canonical_sha
 from tests.unit.training.worlds import SPEC, random_batch
@@ -158,14 +158,27 @@ def test_a_bundle_of_another_format_is_refused(exported, tmp_path):
         verify_bundle(bundle)
 
 
+def test_a_step_graph_of_another_signature_is_refused(exported, tmp_path):
+    """A step file whose checksums agree with its manifest, but whose inputs are not what this runtime binds."""
+    bundle = damaged(exported, tmp_path)
+    graph = onnx.load(bundle / "behavior_ipv.onnx")
+    graph.graph.input[2].name = "state"
+    for n in graph.graph.node:
+        n.input[:] = ["state" if i == "state_0" else i for i in n.input]
+    onnx.save(graph, bundle / "behavior_ipv.onnx")
+    _rewrite_manifest(bundle, lambda m: m["files"].update(
+        {"behavior_ipv.onnx": file_entry(bundle, bundle / "behavior_ipv.onnx")}))
+    with pytest.raises(BundleError, match=r"behavior_ipv.onnx: inputs \['item_rows', 'codes', 'state', 'state_1'\], "
+                                          r"this runtime binds \['item_rows', 'codes', 'state_0', 'state_1'\]"):
+        BundleModel(bundle)
+
+
 def test_a_feature_spec_of_another_sha_is_refused(exported, tmp_path):
     bundle = damaged(exported, tmp_path)
     spec = json.loads((bundle / FEATURE_SPEC).read_text())
     spec["sequence_lengths"]["ie"] = 99
     (bundle / FEATURE_SPEC).write_text(json.dumps(spec))
-    _rewrite_manifest(bundle, lambda m: m["files"][FEATURE_SPEC].update(
-        bytes=(bundle / FEATURE_SPEC).stat().st_size, sha256=__import__("hashlib").sha256(
-            (bundle / FEATURE_SPEC).read_bytes()).hexdigest()))
+    _rewrite_manifest(bundle, lambda m: m["files"].update({FEATURE_SPEC: file_entry(bundle, bundle / FEATURE_SPEC)}))
     with pytest.raises(BundleError, match=r"feature_spec.json has sha256 .* the manifest says"):
         verify_bundle(bundle)
 
