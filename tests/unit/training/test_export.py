@@ -199,3 +199,19 @@ def test_top_k_orders_agree_up_to_ties_within_the_tolerance():
     assert same_top_k(np.array([0.9, 0.50000002, 0.5, 0.1]), expected, 3, 1e-4)  # a near-tie swapped by rounding
     assert not same_top_k(np.array([0.9, 0.1, 0.5, 0.6]), expected, 3, 1e-4)  # a real reorder
     assert not same_top_k(np.array([0.5, 0.9, 0.50000001, 0.1]), expected, 2, 1e-4)
+
+
+def test_latency_is_the_median_round_and_a_burst_shows_as_the_worst_round(monkeypatch):
+    """Five rounds of 100 calls at 1 ms with 3 calls at 2 ms, but round 3 with a burst of 10 calls at 9 ms: the
+    figure is the rounds' median (p99 2 ms); the burst is the worst round's p99 (9 ms)."""
+    from training import servability
+
+    durations = np.full((5, 100), 1e-3)
+    durations[:, :3] = 2e-3
+    durations[2, 50:60] = 9e-3
+    readings = iter([t for d in durations.ravel() for t in (0.0, d)])
+    monkeypatch.setattr(servability.time, "perf_counter", lambda: next(readings))
+    figure = servability.time_calls(lambda: None, runs=500, warmup=0)
+    assert figure["rounds"] == 5 and figure["runs"] == 500
+    assert figure["p50"] == pytest.approx(1.0) and figure["p99"] == pytest.approx(2.0)
+    assert figure["worst_round_p99"] == pytest.approx(9.0)
