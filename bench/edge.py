@@ -4,8 +4,8 @@
 
 Prints p50/p99 of one behaviour step (IE and IPV) and of one re-rank of 100 candidates with full-length
 sequences (IE m=50, IPV n=30), as the servability gate times them (the median over 5 rounds of each round's
-percentile, and the worst round's p99), and the bundle's bytes without embeddings. The model is freshly initialised: the
-figures depend on the shapes, not on the weights. The spec has the default world's vocabularies.
+percentile, and the worst round's p99), and the bundle's bytes without embeddings. The model is freshly
+initialised: the figures depend on the shapes, not on the weights. The spec has the default world's vocabularies.
 Targets on the 2-core machine: step p99 <= 0.1 ms; re-rank p99 <= 1.5 ms; bundle <= 512 KB (the paper: 3 MB).
 """
 

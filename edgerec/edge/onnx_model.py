@@ -28,30 +28,29 @@ class StepBinding:
     step then costs one copy in and one run, without building input dicts and output arrays per event. The
     graph's per-layer states are bound to consecutive rows of one [layers, 1, 2H] buffer each way."""
 
-    def __init__(self, session, name: str, item_dim: int, features: int, layers: int, hidden: int):
+    def __init__(self, session, where: str, item_dim: int, features: int, layers: int, hidden: int):
         self.session = session
-        self.inputs = {"item_rows": np.zeros((1, item_dim), np.float32), "codes": np.zeros((1, features), np.int64),
-                       "state": np.zeros((layers, 1, 2 * hidden), np.float32)}
-        self.state_out = np.zeros((layers, 1, 2 * hidden), np.float32)
+        self.rows = np.zeros((1, item_dim), np.float32)
+        self.codes = np.zeros((1, features), np.int64)
+        self.state = np.zeros((layers, 1, 2 * hidden), np.float32)
+        self.state_out = np.zeros_like(self.state)
         self.hidden = hidden
-        names = [*self.inputs][:2] + [f"state_{k}" for k in range(layers)]
+        expected = ["item_rows", "codes", *(f"state_{k}" for k in range(layers))]
         found = [i.name for i in session.get_inputs()]
-        if found != names:
-            raise BundleError(f"{name}: inputs {found}, this runtime binds {names}")
+        if found != expected:
+            raise BundleError(f"{where}: inputs {found}, this runtime binds {expected}")
         self.binding = session.io_binding()
-        for name in ("item_rows", "codes"):
-            a = self.inputs[name]
-            self.binding.bind_input(name, "cpu", 0, a.dtype, a.shape, a.ctypes.data)
+        bindings = [(self.binding.bind_input, "item_rows", self.rows), (self.binding.bind_input, "codes", self.codes)]
         for k in range(layers):
-            for bind, name, a in ((self.binding.bind_input, f"state_{k}", self.inputs["state"]),
-                                  (self.binding.bind_output, f"state_out_{k}", self.state_out)):
-                bind(name, "cpu", 0, a.dtype, a[k:k + 1].shape, a[k:k + 1].ctypes.data)
+            bindings += [(self.binding.bind_input, f"state_{k}", self.state[k:k + 1]),
+                         (self.binding.bind_output, f"state_out_{k}", self.state_out[k:k + 1])]
+        for bind, name, a in bindings:  # views of the buffers above, which live as long as the binding
+            bind(name, "cpu", 0, a.dtype, a.shape, a.ctypes.data)
 
     def run(self, rows: np.ndarray, codes: np.ndarray, state: np.ndarray):
-        i = self.inputs
-        i["item_rows"][0] = rows
-        i["codes"][0] = codes
-        i["state"][...] = state
+        self.rows[0] = rows
+        self.codes[0] = codes
+        self.state[...] = state
         self.session.run_with_iobinding(self.binding)
         new = self.state_out.copy()
         fused = new[-1, 0]  # the top layer's state: [action | item]; both encodings are views of the new state
