@@ -5,8 +5,9 @@
 Three scorings of the test mart's labelled candidates, each fitted on the train mart:
 - the initial (cloud) order;
 - a logistic regression on the list position and the cloud score's code (what DLCM can see);
-- the same plus counts of the request's own behaviours that match the candidate: same-category exposures in the
-  last 30 minutes, and same-category and same-brand page views and same-category deletes in the last 15 minutes.
+- the same plus counts of the request's own behaviours: exposures in the last 30 minutes (all of them, those of
+  the candidate's category, and those of its category deleted), and page views in the last 15 minutes of the
+  candidate's category and of its brand.
 It prints GAUC (Eq. 12) with bootstrap intervals, the gain over the initial order, the coefficients, and the
 comparison table's rows of the same day when the run wrote one. The counts are hand-made for the simulator's
 effects (fatigue, sudden preference, deletes); a model that reads the same sequences should do at least as well.
@@ -17,17 +18,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
 from pathlib import Path
 
 import duckdb
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from edgerec.config import load_settings  # noqa: E402
-from training.evaluation import evaluate  # noqa: E402
+from edgerec.config import load_settings
+from training.evaluation import evaluate
 
 SESSION_MS, RECENT_MS = 30 * 60_000, 15 * 60_000
 BASE = ("log_position", "cloud_score")
@@ -62,10 +60,10 @@ def candidates(con: duckdb.DuckDBPyConnection, table: str):
 
 def per_request(frame, scores: np.ndarray):
     """(scores, labels, masks) per request, in the initial order, as training.evaluation takes them."""
-    starts = np.flatnonzero(np.r_[True, frame.rerank_id.values[1:] != frame.rerank_id.values[:-1], True])
-    labels = frame.label.values
-    cut = [slice(a, b) for a, b in zip(starts[:-1], starts[1:], strict=True)]
-    return [scores[c] for c in cut], [labels[c] for c in cut], [np.ones(c.stop - c.start) for c in cut]
+    ids = frame.rerank_id.values
+    starts = np.flatnonzero(ids[1:] != ids[:-1]) + 1  # the frame is ordered by request
+    labels = np.split(frame.label.values, starts)
+    return np.split(scores, starts), labels, [np.ones(len(y)) for y in labels]
 
 
 def main() -> None:
@@ -78,16 +76,18 @@ def main() -> None:
     with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
         ds = str(con.execute("select max(ds) from fct_test_requests").fetchone()[0])
         train, test = candidates(con, "fct_train_requests"), candidates(con, "fct_test_requests")
+    for name, frame in (("fct_train_requests", train), ("fct_test_requests", test)):
+        if frame.label.nunique() < 2:
+            raise SystemExit(f"{name} in {settings.duckdb_path} has no clicked and unclicked labelled candidates to "
+                             "fit or score (the first day of a run has no train days)")
     print(f"ds={ds}: {train.rerank_id.nunique():,} train requests ({len(train):,} labelled candidates), "
           f"{test.rerank_id.nunique():,} test requests ({len(test):,})")
-    initial = None
-    for name, columns in (("position + cloud score", BASE), ("+ behaviour counts", BASE + COUNTS)):
+    for i, (name, columns) in enumerate((("position + cloud score", BASE), ("+ behaviour counts", BASE + COUNTS))):
         model = LogisticRegression(max_iter=1_000).fit(train[list(columns)].values, train.label.values)
         report = evaluate(*per_request(test, model.decision_function(test[list(columns)].values)))
-        if initial is None:
-            initial = report.gauc_initial
-            print(f"{'initial order':28s} GAUC {initial:.5f}")
-        print(f"{'LR: ' + name:28s} GAUC {report.gauc}  {100 * (report.gauc.value / initial - 1):+.2f}% "
+        if i == 0:
+            print(f"{'initial order':28s} GAUC {report.gauc_initial:.5f}")
+        print(f"{'LR: ' + name:28s} GAUC {report.gauc}  {100 * (report.gauc.value / report.gauc_initial - 1):+.2f}% "
               f"over the initial order")
         print("    coefficients: " + ", ".join(f"{c} {w:+.3f}" for c, w in zip(columns, model.coef_[0], strict=True)))
     table = settings.layout(ds).training / "comparison.csv"
