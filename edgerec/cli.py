@@ -231,8 +231,9 @@ def train(
     ds: Annotated[str, typer.Option(help="logical date YYYY-MM-DD: train on the days before it, test on it")],
     models: Annotated[str | None, typer.Option(help="comma-separated models or all [default: EDGEREC_TRAIN_MODELS]")]
     = None,
-    epochs: Annotated[int | None, typer.Option(help="passes over the train split [default: EDGEREC_TRAIN_EPOCHS "
-                                                    "or 3]")] = None,
+    epochs: Annotated[int | None, typer.Option(help="most passes over the train split; early stopping on held-out "
+                                                    "requests may end sooner [default: EDGEREC_TRAIN_EPOCHS or 10]")]
+    = None,
 ) -> None:
     """Train the paper's models on the train mart, compare them on ds's test mart, log everything to MLflow and
     register the full model as a new version of edgerec-reranker. Prints the comparison table."""

@@ -53,7 +53,7 @@ class Settings(BaseModel):
     alert_smtp_host: str = Field("127.0.0.1", description="SMTP server for alert emails")
     alert_smtp_port: int = Field(25, ge=1, le=65_535, description="SMTP port for alert emails")
     train_models: str = Field("all", description="comma-separated models to train (training.models), or all")
-    train_epochs: int | None = Field(None, ge=1, le=1_000, description="passes over the train split [default: 3]")
+    train_epochs: int | None = Field(None, ge=1, le=1_000, description="most passes over the train split [default: 10]")
     train_device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU")
     train_config: Path | None = Field(None, description="JSON file with training knobs (training.config.TrainConfig)")
     gate_min_gauc: float = Field(0.55, ge=0.0, le=1.0, description="evaluation gate: GAUC floor a version must reach")

@@ -22,6 +22,10 @@ from edgerec.contracts import ACTION_NAMES, DELETE_REASONS
 SPEC_VERSION = 1
 ITEM_CATEGORICAL = ("category", "brand", "gender", "price_level", "age_level", "bc_type")  # p1..p6
 ITEM_SCORES = ("ctr_score", "cvr_score")  # p7
+# The item attributes the re-ranker compares between a candidate and each behaviour event: the phone keeps these
+# codes of every event beside its encodings
+MATCH_FEATURES = ("category", "brand")
+MATCH_INDEX = tuple(ITEM_CATEGORICAL.index(name) for name in MATCH_FEATURES)  # in every group (each starts with p1..p6)
 IE_BUCKETIZED = ("e1_duration_ms", "e2_count", "e3_max_scroll_speed", "e4_max_scroll_duration_ms",
                  "e5_scroll_count", "e7_age_s")
 IPV_BUCKETIZED = ("d1_duration_ms", "d12_age_s")

@@ -1,5 +1,6 @@
 """Typed training configuration. Defaults follow the paper (Gong et al. 2020, Sec. 5.1): batch 512, learning
-rate 0.005, Adam, 3 GRU layers of 32 hidden units, attention 32, MLP 32.
+rate 0.005, Adam, 3 GRU layers of 32 hidden units, attention 32, MLP 32. The paper does not give its epochs; ours
+are picked by early stopping on a held-out share of the train requests (the weights of the best epoch are kept).
 
 Values come from `EDGEREC_TRAIN_*` environment variables (edgerec.config) or from keyword overrides; a bad value
 fails naming the field and its allowed range.
@@ -17,7 +18,12 @@ class TrainConfig(BaseModel):
 
     batch_requests: int = Field(512, ge=1, le=65_536, description="requests per batch (all their candidates)")
     lr: float = Field(0.005, gt=0.0, le=1.0, description="Adam learning rate")
-    epochs: int = Field(3, ge=1, le=1_000, description="passes over the train split")
+    epochs: int = Field(10, ge=1, le=1_000, description="most passes over the train split (early stopping may end it)")
+    patience: int = Field(3, ge=1, le=1_000,
+                          description="stop after this many epochs without a better validation GAUC")
+    validation_share: float = Field(0.1, ge=0.0, lt=1.0,
+                                    description="share of train requests held out to pick the best epoch "
+                                                "(0: no early stopping, train all epochs)")
     gru_layers: int = Field(3, ge=1, le=8, description="layers of every GRU encoder")
     hidden: int = Field(32, ge=1, le=1_024, description="hidden units of every GRU")
     attention: int = Field(32, ge=1, le=1_024, description="units of the behaviour attention")

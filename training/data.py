@@ -99,9 +99,22 @@ def to_inputs(batch: Batch) -> Inputs:
         tensor(batch.ipv_length))
 
 
-def count_requests(database: Path, split: str) -> int:
+def holdout(part: str | None, share: float) -> str:
+    """SQL condition for one part of the train split: the requests of the `validation` share of the users (picked
+    by a hash of user_id, so the same every run and every epoch) or the rest (`fit`); None: all of them.
+
+    Whole users, not single requests: the requests of one session overlap (a re-rank trigger shows the rest of the
+    page the one before it showed, with the same clicks), so a request held out alone would be half seen."""
+    if part is None:
+        return "true"
+    if part not in ("fit", "validation"):
+        raise ValueError(f"unknown part {part!r}; choose fit or validation")
+    return f"(hash(user_id || ':validation') % 10000) {'<' if part == 'validation' else '>='} {round(share * 10_000)}"
+
+
+def count_requests(database: Path, split: str, part: str | None = None, share: float = 0.0) -> int:
     with duckdb.connect(str(database), read_only=True) as con:
-        return int(con.execute(f"select count(*) from {_table(split)}").fetchone()[0])
+        return int(con.execute(f"select count(*) from {_table(split)} where {holdout(part, share)}").fetchone()[0])
 
 
 def date_range(database: Path, split: str) -> tuple[str, str]:
@@ -118,13 +131,14 @@ def _table(split: str) -> str:
 
 
 def read_batches(database: Path, split: str, spec: dict, batch_requests: int = 512,
-                 limit: int | None = None, shuffle_seed: int | None = None) -> Iterator[Batch]:
+                 limit: int | None = None, shuffle_seed: int | None = None, part: str | None = None,
+                 share: float = 0.0) -> Iterator[Batch]:
     """Stream one split of the marts in batches of whole requests: in a stable order (by rerank_id), or
-    shuffled by a seeded hash of rerank_id (the same seed gives the same order)."""
+    shuffled by a seeded hash of rerank_id (the same seed gives the same order); `part` and `share` as `holdout`."""
     table = _table(split)
     columns = ["rerank_id", "label", "mask", *(f"{p}_item_id" for p in PREFIXES.values()), *ENCODED_FEATURE_COLUMNS]
     order = "rerank_id" if shuffle_seed is None else f"hash(rerank_id || ':{int(shuffle_seed)}'), rerank_id"
-    query = f"select {', '.join(columns)} from {table} order by {order}" + (
+    query = f"select {', '.join(columns)} from {table} where {holdout(part, share)} order by {order}" + (
         f" limit {int(limit)}" if limit is not None else "")
     with duckdb.connect(str(database), read_only=True) as con:
         reader = con.sql(query).to_arrow_reader(batch_requests)

@@ -4,8 +4,8 @@ The shipped network is cut where the phone needs it:
 - one behaviour step per type (`step_model`): an event's item rows and codes and the GRUs' previous hidden
   states in; the new hidden states, the event's item encoding and its fused encoding out. The phone runs it
   once per event, as it happens, and stores the two encodings;
-- the re-ranker (`RerankHead`): one request's candidates (item rows and codes) and the stored encodings with each
-  event's age code at the trigger in; a score per candidate out.
+- the re-ranker (`RerankHead`): one request's candidates (item rows and codes) and the stored encodings and match
+  codes with each event's age code at the trigger in; a score per candidate out.
 The item tables (p1..p6 and the optional hashed item_id) leave the network: they become fp16 shards that the
 cloud serves, keyed by the version, with the candidates.
 The re-ranker goes through the TorchScript exporter (`dynamo=False`: the dynamo exporter has known GRU errors);
@@ -36,8 +36,8 @@ from edgerec.contracts.bundle import (
     file_entry,
     shard_name,
 )
-from edgerec.features import GROUPS, ITEM_CATEGORICAL, write_spec
-from training.models.base import HASH_MULTIPLIER, N_ITEM, N_ITEM_PART, steps_mask
+from edgerec.features import GROUPS, ITEM_CATEGORICAL, MATCH_INDEX, write_spec
+from training.models.base import HASH_MULTIPLIER, N_ITEM, N_ITEM_PART, match_indicators, steps_mask
 from training.models.crban import CRBAN, BehaviourEncoder
 from training.registry import REGISTERED_MODEL
 
@@ -132,9 +132,10 @@ def step_model(encoder: BehaviourEncoder, item_dim: int, behaviour: str) -> onnx
 class RerankHead(nn.Module):
     """The re-ranker for one request on the phone.
 
-    candidate_rows [K, item_dim], candidate_codes [K, F_candidate] (GROUPS order; item codes not read), and per
-    behaviour type b: b_item_encoding [L, H], b_fused_encoding [L, 2H], b_age [L] (age codes at the trigger),
-    b_length [1] (real events; L >= 1, padded when there are none) -> scores [K].
+    candidate_rows [K, item_dim], candidate_codes [K, F_candidate] (GROUPS order; of the item codes only the
+    MATCH_FEATURES are read), and per behaviour type b: b_item_encoding [L, H], b_fused_encoding [L, 2H],
+    b_match_codes [L, M] (each event's MATCH_FEATURES codes), b_age [L] (age codes at the trigger), b_length [1]
+    (real events; L >= 1, padded when there are none) -> scores [K].
     """
 
     def __init__(self, model: CRBAN):
@@ -147,12 +148,14 @@ class RerankHead(nn.Module):
         outputs, _ = m.context_gru(features.unsqueeze(0))
         candidate = outputs[0]  # [K, H]: every candidate is real here, so the last output is the context
         context = outputs[0, -1:].expand_as(candidate)
+        candidate_match = candidate_codes[:, list(MATCH_INDEX)]  # [K, M]
         parts = []
         for i, b in enumerate(m.behaviours):
-            item_enc, fused, age, length = behaviours[4 * i:4 * i + 4]
+            item_enc, fused, match_codes, age, length = behaviours[5 * i:5 * i + 5]
             attention, keys = m.attention[b], m.encoders[b].keys(item_enc, age)  # [L, H]
             mask = steps_mask(length, keys.size(0))  # [1, L]
-            parts.append(attention.pool(candidate, attention.key(keys).unsqueeze(0), fused.unsqueeze(0), mask))
+            parts.append(attention.pool(candidate, attention.key(keys).unsqueeze(0), fused.unsqueeze(0), mask,
+                                        match_indicators(candidate_match, match_codes.unsqueeze(0))))
         return m.score(torch.cat([*parts, candidate, context], dim=-1)).squeeze(-1)
 
 
@@ -172,11 +175,12 @@ def rerank_signature(model: CRBAN, candidates: int = 3, events: int = 2):
         torch.zeros(candidates, model.items.dim), torch.ones(candidates, len(GROUPS["candidate"]), dtype=torch.long)]
     axes = {"candidate_rows": {0: "candidates"}, "candidate_codes": {0: "candidates"}, "scores": {0: "candidates"}}
     for b in model.behaviours:
-        names += [f"{b}_item_encoding", f"{b}_fused_encoding", f"{b}_age", f"{b}_length"]
+        names += [f"{b}_item_encoding", f"{b}_fused_encoding", f"{b}_match_codes", f"{b}_age", f"{b}_length"]
         example += [torch.zeros(events, hidden), torch.zeros(events, 2 * hidden),
-                    torch.ones(events, dtype=torch.long), torch.tensor([events])]
-        axes |= {f"{b}_item_encoding": {0: f"{b}_events"}, f"{b}_fused_encoding": {0: f"{b}_events"},
-                 f"{b}_age": {0: f"{b}_events"}}
+                    torch.ones(events, len(MATCH_INDEX), dtype=torch.long), torch.ones(events, dtype=torch.long),
+                    torch.tensor([events])]
+        axes |= {f"{b}_{name}": {0: f"{b}_events"} for name in ("item_encoding", "fused_encoding", "match_codes",
+                                                                 "age")}
     return names, ["scores"], tuple(example), axes
 
 

@@ -25,7 +25,7 @@ from training.config import TrainConfig
 from training.data import count_requests, date_range, read_batches
 from training.evaluation import RankingReport, evaluate
 from training.models import FULL_MODEL, MODELS, build_model
-from training.trainer import EpochResult, fit, pick_device, score, seed_everything
+from training.trainer import EpochResult, fit, pick_device, score, seed_everything, validation_gauc
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +85,20 @@ def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | Non
     registry.connect(settings)
     window = date_range(settings.duckdb_path, "train")
     reports: dict[str, RankingReport] = {}
-    log.info("training %s on %s train requests, testing on %s (ds=%s), device %s", ", ".join(names),
-             f"{counts['train']:,}", f"{counts['test']:,}", ds, device)
+    held_out = count_requests(settings.duckdb_path, "train", "validation", cfg.validation_share)
+    early_stopping = 0 < held_out < counts["train"]  # on the held-out users' requests; the rest are trained on
+    fit_part = "fit" if early_stopping else None
+    held_out = held_out if early_stopping else 0
+
+    def validate(model) -> float:
+        return validation_gauc(model, read_batches(settings.duckdb_path, "train", spec, cfg.batch_requests,
+                                                   part="validation", share=cfg.validation_share), device)
+    log.info("training %s on %s train requests (%s more held out for early stopping), testing on %s (ds=%s), "
+             "device %s", ", ".join(names), f"{counts['train'] - held_out:,}", f"{held_out:,}", f"{counts['test']:,}",
+             ds, device)
     with mlflow.start_run(run_name=f"daily-{ds}") as parent:
         mlflow.log_params({"ds": ds, "models": ",".join(names), "train_requests": counts["train"],
+                           "validation_requests": held_out,
                            "test_requests": counts["test"], "feature_spec_sha": spec["sha256"], "device": str(device),
                            **{f"train.{k}": v for k, v in cfg.model_dump().items()}})
         mlflow.log_dict(spec, "feature_spec.json")
@@ -101,11 +111,18 @@ def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | Non
                 mlflow.log_params({"model": name, "parameters": sum(p.numel() for p in model.parameters())})
 
                 def on_epoch(result: EpochResult) -> None:
-                    mlflow.log_metrics({"train_loss": result.loss, "candidate_samples_per_s": result.samples_per_s,
-                                        "epoch_seconds": result.seconds}, step=result.epoch + 1)
+                    metrics = {"train_loss": result.loss, "candidate_samples_per_s": result.samples_per_s,
+                               "epoch_seconds": result.seconds}
+                    if result.validation_gauc is not None:
+                        metrics["validation_gauc"] = result.validation_gauc
+                    mlflow.log_metrics(metrics, step=result.epoch + 1)
 
-                fit(model, lambda epoch: read_batches(settings.duckdb_path, "train", spec, cfg.batch_requests,
-                                                      shuffle_seed=cfg.seed * 1_000 + epoch), cfg, device, on_epoch)
+                history = fit(model, lambda epoch: read_batches(
+                    settings.duckdb_path, "train", spec, cfg.batch_requests, shuffle_seed=cfg.seed * 1_000 + epoch,
+                    part=fit_part, share=cfg.validation_share), cfg, device, on_epoch,
+                    validate if early_stopping else None)
+                mlflow.log_params({"epochs_run": len(history),
+                                   "best_epoch": next((r.epoch + 1 for r in reversed(history) if r.kept), "last")})
                 reports[name] = report = evaluate_on_test(settings, spec, model, cfg, device)
                 mlflow.log_metrics(_metrics(report))
             if name == FULL_MODEL:

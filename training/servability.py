@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edgerec.contracts.bundle import MANIFEST, RERANKER, STEP_MODELS, BundleError, network_bytes
 from edgerec.edge.onnx_model import BundleModel, Encoded
+from edgerec.features import MATCH_INDEX
 from training.data import Batch, to_inputs
 from training.models.base import N_ITEM
 from training.models.crban import CRBAN
@@ -143,8 +144,8 @@ def measure_latency(bundle: BundleModel, candidates: int, runs: int, seed: int =
         out[f"step_{b}"] = time_calls(lambda b=b, rows=rows, c=c, state=state: bundle.step(b, rows, c, state), runs)
     lengths = spec["sequence_lengths"]
     encoded = {b: Encoded(rng.standard_normal((lengths[b], bundle.hidden)).astype(np.float32),
-                          rng.standard_normal((lengths[b], 2 * bundle.hidden)).astype(np.float32))
-               for b in bundle.behaviours}
+                          rng.standard_normal((lengths[b], 2 * bundle.hidden)).astype(np.float32),
+                          codes(b, lengths[b])[:, list(MATCH_INDEX)]) for b in bundle.behaviours}
     ages = {b: codes(b, lengths[b])[:, bundle.age_index[b]] for b in bundle.behaviours}
     cand_rows = rng.standard_normal((candidates, item_dim)).astype(np.float32)
     cand_codes = codes("candidate", candidates)

@@ -1,5 +1,6 @@
 """Training and scoring loops, apart from the models (RecBole-style): Adam on the masked cross-entropy,
-whole requests per batch, a seeded batch order per epoch, CUDA when present.
+whole requests per batch, a seeded batch order per epoch, CUDA when present, and early stopping on the GAUC of
+held-out requests (the weights of the best epoch are kept).
 
 On the CPU, the same seed and data give the same weights: weights are drawn after seeding, the batch order is a
 seeded hash, and torch runs with deterministic algorithms.
@@ -8,16 +9,18 @@ seeded hash, and torch runs with deterministic algorithms.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from training.config import TrainConfig
 from training.data import Batch, to_inputs
+from training.evaluation import request_aucs
 from training.models import Reranker
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,8 @@ class EpochResult:
     requests: int
     samples: int  # real candidates seen
     seconds: float
+    validation_gauc: float | None = None  # on the held-out requests, when there are any
+    kept: bool = False  # the weights after this epoch are the best so far on the held-out requests
 
     @property
     def samples_per_s(self) -> float:
@@ -67,19 +72,42 @@ def train_epoch(model: Reranker, optimizer: torch.optim.Optimizer, batches: Iter
 
 
 def fit(model: Reranker, epoch_batches: Callable[[int], Iterable[Batch]], cfg: TrainConfig,
-        device: torch.device, on_epoch: Callable[[EpochResult], None] | None = None) -> list[EpochResult]:
-    """Train for cfg.epochs; `epoch_batches(epoch)` yields that epoch's batches (shuffled by the caller)."""
+        device: torch.device, on_epoch: Callable[[EpochResult], None] | None = None,
+        validate: Callable[[Reranker], float] | None = None) -> list[EpochResult]:
+    """Train for up to cfg.epochs; `epoch_batches(epoch)` yields that epoch's batches (shuffled by the caller).
+
+    With `validate` (the model's GAUC on held-out requests, `validation_gauc`), training stops after cfg.patience
+    epochs without a better GAUC and the model keeps the weights of the best epoch. A NaN GAUC (no held-out request
+    with both a click and a non-click) judges nothing: then every epoch runs and the last weights stay."""
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    history = []
+    history: list[EpochResult] = []
+    best_gauc, best_state, since_best = -math.inf, None, 0
     for epoch in range(cfg.epochs):
         result = train_epoch(model, optimizer, epoch_batches(epoch), device, epoch)
-        log.info("%s epoch %d/%d: loss %.5f, %s requests, %.0f candidate-samples/s", model.name, epoch + 1,
-                 cfg.epochs, result.loss, f"{result.requests:,}", result.samples_per_s)
+        if validate is not None:
+            gauc = validate(model)
+            result = replace(result, validation_gauc=gauc, kept=gauc > best_gauc)
+            since_best = 0 if result.kept or math.isnan(gauc) else since_best + 1
+            if result.kept:
+                best_gauc, best_state = gauc, {k: v.detach().clone() for k, v in model.state_dict().items()}
+        log.info("%s epoch %d/%d: loss %.5f, %s requests, %.0f candidate-samples/s%s", model.name, epoch + 1,
+                 cfg.epochs, result.loss, f"{result.requests:,}", result.samples_per_s,
+                 "" if result.validation_gauc is None else
+                 f", validation GAUC {result.validation_gauc:.5f}{' (best)' if result.kept else ''}")
         history.append(result)
         if on_epoch:
             on_epoch(result)
+        if since_best >= cfg.patience:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
     return history
+
+
+def validation_gauc(model: Reranker, batches: Iterable[Batch], device: torch.device) -> float:
+    scored = score(model, batches, device)
+    return request_aucs(scored.scores, scored.labels, scored.masks).gauc()
 
 
 @dataclass(frozen=True)

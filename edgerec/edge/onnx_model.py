@@ -20,7 +20,7 @@ from edgerec.contracts.bundle import (
     load_table,
     verify_bundle,
 )
-from edgerec.features import AGE_FEATURE, GROUPS
+from edgerec.features import AGE_FEATURE, GROUPS, MATCH_INDEX
 
 
 class StepBinding:
@@ -59,10 +59,17 @@ class StepBinding:
 
 @dataclass
 class Encoded:
-    """One behaviour type's stored encodings, oldest first: item [L, H] and fused [L, 2H]."""
+    """What the phone stores of one behaviour type's events, oldest first: item encodings [L, H], fused encodings
+    [L, 2H] and the events' codes of MATCH_FEATURES [L, M]."""
 
     item: np.ndarray
     fused: np.ndarray
+    match_codes: np.ndarray
+
+    @classmethod
+    def empty(cls, hidden: int, events: int = 0) -> Encoded:
+        return cls(np.zeros((events, hidden), np.float32), np.zeros((events, 2 * hidden), np.float32),
+                   np.zeros((events, len(MATCH_INDEX)), np.int64))
 
 
 class BundleModel:
@@ -115,8 +122,8 @@ class BundleModel:
             items.append(item)
             fused.append(f)
         if not items:
-            return Encoded(np.zeros((0, self.hidden), np.float32), np.zeros((0, 2 * self.hidden), np.float32))
-        return Encoded(np.stack(items), np.stack(fused))
+            return Encoded.empty(self.hidden)
+        return Encoded(np.stack(items), np.stack(fused), np.asarray(codes, np.int64)[:, list(MATCH_INDEX)])
 
     def rerank(self, candidate_rows: np.ndarray, candidate_codes: np.ndarray, encoded: dict[str, Encoded],
                ages: dict[str, np.ndarray]) -> np.ndarray:
@@ -127,8 +134,8 @@ class BundleModel:
             e, age = encoded[b], np.asarray(ages[b], dtype=np.int64)
             n = len(e.item)
             if n == 0:  # one padding step, masked by the zero length
-                e = Encoded(np.zeros((1, self.hidden), np.float32), np.zeros((1, 2 * self.hidden), np.float32))
-                age = np.zeros(1, np.int64)
-            feed |= {f"{b}_item_encoding": e.item, f"{b}_fused_encoding": e.fused, f"{b}_age": age,
+                e, age = Encoded.empty(self.hidden, events=1), np.zeros(1, np.int64)
+            feed |= {f"{b}_item_encoding": e.item, f"{b}_fused_encoding": e.fused,
+                     f"{b}_match_codes": e.match_codes.astype(np.int64, copy=False), f"{b}_age": age,
                      f"{b}_length": np.array([n], np.int64)}
         return self.reranker.run(None, feed)[0]

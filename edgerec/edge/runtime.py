@@ -24,7 +24,15 @@ import pyarrow as pa
 from edgerec.contracts.bundle import BundleError
 from edgerec.edge.onnx_model import BundleModel, Encoded
 from edgerec.edge.store import BehaviourStore
-from edgerec.features import AGE_FEATURE, ITEM_CATEGORICAL, ITEM_SCORES, NO_DELETE, encode, encode_group
+from edgerec.features import (
+    AGE_FEATURE,
+    ITEM_CATEGORICAL,
+    ITEM_SCORES,
+    MATCH_INDEX,
+    NO_DELETE,
+    encode,
+    encode_group,
+)
 from edgerec.sim.policy import RerankContext
 
 log = logging.getLogger(__name__)
@@ -145,7 +153,8 @@ class EdgeRuntime:
         state = self.store.state(user, behaviour, m.version)
         state = m.zero_state() if state is None else state.reshape(m.zero_state().shape)
         state, item, fused = m.step(behaviour, m.rows(codes, ids)[0], codes[0], state)
-        self.store.append(user, behaviour, m.version, ts, item_id, item, fused, state, ts - self.lookback_ms)
+        self.store.append(user, behaviour, m.version, ts, item_id, item, fused, codes[0, list(MATCH_INDEX)], state,
+                          ts - self.lookback_ms)
         self.stats.events_encoded += 1
 
     # -- triggers ----------------------------------------------------------------------------------------
@@ -170,9 +179,10 @@ class EdgeRuntime:
         encoded, ages = {}, {}
         for b in m.behaviours:
             until = t - 1 if b == "ie" else t  # exposures strictly before the trigger, page views ended by it
-            ts, item, fused = self.store.recent(ctx.user_id, b, m.version, t - self.lookback_ms, until,
-                                                m.spec["sequence_lengths"][b])
-            encoded[b] = Encoded(item.reshape(len(ts), m.hidden), fused.reshape(len(ts), 2 * m.hidden))
+            ts, item, fused, match_codes = self.store.recent(ctx.user_id, b, m.version, t - self.lookback_ms, until,
+                                                             m.spec["sequence_lengths"][b])
+            encoded[b] = Encoded(item.reshape(len(ts), m.hidden), fused.reshape(len(ts), 2 * m.hidden),
+                                 match_codes.reshape(len(ts), len(MATCH_INDEX)))
             ages[b] = encode(m.spec["features"][AGE_FEATURE[b]], (t - ts) / 1000.0)
             self.stats.first_use_delay_ms += (t - ts[ts > last]).tolist()
         scores = m.rerank(m.rows(codes, ids), codes, encoded, ages)

@@ -1,5 +1,5 @@
-"""The phone's behaviour store (SQLite): each event's stored encodings, the behaviour GRUs' state after the last
-event, and the per-item exposure counters that IE's e1..e5 accumulate.
+"""The phone's behaviour store (SQLite): each event's stored encodings and match codes, the behaviour GRUs' state
+after the last event, and the per-item exposure counters that IE's e1..e5 accumulate.
 
 Encodings belong to the model version that computed them; a new bundle starts a fresh history for itself.
 """
@@ -14,7 +14,7 @@ import numpy as np
 SCHEMA = """
 create table if not exists encodings (
     user_id text not null, behaviour text not null, version text not null, ts integer not null,
-    item_id integer not null, item blob not null, fused blob not null);
+    item_id integer not null, item blob not null, fused blob not null, match_codes blob not null);
 create index if not exists encodings_by_user on encodings (user_id, behaviour, version, ts);
 create table if not exists states (
     user_id text not null, behaviour text not null, version text not null, state blob not null,
@@ -54,26 +54,27 @@ class BehaviourStore:
         return None if row is None else np.frombuffer(row[0], dtype=np.float32)
 
     def append(self, user_id: str, behaviour: str, version: str, ts: int, item_id: int, item: np.ndarray,
-               fused: np.ndarray, state: np.ndarray, keep_after_ts: int) -> None:
-        """Store one event's encodings and the state after it; forget events older than `keep_after_ts`."""
-        self.db.execute("insert into encodings values (?, ?, ?, ?, ?, ?, ?)",
+               fused: np.ndarray, match_codes: np.ndarray, state: np.ndarray, keep_after_ts: int) -> None:
+        """Store one event's encodings and match codes and the state after it; forget events older than
+        `keep_after_ts`."""
+        self.db.execute("insert into encodings values (?, ?, ?, ?, ?, ?, ?, ?)",
                         (user_id, behaviour, version, ts, item_id, item.astype(np.float32).tobytes(),
-                         fused.astype(np.float32).tobytes()))
+                         fused.astype(np.float32).tobytes(), match_codes.astype(np.int64).tobytes()))
         self.db.execute("insert or replace into states values (?, ?, ?, ?)",
                         (user_id, behaviour, version, state.astype(np.float32).tobytes()))
         self.db.execute("delete from encodings where user_id = ? and behaviour = ? and ts < ?",
                         (user_id, behaviour, keep_after_ts))
 
     def recent(self, user_id: str, behaviour: str, version: str, since_ts: int, before_ts: int, limit: int
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(ts [L], item encodings [L, H], fused encodings [L, 2H]) of the last `limit` events in
-        [since_ts, before_ts], oldest first."""
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(ts [L], item encodings [L, H], fused encodings [L, 2H], match codes [L, M]) of the last `limit` events
+        in [since_ts, before_ts], oldest first."""
         rows = self.db.execute(
-            "select ts, item, fused from encodings where user_id = ? and behaviour = ? and version = ? and ts >= ? "
-            "and ts <= ? order by ts desc, rowid desc limit ?",
+            "select ts, item, fused, match_codes from encodings where user_id = ? and behaviour = ? and version = ? "
+            "and ts >= ? and ts <= ? order by ts desc, rowid desc limit ?",
             (user_id, behaviour, version, since_ts, before_ts, limit)).fetchall()[::-1]
         ts = np.array([r[0] for r in rows], dtype=np.int64)
         if not rows:
-            return ts, np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
-        return (ts, np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]),
-                np.stack([np.frombuffer(r[2], dtype=np.float32) for r in rows]))
+            return ts, np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32), np.zeros((0, 0), np.int64)
+        return ts, *(np.stack([np.frombuffer(r[i], dtype=dtype) for r in rows])
+                     for i, dtype in ((1, np.float32), (2, np.float32), (3, np.int64)))

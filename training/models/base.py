@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from edgerec.features import GROUPS, ITEM_CATEGORICAL, ITEM_SCORES
+from edgerec.features import GROUPS, ITEM_CATEGORICAL, ITEM_SCORES, MATCH_FEATURES, MATCH_INDEX
 from training.config import TrainConfig
 
 N_ITEM = len(ITEM_CATEGORICAL)  # every group starts with the item's categorical features, then its scores
@@ -129,31 +129,56 @@ def scatter_scores(logits: Tensor, flat: Tensor, shape: torch.Size) -> Tensor:
         0, flat, logits).view(shape[0], shape[1])
 
 
-class BahdanauAttention(nn.Module):
-    """Additive attention (Bahdanau et al. 2015), the paper's behaviour attention:
-    e_nj = v^T tanh(W_q q_n + W_k k_j); a_n = softmax_j(e_n) over real steps; c_n = sum_j a_nj values_j.
+def match_indicators(candidate_codes: Tensor, event_codes: Tensor) -> Tensor:
+    """Per (candidate, event) pair and MATCH_FEATURES attribute, 1.0 where both carry the same known code.
 
-    query [N, Dq] (candidates of several requests), keys [B, L, Dk], values [B, L, Dv], lengths [B],
-    request [N] (each query's request) -> [N, Dv].
+    candidate_codes [N, M], event_codes [N or 1, L, M] (the codes at MATCH_INDEX) -> [N, L, M]."""
+    same = (event_codes == candidate_codes.unsqueeze(1)) & (candidate_codes > 0).unsqueeze(1)
+    return same.to(torch.float32)
+
+
+class BahdanauAttention(nn.Module):
+    """Additive attention (Bahdanau et al. 2015), the paper's behaviour attention, with two additions:
+
+    e_nj = v^T tanh(W_q q_n + W_k k_j + W_m m_nj); a_n = softmax_j(e_n) over real steps;
+    c_n = [sum_j a_nj values_j, log(1 + sum_j exp e_nj)].
+
+    - m_nj are the match indicators of candidate n and event j (same category, same brand). The paper's keys are
+      item embeddings learned from Taobao's traffic; on a small training set they do not learn to tell "the same
+      category as this candidate" reliably, and that is what the real-time effects hang on (fatigue after
+      repeated exposures of a category, interest after page views).
+    - The softmax makes the weights sum to 1 whatever the number of relevant events, so it cannot say "three
+      recent exposures of this category" from "one"; the last term (the log partition, a soft count of the
+      relevant events) keeps that.
+
+    query [N, Dq] (candidates of several requests), keys [B, L, Dk], values [B, L, Dv], lengths [B], request [N]
+    (each query's request), match [N, L, M] -> [N, Dv + 1].
     """
 
     def __init__(self, query_dim: int, key_dim: int, units: int):
         super().__init__()
         self.query = nn.Linear(query_dim, units, bias=False)
         self.key = nn.Linear(key_dim, units)
+        self.match = nn.Linear(len(MATCH_FEATURES), units, bias=False)
         self.v = nn.Parameter(torch.empty(units).uniform_(-units ** -0.5, units ** -0.5))
 
-    def forward(self, query: Tensor, keys: Tensor, values: Tensor, lengths: Tensor, request: Tensor) -> Tensor:
+    def forward(self, query: Tensor, keys: Tensor, values: Tensor, lengths: Tensor, request: Tensor,
+                match: Tensor) -> Tensor:
         mask = steps_mask(lengths, keys.size(1))[request]
-        return self.pool(query, self.key(keys)[request], values[request], mask)  # keys projected once per request
+        return self.pool(query, self.key(keys)[request], values[request], mask, match)  # keys projected per request
 
-    def pool(self, query: Tensor, projected: Tensor, values: Tensor, mask: Tensor) -> Tensor:
-        """query [N, Dq], projected keys [N or 1, L, units], values [N or 1, L, Dv], mask [N or 1, L] -> [N, Dv].
-        A leading 1 broadcasts one request's behaviours over all its candidates (the phone's case)."""
+    def pool(self, query: Tensor, projected: Tensor, values: Tensor, mask: Tensor, match: Tensor) -> Tensor:
+        """query [N, Dq], projected keys [N or 1, L, units], values [N or 1, L, Dv], mask [N or 1, L], match
+        [N, L, M] -> [N, Dv + 1]. A leading 1 broadcasts one request's behaviours over all its candidates (the
+        phone's case)."""
         # v as a [units, 1] matrix: one GEMM over N*L rows (a 1-D right operand is far slower in onnxruntime)
-        energy = (torch.tanh(projected + self.query(query).unsqueeze(1)) @ self.v.unsqueeze(-1)).squeeze(-1)
-        weights = masked_softmax(energy, mask.expand_as(energy))
-        return (weights.unsqueeze(1) @ values).squeeze(1)
+        hidden = torch.tanh(projected + self.query(query).unsqueeze(1) + self.match(match))
+        energy = (hidden @ self.v.unsqueeze(-1)).squeeze(-1)
+        mask = mask.expand_as(energy)
+        weights = masked_softmax(energy, mask)
+        # log(1 + sum exp e) over real steps without overflow: softplus of the masked log-sum-exp (0 with no events)
+        mass = F.softplus(torch.logsumexp(energy.masked_fill(~mask, -1e9), dim=-1, keepdim=True))
+        return torch.cat([(weights.unsqueeze(1) @ values).squeeze(1), mass], dim=-1)
 
 
 def mlp(input_size: int, hidden: int) -> nn.Sequential:
@@ -201,8 +226,9 @@ class ContextAwareReranker(Reranker):
         self.context_gru = gru(self.candidate_dim, cfg)
         self.score = mlp(pooled_dim * len(self.behaviours) + 2 * cfg.hidden, cfg.mlp)
 
-    def attend(self, x: Inputs, behaviour: str, candidate: Tensor, request: Tensor) -> Tensor:
-        """[N, pooled_dim]: the behaviours of each scored candidate's request, pooled with o_i as the query."""
+    def attend(self, x: Inputs, behaviour: str, candidate: Tensor, request: Tensor, match: Tensor) -> Tensor:
+        """[N, pooled_dim]: the behaviours of each scored candidate's request, pooled with o_i as the query and
+        the candidate's match indicators with each event ([N, L, M])."""
         raise NotImplementedError
 
     def forward(self, x: Inputs, scored: Tensor | None = None) -> Tensor:
@@ -211,6 +237,10 @@ class ContextAwareReranker(Reranker):
         request, flat = scored_positions(x, scored)
         candidate = outputs.flatten(0, 1)[flat]  # [N, H]
         context = last_state(outputs, x.candidates)[request]
-        parts = [self.attend(x, b, candidate, request) for b in self.behaviours]
+        at = list(MATCH_INDEX)  # a list: torch reads a tuple index as one index per axis
+        candidate_codes = x.candidate.flatten(0, 1)[flat][:, at]  # [N, M]
+        parts = [self.attend(x, b, candidate, request,
+                             match_indicators(candidate_codes, getattr(x, b)[..., at][request]))
+                 for b in self.behaviours]
         logits = self.score(torch.cat([*parts, candidate, context], dim=-1)).squeeze(-1)
         return scatter_scores(logits, flat, features.shape)

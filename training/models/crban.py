@@ -9,7 +9,9 @@ The GRUs then see only what is fixed when the event is over, and the phone runs 
 CRBAN encodes the candidate list in its initial order with a GRU, as DLCM does: the output o_i at a candidate is
 its encoding (the candidate in its place in the list, after the ones shown before it), the final state s the local
 ranking context. Each candidate attends (Bahdanau) to the behaviours with o_i as the query, the keys (item
-encodings plus age) and the fused encodings as values; an MLP scores [c_IE, c_IPV, o_i, s].
+encodings plus age) and the fused encodings as values; an MLP scores [c_IE, c_IPV, o_i, s]. The attention also
+reads whether each event shares the candidate's category and brand, and keeps a soft count of the events it
+attends to (base.BahdanauAttention says why).
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ class CRBAN(ContextAwareReranker):
     behaviours = ("ie", "ipv")
 
     def __init__(self, spec: dict, cfg: TrainConfig):
-        super().__init__(spec, cfg, pooled_dim=2 * cfg.hidden)
+        super().__init__(spec, cfg, pooled_dim=2 * cfg.hidden + 1)  # the fused encodings' pool and the soft count
         self.encoders = nn.ModuleDict({b: BehaviourEncoder(spec, b, self.items.dim, cfg) for b in self.behaviours})
         self.attention = nn.ModuleDict({b: BahdanauAttention(cfg.hidden, cfg.hidden, cfg.attention)
                                         for b in self.behaviours})
@@ -90,9 +92,9 @@ class CRBAN(ContextAwareReranker):
         codes, item_ids = getattr(x, behaviour), getattr(x, f"{behaviour}_item")
         return self.encoders[behaviour](self.items(codes[..., :N_ITEM], item_ids), codes)
 
-    def attend(self, x: Inputs, behaviour: str, candidate: Tensor, request: Tensor) -> Tensor:
+    def attend(self, x: Inputs, behaviour: str, candidate: Tensor, request: Tensor, match: Tensor) -> Tensor:
         keys, values = self.behaviour_encodings(x, behaviour)
-        return self.attention[behaviour](candidate, keys, values, getattr(x, f"{behaviour}_length"), request)
+        return self.attention[behaviour](candidate, keys, values, getattr(x, f"{behaviour}_length"), request, match)
 
 
 class CRBANIE(CRBAN):

@@ -1,6 +1,8 @@
 """CRBAN+HUISM (the paper's ablation of HUBSM): the same re-ranker, but the behaviours are the interacted items
 alone, without action encodings, pooled by DIN-style attention (Zhou et al. 2018): an MLP over
-[q, k, q - k, q * k] weighs each behaviour item for the candidate, and the weighted items are summed.
+[q, k, q - k, q * k, m] weighs each behaviour item for the candidate, and the weighted items are summed. m are
+the match indicators (same category, same brand) that CRBAN+HUBSM's attention reads too, so that the two differ
+in the behaviour encoding alone.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from edgerec.features import GROUPS
+from edgerec.features import GROUPS, MATCH_FEATURES
 from training.config import TrainConfig
 from training.models.base import (
     N_ITEM,
@@ -22,16 +24,17 @@ from training.models.base import (
 
 
 class DinAttention(nn.Module):
-    """query [N, D], items [B, L, D], lengths [B], request [N] -> [N, D]; weights are not normalised, as in DIN."""
+    """query [N, D], items [B, L, D], lengths [B], request [N], match [N, L, M] -> [N, D]; weights are not
+    normalised, as in DIN (so the pool keeps how many relevant items there were)."""
 
     def __init__(self, dim: int, units: int):
         super().__init__()
-        self.unit = nn.Sequential(nn.Linear(4 * dim, units), nn.ReLU(), nn.Linear(units, 1))
+        self.unit = nn.Sequential(nn.Linear(4 * dim + len(MATCH_FEATURES), units), nn.ReLU(), nn.Linear(units, 1))
 
-    def forward(self, query: Tensor, items: Tensor, lengths: Tensor, request: Tensor) -> Tensor:
+    def forward(self, query: Tensor, items: Tensor, lengths: Tensor, request: Tensor, match: Tensor) -> Tensor:
         k = items[request]  # [N, L, D]
         q = query.unsqueeze(1).expand_as(k)
-        weights = self.unit(torch.cat([q, k, q - k, q * k], dim=-1)).squeeze(-1)
+        weights = self.unit(torch.cat([q, k, q - k, q * k, match], dim=-1)).squeeze(-1)
         weights = weights * steps_mask(lengths, items.size(1))[request].to(weights.dtype)
         return (weights.unsqueeze(1) @ k).squeeze(1)
 
@@ -50,8 +53,8 @@ class CRBANHUISM(ContextAwareReranker):
         self.item_encoder = nn.Sequential(nn.Linear(item_dim, cfg.hidden), nn.Tanh())
         self.attention = nn.ModuleDict({b: DinAttention(cfg.hidden, cfg.attention) for b in self.behaviours})
 
-    def attend(self, x: Inputs, behaviour: str, candidate: Tensor, request: Tensor) -> Tensor:
+    def attend(self, x: Inputs, behaviour: str, candidate: Tensor, request: Tensor, match: Tensor) -> Tensor:
         codes = getattr(x, behaviour)
         items = self.item_encoder(torch.cat([self.items(codes[..., :N_ITEM], getattr(x, f"{behaviour}_item")),
                                              self.item_codes[behaviour](codes[..., N_ITEM:N_ITEM_PART])], dim=-1))
-        return self.attention[behaviour](candidate, items, getattr(x, f"{behaviour}_length"), request)
+        return self.attention[behaviour](candidate, items, getattr(x, f"{behaviour}_length"), request, match)

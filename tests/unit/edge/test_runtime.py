@@ -57,7 +57,7 @@ def test_an_exposure_is_encoded_once_complete_with_its_delete_and_counters(bundl
     runtime.observe(event("delete", 2_600, item_id=2, position=0, reason="not_interested"))
     runtime.observe(exposure(3_000, 2, duration=400))
     runtime.observe(event("click", 3_500, item_id=1, position=1))
-    ts, item, fused = stored(runtime, "ie")
+    ts, item, fused, match_codes = stored(runtime, "ie")
     assert ts.tolist() == [1_000, 3_000]
     first = ie_codes(model.spec, catalog, 2, 800, 1, "not_interested")
     second = ie_codes(model.spec, catalog, 2, 1_200, 2, "none")  # the counters add up per item
@@ -65,6 +65,7 @@ def test_an_exposure_is_encoded_once_complete_with_its_delete_and_counters(bundl
     expected = model.encode("ie", np.concatenate([rows, rows]), np.concatenate([first, second]))
     np.testing.assert_allclose(item, expected.item, atol=1e-6)
     np.testing.assert_allclose(fused, expected.fused, atol=1e-6)
+    assert match_codes.tolist() == [first[0, [0, 1]].tolist()] * 2  # item 2's category and brand codes
 
 
 def test_a_page_view_is_stored_at_its_end(bundle):
@@ -91,7 +92,7 @@ def test_rerank_scores_the_unexposed_candidates_in_cloud_order(bundle):
     codes = encode_group(model.spec, "candidate", catalog.features(ids) | {"cloud_score": 1.0 - ids / 10})
     e = ie_codes(model.spec, catalog, 2, 800, 1, "none")
     encoded = {"ie": model.encode("ie", model.rows(e, np.array([2])), e),
-               "ipv": Encoded(np.zeros((0, 8), np.float32), np.zeros((0, 16), np.float32))}
+               "ipv": Encoded.empty(hidden=8)}
     ages = {"ie": encode(model.spec["features"]["e7_age_s"], [4.0]), "ipv": np.zeros(0, np.int64)}
     scores = model.rerank(model.rows(codes, ids), codes, encoded, ages)
     assert perm.tolist() == cloud[np.argsort(-scores, kind="stable")].tolist()
@@ -116,9 +117,10 @@ def test_catalog_and_store_basics(tmp_path):
     assert store.count_exposure("u", 7, 300, 1.0, 80, 2) == (400, 2, 2.0, 80, 3)
     for ts in (10, 20, 30):
         store.append("u", "ie", "v1", ts, 7, np.full(2, ts, np.float32), np.zeros(4, np.float32),
-                     np.zeros(3, np.float32), keep_after_ts=15)
-    ts, item, _ = store.recent("u", "ie", "v1", 0, 30, limit=5)
+                     np.array([ts // 10, 9]), np.zeros(3, np.float32), keep_after_ts=15)
+    ts, item, _, match_codes = store.recent("u", "ie", "v1", 0, 30, limit=5)
     assert ts.tolist() == [20, 30] and item[:, 0].tolist() == [20.0, 30.0]  # 10 is older than the lookback
+    assert match_codes.tolist() == [[2, 9], [3, 9]]
     assert store.recent("u", "ie", "v1", 0, 29, limit=5)[0].tolist() == [20]
     assert store.recent("u", "ie", "v2", 0, 30, limit=5)[0].tolist() == []  # another version's history
 

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 from edgerec.features import GROUPS
-from training.data import pad, read_batches
+from training.data import count_requests, pad, read_batches
 
 pytestmark = pytest.mark.unit
 SPEC = {"sequence_lengths": {"candidates": 4, "ie": 3, "ipv": 2}}
@@ -52,3 +52,27 @@ def test_marts_stream_in_whole_requests_padded_to_the_spec(tmp_path):
     assert np.all(last.ipv[0, 1] == 0)
     with pytest.raises(ValueError, match="unknown split 'valid'"):
         next(read_batches(database, "valid", SPEC))
+
+
+def test_the_held_out_requests_are_a_fixed_share_apart_from_the_fit_requests(tmp_path):
+    database = tmp_path / "marts.duckdb"
+    table = pa.Table.from_pylist([request(i % 5, n_candidates=2, n_ie=0) | {"rerank_id": f"r{i}",
+                                                                          "user_id": f"u{i // 4}"}
+                                  for i in range(800)])  # 200 users of 4 requests
+    with duckdb.connect(str(database)) as con:
+        con.register("rows", table)
+        con.execute("create table fct_train_requests as select * from rows")
+
+    def ids(part: str | None, share: float) -> set[str]:
+        return {r for b in read_batches(database, "train", SPEC, 64, part=part, share=share) for r in b.rerank_id}
+
+    held_out, fit_part = ids("validation", 0.25), ids("fit", 0.25)
+    assert held_out.isdisjoint(fit_part) and held_out | fit_part == ids(None, 0.25)
+    assert 120 <= len(held_out) <= 280  # a hash share of a quarter of 200 users, 4 requests each
+    users = {int(r[1:]) // 4 for r in held_out}
+    assert {f"r{4 * u + j}" for u in users for j in range(4)} == held_out  # whole users
+    assert count_requests(database, "train", "validation", 0.25) == len(held_out)
+    assert ids("validation", 0.25) == held_out  # the same requests on every read
+    assert ids("validation", 0.0) == set() and count_requests(database, "train", "fit", 0.0) == 800
+    with pytest.raises(ValueError, match="unknown part 'test'"):
+        next(read_batches(database, "train", SPEC, part="test", share=0.1))

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from edgerec.contracts.bundle import FEATURE_SPEC, BundleError, file_entry, item_rows, load_table, verify_bundle
-from edgerec.edge.onnx_model import BundleModel
+from edgerec.edge.onnx_model import BundleModel, Encoded
 from edgerec.features import GROUPS, canonical_sha
 from tests.unit.training.worlds import SPEC, random_batch
 from training.config import TrainConfig
 from training.data import to_inputs
-from training.export import export_bundle
+from training.export import RerankHead, export_bundle
 from training.models import build_model
 from training.servability import Budgets, check_servability
 
@@ -102,6 +102,28 @@ def test_step_encodings_are_those_of_the_full_sequence(exported):
     assert bundle.encode("ipv", np.zeros((0, rows.shape[-1])), np.zeros((0, len(GROUPS["ipv"])))).item.shape == (0, 8)
 
 
+def test_the_reranker_reads_which_events_share_the_candidates_category_and_brand(exported):
+    """The same stored encodings, with the events' match codes those of the first candidate or unknown: the
+    phone's scores move, and equal the PyTorch head's either way."""
+    model, root, _ = exported
+    bundle, rng, k, events = BundleModel(root), np.random.default_rng(3), 4, 3
+    codes = rng.integers(1, 7, (k, len(GROUPS["candidate"])))
+    rows = bundle.rows(codes, np.arange(1, k + 1))
+    stored = {b: (rng.standard_normal((events, 8)).astype(np.float32),
+                  rng.standard_normal((events, 16)).astype(np.float32)) for b in bundle.behaviours}
+    ages = {b: np.array([1, 2, 3]) for b in bundle.behaviours}
+    scores = {}
+    for case, match_codes in (("same", np.tile(codes[0, :2], (events, 1))), ("unknown", np.zeros((events, 2)))):
+        encoded = {b: Encoded(*stored[b], match_codes.astype(np.int64)) for b in bundle.behaviours}
+        scores[case] = bundle.rerank(rows, codes, encoded, ages)
+        inputs = [torch.from_numpy(rows), torch.from_numpy(codes)]
+        for b in bundle.behaviours:
+            inputs += [*map(torch.from_numpy, (*stored[b], encoded[b].match_codes, ages[b])), torch.tensor([events])]
+        with torch.no_grad():
+            np.testing.assert_allclose(scores[case], RerankHead(model)(*inputs).numpy(), atol=1e-5)
+    assert abs(scores["same"][0] - scores["unknown"][0]) > 1e-3
+
+
 def test_each_step_layer_runs_both_grus_as_one_block_diagonal_gru(exported):
     _, root, _ = exported
     graph = onnx.load(root / "behavior_ie.onnx").graph
@@ -153,8 +175,8 @@ def _rewrite_manifest(bundle, change) -> None:
 
 def test_a_bundle_of_another_format_is_refused(exported, tmp_path):
     bundle = damaged(exported, tmp_path)
-    _rewrite_manifest(bundle, lambda m: m.update(format=1))
-    with pytest.raises(BundleError, match="manifest.json has format 1, this code reads 2"):
+    _rewrite_manifest(bundle, lambda m: m.update(format=2))
+    with pytest.raises(BundleError, match="manifest.json has format 2, this code reads 3"):
         verify_bundle(bundle)
 
 

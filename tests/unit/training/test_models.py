@@ -1,6 +1,8 @@
 """The six re-rankers and their blocks: shapes, masking, causality of the behaviour encoders, overfitting, and
 determinism for a seed."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,14 @@ from tests.unit.training.worlds import SPEC, VOCAB, random_batch
 from training.config import TrainConfig
 from training.data import chronological, to_inputs
 from training.models import MODELS, build_model
-from training.models.base import BahdanauAttention, CodeEmbedding, ItemTables, last_state, masked_softmax
+from training.models.base import (
+    BahdanauAttention,
+    CodeEmbedding,
+    ItemTables,
+    last_state,
+    masked_softmax,
+    match_indicators,
+)
 from training.models.crban import BehaviourEncoder
 from training.trainer import fit, seed_everything
 
@@ -56,14 +65,47 @@ def test_bahdanau_attention_shape_and_ignores_padding_steps():
     attention = BahdanauAttention(query_dim=3, key_dim=4, units=5)
     query, keys, values = torch.randn(6, 3), torch.randn(2, 7, 4), torch.randn(2, 7, 9)
     lengths, request = torch.tensor([3, 0]), torch.tensor([0, 0, 0, 0, 1, 1])  # 4 queries of request 0, 2 of 1
-    out = attention(query, keys, values, lengths, request)
-    assert out.shape == (6, 9)
-    keys2, values2 = keys.clone(), values.clone()
-    keys2[:, 3:], values2[:, 3:] = 100.0, 100.0  # only padding steps change
-    assert torch.allclose(attention(query, keys2, values2, lengths, request), out)
-    assert torch.equal(out[4:], torch.zeros(2, 9))  # no behaviour: a zero context
-    weights_sum_to_one = attention(query[:1], keys, torch.ones(2, 7, 1), lengths, request[:1])
-    assert torch.allclose(weights_sum_to_one, torch.ones(1, 1))
+    match = torch.randint(0, 2, (6, 7, 2)).float()
+    out = attention(query, keys, values, lengths, request, match)
+    assert out.shape == (6, 9 + 1)  # the pooled values and the soft count
+    keys2, values2, match2 = keys.clone(), values.clone(), match.clone()
+    keys2[:, 3:], values2[:, 3:], match2[:, 3:] = 100.0, 100.0, 1.0  # only padding steps change
+    assert torch.allclose(attention(query, keys2, values2, lengths, request, match2), out)
+    assert torch.equal(out[4:], torch.zeros(2, 10))  # no behaviour: a zero context and a zero count
+    weights_sum_to_one = attention(query[:1], keys, torch.ones(2, 7, 1), lengths, request[:1], match[:1])
+    assert torch.allclose(weights_sum_to_one[:, 0], torch.ones(1))
+
+
+def test_match_indicators_compare_known_codes_only():
+    candidates = torch.tensor([[3, 5], [0, 5]])  # category, brand; the second candidate's category is unknown
+    events = torch.tensor([[[3, 5], [3, 6], [0, 0]]])  # one request's three events, broadcast over the candidates
+    assert match_indicators(candidates, events).tolist() == [
+        [[1.0, 1.0], [1.0, 0.0], [0.0, 0.0]],
+        [[0.0, 1.0], [0.0, 0.0], [0.0, 0.0]]]
+
+
+def test_the_soft_count_is_log_one_plus_sum_of_exp_energies():
+    """With every weight zero but the match map, an event's energy is v . tanh(W_m m): 0 for an unrelated event,
+    so the count term is log(1 + events), and each event of the candidate's category adds more than an other."""
+    attention = BahdanauAttention(query_dim=1, key_dim=1, units=1)
+    with torch.no_grad():
+        for p in attention.parameters():
+            p.zero_()
+        attention.v.fill_(2.0)
+        attention.match.weight.fill_(1.0)
+    query, keys, values = torch.zeros(1, 1), torch.zeros(1, 4, 1), torch.zeros(1, 4, 1)
+    request = torch.tensor([0])
+
+    def count(lengths: list[int], same_category: list[float]) -> float:
+        match = torch.tensor(same_category).view(1, 4, 1) * torch.tensor([1.0, 0.0])
+        with torch.no_grad():
+            return float(attention(query, keys, values, torch.tensor(lengths), request, match)[0, -1])
+
+    assert count([3], [0, 0, 0, 0]) == pytest.approx(math.log(1 + 3))
+    assert count([0], [1, 1, 1, 1]) == 0.0
+    e = math.exp(2 * math.tanh(1.0))
+    assert count([3], [1, 1, 0, 1]) == pytest.approx(math.log(1 + 2 * e + 1))  # the 4th event is padding
+    assert count([3], [1, 1, 1, 0]) > count([3], [1, 1, 0, 0]) > count([3], [1, 0, 0, 0])
 
 
 def test_behaviour_encoder_shapes_and_causality():
@@ -139,6 +181,33 @@ def test_overfitting_eight_requests_drives_the_loss_near_zero(name):
     history = fit(model, lambda epoch: [batch], SMALL.model_copy(update={"epochs": 300}), torch.device("cpu"))
     assert history[0].loss > 0.4
     assert history[-1].loss < 0.02
+
+
+def test_early_stopping_keeps_the_best_epoch_and_stops_after_the_patience():
+    batch = random_batch(8, seed=5)
+    seed_everything(0)
+    model = build_model("dlcm", SPEC, SMALL)
+    scripted = iter([0.60, 0.70, 0.65, 0.69, 0.99])  # the best is epoch 2; epochs 3 and 4 exhaust a patience of 2
+    weights_after = []
+
+    def validate(m) -> float:
+        weights_after.append({k: v.clone() for k, v in m.state_dict().items()})
+        return next(scripted)
+
+    cfg = SMALL.model_copy(update={"epochs": 5, "patience": 2})
+    history = fit(model, lambda epoch: [batch], cfg, torch.device("cpu"), validate=validate)
+    assert [r.validation_gauc for r in history] == [0.60, 0.70, 0.65, 0.69]
+    assert [r.kept for r in history] == [True, True, False, False]
+    assert all(torch.equal(model.state_dict()[k], weights_after[1][k]) for k in weights_after[1])
+    assert not all(torch.equal(weights_after[1][k], weights_after[3][k]) for k in weights_after[1])
+
+
+def test_a_nan_validation_gauc_never_stops_training_and_keeps_the_last_weights():
+    batch = random_batch(8, seed=5)
+    model = build_model("dlcm", SPEC, SMALL)
+    history = fit(model, lambda epoch: [batch], SMALL.model_copy(update={"epochs": 4, "patience": 1}),
+                  torch.device("cpu"), validate=lambda m: float("nan"))
+    assert len(history) == 4 and not any(r.kept for r in history)
 
 
 def test_same_seed_same_weights_and_another_seed_differs():
