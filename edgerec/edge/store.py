@@ -29,6 +29,11 @@ create table if not exists exposure_counters (
 class BehaviourStore:
     def __init__(self, path: Path | str = ":memory:"):
         self.db = sqlite3.connect(str(path), isolation_level=None)  # autocommit: each event is durable alone
+        columns = {row[1] for row in self.db.execute("pragma table_info(encodings)")}
+        if columns and "match_codes" not in columns:
+            # a store written by runtime 2: its encodings lack the match codes that format-3 bundles read, and no
+            # format-3 bundle computed them anyway (encodings belong to the version that made them)
+            self.db.execute("drop table encodings")
         self.db.executescript(SCHEMA)
 
     def close(self) -> None:

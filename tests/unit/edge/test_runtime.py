@@ -2,6 +2,7 @@
 encodings and the events' ages, the on-device store, diversity, refusal of a damaged bundle, and the closed loop."""
 
 import shutil
+import sqlite3
 
 import numpy as np
 import pyarrow as pa
@@ -123,6 +124,23 @@ def test_catalog_and_store_basics(tmp_path):
     assert match_codes.tolist() == [[2, 9], [3, 9]]
     assert store.recent("u", "ie", "v1", 0, 29, limit=5)[0].tolist() == [20]
     assert store.recent("u", "ie", "v2", 0, 30, limit=5)[0].tolist() == []  # another version's history
+
+
+def test_a_store_of_the_previous_runtime_drops_its_encodings_and_keeps_the_rest(tmp_path):
+    path = tmp_path / "device.sqlite"
+    with sqlite3.connect(path) as db:  # runtime 2's encodings table, without match codes
+        db.execute("create table encodings (user_id text not null, behaviour text not null, version text not null, "
+                   "ts integer not null, item_id integer not null, item blob not null, fused blob not null)")
+        db.execute("insert into encodings values ('u', 'ie', 'v1', 10, 7, x'00', x'00')")
+    store = BehaviourStore(path)
+    store.count_exposure("u", 7, 100, 2.0, 50, 1)
+    assert store.recent("u", "ie", "v1", 0, 30, limit=5)[0].tolist() == []
+    store.append("u", "ie", "v3", 20, 7, np.zeros(2, np.float32), np.zeros(4, np.float32), np.array([1, 2]),
+                 np.zeros(3, np.float32), keep_after_ts=0)
+    store.close()
+    reopened = BehaviourStore(path)  # a current store is kept as it is
+    assert reopened.recent("u", "ie", "v3", 0, 30, limit=5)[3].tolist() == [[1, 2]]
+    assert reopened.count_exposure("u", 7, 100, 2.0, 50, 1)[1] == 2
 
 
 def test_a_damaged_bundle_is_refused_and_the_runtime_keeps_its_own(bundle, tmp_path):
