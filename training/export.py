@@ -148,7 +148,7 @@ class RerankHead(nn.Module):
         outputs, _ = m.context_gru(features.unsqueeze(0))
         candidate = outputs[0]  # [K, H]: every candidate is real here, so the last output is the context
         context = outputs[0, -1:].expand_as(candidate)
-        candidate_match = candidate_codes[:, list(MATCH_INDEX)]  # [K, M]
+        candidate_match = candidate_codes[:, MATCH_INDEX]  # [K, M]
         parts = []
         for i, b in enumerate(m.behaviours):
             item_enc, fused, match_codes, age, length = behaviours[5 * i:5 * i + 5]

@@ -86,9 +86,9 @@ def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | Non
     window = date_range(settings.duckdb_path, "train")
     reports: dict[str, RankingReport] = {}
     held_out = count_requests(settings.duckdb_path, "train", "validation", cfg.validation_share)
-    early_stopping = 0 < held_out < counts["train"]  # on the held-out users' requests; the rest are trained on
-    fit_part = "fit" if early_stopping else None
-    held_out = held_out if early_stopping else 0
+    if held_out >= counts["train"]:  # every user held out: nothing left to train on, so no early stopping
+        held_out = 0
+    fit_part = "fit" if held_out else None  # early stopping on the held-out users' requests; the rest trained on
 
     def validate(model) -> float:
         return validation_gauc(model, read_batches(settings.duckdb_path, "train", spec, cfg.batch_requests,
@@ -120,7 +120,7 @@ def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | Non
                 history = fit(model, lambda epoch: read_batches(
                     settings.duckdb_path, "train", spec, cfg.batch_requests, shuffle_seed=cfg.seed * 1_000 + epoch,
                     part=fit_part, share=cfg.validation_share), cfg, device, on_epoch,
-                    validate if early_stopping else None)
+                    validate if held_out else None)
                 mlflow.log_params({"epochs_run": len(history),
                                    "best_epoch": next((r.epoch + 1 for r in reversed(history) if r.kept), "last")})
                 reports[name] = report = evaluate_on_test(settings, spec, model, cfg, device)

@@ -145,7 +145,7 @@ def measure_latency(bundle: BundleModel, candidates: int, runs: int, seed: int =
     lengths = spec["sequence_lengths"]
     encoded = {b: Encoded(rng.standard_normal((lengths[b], bundle.hidden)).astype(np.float32),
                           rng.standard_normal((lengths[b], 2 * bundle.hidden)).astype(np.float32),
-                          codes(b, lengths[b])[:, list(MATCH_INDEX)]) for b in bundle.behaviours}
+                          codes(b, lengths[b])[:, MATCH_INDEX]) for b in bundle.behaviours}
     ages = {b: codes(b, lengths[b])[:, bundle.age_index[b]] for b in bundle.behaviours}
     cand_rows = rng.standard_normal((candidates, item_dim)).astype(np.float32)
     cand_codes = codes("candidate", candidates)

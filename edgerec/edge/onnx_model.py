@@ -123,7 +123,7 @@ class BundleModel:
             fused.append(f)
         if not items:
             return Encoded.empty(self.hidden)
-        return Encoded(np.stack(items), np.stack(fused), np.asarray(codes, np.int64)[:, list(MATCH_INDEX)])
+        return Encoded(np.stack(items), np.stack(fused), np.asarray(codes, np.int64)[:, MATCH_INDEX])
 
     def rerank(self, candidate_rows: np.ndarray, candidate_codes: np.ndarray, encoded: dict[str, Encoded],
                ages: dict[str, np.ndarray]) -> np.ndarray:

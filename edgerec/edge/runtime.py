@@ -153,7 +153,7 @@ class EdgeRuntime:
         state = self.store.state(user, behaviour, m.version)
         state = m.zero_state() if state is None else state.reshape(m.zero_state().shape)
         state, item, fused = m.step(behaviour, m.rows(codes, ids)[0], codes[0], state)
-        self.store.append(user, behaviour, m.version, ts, item_id, item, fused, codes[0, list(MATCH_INDEX)], state,
+        self.store.append(user, behaviour, m.version, ts, item_id, item, fused, codes[0, MATCH_INDEX], state,
                           ts - self.lookback_ms)
         self.stats.events_encoded += 1
 

@@ -237,10 +237,9 @@ class ContextAwareReranker(Reranker):
         request, flat = scored_positions(x, scored)
         candidate = outputs.flatten(0, 1)[flat]  # [N, H]
         context = last_state(outputs, x.candidates)[request]
-        at = list(MATCH_INDEX)  # a list: torch reads a tuple index as one index per axis
-        candidate_codes = x.candidate.flatten(0, 1)[flat][:, at]  # [N, M]
+        candidate_codes = x.candidate.flatten(0, 1)[flat][:, MATCH_INDEX]  # [N, M]
         parts = [self.attend(x, b, candidate, request,
-                             match_indicators(candidate_codes, getattr(x, b)[..., at][request]))
+                             match_indicators(candidate_codes, getattr(x, b)[..., MATCH_INDEX][request]))
                  for b in self.behaviours]
         logits = self.score(torch.cat([*parts, candidate, context], dim=-1)).squeeze(-1)
         return scatter_scores(logits, flat, features.shape)
