@@ -102,6 +102,7 @@ class RankingReport:
     clicks_initial: dict[int, float]
     gauc_initial: float  # GAUC of the initial (cloud) order: what the list order alone explains
     per_request: RequestAucs = field(compare=False, repr=False)  # for paired comparisons on the same requests
+    per_request_initial: RequestAucs = field(compare=False, repr=False)  # the initial order's, the same way
 
 
 def evaluate(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray], masks: Sequence[np.ndarray],
@@ -111,7 +112,7 @@ def evaluate(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray], masks: 
     low, high = bootstrap(per_request.gauc, len(per_request.aucs), rounds, seed) if len(per_request.aucs) else \
         (float("nan"), float("nan"))
     initial_order = [-np.arange(len(np.asarray(y)), dtype=np.float64) for y in labels]
-    gauc_initial = request_aucs(initial_order, labels, masks).gauc()
+    per_request_initial = request_aucs(initial_order, labels, masks)
     ndcg, ndcg0, clicks, clicks0 = ({k: [] for k in ks} for _ in range(4))
     for s, y, m in zip(scores, labels, masks, strict=True):
         seen = np.asarray(m) == 1
@@ -129,7 +130,8 @@ def evaluate(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray], masks: 
         return {k: float(np.mean(v)) if v else float("nan") for k, v in values.items()}
 
     return RankingReport(Interval(per_request.gauc(), low, high), len(per_request.aucs), per_request.skipped,
-                         mean(ndcg), mean(ndcg0), mean(clicks), mean(clicks0), gauc_initial, per_request)
+                         mean(ndcg), mean(ndcg0), mean(clicks), mean(clicks0), per_request_initial.gauc(), per_request,
+                         per_request_initial)
 
 
 def paired_gain(model: RequestAucs, baseline: RequestAucs, rounds: int = 200, seed: int = 0) -> Interval:

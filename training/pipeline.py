@@ -111,7 +111,8 @@ def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | Non
                 mlflow.log_params({"model": name, "parameters": sum(p.numel() for p in model.parameters())})
 
                 def on_epoch(result: EpochResult) -> None:
-                    metrics = {"train_loss": result.loss, "candidate_samples_per_s": result.samples_per_s,
+                    metrics = {"train_loss": result.loss, "learning_rate": result.lr,
+                               "candidate_samples_per_s": result.samples_per_s,
                                "epoch_seconds": result.seconds}
                     if result.validation_gauc is not None:
                         metrics["validation_gauc"] = result.validation_gauc

@@ -46,6 +46,7 @@ class EpochResult:
     requests: int
     samples: int  # real candidates seen
     seconds: float
+    lr: float = float("nan")  # the learning rate the epoch trained with
     validation_gauc: float | None = None  # on the held-out requests, when there are any
     kept: bool = False  # the weights after this epoch are the best so far on the held-out requests
 
@@ -71,6 +72,14 @@ def train_epoch(model: Reranker, optimizer: torch.optim.Optimizer, batches: Iter
     return EpochResult(epoch, total_loss / max(labelled, 1), requests, samples, time.perf_counter() - start)
 
 
+def learning_rate(cfg: TrainConfig, epoch: int) -> float:
+    """The rate of epoch (0-based): cfg.lr, or under the cosine schedule cfg.lr * (1 + cos(pi * epoch / epochs)) / 2,
+    so the last epochs take small steps and settle rather than jump about the optimum."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    return cfg.lr * (1.0 + math.cos(math.pi * epoch / cfg.epochs)) / 2.0
+
+
 def fit(model: Reranker, epoch_batches: Callable[[int], Iterable[Batch]], cfg: TrainConfig,
         device: torch.device, on_epoch: Callable[[EpochResult], None] | None = None,
         validate: Callable[[Reranker], float] | None = None) -> list[EpochResult]:
@@ -84,15 +93,18 @@ def fit(model: Reranker, epoch_batches: Callable[[int], Iterable[Batch]], cfg: T
     history: list[EpochResult] = []
     best_gauc, best_state, since_best = -math.inf, None, 0
     for epoch in range(cfg.epochs):
-        result = train_epoch(model, optimizer, epoch_batches(epoch), device, epoch)
+        lr = learning_rate(cfg, epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        result = replace(train_epoch(model, optimizer, epoch_batches(epoch), device, epoch), lr=lr)
         if validate is not None:
             gauc = validate(model)
             result = replace(result, validation_gauc=gauc, kept=gauc > best_gauc)
             since_best = 0 if result.kept or math.isnan(gauc) else since_best + 1
             if result.kept:
                 best_gauc, best_state = gauc, {k: v.detach().clone() for k, v in model.state_dict().items()}
-        log.info("%s epoch %d/%d: loss %.5f, %s requests, %.0f candidate-samples/s%s", model.name, epoch + 1,
-                 cfg.epochs, result.loss, f"{result.requests:,}", result.samples_per_s,
+        log.info("%s epoch %d/%d: lr %.5f, loss %.5f, %s requests, %.0f candidate-samples/s%s", model.name,
+                 epoch + 1, cfg.epochs, lr, result.loss, f"{result.requests:,}", result.samples_per_s,
                  "" if result.validation_gauc is None else
                  f", validation GAUC {result.validation_gauc:.5f}{' (best)' if result.kept else ''}")
         history.append(result)

@@ -38,7 +38,7 @@ def test_train_config_from_settings_and_file(tmp_path):
     path = tmp_path / "train.json"
     path.write_text('{"hidden": 16, "epochs": 7}')
     cfg = train_config(load_settings({"EDGEREC_TRAIN_CONFIG": str(path), "EDGEREC_TRAIN_EPOCHS": "2"}))
-    assert (cfg.hidden, cfg.epochs, cfg.lr, cfg.device) == (16, 2, 0.005, "auto")
+    assert (cfg.hidden, cfg.epochs, cfg.lr, cfg.device) == (16, 2, 0.015, "auto")
     path.write_text('{"lr": 0}')
     with pytest.raises(ConfigError, match=r"train_config.lr = 0: .*\(allowed: > 0.0"):
         train_config(load_settings({"EDGEREC_TRAIN_CONFIG": str(path)}))

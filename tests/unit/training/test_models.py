@@ -21,17 +21,42 @@ from training.models.base import (
     match_indicators,
 )
 from training.models.crban import BehaviourEncoder
-from training.trainer import fit, seed_everything
+from training.trainer import fit, learning_rate, seed_everything
 
 pytestmark = pytest.mark.unit
 SMALL = TrainConfig(hidden=8, attention=8, mlp=8, gru_layers=2, item_embedding_dim=4, code_embedding_dim=2,
                     batch_requests=8, lr=0.02, device="cpu")
 
 
-def test_paper_defaults():
+def test_defaults():
+    """The paper's, except the learning rate (see TrainConfig)."""
     cfg = TrainConfig()
-    assert (cfg.batch_requests, cfg.lr, cfg.gru_layers, cfg.hidden, cfg.attention, cfg.mlp) == (512, 0.005, 3, 32,
-                                                                                                 32, 32)
+    assert (cfg.batch_requests, cfg.gru_layers, cfg.hidden, cfg.attention, cfg.mlp) == (512, 3, 32, 32, 32)
+    assert (cfg.lr, cfg.lr_schedule, cfg.epochs, cfg.patience) == (0.015, "cosine", 10, 3)
+
+
+def test_the_cosine_schedule_falls_from_lr_towards_zero_and_constant_keeps_lr():
+    cosine = SMALL.model_copy(update={"lr": 0.01, "epochs": 4, "lr_schedule": "cosine"})
+    assert [learning_rate(cosine, e) for e in range(4)] == pytest.approx([0.01, 0.0085355, 0.005, 0.0014645],
+                                                                         abs=1e-7)
+    constant = cosine.model_copy(update={"lr_schedule": "constant"})
+    assert [learning_rate(constant, e) for e in range(4)] == [0.01] * 4
+
+
+def test_fit_trains_each_epoch_with_the_scheduled_rate(monkeypatch):
+    batch = random_batch(8, seed=5)
+    model = build_model("dlcm", SPEC, SMALL)
+    cfg = SMALL.model_copy(update={"lr": 0.01, "epochs": 4, "lr_schedule": "cosine"})
+    seen, original = [], torch.optim.Adam.step
+
+    def step(self, *args, **kwargs):  # records the rate of every optimizer step
+        seen.append(self.param_groups[0]["lr"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    history = fit(model, lambda epoch: [batch, batch], cfg, torch.device("cpu"))
+    assert seen == pytest.approx([0.01, 0.01, 0.0085355, 0.0085355, 0.005, 0.005, 0.0014645, 0.0014645], abs=1e-7)
+    assert [r.lr for r in history] == pytest.approx([0.01, 0.0085355, 0.005, 0.0014645], abs=1e-7)
 
 
 def test_item_tables_shape_clamp_and_hashed_item_id():
