@@ -100,9 +100,13 @@ class RankingReport:
     ndcg_initial: dict[int, float]
     clicks: dict[int, float]
     clicks_initial: dict[int, float]
-    gauc_initial: float  # GAUC of the initial (cloud) order: what the list order alone explains
     per_request: RequestAucs = field(compare=False, repr=False)  # for paired comparisons on the same requests
     per_request_initial: RequestAucs = field(compare=False, repr=False)  # the initial order's, the same way
+
+    @property
+    def gauc_initial(self) -> float:
+        """GAUC of the initial (cloud) order: what the list order alone explains."""
+        return self.per_request_initial.gauc()
 
 
 def evaluate(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray], masks: Sequence[np.ndarray],
@@ -130,8 +134,7 @@ def evaluate(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray], masks: 
         return {k: float(np.mean(v)) if v else float("nan") for k, v in values.items()}
 
     return RankingReport(Interval(per_request.gauc(), low, high), len(per_request.aucs), per_request.skipped,
-                         mean(ndcg), mean(ndcg0), mean(clicks), mean(clicks0), per_request_initial.gauc(), per_request,
-                         per_request_initial)
+                         mean(ndcg), mean(ndcg0), mean(clicks), mean(clicks0), per_request, per_request_initial)
 
 
 def paired_gain(model: RequestAucs, baseline: RequestAucs, rounds: int = 200, seed: int = 0) -> Interval:

@@ -46,7 +46,7 @@ class EpochResult:
     requests: int
     samples: int  # real candidates seen
     seconds: float
-    lr: float = float("nan")  # the learning rate the epoch trained with
+    lr: float  # the learning rate the epoch trained with
     validation_gauc: float | None = None  # on the held-out requests, when there are any
     kept: bool = False  # the weights after this epoch are the best so far on the held-out requests
 
@@ -69,7 +69,8 @@ def train_epoch(model: Reranker, optimizer: torch.optim.Optimizer, batches: Iter
         n = int(batch.mask.sum())
         total_loss += float(loss.detach()) * n
         labelled, requests, samples = labelled + n, requests + len(batch), samples + batch.samples
-    return EpochResult(epoch, total_loss / max(labelled, 1), requests, samples, time.perf_counter() - start)
+    return EpochResult(epoch, total_loss / max(labelled, 1), requests, samples, time.perf_counter() - start,
+                       optimizer.param_groups[0]["lr"])
 
 
 def learning_rate(cfg: TrainConfig, epoch: int) -> float:
@@ -93,10 +94,9 @@ def fit(model: Reranker, epoch_batches: Callable[[int], Iterable[Batch]], cfg: T
     history: list[EpochResult] = []
     best_gauc, best_state, since_best = -math.inf, None, 0
     for epoch in range(cfg.epochs):
-        lr = learning_rate(cfg, epoch)
         for group in optimizer.param_groups:
-            group["lr"] = lr
-        result = replace(train_epoch(model, optimizer, epoch_batches(epoch), device, epoch), lr=lr)
+            group["lr"] = learning_rate(cfg, epoch)
+        result = train_epoch(model, optimizer, epoch_batches(epoch), device, epoch)
         if validate is not None:
             gauc = validate(model)
             result = replace(result, validation_gauc=gauc, kept=gauc > best_gauc)
@@ -104,7 +104,7 @@ def fit(model: Reranker, epoch_batches: Callable[[int], Iterable[Batch]], cfg: T
             if result.kept:
                 best_gauc, best_state = gauc, {k: v.detach().clone() for k, v in model.state_dict().items()}
         log.info("%s epoch %d/%d: lr %.5f, loss %.5f, %s requests, %.0f candidate-samples/s%s", model.name,
-                 epoch + 1, cfg.epochs, lr, result.loss, f"{result.requests:,}", result.samples_per_s,
+                 epoch + 1, cfg.epochs, result.lr, result.loss, f"{result.requests:,}", result.samples_per_s,
                  "" if result.validation_gauc is None else
                  f", validation GAUC {result.validation_gauc:.5f}{' (best)' if result.kept else ''}")
         history.append(result)
