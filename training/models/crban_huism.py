@@ -1,8 +1,12 @@
 """CRBAN+HUISM (the paper's ablation of HUBSM): the same re-ranker, but the behaviours are the interacted items
 alone, without action encodings, pooled by DIN-style attention (Zhou et al. 2018): an MLP over
-[q, k, q - k, q * k, m] weighs each behaviour item for the candidate, and the weighted items are summed. m are
-the match indicators (same category, same brand) that CRBAN+HUBSM's attention reads too, so that the two differ
-in the behaviour encoding alone.
+[q, k, q - k, q * k, m] weighs each behaviour item for the candidate, and the weighted items are summed.
+
+The two differ in the behaviour encoding alone, so the attention reads what CRBAN+HUBSM's reads besides it: the
+match indicators m (same category, same brand) and the event's age at the trigger, whose embedding is added to the
+keys (not to the pooled items), as in HUBSM. Without the age the unnormalised sum weighs an exposure of three days
+ago like one of a minute ago, and it grows with the history: a test day, with a day more of history behind it than
+the train days had, fed the scoring MLP pools larger than any it was trained on.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from edgerec.features import GROUPS, MATCH_FEATURES
+from edgerec.features import AGE_FEATURE, GROUPS, MATCH_FEATURES
 from training.config import TrainConfig
 from training.models.base import (
     N_ITEM,
@@ -24,19 +28,20 @@ from training.models.base import (
 
 
 class DinAttention(nn.Module):
-    """query [N, D], items [B, L, D], lengths [B], request [N], match [N, L, M] -> [N, D]; weights are not
-    normalised, as in DIN (so the pool keeps how many relevant items there were)."""
+    """query [N, D], keys [B, L, D], values [B, L, Dv], lengths [B], request [N], match [N, L, M] -> [N, Dv];
+    weights are not normalised, as in DIN (so the pool keeps how many relevant items there were)."""
 
     def __init__(self, dim: int, units: int):
         super().__init__()
         self.unit = nn.Sequential(nn.Linear(4 * dim + len(MATCH_FEATURES), units), nn.ReLU(), nn.Linear(units, 1))
 
-    def forward(self, query: Tensor, items: Tensor, lengths: Tensor, request: Tensor, match: Tensor) -> Tensor:
-        k = items[request]  # [N, L, D]
+    def forward(self, query: Tensor, keys: Tensor, values: Tensor, lengths: Tensor, request: Tensor,
+                match: Tensor) -> Tensor:
+        k = keys[request]  # [N, L, D]
         q = query.unsqueeze(1).expand_as(k)
         weights = self.unit(torch.cat([q, k, q - k, q * k, match], dim=-1)).squeeze(-1)
-        weights = weights * steps_mask(lengths, items.size(1))[request].to(weights.dtype)
-        return (weights.unsqueeze(1) @ k).squeeze(1)
+        weights = weights * steps_mask(lengths, keys.size(1))[request].to(weights.dtype)
+        return (weights.unsqueeze(1) @ values[request]).squeeze(1)
 
 
 class CRBANHUISM(ContextAwareReranker):
@@ -52,9 +57,13 @@ class CRBANHUISM(ContextAwareReranker):
         item_dim = self.items.dim + cfg.code_embedding_dim * (N_ITEM_PART - N_ITEM)
         self.item_encoder = nn.Sequential(nn.Linear(item_dim, cfg.hidden), nn.Tanh())
         self.attention = nn.ModuleDict({b: DinAttention(cfg.hidden, cfg.attention) for b in self.behaviours})
+        self.age_index = {b: GROUPS[b].index(AGE_FEATURE[b]) for b in self.behaviours}
+        self.age = nn.ModuleDict({b: CodeEmbedding(vocab_sizes(spec, [AGE_FEATURE[b]]), cfg.hidden)
+                                  for b in self.behaviours})
 
     def attend(self, x: Inputs, behaviour: str, candidate: Tensor, request: Tensor, match: Tensor) -> Tensor:
         codes = getattr(x, behaviour)
         items = self.item_encoder(torch.cat([self.items(codes[..., :N_ITEM], getattr(x, f"{behaviour}_item")),
                                              self.item_codes[behaviour](codes[..., N_ITEM:N_ITEM_PART])], dim=-1))
-        return self.attention[behaviour](candidate, items, getattr(x, f"{behaviour}_length"), request, match)
+        keys = items + self.age[behaviour](codes[..., self.age_index[behaviour]].unsqueeze(-1))
+        return self.attention[behaviour](candidate, keys, items, getattr(x, f"{behaviour}_length"), request, match)

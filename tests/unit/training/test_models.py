@@ -21,6 +21,7 @@ from training.models.base import (
     match_indicators,
 )
 from training.models.crban import BehaviourEncoder
+from training.models.crban_huism import DinAttention
 from training.trainer import fit, learning_rate, seed_everything
 
 pytestmark = pytest.mark.unit
@@ -160,6 +161,38 @@ def test_the_age_at_the_trigger_moves_the_keys_only():
     assert not torch.allclose(keys_older, keys)
     moved = encoder.age(older[..., age:age + 1]) - encoder.age(codes[..., age:age + 1])
     assert torch.allclose(keys_older - keys, moved)
+
+
+def test_din_attention_weighs_each_event_by_its_key_and_sums_the_values_unnormalised():
+    attention = DinAttention(dim=3, units=4)
+    query, keys, values = torch.randn(3, 3), torch.randn(2, 4, 3), torch.randn(2, 4, 5)
+    lengths, request = torch.tensor([2, 0]), torch.tensor([0, 0, 1])  # 2 queries of request 0, 1 of request 1
+    match = torch.randint(0, 2, (3, 4, 2)).float()
+    with torch.no_grad():
+        out = attention(query, keys, values, lengths, request, match)
+        q, k = query[:2, None].expand(2, 4, 3), keys[0].expand(2, 4, 3)
+        weights = attention.unit(torch.cat([q, k, q - k, q * k, match[:2]], dim=-1))[..., 0]
+    expected = weights[:, :2] @ values[0, :2]  # the two real events; the weights need not sum to 1
+    assert out.shape == (3, 5)
+    assert torch.allclose(out[:2], expected, atol=1e-6)
+    assert torch.equal(out[2], torch.zeros(5))  # no behaviour: a zero pool
+
+
+def test_huism_weighs_the_events_by_their_age_at_the_trigger_and_pools_the_items_alone():
+    """As in HUBSM, the age enters the attention's keys, so an older event can weigh less; the pooled items are
+    the same whatever their age."""
+    model = build_model("crban_huism_ie_ipv", SPEC, SMALL)
+    x = to_inputs(random_batch(4, seed=2, ie=5, ipv=4))
+    age = GROUPS["ipv"].index("d12_age_s")
+    candidate, request = torch.randn(4, SMALL.hidden), torch.arange(4)
+    match = torch.zeros(4, x.ipv.size(1), 2)
+    with torch.no_grad():
+        pooled = model.attend(x, "ipv", candidate, request, match)
+        x.ipv[..., age] = torch.where(x.ipv[..., age] > 0, x.ipv[..., age] % (VOCAB - 1) + 1, 0)  # one bucket older
+        older = model.attend(x, "ipv", candidate, request, match)
+    has_events = x.ipv_length > 0
+    assert bool(has_events.any()) and not torch.allclose(older[has_events], pooled[has_events])
+    assert torch.equal(older[~has_events], pooled[~has_events])
 
 
 def test_sequences_become_oldest_first_with_padding_after():
