@@ -307,8 +307,10 @@ def marts_tables(settings: Settings, ds: str, cfg: QualityConfig) -> tuple[list[
         train = frames.request_frame(con, "fct_train_requests")
         test = frames.request_frame(con, "fct_test_requests")
         # Both splits are encoded with ds's spec (the train days again, by ds's bucketize): codes fit its vocabularies.
-        codes = pd.concat([frames.code_frame(con, name, spec).assign(table=name)
-                           for name in ("fct_train_requests", "fct_test_requests")])
+        parts = [frames.code_frame(con, name, spec).assign(table=name)
+                 for name in ("fct_train_requests", "fct_test_requests")]
+        # an empty split has no codes (all-NA bounds): leave it out rather than concatenate NA columns
+        codes = pd.concat([p for p in parts if p["min_code"].notna().any()] or parts)
         stats = con.execute(f"select cast(ds as varchar) as ds, {', '.join(MART_STATS)} from rpt_daily_stats "
                             f"where ds between cast('{days_back(ds, cfg.baseline_days)[0]}' as date) "
                             f"and cast('{ds}' as date) order by ds").df()
