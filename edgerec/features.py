@@ -40,6 +40,7 @@ BUCKETIZED = (*ITEM_SCORES, "cloud_score", *IE_BUCKETIZED, *IPV_BUCKETIZED)
 # Each sequence's time decay: the event's age at the trigger. Every other feature of an event is fixed once the
 # event is over, so the phone encodes the event once; the age is applied at each re-rank instead.
 AGE_FEATURE = {"ie": "e7_age_s", "ipv": "d12_age_s"}
+AGE_INDEX = {group: GROUPS[group].index(name) for group, name in AGE_FEATURE.items()}  # in GROUPS[group]
 # The encoded features dataset (spark_jobs.bucketize): request keys, then `<prefix>_item_id` and
 # `<prefix>_<feature>` int lists per group, then labels, mask and the event times of the sequences.
 ENCODED_KEYS = ("rerank_id", "user_id", "session_key", "request_id", "trigger", "trigger_ts", "origin", "ds")

@@ -20,7 +20,7 @@ from edgerec.contracts.bundle import (
     load_table,
     verify_bundle,
 )
-from edgerec.features import AGE_FEATURE, GROUPS, MATCH_INDEX
+from edgerec.features import AGE_INDEX, GROUPS, MATCH_INDEX
 
 
 class StepBinding:
@@ -95,7 +95,7 @@ class BundleModel:
         self.steps = {b: StepBinding(session(STEP_MODELS[b]), f"bundle {self.root}: {STEP_MODELS[b]}", item_dim,
                                      len(GROUPS[b]), self.layers, self.hidden) for b in self.behaviours}
         self.reranker = session(RERANKER)
-        self.age_index = {b: GROUPS[b].index(AGE_FEATURE[b]) for b in self.behaviours}
+        self.age_index = {b: AGE_INDEX[b] for b in self.behaviours}
 
     @property
     def version(self) -> str:

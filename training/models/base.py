@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from edgerec.features import GROUPS, ITEM_CATEGORICAL, ITEM_SCORES, MATCH_FEATURES, MATCH_INDEX
+from edgerec.features import AGE_FEATURE, GROUPS, ITEM_CATEGORICAL, ITEM_SCORES, MATCH_FEATURES, MATCH_INDEX
 from training.config import TrainConfig
 
 N_ITEM = len(ITEM_CATEGORICAL)  # every group starts with the item's categorical features, then its scores
@@ -91,6 +91,18 @@ class CodeEmbedding(nn.Module):
     def forward(self, codes: Tensor) -> Tensor:
         rows = torch.minimum(codes, self.last) + self.offsets
         return self.table(rows).flatten(-2)
+
+
+class EventAge(CodeEmbedding):
+    """The embedding of each event's age at the trigger (AGE_FEATURE), added to the attention's keys: the age
+    changes after the event, so it joins at each re-rank rather than the stored encodings."""
+
+    def __init__(self, spec: dict, group: str, dim: int):
+        super().__init__(vocab_sizes(spec, [AGE_FEATURE[group]]), dim)
+
+    def add_to(self, keys: Tensor, age: Tensor) -> Tensor:
+        """keys [..., dim] plus the embedding of the age codes [...]."""
+        return keys + self(age.unsqueeze(-1))
 
 
 def gru(input_size: int, cfg: TrainConfig) -> nn.GRU:

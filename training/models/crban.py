@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from edgerec.features import AGE_FEATURE, GROUPS
+from edgerec.features import AGE_INDEX, GROUPS
 from training.config import TrainConfig
 from training.models.base import (
     N_ITEM,
@@ -27,6 +27,7 @@ from training.models.base import (
     BahdanauAttention,
     CodeEmbedding,
     ContextAwareReranker,
+    EventAge,
     Inputs,
     gru,
     vocab_sizes,
@@ -44,14 +45,14 @@ class BehaviourEncoder(nn.Module):
     def __init__(self, spec: dict, group: str, item_dim: int, cfg: TrainConfig):
         super().__init__()
         names = GROUPS[group]
-        self.age_index = names.index(AGE_FEATURE[group])
+        self.age_index = AGE_INDEX[group]
         self.action_index = [i for i in range(N_ITEM_PART, len(names)) if i != self.age_index]
         self.item_codes = CodeEmbedding(vocab_sizes(spec, names[N_ITEM:N_ITEM_PART]), cfg.code_embedding_dim)
         self.action_codes = CodeEmbedding(vocab_sizes(spec, [names[i] for i in self.action_index]),
                                           cfg.code_embedding_dim)
         self.item_gru = gru(item_dim + self.item_codes.dim, cfg)
         self.action_gru = gru(self.action_codes.dim, cfg)
-        self.age = CodeEmbedding(vocab_sizes(spec, [AGE_FEATURE[group]]), cfg.hidden)
+        self.age = EventAge(spec, group, cfg.hidden)
 
     def event_inputs(self, items: Tensor, codes: Tensor) -> tuple[Tensor, Tensor]:
         """The inputs of the item GRU and of the action GRU: everything fixed once the event is over."""
@@ -60,7 +61,7 @@ class BehaviourEncoder(nn.Module):
 
     def keys(self, item_enc: Tensor, age: Tensor) -> Tensor:
         """Attention keys from stored item encodings [..., H] and the events' age codes [...] at the trigger."""
-        return item_enc + self.age(age.unsqueeze(-1))
+        return self.age.add_to(item_enc, age)
 
     def encodings(self, items: Tensor, codes: Tensor) -> tuple[Tensor, Tensor]:
         """(item encodings [B, L, H], fused encodings [B, L, 2H]): what the phone stores per event."""

@@ -14,13 +14,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from edgerec.features import AGE_FEATURE, GROUPS, MATCH_FEATURES
+from edgerec.features import AGE_INDEX, GROUPS, MATCH_FEATURES
 from training.config import TrainConfig
 from training.models.base import (
     N_ITEM,
     N_ITEM_PART,
     CodeEmbedding,
     ContextAwareReranker,
+    EventAge,
     Inputs,
     steps_mask,
     vocab_sizes,
@@ -57,13 +58,11 @@ class CRBANHUISM(ContextAwareReranker):
         item_dim = self.items.dim + cfg.code_embedding_dim * (N_ITEM_PART - N_ITEM)
         self.item_encoder = nn.Sequential(nn.Linear(item_dim, cfg.hidden), nn.Tanh())
         self.attention = nn.ModuleDict({b: DinAttention(cfg.hidden, cfg.attention) for b in self.behaviours})
-        self.age_index = {b: GROUPS[b].index(AGE_FEATURE[b]) for b in self.behaviours}
-        self.age = nn.ModuleDict({b: CodeEmbedding(vocab_sizes(spec, [AGE_FEATURE[b]]), cfg.hidden)
-                                  for b in self.behaviours})
+        self.age = nn.ModuleDict({b: EventAge(spec, b, cfg.hidden) for b in self.behaviours})
 
     def attend(self, x: Inputs, behaviour: str, candidate: Tensor, request: Tensor, match: Tensor) -> Tensor:
         codes = getattr(x, behaviour)
         items = self.item_encoder(torch.cat([self.items(codes[..., :N_ITEM], getattr(x, f"{behaviour}_item")),
                                              self.item_codes[behaviour](codes[..., N_ITEM:N_ITEM_PART])], dim=-1))
-        keys = items + self.age[behaviour](codes[..., self.age_index[behaviour]].unsqueeze(-1))
+        keys = self.age[behaviour].add_to(items, codes[..., AGE_INDEX[behaviour]])
         return self.attention[behaviour](candidate, keys, items, getattr(x, f"{behaviour}_length"), request, match)

@@ -178,9 +178,8 @@ def test_din_attention_weighs_each_event_by_its_key_and_sums_the_values_unnormal
     assert torch.equal(out[2], torch.zeros(5))  # no behaviour: a zero pool
 
 
-def test_huism_weighs_the_events_by_their_age_at_the_trigger_and_pools_the_items_alone():
-    """As in HUBSM, the age enters the attention's keys, so an older event can weigh less; the pooled items are
-    the same whatever their age."""
+def test_huism_weighs_the_events_by_their_age_at_the_trigger():
+    """As in HUBSM, the age enters the attention's keys, so an older event can weigh less."""
     model = build_model("crban_huism_ie_ipv", SPEC, SMALL)
     x = to_inputs(random_batch(4, seed=2, ie=5, ipv=4))
     age = GROUPS["ipv"].index("d12_age_s")
