@@ -120,12 +120,6 @@ def steps_mask(lengths: Tensor, steps: int) -> Tensor:
     return torch.arange(steps, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
 
 
-def masked_softmax(logits: Tensor, mask: Tensor) -> Tensor:
-    """Softmax over the last axis where mask is True; all-zero weights for a row without any True."""
-    weights = torch.softmax(logits.masked_fill(~mask, -1e9), dim=-1)
-    return weights * mask.to(weights.dtype)
-
-
 def scored_positions(x: Inputs, scored: Tensor | None) -> tuple[Tensor, Tensor]:
     """(request index [N], flat index into B*K [N]) of the candidates to score: `scored` [B, K] where given,
     else every real candidate. Training scores the labelled ones only: the others carry no loss."""
@@ -152,16 +146,18 @@ def match_indicators(candidate_codes: Tensor, event_codes: Tensor) -> Tensor:
 class BahdanauAttention(nn.Module):
     """Additive attention (Bahdanau et al. 2015), the paper's behaviour attention, with two additions:
 
-    e_nj = v^T tanh(W_q q_n + W_k k_j + W_m m_nj); a_n = softmax_j(e_n) over real steps;
+    e_nj = v^T tanh(W_q q_n + W_k k_j + W_m m_nj); a_nj = exp e_nj / (1 + sum_j' exp e_nj') over real steps;
     c_n = [sum_j a_nj values_j, log(1 + sum_j exp e_nj)].
 
     - m_nj are the match indicators of candidate n and event j (same category, same brand). The paper's keys are
       item embeddings learned from Taobao's traffic; on a small training set they do not learn to tell "the same
       category as this candidate" reliably, and that is what the real-time effects hang on (fatigue after
       repeated exposures of a category, interest after page views).
-    - The softmax makes the weights sum to 1 whatever the number of relevant events, so it cannot say "three
-      recent exposures of this category" from "one"; the last term (the log partition, a soft count of the
-      relevant events) keeps that.
+    - The softmax runs over the events and a null event (energy 0, value 0) that a candidate attends to when
+      nothing in the history concerns it. A plain softmax makes the weights sum to 1 whatever the number of
+      relevant events, so one exposure of the candidate's category pools like ten; with the null event the
+      pool's size says how much of the history is relevant, and the last term (the log partition, a soft count
+      of the relevant events) says it once more as a number.
 
     query [N, Dq] (candidates of several requests), keys [B, L, Dk], values [B, L, Dv], lengths [B], request [N]
     (each query's request), match [N, L, M] -> [N, Dv + 1].
@@ -185,11 +181,11 @@ class BahdanauAttention(nn.Module):
         phone's case)."""
         # v as a [units, 1] matrix: one GEMM over N*L rows (a 1-D right operand is far slower in onnxruntime)
         hidden = torch.tanh(projected + self.query(query).unsqueeze(1) + self.match(match))
-        energy = (hidden @ self.v.unsqueeze(-1)).squeeze(-1)
-        mask = mask.expand_as(energy)
-        weights = masked_softmax(energy, mask)
-        # log(1 + sum exp e) over real steps without overflow: softplus of the masked log-sum-exp (0 with no events)
-        mass = F.softplus(torch.logsumexp(energy.masked_fill(~mask, -1e9), dim=-1, keepdim=True))
+        energy = (hidden @ self.v.unsqueeze(-1)).squeeze(-1).masked_fill(~mask, -1e9)  # mask broadcasts
+        # log(1 + sum exp e) over real steps without overflow: softplus of the log-sum-exp (0 with no events); the
+        # 1 is the null event's exp 0, so it is the softmax's normaliser as well as the soft count
+        mass = F.softplus(torch.logsumexp(energy, dim=-1, keepdim=True))
+        weights = torch.exp(energy - mass)  # exactly 0 at padding steps
         return torch.cat([(weights.unsqueeze(1) @ values).squeeze(1), mass], dim=-1)
 
 

@@ -10,8 +10,9 @@ CRBAN encodes the candidate list in its initial order with a GRU, as DLCM does: 
 its encoding (the candidate in its place in the list, after the ones shown before it), the final state s the local
 ranking context. Each candidate attends (Bahdanau) to the behaviours with o_i as the query, the keys (item
 encodings plus age) and the fused encodings as values; an MLP scores [c_IE, c_IPV, o_i, s]. The attention also
-reads whether each event shares the candidate's category and brand, and keeps a soft count of the events it
-attends to (base.BahdanauAttention says why).
+reads whether each event shares the candidate's category and brand, can attend to a null event when nothing in
+the history concerns the candidate, and keeps a soft count of the events it attends to (base.BahdanauAttention
+says why).
 """
 
 from __future__ import annotations

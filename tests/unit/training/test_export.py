@@ -121,7 +121,7 @@ def test_the_reranker_reads_which_events_share_the_candidates_category_and_brand
             inputs += [*map(torch.from_numpy, (*stored[b], encoded[b].match_codes, ages[b])), torch.tensor([events])]
         with torch.no_grad():
             np.testing.assert_allclose(scores[case], RerankHead(model)(*inputs).numpy(), atol=1e-5)
-    assert abs(scores["same"][0] - scores["unknown"][0]) > 1e-3
+    assert abs(scores["same"][0] - scores["unknown"][0]) > 1e-4  # ten times the parity tolerance
 
 
 def test_each_step_layer_runs_both_grus_as_one_block_diagonal_gru(exported):

@@ -17,7 +17,6 @@ from training.models.base import (
     CodeEmbedding,
     ItemTables,
     last_state,
-    masked_softmax,
     match_indicators,
 )
 from training.models.crban import BehaviourEncoder
@@ -80,11 +79,9 @@ def test_code_embedding_keeps_features_apart():
     assert torch.equal(out[1, :2], emb.table.weight[2]) and torch.equal(out[1, 2:], emb.table.weight[3 + 4])
 
 
-def test_last_state_and_masked_softmax():
+def test_last_state():
     outputs = torch.arange(12.0).view(2, 3, 2)
     assert last_state(outputs, torch.tensor([2, 0])).tolist() == [[2.0, 3.0], [0.0, 0.0]]
-    weights = masked_softmax(torch.zeros(2, 3), torch.tensor([[True, True, False], [False, False, False]]))
-    assert weights.tolist() == [[0.5, 0.5, 0.0], [0.0, 0.0, 0.0]]
 
 
 def test_bahdanau_attention_shape_and_ignores_padding_steps():
@@ -98,8 +95,9 @@ def test_bahdanau_attention_shape_and_ignores_padding_steps():
     keys2[:, 3:], values2[:, 3:], match2[:, 3:] = 100.0, 100.0, 1.0  # only padding steps change
     assert torch.allclose(attention(query, keys2, values2, lengths, request, match2), out)
     assert torch.equal(out[4:], torch.zeros(2, 10))  # no behaviour: a zero context and a zero count
-    weights_sum_to_one = attention(query[:1], keys, torch.ones(2, 7, 1), lengths, request[:1], match[:1])
-    assert torch.allclose(weights_sum_to_one[:, 0], torch.ones(1))
+    pooled_ones = attention(query[:1], keys, torch.ones(2, 7, 1), lengths, request[:1], match[:1])
+    weight_sum, mass = pooled_ones[0, 0], pooled_ones[0, 1]
+    assert 0.0 < weight_sum < 1.0 and torch.allclose(weight_sum, 1 - torch.exp(-mass))  # the null event takes the rest
 
 
 def test_match_indicators_compare_known_codes_only():
@@ -108,6 +106,30 @@ def test_match_indicators_compare_known_codes_only():
     assert match_indicators(candidates, events).tolist() == [
         [[1.0, 1.0], [1.0, 0.0], [0.0, 0.0]],
         [[0.0, 1.0], [0.0, 0.0], [0.0, 0.0]]]
+
+
+def test_bahdanau_weights_leave_the_null_event_its_share_so_the_pool_grows_with_the_relevant_events():
+    """As in the soft count's test, an event's energy is 0 unless it shares the candidate's category (then
+    e = 2 tanh 1). The weights are exp e_j / (1 + sum exp e): the null event (energy 0, value 0) takes the rest."""
+    attention = BahdanauAttention(query_dim=1, key_dim=1, units=1)
+    with torch.no_grad():
+        for p in attention.parameters():
+            p.zero_()
+        attention.v.fill_(2.0)
+        attention.match.weight.fill_(1.0)
+    query, keys, request = torch.zeros(1, 1), torch.zeros(1, 4, 1), torch.tensor([0])
+
+    def pooled(length: int, values: list[float], same_category: list[float]) -> float:
+        match = torch.tensor(same_category).view(1, 4, 1) * torch.tensor([1.0, 0.0])
+        with torch.no_grad():
+            return float(attention(query, keys, torch.tensor(values, dtype=torch.float32).view(1, 4, 1), torch.tensor([length]), request,
+                                   match)[0, 0])
+
+    assert pooled(3, [1, 2, 3, 99], [0, 0, 0, 1]) == pytest.approx((1 + 2 + 3) / 4)  # a plain softmax: 2.0
+    e = math.exp(2 * math.tanh(1.0))
+    assert pooled(1, [1, 1, 1, 1], [1, 0, 0, 0]) == pytest.approx(e / (1 + e))
+    assert pooled(3, [1, 1, 1, 1], [1, 1, 1, 0]) == pytest.approx(3 * e / (1 + 3 * e))  # a plain softmax: 1 twice
+    assert pooled(0, [1, 1, 1, 1], [1, 1, 1, 1]) == 0.0
 
 
 def test_the_soft_count_is_log_one_plus_sum_of_exp_energies():
