@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import Tensor
 
 from edgerec.features import GROUPS
 from tests.unit.training.worlds import SPEC, VOCAB, random_batch
@@ -108,52 +109,46 @@ def test_match_indicators_compare_known_codes_only():
         [[0.0, 1.0], [0.0, 0.0], [0.0, 0.0]]]
 
 
-def test_bahdanau_weights_leave_the_null_event_its_share_so_the_pool_grows_with_the_relevant_events():
-    """As in the soft count's test, an event's energy is 0 unless it shares the candidate's category (then
-    e = 2 tanh 1). The weights are exp e_j / (1 + sum exp e): the null event (energy 0, value 0) takes the rest."""
+def category_attention(length: int, values: list[float], same_category: list[float]) -> Tensor:
+    """A one-unit BahdanauAttention with every weight zero but v = 2 and the category's match weight 1, over one
+    request of 4 steps (`length` real) holding `values`: an event's energy is v . tanh(W_m m), 0 for an unrelated
+    event and e = 2 tanh 1 for one of the candidate's category. Returns [pooled value, soft count]."""
     attention = BahdanauAttention(query_dim=1, key_dim=1, units=1)
     with torch.no_grad():
         for p in attention.parameters():
             p.zero_()
         attention.v.fill_(2.0)
         attention.match.weight.fill_(1.0)
-    query, keys, request = torch.zeros(1, 1), torch.zeros(1, 4, 1), torch.tensor([0])
-
-    def pooled(length: int, values: list[float], same_category: list[float]) -> float:
         match = torch.tensor(same_category).view(1, 4, 1) * torch.tensor([1.0, 0.0])
-        with torch.no_grad():
-            return float(attention(query, keys, torch.tensor(values, dtype=torch.float32).view(1, 4, 1), torch.tensor([length]), request,
-                                   match)[0, 0])
+        return attention(torch.zeros(1, 1), torch.zeros(1, 4, 1), torch.tensor(values).view(1, 4, 1),
+                         torch.tensor([length]), torch.tensor([0]), match)[0]
 
-    assert pooled(3, [1, 2, 3, 99], [0, 0, 0, 1]) == pytest.approx((1 + 2 + 3) / 4)  # a plain softmax: 2.0
-    e = math.exp(2 * math.tanh(1.0))
-    assert pooled(1, [1, 1, 1, 1], [1, 0, 0, 0]) == pytest.approx(e / (1 + e))
-    assert pooled(3, [1, 1, 1, 1], [1, 1, 1, 0]) == pytest.approx(3 * e / (1 + 3 * e))  # a plain softmax: 1 twice
-    assert pooled(0, [1, 1, 1, 1], [1, 1, 1, 1]) == 0.0
+
+SAME_CATEGORY_EXP_ENERGY = math.exp(2 * math.tanh(1.0))
+
+
+def test_bahdanau_weights_leave_the_null_event_its_share_so_the_pool_grows_with_the_relevant_events():
+    """The weights are exp e_j / (1 + sum exp e): the null event (energy 0, value 0) takes the rest."""
+    def pooled(length: int, values: list[float], same_category: list[float]) -> float:
+        return float(category_attention(length, values, same_category)[0])
+
+    e = SAME_CATEGORY_EXP_ENERGY
+    assert pooled(3, [1.0, 2.0, 3.0, 99.0], [0, 0, 0, 1]) == pytest.approx((1 + 2 + 3) / 4)  # a plain softmax: 2.0
+    assert pooled(1, [1.0] * 4, [1, 0, 0, 0]) == pytest.approx(e / (1 + e))
+    assert pooled(3, [1.0] * 4, [1, 1, 1, 0]) == pytest.approx(3 * e / (1 + 3 * e))  # a plain softmax: 1 twice
+    assert pooled(0, [1.0] * 4, [1, 1, 1, 1]) == 0.0
 
 
 def test_the_soft_count_is_log_one_plus_sum_of_exp_energies():
-    """With every weight zero but the match map, an event's energy is v . tanh(W_m m): 0 for an unrelated event,
-    so the count term is log(1 + events), and each event of the candidate's category adds more than an other."""
-    attention = BahdanauAttention(query_dim=1, key_dim=1, units=1)
-    with torch.no_grad():
-        for p in attention.parameters():
-            p.zero_()
-        attention.v.fill_(2.0)
-        attention.match.weight.fill_(1.0)
-    query, keys, values = torch.zeros(1, 1), torch.zeros(1, 4, 1), torch.zeros(1, 4, 1)
-    request = torch.tensor([0])
+    """An unrelated event counts 1 inside the log, each event of the candidate's category more."""
+    def count(length: int, same_category: list[float]) -> float:
+        return float(category_attention(length, [0.0] * 4, same_category)[-1])
 
-    def count(lengths: list[int], same_category: list[float]) -> float:
-        match = torch.tensor(same_category).view(1, 4, 1) * torch.tensor([1.0, 0.0])
-        with torch.no_grad():
-            return float(attention(query, keys, values, torch.tensor(lengths), request, match)[0, -1])
-
-    assert count([3], [0, 0, 0, 0]) == pytest.approx(math.log(1 + 3))
-    assert count([0], [1, 1, 1, 1]) == 0.0
-    e = math.exp(2 * math.tanh(1.0))
-    assert count([3], [1, 1, 0, 1]) == pytest.approx(math.log(1 + 2 * e + 1))  # the 4th event is padding
-    assert count([3], [1, 1, 1, 0]) > count([3], [1, 1, 0, 0]) > count([3], [1, 0, 0, 0])
+    e = SAME_CATEGORY_EXP_ENERGY
+    assert count(3, [0, 0, 0, 0]) == pytest.approx(math.log(1 + 3))
+    assert count(0, [1, 1, 1, 1]) == 0.0
+    assert count(3, [1, 1, 0, 1]) == pytest.approx(math.log(1 + 2 * e + 1))  # the 4th event is padding
+    assert count(3, [1, 1, 1, 0]) > count(3, [1, 1, 0, 0]) > count(3, [1, 0, 0, 0])
 
 
 def test_behaviour_encoder_shapes_and_causality():
