@@ -264,10 +264,11 @@ def evaluate(
     """The evaluation gate: bless the version if its GAUC reaches EDGEREC_GATE_MIN_GAUC and the champion's GAUC on
     the same test set minus EDGEREC_GATE_TOLERANCE; exit 1 when refused. Blessing moves the champion alias."""
     from training.pipeline import NoTrainingData, gate_day
+    from training.registry import IncompatibleVersion
 
     try:
         verdict = gate_day(_settings(), ds, version)
-    except (NoTrainingData, LookupError, FileNotFoundError) as error:
+    except (NoTrainingData, IncompatibleVersion, LookupError, FileNotFoundError) as error:
         _fail(str(error), code=1)
     typer.echo(json.dumps(verdict.to_dict(), indent=2))
     if not verdict.blessed:
@@ -286,11 +287,12 @@ def export_command(
     spec, manifest) into $EDGEREC_HOME/bundles/<version id>. An intact bundle is reused, never rewritten."""
     from edgerec.contracts.bundle import BundleError
     from training.pipeline import NotBlessed, export_day
+    from training.registry import IncompatibleVersion
 
     settings = _settings()
     try:
         root = export_day(settings, ds or str(settings.run_date), version)
-    except (NotBlessed, LookupError, BundleError) as error:
+    except (NotBlessed, IncompatibleVersion, LookupError, BundleError) as error:
         _fail(str(error), code=1)
     manifest = json.loads((root / "manifest.json").read_text())
     size = sum(f["bytes"] for f in manifest["files"].values())
@@ -309,11 +311,12 @@ def servability(
     requests, step vs full-sequence encodings, size and latency budgets (EDGEREC_SERVABILITY_CONFIG); exit 1 when
     it fails. The verdict is tagged on the MLflow version."""
     from training.pipeline import NotBlessed, NoTrainingData, servability_day
+    from training.registry import IncompatibleVersion
 
     settings = _settings()
     try:
         report = servability_day(settings, ds or str(settings.run_date), version)
-    except (NotBlessed, NoTrainingData, LookupError, FileNotFoundError, ConfigError) as error:
+    except (NotBlessed, NoTrainingData, IncompatibleVersion, LookupError, FileNotFoundError, ConfigError) as error:
         _fail(str(error), code=1)
     typer.echo(report.to_markdown())
     if not report.passed:

@@ -74,7 +74,7 @@ def log_checkpoint(model: Reranker, cfg: TrainConfig, spec: dict) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / Path(CHECKPOINT).name
-        torch.save({"model": model.name, "config": cfg.model_dump(), "spec": spec,
+        torch.save({"model": model.name, "revision": model.revision, "config": cfg.model_dump(), "spec": spec,
                     "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}, path)
         mlflow.log_artifact(str(path), artifact_path=str(Path(CHECKPOINT).parent))
 
@@ -153,14 +153,23 @@ def load_checkpoint(client, version: Version) -> dict:
         return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def load_version(client, version: Version) -> Reranker:
-    """Rebuild a registered version from its checkpoint with the current model code."""
-    checkpoint = load_checkpoint(client, version)
+def model_from_checkpoint(checkpoint: dict, label: str) -> Reranker:
+    """Rebuild a checkpoint's model with the current code; IncompatibleVersion (naming `label`) when that code
+    computes differently: other weights, or the same weights under another revision of the model."""
     model = build_model(checkpoint["model"], checkpoint["spec"], TrainConfig(**checkpoint["config"]))
+    revision = checkpoint.get("revision", 1)  # checkpoints from before revisions were recorded: revision 1
+    if revision != model.revision:
+        raise IncompatibleVersion(f"{label} was trained by revision {revision} of {model.name}; the current code "
+                                  f"is revision {model.revision}")
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as e:
         first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
-        raise IncompatibleVersion(f"version {version.number} ({version.id}) was trained by other model code "
-                                  f"(git {version.tags.get('git_sha', '?')[:10]}): {first}") from e
+        raise IncompatibleVersion(f"{label} was trained by other model code: {first}") from e
     return model
+
+
+def load_version(client, version: Version) -> Reranker:
+    """Rebuild a registered version from its checkpoint with the current model code."""
+    return model_from_checkpoint(load_checkpoint(client, version), f"version {version.number} ({version.id}, git "
+                                                                   f"{version.tags.get('git_sha', '?')[:10]})")

@@ -199,6 +199,9 @@ class Reranker(nn.Module):
     name: ClassVar[str]  # registry key, also the MLflow run name
     title: ClassVar[str]  # as in the paper's Table 2
     behaviours: ClassVar[tuple[str, ...]] = ()  # which on-device sequences the model reads: "ie", "ipv"
+    # raised when the model computes differently from the same weights' names and shapes, so a checkpoint of the
+    # earlier code is refused rather than silently run by the new one (registry.model_from_checkpoint)
+    revision: ClassVar[int] = 1
 
     def __init__(self, spec: dict, cfg: TrainConfig):
         super().__init__()

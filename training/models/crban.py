@@ -82,6 +82,7 @@ class CRBAN(ContextAwareReranker):
     name = "crban_hubsm_ie_ipv"
     title = "CRBAN+HUBSM(IE&IPV)"
     behaviours = ("ie", "ipv")
+    revision = 2  # 2: the attention's softmax runs over a null event too (same weights as revision 1)
 
     def __init__(self, spec: dict, cfg: TrainConfig):
         super().__init__(spec, cfg, pooled_dim=2 * cfg.hidden + 1)  # the fused encodings' pool and the soft count

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from edgerec.features import GROUPS
-from tests.unit.training.worlds import SPEC, VOCAB, random_batch
+from tests.unit.training.worlds import SMALL, SPEC, VOCAB, random_batch
 from training.config import TrainConfig
 from training.data import chronological, to_inputs
 from training.models import MODELS, build_model
@@ -25,8 +25,6 @@ from training.models.crban_huism import DinAttention
 from training.trainer import fit, learning_rate, seed_everything
 
 pytestmark = pytest.mark.unit
-SMALL = TrainConfig(hidden=8, attention=8, mlp=8, gru_layers=2, item_embedding_dim=4, code_embedding_dim=2,
-                    batch_requests=8, lr=0.02, device="cpu")
 
 
 def test_defaults():

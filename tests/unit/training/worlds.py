@@ -5,11 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from edgerec.features import GROUPS
+from training.config import TrainConfig
 from training.data import Batch
 
 VOCAB = 7
 SPEC = {"features": {name: {"vocab_size": VOCAB} for names in GROUPS.values() for name in names},
         "sequence_lengths": {"candidates": 6, "ie": 5, "ipv": 4}}
+SMALL = TrainConfig(hidden=8, attention=8, mlp=8, gru_layers=2, item_embedding_dim=4, code_embedding_dim=2,
+                    batch_requests=8, lr=0.02, device="cpu")
 
 
 def random_batch(requests: int, seed: int = 0, candidates: int = 6, ie: int = 5, ipv: int = 4) -> Batch:
