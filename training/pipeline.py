@@ -262,9 +262,9 @@ def export_day(settings: Settings, ds: str, version: str | None = None) -> Path:
             raise BundleError(f"{e}; the bundle of {found.id} is damaged: delete {root} and export again") from e
         log.info("bundle %s already exported and intact", root)
         return root
-    checkpoint = registry.load_checkpoint(client, found)
-    manifest = export_bundle(registry.load_version(client, found), checkpoint["spec"], root, version_id=found.id,
-                             mlflow_version=found.number, run_id=found.run_id)
+    checkpoint = registry.load_checkpoint(client, found)  # read once: the model and the spec it was trained on
+    manifest = export_bundle(registry.model_from_checkpoint(checkpoint, found.label), checkpoint["spec"], root,
+                             version_id=found.id, mlflow_version=found.number, run_id=found.run_id)
     log.info("exported version %s (%s) to %s: %s bytes without embeddings", found.number, found.id, root,
              f"{sum(f['bytes'] for f in manifest['files'].values()):,}")
     return root

@@ -111,6 +111,11 @@ class Version:
     def id(self) -> str:
         return self.tags.get(VERSION_TAG, f"#{self.number}")
 
+    @property
+    def label(self) -> str:
+        """How errors name the version: number, id and the git sha it was trained at."""
+        return f"version {self.number} ({self.id}, git {self.tags.get('git_sha', '?')[:10]})"
+
 
 def get_version(client, number: str) -> Version:
     v = client.get_model_version(REGISTERED_MODEL, str(number))
@@ -171,5 +176,4 @@ def model_from_checkpoint(checkpoint: dict, label: str) -> Reranker:
 
 def load_version(client, version: Version) -> Reranker:
     """Rebuild a registered version from its checkpoint with the current model code."""
-    return model_from_checkpoint(load_checkpoint(client, version), f"version {version.number} ({version.id}, git "
-                                                                   f"{version.tags.get('git_sha', '?')[:10]})")
+    return model_from_checkpoint(load_checkpoint(client, version), version.label)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from edgerec.features import GROUPS
+from edgerec.features import AGE_INDEX, GROUPS
 from tests.unit.training.worlds import SMALL, SPEC, VOCAB, random_batch
 from training.config import TrainConfig
 from training.data import chronological, to_inputs
@@ -166,7 +166,7 @@ def test_behaviour_encoder_shapes_and_causality():
 def test_the_age_at_the_trigger_moves_the_keys_only():
     """The time decay changes after the event, so it must not enter the GRUs (whose steps the phone stores)."""
     encoder = BehaviourEncoder(SPEC, "ipv", item_dim=5, cfg=SMALL)
-    age = GROUPS["ipv"].index("d12_age_s")
+    age = AGE_INDEX["ipv"]
     items, codes = torch.randn(1, 4, 5), torch.randint(1, VOCAB, (1, 4, len(GROUPS["ipv"])))
     older = codes.clone()
     older[..., age] = (codes[..., age] % (VOCAB - 1)) + 1  # every event one bucket older (wrapping)
@@ -197,7 +197,7 @@ def test_huism_weighs_the_events_by_their_age_at_the_trigger():
     """As in HUBSM, the age enters the attention's keys, so an older event can weigh less."""
     model = build_model("crban_huism_ie_ipv", SPEC, SMALL)
     x = to_inputs(random_batch(4, seed=2, ie=5, ipv=4))
-    age = GROUPS["ipv"].index("d12_age_s")
+    age = AGE_INDEX["ipv"]
     candidate, request = torch.randn(4, SMALL.hidden), torch.arange(4)
     match = torch.zeros(4, x.ipv.size(1), 2)
     with torch.no_grad():
