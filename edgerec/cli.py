@@ -59,14 +59,17 @@ def simulate(
     seed: Annotated[int | None, typer.Option(help="seed of everything random [default: 7]")] = None,
     start_date: Annotated[str | None, typer.Option(help="first day, YYYY-MM-DD [default: 2026-11-01]")] = None,
     corrupt_rate: Annotated[float | None, typer.Option(help="share of lines made bad on purpose")] = None,
-    config: Annotated[Path | None, typer.Option(help="JSON file with simulator knobs")] = None,
+    config: Annotated[Path | None, typer.Option(help="JSON file with simulator knobs over the world's")] = None,
+    world: Annotated[str, typer.Option(help="named world: default (the paper's feed) or revisit (what public "
+                                            "session logs have: returns to viewed items, short rank-only lists, "
+                                            "100k items); see docs/worlds.md")] = "default",
 ) -> None:
     """Simulate client behaviour logs into the raw-zone layout (byte-identical for the same seed)."""
     from edgerec.sim.config import load_sim_config
     from edgerec.sim.writer import simulate as run
 
     try:
-        cfg = load_sim_config(config, users=users, days=days, seed=seed, start_date=start_date,
+        cfg = load_sim_config(config, preset=world, users=users, days=days, seed=seed, start_date=start_date,
                               corrupt_rate=corrupt_rate)
     except ConfigError as error:
         _fail(str(error))
@@ -346,7 +349,7 @@ def replay_command(
     root = Path(bundle) if Path(bundle).is_dir() else settings.bundles_dir / bundle
     day = dt.date.fromisoformat(date) if date else settings.run_date + dt.timedelta(days=1)
     try:
-        cfg = load_sim_config(settings.sim_config, users=users, days=1, start_date=day,
+        cfg = load_sim_config(settings.sim_config, preset=settings.sim_world, users=users, days=1, start_date=day,
                               seed=seed if seed is not None else settings.sim_seed)
     except ConfigError as error:
         _fail(str(error))

@@ -31,7 +31,10 @@ class Settings(BaseModel):
     sim_users: int = Field(300, ge=1, le=100_000_000, description="users of the simulated world")
     sim_seed: int = Field(7, ge=0, le=2**32 - 1, description="seed of the simulated world")
     sim_corrupt_rate: float = Field(0.0, ge=0.0, le=0.5, description="share of bad lines the simulator injects")
-    sim_config: Path | None = Field(None, description="JSON file with simulator knobs (see edgerec.sim.config)")
+    sim_world: Literal["default", "revisit"] = Field(
+        "default", description="named simulated world (edgerec.sim.config.WORLDS; docs/worlds.md)")
+    sim_config: Path | None = Field(None, description="JSON file with simulator knobs over the named world's "
+                                                      "(see edgerec.sim.config)")
     max_bad_share: float = Field(0.01, ge=0.0, le=1.0, description="bad-row share above which a day fails")
     spark_master: str = Field("local[*]", description="Spark master URL (a cluster: spark://..., yarn, k8s://...)")
     spark_shuffle_partitions: int = Field(4, ge=1, le=100_000, description="spark.sql.shuffle.partitions")

@@ -27,8 +27,9 @@ class BadShareExceeded(RuntimeError):
 
 def simulate_day(settings: Settings, ds: str) -> dict:
     """Simulate one day of the configured world into the raw zone (replacing that partition)."""
-    cfg = load_sim_config(settings.sim_config, users=settings.sim_users, seed=settings.sim_seed, days=1,
-                          start_date=dt.date.fromisoformat(ds), corrupt_rate=settings.sim_corrupt_rate)
+    cfg = load_sim_config(settings.sim_config, preset=settings.sim_world, users=settings.sim_users,
+                          seed=settings.sim_seed, days=1, start_date=dt.date.fromisoformat(ds),
+                          corrupt_rate=settings.sim_corrupt_rate)
     summary = simulate(cfg, settings.raw)["days"][ds]
     log.info("simulated ds=%s: %s events into %s", ds, f"{summary['events']:,}", summary["events_path"])
     return summary

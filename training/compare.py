@@ -1,6 +1,8 @@
 """The comparison table of the paper's Table 2 on our test set: GAUC with its bootstrap interval, the relative
-gain over DLCM with a paired bootstrap interval, NDCG@k and clicks@k against the initial order; written as
-markdown, CSV and a bar-chart PNG, and checked against the paper's order.
+gain over DLCM with a paired bootstrap interval, NDCG@k and clicks@k against the initial order, the hand rules'
+rows (training.rules) beside the models', each model's validation GAUC per epoch; written as markdown, CSV and a
+bar-chart PNG, and checked against the paper's order, the hand rules, the models that see a subset of a model's
+inputs, and collapse onto the list order.
 """
 
 from __future__ import annotations
@@ -14,8 +16,17 @@ import numpy as np
 
 from training.evaluation import Interval, RankingReport, paired_gain
 from training.models import BASELINE, FULL_MODEL, MODELS, PAPER_GAUC
+from training.rules import RULES
 
 KS = (5, 10)
+# A validation GAUC within this of the initial order's is the list order itself (scores monotone in the position)
+COLLAPSE_TOLERANCE = 1e-6
+# "DLCM not below the initial order": its paired interval's lower end within this relative margin of it or above
+EQUIVALENCE_MARGIN = 0.001
+# Models whose inputs are a subset of another's: (the one that sees more, the one that sees less)
+SUBSETS = (("dlcm", "dnn_rank"), (FULL_MODEL, BASELINE), (FULL_MODEL, "crban_hubsm_ie"),
+           (FULL_MODEL, "crban_hubsm_ipv"))
+NAN = Interval(float("nan"), float("nan"), float("nan"))
 
 
 @dataclass(frozen=True)
@@ -26,14 +37,40 @@ class Row:
     gain: Interval  # relative GAUC gain over the baseline, paired bootstrap
 
     @property
+    def paper_gauc(self) -> float:
+        return PAPER_GAUC.get(self.name, float("nan"))
+
+    @property
     def paper_gain(self) -> float:
-        return PAPER_GAUC[self.name] / PAPER_GAUC[BASELINE] - 1.0
+        return self.paper_gauc / PAPER_GAUC[BASELINE] - 1.0
+
+
+@dataclass(frozen=True)
+class Curves:
+    """Each model's validation GAUC per epoch (held-out users of the train window) and the initial order's there."""
+
+    by_model: dict[str, list[float]]
+    initial: float
+
+    def collapsed(self, name: str) -> bool:
+        """The model's validation GAUC stays at the initial order's from its second epoch on: it learned the list
+        order and nothing else (one epoch alone is not judged)."""
+        curve = self.by_model.get(name, [])
+        return len(curve) > 1 and all(abs(g - self.initial) <= COLLAPSE_TOLERANCE for g in curve[1:])
+
+    def to_markdown(self) -> list[str]:
+        lines = [f"Validation GAUC per epoch (held-out users; the initial order there: {self.initial:.5f}):", ""]
+        for name, curve in self.by_model.items():
+            mark = " **collapsed onto the list order**" if self.collapsed(name) else ""
+            lines.append(f"- {MODELS[name].title}: {', '.join(f'{g:.5f}' for g in curve)}{mark}")
+        return lines
 
 
 @dataclass(frozen=True)
 class Comparison:
-    rows: list[Row]  # in the paper's order
-    checks: dict[str, bool]  # the paper's order and separations, each named
+    rows: list[Row]  # the models in the paper's order, then the hand rules
+    checks: dict[str, bool]  # the paper's order and separations, the rules, subsets and collapse, each named
+    curves: Curves | None = None
 
     def row(self, name: str) -> Row:
         return next(r for r in self.rows if r.name == name)
@@ -50,7 +87,7 @@ class Comparison:
             lines.append(
                 f"| {r.title} | {rep.gauc} | {r.gain.value:+.2%} [{r.gain.low:+.2%}, {r.gain.high:+.2%}] | "
                 + " | ".join(f"{rep.ndcg[k]:.4f} | {rep.clicks[k]:.3f}" for k in KS)
-                + f" | {PAPER_GAUC[r.name]:.5f} | {r.paper_gain:+.2%} |")
+                + (f" | {r.paper_gauc:.5f} | {r.paper_gain:+.2%} |" if r.name in PAPER_GAUC else " | | |"))
         lines.append(f"| initial order | {first.gauc_initial:.5f} | | " + " | ".join(
             f"{first.ndcg_initial[k]:.4f} | {first.clicks_initial[k]:.3f}" for k in KS) + " | | |")
         lines.append("")
@@ -58,6 +95,8 @@ class Comparison:
                      "label class skipped. NDCG@k and clicks@k over the labelled candidates of each request.")
         lines.append("")
         lines.extend(f"- {'yes' if ok else 'NO '} {check}" for check, ok in self.checks.items())
+        if self.curves is not None:
+            lines += ["", *self.curves.to_markdown()]
         return "\n".join(lines) + "\n"
 
     def to_records(self) -> list[dict]:
@@ -70,8 +109,9 @@ class Comparison:
             for k in KS:
                 record |= {f"ndcg@{k}": rep.ndcg[k], f"ndcg@{k}_initial": rep.ndcg_initial[k],
                            f"clicks@{k}": rep.clicks[k], f"clicks@{k}_initial": rep.clicks_initial[k]}
-            records.append(record | {"gauc_initial_order": rep.gauc_initial, "paper_gauc": PAPER_GAUC[r.name],
-                                     "paper_gain": r.paper_gain})
+            records.append(record | {"gauc_initial_order": rep.gauc_initial, "paper_gauc": r.paper_gauc,
+                                     "paper_gain": r.paper_gain,
+                                     "collapsed": bool(self.curves and self.curves.collapsed(r.name))})
         return records
 
     def write(self, directory: Path) -> dict[str, Path]:
@@ -84,7 +124,9 @@ class Comparison:
             writer = csv.DictWriter(f, fieldnames=list(records[0]))
             writer.writeheader()
             writer.writerows(records)
-        paths["json"].write_text(json.dumps({"rows": records, "checks": self.checks}, indent=2) + "\n")
+        curves = None if self.curves is None else {"initial": self.curves.initial, "by_model": self.curves.by_model}
+        paths["json"].write_text(json.dumps({"rows": records, "checks": self.checks, "validation_curves": curves},
+                                            indent=2, allow_nan=True) + "\n")
         self.plot(paths["png"])
         return paths
 
@@ -121,42 +163,70 @@ class Comparison:
         plt.close(fig)
 
 
-def compare(reports: dict[str, RankingReport], rounds: int = 200, seed: int = 0) -> Comparison:
-    """Rows in the paper's order for the models present; gains against DLCM when it was trained."""
+def compare(reports: dict[str, RankingReport], rules: dict[str, RankingReport] | None = None,
+            curves: Curves | None = None, rounds: int = 200, seed: int = 0) -> Comparison:
+    """Rows in the paper's order for the models present, then the hand rules (RULES) given; gains against DLCM
+    when it was trained."""
+    rules = rules or {}
     names = [n for n in MODELS if n in reports]
     base = reports.get(BASELINE)
-    rows = [Row(n, MODELS[n].title, reports[n],
-                paired_gain(reports[n].per_request, base.per_request, rounds, seed) if base
-                else Interval(float("nan"), float("nan"), float("nan"))) for n in names]
-    return Comparison(rows, order_checks(reports, rounds, seed))
+
+    def row(name: str, title: str, report: RankingReport) -> Row:
+        return Row(name, title, report, paired_gain(report.per_request, base.per_request, rounds, seed) if base
+                   else NAN)
+
+    rows = [row(n, MODELS[n].title, reports[n]) for n in names] + [row(n, RULES[n], rules[n]) for n in RULES
+                                                                   if n in rules]
+    return Comparison(rows, order_checks(reports, rules, curves, rounds, seed), curves)
 
 
-def order_checks(reports: dict[str, RankingReport], rounds: int = 200, seed: int = 0) -> dict[str, bool]:
-    """The paper's order: DNN-rank < DLCM < each CRBAN variant < the full model, each gap with a paired
-    bootstrap interval that excludes zero; DLCM not below the initial order it re-ranks, its paired interval
-    reaching zero (else a gain over it measures a baseline that failed to learn the list; DLCM reads the cloud's
-    features only, so matching the list order within noise is what learning it looks like); and the full model
-    at least +2% over DLCM."""
+def order_checks(reports: dict[str, RankingReport], rules: dict[str, RankingReport] | None = None,
+                 curves: Curves | None = None, rounds: int = 200, seed: int = 0) -> dict[str, bool]:
+    """The paper's order: DNN-rank < DLCM < each CRBAN variant < the full model, each gap with a paired bootstrap
+    interval that excludes zero; each model at least as good as every model that sees a subset of its inputs
+    (SUBSETS); the full model above every hand rule, interval above zero; DLCM not below the initial order it
+    re-ranks, by more than EQUIVALENCE_MARGIN (else a gain over it measures a baseline that failed to learn the list;
+    DLCM reads the cloud's features only, so matching the list order within noise is what learning it looks like);
+    the full model at least +2% over DLCM; and no model collapsed onto the list order (Curves.collapsed)."""
     checks: dict[str, bool] = {}
+    rules = rules or {}
+
+    def gap(better: RankingReport, worse: RankingReport) -> Interval:
+        return paired_gain(better.per_request, worse.per_request, rounds, seed)
 
     def above(better: str, worse: str) -> None:
         if better in reports and worse in reports:
-            gap = paired_gain(reports[better].per_request, reports[worse].per_request, rounds, seed)
+            g = gap(reports[better], reports[worse])
             checks[f"{MODELS[better].title} > {MODELS[worse].title}, interval above 0 "
-                   f"({gap.value:+.2%} [{gap.low:+.2%}, {gap.high:+.2%}])"] = gap.low > 0
+                   f"({g.value:+.2%} [{g.low:+.2%}, {g.high:+.2%}])"] = g.low > 0
 
     variants = [n for n in MODELS if n not in ("dnn_rank", BASELINE, FULL_MODEL)]
     above(BASELINE, "dnn_rank")
     for variant in variants:
         above(variant, BASELINE)
         above(FULL_MODEL, variant)
+    for more, less in SUBSETS:
+        if more in reports and less in reports:
+            g = gap(reports[more], reports[less])
+            checks[f"{MODELS[more].title} at least as good as {MODELS[less].title}, which sees a subset of its "
+                   f"inputs ({g.value:+.2%} [{g.low:+.2%}, {g.high:+.2%}])"] = g.value >= 0
+    if FULL_MODEL in reports:
+        for name, rule in rules.items():
+            g = gap(reports[FULL_MODEL], rule)
+            checks[f"{MODELS[FULL_MODEL].title} > {RULES[name]}, interval above 0 "
+                   f"({g.value:+.2%} [{g.low:+.2%}, {g.high:+.2%}])"] = g.low > 0
     if BASELINE in reports:
         base = reports[BASELINE]
-        gap = paired_gain(base.per_request, base.per_request_initial, rounds, seed)
-        checks[f"{MODELS[BASELINE].title} not below the initial order's GAUC, interval reaches 0 "
-               f"({base.gauc.value:.5f} vs {base.gauc_initial:.5f}: {gap.value:+.2%} [{gap.low:+.2%}, "
-               f"{gap.high:+.2%}])"] = gap.high >= 0
+        g = paired_gain(base.per_request, base.per_request_initial, rounds, seed)
+        checks[f"{MODELS[BASELINE].title} not below the initial order's GAUC by more than {EQUIVALENCE_MARGIN:.1%} "
+               f"({base.gauc.value:.5f} vs {base.gauc_initial:.5f}: {g.value:+.2%} [{g.low:+.2%}, "
+               f"{g.high:+.2%}])"] = g.low >= -EQUIVALENCE_MARGIN
     if FULL_MODEL in reports and BASELINE in reports:
-        gain = paired_gain(reports[FULL_MODEL].per_request, reports[BASELINE].per_request, rounds, seed)
+        gain = gap(reports[FULL_MODEL], reports[BASELINE])
         checks[f"{MODELS[FULL_MODEL].title} >= +2% over DLCM ({gain.value:+.2%})"] = gain.value >= 0.02
+    if curves is not None:
+        for name in reports:
+            if name in curves.by_model:
+                checks[f"{MODELS[name].title} did not collapse onto the list order (validation GAUC at the initial "
+                       f"order's {curves.initial:.5f} from its second epoch on)"] = not curves.collapsed(name)
     return checks

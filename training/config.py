@@ -41,5 +41,8 @@ class TrainConfig(BaseModel):
     code_embedding_dim: int = Field(4, ge=1, le=256, description="width of each bucketized/action feature's table")
     item_id_buckets: int = Field(0, ge=0, le=100_000_000,
                                  description="rows of the optional hashed item_id table (0: no item_id feature)")
+    min_item_count: int = Field(10, ge=0, le=1_000_000,
+                                description="an item table row read fewer times than this by the train requests is "
+                                            "not learned: it reads the table's out-of-vocabulary row (0: learn all)")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of weights and batch order")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU")

@@ -8,7 +8,7 @@ turns them oldest first, as the GRU encoders read them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from edgerec.features import ENCODED_FEATURE_COLUMNS, GROUPS, PREFIXES
-from training.models.base import Inputs
+from edgerec.features import ENCODED_FEATURE_COLUMNS, GROUPS, ITEM_CATEGORICAL, PREFIXES
+from training.models.base import HASH_MULTIPLIER, Inputs, ItemTables
 
 SPLITS = {"train": "fct_train_requests", "test": "fct_test_requests"}
 
@@ -97,6 +97,25 @@ def to_inputs(batch: Batch) -> Inputs:
         tensor(batch.ie_length),
         tensor(chronological(batch.ipv_item, batch.ipv_length)), tensor(chronological(batch.ipv, batch.ipv_length)),
         tensor(batch.ipv_length))
+
+
+def row_counts(batches: Iterable[Batch], tables: ItemTables) -> dict[str, np.ndarray]:
+    """How often each row of each item table is read by the batches' real candidates and events (for
+    `ItemTables.restrict`)."""
+    counts = {name: np.zeros(table.num_embeddings, dtype=np.int64) for name, table in tables.tables.items()}
+    for batch in batches:
+        for items, codes, lengths in ((batch.candidate_item, batch.candidate, batch.candidates),
+                                      (batch.ie_item, batch.ie, batch.ie_length),
+                                      (batch.ipv_item, batch.ipv, batch.ipv_length)):
+            real = np.arange(items.shape[1])[None, :] < lengths[:, None]
+            for i, name in enumerate(ITEM_CATEGORICAL):
+                size = len(counts[name])
+                counts[name] += np.bincount(np.minimum(codes[..., i][real], size - 1), minlength=size)
+            if "item_id" in counts:
+                ids = items[real]
+                rows = np.where(ids > 0, (ids * HASH_MULTIPLIER) % tables.item_id_buckets + 1, 0)
+                counts["item_id"] += np.bincount(rows, minlength=len(counts["item_id"]))
+    return counts
 
 
 def holdout(part: str | None, share: float) -> str:

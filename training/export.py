@@ -43,6 +43,9 @@ from training.registry import REGISTERED_MODEL
 
 OPSET = 17
 DEFAULT_ROWS_PER_SHARD = 65_536
+# The manifest lists every shard and ships to the phone: a table of more rows than this many shards hold gets larger
+# shards rather than more of them, so the bundle does not grow with the catalog (a brand per item, raw item ids)
+MAX_SHARDS_PER_TABLE = 16
 
 
 def step_model(encoder: BehaviourEncoder, item_dim: int, behaviour: str) -> onnx.ModelProto:
@@ -210,12 +213,15 @@ def table_order(model: CRBAN) -> list[str]:
 
 
 def quantized_tables(model: CRBAN, dtype: str = "float16") -> dict[str, np.ndarray]:
-    return {name: model.items.tables[name].weight.detach().cpu().numpy().astype(dtype) for name in table_order(model)}
+    return {name: model.items.exported(name).cpu().numpy().astype(dtype) for name in table_order(model)}
 
 
 def write_shards(root: Path, table: str, rows: np.ndarray, rows_per_shard: int) -> dict:
+    """The table's rows as .npy shards of rows_per_shard rows, or of more when it would take more than
+    MAX_SHARDS_PER_TABLE shards; returns the manifest's entry of the table."""
     folder = root / EMBEDDINGS / table
     folder.mkdir(parents=True, exist_ok=True)
+    rows_per_shard = max(rows_per_shard, -(-len(rows) // MAX_SHARDS_PER_TABLE))
     shards = []
     for index, lo in enumerate(range(0, len(rows), rows_per_shard)):
         hi = min(lo + rows_per_shard, len(rows))

@@ -20,12 +20,13 @@ from edgerec.config import Settings
 from edgerec.errors import build_config
 from edgerec.features import load_spec
 from training import registry
-from training.compare import compare
+from training.compare import Curves, compare
 from training.config import TrainConfig
-from training.data import count_requests, date_range, read_batches
+from training.data import count_requests, date_range, read_batches, row_counts
 from training.evaluation import RankingReport, evaluate
 from training.models import FULL_MODEL, MODELS, build_model
-from training.trainer import EpochResult, fit, pick_device, score, seed_everything, validation_gauc
+from training.rules import HandRules, click_counts, score_rules
+from training.trainer import EpochResult, fit, initial_order_gauc, pick_device, score, seed_everything, validation_gauc
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,13 @@ def evaluate_on_test(settings: Settings, spec: dict, model, cfg: TrainConfig, de
     return evaluate(scored.scores, scored.labels, scored.masks)
 
 
+def evaluate_rules(settings: Settings, spec: dict, cfg: TrainConfig) -> dict[str, RankingReport]:
+    """The hand rules' reports on the test mart, their popularity counted over the whole train window."""
+    rules = HandRules(click_counts(read_batches(settings.duckdb_path, "train", spec, cfg.batch_requests)))
+    scored = score_rules(rules, read_batches(settings.duckdb_path, "test", spec, cfg.batch_requests))
+    return {name: evaluate(*triple) for name, triple in scored.items()}
+
+
 def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | None = None) -> dict:
     """Train, compare, log and register; returns where everything went. Raises NoTrainingData on empty marts."""
     import mlflow
@@ -90,9 +98,13 @@ def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | Non
         held_out = 0
     fit_part = "fit" if held_out else None  # early stopping on the held-out users' requests; the rest trained on
 
+    def validation_batches():
+        return read_batches(settings.duckdb_path, "train", spec, cfg.batch_requests, part="validation",
+                            share=cfg.validation_share)
+
     def validate(model) -> float:
-        return validation_gauc(model, read_batches(settings.duckdb_path, "train", spec, cfg.batch_requests,
-                                                   part="validation", share=cfg.validation_share), device)
+        return validation_gauc(model, validation_batches(), device)
+    curves = Curves({}, initial_order_gauc(validation_batches())) if held_out else None
     log.info("training %s on %s train requests (%s more held out for early stopping), testing on %s (ds=%s), "
              "device %s", ", ".join(names), f"{counts['train'] - held_out:,}", f"{held_out:,}", f"{counts['test']:,}",
              ds, device)
@@ -102,13 +114,19 @@ def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | Non
                            "test_requests": counts["test"], "feature_spec_sha": spec["sha256"], "device": str(device),
                            **{f"train.{k}": v for k, v in cfg.model_dump().items()}})
         mlflow.log_dict(spec, "feature_spec.json")
+        counts_of_rows = None
         for name in names:
             if progress:
                 progress(name)
             seed_everything(cfg.seed)
             model = build_model(name, spec, cfg)
+            if counts_of_rows is None:  # every model has the same item tables: counted once
+                counts_of_rows = row_counts(read_batches(settings.duckdb_path, "train", spec, cfg.batch_requests,
+                                                         part=fit_part, share=cfg.validation_share), model.items)
+            learned = model.items.restrict(counts_of_rows)
             with mlflow.start_run(run_name=name, nested=True) as child:
-                mlflow.log_params({"model": name, "parameters": sum(p.numel() for p in model.parameters())})
+                mlflow.log_params({"model": name, "parameters": sum(p.numel() for p in model.parameters()),
+                                   **{f"learned_rows.{table}": n for table, n in learned.items()}})
 
                 def on_epoch(result: EpochResult) -> None:
                     metrics = {"train_loss": result.loss, "learning_rate": result.lr,
@@ -124,11 +142,13 @@ def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | Non
                     validate if held_out else None)
                 mlflow.log_params({"epochs_run": len(history),
                                    "best_epoch": next((r.epoch + 1 for r in reversed(history) if r.kept), "last")})
+                if curves is not None:
+                    curves.by_model[name] = [r.validation_gauc for r in history]
                 reports[name] = report = evaluate_on_test(settings, spec, model, cfg, device)
                 mlflow.log_metrics(_metrics(report))
             if name == FULL_MODEL:
                 full, full_run = model, child.info.run_id
-        comparison = compare(reports)
+        comparison = compare(reports, evaluate_rules(settings, spec, cfg), curves)
         paths = comparison.write(day.training)
         for path in paths.values():
             mlflow.log_artifact(str(path), artifact_path="comparison")

@@ -122,6 +122,17 @@ def validation_gauc(model: Reranker, batches: Iterable[Batch], device: torch.dev
     return request_aucs(scored.scores, scored.labels, scored.masks).gauc()
 
 
+def initial_order_gauc(batches: Iterable[Batch]) -> float:
+    """GAUC of the list order itself on the same requests (what a collapsed model scores)."""
+    scores, labels, masks = [], [], []
+    for batch in batches:
+        for i, n in enumerate(batch.candidates.tolist()):
+            scores.append(-np.arange(n, dtype=np.float64))
+            labels.append(batch.label[i, :n])
+            masks.append(batch.mask[i, :n])
+    return request_aucs(scores, labels, masks).gauc()
+
+
 @dataclass(frozen=True)
 class Scored:
     """Per request: the model's scores, labels and mask of its real candidates, in the initial order."""

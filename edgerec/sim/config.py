@@ -11,9 +11,9 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edgerec.errors import build_config
+from edgerec.errors import ConfigError, build_config
 
 
 class _Knobs(BaseModel):
@@ -37,6 +37,8 @@ class WorldConfig(_Knobs):
     quality_weight: float = Field(0.6, ge=0.0, le=10.0, description="logit per unit of latent item quality")
     score_noise: float = Field(0.5, ge=0.0, le=10.0, description="noise of ctr/cvr scores around the truth")
     cloud_noise: float = Field(0.3, ge=0.0, le=10.0, description="noise of the cloud ranker's utility estimate")
+    brand_is_item: bool = Field(False, description="every item is its own brand (a log whose only item attribute "
+                                                   "besides its category is its identity)")
 
 
 class BehaviourConfig(_Knobs):
@@ -58,12 +60,23 @@ class BehaviourConfig(_Knobs):
     leave_base: float = Field(0.004, ge=0.0, le=1.0, description="probability to leave after any exposure")
     leave_per_miss: float = Field(0.0008, ge=0.0, le=1.0, description="extra leave probability per miss in a row")
     explore_share: float = Field(0.25, ge=0.0, le=1.0, description="candidates from outside long-term interests")
+    revisit_boost: float = Field(0.0, ge=0.0, le=20.0,
+                                 description="click logit gained by an item the user viewed earlier in the session, "
+                                             "decaying with the short-term half-life (0: no return to items)")
 
 
 class ClientConfig(_Knobs):
     """The cloud/client protocol."""
 
-    candidates_per_request: int = Field(100, ge=1, le=100, description="candidates the cloud returns")
+    candidates_per_request: int = Field(100, ge=1, le=100, description="candidates the cloud returns at most")
+    min_candidates_per_request: int | None = Field(
+        None, ge=1, le=100, description="fewest candidates the cloud returns; each request draws its list length "
+                                        "uniformly in [this, candidates_per_request] (None: always the most)")
+    cloud_scores: bool = Field(True, description="the cloud logs a score per candidate (False: its rank alone)")
+    reshow_viewed: float = Field(0.0, ge=0.0, le=1.0,
+                                 description="probability that each item the user viewed earlier in the session is "
+                                             "among a page's candidates again, as a search result page lists it "
+                                             "again (0: never; exposed items otherwise never come back)")
     page_size: int = Field(50, ge=1, le=100, description="items displayed per page")
     max_pages: int = Field(8, ge=1, le=1_000, description="page requests per session at most")
     max_per_category: int = Field(15, ge=1, le=100, description="the cloud's cap on candidates per category")
@@ -84,15 +97,51 @@ class SimConfig(_Knobs):
     behaviour: BehaviourConfig = BehaviourConfig()
     client: ClientConfig = ClientConfig()
 
+    @model_validator(mode="after")
+    def _list_lengths(self) -> SimConfig:
+        low = self.client.min_candidates_per_request
+        if low is not None and low > self.client.candidates_per_request:
+            raise ValueError(f"client.min_candidates_per_request ({low}) is above client.candidates_per_request "
+                             f"({self.client.candidates_per_request})")
+        return self
+
     @property
     def dates(self) -> list[dt.date]:
         return [self.start_date + dt.timedelta(days=d) for d in range(self.days)]
 
 
-def load_sim_config(path: Path | None = None, **overrides) -> SimConfig:
-    """The defaults, updated by a JSON file (nested like SimConfig), updated by explicit overrides."""
-    values: dict = json.loads(Path(path).read_text()) if path else {}
-    values.update({k: v for k, v in overrides.items() if v is not None})
+# Named worlds: knob values over the defaults. docs/worlds.md says what each property is for.
+WORLDS: dict[str, dict] = {
+    # the EdgeRec paper's feed: 100 scored candidates, 50 shown a page, in-session interest in categories and brands
+    "default": {},
+    # what public session logs have and the default world lacks: users return to items they viewed earlier in the
+    # session (about 40% of clicks), short lists of 20-30 items, no cloud scores, a catalog of 100k items with
+    # brand = item identity, and a click on most lists
+    "revisit": {
+        "world": {"n_items": 100_000, "n_categories": 200, "brand_is_item": True},
+        "behaviour": {"revisit_boost": 6, "base_click_logit": -4.2, "position_decay": 0.03,
+                      "leave_base": 0.02, "sessions_per_day": 1.2, "short_term_half_life_s": 900.0},
+        "client": {"candidates_per_request": 30, "min_candidates_per_request": 20, "page_size": 30,
+                   "cloud_scores": False, "reshow_viewed": 0.9, "max_pages": 12, "max_per_category": 30},
+    },
+}
+
+
+def _merge(base: dict, update: dict) -> dict:
+    merged = dict(base)
+    for key, value in update.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+            else value
+    return merged
+
+
+def load_sim_config(path: Path | None = None, preset: str | None = None, **overrides) -> SimConfig:
+    """A named world's knobs (WORLDS; default "default"), updated by a JSON file (nested like SimConfig), updated by
+    explicit overrides (a nested section such as world={...} updates that section knob by knob)."""
+    if preset is not None and preset not in WORLDS:
+        raise ConfigError(f"unknown simulated world {preset!r}; known: {', '.join(WORLDS)}")
+    values: dict = _merge(WORLDS[preset or "default"], json.loads(Path(path).read_text()) if path else {})
+    values = _merge(values, {k: v for k, v in overrides.items() if v is not None})
     for section, model in (("world", WorldConfig), ("behaviour", BehaviourConfig), ("client", ClientConfig)):
         if isinstance(values.get(section), dict):
             values[section] = build_config(model, values[section], prefix=f"{section}.")

@@ -143,6 +143,8 @@ class Simulator:
         fatigue: dict[int, float] = {}
         visible: list[tuple[int, int, int, float]] = []  # (ts, category, brand, delta) the cloud learns of
         exposed = np.zeros(len(cat), dtype=bool)  # catalog rows exposed in this session
+        viewed: dict[int, tuple[float, int]] = {}  # catalog row -> (revisit boost, at time) of the items viewed
+        revisit_boost = beh.revisit_boost
 
         def boost(store: dict, key: int, delta: float, now: int) -> None:
             value, t0 = store.get(key, (0.0, now))
@@ -168,12 +170,12 @@ class Simulator:
         since_rerank = 0  # exposures since the last re-rank, none clicked (the client's exposed_k rule)
         for page_no in range(client.max_pages):
             request_id = f"{session_id}-p{page_no}"
-            rows, scores, utility = self._cloud_page(user, rng, t, exposed, visible)
+            rows, scores, utility = self._cloud_page(user, rng, t, exposed, visible, viewed)
             if len(rows) == 0:
                 break
             row_list, item_ids = rows.tolist(), cat.item_id[rows].tolist()
             event("page_request", t, request_id=request_id, page_no=page_no, candidates=[
-                {"item_id": i, "rank": r, "score": s}
+                {"item_id": i, "rank": r, "score": s} if client.cloud_scores else {"item_id": i, "rank": r}
                 for r, (i, s) in enumerate(zip(item_ids, np.round(scores, 5).tolist(), strict=True))])
             utility = utility.tolist()
             cats, brands = cat.category[rows].tolist(), cat.brand[rows].tolist()
@@ -201,6 +203,9 @@ class Simulator:
                 if b in st_brand:
                     value, t0 = st_brand[b]
                     z += value * 0.5 ** ((t - t0) / half_life_ms)
+                if revisit_boost and row_list[i] in viewed:
+                    value, t0 = viewed[row_list[i]]
+                    z += value * 0.5 ** ((t - t0) / half_life_ms)
                 interest = math.exp(0.35 * z)
                 duration = int(min(20_000.0, max(120.0, dwell_noise[i] * interest)))
                 # built inline, not through event(): exposures are most events, and kwargs cost here;
@@ -224,6 +229,8 @@ class Simulator:
                                                         for a in _DEEP_ACTIONS) else 0.0
                     boost(st_cat, c, beh.click_boost_category + deep, t)
                     boost(st_brand, b, beh.click_boost_brand, t)
+                    if revisit_boost:
+                        viewed[row_list[i]] = (revisit_boost, t)
                     fatigue[c] = 0.5 * fatigue.get(c, 0.0)
                     visible.append((t, c, b, beh.click_boost_category))
                     trigger = "click"
@@ -252,9 +259,12 @@ class Simulator:
                 break
         return t
 
-    def _cloud_page(self, user: User, rng, t: int, exposed: np.ndarray, visible: list) -> tuple:
+    def _cloud_page(self, user: User, rng, t: int, exposed: np.ndarray, visible: list,
+                    viewed: dict | None = None) -> tuple:
         """The cloud's answer to a page request: candidate rows, its scores and the true long-term utility,
-        best first by the cloud's score."""
+        best first by the cloud's score. With client.reshow_viewed, each item viewed earlier in the session comes
+        back among the candidates with that probability, ranked like any other (the cloud does not know the user
+        wants it again)."""
         cfg, beh, client, cat = self.cfg.world, self.cfg.behaviour, self.cfg.client, self.catalog
         n_cat = len(cat.cat_popularity)
         weights = (1.0 - beh.explore_share) * np.bincount(
@@ -268,13 +278,21 @@ class Simulator:
         weights = weights * np.exp(np.clip(short_term, -5.0, 2.0))
         weights /= weights.sum()
         want = client.candidates_per_request
+        if client.min_candidates_per_request is not None:
+            want = int(rng.integers(client.min_candidates_per_request, want + 1))
         rows = np.empty(0, dtype=np.int64)
+        allowed = ~exposed
+        if client.reshow_viewed and viewed:
+            again = np.fromiter(viewed, dtype=np.int64)
+            rows = again[rng.random(len(again)) < client.reshow_viewed][: want // 2]
+            allowed = allowed.copy()
+            allowed[rows] = True
         for attempt in range(4):  # the last attempt fills up from the whole catalog
             cats = rng.choice(n_cat, size=2 * want, p=weights if attempt < 3 else cat.cat_popularity)
             drawn = cat.cat_start[cats] + (rng.random(2 * want) * self._cat_count[cats]).astype(np.int64)
             rows, first = np.unique(np.concatenate([rows, drawn]), return_index=True)
             rows = rows[np.argsort(first)]
-            rows = rows[~exposed[rows]]
+            rows = rows[allowed[rows]]
             rows = rows[_within_cap(cat.category[rows], client.max_per_category)]
             if len(rows) >= want:
                 break

@@ -44,6 +44,7 @@ class SimStats:
     ctr_by_position: dict[int, Rate] = field(default_factory=lambda: defaultdict(Rate))
     ctr_by_reexposure: dict[int, Rate] = field(default_factory=lambda: defaultdict(Rate))
     next_click_match: Rate = field(default_factory=Rate)
+    click_on_viewed: Rate = field(default_factory=Rate)  # clicks on an item viewed earlier in the session
     next_click_base: list[float] = field(default_factory=list)
     ctr_long_exposure: Rate = field(default_factory=Rate)
     ctr_fast_scroll: Rate = field(default_factory=Rate)
@@ -75,6 +76,7 @@ class SimStats:
                                   for n, r in sorted(self.ctr_by_reexposure.items())},
             "next_click_category_match": self.next_click_match.value,
             "next_click_category_base_rate": self.next_click_base_rate,
+            "clicks_on_items_viewed_earlier_in_session": self.click_on_viewed.value,
             "ctr_long_exposure": self.ctr_long_exposure.value,
             "ctr_fast_scroll": self.ctr_fast_scroll.value,
             "median_exposure_ms_clicked": median(self.duration_clicked),
@@ -98,6 +100,12 @@ def compute_stats(events: Iterable[dict], category_of: Mapping[int, int]) -> Sim
 
 
 def _session_stats(evs: list[dict], category_of: Mapping[int, int], stats: SimStats) -> None:
+    viewed: set = set()
+    for e in evs:
+        if e["event_type"] == "click":
+            stats.click_on_viewed.add(e["item_id"] in viewed)
+        elif e["event_type"] == "page_view":
+            viewed.add(e["item_id"])
     clicked = {(e.get("request_id"), e["item_id"]) for e in evs if e["event_type"] == "click"}
     misses_by_cat: Counter = Counter()  # unclicked exposures of a category since its last click
     exposures = [e for e in evs if e["event_type"] == "exposure"]
@@ -163,6 +171,8 @@ def render_stats(stats: SimStats) -> str:
         "after a click, the next click's category (sudden preference)",
         f"  matches the clicked category        {d['next_click_category_match']:.4f}",
         f"  base rate (exposures in between)    {d['next_click_category_base_rate']:.4f}",
+        f"clicks on an item viewed earlier in the session (revisits)  "
+        f"{d['clicks_on_items_viewed_earlier_in_session']:.4f}",
         "",
         "exposure duration and clicks (long looks vs fast scrolls)",
         f"  CTR after a long exposure (>= {LONG_EXPOSURE_MS} ms)  {d['ctr_long_exposure']:.4f}",

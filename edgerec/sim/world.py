@@ -72,6 +72,8 @@ def build_catalog(cfg: WorldConfig, seed: int) -> Catalog:
     brand_weights = 1.0 / np.arange(1, cfg.brands_per_category + 1)
     brand_weights /= brand_weights.sum()
     brand = category * cfg.brands_per_category + rng.choice(cfg.brands_per_category, size=n, p=brand_weights)
+    if cfg.brand_is_item:  # drawn all the same, so the other attributes equal the nested-brand world's
+        brand = np.arange(n)
 
     # each category leans female, male or unisex; each has its own price band
     lean = rng.choice(3, size=n_cat, p=[0.4, 0.35, 0.25])
@@ -124,7 +126,9 @@ def build_user(cfg: WorldConfig, catalog: Catalog, seed: int, index: int) -> Use
     affinity[cats] = cfg.interest_strength * (0.75 + 0.25 * k * weights)
     brands = np.unique([c * cfg.brands_per_category + b for c in cats for b in
                         rng.choice(cfg.brands_per_category, size=min(2, cfg.brands_per_category), replace=False)])
-    brand_mask = np.zeros(n_cat * cfg.brands_per_category, dtype=bool)
+    if cfg.brand_is_item:  # a brand of one item is no taste; drawn all the same to keep the rng's sequence
+        brands = np.empty(0, dtype=np.int64)
+    brand_mask = np.zeros(int(catalog.brand.max()) + 1, dtype=bool)
     brand_mask[brands] = True
     return User(
         index=index,

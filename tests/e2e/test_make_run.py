@@ -137,3 +137,28 @@ def test_external_source_skips_simulation_and_validates_what_arrived(tmp_path):
     result = run(tmp_path, EDGEREC_SOURCE="external")
     assert result.returncode != 0  # nothing arrived in the raw zone
     assert f"no raw events for ds={DS}" in result.stdout + result.stderr
+
+
+def test_the_revisit_world_runs_end_to_end_with_the_hand_rules_beside_the_models(tmp_path):
+    """The second world (docs/worlds.md): rank-only lists of 20-30 items from a 100k-item catalog whose brand is the
+    item itself. Its days pass the gates, the comparison holds the hand rules, and the bundle stays within its size
+    budget although the brand table has 100k rows."""
+    budgets = tmp_path / "servability.json"
+    budgets.write_text(json.dumps({"step_p99_ms": 5.0, "rerank_p99_ms": 50.0}))
+    result = run(tmp_path, "--days", "2", EDGEREC_SIM_WORLD="revisit", EDGEREC_SIM_USERS="60",
+                 EDGEREC_GATE_MIN_GAUC="0.0", EDGEREC_SERVABILITY_CONFIG=str(budgets))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    state = tmp_path / "state"
+    spec = json.loads((state / "warehouse" / "feature_spec" / f"ds={DS}" / "feature_spec.json").read_text())
+    assert spec["features"]["brand"]["vocab_size"] == 100_002 and spec["features"]["cloud_score"]["boundaries"] == []
+    comparison = json.loads((state / "reports" / f"ds={DS}" / "training" / "comparison.json").read_text())
+    titles = [row["title"] for row in comparison["rows"]]
+    assert titles[-3:] == ["rule: viewed before first", "rule: most recently viewed first",
+                           "rule: most clicked in the train window first"]
+    assert any(name.startswith("CRBAN+HUBSM(IE&IPV) > rule: viewed before first") for name in comparison["checks"])
+    assert set(comparison["validation_curves"]["by_model"]) == {row["model"] for row in comparison["rows"][:6]}
+    training = json.loads((state / "reports" / f"ds={DS}" / "training" / "training.json").read_text())
+    servability = json.loads((state / "reports" / f"ds={DS}" / "export" / "servability.json").read_text())
+    assert servability["passed"], servability["checks"]
+    manifest = json.loads((state / "bundles" / training["version_id"] / "manifest.json").read_text())
+    assert manifest["embeddings"]["brand"]["rows"] == 100_002 and len(manifest["embeddings"]["brand"]["shards"]) <= 16

@@ -26,8 +26,10 @@ def test_training_writes_the_comparison_and_registers_the_full_model(trained):
     assert "| DLCM |" in table and "| CRBAN+HUBSM(IE&IPV) |" in table and "| initial order |" in table
     assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     rows = json.loads((out / "comparison.json").read_text())["rows"]
-    assert [r["model"] for r in rows] == ["dlcm", "crban_hubsm_ie_ipv"]
-    assert rows[0]["gain_vs_dlcm"] == 0.0 and 0.0 < rows[1]["gauc"] < 1.0
+    assert [r["model"] for r in rows] == ["dlcm", "crban_hubsm_ie_ipv", "viewed_first", "recent_first",
+                                          "popular_first"]  # the models, then the hand rules on the same test mart
+    assert rows[0]["gain_vs_dlcm"] == 0.0 and all(0.0 < r["gauc"] < 1.0 for r in rows[1:])
+    assert "| rule: viewed before first |" in table
     assert summary["gauc"] == rows[1]["gauc"]
 
     client = registry.connect(settings)
@@ -38,6 +40,8 @@ def test_training_writes_the_comparison_and_registers_the_full_model(trained):
     assert float(version.tags["gauc"]) == pytest.approx(summary["gauc"], abs=1e-6)
     assert len(version.tags["git_sha"]) in (40, len("unknown"))
     assert version.id == summary["version_id"] and version.id.startswith("v20261102-")
+    child = client.get_run(version.run_id)  # rows learned per item table, beside padding and OOV (ItemTables)
+    assert 2 < int(child.data.params["learned_rows.brand"]) <= spec["features"]["brand"]["vocab_size"]
     parent = client.get_run(summary["run_id"])
     assert parent.data.params["feature_spec_sha"] == spec["sha256"]
     artifacts = {a.path for a in client.list_artifacts(summary["run_id"], "comparison")}

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -53,7 +54,15 @@ class ItemTables(nn.Module):
 
     `forward(codes [..., 6], item_ids [...]) -> [..., dim * tables]`. Codes beyond a table (a code of an
     older or newer feature spec) read its last row rather than fail.
+
+    A row seen fewer than cfg.min_item_count times in the training data (`restrict`) is not learned: its value reads
+    the table's out-of-vocabulary row instead (OOV_ROW), and the exported table repeats that row in its place. A
+    table keyed by item identity (a brand per item, the hashed item_id) over a catalog much larger than a day's
+    requests otherwise feeds every network path a row that is mostly its random start or a memorised click,
+    and the model overfits the train users within two epochs (docs/quality.md).
     """
+
+    OOV_ROW = {"item_id": 0}  # categorical features: code 1, out of vocabulary (edgerec.features); item_id: row 0
 
     def __init__(self, spec: dict, cfg: TrainConfig):
         super().__init__()
@@ -64,16 +73,43 @@ class ItemTables(nn.Module):
         if cfg.item_id_buckets:
             self.tables["item_id"] = nn.Embedding(cfg.item_id_buckets + 1, cfg.item_embedding_dim, padding_idx=0)
         self.dim = cfg.item_embedding_dim * len(self.tables)
+        self.min_count = cfg.min_item_count
+        for name, table in self.tables.items():  # every row learned until `restrict` says otherwise
+            self.register_buffer(f"learned_{name}", torch.ones(table.num_embeddings, dtype=torch.bool))
 
-    def item_id_rows(self, item_ids: Tensor) -> Tensor:
-        """Row of each item id in the hashed table: 1..buckets, and 0 for padding (item id 0)."""
-        return torch.where(item_ids > 0, (item_ids * HASH_MULTIPLIER) % self.item_id_buckets + 1, 0)
+    def oov_row(self, name: str) -> int:
+        return self.OOV_ROW.get(name, 1)
+
+    def learned(self, name: str) -> Tensor:
+        return getattr(self, f"learned_{name}")
+
+    def restrict(self, counts: dict[str, np.ndarray]) -> dict[str, int]:
+        """Learn only the rows seen at least min_count times: counts[table] [rows] (`row_counts`). Returns the
+        rows learned per table."""
+        for name, table in self.tables.items():
+            learned = torch.from_numpy(np.asarray(counts[name])[:table.num_embeddings] >= self.min_count)
+            learned = torch.cat([learned, torch.zeros(table.num_embeddings - len(learned), dtype=torch.bool)])
+            learned[[0, self.oov_row(name)]] = True  # padding and the out-of-vocabulary row itself
+            self.learned(name).copy_(learned)
+        return {name: int(self.learned(name).sum()) for name in self.tables}
+
+    def rows(self, name: str, codes: Tensor) -> Tensor:
+        """Row of each code (categorical) or item id in table `name`, unlearned ones sent to its OOV row."""
+        if name == "item_id":
+            rows = torch.where(codes > 0, (codes * HASH_MULTIPLIER) % self.item_id_buckets + 1, 0)
+        else:
+            rows = codes.clamp(max=self.tables[name].num_embeddings - 1)
+        return torch.where(self.learned(name)[rows], rows, self.oov_row(name))
+
+    def exported(self, name: str) -> Tensor:
+        """The table as the cloud serves it: each unlearned row a copy of the OOV row."""
+        weight = self.tables[name].weight.detach()
+        return torch.where(self.learned(name).unsqueeze(-1), weight, weight[self.oov_row(name)])
 
     def forward(self, codes: Tensor, item_ids: Tensor) -> Tensor:
-        parts = [table(codes[..., i].clamp(max=table.num_embeddings - 1))
-                 for i, table in enumerate(self.tables[name] for name in ITEM_CATEGORICAL)]
+        parts = [self.tables[name](self.rows(name, codes[..., i])) for i, name in enumerate(ITEM_CATEGORICAL)]
         if self.item_id_buckets:
-            parts.append(self.tables["item_id"](self.item_id_rows(item_ids)))
+            parts.append(self.tables["item_id"](self.rows("item_id", item_ids)))
         return torch.cat(parts, dim=-1)
 
 
@@ -147,7 +183,7 @@ class BahdanauAttention(nn.Module):
     """Additive attention (Bahdanau et al. 2015), the paper's behaviour attention, with two additions:
 
     e_nj = v^T tanh(W_q q_n + W_k k_j + W_m m_nj); a_nj = exp e_nj / (1 + sum_j' exp e_nj') over real steps;
-    c_n = [sum_j a_nj values_j, log(1 + sum_j exp e_nj)].
+    c_n = [sum_j a_nj values_j, log(1 + sum_j exp e_nj), sum_j a_nj m_nj].
 
     - m_nj are the match indicators of candidate n and event j (same category, same brand). The paper's keys are
       item embeddings learned from Taobao's traffic; on a small training set they do not learn to tell "the same
@@ -156,12 +192,21 @@ class BahdanauAttention(nn.Module):
     - The softmax runs over the events and a null event (energy 0, value 0) that a candidate attends to when
       nothing in the history concerns it. A plain softmax makes the weights sum to 1 whatever the number of
       relevant events, so one exposure of the candidate's category pools like ten; with the null event the
-      pool's size says how much of the history is relevant, and the last term (the log partition, a soft count
+      pool's size says how much of the history is relevant, and the second term (the log partition, a soft count
       of the relevant events) says it once more as a number.
+    - The match indicators are pooled too (the last term): the share of attention on events of the candidate's own
+      category and brand. It is a direct path from "the user touched this very item" to the score, open from the
+      first step: through the energy alone the signal reached the score only once v and W_m had aligned, and on
+      logs where a third of the clicks return to an item viewed before, the model overfit the train users before
+      that happened (docs/quality.md).
 
     query [N, Dq] (candidates of several requests), keys [B, L, Dk], values [B, L, Dv], lengths [B], request [N]
-    (each query's request), match [N, L, M] -> [N, Dv + 1].
+    (each query's request), match [N, L, M] -> [N, Dv + 1 + M].
     """
+
+    @staticmethod
+    def pooled_dim(value_dim: int) -> int:
+        return value_dim + 1 + len(MATCH_FEATURES)
 
     def __init__(self, query_dim: int, key_dim: int, units: int):
         super().__init__()
@@ -177,7 +222,7 @@ class BahdanauAttention(nn.Module):
 
     def pool(self, query: Tensor, projected: Tensor, values: Tensor, mask: Tensor, match: Tensor) -> Tensor:
         """query [N, Dq], projected keys [N or 1, L, units], values [N or 1, L, Dv], mask [N or 1, L], match
-        [N, L, M] -> [N, Dv + 1]. A leading 1 broadcasts one request's behaviours over all its candidates (the
+        [N, L, M] -> [N, Dv + 1 + M]. A leading 1 broadcasts one request's behaviours over all its candidates (the
         phone's case)."""
         # v as a [units, 1] matrix: one GEMM over N*L rows (a 1-D right operand is far slower in onnxruntime)
         hidden = torch.tanh(projected + self.query(query).unsqueeze(1) + self.match(match))
@@ -186,7 +231,8 @@ class BahdanauAttention(nn.Module):
         # 1 is the null event's exp 0, so it is the softmax's normaliser as well as the soft count
         mass = F.softplus(torch.logsumexp(energy, dim=-1, keepdim=True))
         weights = torch.exp(energy - mass)  # exactly 0 at padding steps
-        return torch.cat([(weights.unsqueeze(1) @ values).squeeze(1), mass], dim=-1)
+        pooled = (weights.unsqueeze(1) @ values).squeeze(1)
+        return torch.cat([pooled, mass, (weights.unsqueeze(1) @ match).squeeze(1)], dim=-1)
 
 
 def mlp(input_size: int, hidden: int) -> nn.Sequential:

@@ -11,8 +11,8 @@ its encoding (the candidate in its place in the list, after the ones shown befor
 ranking context. Each candidate attends (Bahdanau) to the behaviours with o_i as the query, the keys (item
 encodings plus age) and the fused encodings as values; an MLP scores [c_IE, c_IPV, o_i, s]. The attention also
 reads whether each event shares the candidate's category and brand, can attend to a null event when nothing in
-the history concerns the candidate, and keeps a soft count of the events it attends to (base.BahdanauAttention
-says why).
+the history concerns the candidate, keeps a soft count of the events it attends to and pools the match indicators
+with the values (base.BahdanauAttention says why).
 """
 
 from __future__ import annotations
@@ -82,10 +82,13 @@ class CRBAN(ContextAwareReranker):
     name = "crban_hubsm_ie_ipv"
     title = "CRBAN+HUBSM(IE&IPV)"
     behaviours = ("ie", "ipv")
-    revision = 2  # 2: the attention's softmax runs over a null event too (same weights as revision 1)
+    # 2: the attention's softmax runs over a null event too (same weights as revision 1); 3: the match indicators are
+    # pooled too, and rarely seen item rows read the out-of-vocabulary row (ItemTables.restrict)
+    revision = 3
 
     def __init__(self, spec: dict, cfg: TrainConfig):
-        super().__init__(spec, cfg, pooled_dim=2 * cfg.hidden + 1)  # the fused encodings' pool and the soft count
+        # the fused encodings' pool, the soft count and the pooled match indicators
+        super().__init__(spec, cfg, pooled_dim=BahdanauAttention.pooled_dim(2 * cfg.hidden))
         self.encoders = nn.ModuleDict({b: BehaviourEncoder(spec, b, self.items.dim, cfg) for b in self.behaviours})
         self.attention = nn.ModuleDict({b: BahdanauAttention(cfg.hidden, cfg.hidden, cfg.attention)
                                         for b in self.behaviours})

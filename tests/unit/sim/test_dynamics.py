@@ -111,3 +111,35 @@ def test_cloud_sees_in_session_clicks_only_after_the_delay():
     assert not np.array_equal(none, older)  # 90 s ago: visible, the page changes
     share = lambda rows: np.mean(sim.catalog.category[rows] == cat)  # noqa: E731
     assert share(older) >= share(none)
+
+
+@pytest.fixture(scope="module")
+def revisit_world():
+    return simulate_in_memory(load_sim_config(preset="revisit", users=80, seed=3))
+
+
+def test_the_revisit_world_has_what_public_session_logs_have(revisit_world):
+    sim, events = revisit_world
+    stats = stats_of(sim, events)
+    assert 0.3 < stats.click_on_viewed.value < 0.5  # about 40% of clicks return to an item viewed before
+    pages = [e for e in events if e["event_type"] == "page_request"]
+    assert {20, 30} <= {len(p["candidates"]) for p in pages} <= set(range(20, 31))  # lists of 20-30 items
+    assert all("score" not in c for p in pages for c in p["candidates"])  # the rank alone
+    assert len(sim.catalog) == 100_000 and np.array_equal(sim.catalog.brand, np.arange(100_000))  # brand = item
+    exposures = [(e["request_id"], e["item_id"]) for e in events if e["event_type"] == "exposure"]
+    assert len(exposures) == len(set(exposures))  # one exposure per shown item
+
+
+def test_the_default_world_never_shows_an_exposed_item_again(world_events):
+    sim, events = world_events
+    assert stats_of(sim, events).click_on_viewed.value == 0.0
+
+
+def test_an_unknown_world_and_inverted_list_lengths_are_refused():
+    from edgerec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown simulated world 'revisitt'; known: default, revisit"):
+        load_sim_config(preset="revisitt")
+    with pytest.raises(ConfigError, match=r"client.min_candidates_per_request \(40\) is above "
+                                          r"client.candidates_per_request \(30\)"):
+        load_sim_config(client={"candidates_per_request": 30, "min_candidates_per_request": 40})

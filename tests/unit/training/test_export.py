@@ -37,6 +37,18 @@ def exported(tmp_path_factory):
     return model, root, manifest
 
 
+def test_a_table_larger_than_the_shard_limit_gets_larger_shards_not_more(tmp_path):
+    """40 rows in shards of 2 would be 20 shards; the limit of 16 makes them shards of 3 (14 of them), so the
+    manifest the phone downloads does not grow with the catalog."""
+    from training.export import MAX_SHARDS_PER_TABLE, write_shards
+
+    rows = np.arange(80, dtype=np.float16).reshape(40, 2)
+    entry = write_shards(tmp_path, "brand", rows, rows_per_shard=2)
+    assert MAX_SHARDS_PER_TABLE == 16
+    assert [s["rows"] for s in entry["shards"]] == [[lo, min(lo + 3, 40)] for lo in range(0, 40, 3)]
+    assert write_shards(tmp_path / "small", "brand", rows[:6], rows_per_shard=2)["shards"][-1]["rows"] == [4, 6]
+
+
 def damaged(exported, tmp_path):
     """A copy of the bundle to break."""
     copy = tmp_path / exported[1].name

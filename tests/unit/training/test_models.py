@@ -11,7 +11,7 @@ from torch import Tensor
 from edgerec.features import AGE_INDEX, GROUPS
 from tests.unit.training.worlds import SMALL, SPEC, VOCAB, random_batch
 from training.config import TrainConfig
-from training.data import chronological, to_inputs
+from training.data import chronological, row_counts, to_inputs
 from training.models import MODELS, build_model
 from training.models.base import (
     BahdanauAttention,
@@ -66,8 +66,38 @@ def test_item_tables_shape_clamp_and_hashed_item_id():
     assert out.shape == (1, 2, 7 * 4)
     assert torch.equal(out[0, 1, :4], tables.tables["category"].weight[VOCAB - 1])
     assert torch.equal(out[0, 1, 4:8], torch.zeros(4))  # padding row
-    rows = tables.item_id_rows(torch.tensor([0, 1, 2, 17]))
+    rows = tables.rows("item_id", torch.tensor([0, 1, 2, 17]))
     assert rows[0] == 0 and bool(((rows[1:] >= 1) & (rows[1:] <= 10)).all())
+
+
+def test_rows_seen_too_rarely_read_the_oov_row_and_are_exported_as_copies_of_it():
+    tables = ItemTables(SPEC, SMALL.model_copy(update={"item_id_buckets": 4, "min_item_count": 3}))
+    counts = {name: np.zeros(t.num_embeddings, dtype=np.int64) for name, t in tables.tables.items()}
+    counts["brand"][[2, 3]] = [3, 2]  # brand code 2 seen 3 times: learned; code 3 seen twice: not
+    counts["item_id"][[1, 2]] = [5, 1]
+    learned = tables.restrict(counts)
+    assert learned["brand"] == 3 and learned["item_id"] == 2  # code 2 + padding + OOV (1); row 1 + padding (0)
+    assert tables.rows("brand", torch.tensor([0, 1, 2, 3, 4])).tolist() == [0, 1, 2, 1, 1]
+    out = tables(torch.tensor([[2, 3, 2, 2, 2, 2]]), torch.tensor([0]))
+    brand = tables.tables["brand"].weight
+    assert torch.equal(out[0, 4:8], brand[1])  # code 3 reads the out-of-vocabulary row
+    exported = tables.exported("brand")
+    assert torch.equal(exported[2], brand[2]) and torch.equal(exported[3], brand[1]) and torch.equal(exported[0],
+                                                                                                      brand[0])
+    hashed = tables.exported("item_id")
+    assert torch.equal(hashed[1], tables.tables["item_id"].weight[1]) and torch.equal(hashed[2], torch.zeros(4))
+
+
+def test_row_counts_count_real_candidates_and_events_only():
+    from tests.unit.training.test_rules import batch
+
+    tables = ItemTables(SPEC, SMALL)
+    b = batch([[10, 20], [30]], [[10], []], [[1, 0], [0]])
+    b.candidate[0, :, 1] = [2, 3]  # brand codes of the first request's candidates
+    b.candidate[1, :, 1] = [3, 6]  # the second request's second slot is padding
+    b.ipv[0, 0, 1] = 3
+    counts = row_counts([b], tables)
+    assert counts["brand"][[2, 3, 6]].tolist() == [1, 3, 0]
 
 
 def test_code_embedding_keeps_features_apart():
@@ -89,11 +119,11 @@ def test_bahdanau_attention_shape_and_ignores_padding_steps():
     lengths, request = torch.tensor([3, 0]), torch.tensor([0, 0, 0, 0, 1, 1])  # 4 queries of request 0, 2 of 1
     match = torch.randint(0, 2, (6, 7, 2)).float()
     out = attention(query, keys, values, lengths, request, match)
-    assert out.shape == (6, 9 + 1)  # the pooled values and the soft count
+    assert out.shape == (6, 9 + 1 + 2)  # the pooled values, the soft count and the pooled match indicators
     keys2, values2, match2 = keys.clone(), values.clone(), match.clone()
     keys2[:, 3:], values2[:, 3:], match2[:, 3:] = 100.0, 100.0, 1.0  # only padding steps change
     assert torch.allclose(attention(query, keys2, values2, lengths, request, match2), out)
-    assert torch.equal(out[4:], torch.zeros(2, 10))  # no behaviour: a zero context and a zero count
+    assert torch.equal(out[4:], torch.zeros(2, 12))  # no behaviour: a zero context, count and match
     pooled_ones = attention(query[:1], keys, torch.ones(2, 7, 1), lengths, request[:1], match[:1])
     weight_sum, mass = pooled_ones[0, 0], pooled_ones[0, 1]
     assert 0.0 < weight_sum < 1.0 and torch.allclose(weight_sum, 1 - torch.exp(-mass))  # the null event takes the rest
@@ -110,7 +140,8 @@ def test_match_indicators_compare_known_codes_only():
 def category_attention(length: int, values: list[float], same_category: list[float]) -> Tensor:
     """A one-unit BahdanauAttention with every weight zero but v = 2 and the category's match weight 1, over one
     request of 4 steps (`length` real) holding `values`: an event's energy is v . tanh(W_m m), 0 for an unrelated
-    event and e = 2 tanh 1 for one of the candidate's category. Returns [pooled value, soft count]."""
+    event and e = 2 tanh 1 for one of the candidate's category. Returns [pooled value, soft count, pooled category
+    match, pooled brand match]."""
     attention = BahdanauAttention(query_dim=1, key_dim=1, units=1)
     with torch.no_grad():
         for p in attention.parameters():
@@ -140,13 +171,25 @@ def test_bahdanau_weights_leave_the_null_event_its_share_so_the_pool_grows_with_
 def test_the_soft_count_is_log_one_plus_sum_of_exp_energies():
     """An unrelated event counts 1 inside the log, each event of the candidate's category more."""
     def count(length: int, same_category: list[float]) -> float:
-        return float(category_attention(length, [0.0] * 4, same_category)[-1])
+        return float(category_attention(length, [0.0] * 4, same_category)[1])
 
     e = SAME_CATEGORY_EXP_ENERGY
     assert count(3, [0, 0, 0, 0]) == pytest.approx(math.log(1 + 3))
     assert count(0, [1, 1, 1, 1]) == 0.0
     assert count(3, [1, 1, 0, 1]) == pytest.approx(math.log(1 + 2 * e + 1))  # the 4th event is padding
     assert count(3, [1, 1, 1, 0]) > count(3, [1, 1, 0, 0]) > count(3, [1, 0, 0, 0])
+
+
+def test_the_pooled_match_is_the_attention_share_on_events_of_the_candidates_category():
+    """sum_j a_j m_j: one of three events of the candidate's category pools e / (1 + e + 2); the brand never
+    matches here, so its term stays 0."""
+    def match(length: int, same_category: list[float]) -> list[float]:
+        return category_attention(length, [0.0] * 4, same_category)[2:].tolist()
+
+    e = SAME_CATEGORY_EXP_ENERGY
+    assert match(3, [1, 0, 0, 1]) == pytest.approx([e / (1 + e + 2), 0.0])  # the 4th event is padding
+    assert match(3, [0, 0, 0, 1]) == [0.0, 0.0]
+    assert match(0, [1, 1, 1, 1]) == [0.0, 0.0]
 
 
 def test_behaviour_encoder_shapes_and_causality():
