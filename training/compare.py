@@ -37,12 +37,13 @@ class Row:
     gain: Interval  # relative GAUC gain over the baseline, paired bootstrap
 
     @property
-    def paper_gauc(self) -> float:
-        return PAPER_GAUC.get(self.name, float("nan"))
+    def paper_gauc(self) -> float | None:
+        """The paper's Table 2 figure; None for a hand rule."""
+        return PAPER_GAUC.get(self.name)
 
     @property
-    def paper_gain(self) -> float:
-        return self.paper_gauc / PAPER_GAUC[BASELINE] - 1.0
+    def paper_gain(self) -> float | None:
+        return None if self.paper_gauc is None else self.paper_gauc / PAPER_GAUC[BASELINE] - 1.0
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class Comparison:
             lines.append(
                 f"| {r.title} | {rep.gauc} | {r.gain.value:+.2%} [{r.gain.low:+.2%}, {r.gain.high:+.2%}] | "
                 + " | ".join(f"{rep.ndcg[k]:.4f} | {rep.clicks[k]:.3f}" for k in KS)
-                + (f" | {r.paper_gauc:.5f} | {r.paper_gain:+.2%} |" if r.name in PAPER_GAUC else " | | |"))
+                + (" | | |" if r.paper_gauc is None else f" | {r.paper_gauc:.5f} | {r.paper_gain:+.2%} |"))
         lines.append(f"| initial order | {first.gauc_initial:.5f} | | " + " | ".join(
             f"{first.ndcg_initial[k]:.4f} | {first.clicks_initial[k]:.3f}" for k in KS) + " | | |")
         lines.append("")
@@ -126,7 +127,7 @@ class Comparison:
             writer.writerows(records)
         curves = None if self.curves is None else {"initial": self.curves.initial, "by_model": self.curves.by_model}
         paths["json"].write_text(json.dumps({"rows": records, "checks": self.checks, "validation_curves": curves},
-                                            indent=2, allow_nan=True) + "\n")
+                                            indent=2) + "\n")
         self.plot(paths["png"])
         return paths
 
@@ -150,7 +151,8 @@ class Comparison:
         gain_err = np.array([[r.gain.value - r.gain.low, r.gain.high - r.gain.value] for r in self.rows]).T * 100
         width = 0.4
         right.bar(x - width / 2, gains, width, yerr=gain_err, capsize=3, label="this run", color="#4c72b0")
-        right.bar(x + width / 2, [r.paper_gain * 100 for r in self.rows], width, label="paper (Table 2)",
+        right.bar(x + width / 2, [np.nan if r.paper_gain is None else r.paper_gain * 100 for r in self.rows], width,
+                  label="paper (Table 2)",
                   color="#dd8452")
         right.axhline(0, color="black", linewidth=0.8)
         right.set_title("relative GAUC gain over DLCM, %")
