@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,20 +138,22 @@ class Comparison:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        titles = [r.title.replace("+", "+\n", 1) for r in self.rows]
+        titles = [textwrap.fill(r.title.replace("+", "+ ", 1), 14) for r in self.rows]
+        colours = ["#8c8c8c" if r.paper_gauc is None else "#4c72b0" for r in self.rows]  # hand rules in grey
         x = np.arange(len(self.rows))
-        fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
+        fig, (left, right) = plt.subplots(1, 2, figsize=(15, 5.4))
         gauc = np.array([r.report.gauc.value for r in self.rows])
         errors = np.array([[g - r.report.gauc.low, r.report.gauc.high - g] for g, r in zip(gauc, self.rows,
                                                                                         strict=True)]).T
-        left.bar(x, gauc, yerr=errors, capsize=4, color="#4c72b0")
+        left.bar(x, gauc, yerr=errors, capsize=4, color=colours)
         low = float(np.nanmin([r.report.gauc.low for r in self.rows]))
         left.set_ylim(max(0.0, low - 0.02), min(1.0, float(np.nanmax(gauc)) + 0.02))
         left.set_title("GAUC on the test day (95% bootstrap interval)")
         gains = np.array([r.gain.value for r in self.rows]) * 100
         gain_err = np.array([[r.gain.value - r.gain.low, r.gain.high - r.gain.value] for r in self.rows]).T * 100
         width = 0.4
-        right.bar(x - width / 2, gains, width, yerr=gain_err, capsize=3, label="this run", color="#4c72b0")
+        right.bar(x - width / 2, gains, width, yerr=gain_err, capsize=3, label="this run (hand rules grey)",
+                  color=colours)
         right.bar(x + width / 2, [np.nan if r.paper_gain is None else r.paper_gain * 100 for r in self.rows], width,
                   label="paper (Table 2)",
                   color="#dd8452")
@@ -158,7 +161,7 @@ class Comparison:
         right.set_title("relative GAUC gain over DLCM, %")
         right.legend()
         for axis in (left, right):
-            axis.set_xticks(x, titles, fontsize=8)
+            axis.set_xticks(x, titles, fontsize=7)
             axis.grid(axis="y", alpha=0.3)
         fig.tight_layout()
         fig.savefig(path, dpi=110)
