@@ -30,12 +30,13 @@ from edgerec.config import load_settings
 from edgerec.features import MATCH_FEATURES, load_spec
 from training.compare import COLLAPSE_TOLERANCE
 from training.config import TrainConfig
-from training.data import date_range, read_batches, row_counts
-from training.evaluation import evaluate, paired_gain
+from training.data import DayData, date_range
+from training.evaluation import paired_gain
 from training.models import build_model
 from training.models.base import BahdanauAttention, Reranker, mlp
 from training.pipeline import evaluate_rules
-from training.trainer import fit, initial_order_gauc, score, seed_everything, validation_gauc
+from training.runner import train_and_test
+from training.trainer import initial_order_gauc, seed_everything
 
 
 def revision2_pool(self: BahdanauAttention, query: Tensor, projected: Tensor, values: Tensor, mask: Tensor,
@@ -125,26 +126,24 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
+_DAYS: dict[float, DayData] = {}
+
+
+def day_data(db: Path, spec: dict, share: float) -> DayData:
+    """The day's marts in memory, once per validation share."""
+    if share not in _DAYS:
+        _DAYS[share] = DayData.load(db, spec, share)
+    return _DAYS[share]
+
+
 def run(db: Path, spec: dict, name: str, variant: Variant, seed: int, epochs: int, fields: dict) -> dict:
     _, overrides, transform = variant
     cfg = TrainConfig(**{"epochs": epochs, "seed": seed, "device": "cpu", **fields, **overrides})
+    data = day_data(db, spec, cfg.validation_share)  # without early stopping: every train request, no curve
     seed_everything(seed)
     model = transform(build_model(name, spec, cfg))
-    device = torch.device("cpu")
-    share = cfg.validation_share
-    model.items.restrict(row_counts(read_batches(db, "train", spec, cfg.batch_requests, part="fit" if share else None,
-                                                 share=share), model.items))
-
-    def validation():
-        return read_batches(db, "train", spec, cfg.batch_requests, part="validation", share=share or 0.1)
-
     start = time.perf_counter()
-    history = fit(model, lambda epoch: read_batches(db, "train", spec, cfg.batch_requests,
-                                                    shuffle_seed=seed * 1_000 + epoch,
-                                                    part="fit" if share else None, share=share),
-                  cfg, device, validate=lambda m: validation_gauc(m, validation(), device))
-    scored = score(model, read_batches(db, "test", spec, cfg.batch_requests), device)
-    report = evaluate(scored.scores, scored.labels, scored.masks)
+    history, report = train_and_test(model, data, cfg, torch.device("cpu"))
     return {"curve": [r.validation_gauc for r in history], "report": report, "seconds": time.perf_counter() - start}
 
 
@@ -169,9 +168,9 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     fields = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.set)}
     cfg = TrainConfig()
-    initial = initial_order_gauc(read_batches(db, "train", spec, cfg.batch_requests, part="validation",
-                                              share=cfg.validation_share))
-    rules = evaluate_rules(settings, spec, cfg)
+    data = day_data(db, spec, cfg.validation_share)
+    initial = initial_order_gauc(data.validation.batches(cfg.batch_requests))
+    rules = evaluate_rules(settings, spec, data.test, cfg)
     best_rule = max(rules.values(), key=lambda r: r.gauc.value)
     print(f"ds={ds}: test requests {best_rule.requests:,}; initial order test GAUC {best_rule.gauc_initial:.5f}, "
           f"best rule {best_rule.gauc.value:.5f}; validation initial order {initial:.5f}", flush=True)
@@ -183,10 +182,11 @@ def main() -> None:
         for seed in seeds:
             result = run(db, spec, args.model, VARIANTS[name], seed, args.epochs, fields)
             rep, curve = result["report"], result["curve"]
-            collapsed = len(curve) > 1 and all(abs(g - initial) <= COLLAPSE_TOLERANCE for g in curve[1:])
+            collapsed = len(curve) > 1 and all(g is not None and abs(g - initial) <= COLLAPSE_TOLERANCE
+                                               for g in curve[1:])
             vs_list = paired_gain(rep.per_request, rep.per_request_initial)
             vs_rule = paired_gain(rep.per_request, best_rule.per_request)
-            line = (f"| {VARIANTS[name][0]} | {seed} | {', '.join(f'{g:.4f}' for g in curve)} | "
+            line = (f"| {VARIANTS[name][0]} | {seed} | {', '.join('-' if g is None else f'{g:.4f}' for g in curve)} | "
                     f"{'yes' if collapsed else 'no'} | {rep.gauc.value:.5f} | {vs_list.value:+.2%} | "
                     f"{vs_rule.value:+.2%} |")
             print(line + f"  ({result['seconds']:.0f} s)", flush=True)

@@ -608,19 +608,83 @@ def run(
     days: Annotated[int | None, typer.Option(help="days to run, oldest first, ending at --date "
                                                   "[default: EDGEREC_RUN_DAYS or 3]")] = None,
 ) -> None:
-    """The main job: run the daily DAG day by day with Airflow in-process, then show the last day's outputs."""
+    """The main job: run the daily DAG day by day with Airflow in-process, then show the last day's outputs.
+
+    One line per task (seconds, outcome, the figure that matters); everything Airflow, Spark, dbt and training print
+    goes to $EDGEREC_HOME/logs/run_ds=D.log."""
     from edgerec.config import days_back
-    from edgerec.orchestration import test_dag
+    from edgerec.orchestration import tail_errors, test_dag
 
     settings = _settings()
     last = date or str(settings.run_date)
     for ds in days_back(last, (days or settings.run_days) - 1):
-        typer.secho(f"\n== edgerec_daily_retrain ds={ds} ==", fg="cyan", bold=True)
-        code = test_dag(settings, "edgerec_daily_retrain", ds)
+        log_path = settings.layout(ds).run_log
+        typer.secho(f"\n== edgerec_daily_retrain ds={ds} (full log: {log_path}) ==", fg="cyan", bold=True)
+
+        def on_task(run, ds=ds) -> None:
+            colour = {"success": "green", "skipped": "yellow"}.get(run.state, "red")
+            typer.echo(f"  {run.task:<18} {run.seconds:7.1f} s  " + typer.style(f"{run.state:<8}", fg=colour)
+                       + f"  {_task_figure(settings, ds, run.task)}".rstrip())
+
+        code = test_dag(settings, "edgerec_daily_retrain", ds, log_path, on_task)
         if code != 0:
-            _fail(f"the daily DAG failed for ds={ds} (airflow exit code {code}); see the task logs and alerts "
-                  f"above, and {settings.layout(ds).reports}", code)
+            typer.echo(tail_errors(log_path), err=True)
+            _fail(f"the daily DAG failed for ds={ds} (airflow exit code {code}); the full log is {log_path}, the "
+                  f"reports {settings.layout(ds).reports}", code)
     _show_day(settings, last)
+
+
+def _task_figure(settings, ds: str, task: str) -> str:
+    """The one figure that matters of a task that just ended, from the day's reports ("" when it wrote none)."""
+    day = settings.layout(ds)
+
+    def report(path: Path) -> dict | None:
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def quality(layer: str) -> str:
+        q = report(day.reports / f"quality_{layer}.json")
+        return q and (f"{'passed' if q['passed'] else 'BLOCKED'}: {q['checks']} checks, {q['failed_warn']} warnings")
+
+    def spark(job: str, text) -> str:
+        s = report(day.reports / "spark_summary.json")
+        return s and job in s and text(s[job])
+
+    def servability() -> str:
+        r = report(day.export / "servability.json")
+        costs, device = (r or {}).get("costs", {}), (r or {}).get("device")
+        return r and (f"{'PASSED' if r['passed'] else 'FAILED'}; re-rank {costs['reranker.onnx']['macs']:,} MACs, "
+                      f"{r['estimated_ms'][device]['reranker.onnx']:.1f} ms on {device}" if costs else
+                      "; ".join(r.get("failures", [])))
+
+    def training() -> str:
+        t = report(day.training / "training.json")
+        return t and (f"version {t['version_id']}: full model GAUC {t['gauc']:.5f}; "
+                      f"{sum(t['checks'].values())}/{len(t['checks'])} checks")
+
+    def gate() -> str:
+        g = report(day.training / "evaluation_gate.json")
+        return g and ("blessed" if g["blessed"] else "refused") + f": {g['reason']}"
+
+    figures = {
+        "validate_raw": lambda: (v := report(day.reports / "raw_validation.json")) and
+        f"{v['good']:,} good rows, {v['bad']:,} bad",
+        "spark_ingest": lambda: spark("ingest", lambda s: f"{s['rows_out']:,} rows, {s['bad_share']:.2%} quarantined"),
+        "spark_sessionize": lambda: spark("sessionize", lambda s: f"{s['sessions']:,} sessions"),
+        "spark_requests": lambda: spark("requests", lambda s: f"{s['requests']:,} requests, label rate "
+                                                              f"{s['label_rate']}"),
+        "spark_bucketize": lambda: spark("bucketize", lambda s: f"feature spec {s['feature_spec_sha256'][:12]}"),
+        "quality_raw": lambda: quality("raw"), "quality_features": lambda: quality("features"),
+        "quality_marts": lambda: quality("marts"),
+        "dbt_build": lambda: (d := report(day.reports / "dbt_build.json")) and
+        ", ".join(f"{name} {n:,}" for name, n in d["rows"].items()),
+        "train": training, "evaluation_gate": gate, "servability_gate": servability,
+        "deploy": lambda: (t := report(day.training / "training.json")) and f"{t['version_id']} on the KV and CDN",
+        "promote_canary": lambda: (t := report(day.training / "training.json")) and f"canary -> {t['version_id']}",
+    }
+    try:
+        return figures[task]() or "" if task in figures else ""
+    except (KeyError, TypeError, ValueError) as error:  # a report of another shape: say so, never fail the run
+        return f"(report unreadable: {error!r})"
 
 
 def _show_day(settings, ds: str) -> None:

@@ -58,6 +58,8 @@ class Settings(BaseModel):
     train_models: str = Field("all", description="comma-separated models to train (training.models), or all")
     train_epochs: int | None = Field(None, ge=1, le=1_000, description="most passes over the train split [default: 10]")
     train_device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU")
+    train_workers: int = Field(0, ge=0, le=256, description="processes training the day's models side by side on "
+                                                            "the CPU, one thread each (0: one per core)")
     train_config: Path | None = Field(None, description="JSON file with training knobs (training.config.TrainConfig)")
     gate_min_gauc: float = Field(0.55, ge=0.0, le=1.0, description="evaluation gate: GAUC floor a version must reach")
     gate_tolerance: float = Field(0.002, ge=0.0, le=1.0,
@@ -164,6 +166,11 @@ class DayLayout:
     @property
     def feature_spec(self) -> Path:
         return self.settings.warehouse / "feature_spec" / f"ds={self.ds}" / "feature_spec.json"
+
+    @property
+    def run_log(self) -> Path:
+        """The full output (Airflow, Spark, dbt, training) of the day's last `edgerec run`."""
+        return self.settings.home / "logs" / f"run_ds={self.ds}.log"
 
 
 def days_back(ds: str, n: int) -> list[str]:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgerec.config import DAGS_FOLDER, Settings
@@ -42,8 +46,47 @@ def init_airflow(settings: Settings) -> Path:
     return settings.airflow_home
 
 
-def test_dag(settings: Settings, dag_id: str, ds: str) -> int:
-    """Run one DAG for one logical date in-process; returns airflow's exit code.
+@dataclass(frozen=True)
+class TaskRun:
+    """One task of a `dags test` run as its output told it."""
+
+    task: str
+    seconds: float
+    state: str  # success, failed, skipped, up_for_retry, ... (as Airflow names them); "unknown" if it never said
+
+
+@dataclass
+class TaskTracker:
+    """Follows `airflow dags test` output line by line: a task starts at "[DAG TEST] starting task_id=X", its state
+    is the last "new_state=Y" while it runs, and it ends at "[DAG TEST] end task task_id=X"."""
+
+    clock: Callable[[], float] = time.monotonic
+    started: dict[str, float] = field(default_factory=dict)
+    states: dict[str, str] = field(default_factory=dict)
+    current: str | None = None
+
+    STARTING = re.compile(r"\[DAG TEST\] starting task_id=(\S+)")
+    ENDED = re.compile(r"\[DAG TEST\] end task task_id=(\S+)")
+    STATE = re.compile(r"new_state=(\w+)")
+
+    def feed(self, line: str) -> TaskRun | None:
+        """The task that ended on this line, if one did."""
+        if m := self.STARTING.search(line):
+            self.current = m.group(1)
+            self.started[self.current] = self.clock()
+        elif m := self.ENDED.search(line):
+            task, now = m.group(1), self.clock()
+            self.current = None
+            return TaskRun(task, now - self.started.get(task, now), self.states.get(task, "unknown"))
+        elif (m := self.STATE.search(line)) and self.current:
+            self.states[self.current] = m.group(1)
+        return None
+
+
+def test_dag(settings: Settings, dag_id: str, ds: str, log_path: Path,
+             on_task: Callable[[TaskRun], None] | None = None) -> int:
+    """Run one DAG for one logical date in-process; returns airflow's exit code. Everything Airflow and the tasks
+    print (Spark, dbt, training) goes to `log_path`; `on_task` hears of each task as it ends.
 
     Retries default to none here: an interactive run should fail fast and say why.
     """
@@ -51,4 +94,22 @@ def test_dag(settings: Settings, dag_id: str, ds: str) -> int:
     env = airflow_env(settings)
     if "EDGEREC_TASK_RETRIES" not in os.environ:
         env["EDGEREC_TASK_RETRIES"] = "0"
-    return subprocess.run([_airflow(), "dags", "test", dag_id, ds], env=env).returncode
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    tracker = TaskTracker()
+    with log_path.open("w") as log, subprocess.Popen([_airflow(), "dags", "test", dag_id, ds], env=env, text=True,
+                                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+        for line in proc.stdout:
+            log.write(line)
+            ended = tracker.feed(line)
+            if ended and on_task:
+                log.flush()
+                on_task(ended)
+    return proc.returncode
+
+
+def tail_errors(log_path: Path, lines: int = 25) -> str:
+    """The end of a run's log from its last traceback (or its last `lines` lines): what a failure prints."""
+    text = log_path.read_text(errors="replace").splitlines() if log_path.exists() else []
+    start = max((i for i, line in enumerate(text) if "Traceback (most recent call last)" in line), default=None)
+    shown = text[start:start + 60] if start is not None else text[-lines:]
+    return "\n".join(shown)

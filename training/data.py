@@ -9,7 +9,7 @@ turns them oldest first, as the GRU encoders read them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import duckdb
@@ -62,6 +62,18 @@ class Batch:
     def samples(self) -> int:
         """Real (non-padding) candidates: the unit of training throughput."""
         return int(self.candidates.sum())
+
+    def take(self, rows: np.ndarray) -> Batch:
+        """The requests at `rows`, in that order."""
+        return Batch([self.rerank_id[i] for i in rows.tolist()],
+                     *(getattr(self, f.name)[rows] for f in fields(self) if f.name != "rerank_id"))
+
+    def batches(self, size: int, seed: int | None = None) -> Iterator[Batch]:
+        """Batches of `size` requests: in this order, or shuffled by a permutation drawn from `seed` (the same seed
+        gives the same batches)."""
+        order = np.arange(len(self)) if seed is None else np.random.default_rng(seed).permutation(len(self))
+        for lo in range(0, len(self), size):
+            yield self.take(order[lo:lo + size])
 
 
 def to_batch(table: pa.Table | pa.RecordBatch, spec: dict) -> Batch:
@@ -164,3 +176,40 @@ def read_batches(database: Path, split: str, spec: dict, batch_requests: int = 5
         for record_batch in reader:
             if record_batch.num_rows:
                 yield to_batch(record_batch, spec)
+
+
+def load_split(database: Path, split: str, spec: dict, part: str | None = None, share: float = 0.0) -> Batch:
+    """One split (or part of the train split, as `holdout`) as one in-memory Batch in rerank_id order: read and
+    padded once, then batched every epoch by `Batch.batches` (a day's marts are a few hundred MB at most)."""
+    parts = list(read_batches(database, split, spec, 65_536, part=part, share=share))
+    if not parts:
+        return to_batch(_empty(database, split, spec), spec)
+    if len(parts) == 1:
+        return parts[0]
+    return Batch([r for b in parts for r in b.rerank_id],
+                 *(np.concatenate([getattr(b, f.name) for b in parts]) for f in fields(Batch) if f.name != "rerank_id"))
+
+
+def _empty(database: Path, split: str, spec: dict) -> pa.Table:
+    columns = ["rerank_id", "label", "mask", *(f"{p}_item_id" for p in PREFIXES.values()), *ENCODED_FEATURE_COLUMNS]
+    with duckdb.connect(str(database), read_only=True) as con:
+        return con.sql(f"select {', '.join(columns)} from {_table(split)} limit 0").fetch_arrow_table()
+
+
+@dataclass(frozen=True)
+class DayData:
+    """A training day's marts in memory: the requests trained on, the held-out users' requests that pick the best
+    epoch (None when every user would be held out, or none is), and the test day's requests."""
+
+    fit: Batch
+    validation: Batch | None
+    test: Batch
+
+    @classmethod
+    def load(cls, database: Path, spec: dict, share: float) -> DayData:
+        held_out = count_requests(database, "train", "validation", share) if share else 0
+        if held_out == 0 or held_out >= count_requests(database, "train"):  # nothing to stop on, or to train on
+            return cls(load_split(database, "train", spec), None, load_split(database, "test", spec))
+        return cls(load_split(database, "train", spec, part="fit", share=share),
+                   load_split(database, "train", spec, part="validation", share=share),
+                   load_split(database, "test", spec))

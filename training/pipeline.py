@@ -22,11 +22,12 @@ from edgerec.features import load_spec
 from training import registry
 from training.compare import Curves, compare
 from training.config import TrainConfig
-from training.data import count_requests, date_range, read_batches, row_counts
+from training.data import Batch, DayData, count_requests, date_range, load_split, read_batches
 from training.evaluation import RankingReport, evaluate
-from training.models import FULL_MODEL, MODELS, build_model
+from training.models import FULL_MODEL, MODELS
 from training.rules import HandRules, click_counts, score_rules
-from training.trainer import EpochResult, fit, initial_order_gauc, pick_device, score, seed_everything, validation_gauc
+from training.runner import evaluate_on_test, train_models
+from training.trainer import initial_order_gauc, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -70,15 +71,10 @@ def _data(settings: Settings, ds: str) -> tuple[dict, dict[str, int]]:
     return spec, counts
 
 
-def evaluate_on_test(settings: Settings, spec: dict, model, cfg: TrainConfig, device) -> RankingReport:
-    scored = score(model, read_batches(settings.duckdb_path, "test", spec, cfg.batch_requests), device)
-    return evaluate(scored.scores, scored.labels, scored.masks)
-
-
-def evaluate_rules(settings: Settings, spec: dict, cfg: TrainConfig) -> dict[str, RankingReport]:
+def evaluate_rules(settings: Settings, spec: dict, test: Batch, cfg: TrainConfig) -> dict[str, RankingReport]:
     """The hand rules' reports on the test mart, their popularity counted over the whole train window."""
     rules = HandRules(click_counts(read_batches(settings.duckdb_path, "train", spec, cfg.batch_requests)))
-    scored = score_rules(rules, read_batches(settings.duckdb_path, "test", spec, cfg.batch_requests))
+    scored = score_rules(rules, test.batches(cfg.batch_requests))
     return {name: evaluate(*triple) for name, triple in scored.items()}
 
 
@@ -93,18 +89,9 @@ def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | Non
     registry.connect(settings)
     window = date_range(settings.duckdb_path, "train")
     reports: dict[str, RankingReport] = {}
-    held_out = count_requests(settings.duckdb_path, "train", "validation", cfg.validation_share)
-    if held_out >= counts["train"]:  # every user held out: nothing left to train on, so no early stopping
-        held_out = 0
-    fit_part = "fit" if held_out else None  # early stopping on the held-out users' requests; the rest trained on
-
-    def validation_batches():
-        return read_batches(settings.duckdb_path, "train", spec, cfg.batch_requests, part="validation",
-                            share=cfg.validation_share)
-
-    def validate(model) -> float:
-        return validation_gauc(model, validation_batches(), device)
-    curves = Curves({}, initial_order_gauc(validation_batches())) if held_out else None
+    data = DayData.load(settings.duckdb_path, spec, cfg.validation_share)  # read and padded once for every model
+    held_out = len(data.validation) if data.validation is not None else 0
+    curves = Curves({}, initial_order_gauc(data.validation.batches(cfg.batch_requests))) if held_out else None
     log.info("training %s on %s train requests (%s more held out for early stopping), testing on %s (ds=%s), "
              "device %s", ", ".join(names), f"{counts['train'] - held_out:,}", f"{held_out:,}", f"{counts['test']:,}",
              ds, device)
@@ -114,41 +101,29 @@ def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | Non
                            "test_requests": counts["test"], "feature_spec_sha": spec["sha256"], "device": str(device),
                            **{f"train.{k}": v for k, v in cfg.model_dump().items()}})
         mlflow.log_dict(spec, "feature_spec.json")
-        counts_of_rows = None
-        for name in names:
+        for trained in train_models(settings.duckdb_path, spec, cfg, names, device, settings.train_workers):
+            name, history, report = trained.name, trained.history, trained.report
             if progress:
                 progress(name)
-            seed_everything(cfg.seed)
-            model = build_model(name, spec, cfg)
-            if counts_of_rows is None:  # every model has the same item tables: counted once
-                counts_of_rows = row_counts(read_batches(settings.duckdb_path, "train", spec, cfg.batch_requests,
-                                                         part=fit_part, share=cfg.validation_share), model.items)
-            learned = model.items.restrict(counts_of_rows)
+            model = trained.model(spec, cfg)
             with mlflow.start_run(run_name=name, nested=True) as child:
-                mlflow.log_params({"model": name, "parameters": sum(p.numel() for p in model.parameters()),
-                                   **{f"learned_rows.{table}": n for table, n in learned.items()}})
-
-                def on_epoch(result: EpochResult) -> None:
+                for result in history:
                     metrics = {"train_loss": result.loss, "learning_rate": result.lr,
-                               "candidate_samples_per_s": result.samples_per_s,
-                               "epoch_seconds": result.seconds}
+                               "candidate_samples_per_s": result.samples_per_s, "epoch_seconds": result.seconds}
                     if result.validation_gauc is not None:
                         metrics["validation_gauc"] = result.validation_gauc
                     mlflow.log_metrics(metrics, step=result.epoch + 1)
-
-                history = fit(model, lambda epoch: read_batches(
-                    settings.duckdb_path, "train", spec, cfg.batch_requests, shuffle_seed=cfg.seed * 1_000 + epoch,
-                    part=fit_part, share=cfg.validation_share), cfg, device, on_epoch,
-                    validate if held_out else None)
-                mlflow.log_params({"epochs_run": len(history),
+                mlflow.log_params({"model": name, "parameters": sum(p.numel() for p in model.parameters()),
+                                   **{f"learned_rows.{table}": int(model.items.learned(table).sum())
+                                      for table in model.items.tables}, "epochs_run": len(history),
                                    "best_epoch": next((r.epoch + 1 for r in reversed(history) if r.kept), "last")})
-                if curves is not None:
-                    curves.by_model[name] = [r.validation_gauc for r in history]
-                reports[name] = report = evaluate_on_test(settings, spec, model, cfg, device)
                 mlflow.log_metrics(_metrics(report))
+            reports[name] = report
+            if curves is not None:
+                curves.by_model[name] = [r.validation_gauc for r in history]
             if name == FULL_MODEL:
                 full, full_run = model, child.info.run_id
-        comparison = compare(reports, evaluate_rules(settings, spec, cfg), curves)
+        comparison = compare(reports, evaluate_rules(settings, spec, data.test, cfg), curves)
         paths = comparison.write(day.training)
         for path in paths.values():
             mlflow.log_artifact(str(path), artifact_path="comparison")
@@ -222,15 +197,15 @@ def gate_day(settings: Settings, ds: str, version: str | None = None) -> Verdict
                           f"`edgerec train --ds {ds}` first")
     cfg = train_config(settings)
     device = pick_device(cfg)
-    gauc = evaluate_on_test(settings, spec, registry.load_version(client, candidate), cfg, device).gauc.value
+    test = load_split(settings.duckdb_path, "test", spec)
+    gauc = evaluate_on_test(test, registry.load_version(client, candidate), cfg, device).gauc.value
     baseline = registry.champion(client)
     if baseline is not None and baseline.number == candidate.number:
         baseline = None  # re-judging the champion itself: the floor alone
     champion_gauc, incomparable = None, ""
     if baseline is not None:
         try:
-            champion_gauc = evaluate_on_test(settings, spec, registry.load_version(client, baseline), cfg,
-                                             device).gauc.value
+            champion_gauc = evaluate_on_test(test, registry.load_version(client, baseline), cfg, device).gauc.value
         except registry.IncompatibleVersion as e:  # the model code changed: no like-for-like baseline
             incomparable, baseline = f"; the champion was not compared: {e}", None
     blessed, reason = judge(gauc, settings.gate_min_gauc, champion_gauc, settings.gate_tolerance)
@@ -314,7 +289,9 @@ def servability_day(settings: Settings, ds: str, version: str | None = None):
     batches = read_batches(settings.duckdb_path, "test", spec, 256, limit=budgets.requests)
     report = check_servability(root, registry.load_version(client, found), batches, budgets)
     summary = {"passed": report.passed, "failures": report.failures,
-               "latency_p99_ms": {k: round(v["p99"], 4) for k, v in report.latency_ms.items()}}
+               "macs": {name: c["macs"] for name, c in report.costs.items()},
+               f"estimated_ms_{report.device}": report.estimated_ms.get(report.device, {}),
+               "host_p99_ms": {k: round(v["p99"], 4) for k, v in report.latency_ms.items()}}
     for key, value in ((registry.SERVABLE, str(report.passed).lower()), (registry.SERVABILITY, json.dumps(summary))):
         client.set_model_version_tag(registry.REGISTERED_MODEL, found.number, key, value)
     if (root / MANIFEST).exists():

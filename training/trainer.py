@@ -135,7 +135,8 @@ def initial_order_gauc(batches: Iterable[Batch]) -> float:
 
 @dataclass(frozen=True)
 class Scored:
-    """Per request: the model's scores, labels and mask of its real candidates, in the initial order."""
+    """Per request: the model's scores, labels and mask of its real candidates, in the initial order. Only the
+    labelled candidates (mask 1) are scored: every metric reads those alone, and the others' scores are 0."""
 
     rerank_id: list[str]
     scores: list[np.ndarray]
@@ -148,7 +149,8 @@ def score(model: Reranker, batches: Iterable[Batch], device: torch.device) -> Sc
     model.to(device).eval()
     ids, scores, labels, masks = [], [], [], []
     for batch in batches:
-        logits = model(to_inputs(batch).to(device)).float().cpu().numpy()
+        labelled = torch.from_numpy(batch.mask).to(device) > 0  # the list context still reads every candidate
+        logits = model(to_inputs(batch).to(device), scored=labelled).float().cpu().numpy()
         for i, n in enumerate(batch.candidates.tolist()):
             scores.append(logits[i, :n])
             labels.append(batch.label[i, :n])

@@ -217,8 +217,10 @@ class BahdanauAttention(nn.Module):
 
     def forward(self, query: Tensor, keys: Tensor, values: Tensor, lengths: Tensor, request: Tensor,
                 match: Tensor) -> Tensor:
-        mask = steps_mask(lengths, keys.size(1))[request]
-        return self.pool(query, self.key(keys)[request], values[request], mask, match)  # keys projected per request
+        # index_select, not keys[request]: its backward adds rows back with index_add, far faster on the CPU than
+        # the deterministic index_put that advanced indexing takes
+        mask = steps_mask(lengths, keys.size(1)).index_select(0, request)
+        return self.pool(query, self.key(keys).index_select(0, request), values.index_select(0, request), mask, match)
 
     def pool(self, query: Tensor, projected: Tensor, values: Tensor, mask: Tensor, match: Tensor) -> Tensor:
         """query [N, Dq], projected keys [N or 1, L, units], values [N or 1, L, Dv], mask [N or 1, L], match
@@ -292,11 +294,11 @@ class ContextAwareReranker(Reranker):
         features = self.candidate_features(x)  # [B, K, D]
         outputs, _ = self.context_gru(features)  # the context reads every candidate, scored or not
         request, flat = scored_positions(x, scored)
-        candidate = outputs.flatten(0, 1)[flat]  # [N, H]
-        context = last_state(outputs, x.candidates)[request]
-        candidate_codes = x.candidate.flatten(0, 1)[flat][:, MATCH_INDEX]  # [N, M]
-        parts = [self.attend(x, b, candidate, request,
-                             match_indicators(candidate_codes, getattr(x, b)[..., MATCH_INDEX][request]))
+        candidate = outputs.flatten(0, 1).index_select(0, flat)  # [N, H]
+        context = last_state(outputs, x.candidates).index_select(0, request)
+        candidate_codes = x.candidate.flatten(0, 1).index_select(0, flat)[:, MATCH_INDEX]  # [N, M]
+        parts = [self.attend(x, b, candidate, request, match_indicators(
+                     candidate_codes, getattr(x, b)[..., MATCH_INDEX].index_select(0, request)))
                  for b in self.behaviours]
         logits = self.score(torch.cat([*parts, candidate, context], dim=-1)).squeeze(-1)
         return scatter_scores(logits, flat, features.shape)

@@ -38,11 +38,11 @@ class DinAttention(nn.Module):
 
     def forward(self, query: Tensor, keys: Tensor, values: Tensor, lengths: Tensor, request: Tensor,
                 match: Tensor) -> Tensor:
-        k = keys[request]  # [N, L, D]
+        k = keys.index_select(0, request)  # [N, L, D]
         q = query.unsqueeze(1).expand_as(k)
         weights = self.unit(torch.cat([q, k, q - k, q * k, match], dim=-1)).squeeze(-1)
-        weights = weights * steps_mask(lengths, keys.size(1))[request].to(weights.dtype)
-        return (weights.unsqueeze(1) @ values[request]).squeeze(1)
+        weights = weights * steps_mask(lengths, keys.size(1)).index_select(0, request).to(weights.dtype)
+        return (weights.unsqueeze(1) @ values.index_select(0, request)).squeeze(1)
 
 
 class CRBANHUISM(ContextAwareReranker):

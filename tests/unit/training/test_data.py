@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 from edgerec.features import GROUPS
-from training.data import count_requests, pad, read_batches
+from training.data import DayData, count_requests, load_split, pad, read_batches
 
 pytestmark = pytest.mark.unit
 SPEC = {"sequence_lengths": {"candidates": 4, "ie": 3, "ipv": 2}}
@@ -54,14 +54,23 @@ def test_marts_stream_in_whole_requests_padded_to_the_spec(tmp_path):
         next(read_batches(database, "valid", SPEC))
 
 
+def write_marts(database, train_rows: list[dict], test_rows: list[dict] | None = None) -> None:
+    with duckdb.connect(str(database)) as con:
+        for name, rows in (("fct_train_requests", train_rows), ("fct_test_requests", test_rows)):
+            if rows is not None:
+                con.register("rows", pa.Table.from_pylist(rows))
+                con.execute(f"create table {name} as select * from rows")
+                con.unregister("rows")
+
+
+def users_of_four(n: int) -> list[dict]:
+    return [request(i % 5, n_candidates=2, n_ie=0) | {"rerank_id": f"r{i:03d}", "user_id": f"u{i // 4}"}
+            for i in range(n)]
+
+
 def test_the_held_out_requests_are_a_fixed_share_apart_from_the_fit_requests(tmp_path):
     database = tmp_path / "marts.duckdb"
-    table = pa.Table.from_pylist([request(i % 5, n_candidates=2, n_ie=0) | {"rerank_id": f"r{i}",
-                                                                          "user_id": f"u{i // 4}"}
-                                  for i in range(800)])  # 200 users of 4 requests
-    with duckdb.connect(str(database)) as con:
-        con.register("rows", table)
-        con.execute("create table fct_train_requests as select * from rows")
+    write_marts(database, [r | {"rerank_id": f"r{i}"} for i, r in enumerate(users_of_four(800))])  # 200 users
 
     def ids(part: str | None, share: float) -> set[str]:
         return {r for b in read_batches(database, "train", SPEC, 64, part=part, share=share) for r in b.rerank_id}
@@ -76,3 +85,35 @@ def test_the_held_out_requests_are_a_fixed_share_apart_from_the_fit_requests(tmp
     assert ids("validation", 0.0) == set() and count_requests(database, "train", "fit", 0.0) == 800
     with pytest.raises(ValueError, match="unknown part 'test'"):
         next(read_batches(database, "train", SPEC, part="test", share=0.1))
+
+
+def test_a_split_in_memory_is_the_streamed_split_and_batches_anew_from_a_seed(tmp_path):
+    """Five requests in memory equal the streamed ones; batches of 2 in order are r0 r1 | r2 r3 | r4; a seed
+    permutes them the same way every time, each request once, and another seed otherwise."""
+    database = tmp_path / "marts.duckdb"
+    write_marts(database, [request(i, n_candidates=2 + i, n_ie=i) for i in range(5)],
+                [request(i, n_candidates=2, n_ie=1) for i in range(2)])
+    split = load_split(database, "train", SPEC)
+    streamed = list(read_batches(database, "train", SPEC, batch_requests=2))
+    assert [b.rerank_id for b in split.batches(2)] == [b.rerank_id for b in streamed]
+    assert np.array_equal(next(split.batches(2)).candidate, streamed[0].candidate)
+    taken = split.take(np.array([4, 0]))
+    assert taken.rerank_id == ["r4", "r0"] and taken.candidates.tolist() == [4, 2]
+    assert taken.candidate_item.tolist() == [[401, 402, 403, 404], [1, 2, 0, 0]]
+    shuffled = [b.rerank_id for b in split.batches(2, seed=3)]
+    assert shuffled == [b.rerank_id for b in split.batches(2, seed=3)]
+    assert sorted(sum(shuffled, [])) == ["r0", "r1", "r2", "r3", "r4"] and [len(b) for b in shuffled] == [2, 2, 1]
+    assert any(shuffled != [b.rerank_id for b in split.batches(2, seed=s)] for s in range(4, 8))
+
+
+def test_a_day_in_memory_holds_out_whole_users_or_none(tmp_path):
+    database = tmp_path / "marts.duckdb"
+    write_marts(database, users_of_four(400), users_of_four(8))
+    day = DayData.load(database, SPEC, share=0.25)
+    assert set(day.fit.rerank_id).isdisjoint(day.validation.rerank_id)
+    assert len(day.fit) + len(day.validation) == 400 and len(day.test) == 8
+    assert len(day.validation) == count_requests(database, "train", "validation", 0.25)
+    without = DayData.load(database, SPEC, share=0.0)  # no early stopping: every request trained on
+    assert without.validation is None and len(without.fit) == 400
+    everyone = DayData.load(database, SPEC, share=0.999)  # all users held out would leave nothing to train on
+    assert everyone.validation is None and len(everyone.fit) == 400
