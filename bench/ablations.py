@@ -143,7 +143,7 @@ def run(db: Path, spec: dict, name: str, variant: Variant, seed: int, epochs: in
     seed_everything(seed)
     model = transform(build_model(name, spec, cfg))
     start = time.perf_counter()
-    history, report = train_and_test(model, data, cfg, torch.device("cpu"))
+    history, report, _ = train_and_test(model, data, cfg, torch.device("cpu"))
     return {"curve": [r.validation_gauc for r in history], "report": report, "seconds": time.perf_counter() - start}
 
 

@@ -1,17 +1,26 @@
-"""Training throughput: candidate-samples/s and requests/s of the full model and of DLCM, default config.
+"""Training throughput: candidate-samples/s of the full model and of DLCM (synthetic batches), and, with --home, a
+real day's training of every model phase by phase.
 
-    python bench/train.py [--batches 6] [--requests 512] [--device auto|cpu|cuda]
+    python bench/train.py [--batches 6] [--requests 512] [--device auto|cpu|cuda] [--threads 1]
+    python bench/train.py --home STATE [--workers 0] [--epochs N]
 
 Batches are synthetic but shaped like the default world's train mart (K=100 candidates of which about 82 are
 real, IE m=50 with about 42 real, IPV n=30 with about 6 real, ~25% labelled), so the figure does not depend on a
 pipeline run. A candidate-sample is one real candidate; the first batch is a warm-up and is not timed.
 Target on the 2-core machine: >= 20k candidate-samples/s for the full model (CPU).
+
+With --home, the marts of the state directory's last `make run` day are trained as the pipeline does it
+(training.runner.train_models: the models side by side, one process per core, one thread each), without MLflow:
+per model the epochs, its candidate-samples/s and the seconds of each phase (reading the marts, fitting,
+validation, scoring the test day), and the wall time of the whole day.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,7 +28,7 @@ import torch
 from edgerec.features import GROUPS
 from training.config import TrainConfig
 from training.data import Batch, to_inputs
-from training.models import build_model
+from training.models import MODELS, build_model
 from training.trainer import pick_device, seed_everything
 
 K, M, N, VOCAB = 100, 50, 30, 12
@@ -72,7 +81,15 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=6, help="timed batches (plus one warm-up)")
     parser.add_argument("--requests", type=int, default=512, help="requests per batch [the paper's 512]")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the synthetic measurement [1, as "
+                                                               "each training worker]")
+    parser.add_argument("--home", default=None, help="state directory: train its marts' day, phase by phase")
+    parser.add_argument("--workers", type=int, default=0, help="with --home: worker processes (0: one per core)")
+    parser.add_argument("--epochs", type=int, default=None, help="with --home: most epochs [TrainConfig's]")
     args = parser.parse_args()
+    if args.home:
+        return day(Path(args.home), args.workers, args.epochs)
+    torch.set_num_threads(args.threads)
     cfg = TrainConfig(batch_requests=args.requests, device=args.device)
     device = pick_device(cfg)
     rng = np.random.default_rng(0)
@@ -85,6 +102,28 @@ def main() -> None:
             "crban") else ""
         print(f"{name:<20} {samples:>10,.0f} candidate-samples/s {requests:>8,.1f} requests/s "
               f"{labelled:>8,.0f} labelled candidates/s{target}")
+
+
+def day(home: Path, workers: int, epochs: int | None) -> None:
+    from edgerec.config import load_settings
+    from edgerec.features import load_spec
+    from training.data import date_range
+    from training.runner import default_workers, train_models
+
+    settings = load_settings(os.environ | {"EDGEREC_HOME": str(home)})
+    ds = date_range(settings.duckdb_path, "test")[0]
+    spec = load_spec(settings.layout(ds).feature_spec)
+    cfg = TrainConfig(device="cpu", **({"epochs": epochs} if epochs else {}))
+    names = list(MODELS)
+    workers = workers or default_workers(len(names))
+    print(f"ds={ds}: {len(names)} models in {workers} worker process(es), one thread each")
+    start = time.perf_counter()
+    print(f"{'model':<20} {'epochs':>6} {'samples/s':>10} {'load s':>7} {'fit s':>7} {'valid. s':>8} {'test s':>7}")
+    for trained in train_models(settings.duckdb_path, spec, cfg, names, torch.device("cpu"), workers):
+        s = trained.seconds
+        print(f"{trained.name:<20} {len(trained.history):>6} {trained.samples_per_s:>10,.0f} {s['load']:>7.1f} "
+              f"{s['fit']:>7.1f} {s['validation']:>8.1f} {s['test']:>7.1f}", flush=True)
+    print(f"wall time of the day's training: {time.perf_counter() - start:.1f} s")
 
 
 if __name__ == "__main__":

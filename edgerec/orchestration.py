@@ -94,6 +94,7 @@ def test_dag(settings: Settings, dag_id: str, ds: str, log_path: Path,
     env = airflow_env(settings)
     if "EDGEREC_TASK_RETRIES" not in os.environ:
         env["EDGEREC_TASK_RETRIES"] = "0"
+    env["PYTHONUNBUFFERED"] = "1"  # a piped stdout is block-buffered: each task's lines would arrive late
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tracker = TaskTracker()
     with log_path.open("w") as log, subprocess.Popen([_airflow(), "dags", "test", dag_id, ds], env=env, text=True,

@@ -113,6 +113,7 @@ def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | Non
                     if result.validation_gauc is not None:
                         metrics["validation_gauc"] = result.validation_gauc
                     mlflow.log_metrics(metrics, step=result.epoch + 1)
+                mlflow.log_metrics({f"seconds_{phase}": s for phase, s in trained.seconds.items()})
                 mlflow.log_params({"model": name, "parameters": sum(p.numel() for p in model.parameters()),
                                    **{f"learned_rows.{table}": int(model.items.learned(table).sum())
                                       for table in model.items.tables}, "epochs_run": len(history),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -38,15 +39,18 @@ def evaluate_on_test(test: Batch, model: Reranker, cfg: TrainConfig, device: tor
 
 
 def train_and_test(model: Reranker, data: DayData, cfg: TrainConfig, device: torch.device,
-                   on_epoch: Callable[[EpochResult], None] | None = None) -> tuple[list[EpochResult], RankingReport]:
+                   on_epoch: Callable[[EpochResult], None] | None = None
+                   ) -> tuple[list[EpochResult], RankingReport, float]:
     """Fit `model` (item rows restricted to those the fit requests read often enough), early stopping on the
-    held-out requests when there are any, and score it on the test requests."""
+    held-out requests when there are any, and score it on the test requests: (epochs, test report, seconds the
+    test took)."""
     model.items.restrict(row_counts(data.fit.batches(cfg.batch_requests), model.items))
     validate = None if data.validation is None else (
         lambda m: validation_gauc(m, data.validation.batches(cfg.batch_requests), device))
     history = fit(model, lambda epoch: data.fit.batches(cfg.batch_requests, seed=cfg.seed * 1_000 + epoch), cfg,
                   device, on_epoch, validate)
-    return history, evaluate_on_test(data.test, model, cfg, device)
+    start = time.perf_counter()
+    return history, evaluate_on_test(data.test, model, cfg, device), time.perf_counter() - start
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,13 @@ class Trained:
     state: dict[str, torch.Tensor]
     history: list[EpochResult]
     report: RankingReport
+    seconds: dict[str, float]  # phases: load (the day's marts, once per worker), fit, validation, test
+
+    @property
+    def samples_per_s(self) -> float:
+        """Candidate-samples per second of training (validation excluded)."""
+        fit = sum(r.seconds for r in self.history)
+        return sum(r.samples for r in self.history) / fit if fit else float("nan")
 
     def model(self, spec: dict, cfg: TrainConfig) -> Reranker:
         model = build_model(self.name, spec, cfg)
@@ -77,10 +88,18 @@ def _day(database: Path, spec: dict, share: float) -> DayData:
 
 def train_one(database: Path, spec: dict, cfg: TrainConfig, name: str, device: str = "cpu") -> Trained:
     """Train and test one model on the marts in `database` (in a worker: one thread)."""
+    start = time.perf_counter()
+    data = _day(database, spec, cfg.validation_share)
+    loaded = time.perf_counter() - start
     seed_everything(cfg.seed)
     model = build_model(name, spec, cfg)
-    history, report = train_and_test(model, _day(database, spec, cfg.validation_share), cfg, torch.device(device))
-    return Trained(name, {k: v.detach().cpu() for k, v in model.state_dict().items()}, history, report)
+    history, report, tested = train_and_test(model, data, cfg, torch.device(device))
+    seconds = {"load": loaded, "fit": sum(r.seconds for r in history),
+               "validation": sum(r.validation_seconds for r in history), "test": tested}
+    log.info("%s: %d epochs, %.0f candidate-samples/s; %s", name, len(history),
+             sum(r.samples for r in history) / max(seconds["fit"], 1e-9),
+             ", ".join(f"{phase} {s:.1f} s" for phase, s in seconds.items()))
+    return Trained(name, {k: v.detach().cpu() for k, v in model.state_dict().items()}, history, report, seconds)
 
 
 def _init_worker(level: int) -> None:

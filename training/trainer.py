@@ -49,6 +49,7 @@ class EpochResult:
     lr: float  # the learning rate the epoch trained with
     validation_gauc: float | None = None  # on the held-out requests, when there are any
     kept: bool = False  # the weights after this epoch are the best so far on the held-out requests
+    validation_seconds: float = 0.0
 
     @property
     def samples_per_s(self) -> float:
@@ -98,8 +99,10 @@ def fit(model: Reranker, epoch_batches: Callable[[int], Iterable[Batch]], cfg: T
             group["lr"] = learning_rate(cfg, epoch)
         result = train_epoch(model, optimizer, epoch_batches(epoch), device, epoch)
         if validate is not None:
+            start = time.perf_counter()
             gauc = validate(model)
-            result = replace(result, validation_gauc=gauc, kept=gauc > best_gauc)
+            result = replace(result, validation_gauc=gauc, kept=gauc > best_gauc,
+                             validation_seconds=time.perf_counter() - start)
             since_best = 0 if result.kept or math.isnan(gauc) else since_best + 1
             if result.kept:
                 best_gauc, best_state = gauc, {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -78,3 +78,24 @@ def test_training_or_gating_on_marts_of_another_day_is_refused(trained):
         with pytest.raises(NoTrainingData, match=f"built for ds={DAYS[1]}, not {DAYS[0]}: run `edgerec dbt build"):
             stage(settings, DAYS[0])
     assert registry.version_of_day(registry.connect(settings), DAYS[0]) is None
+
+
+def test_the_weights_do_not_depend_on_how_many_workers_train_them(trained):
+    """One worker or two, each model trains in a one-thread process: the same weights, epochs and test GAUC, in
+    the order asked for, with the phases' seconds reported."""
+    import torch
+
+    from training.config import TrainConfig
+    from training.runner import train_models
+
+    settings, _ = trained
+    spec = load_spec(settings.layout(DAYS[1]).feature_spec)
+    cfg, names = TrainConfig(epochs=2, device="cpu"), ["dlcm", "crban_hubsm_ie"]
+    one, two = ([*train_models(settings.duckdb_path, spec, cfg, names, torch.device("cpu"), workers=n)]
+                for n in (1, 2))
+    assert [t.name for t in one] == [t.name for t in two] == names
+    for a, b in zip(one, two, strict=True):
+        assert a.state.keys() == b.state.keys() and all(torch.equal(a.state[k], b.state[k]) for k in a.state)
+        assert [r.loss for r in a.history] == [r.loss for r in b.history]
+        assert a.report.gauc.value == b.report.gauc.value
+        assert set(a.seconds) == {"load", "fit", "validation", "test"} and a.samples_per_s > 0
