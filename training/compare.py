@@ -232,6 +232,7 @@ def order_checks(reports: dict[str, RankingReport], rules: dict[str, RankingRepo
     if curves is not None:
         for name in reports:
             if name in curves.by_model:
-                checks[f"{MODELS[name].title} did not collapse onto the list order (validation GAUC at the initial "
-                       f"order's {curves.initial:.5f} from its second epoch on)"] = not curves.collapsed(name)
+                check = (f"{MODELS[name].title} did not collapse onto the list order (collapsed: validation GAUC at "
+                         f"the initial order's {curves.initial:.5f} from its second epoch on)")
+                checks[check] = not curves.collapsed(name)
     return checks
