@@ -30,12 +30,12 @@ from edgerec.config import load_settings
 from edgerec.features import MATCH_FEATURES, load_spec
 from training.compare import COLLAPSE_TOLERANCE
 from training.config import TrainConfig
-from training.data import DayData, date_range
+from training.data import date_range
 from training.evaluation import paired_gain
 from training.models import build_model
 from training.models.base import BahdanauAttention, Reranker, mlp
 from training.pipeline import evaluate_rules
-from training.runner import train_and_test
+from training.runner import day_data, train_and_test
 from training.trainer import initial_order_gauc, seed_everything
 
 
@@ -124,16 +124,6 @@ VARIANTS: dict[str, Variant] = {
     "r2_rare_rows_oov": ("r2 + rows seen < 10 times read the OOV row", {}, revision2),
     "shipped": ("both (revision 3, as shipped)", {}, lambda m: m),
 }
-
-
-_DAYS: dict[float, DayData] = {}
-
-
-def day_data(db: Path, spec: dict, share: float) -> DayData:
-    """The day's marts in memory, once per validation share."""
-    if share not in _DAYS:
-        _DAYS[share] = DayData.load(db, spec, share)
-    return _DAYS[share]
 
 
 def run(db: Path, spec: dict, name: str, variant: Variant, seed: int, epochs: int, fields: dict) -> dict:

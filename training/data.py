@@ -183,17 +183,11 @@ def load_split(database: Path, split: str, spec: dict, part: str | None = None, 
     padded once, then batched every epoch by `Batch.batches` (a day's marts are a few hundred MB at most)."""
     parts = list(read_batches(database, split, spec, 65_536, part=part, share=share))
     if not parts:
-        return to_batch(_empty(database, split, spec), spec)
+        raise ValueError(f"no {split} requests{f' in the {part} part' if part else ''} in {database}")
     if len(parts) == 1:
         return parts[0]
     return Batch([r for b in parts for r in b.rerank_id],
                  *(np.concatenate([getattr(b, f.name) for b in parts]) for f in fields(Batch) if f.name != "rerank_id"))
-
-
-def _empty(database: Path, split: str, spec: dict) -> pa.Table:
-    columns = ["rerank_id", "label", "mask", *(f"{p}_item_id" for p in PREFIXES.values()), *ENCODED_FEATURE_COLUMNS]
-    with duckdb.connect(str(database), read_only=True) as con:
-        return con.sql(f"select {', '.join(columns)} from {_table(split)} limit 0").fetch_arrow_table()
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,8 @@ class Trained:
 _DAYS: dict[tuple, DayData] = {}  # a worker's day, read once for all the models it trains
 
 
-def _day(database: Path, spec: dict, share: float) -> DayData:
+def day_data(database: Path, spec: dict, share: float) -> DayData:
+    """The day's marts in memory, read once per process for every model it trains."""
     key = (str(database), os.stat(database).st_mtime_ns, spec["sha256"], share)
     if key not in _DAYS:
         _DAYS.clear()
@@ -89,7 +90,7 @@ def _day(database: Path, spec: dict, share: float) -> DayData:
 def train_one(database: Path, spec: dict, cfg: TrainConfig, name: str, device: str = "cpu") -> Trained:
     """Train and test one model on the marts in `database` (in a worker: one thread)."""
     start = time.perf_counter()
-    data = _day(database, spec, cfg.validation_share)
+    data = day_data(database, spec, cfg.validation_share)
     loaded = time.perf_counter() - start
     seed_everything(cfg.seed)
     model = build_model(name, spec, cfg)

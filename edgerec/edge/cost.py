@@ -22,7 +22,7 @@ device_profiles.toml): compute at the profile's sustained MAC rate (a transcende
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -147,7 +147,8 @@ def graph_cost(path: Path, input_shapes: dict[str, tuple[int, ...]], int_inputs:
                              else np.ones(shape, dtype))
     values = {**feeds, **ReferenceEvaluator(model).run(None, feeds, intermediate=True)}
     constants = _constants(graph)
-    parameter_bytes = sum(int(values[n].nbytes) for n in constants if n in values and _stored(n, graph))
+    stored = {t.name for t in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    parameter_bytes = sum(int(values[n].nbytes) for n in stored if n in values)
     by_op: dict[str, OpCost] = {}
     total = OpCost()
     read_weights: set[str] = set()
@@ -173,11 +174,6 @@ def graph_cost(path: Path, input_shapes: dict[str, tuple[int, ...]], int_inputs:
     return GraphCost(total, by_op, parameter_bytes, weights_read, peak)
 
 
-def _stored(name: str, graph) -> bool:
-    return any(t.name == name for t in graph.initializer) or any(
-        n.op_type == "Constant" and name in n.output for n in graph.node)
-
-
 @dataclass(frozen=True)
 class DeviceProfile:
     """A phone as the latency estimate sees it: one core's sustained MAC rate and its memory bandwidth."""
@@ -187,7 +183,6 @@ class DeviceProfile:
     macs_per_second: float
     bytes_per_second: float
     source: str = ""
-    notes: dict = field(default_factory=dict)
 
 
 def load_device_profiles(path: Path = DEVICE_PROFILES) -> dict[str, DeviceProfile]:

@@ -117,3 +117,10 @@ def test_a_day_in_memory_holds_out_whole_users_or_none(tmp_path):
     assert without.validation is None and len(without.fit) == 400
     everyone = DayData.load(database, SPEC, share=0.999)  # all users held out would leave nothing to train on
     assert everyone.validation is None and len(everyone.fit) == 400
+
+
+def test_an_empty_split_is_refused_naming_it(tmp_path):
+    database = tmp_path / "marts.duckdb"
+    write_marts(database, users_of_four(8))
+    with pytest.raises(ValueError, match=r"no train requests in the validation part in .*marts.duckdb"):
+        load_split(database, "train", SPEC, part="validation", share=0.0)
