@@ -33,7 +33,10 @@ class TrainConfig(BaseModel):
     validation_share: float = Field(0.1, ge=0.0, lt=1.0,
                                     description="share of train requests held out to pick the best epoch "
                                                 "(0: no early stopping, train all epochs)")
-    gru_layers: int = Field(3, ge=1, le=8, description="layers of every GRU encoder")
+    gru_layers: int = Field(3, ge=1, le=8, description="layers of the behaviour encoders' GRUs and DLCM's list GRU")
+    context_layers: int = Field(3, ge=1, le=8,
+                                description="layers of the CRBAN models' GRU over the candidate list: it runs at every "
+                                            "re-rank on the phone, so it is the largest share of its cost")
     hidden: int = Field(32, ge=1, le=1_024, description="hidden units of every GRU")
     attention: int = Field(32, ge=1, le=1_024, description="units of the behaviour attention")
     mlp: int = Field(32, ge=1, le=1_024, description="units of the scoring MLP's hidden layer")

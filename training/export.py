@@ -37,7 +37,7 @@ from edgerec.contracts.bundle import (
     shard_name,
 )
 from edgerec.features import GROUPS, ITEM_CATEGORICAL, MATCH_INDEX, write_spec
-from training.models.base import HASH_MULTIPLIER, N_ITEM, N_ITEM_PART, match_indicators, steps_mask
+from training.models.base import HASH_MULTIPLIER, N_ITEM, N_ITEM_PART, steps_mask, weighted_sum
 from training.models.crban import CRBAN, BehaviourEncoder
 from training.registry import REGISTERED_MODEL
 
@@ -139,27 +139,51 @@ class RerankHead(nn.Module):
     MATCH_FEATURES are read), and per behaviour type b: b_item_encoding [L, H], b_fused_encoding [L, 2H],
     b_match_codes [L, M] (each event's MATCH_FEATURES codes), b_age [L] (age codes at the trigger), b_length [1]
     (real events; L >= 1, padded when there are none) -> scores [K].
+
+    It computes the model's scores (`CRBAN.forward`) with the work per candidate and event pair cut down, the same
+    function up to float rounding:
+    - the match indicators' projection W_m m takes 2^M values (M binary indicators), so their rows are a constant
+      table read by each pair's index rather than a product per pair;
+    - the scoring MLP's first layer is linear in each pooled value sum_j a_j x_j, so it is applied to each event's
+      fused encoding once per request (L products) and the candidates sum those with their weights, rather than
+      pool the 2H-wide encodings per candidate and project the pools; the list context s, the same for every
+      candidate, is projected once too.
     """
 
     def __init__(self, model: CRBAN):
         super().__init__()
         self.model = model
+        bits = len(MATCH_INDEX)
+        self.register_buffer("match_bits", 2 ** torch.arange(bits), persistent=False)
+        every = ((torch.arange(2 ** bits).unsqueeze(-1) // self.match_bits) % 2).float()  # [2^M, M]: row i is i's bits
+        with torch.no_grad():
+            self.match_rows = {b: model.attention[b].match(every) for b in model.behaviours}  # [2^M, units]
+        # the first layer's columns, in the order the model concatenates its inputs: per behaviour the pooled
+        # fused encodings (2H), the log partition and the pooled match indicators (1 + M); then o_i and s
+        hidden = model.context_gru.hidden_size
+        widths = [w for _ in model.behaviours for w in (2 * hidden, 1 + bits)] + [hidden, hidden]
+        self.columns = model.score[0].weight.detach().split(widths, dim=1)
 
     def forward(self, candidate_rows: Tensor, candidate_codes: Tensor, *behaviours: Tensor) -> Tensor:
         m = self.model
         features = torch.cat([candidate_rows, m.candidate_codes(candidate_codes[:, N_ITEM:])], dim=-1)
         outputs, _ = m.context_gru(features.unsqueeze(0))
         candidate = outputs[0]  # [K, H]: every candidate is real here, so the last output is the context
-        context = outputs[0, -1:].expand_as(candidate)
+        *pooled_columns, candidate_columns, context_columns = self.columns
+        first = (candidate @ candidate_columns.t() + outputs[0, -1:] @ context_columns.t()  # [K, mlp]
+                 + m.score[0].bias)
         candidate_match = candidate_codes[:, MATCH_INDEX]  # [K, M]
-        parts = []
         for i, b in enumerate(m.behaviours):
             item_enc, fused, match_codes, age, length = behaviours[5 * i:5 * i + 5]
             attention, keys = m.attention[b], m.encoders[b].keys(item_enc, age)  # [L, H]
-            mask = steps_mask(length, keys.size(0))  # [1, L]
-            parts.append(attention.pool(candidate, attention.key(keys).unsqueeze(0), fused.unsqueeze(0), mask,
-                                        match_indicators(candidate_match, match_codes.unsqueeze(0))))
-        return m.score(torch.cat([*parts, candidate, context], dim=-1)).squeeze(-1)
+            same = (match_codes.unsqueeze(0) == candidate_match.unsqueeze(1)) & (candidate_match > 0).unsqueeze(1)
+            match_rows = self.match_rows[b][(same.long() * self.match_bits).sum(-1)]  # [K, L, units]: a Gather
+            weights, mass = attention.weights(attention.query(candidate), attention.key(keys).unsqueeze(0),
+                                              match_rows, steps_mask(length, keys.size(0)))
+            values, rest = pooled_columns[2 * i:2 * i + 2]
+            first = (first + weights @ (fused @ values.t())
+                     + torch.cat([mass, weighted_sum(weights, same.to(weights.dtype))], dim=-1) @ rest.t())
+        return m.score[2](torch.relu(first)).squeeze(-1)
 
 
 def graph_signature(graph: onnx.ModelProto) -> dict:
@@ -263,7 +287,7 @@ def export_bundle(model: CRBAN, spec: dict, root: Path, *, version_id: str, mlfl
         "min_runtime_version": RUNTIME_VERSION,
         "onnx_opset": OPSET,
         "feature_spec_sha256": spec["sha256"],
-        "gru_layers": model.context_gru.num_layers,
+        "gru_layers": model.encoders[model.behaviours[0]].item_gru.num_layers,  # of the step graphs' states
         "hidden": model.context_gru.hidden_size,
         "item_rows": {"tables": table_order(model), "item_id_buckets": model.items.item_id_buckets,
                       "item_id_hash_multiplier": HASH_MULTIPLIER},

@@ -141,8 +141,8 @@ class EventAge(CodeEmbedding):
         return keys + self(age.unsqueeze(-1))
 
 
-def gru(input_size: int, cfg: TrainConfig) -> nn.GRU:
-    return nn.GRU(input_size, cfg.hidden, num_layers=cfg.gru_layers, batch_first=True)
+def gru(input_size: int, cfg: TrainConfig, layers: int | None = None) -> nn.GRU:
+    return nn.GRU(input_size, cfg.hidden, num_layers=layers or cfg.gru_layers, batch_first=True)
 
 
 def last_state(outputs: Tensor, lengths: Tensor) -> Tensor:
@@ -226,15 +226,24 @@ class BahdanauAttention(nn.Module):
         """query [N, Dq], projected keys [N or 1, L, units], values [N or 1, L, Dv], mask [N or 1, L], match
         [N, L, M] -> [N, Dv + 1 + M]. A leading 1 broadcasts one request's behaviours over all its candidates (the
         phone's case)."""
+        weights, mass = self.weights(self.query(query), projected, self.match(match), mask)
+        return torch.cat([weighted_sum(weights, values), mass, weighted_sum(weights, match)], dim=-1)
+
+    def weights(self, query: Tensor, projected: Tensor, match: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """(weights [N, L], log partition [N, 1]) from the projected query [N, units], keys [N or 1, L, units] and
+        match indicators [N, L, units]."""
         # v as a [units, 1] matrix: one GEMM over N*L rows (a 1-D right operand is far slower in onnxruntime)
-        hidden = torch.tanh(projected + self.query(query).unsqueeze(1) + self.match(match))
+        hidden = torch.tanh(projected + query.unsqueeze(1) + match)
         energy = (hidden @ self.v.unsqueeze(-1)).squeeze(-1).masked_fill(~mask, -1e9)  # mask broadcasts
         # log(1 + sum exp e) over real steps without overflow: softplus of the log-sum-exp (0 with no events); the
         # 1 is the null event's exp 0, so it is the softmax's normaliser as well as the soft count
         mass = F.softplus(torch.logsumexp(energy, dim=-1, keepdim=True))
-        weights = torch.exp(energy - mass)  # exactly 0 at padding steps
-        pooled = (weights.unsqueeze(1) @ values).squeeze(1)
-        return torch.cat([pooled, mass, (weights.unsqueeze(1) @ match).squeeze(1)], dim=-1)
+        return torch.exp(energy - mass), mass  # weights exactly 0 at padding steps
+
+
+def weighted_sum(weights: Tensor, values: Tensor) -> Tensor:
+    """weights [N, L], values [N or 1, L, D] -> [N, D]."""
+    return (weights.unsqueeze(1) @ values).squeeze(1)
 
 
 def mlp(input_size: int, hidden: int) -> nn.Sequential:
@@ -282,7 +291,7 @@ class ContextAwareReranker(Reranker):
 
     def __init__(self, spec: dict, cfg: TrainConfig, pooled_dim: int):
         super().__init__(spec, cfg)
-        self.context_gru = gru(self.candidate_dim, cfg)
+        self.context_gru = gru(self.candidate_dim, cfg, cfg.context_layers)
         self.score = mlp(pooled_dim * len(self.behaviours) + 2 * cfg.hidden, cfg.mlp)
 
     def attend(self, x: Inputs, behaviour: str, candidate: Tensor, request: Tensor, match: Tensor) -> Tensor:

@@ -20,8 +20,8 @@ from training.models import build_model
 from training.servability import Budgets, check_servability
 
 pytestmark = pytest.mark.unit
-TINY = TrainConfig(hidden=8, attention=8, mlp=8, gru_layers=2, item_embedding_dim=4, code_embedding_dim=2,
-                   item_id_buckets=5, device="cpu")
+TINY = TrainConfig(hidden=8, attention=8, mlp=8, gru_layers=2, context_layers=1, item_embedding_dim=4,
+                   code_embedding_dim=2, item_id_buckets=5, device="cpu")
 TINY_SPEC = {**SPEC, "groups": {g: list(names) for g, names in GROUPS.items()}}
 TINY_SPEC["sha256"] = canonical_sha(TINY_SPEC)
 FAST = Budgets(timing_runs=10)  # host timing is information only: a few calls show it is reported
@@ -134,6 +134,19 @@ def test_the_reranker_reads_which_events_share_the_candidates_category_and_brand
         with torch.no_grad():
             np.testing.assert_allclose(scores[case], RerankHead(model)(*inputs).numpy(), atol=1e-5)
     assert abs(scores["same"][0] - scores["unknown"][0]) > 1e-4  # ten times the parity tolerance
+
+
+def test_an_event_costs_each_candidate_only_its_energy_and_two_weighted_sums(exported):
+    """One more IE event in a re-rank of 100 (tiny model: H 8, attention units 8, MLP 8, M 2 match features): per
+    candidate v.tanh(...) (8 MACs), the weighted sum of the events' value projections (8) and of their match
+    indicators (2); once per request, the event's key projection (8 x 8) and value projection (2H x MLP = 16 x 8):
+    100 x 18 + 64 + 128 = 1,992 MACs. Pooling the 2H-wide encodings per candidate and projecting the match
+    indicators per pair, as the training graph does, would be 100 x (8 + 16 + 16 + 2) + 64 = 4,264."""
+    from edgerec.edge.cost import bundle_costs
+
+    _, root, manifest = exported
+    macs = [bundle_costs(root, manifest, {"ie": n, "ipv": 3}, 100)["reranker.onnx"].total.macs for n in (4, 5)]
+    assert macs[1] - macs[0] == 1_992
 
 
 def test_each_step_layer_runs_both_grus_as_one_block_diagonal_gru(exported):
@@ -258,12 +271,12 @@ def test_the_counted_budgets_are_in_the_verdict_with_figures_from_the_graphs(exp
     """The tiny model's step: two layers of one 16-unit GRU (action and item GRUs of 8, block-diagonal), 3 gates
     each: the IE step's first layer reads 28 item-row + 16 code-embedding inputs, 48 x (44 + 16) = 2,880 MACs, the
     second 48 x (16 + 16) = 1,536: 4,416; the IPV step's first layer reads 28 + 26, 48 x 70 = 3,360: 4,896. The
-    re-rank of 100's context GRU: 100 x 24 x (34 + 8) + 100 x 24 x 16 = 139,200 of its MACs."""
+    re-rank of 100's context GRU, one layer: 100 x 24 x (34 + 8) = 100,800 of its MACs."""
     model, root, _ = exported
     report = check_servability(root, model, [random_batch(2)], FAST)
     figures = {c.name: c.figure for c in report.checks}
     assert figures["MACs of one IE step"] == 4_416 and figures["MACs of one IPV step"] == 4_896
-    assert report.costs["reranker.onnx"]["by_op"]["GRU"]["macs"] == 139_200
+    assert report.costs["reranker.onnx"]["by_op"]["GRU"]["macs"] == 100_800
     assert figures["MACs of one re-rank of 100"] == report.costs["reranker.onnx"]["macs"]
     assert report.device == "low-end" and set(report.estimated_ms) == {"low-end", "mid-range", "high-end"}
     assert figures["est. ms of one re-rank of 100 on low-end"] == report.estimated_ms["low-end"]["reranker.onnx"]
