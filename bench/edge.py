@@ -10,7 +10,7 @@ over 5 rounds of each round's percentile) and its ratio to the calibration graph
 bundle's bytes without embeddings. The model is freshly initialised: every figure depends on the shapes, not the
 weights. The spec has the default world's vocabularies.
 Targets: the default budgets of training.servability.Budgets (step <= 150k MACs and <= 3 ms on the low-end phone;
-re-rank <= 6M MACs and <= 20 ms there); bundle <= 512 KB (the paper: 3 MB).
+re-rank <= 4.5M MACs and <= 20 ms there); bundle <= 512 KB (the paper: 3 MB).
 """
 
 from __future__ import annotations

@@ -58,9 +58,9 @@ class Budgets(BaseModel):
     bundle_bytes: int = Field(512 * 1024, ge=1, description="bundle bytes without embedding shards")
     rerank_candidates: int = Field(100, ge=1, le=1_000, description="candidates of the counted (and timed) re-rank")
     # Counted budgets, set with room above the default model (3 GRU layers of 32 units: a step 76.8k MACs, a
-    # re-rank of 100 with full sequences 4.3M): twice the hidden size does not fit.
+    # re-rank of 100 with full sequences 3.2M): twice the hidden size does not fit.
     step_macs: int = Field(150_000, ge=1, description="multiply-accumulates of one behaviour step")
-    rerank_macs: int = Field(6_000_000, ge=1, description="multiply-accumulates of one re-rank of "
+    rerank_macs: int = Field(4_500_000, ge=1, description="multiply-accumulates of one re-rank of "
                                                           "`rerank_candidates` with full sequences")
     activation_bytes: int = Field(4 * 1024 * 1024, ge=1, description="peak bytes of live activations in any "
                                                                      "network")

@@ -226,14 +226,14 @@ class BahdanauAttention(nn.Module):
         """query [N, Dq], projected keys [N or 1, L, units], values [N or 1, L, Dv], mask [N or 1, L], match
         [N, L, M] -> [N, Dv + 1 + M]. A leading 1 broadcasts one request's behaviours over all its candidates (the
         phone's case)."""
-        weights, mass = self.weights(self.query(query), projected, self.match(match), mask)
+        weights, mass = self.weights(projected + self.query(query).unsqueeze(1) + self.match(match), mask)
         return torch.cat([weighted_sum(weights, values), mass, weighted_sum(weights, match)], dim=-1)
 
-    def weights(self, query: Tensor, projected: Tensor, match: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """(weights [N, L], log partition [N, 1]) from the projected query [N, units], keys [N or 1, L, units] and
-        match indicators [N, L, units]."""
+    def weights(self, projected: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """(weights [N, L], log partition [N, 1]) from W_q q_n + W_k k_j + W_m m_nj [N, L, units] and the mask [N or
+        1, L]."""
         # v as a [units, 1] matrix: one GEMM over N*L rows (a 1-D right operand is far slower in onnxruntime)
-        hidden = torch.tanh(projected + query.unsqueeze(1) + match)
+        hidden = torch.tanh(projected)
         energy = (hidden @ self.v.unsqueeze(-1)).squeeze(-1).masked_fill(~mask, -1e9)  # mask broadcasts
         # log(1 + sum exp e) over real steps without overflow: softplus of the log-sum-exp (0 with no events); the
         # 1 is the null event's exp 0, so it is the softmax's normaliser as well as the soft count

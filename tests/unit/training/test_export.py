@@ -138,15 +138,16 @@ def test_the_reranker_reads_which_events_share_the_candidates_category_and_brand
 
 def test_an_event_costs_each_candidate_only_its_energy_and_two_weighted_sums(exported):
     """One more IE event in a re-rank of 100 (tiny model: H 8, attention units 8, MLP 8, M 2 match features): per
-    candidate v.tanh(...) (8 MACs), the weighted sum of the events' value projections (8) and of their match
-    indicators (2); once per request, the event's key projection (8 x 8) and value projection (2H x MLP = 16 x 8):
-    100 x 18 + 64 + 128 = 1,992 MACs. Pooling the 2H-wide encodings per candidate and projecting the match
-    indicators per pair, as the training graph does, would be 100 x (8 + 16 + 16 + 2) + 64 = 4,264."""
+    candidate v.tanh(...) (8 MACs), the weighted sums of the events' value projections (8) and of their match
+    indicators (2), the index of the pair's match row (2); once per request, the event's key projection (8 x 8)
+    and value projection (2H x MLP = 16 x 8): 100 x 20 + 64 + 128 = 2,192 MACs. Pooling the 2H-wide encodings per
+    candidate and projecting the match indicators per pair, as the training graph does, would be
+    100 x (8 + 16 + 16 + 2) + 64 = 4,264."""
     from edgerec.edge.cost import bundle_costs
 
     _, root, manifest = exported
     macs = [bundle_costs(root, manifest, {"ie": n, "ipv": 3}, 100)["reranker.onnx"].total.macs for n in (4, 5)]
-    assert macs[1] - macs[0] == 1_992
+    assert macs[1] - macs[0] == 2_192
 
 
 def test_each_step_layer_runs_both_grus_as_one_block_diagonal_gru(exported):
