@@ -33,14 +33,14 @@ from training.config import TrainConfig
 from training.data import date_range
 from training.evaluation import paired_gain
 from training.models import build_model
-from training.models.base import BahdanauAttention, Reranker, mlp
+from training.models.base import BahdanauAttention, Reranker, mlp, pool_by_request
 from training.pipeline import evaluate_rules
 from training.runner import day_data, train_and_test
 from training.trainer import initial_order_gauc, seed_everything
 
 
 def revision2_pool(self: BahdanauAttention, query: Tensor, projected: Tensor, values: Tensor, mask: Tensor,
-                   match: Tensor, softmax: str = "null") -> Tensor:
+                   match: Tensor, request: Tensor, softmax: str = "null") -> Tensor:
     """The pool before the fix: [sum_j a_nj values_j, log partition], without the pooled match indicators; with
     softmax="plain", without the null event either."""
     hidden = torch.tanh(projected + self.query(query).unsqueeze(1) + self.match(match))
@@ -51,7 +51,7 @@ def revision2_pool(self: BahdanauAttention, query: Tensor, projected: Tensor, va
     else:
         mass = F.softplus(torch.logsumexp(energy, dim=-1, keepdim=True))
         weights = torch.exp(energy - mass)
-    return torch.cat([(weights.unsqueeze(1) @ values).squeeze(1), mass], dim=-1)
+    return torch.cat([pool_by_request(weights, values, request), mass], dim=-1)
 
 
 def revision2(model: Reranker, softmax: str = "null") -> Reranker:

@@ -141,29 +141,20 @@ class RerankHead(nn.Module):
     (real events; L >= 1, padded when there are none) -> scores [K].
 
     It computes the model's scores (`CRBAN.forward`) with the work per candidate and event pair cut down, the same
-    function up to float rounding:
-    - the match indicators' projection W_m m takes 2^M values (M binary indicators): each candidate's query
-      projection plus each of those values is a [K * 2^M, units] table, read by each pair's index, rather than a
-      product and a sum per pair;
-    - the scoring MLP's first layer is linear in each pooled value sum_j a_j x_j, so it is applied to each event's
-      fused encoding once per request (L products) and the candidates sum those with their weights, rather than
-      pool the 2H-wide encodings per candidate and project the pools; the list context s, the same for every
-      candidate, is projected once too.
+    function up to float rounding. As in training, the query and match terms of the energy are a table read per
+    pair (`BahdanauAttention.pair_inputs`). Here, besides, the scoring MLP's first layer is linear in each pooled
+    value sum_j a_j x_j, so it is applied to each event's fused encoding once per request (L products) and the
+    candidates sum those with their weights, rather than pool the 2H-wide encodings per candidate and project the
+    pools; the list context s, the same for every candidate, is projected once too.
     """
 
     def __init__(self, model: CRBAN):
         super().__init__()
         self.model = model
-        bits = len(MATCH_INDEX)
-        powers = 2 ** torch.arange(bits)
-        self.register_buffer("bit_values", powers.float().unsqueeze(-1), persistent=False)  # [M, 1]
-        every = ((torch.arange(2 ** bits).unsqueeze(-1) // powers) % 2).float()  # [2^M, M]: row i holds i's bits
-        with torch.no_grad():
-            self.match_rows = {b: model.attention[b].match(every) for b in model.behaviours}  # [2^M, units]
         # the first layer's columns, in the order the model concatenates its inputs: per behaviour the pooled
         # fused encodings (2H), the log partition and the pooled match indicators (1 + M); then o_i and s
         hidden = model.context_gru.hidden_size
-        widths = [w for _ in model.behaviours for w in (2 * hidden, 1 + bits)] + [hidden, hidden]
+        widths = [w for _ in model.behaviours for w in (2 * hidden, 1 + len(MATCH_INDEX))] + [hidden, hidden]
         self.columns = model.score[0].weight.detach().split(widths, dim=1)
 
     def forward(self, candidate_rows: Tensor, candidate_codes: Tensor, *behaviours: Tensor) -> Tensor:
@@ -176,17 +167,12 @@ class RerankHead(nn.Module):
                  + m.score[0].bias)
         # [K, M]; an unknown code (0) never matches: as -1 it equals no event's code, with no And per pair
         candidate_match = candidate_codes[:, MATCH_INDEX].masked_fill(candidate_codes[:, MATCH_INDEX] == 0, -1)
-        offsets = torch.arange(candidate.size(0)).unsqueeze(1) * 2 ** len(MATCH_INDEX)  # [K, 1]: 2^M rows each
         for i, b in enumerate(m.behaviours):
             item_enc, fused, match_codes, age, length = behaviours[5 * i:5 * i + 5]
             attention, keys = m.attention[b], m.encoders[b].keys(item_enc, age)  # [L, H]
             same = (match_codes.unsqueeze(0) == candidate_match.unsqueeze(1)).float()  # [K, L, M] match indicators
-            # W_q o_i + W_m m for each candidate and each of the 2^M values of m, [K * 2^M, units], then read per pair
-            query_match = (attention.query(candidate).unsqueeze(1) + self.match_rows[b]).flatten(0, 1)
-            # [K, L]: the row of (candidate, its m with the event)
-            pair = (same @ self.bit_values).squeeze(-1).long() + offsets
-            weights, mass = attention.weights(attention.key(keys).unsqueeze(0) + query_match[pair],
-                                              steps_mask(length, keys.size(0)))
+            projected = attention.key(keys).unsqueeze(0) + attention.pair_inputs(candidate, same)  # [K, L, units]
+            weights, mass = attention.weights(projected, steps_mask(length, keys.size(0)))
             values, rest = pooled_columns[2 * i:2 * i + 2]
             first = (first + weights @ (fused @ values.t())
                      + torch.cat([mass, weighted_sum(weights, same)], dim=-1) @ rest.t())

@@ -24,6 +24,7 @@ from training.models.base import (
     ContextAwareReranker,
     EventAge,
     Inputs,
+    pool_by_request,
     steps_mask,
     vocab_sizes,
 )
@@ -52,7 +53,7 @@ class DinAttention(nn.Module):
             0, request) + F.linear(query.unsqueeze(1) * k, w_p) + F.linear(match, w_m))
         weights = self.unit[2](self.unit[1](hidden)).squeeze(-1)
         weights = weights * steps_mask(lengths, keys.size(1)).index_select(0, request).to(weights.dtype)
-        return (weights.unsqueeze(1) @ values.index_select(0, request)).squeeze(1)
+        return pool_by_request(weights, values, request)
 
 
 class CRBANHUISM(ContextAwareReranker):

@@ -113,6 +113,21 @@ def test_last_state():
     assert last_state(outputs, torch.tensor([2, 0])).tolist() == [[2.0, 3.0], [0.0, 0.0]]
 
 
+def test_pool_by_request_sums_each_querys_weights_over_its_own_requests_values():
+    """Three requests (the middle one without queries), queries out of request order: each query's weighted sum of
+    its own request's values, written out."""
+    from training.models.base import pool_by_request
+
+    values = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[5.0, 5.0], [5.0, 5.0]], [[2.0, 3.0], [4.0, 5.0]]])
+    weights = torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.0, 2.0], [1.0, 1.0]], requires_grad=True)
+    request = torch.tensor([2, 0, 0, 2])
+    pooled = pool_by_request(weights, values, request)
+    assert pooled.tolist() == [[2.0, 3.0], [0.5, 0.5], [0.0, 2.0], [6.0, 8.0]]
+    pooled.sum().backward()  # d/dw of each query's sum: its request's values summed over D
+    assert weights.grad.tolist() == [[5.0, 9.0], [1.0, 1.0], [1.0, 1.0], [5.0, 9.0]]
+    assert pool_by_request(weights[:0], values, request[:0]).shape == (0, 2)
+
+
 def test_bahdanau_attention_shape_and_ignores_padding_steps():
     attention = BahdanauAttention(query_dim=3, key_dim=4, units=5)
     query, keys, values = torch.randn(6, 3), torch.randn(2, 7, 4), torch.randn(2, 7, 9)
