@@ -4,16 +4,19 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export EDGEREC_HOME ?= $(CURDIR)/.edgerec
 
-.PHONY: help setup run test test-fast lint bench clean
+.PHONY: help setup run ui test test-fast lint bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: ## install Java 17+ if missing, the venv with the project, and the Airflow home (idempotent)
+setup: ## install Java 17+ and Chromium if missing, the venv with the project, and the Airflow home (idempotent)
 	@VENV=$(VENV) scripts/setup.sh
 
 run: setup ## run the daily DAG on the embedded defaults (simulated logs) and show its outputs
 	$(BIN)/edgerec run
+
+ui: setup ## after a run: the Airflow and MLflow UIs on 127.0.0.1 behind logins, and where the docs sites are
+	$(BIN)/edgerec ui
 
 test: setup ## run the whole test suite
 	$(BIN)/pytest

@@ -581,6 +581,39 @@ def serve(
                f"{figures['requests_per_s']:,.0f} requests/s")
 
 
+@app.command()
+def ui(
+    airflow_port: Annotated[int, typer.Option(help="port of the Airflow UI")] = 8080,
+    mlflow_port: Annotated[int, typer.Option(help="port of the MLflow UI")] = 5000,
+) -> None:
+    """The Airflow UI and the MLflow UI over the state directory, on 127.0.0.1 and each behind a login; prints
+    their addresses, where the passwords are and the Data Docs and dbt docs sites, then serves until Ctrl-C.
+
+    The servers' output goes to $EDGEREC_HOME/logs/ui-{airflow,mlflow}.log."""
+    from edgerec import ui as ui_
+
+    settings = _settings()
+    try:
+        ds = ui_.last_run_day(settings)
+        ui_.check_port_free(airflow_port, "Airflow", "--airflow-port")
+        ui_.check_port_free(mlflow_port, "MLflow", "--mlflow-port")
+        creds = ui_.ensure_credentials(settings)
+        servers = [ui_.airflow_server(settings, airflow_port, creds), ui_.mlflow_server(settings, mlflow_port, creds)]
+        try:
+            dbt_docs = str(ui_.dbt_docs_index(settings, ds))
+        except ui_.UiError as error:  # the UIs are still worth starting
+            dbt_docs = f"not generated: {error}"
+        with ui_.running(servers, lambda s: typer.echo(f"starting the {s.name} UI on {s.url} (log: {s.log}) ...")) \
+                as procs:
+            typer.secho(f"\n== the UIs over {settings.home} (last day run: ds={ds}) ==", fg="green", bold=True)
+            typer.echo(ui_.summary(settings, servers, creds, dbt_docs))
+            ui_.serve_until_interrupted(servers, procs)
+    except ui_.UiError as error:
+        _fail(str(error), code=1)
+    except KeyboardInterrupt:
+        typer.echo("stopped the UIs")
+
+
 @alerts_app.command("test")
 def alerts_test() -> None:
     """Send one test alert through every configured notifier (check the webhook or mail settings)."""
@@ -733,7 +766,7 @@ def _show_training(settings, ds: str) -> None:
         return
     summary = json.loads((training / "training.json").read_text())
     typer.echo(f"mlflow           {settings.mlflow_tracking_uri or settings.mlflow_dir} (run {summary['run_id']}; "
-               f"browse: mlflow ui --backend-store-uri sqlite:///{settings.mlflow_dir / 'mlflow.db'})")
+               "browse: make ui)")
     typer.echo(f"model version    edgerec-reranker version {summary['version']} ({summary['version_id']}), "
                f"GAUC {summary['gauc']:.5f} on {summary['test_requests']:,} test requests")
     gate = training / "evaluation_gate.json"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One-time, idempotent set-up on a Debian machine: Java 17+, a Python 3.11 venv with the project, Airflow home.
+# One-time, idempotent set-up on a Debian machine: Java 17+, Chromium (the UI test), a Python 3.11 venv with the
+# project, the Airflow home.
 # Quick when already done: each step checks before it acts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,10 @@ fi
 java_major() { java -version 2>&1 | awk -F'"' '/version/ {split($2, v, "."); print (v[1] == "1" ? v[2] : v[1])}'; }
 if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ]; then
   apt_install openjdk-17-jre-headless   # pyspark 4 needs Java 17+
+fi
+
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  apt_install chromium chromium-driver   # the UI test drives headless Chromium through its driver
 fi
 
 if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then

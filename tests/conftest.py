@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -32,9 +33,9 @@ def spark():
     logging.getLogger("py4j").setLevel(logging.ERROR)  # it logs at exit, after pytest closed its streams
 
 
-@pytest.fixture
-def webhook():
-    """A local HTTP server that records the JSON bodies POSTed to it."""
+@contextlib.contextmanager
+def recording_webhook():
+    """A local HTTP server that records the JSON bodies POSTed to it: (its URL, the bodies received)."""
     received = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -49,5 +50,13 @@ def webhook():
     server = HTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/hook", received
-    server.shutdown()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/hook", received
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture
+def webhook():
+    with recording_webhook() as hook:
+        yield hook

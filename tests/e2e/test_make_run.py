@@ -1,12 +1,24 @@
 """The main job end to end, as `make run` runs it, on a tiny world in a private state directory."""
 
+import configparser
+import contextlib
 import json
 import os
+import signal
+import socket
+import sqlite3
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
+from selenium.webdriver.common.by import By
+
+from tests.browser import body_text, headless_chromium, send_basic_auth, wait_for_text, wait_until
+from tests.conftest import recording_webhook
 
 pytestmark = pytest.mark.e2e
 EDGEREC = str(Path(sys.executable).with_name("edgerec"))
@@ -24,11 +36,20 @@ def alerts_of(received) -> list[dict]:
     return [alert for body in received for alert in body["alerts"]]
 
 
-def test_run_builds_marts_and_data_docs_and_a_drifted_day_alerts_and_stops(tmp_path, webhook):
-    url, received = webhook
-    # the floor at 0: a tiny world's GAUC is noise, and the stages after a blessing are under test here; the
-    # servability gate's budgets are counted from the bundle, so a loaded test machine needs no other budgets
-    result = run(tmp_path, "--days", "2", EDGEREC_ALERT_WEBHOOK_URL=url, EDGEREC_GATE_MIN_GAUC="0.0")
+@pytest.fixture(scope="module")
+def two_days(tmp_path_factory):
+    """FIRST and DS run as `make run` runs them, alerts to a webhook: (tmp_path, the run's result, the webhook's URL,
+    the bodies it received). The UI test looks at the same state."""
+    tmp_path = tmp_path_factory.mktemp("two_days")
+    with recording_webhook() as (url, received):
+        # the floor at 0: a tiny world's GAUC is noise, and the stages after a blessing are under test here; the
+        # servability gate's budgets are counted from the bundle, so a loaded test machine needs no other budgets
+        result = run(tmp_path, "--days", "2", EDGEREC_ALERT_WEBHOOK_URL=url, EDGEREC_GATE_MIN_GAUC="0.0")
+        yield tmp_path, result, url, received
+
+
+def test_run_builds_marts_and_data_docs_and_a_drifted_day_alerts_and_stops(two_days):
+    tmp_path, result, url, received = two_days
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert f"edgerec_daily_retrain ds={DS} succeeded" in result.stdout
     # one line per task; Airflow's, Spark's and dbt's own output only in the day's log
@@ -108,6 +129,89 @@ def test_run_builds_marts_and_data_docs_and_a_drifted_day_alerts_and_stops(tmp_p
         assert os.path.exists(alert["docs"]) and alert["docs"].endswith(".html")
     marts = state / "reports" / "ds=2026-11-06" / "quality_marts.json"  # the last gate before training
     assert not marts.exists() or json.loads(marts.read_text())["passed"] is False
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def ui_serving(state: Path, out: Path):
+    """`edgerec ui` over state, once it printed the addresses: (the process, Airflow's URL, MLflow's URL). Stopped
+    with SIGINT, as Ctrl-C stops it."""
+    airflow_port, mlflow_port = free_port(), free_port()
+    with out.open("w") as stdout:
+        proc = subprocess.Popen([EDGEREC, "ui", "--airflow-port", str(airflow_port), "--mlflow-port", str(mlflow_port)],
+                                env={**os.environ, "EDGEREC_HOME": str(state)}, stdout=stdout,
+                                stderr=subprocess.STDOUT)
+    try:
+        polls = 900  # a hang guard: the command fails by itself when a server does not answer
+        while "Ctrl-C stops both." not in out.read_text() and proc.poll() is None and polls:
+            time.sleep(1)
+            polls -= 1
+        assert "Ctrl-C stops both." in out.read_text(), out.read_text()
+        yield proc, f"http://127.0.0.1:{airflow_port}", f"http://127.0.0.1:{mlflow_port}"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+
+
+def status_without_login(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_ui_shows_the_days_run_on_the_dag_page_and_its_version_on_the_model_page_behind_logins(two_days, tmp_path):
+    state = two_days[0] / "state"
+    assert two_days[1].returncode == 0, "the run before left no finished day to look at"
+    with sqlite3.connect(state / "airflow" / "airflow.db") as db:
+        [(run_id, run_state)] = db.execute("select run_id, state from dag_run where dag_id = 'edgerec_daily_retrain' "
+                                           "and logical_date like ?", (f"{DS}%",)).fetchall()
+    assert run_state == "success"
+    training = json.loads((state / "reports" / f"ds={DS}" / "training" / "training.json").read_text())
+    out, evidence = tmp_path / "ui.out", tmp_path / "browser"
+    with ui_serving(state, out) as (proc, airflow, mlflow):
+        printed = out.read_text()
+        passwords, auth_config = state / "ui" / "airflow-passwords.json", state / "ui" / "mlflow-auth.ini"
+        assert f"Airflow UI  {airflow}/dags/edgerec_daily_retrain\n            user admin, password in {passwords}" \
+            in printed
+        assert f"MLflow UI   {mlflow}/#/models/edgerec-reranker\n            user admin, password in {auth_config}" \
+            in printed
+        assert f"Data Docs   {state / 'gx' / 'uncommitted' / 'data_docs' / 'local_site' / 'index.html'}\n" in printed
+        assert f"dbt docs    {state / 'dbt' / 'target' / 'index.html'}\n" in printed
+        assert (state / "dbt" / "target" / "index.html").exists()
+        # every network service asks who is calling
+        assert status_without_login(f"{airflow}/api/v2/dags") == 401
+        assert status_without_login(f"{mlflow}/api/2.0/mlflow/registered-models/search?max_results=1") == 401
+        airflow_password = json.loads(passwords.read_text())["admin"]
+        config = configparser.ConfigParser()
+        config.read(auth_config)
+        mlflow_password = config["mlflow"]["admin_password"]
+
+        with headless_chromium() as browser:
+            browser.get(f"{airflow}/dags/edgerec_daily_retrain/runs")
+            wait_until(browser, lambda d: "/auth/login" in d.current_url and d.find_elements(By.NAME, "password"),
+                       "the Airflow login form", evidence)
+            browser.find_element(By.NAME, "username").send_keys("admin")
+            browser.find_element(By.NAME, "password").send_keys(airflow_password)
+            browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+            row = wait_until(browser, lambda d: d.find_elements(By.XPATH, f"//tr[contains(., '{run_id}')]"),
+                             f"the run of ds={DS} ({run_id}) on the DAG's runs page", evidence)
+            assert "/dags/edgerec_daily_retrain/runs" in browser.current_url and "Success" in row[0].text, row[0].text
+
+            send_basic_auth(browser, "admin", mlflow_password)
+            browser.get(f"{mlflow}/#/models/edgerec-reranker")
+            wait_for_text(browser, training["version_id"], evidence)  # the edgerec.version tag: the day and the run
+            assert f"Version {training['version']}" in body_text(browser)
+    assert proc.returncode == 0 and out.read_text().endswith("stopped the UIs\n"), out.read_text()
+    # the passwords are in their files only: never printed, never logged
+    shown = [out, *(state / "logs").glob("ui-*.log")]
+    assert all(secret not in path.read_text() for path in shown for secret in (airflow_password, mlflow_password))
 
 
 def test_a_blocking_check_stops_the_day_before_the_marts(tmp_path, webhook):

@@ -1,0 +1,75 @@
+"""How `edgerec ui` runs its servers, with a stand-in server: it waits until each answers, stops each whole process
+group on the way out, and fails naming the log of a server that dies. The real UIs: tests/e2e/test_make_run.py."""
+
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edgerec import ui
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def stand_in(tmp_path, script: str) -> ui.Server:
+    port = free_port()
+    return ui.Server("Stand-in", ["sh", "-c", script.format(python=sys.executable, port=port)], dict(os.environ),
+                     port, "/", "/", tmp_path / "logs" / "ui-stand-in.log")
+
+
+def running_in_group(pgid: int) -> list[int]:
+    """The processes of a process group that still run (a killed orphan may stay a zombie until init reaps it)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, pgrp, ...
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def group_ended(pgid: int) -> bool:
+    """Whether the group's last process ends soon (a SIGKILL is delivered, not waited for, to non-children)."""
+    for _ in range(100):
+        if not running_in_group(pgid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_servers_answer_before_the_block_runs_and_their_whole_process_groups_stop_after_it(tmp_path):
+    # a server with a worker of its own, as uvicorn's and gunicorn's
+    server = stand_in(tmp_path, "sleep 600 & exec {python} -m http.server {port} --bind 127.0.0.1")
+    waited = []
+    with ui.running([server], waited.append) as [proc]:
+        assert waited == [server] and ui.answers(server.url + "/")
+        assert len(running_in_group(proc.pid)) == 2  # the server and its worker
+    assert proc.poll() is not None and group_ended(proc.pid), running_in_group(proc.pid)
+    assert not ui.answers(server.url + "/")
+
+
+def test_a_server_that_dies_before_answering_fails_naming_its_log_and_leaves_nothing_running(tmp_path):
+    server = stand_in(tmp_path, "echo 'port already in use'; exit 3")
+    with pytest.raises(ui.UiError) as failed, ui.running([server], lambda s: None):
+        pass
+    assert str(failed.value) == f"the Stand-in UI exited (code 3) before answering; its log: {server.log}"
+    assert server.log.read_text() == "port already in use\n"
+
+
+def test_a_server_that_stops_while_serving_fails_naming_its_log(tmp_path):
+    server = stand_in(tmp_path, "exec {python} -m http.server {port} --bind 127.0.0.1")
+    with pytest.raises(ui.UiError, match=r"the Stand-in UI stopped \(code -9\); its log: .*ui-stand-in.log"), \
+            ui.running([server], lambda s: None) as [proc]:
+        proc.kill()
+        ui.serve_until_interrupted([server], [proc])
