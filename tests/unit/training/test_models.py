@@ -128,6 +128,17 @@ def test_pool_by_request_sums_each_querys_weights_over_its_own_requests_values()
     assert pool_by_request(weights[:0], values, request[:0]).shape == (0, 2)
 
 
+def test_the_attentions_pair_table_equals_the_query_and_match_projections_it_replaces():
+    """W_q q_n + W_m m_nj read from the per-query table of the four values m can take, for all four of them: the
+    training graph and the exported re-ranker both compute it this way, so parity between them cannot catch it."""
+    attention = BahdanauAttention(query_dim=3, key_dim=4, units=5)
+    query = torch.randn(2, 3)
+    match = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]] * 2)  # [2 queries, 4 events, M=2]
+    with torch.no_grad():
+        expected = attention.query(query).unsqueeze(1) + attention.match(match)
+        assert torch.allclose(attention.pair_inputs(query, match), expected, atol=1e-6)
+
+
 def test_bahdanau_attention_shape_and_ignores_padding_steps():
     attention = BahdanauAttention(query_dim=3, key_dim=4, units=5)
     query, keys, values = torch.randn(6, 3), torch.randn(2, 7, 4), torch.randn(2, 7, 9)
