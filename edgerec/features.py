@@ -22,10 +22,11 @@ from edgerec.contracts import ACTION_NAMES, DELETE_REASONS
 SPEC_VERSION = 1
 ITEM_CATEGORICAL = ("category", "brand", "gender", "price_level", "age_level", "bc_type")  # p1..p6
 ITEM_SCORES = ("ctr_score", "cvr_score")  # p7
-# The item attributes the re-ranker compares between a candidate and each behaviour event: the phone keeps these
-# codes of every event beside its encodings
-MATCH_FEATURES = ("category", "brand")
-MATCH_INDEX = tuple(ITEM_CATEGORICAL.index(name) for name in MATCH_FEATURES)  # in every group (each starts with p1..p6)
+# What the re-ranker compares between a candidate and each behaviour event: the item itself (its id), then these
+# item codes. The phone keeps them for every event beside its encodings.
+MATCH_CODES = ("category", "brand")
+MATCH_FEATURES = ("item_id", *MATCH_CODES)
+MATCH_INDEX = tuple(ITEM_CATEGORICAL.index(name) for name in MATCH_CODES)  # in every group (each starts with p1..p6)
 IE_BUCKETIZED = ("e1_duration_ms", "e2_count", "e3_max_scroll_speed", "e4_max_scroll_duration_ms",
                  "e5_scroll_count", "e7_age_s")
 IPV_BUCKETIZED = ("d1_duration_ms", "d12_age_s")
@@ -46,6 +47,13 @@ AGE_INDEX = {group: GROUPS[group].index(name) for group, name in AGE_FEATURE.ite
 ENCODED_KEYS = ("rerank_id", "user_id", "session_key", "request_id", "trigger", "trigger_ts", "origin", "ds")
 PREFIXES = {"candidate": "cand", "ie": "ie", "ipv": "ipv"}
 ENCODED_FEATURE_COLUMNS = tuple(f"{PREFIXES[g]}_{name}" for g, names in GROUPS.items() for name in names)
+
+
+def match_codes(item_ids: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """The MATCH_FEATURES of items [N] with codes [N, F] (ITEM_CATEGORICAL first): [N, M] int64, the id first.
+    (`training.models.base.match_codes` is the same on tensors.)"""
+    ids = np.asarray(item_ids, dtype=np.int64).reshape(-1, 1)
+    return np.concatenate([ids, np.asarray(codes, dtype=np.int64).reshape(len(ids), -1)[:, MATCH_INDEX]], axis=1)
 
 
 def canonical_sha(spec: dict) -> str:

@@ -36,8 +36,8 @@ from edgerec.contracts.bundle import (
     file_entry,
     shard_name,
 )
-from edgerec.features import GROUPS, ITEM_CATEGORICAL, MATCH_INDEX, write_spec
-from training.models.base import HASH_MULTIPLIER, N_ITEM, N_ITEM_PART, steps_mask, weighted_sum
+from edgerec.features import GROUPS, ITEM_CATEGORICAL, MATCH_FEATURES, write_spec
+from training.models.base import HASH_MULTIPLIER, N_ITEM, N_ITEM_PART, match_codes, steps_mask, weighted_sum
 from training.models.crban import CRBAN, BehaviourEncoder
 from training.registry import REGISTERED_MODEL
 
@@ -135,10 +135,10 @@ def step_model(encoder: BehaviourEncoder, item_dim: int, behaviour: str) -> onnx
 class RerankHead(nn.Module):
     """The re-ranker for one request on the phone.
 
-    candidate_rows [K, item_dim], candidate_codes [K, F_candidate] (GROUPS order; of the item codes only the
-    MATCH_FEATURES are read), and per behaviour type b: b_item_encoding [L, H], b_fused_encoding [L, 2H],
-    b_match_codes [L, M] (each event's MATCH_FEATURES codes), b_age [L] (age codes at the trigger), b_length [1]
-    (real events; L >= 1, padded when there are none) -> scores [K].
+    candidate_rows [K, item_dim], candidate_codes [K, F_candidate] (GROUPS order), candidate_items [K] (item ids),
+    and per behaviour type b: b_item_encoding [L, H], b_fused_encoding [L, 2H], b_match_codes [L, M] (each event's
+    MATCH_FEATURES: `edgerec.features.match_codes`), b_age [L] (age codes at the trigger), b_length [1] (real
+    events; L >= 1, padded when there are none) -> scores [K].
 
     It computes the model's scores (`CRBAN.forward`) with the work per candidate and event pair cut down, the same
     function up to float rounding. As in training, the query and match terms of the energy are a table read per
@@ -154,10 +154,11 @@ class RerankHead(nn.Module):
         # the first layer's columns, in the order the model concatenates its inputs: per behaviour the pooled
         # fused encodings (2H), the log partition and the pooled match indicators (1 + M); then o_i and s
         hidden = model.context_gru.hidden_size
-        widths = [w for _ in model.behaviours for w in (2 * hidden, 1 + len(MATCH_INDEX))] + [hidden, hidden]
+        widths = [w for _ in model.behaviours for w in (2 * hidden, 1 + len(MATCH_FEATURES))] + [hidden, hidden]
         self.columns = model.score[0].weight.detach().split(widths, dim=1)
 
-    def forward(self, candidate_rows: Tensor, candidate_codes: Tensor, *behaviours: Tensor) -> Tensor:
+    def forward(self, candidate_rows: Tensor, candidate_codes: Tensor, candidate_items: Tensor,
+                *behaviours: Tensor) -> Tensor:
         m = self.model
         features = torch.cat([candidate_rows, m.candidate_codes(candidate_codes[:, N_ITEM:])], dim=-1)
         outputs, _ = m.context_gru(features.unsqueeze(0))
@@ -166,11 +167,12 @@ class RerankHead(nn.Module):
         first = (candidate @ candidate_columns.t() + outputs[0, -1:] @ context_columns.t()  # [K, mlp]
                  + m.score[0].bias)
         # [K, M]; an unknown code (0) never matches: as -1 it equals no event's code, with no And per pair
-        candidate_match = candidate_codes[:, MATCH_INDEX].masked_fill(candidate_codes[:, MATCH_INDEX] == 0, -1)
+        candidate_match = match_codes(candidate_items, candidate_codes)
+        candidate_match = candidate_match.masked_fill(candidate_match == 0, -1)
         for i, b in enumerate(m.behaviours):
-            item_enc, fused, match_codes, age, length = behaviours[5 * i:5 * i + 5]
+            item_enc, fused, event_match, age, length = behaviours[5 * i:5 * i + 5]
             attention, keys = m.attention[b], m.encoders[b].keys(item_enc, age)  # [L, H]
-            same = (match_codes.unsqueeze(0) == candidate_match.unsqueeze(1)).float()  # [K, L, M] match indicators
+            same = (event_match.unsqueeze(0) == candidate_match.unsqueeze(1)).float()  # [K, L, M] match indicators
             projected = attention.key(keys).unsqueeze(0) + attention.pair_inputs(candidate, same)  # [K, L, units]
             weights, mass = attention.weights(projected, steps_mask(length, keys.size(0)))
             values, rest = pooled_columns[2 * i:2 * i + 2]
@@ -191,13 +193,15 @@ def graph_signature(graph: onnx.ModelProto) -> dict:
 
 def rerank_signature(model: CRBAN, candidates: int = 3, events: int = 2):
     hidden = model.context_gru.hidden_size
-    names, example = ["candidate_rows", "candidate_codes"], [
-        torch.zeros(candidates, model.items.dim), torch.ones(candidates, len(GROUPS["candidate"]), dtype=torch.long)]
-    axes = {"candidate_rows": {0: "candidates"}, "candidate_codes": {0: "candidates"}, "scores": {0: "candidates"}}
+    names, example = ["candidate_rows", "candidate_codes", "candidate_items"], [
+        torch.zeros(candidates, model.items.dim), torch.ones(candidates, len(GROUPS["candidate"]), dtype=torch.long),
+        torch.arange(1, candidates + 1)]
+    axes = {"candidate_rows": {0: "candidates"}, "candidate_codes": {0: "candidates"},
+            "candidate_items": {0: "candidates"}, "scores": {0: "candidates"}}
     for b in model.behaviours:
         names += [f"{b}_item_encoding", f"{b}_fused_encoding", f"{b}_match_codes", f"{b}_age", f"{b}_length"]
         example += [torch.zeros(events, hidden), torch.zeros(events, 2 * hidden),
-                    torch.ones(events, len(MATCH_INDEX), dtype=torch.long), torch.ones(events, dtype=torch.long),
+                    torch.ones(events, len(MATCH_FEATURES), dtype=torch.long), torch.ones(events, dtype=torch.long),
                     torch.tensor([events])]
         axes |= {f"{b}_{name}": {0: f"{b}_events"} for name in ("item_encoding", "fused_encoding", "match_codes",
                                                                  "age")}

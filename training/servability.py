@@ -37,7 +37,7 @@ from edgerec.contracts.bundle import MANIFEST, RERANKER, STEP_MODELS, BundleErro
 from edgerec.edge.cost import DEVICE_PROFILES, GraphCost, UnknownOp, bundle_costs, estimate_ms, load_device_profiles
 from edgerec.edge.onnx_model import BundleModel, Encoded
 from edgerec.errors import ConfigError
-from edgerec.features import MATCH_INDEX
+from edgerec.features import match_codes
 from training.data import Batch, to_inputs
 from training.models.base import N_ITEM
 from training.models.crban import CRBAN
@@ -238,11 +238,13 @@ def measure_latency(bundle: BundleModel, candidates: int, runs: int, seed: int =
     lengths = spec["sequence_lengths"]
     encoded = {b: Encoded(rng.standard_normal((lengths[b], bundle.hidden)).astype(np.float32),
                           rng.standard_normal((lengths[b], 2 * bundle.hidden)).astype(np.float32),
-                          codes(b, lengths[b])[:, MATCH_INDEX]) for b in bundle.behaviours}
+                          match_codes(rng.integers(1, 1_000, lengths[b]), codes(b, lengths[b])))
+               for b in bundle.behaviours}
     ages = {b: codes(b, lengths[b])[:, bundle.age_index[b]] for b in bundle.behaviours}
     cand_rows = rng.standard_normal((candidates, item_dim)).astype(np.float32)
-    cand_codes = codes("candidate", candidates)
-    out["rerank"] = time_calls(lambda: bundle.rerank(cand_rows, cand_codes, encoded, ages), runs, calibration)
+    cand_codes, cand_items = codes("candidate", candidates), rng.integers(1, 1_000, candidates)
+    out["rerank"] = time_calls(lambda: bundle.rerank(cand_rows, cand_codes, cand_items, encoded, ages), runs,
+                               calibration)
     return out
 
 
@@ -285,13 +287,13 @@ def _parity(bundle: BundleModel, reference: CRBAN, batches: Iterable[Batch], lim
             for b in bundle.behaviours:
                 n = int(getattr(x, f"{b}_length")[r])
                 codes, items = getattr(x, b)[r, :n].numpy(), getattr(x, f"{b}_item")[r, :n].numpy()
-                encoded[b] = e = bundle.encode(b, bundle.rows(codes, items), codes)
+                encoded[b] = e = bundle.encode(b, bundle.rows(codes, items), codes, items)
                 ages[b] = codes[:, bundle.age_index[b]]
                 if n:
                     encoding_diff = max(encoding_diff, float(np.abs(e.item - torch_enc[b][0][r, :n]).max()),
                                         float(np.abs(e.fused - torch_enc[b][1][r, :n]).max()))
             codes, items = x.candidate[r, :k].numpy(), x.candidate_item[r, :k].numpy()
-            scores = bundle.rerank(bundle.rows(codes, items), codes, encoded, ages)
+            scores = bundle.rerank(bundle.rows(codes, items), codes, items, encoded, ages)
             expected = torch_scores[r, :k]
             score_diff = max(score_diff, float(np.abs(scores - expected).max()))
             mismatches += int(not same_top_k(scores, expected, top_k, tolerance))

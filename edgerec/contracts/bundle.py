@@ -21,9 +21,10 @@ import numpy as np
 
 from edgerec.features import canonical_sha
 
-# 2: behaviour steps with a state input and output per GRU layer; 3: the re-ranker reads each event's match codes
-BUNDLE_FORMAT = 3
-RUNTIME_VERSION = 3  # the edge runtime's own version; a bundle names the lowest that can load it
+# 2: behaviour steps with a state input and output per GRU layer; 3: the re-ranker reads each event's match codes;
+# 4: the match codes start with the item id, and the re-ranker reads the candidates' item ids
+BUNDLE_FORMAT = 4
+RUNTIME_VERSION = 4  # the edge runtime's own version; a bundle names the lowest that can load it
 MANIFEST = "manifest.json"
 FEATURE_SPEC = "feature_spec.json"
 STEP_MODELS = {"ie": "behavior_ie.onnx", "ipv": "behavior_ipv.onnx"}

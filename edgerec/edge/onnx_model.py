@@ -20,7 +20,7 @@ from edgerec.contracts.bundle import (
     load_table,
     verify_bundle,
 )
-from edgerec.features import AGE_INDEX, GROUPS, MATCH_INDEX
+from edgerec.features import AGE_INDEX, GROUPS, MATCH_FEATURES, match_codes
 
 
 class StepBinding:
@@ -60,7 +60,7 @@ class StepBinding:
 @dataclass
 class Encoded:
     """What the phone stores of one behaviour type's events, oldest first: item encodings [L, H], fused encodings
-    [L, 2H] and the events' codes of MATCH_FEATURES [L, M]."""
+    [L, 2H] and the events' MATCH_FEATURES [L, M] (`edgerec.features.match_codes`)."""
 
     item: np.ndarray
     fused: np.ndarray
@@ -69,7 +69,7 @@ class Encoded:
     @classmethod
     def empty(cls, hidden: int, events: int = 0) -> Encoded:
         return cls(np.zeros((events, hidden), np.float32), np.zeros((events, 2 * hidden), np.float32),
-                   np.zeros((events, len(MATCH_INDEX)), np.int64))
+                   np.zeros((events, len(MATCH_FEATURES)), np.int64))
 
 
 class BundleModel:
@@ -114,8 +114,9 @@ class BundleModel:
         """One event: rows [item_dim], codes [F], state -> (new state, item encoding [H], fused encoding [2H])."""
         return self.steps[behaviour].run(rows, codes, state)
 
-    def encode(self, behaviour: str, rows: np.ndarray, codes: np.ndarray) -> Encoded:
-        """A whole sequence, oldest first, one step per event (as the phone does it over time)."""
+    def encode(self, behaviour: str, rows: np.ndarray, codes: np.ndarray, item_ids: np.ndarray) -> Encoded:
+        """A whole sequence of events (rows [L, item_dim], codes [L, F], item ids [L]), oldest first, one step per
+        event (as the phone does it over time)."""
         state, items, fused = self.zero_state(), [], []
         for r, c in zip(rows, codes, strict=True):
             state, item, f = self.step(behaviour, r, c, state)
@@ -123,13 +124,15 @@ class BundleModel:
             fused.append(f)
         if not items:
             return Encoded.empty(self.hidden)
-        return Encoded(np.stack(items), np.stack(fused), np.asarray(codes, np.int64)[:, MATCH_INDEX])
+        return Encoded(np.stack(items), np.stack(fused), match_codes(item_ids, codes))
 
-    def rerank(self, candidate_rows: np.ndarray, candidate_codes: np.ndarray, encoded: dict[str, Encoded],
-               ages: dict[str, np.ndarray]) -> np.ndarray:
-        """Scores [K] of K candidates given each behaviour type's stored encodings and their age codes now."""
+    def rerank(self, candidate_rows: np.ndarray, candidate_codes: np.ndarray, candidate_items: np.ndarray,
+               encoded: dict[str, Encoded], ages: dict[str, np.ndarray]) -> np.ndarray:
+        """Scores [K] of K candidates (rows, codes, item ids) given each behaviour type's stored encodings and their
+        age codes now."""
         feed = {"candidate_rows": candidate_rows.astype(np.float32, copy=False),
-                "candidate_codes": candidate_codes.astype(np.int64, copy=False)}
+                "candidate_codes": candidate_codes.astype(np.int64, copy=False),
+                "candidate_items": np.asarray(candidate_items, dtype=np.int64)}
         for b in self.behaviours:
             e, age = encoded[b], np.asarray(ages[b], dtype=np.int64)
             n = len(e.item)

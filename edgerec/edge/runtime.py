@@ -28,10 +28,11 @@ from edgerec.features import (
     AGE_FEATURE,
     ITEM_CATEGORICAL,
     ITEM_SCORES,
-    MATCH_INDEX,
+    MATCH_FEATURES,
     NO_DELETE,
     encode,
     encode_group,
+    match_codes,
 )
 from edgerec.sim.policy import RerankContext
 
@@ -153,7 +154,7 @@ class EdgeRuntime:
         state = self.store.state(user, behaviour, m.version)
         state = m.zero_state() if state is None else state.reshape(m.zero_state().shape)
         state, item, fused = m.step(behaviour, m.rows(codes, ids)[0], codes[0], state)
-        self.store.append(user, behaviour, m.version, ts, item_id, item, fused, codes[0, MATCH_INDEX], state,
+        self.store.append(user, behaviour, m.version, ts, item_id, item, fused, match_codes(ids, codes)[0], state,
                           ts - self.lookback_ms)
         self.stats.events_encoded += 1
 
@@ -179,13 +180,13 @@ class EdgeRuntime:
         encoded, ages = {}, {}
         for b in m.behaviours:
             until = t - 1 if b == "ie" else t  # exposures strictly before the trigger, page views ended by it
-            ts, item, fused, match_codes = self.store.recent(ctx.user_id, b, m.version, t - self.lookback_ms, until,
+            ts, item, fused, matches = self.store.recent(ctx.user_id, b, m.version, t - self.lookback_ms, until,
                                                              m.spec["sequence_lengths"][b])
             encoded[b] = Encoded(item.reshape(len(ts), m.hidden), fused.reshape(len(ts), 2 * m.hidden),
-                                 match_codes.reshape(len(ts), len(MATCH_INDEX)))
+                                 matches.reshape(len(ts), len(MATCH_FEATURES)))
             ages[b] = encode(m.spec["features"][AGE_FEATURE[b]], (t - ts) / 1000.0)
             self.stats.first_use_delay_ms += (t - ts[ts > last]).tolist()
-        scores = m.rerank(m.rows(codes, ids), codes, encoded, ages)
+        scores = m.rerank(m.rows(codes, ids), codes, ids, encoded, ages)
         best = np.argsort(-scores, kind="stable")
         if self.diversity is not None:
             relevance = 1.0 / (1.0 + np.exp(-scores))

@@ -171,10 +171,16 @@ def scatter_scores(logits: Tensor, flat: Tensor, shape: torch.Size) -> Tensor:
         0, flat, logits).view(shape[0], shape[1])
 
 
+def match_codes(items: Tensor, codes: Tensor) -> Tensor:
+    """The MATCH_FEATURES of items [...] with codes [..., F] (ITEM_CATEGORICAL first): [..., M], the id first.
+    (`edgerec.features.match_codes` is the same on the phone's numpy arrays.)"""
+    return torch.cat([items.unsqueeze(-1), codes[..., MATCH_INDEX]], dim=-1)
+
+
 def match_indicators(candidate_codes: Tensor, event_codes: Tensor) -> Tensor:
     """Per (candidate, event) pair and MATCH_FEATURES attribute, 1.0 where both carry the same known code.
 
-    candidate_codes [N, M], event_codes [N or 1, L, M] (the codes at MATCH_INDEX) -> [N, L, M]."""
+    candidate_codes [N, M], event_codes [N or 1, L, M] (`match_codes`) -> [N, L, M]."""
     same = (event_codes == candidate_codes.unsqueeze(1)) & (candidate_codes > 0).unsqueeze(1)
     return same.to(torch.float32)
 
@@ -336,9 +342,9 @@ class ContextAwareReranker(Reranker):
         request, flat = scored_positions(x, scored)
         candidate = outputs.flatten(0, 1).index_select(0, flat)  # [N, H]
         context = last_state(outputs, x.candidates).index_select(0, request)
-        candidate_codes = x.candidate.flatten(0, 1).index_select(0, flat)[:, MATCH_INDEX]  # [N, M]
+        candidate_codes = match_codes(x.candidate_item, x.candidate).flatten(0, 1).index_select(0, flat)  # [N, M]
         parts = [self.attend(x, b, candidate, request, match_indicators(
-                     candidate_codes, getattr(x, b)[..., MATCH_INDEX].index_select(0, request)))
+                     candidate_codes, match_codes(getattr(x, f"{b}_item"), getattr(x, b)).index_select(0, request)))
                  for b in self.behaviours]
         logits = self.score(torch.cat([*parts, candidate, context], dim=-1)).squeeze(-1)
         return scatter_scores(logits, flat, features.shape)

@@ -178,7 +178,7 @@ def test_verify_refuses_dims_that_do_not_fit_the_reranker_and_channels_on_missin
     older = {**manifest, "format": 1}  # a rollback across a format change: devices would refuse it
     refused = VerifyReport(V1)
     check_signature(older, reranker, refused)
-    assert refused.failures == ["signature: manifest.json has format 1, this code reads 3"]
+    assert refused.failures == ["signature: manifest.json has format 1, this code reads 4"]
     for v in (V1, V2):
         deploy_version(settings, targets, v)
     promote(settings, targets, V1, "stable", 100, "first")

@@ -63,10 +63,10 @@ def test_an_exposure_is_encoded_once_complete_with_its_delete_and_counters(bundl
     first = ie_codes(model.spec, catalog, 2, 800, 1, "not_interested")
     second = ie_codes(model.spec, catalog, 2, 1_200, 2, "none")  # the counters add up per item
     rows = model.rows(first, np.array([2]))
-    expected = model.encode("ie", np.concatenate([rows, rows]), np.concatenate([first, second]))
+    expected = model.encode("ie", np.concatenate([rows, rows]), np.concatenate([first, second]), np.array([2, 2]))
     np.testing.assert_allclose(item, expected.item, atol=1e-6)
     np.testing.assert_allclose(fused, expected.fused, atol=1e-6)
-    assert match_codes.tolist() == [first[0, [0, 1]].tolist()] * 2  # item 2's category and brand codes
+    assert match_codes.tolist() == [[2, *first[0, [0, 1]].tolist()]] * 2  # item 2's id, category and brand codes
 
 
 def test_a_page_view_is_stored_at_its_end(bundle):
@@ -92,10 +92,10 @@ def test_rerank_scores_the_unexposed_candidates_in_cloud_order(bundle):
     ids = current[cloud]
     codes = encode_group(model.spec, "candidate", catalog.features(ids) | {"cloud_score": 1.0 - ids / 10})
     e = ie_codes(model.spec, catalog, 2, 800, 1, "none")
-    encoded = {"ie": model.encode("ie", model.rows(e, np.array([2])), e),
+    encoded = {"ie": model.encode("ie", model.rows(e, np.array([2])), e, np.array([2])),
                "ipv": Encoded.empty(hidden=8)}
     ages = {"ie": encode(model.spec["features"]["e7_age_s"], [4.0]), "ipv": np.zeros(0, np.int64)}
-    scores = model.rerank(model.rows(codes, ids), codes, encoded, ages)
+    scores = model.rerank(model.rows(codes, ids), codes, ids, encoded, ages)
     assert perm.tolist() == cloud[np.argsort(-scores, kind="stable")].tolist()
     assert runtime.stats.reranks == 2 and runtime.stats.first_use_delay_ms == [4_000]
 

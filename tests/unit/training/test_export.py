@@ -106,48 +106,55 @@ def test_step_encodings_are_those_of_the_full_sequence(exported):
     r = int(np.argmax(batch.ie_length))
     n = int(batch.ie_length[r])
     codes, items = x.ie[r, :n].numpy(), x.ie_item[r, :n].numpy()
-    encoded = bundle.encode("ie", bundle.rows(codes, items), codes)
+    encoded = bundle.encode("ie", bundle.rows(codes, items), codes, items)
     rows = torch.from_numpy(bundle.rows(codes, items)).unsqueeze(0)
     item_enc, fused = model.encoders["ie"].encodings(rows, x.ie[r:r + 1, :n])
     np.testing.assert_allclose(encoded.item, item_enc[0].detach().numpy(), atol=1e-5)
     np.testing.assert_allclose(encoded.fused, fused[0].detach().numpy(), atol=1e-5)
-    assert bundle.encode("ipv", np.zeros((0, rows.shape[-1])), np.zeros((0, len(GROUPS["ipv"])))).item.shape == (0, 8)
+    assert bundle.encode("ipv", np.zeros((0, rows.shape[-1])), np.zeros((0, len(GROUPS["ipv"]))),
+                         np.zeros(0)).item.shape == (0, 8)
 
 
-def test_the_reranker_reads_which_events_share_the_candidates_category_and_brand(exported):
-    """The same stored encodings, with the events' match codes those of the first candidate or unknown: the
-    phone's scores move, and equal the PyTorch head's either way."""
+def test_the_reranker_reads_which_events_are_the_candidate_or_share_its_category_and_brand(exported):
+    """The same stored encodings, with the events' match codes those of the first candidate (its item id, category
+    and brand), of its category and brand only, or unknown: the phone's scores move, and equal the PyTorch head's
+    every time."""
     model, root, _ = exported
     bundle, rng, k, events = BundleModel(root), np.random.default_rng(3), 4, 3
     codes = rng.integers(1, 7, (k, len(GROUPS["candidate"])))
-    rows = bundle.rows(codes, np.arange(1, k + 1))
+    items = np.arange(1, k + 1)
+    rows = bundle.rows(codes, items)
     stored = {b: (rng.standard_normal((events, 8)).astype(np.float32),
                   rng.standard_normal((events, 16)).astype(np.float32)) for b in bundle.behaviours}
     ages = {b: np.array([1, 2, 3]) for b in bundle.behaviours}
     scores = {}
-    for case, match_codes in (("same", np.tile(codes[0, :2], (events, 1))), ("unknown", np.zeros((events, 2)))):
-        encoded = {b: Encoded(*stored[b], match_codes.astype(np.int64)) for b in bundle.behaviours}
-        scores[case] = bundle.rerank(rows, codes, encoded, ages)
-        inputs = [torch.from_numpy(rows), torch.from_numpy(codes)]
+    cases = {"same item": [items[0], *codes[0, :2]], "same category and brand": [99, *codes[0, :2]],
+             "unknown": [0, 0, 0]}
+    for case, match_codes in cases.items():
+        encoded = {b: Encoded(*stored[b], np.tile(match_codes, (events, 1)).astype(np.int64))
+                   for b in bundle.behaviours}
+        scores[case] = bundle.rerank(rows, codes, items, encoded, ages)
+        inputs = [torch.from_numpy(rows), torch.from_numpy(codes), torch.from_numpy(items)]
         for b in bundle.behaviours:
             inputs += [*map(torch.from_numpy, (*stored[b], encoded[b].match_codes, ages[b])), torch.tensor([events])]
         with torch.no_grad():
             np.testing.assert_allclose(scores[case], RerankHead(model)(*inputs).numpy(), atol=1e-5)
-    assert abs(scores["same"][0] - scores["unknown"][0]) > 1e-4  # ten times the parity tolerance
+    first = [scores[case][0] for case in cases]  # ten times the parity tolerance apart
+    assert abs(first[0] - first[1]) > 1e-4 and abs(first[1] - first[2]) > 1e-4
 
 
 def test_an_event_costs_each_candidate_only_its_energy_and_two_weighted_sums(exported):
-    """One more IE event in a re-rank of 100 (tiny model: H 8, attention units 8, MLP 8, M 2 match features): per
+    """One more IE event in a re-rank of 100 (tiny model: H 8, attention units 8, MLP 8, M 3 match features): per
     candidate v.tanh(...) (8 MACs), the weighted sums of the events' value projections (8) and of their match
-    indicators (2), the index of the pair's match row (2); once per request, the event's key projection (8 x 8)
-    and value projection (2H x MLP = 16 x 8): 100 x 20 + 64 + 128 = 2,192 MACs. Pooling the 2H-wide encodings per
+    indicators (3), the index of the pair's match row (3); once per request, the event's key projection (8 x 8)
+    and value projection (2H x MLP = 16 x 8): 100 x 22 + 64 + 128 = 2,392 MACs. Pooling the 2H-wide encodings per
     candidate and projecting the match indicators per pair, as the training graph does, would be
-    100 x (8 + 16 + 16 + 2) + 64 = 4,264."""
+    100 x (8 + 16 + 16 + 3) + 64 = 4,364."""
     from edgerec.edge.cost import bundle_costs
 
     _, root, manifest = exported
     macs = [bundle_costs(root, manifest, {"ie": n, "ipv": 3}, 100)["reranker.onnx"].total.macs for n in (4, 5)]
-    assert macs[1] - macs[0] == 2_192
+    assert macs[1] - macs[0] == 2_392
 
 
 def test_each_step_layer_runs_both_grus_as_one_block_diagonal_gru(exported):
@@ -203,7 +210,7 @@ def _rewrite_manifest(bundle, change) -> None:
 def test_a_bundle_of_another_format_is_refused(exported, tmp_path):
     bundle = damaged(exported, tmp_path)
     _rewrite_manifest(bundle, lambda m: m.update(format=2))
-    with pytest.raises(BundleError, match="manifest.json has format 2, this code reads 3"):
+    with pytest.raises(BundleError, match="manifest.json has format 2, this code reads 4"):
         verify_bundle(bundle)
 
 

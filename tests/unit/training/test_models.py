@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from edgerec.features import AGE_INDEX, GROUPS
+from edgerec.features import match_codes as feature_match_codes
 from tests.unit.training.worlds import SMALL, SPEC, VOCAB, random_batch
 from training.config import TrainConfig
 from training.data import chronological, row_counts, to_inputs
@@ -18,6 +19,7 @@ from training.models.base import (
     CodeEmbedding,
     ItemTables,
     last_state,
+    match_codes,
     match_indicators,
 )
 from training.models.crban import BehaviourEncoder
@@ -129,11 +131,13 @@ def test_pool_by_request_sums_each_querys_weights_over_its_own_requests_values()
 
 
 def test_the_attentions_pair_table_equals_the_query_and_match_projections_it_replaces():
-    """W_q q_n + W_m m_nj read from the per-query table of the four values m can take, for all four of them: the
+    """W_q q_n + W_m m_nj read from the per-query table of the eight values m can take, for all eight of them: the
     training graph and the exported re-ranker both compute it this way, so parity between them cannot catch it."""
     attention = BahdanauAttention(query_dim=3, key_dim=4, units=5)
     query = torch.randn(2, 3)
-    match = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]] * 2)  # [2 queries, 4 events, M=2]
+    every = [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0],
+             [0.0, 0.0, 1.0], [1.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
+    match = torch.tensor([every, every[::-1]])  # [2 queries, 8 events, M=3]
     with torch.no_grad():
         expected = attention.query(query).unsqueeze(1) + attention.match(match)
         assert torch.allclose(attention.pair_inputs(query, match), expected, atol=1e-6)
@@ -143,38 +147,44 @@ def test_bahdanau_attention_shape_and_ignores_padding_steps():
     attention = BahdanauAttention(query_dim=3, key_dim=4, units=5)
     query, keys, values = torch.randn(6, 3), torch.randn(2, 7, 4), torch.randn(2, 7, 9)
     lengths, request = torch.tensor([3, 0]), torch.tensor([0, 0, 0, 0, 1, 1])  # 4 queries of request 0, 2 of 1
-    match = torch.randint(0, 2, (6, 7, 2)).float()
+    match = torch.randint(0, 2, (6, 7, 3)).float()
     out = attention(query, keys, values, lengths, request, match)
-    assert out.shape == (6, 9 + 1 + 2)  # the pooled values, the soft count and the pooled match indicators
+    assert out.shape == (6, 9 + 1 + 3)  # the pooled values, the soft count and the pooled match indicators
     keys2, values2, match2 = keys.clone(), values.clone(), match.clone()
     keys2[:, 3:], values2[:, 3:], match2[:, 3:] = 100.0, 100.0, 1.0  # only padding steps change
     assert torch.allclose(attention(query, keys2, values2, lengths, request, match2), out)
-    assert torch.equal(out[4:], torch.zeros(2, 12))  # no behaviour: a zero context, count and match
+    assert torch.equal(out[4:], torch.zeros(2, 13))  # no behaviour: a zero context, count and match
     pooled_ones = attention(query[:1], keys, torch.ones(2, 7, 1), lengths, request[:1], match[:1])
     weight_sum, mass = pooled_ones[0, 0], pooled_ones[0, 1]
     assert 0.0 < weight_sum < 1.0 and torch.allclose(weight_sum, 1 - torch.exp(-mass))  # the null event takes the rest
 
 
 def test_match_indicators_compare_known_codes_only():
-    candidates = torch.tensor([[3, 5], [0, 5]])  # category, brand; the second candidate's category is unknown
-    events = torch.tensor([[[3, 5], [3, 6], [0, 0]]])  # one request's three events, broadcast over the candidates
+    candidates = torch.tensor([[7, 3, 5], [8, 0, 5]])  # item, category, brand; the second's category is unknown
+    events = torch.tensor([[[7, 3, 5], [9, 3, 6], [0, 0, 0]]])  # one request's 3 events, broadcast over candidates
     assert match_indicators(candidates, events).tolist() == [
-        [[1.0, 1.0], [1.0, 0.0], [0.0, 0.0]],
-        [[0.0, 1.0], [0.0, 0.0], [0.0, 0.0]]]
+        [[1.0, 1.0, 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]],
+        [[0.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]]
+
+
+def test_match_codes_put_the_item_id_before_the_category_and_brand_codes():
+    codes = np.array([[4, 5, 6, 7, 8, 9], [1, 2, 3, 4, 5, 6]])  # p1..p6: category, brand, ...
+    assert feature_match_codes(np.array([11, 12]), codes).tolist() == [[11, 4, 5], [12, 1, 2]]
+    assert match_codes(torch.tensor([11, 12]), torch.from_numpy(codes)).tolist() == [[11, 4, 5], [12, 1, 2]]
 
 
 def category_attention(length: int, values: list[float], same_category: list[float]) -> Tensor:
     """A one-unit BahdanauAttention with every weight zero but v = 2 and the category's match weight 1, over one
     request of 4 steps (`length` real) holding `values`: an event's energy is v . tanh(W_m m), 0 for an unrelated
-    event and e = 2 tanh 1 for one of the candidate's category. Returns [pooled value, soft count, pooled category
-    match, pooled brand match]."""
+    event and e = 2 tanh 1 for one of the candidate's category. Returns [pooled value, soft count, pooled item
+    match, pooled category match, pooled brand match]."""
     attention = BahdanauAttention(query_dim=1, key_dim=1, units=1)
     with torch.no_grad():
         for p in attention.parameters():
             p.zero_()
         attention.v.fill_(2.0)
         attention.match.weight.fill_(1.0)
-        match = torch.tensor(same_category).view(1, 4, 1) * torch.tensor([1.0, 0.0])
+        match = torch.tensor(same_category).view(1, 4, 1) * torch.tensor([0.0, 1.0, 0.0])
         return attention(torch.zeros(1, 1), torch.zeros(1, 4, 1), torch.tensor(values).view(1, 4, 1),
                          torch.tensor([length]), torch.tensor([0]), match)[0]
 
@@ -207,15 +217,15 @@ def test_the_soft_count_is_log_one_plus_sum_of_exp_energies():
 
 
 def test_the_pooled_match_is_the_attention_share_on_events_of_the_candidates_category():
-    """sum_j a_j m_j: one of three events of the candidate's category pools e / (1 + e + 2); the brand never
-    matches here, so its term stays 0."""
+    """sum_j a_j m_j: one of three events of the candidate's category pools e / (1 + e + 2); the item and the brand
+    never match here, so their terms stay 0."""
     def match(length: int, same_category: list[float]) -> list[float]:
         return category_attention(length, [0.0] * 4, same_category)[2:].tolist()
 
     e = SAME_CATEGORY_EXP_ENERGY
-    assert match(3, [1, 0, 0, 1]) == pytest.approx([e / (1 + e + 2), 0.0])  # the 4th event is padding
-    assert match(3, [0, 0, 0, 1]) == [0.0, 0.0]
-    assert match(0, [1, 1, 1, 1]) == [0.0, 0.0]
+    assert match(3, [1, 0, 0, 1]) == pytest.approx([0.0, e / (1 + e + 2), 0.0])  # the 4th event is padding
+    assert match(3, [0, 0, 0, 1]) == [0.0, 0.0, 0.0]
+    assert match(0, [1, 1, 1, 1]) == [0.0, 0.0, 0.0]
 
 
 def test_behaviour_encoder_shapes_and_causality():
@@ -251,7 +261,7 @@ def test_din_attention_weighs_each_event_by_its_key_and_sums_the_values_unnormal
     attention = DinAttention(dim=3, units=4)
     query, keys, values = torch.randn(3, 3), torch.randn(2, 4, 3), torch.randn(2, 4, 5)
     lengths, request = torch.tensor([2, 0]), torch.tensor([0, 0, 1])  # 2 queries of request 0, 1 of request 1
-    match = torch.randint(0, 2, (3, 4, 2)).float()
+    match = torch.randint(0, 2, (3, 4, 3)).float()
     with torch.no_grad():
         out = attention(query, keys, values, lengths, request, match)
         q, k = query[:2, None].expand(2, 4, 3), keys[0].expand(2, 4, 3)
@@ -268,7 +278,7 @@ def test_huism_weighs_the_events_by_their_age_at_the_trigger():
     x = to_inputs(random_batch(4, seed=2, ie=5, ipv=4))
     age = AGE_INDEX["ipv"]
     candidate, request = torch.randn(4, SMALL.hidden), torch.arange(4)
-    match = torch.zeros(4, x.ipv.size(1), 2)
+    match = torch.zeros(4, x.ipv.size(1), 3)
     with torch.no_grad():
         pooled = model.attend(x, "ipv", candidate, request, match)
         x.ipv[..., age] = torch.where(x.ipv[..., age] > 0, x.ipv[..., age] % (VOCAB - 1) + 1, 0)  # one bucket older
