@@ -90,7 +90,7 @@ def main() -> None:
         print(f"{'LR: ' + name:28s} GAUC {report.gauc}  {100 * (report.gauc.value / report.gauc_initial - 1):+.2f}% "
               f"over the initial order")
         print("    coefficients: " + ", ".join(f"{c} {w:+.3f}" for c, w in zip(columns, model.coef_[0], strict=True)))
-    table = settings.layout(ds).training / "comparison.csv"
+    table = settings.layout(ds).comparison("csv")
     if table.exists():
         print(f"the comparison table of ds={ds} ({table}):")
         with table.open() as f:

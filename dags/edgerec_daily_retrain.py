@@ -65,7 +65,7 @@ def edgerec_daily_retrain():
 
             settings = load_settings()
             run_jobs(settings, ds, [name])
-            return str(settings.layout(ds).reports / "spark_summary.json")
+            return str(settings.layout(ds).spark_summary)
 
         return run()
 

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from edgerec.config import read_json
 from edgerec.errors import ConfigError
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -163,7 +164,7 @@ def spark_run(
     master: Annotated[str | None, typer.Option(help="Spark master [default: EDGEREC_SPARK_MASTER or local[*]]")]
     = None,
 ) -> None:
-    """Run Spark jobs for one ds in one session; prints their figures and seconds (also in spark_summary.json)."""
+    """Run Spark jobs for one ds in one session; prints their figures and seconds (also in the day's Spark summary)."""
     from edgerec.stages import BadShareExceeded
     from spark_jobs.jobs import JOBS, run_jobs
 
@@ -671,35 +672,32 @@ def _task_figure(settings, ds: str, task: str) -> str:
     """The one figure that matters of a task that just ended, from the day's reports ("" when it wrote none)."""
     day = settings.layout(ds)
 
-    def report(path: Path) -> dict | None:
-        return json.loads(path.read_text()) if path.exists() else None
-
     def quality(layer: str) -> str:
-        q = report(day.reports / f"quality_{layer}.json")
+        q = read_json(day.quality_report(layer))
         return q and (f"{'passed' if q['passed'] else 'BLOCKED'}: {q['checks']} checks, {q['failed_warn']} warnings")
 
     def spark(job: str, text) -> str:
-        s = report(day.reports / "spark_summary.json")
+        s = read_json(day.spark_summary)
         return s and job in s and text(s[job])
 
     def servability() -> str:
-        r = report(day.export / "servability.json")
+        r = read_json(day.servability_report())
         costs, device = (r or {}).get("costs", {}), (r or {}).get("device")
         return r and (f"{'PASSED' if r['passed'] else 'FAILED'}; re-rank {costs['reranker.onnx']['macs']:,} MACs, "
                       f"{r['estimated_ms'][device]['reranker.onnx']:.1f} ms on {device}" if costs else
                       "; ".join(r.get("failures", [])))
 
     def training() -> str:
-        t = report(day.training / "training.json")
+        t = read_json(day.training_summary)
         return t and (f"version {t['version_id']}: full model GAUC {t['gauc']:.5f}; "
                       f"{sum(t['checks'].values())}/{len(t['checks'])} checks")
 
     def gate() -> str:
-        g = report(day.training / "evaluation_gate.json")
+        g = read_json(day.evaluation_gate_report)
         return g and ("blessed" if g["blessed"] else "refused") + f": {g['reason']}"
 
     figures = {
-        "validate_raw": lambda: (v := report(day.reports / "raw_validation.json")) and
+        "validate_raw": lambda: (v := read_json(day.raw_validation_report)) and
         f"{v['good']:,} good rows, {v['bad']:,} bad",
         "spark_ingest": lambda: spark("ingest", lambda s: f"{s['rows_out']:,} rows, {s['bad_share']:.2%} quarantined"),
         "spark_sessionize": lambda: spark("sessionize", lambda s: f"{s['sessions']:,} sessions"),
@@ -708,11 +706,11 @@ def _task_figure(settings, ds: str, task: str) -> str:
         "spark_bucketize": lambda: spark("bucketize", lambda s: f"feature spec {s['feature_spec_sha256'][:12]}"),
         "quality_raw": lambda: quality("raw"), "quality_features": lambda: quality("features"),
         "quality_marts": lambda: quality("marts"),
-        "dbt_build": lambda: (d := report(day.reports / "dbt_build.json")) and
+        "dbt_build": lambda: (d := read_json(day.dbt_build_report)) and
         ", ".join(f"{name} {n:,}" for name, n in d["rows"].items()),
         "train": training, "evaluation_gate": gate, "servability_gate": servability,
-        "deploy": lambda: (t := report(day.training / "training.json")) and f"{t['version_id']} on the KV and CDN",
-        "promote_canary": lambda: (t := report(day.training / "training.json")) and f"canary -> {t['version_id']}",
+        "deploy": lambda: (t := read_json(day.training_summary)) and f"{t['version_id']} on the KV and CDN",
+        "promote_canary": lambda: (t := read_json(day.training_summary)) and f"canary -> {t['version_id']}",
     }
     try:
         return figures[task]() or "" if task in figures else ""
@@ -724,16 +722,13 @@ def _show_day(settings, ds: str) -> None:
     from edgerec.sim.stats import render_stats, stats_of_path
 
     day = settings.layout(ds)
-
-    def report(name: str) -> dict:
-        return json.loads((day.reports / name).read_text())
-
-    validation, spark, marts = report("raw_validation.json"), report("spark_summary.json"), report("dbt_build.json")
+    validation, spark, marts = (read_json(p) for p in (day.raw_validation_report, day.spark_summary,
+                                                       day.dbt_build_report))
     typer.secho(f"\n== edgerec_daily_retrain ds={ds} succeeded ==", fg="green", bold=True)
     typer.echo(f"state directory  {settings.home}")
     typer.echo(f"raw events       {day.raw_events}")
     typer.echo(f"item catalog     {day.raw_items}")
-    typer.echo(f"validation       {day.reports / 'raw_validation.json'}: {validation['good']:,} good rows, "
+    typer.echo(f"validation       {day.raw_validation_report}: {validation['good']:,} good rows, "
                f"{validation['bad']:,} bad")
     typer.echo(f"quarantine       {day.quarantine_raw} (raw validation), "
                f"{settings.dataset('quarantine')}/ds={ds} (Spark ingest)")
@@ -745,7 +740,7 @@ def _show_day(settings, ds: str) -> None:
     rows = ", ".join(f"{name} {n:,}" for name, n in marts["rows"].items())
     typer.echo(f"marts            {marts['database']}: {rows} (dbt build {marts['elapsed_s']} s)")
     for layer in ("raw", "features", "marts"):
-        quality = report(f"quality_{layer}.json")
+        quality = read_json(day.quality_report(layer))
         typer.echo(f"quality {layer:<9}{'passed' if quality['passed'] else 'BLOCKED'}: {quality['checks']} checks, "
                    f"{quality['failed_warn']} warnings" + "".join(
                        f"\n                 [warn] {r['layer']}.{r['table']}.{r['check']}: observed {r['observed']}, "
@@ -760,31 +755,30 @@ def _show_day(settings, ds: str) -> None:
 
 
 def _show_training(settings, ds: str) -> None:
-    training = settings.layout(ds).training
-    if not (training / "training.json").exists():
+    day = settings.layout(ds)
+    summary = read_json(day.training_summary)
+    if summary is None:
         typer.echo("training         skipped: no train days in the marts yet")
         return
-    summary = json.loads((training / "training.json").read_text())
     typer.echo(f"mlflow           {settings.mlflow_tracking_uri or settings.mlflow_dir} (run {summary['run_id']}; "
                "browse: make ui)")
     typer.echo(f"model version    edgerec-reranker version {summary['version']} ({summary['version_id']}), "
                f"GAUC {summary['gauc']:.5f} on {summary['test_requests']:,} test requests")
-    gate = training / "evaluation_gate.json"
-    if gate.exists():
-        verdict = json.loads(gate.read_text())
+    verdict = read_json(day.evaluation_gate_report)
+    if verdict is not None:
         typer.echo(f"evaluation gate  {'BLESSED' if verdict['blessed'] else 'REFUSED'}: {verdict['reason']}")
-    typer.echo(f"comparison       {training / 'comparison.md'} (and .csv, .png)\n")
-    typer.echo((training / "comparison.md").read_text())
+    typer.echo(f"comparison       {day.comparison('md')} (and .csv, .png)\n")
+    typer.echo(day.comparison("md").read_text())
 
 
 def _show_export(settings, ds: str) -> None:
-    report = settings.layout(ds).export / "servability.json"
-    if not report.exists():
+    day = settings.layout(ds)
+    verdict = read_json(day.servability_report())
+    if verdict is None:
         typer.echo("\nbundle           none exported for this day")
         return
-    verdict = json.loads(report.read_text())
     typer.echo(f"\nbundle           {verdict['bundle']}")
-    typer.echo((settings.layout(ds).export / "servability.md").read_text())
+    typer.echo(day.servability_report("md").read_text())
     typer.echo(f"closed loop      .venv/bin/edgerec replay --bundle {verdict['version']} (cloud order vs EdgeRec)")
 
 

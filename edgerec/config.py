@@ -6,6 +6,7 @@ Every variable is listed in the README. A bad value fails with the variable's na
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,6 +164,43 @@ class DayLayout:
         """The day's export reports: the servability gate's verdict (json, md)."""
         return self.reports / "export"
 
+    # The day's reports are the hand-off between its stages: each file is named here and nowhere else.
+    @property
+    def raw_validation_report(self) -> Path:
+        """Good, bad and quarantined rows of the raw logs (`validate_raw`)."""
+        return self.reports / "raw_validation.json"
+
+    @property
+    def spark_summary(self) -> Path:
+        """Each Spark job's figures and seconds, and the lookback days the requests saw."""
+        return self.reports / "spark_summary.json"
+
+    @property
+    def dbt_build_report(self) -> Path:
+        """Rows per mart and the failed dbt nodes."""
+        return self.reports / "dbt_build.json"
+
+    def quality_report(self, layer: str) -> Path:
+        """The data-quality gate's checks of one layer (raw, features, marts)."""
+        return self.reports / f"quality_{layer}.json"
+
+    @property
+    def training_summary(self) -> Path:
+        """The day's version, its MLflow run and the comparison's checks."""
+        return self.training / "training.json"
+
+    def comparison(self, extension: str) -> Path:
+        """The comparison of the day's models and hand rules: md, csv, json or png."""
+        return self.training / f"comparison.{extension}"
+
+    @property
+    def evaluation_gate_report(self) -> Path:
+        return self.training / "evaluation_gate.json"
+
+    def servability_report(self, extension: str = "json") -> Path:
+        """The servability gate's verdict: json or md."""
+        return self.export / f"servability.{extension}"
+
     @property
     def feature_spec(self) -> Path:
         return self.settings.warehouse / "feature_spec" / f"ds={self.ds}" / "feature_spec.json"
@@ -171,6 +209,23 @@ class DayLayout:
     def run_log(self) -> Path:
         """The full output (Airflow, Spark, dbt, training) of the day's last `edgerec run`."""
         return self.settings.home / "logs" / f"run_ds={self.ds}.log"
+
+
+def write_text(path: Path, text: str) -> Path:
+    """A report file, its directory made first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def write_json(path: Path, data: dict, *, sort_keys: bool = False) -> Path:
+    """A JSON report (values JSON does not know, such as dates and paths, as their text)."""
+    return write_text(path, json.dumps(data, indent=2, sort_keys=sort_keys, default=str) + "\n")
+
+
+def read_json(path: Path) -> dict | None:
+    """A report, or None when the stage that writes it has not run for the day."""
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def days_back(ds: str, n: int) -> list[str]:

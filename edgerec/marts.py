@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edgerec.config import REPO_ROOT, Settings
+from edgerec.config import REPO_ROOT, Settings, write_json
 
 log = logging.getLogger(__name__)
 DBT_PROJECT = REPO_ROOT / "dbt"
@@ -65,7 +65,7 @@ def _node(unique_id: str) -> str:
 
 
 def build_marts(settings: Settings, ds: str) -> dict:
-    """`dbt build` (models, data tests, unit tests) for ds; a summary written to reports/ds=.../dbt_build.json."""
+    """`dbt build` (models, data tests, unit tests) for ds; a summary written to the day's `dbt_build_report`."""
     run_results = settings.home / "dbt" / "target" / "run_results.json"
     run_results.unlink(missing_ok=True)  # a run that fails early must not report the previous run's nodes
     result = run_dbt(settings, ds, ["build"])
@@ -81,9 +81,7 @@ def build_marts(settings: Settings, ds: str) -> dict:
     summary = {"ds": ds, "target": settings.dbt_target, "elapsed_s": round(results["elapsed_time"], 2),
                "nodes": by_type, "database": str(settings.duckdb_path),
                "rows": mart_rows(settings) if settings.dbt_target == "duckdb" else {}}
-    day = settings.layout(ds)
-    day.reports.mkdir(parents=True, exist_ok=True)
-    (day.reports / "dbt_build.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(settings.layout(ds).dbt_build_report, summary)
     return summary
 
 

@@ -6,14 +6,13 @@ Airflow tasks and CLI commands both call these; each is idempotent on its partit
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from edgerec.config import Settings
+from edgerec.config import Settings, write_json
 from edgerec.contracts import LogValidator
 from edgerec.sim.config import load_sim_config
 from edgerec.sim.writer import simulate
@@ -48,8 +47,7 @@ def validate_raw(settings: Settings, ds: str) -> dict:
         report = LogValidator(known, quarantine).validate_path(day.raw_events)
     result = report.to_dict() | {"ds": ds, "quarantine": str(day.quarantine_raw),
                                  "max_bad_share": settings.max_bad_share}
-    day.reports.mkdir(parents=True, exist_ok=True)
-    (day.reports / "raw_validation.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(day.raw_validation_report, result)
     log.info("validated ds=%s\n%s", ds, report.render())
     check_bad_share(report.rows, report.bad_by_reason, settings.max_bad_share, f"raw events ds={ds}",
                     day.quarantine_raw)

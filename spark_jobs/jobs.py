@@ -1,12 +1,11 @@
 """Thin mains of the Spark jobs: read a ds's inputs, call the pure transforms, write the ds's outputs.
 
 Each job overwrites only its own ds partitions, so reruns and backfills are idempotent, and records its
-figures in the run summary reports/ds=.../spark_summary.json.
+figures in the day's Spark summary (`DayLayout.spark_summary`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -15,7 +14,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from edgerec.config import Settings, days_back
+from edgerec.config import Settings, days_back, read_json, write_json
 from edgerec.features import load_spec, write_spec
 from edgerec.stages import check_bad_share
 from spark_jobs.bucketize import apply_spec, fit_spec
@@ -30,11 +29,10 @@ FIT_MAX_REQUESTS = 20_000
 
 
 def _record(settings: Settings, ds: str, stage: str, figures: dict) -> dict:
-    path = settings.layout(ds).reports / "spark_summary.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    summary = json.loads(path.read_text()) if path.exists() else {"ds": ds}
+    path = settings.layout(ds).spark_summary
+    summary = read_json(path) or {"ds": ds}
     summary[stage] = figures
-    path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    write_json(path, summary, sort_keys=True)
     log.info("spark %s ds=%s: %s", stage, ds, figures)
     return figures
 

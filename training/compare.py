@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,10 +117,11 @@ class Comparison:
                                      "collapsed": bool(self.curves and self.curves.collapsed(r.name))})
         return records
 
-    def write(self, directory: Path) -> dict[str, Path]:
-        """comparison.md, comparison.csv, comparison.json and comparison.png in directory."""
-        directory.mkdir(parents=True, exist_ok=True)
-        paths = {ext: directory / f"comparison.{ext}" for ext in ("md", "csv", "json", "png")}
+    def write(self, path_of: Callable[[str], Path]) -> dict[str, Path]:
+        """The table as md, csv, json and png, each at `path_of(extension)` (`DayLayout.comparison`)."""
+        paths = {ext: path_of(ext) for ext in ("md", "csv", "json", "png")}
+        for path in paths.values():
+            path.parent.mkdir(parents=True, exist_ok=True)
         paths["md"].write_text(self.to_markdown())
         records = self.to_records()
         with paths["csv"].open("w", newline="") as f:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgerec.config import Settings
+from edgerec.config import Settings, write_json, write_text
 from edgerec.errors import build_config
 from edgerec.features import load_spec
 from training import registry
@@ -125,7 +125,7 @@ def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | Non
             if name == FULL_MODEL:
                 full, full_run = model, child.info.run_id
         comparison = compare(reports, evaluate_rules(settings, spec, data.test, cfg), curves)
-        paths = comparison.write(day.training)
+        paths = comparison.write(day.comparison)
         for path in paths.values():
             mlflow.log_artifact(str(path), artifact_path="comparison")
         records = comparison.to_records()
@@ -140,7 +140,7 @@ def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | Non
                "version": number, "version_id": vid, "train_requests": counts["train"],
                "test_requests": counts["test"], "gauc": report.gauc.value,
                "comparison": {k: str(v) for k, v in paths.items()}, "checks": comparison.checks}
-    (day.training / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(day.training_summary, summary)
     log.info("comparison (ds=%s):\n%s", ds, comparison.to_markdown())
     return summary | {"table": comparison.to_markdown()}
 
@@ -189,7 +189,7 @@ def judge(gauc: float, floor: float, champion_gauc: float | None, tolerance: flo
 
 def gate_day(settings: Settings, ds: str, version: str | None = None) -> Verdict:
     """Score the day's version (or `version`) and the champion on ds's test set; tag the verdict on the version
-    and move the `champion` alias to it when blessed. Writes reports/ds=D/training/evaluation_gate.json."""
+    and move the `champion` alias to it when blessed. Writes the day's `evaluation_gate_report`."""
     spec, _ = _data(settings, ds)
     client = registry.connect(settings)
     candidate = registry.get_version(client, version) if version else registry.version_of_day(client, ds)
@@ -218,9 +218,7 @@ def gate_day(settings: Settings, ds: str, version: str | None = None) -> Verdict
                                  json.dumps(verdict.to_dict()))
     if blessed:
         client.set_registered_model_alias(registry.REGISTERED_MODEL, registry.CHAMPION, candidate.number)
-    out = settings.layout(ds).training
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "evaluation_gate.json").write_text(json.dumps(verdict.to_dict(), indent=2) + "\n")
+    write_json(settings.layout(ds).evaluation_gate_report, verdict.to_dict())
     log.info("evaluation gate ds=%s version %s (%s): %s: %s", ds, candidate.number, candidate.id,
              "BLESSED" if blessed else "REFUSED", reason)
     return verdict
@@ -299,10 +297,9 @@ def servability_day(settings: Settings, ds: str, version: str | None = None):
         client.set_model_version_tag(registry.REGISTERED_MODEL, found.number, registry.BUNDLE_SHA,
                                      sha256_of(root / MANIFEST))
     client.log_dict(found.run_id, report.to_dict(), f"servability/{ds}.json")
-    out = settings.layout(ds).export
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "servability.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    (out / "servability.md").write_text(report.to_markdown() + "\n")
+    day = settings.layout(ds)
+    write_json(day.servability_report(), report.to_dict())
+    write_text(day.servability_report("md"), report.to_markdown() + "\n")
     log.info("servability gate ds=%s %s: %s", ds, found.id, "PASSED" if report.passed else
              "FAILED: " + "; ".join(report.failures))
     return report

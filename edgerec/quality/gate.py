@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from edgerec.alerts import Alert, AlertedFailure, notifier_from_settings
-from edgerec.config import Settings, days_back
+from edgerec.config import Settings, days_back, read_json, write_json
 from edgerec.contracts import RERANK_TRIGGERS
 from edgerec.contracts.catalog import CATALOG_ARROW_SCHEMA
 from edgerec.features import ITEM_CATEGORICAL, load_spec
@@ -187,20 +187,18 @@ def _history(settings: Settings, ds: str, layer: str, days: int) -> list[dict]:
 
 
 def _report(settings: Settings, ds: str, layer: str) -> dict:
-    path = settings.layout(ds).reports / f"quality_{layer}.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    return read_json(settings.layout(ds).quality_report(layer)) or {}
 
 
 def full_lookback(settings: Settings, ds: str) -> bool:
-    """Whether the requests of ds saw every day of their lookback window (spark_summary.json says)."""
-    path = settings.layout(ds).reports / "spark_summary.json"
-    read = json.loads(path.read_text()).get("requests", {}).get("event_days_read", []) if path.exists() else []
+    """Whether the requests of ds saw every day of their lookback window (the Spark summary says)."""
+    read = (read_json(settings.layout(ds).spark_summary) or {}).get("requests", {}).get("event_days_read", [])
     return len(read) >= settings.lookback_days + 1
 
 
 def raw_tables(settings: Settings, ds: str, cfg: QualityConfig) -> tuple[list[Table], dict, list[str]]:
     day = settings.layout(ds)
-    report = day.reports / "raw_validation.json"
+    report = day.raw_validation_report
     if not report.exists():
         raise FileNotFoundError(f"no raw validation report for ds={ds} at {report}; run validate_raw first")
     validation = json.loads(report.read_text())
@@ -455,9 +453,7 @@ def run_quality(settings: Settings, ds: str, layer: str, config: QualityConfig |
     tables, metrics, skipped = TABLE_BUILDERS[layer](settings, ds, config)
     results, index = validate_tables(settings, layer, ds, tables)
     report = QualityReport(layer, ds, results, skipped, metrics, index)
-    path = settings.layout(ds).reports / f"quality_{layer}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
+    path = write_json(settings.layout(ds).quality_report(layer), report.to_dict())
     log.info("%s", report.render())
     if notify and report.failures:
         notifier_from_settings(settings).send([r.alert(ds) for r in report.failures])

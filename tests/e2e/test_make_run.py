@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from selenium.webdriver.common.by import By
 
+from edgerec.config import DayLayout, load_settings, read_json
 from tests.browser import body_text, headless_chromium, send_basic_auth, wait_for_text, wait_until
 from tests.conftest import recording_webhook
 
@@ -30,6 +31,10 @@ def run(tmp_path, *args, **env):
     environ = {**os.environ, "EDGEREC_HOME": str(tmp_path / "state"), "EDGEREC_SIM_USERS": "25", **env}
     return subprocess.run([EDGEREC, "run", "--date", DS, "--days", "1", *args], env=environ, capture_output=True,
                           text=True, timeout=900)
+
+
+def day_of(state: Path, ds: str) -> DayLayout:
+    return load_settings({"EDGEREC_HOME": str(state)}).layout(ds)
 
 
 def alerts_of(received) -> list[dict]:
@@ -65,39 +70,39 @@ def test_run_builds_marts_and_data_docs_and_a_drifted_day_alerts_and_stops(two_d
     for ds in (FIRST, DS):
         assert (state / "raw" / "events" / f"ds={ds}" / "part-00000.jsonl.gz").exists()
     assert (state / "raw" / "items" / f"ds={DS}" / "items.parquet").exists()
-    report = json.loads((state / "reports" / f"ds={DS}" / "raw_validation.json").read_text())
+    report = read_json(day_of(state, DS).raw_validation_report)
     assert report["good"] > 1000 and report["bad"] == 0
     assert (state / "airflow" / "airflow.db").exists()
     for dataset in ("events", "sessionized_events", "sessions", "requests", "features", "items"):
         assert (state / "warehouse" / dataset / f"ds={DS}").is_dir(), dataset
     spec = json.loads((state / "warehouse" / "feature_spec" / f"ds={DS}" / "feature_spec.json").read_text())
     assert spec["sequence_lengths"] == {"ie": 50, "ipv": 30, "candidates": 100}
-    summary = json.loads((state / "reports" / f"ds={DS}" / "spark_summary.json").read_text())
+    summary = read_json(day_of(state, DS).spark_summary)
     assert summary["ingest"]["rows_out"] == report["good"]
     assert summary["ingest"]["quarantined_by_reason"] == {}  # a clean day: nothing quarantined
     assert summary["requests"]["requests"] > 100
     assert "re-ranking requests" in result.stdout
-    marts = json.loads((state / "reports" / f"ds={DS}" / "dbt_build.json").read_text())
+    marts = read_json(day_of(state, DS).dbt_build_report)
     assert marts["rows"]["fct_train_requests"] > 100 and marts["rows"]["fct_test_requests"] > 100
     assert marts["rows"]["rpt_daily_stats"] == 2
     for layer in ("raw", "features", "marts"):
-        quality = json.loads((state / "reports" / f"ds={DS}" / f"quality_{layer}.json").read_text())
+        quality = read_json(day_of(state, DS).quality_report(layer))
         assert quality["passed"] and quality["failed_block"] == 0, layer
     assert (state / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").exists()
     assert "quality marts    passed" in result.stdout
     # Training ran on the second day (the first had no train days), registered a version and judged it.
-    training = json.loads((state / "reports" / f"ds={DS}" / "training" / "training.json").read_text())
+    training = read_json(day_of(state, DS).training_summary)
     assert training["version"] == "1" and training["version_id"].startswith("v20261105-")
-    gate = json.loads((state / "reports" / f"ds={DS}" / "training" / "evaluation_gate.json").read_text())
+    gate = read_json(day_of(state, DS).evaluation_gate_report)
     assert gate["version"] == "1" and gate["champion"] is None and "judged by the floor alone" in gate["reason"]
     assert gate["blessed"] and f"evaluation gate  BLESSED: {gate['reason']}" in result.stdout
     assert "| CRBAN+HUBSM(IE&IPV) |" in result.stdout and "| DNN-rank |" in result.stdout
-    assert not (state / "reports" / f"ds={FIRST}" / "training").exists()
+    assert not day_of(state, FIRST).training.exists()
     # The blessed version was exported and went through the servability gate (its latency figures depend on the
     # machine's load, so only the checks of the bundle itself are asserted here).
     bundle = state / "bundles" / training["version_id"]
     assert json.loads((bundle / "manifest.json").read_text())["version"] == training["version_id"]
-    servability = json.loads((state / "reports" / f"ds={DS}" / "export" / "servability.json").read_text())
+    servability = read_json(day_of(state, DS).servability_report())
     assert servability["passed"], servability["checks"]
     # ... deployed (KV and CDN) and put on the canary channel for 10% of devices
     vid = training["version_id"]
@@ -127,7 +132,7 @@ def test_run_builds_marts_and_data_docs_and_a_drifted_day_alerts_and_stops(two_d
     for alert in blocking:  # e.g. raw.drift.event_volume_change<=block: observed 1.2, expected <= 0.8
         assert alert["observed"] > float(alert["threshold"].removeprefix("<= "))
         assert os.path.exists(alert["docs"]) and alert["docs"].endswith(".html")
-    marts = state / "reports" / "ds=2026-11-06" / "quality_marts.json"  # the last gate before training
+    marts = day_of(state, "2026-11-06").quality_report("marts")  # the last gate before training
     assert not marts.exists() or json.loads(marts.read_text())["passed"] is False
 
 
@@ -173,7 +178,7 @@ def test_ui_shows_the_days_run_on_the_dag_page_and_its_version_on_the_model_page
         [(run_id, run_state)] = db.execute("select run_id, state from dag_run where dag_id = 'edgerec_daily_retrain' "
                                            "and logical_date like ?", (f"{DS}%",)).fetchall()
     assert run_state == "success"
-    training = json.loads((state / "reports" / f"ds={DS}" / "training" / "training.json").read_text())
+    training = read_json(day_of(state, DS).training_summary)
     out, evidence = tmp_path / "ui.out", tmp_path / "browser"
     with ui_serving(state, out) as (proc, airflow, mlflow):
         printed = out.read_text()
@@ -221,9 +226,9 @@ def test_a_blocking_check_stops_the_day_before_the_marts(tmp_path, webhook):
         "requests: {min: 100, level: block}", "requests: {min: 1000000, level: block}"))
     result = run(tmp_path, EDGEREC_QUALITY_CONFIG=str(strict), EDGEREC_ALERT_WEBHOOK_URL=url)
     assert result.returncode != 0
-    reports = tmp_path / "state" / "reports" / f"ds={DS}"
-    assert json.loads((reports / "quality_features.json").read_text())["passed"] is False
-    assert not (reports / "dbt_build.json").exists() and not (reports / "quality_marts.json").exists()
+    day = day_of(tmp_path / "state", DS)
+    assert read_json(day.quality_report("features"))["passed"] is False
+    assert not day.dbt_build_report.exists() and not day.quality_report("marts").exists()
     blocking = [a for a in alerts_of(received) if a["level"] == "block"]
     assert [(a["check"], a["threshold"], a["ds"]) for a in blocking] == [
         ("features.day.requests", ">= 1e+06", DS)]
@@ -239,7 +244,7 @@ def test_run_fails_on_a_corrupted_day_says_why_and_alerts(tmp_path, webhook):
     [alert] = alerts_of(received)  # the DAG's failure notifier
     assert alert["level"] == "error" and alert["check"] == "task edgerec_daily_retrain.validate_raw failed"
     assert alert["ds"] == DS and "above the threshold 1.00%" in alert["observed"]
-    assert not (tmp_path / "state" / "reports" / f"ds={DS}" / "quality_features.json").exists()
+    assert not day_of(tmp_path / "state", DS).quality_report("features").exists()
 
 
 def test_external_source_skips_simulation_and_validates_what_arrived(tmp_path):
@@ -263,14 +268,14 @@ def test_the_revisit_world_runs_end_to_end_with_the_hand_rules_beside_the_models
     state = tmp_path / "state"
     spec = json.loads((state / "warehouse" / "feature_spec" / f"ds={DS}" / "feature_spec.json").read_text())
     assert spec["features"]["brand"]["vocab_size"] == 100_002 and spec["features"]["cloud_score"]["boundaries"] == []
-    comparison = json.loads((state / "reports" / f"ds={DS}" / "training" / "comparison.json").read_text())
+    comparison = read_json(day_of(state, DS).comparison("json"))
     titles = [row["title"] for row in comparison["rows"]]
     assert titles[-3:] == ["rule: viewed before first", "rule: most recently viewed first",
                            "rule: most clicked in the train window first"]
     assert any(name.startswith("CRBAN+HUBSM(IE&IPV) > rule: viewed before first") for name in comparison["checks"])
     assert set(comparison["validation_curves"]["by_model"]) == {row["model"] for row in comparison["rows"][:6]}
-    training = json.loads((state / "reports" / f"ds={DS}" / "training" / "training.json").read_text())
-    servability = json.loads((state / "reports" / f"ds={DS}" / "export" / "servability.json").read_text())
+    training = read_json(day_of(state, DS).training_summary)
+    servability = read_json(day_of(state, DS).servability_report())
     assert servability["passed"], servability["checks"]
     manifest = json.loads((state / "bundles" / training["version_id"] / "manifest.json").read_text())
     assert manifest["embeddings"]["brand"]["rows"] == 100_002 and len(manifest["embeddings"]["brand"]["shards"]) <= 16

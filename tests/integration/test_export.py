@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from edgerec.config import read_json
 from tests.integration.conftest import DAYS
 from training import registry
 from training.pipeline import NotBlessed, export_day, gate_day, servability_day, train_day
@@ -20,7 +21,7 @@ def trained(marts, tmp_path_factory):
     shared, home = marts[0], tmp_path_factory.mktemp("export-state")
     shutil.copy(shared.duckdb_path, home / shared.duckdb_path.name)
     shutil.copytree(shared.warehouse / "feature_spec", home / "warehouse" / "feature_spec")
-    budgets = home / "servability.json"
+    budgets = home / "budgets.json"
     budgets.write_text(json.dumps({"step_p99_ms": 1e6, "rerank_p99_ms": 1e6, "timing_runs": 10}))  # no timing
     settings = shared.model_copy(update={"home": home, "train_epochs": 1, "train_models": "crban_hubsm_ie_ipv",
                                          "gate_min_gauc": 0.0, "servability_config": budgets})
@@ -53,9 +54,9 @@ def test_servability_gate_tags_the_version_and_writes_the_report(trained):
     assert version.tags[registry.SERVABLE] == "true"
     assert json.loads(version.tags[registry.SERVABILITY])["failures"] == []
     assert len(version.tags[registry.BUNDLE_SHA]) == 64
-    out = settings.layout(DAYS[1]).export
-    assert json.loads((out / "servability.json").read_text())["passed"] is True
-    assert "servability of " + summary["version_id"] + ": PASSED" in (out / "servability.md").read_text()
+    day = settings.layout(DAYS[1])
+    assert read_json(day.servability_report())["passed"] is True
+    assert "servability of " + summary["version_id"] + ": PASSED" in day.servability_report("md").read_text()
 
     (settings.bundles_dir / summary["version_id"] / "reranker.onnx").write_bytes(b"not a model")
     broken = servability_day(settings, DAYS[1])

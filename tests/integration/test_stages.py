@@ -1,8 +1,7 @@
-import json
 
 import pytest
 
-from edgerec.config import load_settings
+from edgerec.config import load_settings, read_json
 from edgerec.errors import ConfigError
 from edgerec.stages import BadShareExceeded, simulate_day, validate_raw
 
@@ -19,7 +18,7 @@ def test_simulate_then_validate_a_clean_day(tmp_path):
     summary = simulate_day(settings, DS)
     result = validate_raw(settings, DS)
     assert result["good"] == summary["events"] and result["bad"] == 0
-    report = json.loads((tmp_path / "reports" / f"ds={DS}" / "raw_validation.json").read_text())
+    report = read_json(settings.layout(DS).raw_validation_report)
     assert report == result
     assert (tmp_path / "quarantine" / "raw" / f"ds={DS}" / "bad_rows.jsonl").read_text() == ""
 
@@ -33,8 +32,7 @@ def test_a_day_above_the_bad_share_fails_naming_the_reasons_and_quarantines_them
     assert "above the threshold 2.00%" in message and "EDGEREC_MAX_BAD_SHARE" in message
     assert "invalid_json" in message and "duplicate_event_id" in message
     quarantined = (tmp_path / "quarantine" / "raw" / f"ds={DS}" / "bad_rows.jsonl").read_text().splitlines()
-    assert len(quarantined) == json.loads((tmp_path / "reports" / f"ds={DS}" / "raw_validation.json")
-                                          .read_text())["bad"]
+    assert len(quarantined) == read_json(settings.layout(DS).raw_validation_report)["bad"]
 
 
 def test_the_same_corruption_passes_under_a_looser_threshold(tmp_path):

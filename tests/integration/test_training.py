@@ -1,10 +1,10 @@
 """Training on the tiny world's marts: the comparison table, MLflow runs and the registered version, and the
 evaluation gate blessing, moving the champion alias and refusing below the floor."""
 
-import json
 
 import pytest
 
+from edgerec.config import read_json
 from edgerec.features import load_spec
 from tests.integration.conftest import DAYS
 from training import registry
@@ -21,11 +21,11 @@ def trained(marts):
 
 def test_training_writes_the_comparison_and_registers_the_full_model(trained):
     settings, summary = trained
-    out = settings.layout(DAYS[1]).training
-    table = (out / "comparison.md").read_text()
+    day = settings.layout(DAYS[1])
+    table = day.comparison("md").read_text()
     assert "| DLCM |" in table and "| CRBAN+HUBSM(IE&IPV) |" in table and "| initial order |" in table
-    assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
-    rows = json.loads((out / "comparison.json").read_text())["rows"]
+    assert day.comparison("png").read_bytes()[:4] == b"\x89PNG"
+    rows = read_json(day.comparison("json"))["rows"]
     assert [r["model"] for r in rows] == ["dlcm", "crban_hubsm_ie_ipv", "viewed_first", "recent_first",
                                           "popular_first"]  # the models, then the hand rules on the same test mart
     assert rows[0]["gain_vs_dlcm"] == 0.0 and all(0.0 < r["gauc"] < 1.0 for r in rows[1:])
@@ -45,7 +45,7 @@ def test_training_writes_the_comparison_and_registers_the_full_model(trained):
     parent = client.get_run(summary["run_id"])
     assert parent.data.params["feature_spec_sha"] == spec["sha256"]
     artifacts = {a.path for a in client.list_artifacts(summary["run_id"], "comparison")}
-    assert {"comparison/comparison.md", "comparison/comparison.csv", "comparison/comparison.png"} <= artifacts
+    assert {f"comparison/{day.comparison(e).name}" for e in ("md", "csv", "png")} <= artifacts
     history = client.get_metric_history(version.run_id, "train_loss")
     assert [m.step for m in history] == [1]
 
@@ -68,7 +68,7 @@ def test_gate_blesses_on_the_floor_then_refuses_below_it_and_keeps_the_champion(
     assert not refused.blessed and "below the floor 0.99900" in refused.reason
     assert registry.get_version(client, summary["version"]).tags[registry.BLESSED] == "false"
     assert registry.champion(client).number == second["version"]  # a refusal moves nothing
-    report = json.loads((settings.layout(DAYS[1]).training / "evaluation_gate.json").read_text())
+    report = read_json(settings.layout(DAYS[1]).evaluation_gate_report)
     assert report["blessed"] is False and report["version"] == summary["version"]
 
 

@@ -1,13 +1,12 @@
 """The quality gates on small crafted inputs: each suite passes on good data and blocks on the bad case."""
 
-import json
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from edgerec.config import load_settings
+from edgerec.config import load_settings, read_json, write_json
 from edgerec.contracts.catalog import CATALOG_ARROW_SCHEMA
 from edgerec.features import BUCKETIZED, ITEM_CATEGORICAL, make_spec, write_spec
 from edgerec.quality.config import Bound, load_quality_config
@@ -53,9 +52,7 @@ def write_day(settings, ds: str, rows: list[dict], drop: tuple[str, ...] = (), f
                      {"ie": 50, "ipv": 30, "candidates": 100}, {"days": [ds]})
     write_spec(spec, settings.layout(ds).feature_spec)
     days = settings.lookback_days + 1 if full_lookback else 1
-    settings.layout(ds).reports.mkdir(parents=True, exist_ok=True)
-    (settings.layout(ds).reports / "spark_summary.json").write_text(
-        json.dumps({"requests": {"event_days_read": [ds] * days}}))
+    write_json(settings.layout(ds).spark_summary, {"requests": {"event_days_read": [ds] * days}})
 
 
 def failed(report: dict) -> dict[str, dict]:
@@ -63,7 +60,7 @@ def failed(report: dict) -> dict[str, dict]:
 
 
 def report_of(settings, ds, layer) -> dict:
-    return json.loads((settings.layout(ds).reports / f"quality_{layer}.json").read_text())
+    return read_json(settings.layout(ds).quality_report(layer))
 
 
 def good_day(n=120, **kwargs) -> list[dict]:
@@ -150,8 +147,7 @@ def write_raw(settings, ds: str, items: dict, good=5_000, bad=2) -> None:
     day = settings.layout(ds)
     day.raw_items.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table(items, schema=CATALOG_ARROW_SCHEMA), day.raw_items)
-    day.reports.mkdir(parents=True, exist_ok=True)
-    (day.reports / "raw_validation.json").write_text(json.dumps({"good": good, "bad": bad, "rows": good + bad}))
+    write_json(day.raw_validation_report, {"good": good, "bad": bad, "rows": good + bad})
 
 
 ITEMS = {"item_id": [1, 2, 3], "category": [0, 1, 1], "brand": [0, 3, 4], "gender": [0, 1, 2],

@@ -1,12 +1,11 @@
 """The Spark jobs end to end on the tiny simulated world of the integration tests."""
 
-import json
 import shutil
 
 import pytest
 from pyspark.sql import functions as F
 
-from edgerec.config import load_settings
+from edgerec.config import load_settings, read_json
 from edgerec.contracts import BadRowReason
 from edgerec.contracts.validate import day_bounds_ms
 from edgerec.features import GROUPS, encode, load_spec
@@ -170,7 +169,7 @@ def test_rerun_gives_identical_output(spark, world):
     after = sorted(tuple(r) for r in dataset(spark, settings, "features", DAYS[1]).collect())
     assert before == after
     assert again["bucketize"]["feature_spec_sha256"] == results[DAYS[1]]["bucketize"]["feature_spec_sha256"]
-    summary = json.loads((settings.layout(DAYS[1]).reports / "spark_summary.json").read_text())
+    summary = read_json(settings.layout(DAYS[1]).spark_summary)
     assert summary["requests"]["requests"] == len(after)
 
 

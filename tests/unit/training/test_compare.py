@@ -37,7 +37,7 @@ def test_the_paper_order_passes_every_check_and_is_written(tmp_path):
     assert comparison.row("crban_hubsm_ie_ipv").gain.value == pytest.approx(0.16)
     # 9 of the paper's order, 4 subsets, 1 rule, 2 collapse
     assert len(comparison.checks) == 16 and failed(comparison.checks) == []
-    paths = comparison.write(tmp_path)
+    paths = comparison.write(lambda extension: tmp_path / "comparison" / f"table.{extension}")
     table = paths["md"].read_text()
     assert "| CRBAN+HUBSM(IE&IPV) | 0.96667 [" in table and "+16.00% [" in table and "| +2.00% |" in table
     assert "| rule: viewed before first | 0.60000 [" in table and "-28.00% [" in table
