@@ -16,11 +16,12 @@ import secrets
 from dataclasses import asdict, dataclass
 
 from deploy.cdn import CHANNELS, ObjectStore
+from edgerec.errors import ConfigError, EdgeRecError
 
 CHANNEL_NAMES = ("canary", "stable")
 
 
-class ForgedPointer(RuntimeError):
+class ForgedPointer(EdgeRecError):
     """A channel pointer whose signature does not match: it is not followed."""
 
 
@@ -50,7 +51,7 @@ def channel_key(name: str) -> str:
 
 def check_channel(name: str) -> str:
     if name not in CHANNEL_NAMES:
-        raise ValueError(f"unknown channel {name!r}: the channels are {', '.join(CHANNEL_NAMES)}")
+        raise ConfigError(f"unknown channel {name!r}: the channels are {', '.join(CHANNEL_NAMES)}")
     return name
 
 

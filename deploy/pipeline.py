@@ -8,13 +8,14 @@ from deploy.push import DeployResult, deploy_version
 from deploy.release import gc, promote
 from deploy.targets import open_targets
 from edgerec.config import Settings
+from edgerec.errors import MissingInput
 from training import registry
 
 
 def day_version(settings: Settings, ds: str) -> str:
     found = registry.version_of_day(registry.connect(settings), ds)
     if found is None:
-        raise LookupError(f"no version of {registry.REGISTERED_MODEL} was trained for ds={ds}")
+        raise MissingInput(f"no version of {registry.REGISTERED_MODEL} was trained for ds={ds}")
     return found.id
 
 

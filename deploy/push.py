@@ -22,17 +22,18 @@ from deploy.cdn import model_key
 from deploy.targets import Targets
 from deploy.verify import VerifyReport, check_cdn, check_kv, index_record, manifest_files, rows_sha256
 from edgerec.contracts.bundle import EMBEDDINGS, MANIFEST, sha256_of, verify_bundle
+from edgerec.errors import EdgeRecError, MissingInput
 from training import registry
 
 log = logging.getLogger(__name__)
 DEPLOYED = "edgerec.deployed"  # model-version tag: where and when the version was deployed
 
 
-class NotReleasable(RuntimeError):
+class NotReleasable(EdgeRecError):
     """A version without both blessings (evaluation and servability gates) may not be deployed or promoted."""
 
 
-class DeployError(RuntimeError):
+class DeployError(EdgeRecError):
     """A deploy step failed its verification; the message says what and that a re-run continues."""
 
 
@@ -131,7 +132,7 @@ def deploy_version(settings, targets: Targets, ref: str, progress: Callable[[str
     found = releasable(client, ref)
     root = settings.bundles_dir / found.id
     if not root.is_dir():
-        raise FileNotFoundError(f"no bundle for {found.id} in {settings.bundles_dir}: run `edgerec export "
+        raise MissingInput(f"no bundle for {found.id} in {settings.bundles_dir}: run `edgerec export "
                                 f"{found.id}` first")
     manifest = verify_bundle(root)
     total = sum(t["rows"] for t in manifest["embeddings"].values())

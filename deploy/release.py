@@ -21,12 +21,13 @@ from deploy.push import releasable
 from deploy.targets import Targets
 from deploy.verify import VerifyReport, verify_version
 from edgerec.contracts.bundle import MANIFEST
+from edgerec.errors import EdgeRecError
 from training import registry
 
 LOCK = f"{LOCKS}/release"
 
 
-class ReleaseError(RuntimeError):
+class ReleaseError(EdgeRecError):
     """A release action that was refused; the channels are as they were."""
 
 

@@ -18,6 +18,7 @@ from email.message import EmailMessage
 from typing import Any, Literal, Protocol
 
 from edgerec.config import Settings, load_settings
+from edgerec.errors import EdgeRecError
 
 log = logging.getLogger("edgerec.alerts")
 
@@ -129,7 +130,7 @@ def notifier_from_settings(settings: Settings) -> FanOut:
     return FanOut(notifiers)
 
 
-class AlertedFailure(RuntimeError):
+class AlertedFailure(EdgeRecError):
     """A failure whose alerts were already sent with their details; the task-failure alert skips it."""
 
 

@@ -12,9 +12,22 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from edgerec.config import read_json
-from edgerec.errors import ConfigError
+from edgerec.errors import EdgeRecError
 
-app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+class _Commands(typer.core.TyperGroup):
+    """The one error handler: an EdgeRecError is a problem the user can act on, printed without a traceback; any
+    other exception is a bug and shows its traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except EdgeRecError as error:
+            _fail(str(error), error.exit_code)
+
+
+app = typer.Typer(cls=_Commands, help=__doc__, no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False)
 logs_app = typer.Typer(help="Raw client logs: validate against the contract.", no_args_is_help=True)
 sim_app = typer.Typer(help="Behaviour simulator diagnostics.", no_args_is_help=True)
 raw_app = typer.Typer(help="The raw-zone stages of the daily DAG, for one ds.", no_args_is_help=True)
@@ -46,10 +59,7 @@ def _fail(message: str, code: int = 2) -> None:
 def _settings():
     from edgerec.config import load_settings
 
-    try:
-        return load_settings()
-    except ConfigError as error:
-        _fail(str(error))
+    return load_settings()
 
 
 @app.command()
@@ -69,11 +79,8 @@ def simulate(
     from edgerec.sim.config import load_sim_config
     from edgerec.sim.writer import simulate as run
 
-    try:
-        cfg = load_sim_config(config, preset=world, users=users, days=days, seed=seed, start_date=start_date,
-                              corrupt_rate=corrupt_rate)
-    except ConfigError as error:
-        _fail(str(error))
+    cfg = load_sim_config(config, preset=world, users=users, days=days, seed=seed, start_date=start_date,
+                          corrupt_rate=corrupt_rate)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as progress:
         task = progress.add_task("simulating users x days", total=cfg.users * cfg.days)
@@ -107,15 +114,12 @@ def logs_validate(
     known = pq.read_table(catalog, columns=["item_id"])["item_id"].to_pylist() if catalog else None
     if known is None:
         typer.secho("no catalog found: the unknown-item check is skipped", fg="yellow", err=True)
-    try:
-        if quarantine:
-            quarantine.parent.mkdir(parents=True, exist_ok=True)
-            with quarantine.open("w") as sink:
-                report = LogValidator(known, sink).validate_path(path)
-        else:
-            report = LogValidator(known).validate_path(path)
-    except FileNotFoundError as error:
-        _fail(str(error))
+    if quarantine:
+        quarantine.parent.mkdir(parents=True, exist_ok=True)
+        with quarantine.open("w") as sink:
+            report = LogValidator(known, sink).validate_path(path)
+    else:
+        report = LogValidator(known).validate_path(path)
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.render())
     if quarantine and report.bad:
         typer.echo(f"bad rows written to {quarantine}")
@@ -130,10 +134,7 @@ def sim_stats(
     """CTR by position, fatigue, sudden preference and dwell time: the dynamics of a log."""
     from edgerec.sim.stats import render_stats, stats_of_path
 
-    try:
-        stats = stats_of_path(path, catalog)
-    except FileNotFoundError as error:
-        _fail(str(error))
+    stats = stats_of_path(path, catalog)
     typer.echo(json.dumps(stats.to_dict(), indent=2) if as_json else render_stats(stats))
 
 
@@ -148,12 +149,9 @@ def raw_simulate(ds: Annotated[str, typer.Option(help="logical date YYYY-MM-DD")
 @raw_app.command("validate")
 def raw_validate(ds: Annotated[str, typer.Option(help="logical date YYYY-MM-DD")]) -> None:
     """Validate one day's raw partition, quarantine bad rows; exit 1 above EDGEREC_MAX_BAD_SHARE."""
-    from edgerec.stages import BadShareExceeded, validate_raw
+    from edgerec.stages import validate_raw
 
-    try:
-        result = validate_raw(_settings(), ds)
-    except (BadShareExceeded, FileNotFoundError) as error:
-        _fail(str(error), code=1)
+    result = validate_raw(_settings(), ds)
     typer.echo(json.dumps(result, indent=2))
 
 
@@ -165,7 +163,6 @@ def spark_run(
     = None,
 ) -> None:
     """Run Spark jobs for one ds in one session; prints their figures and seconds (also in the day's Spark summary)."""
-    from edgerec.stages import BadShareExceeded
     from spark_jobs.jobs import JOBS, run_jobs
 
     if job != "all" and job not in JOBS:
@@ -173,34 +170,25 @@ def spark_run(
     settings = _settings()
     if master:
         settings = settings.model_copy(update={"spark_master": master})
-    try:
-        result = run_jobs(settings, ds, list(JOBS) if job == "all" else [job])
-    except (BadShareExceeded, FileNotFoundError, ValueError) as error:
-        _fail(str(error), code=1)
+    result = run_jobs(settings, ds, list(JOBS) if job == "all" else [job])
     typer.echo(json.dumps(result, indent=2))
 
 
 @dbt_app.command("build")
 def dbt_build(ds: Annotated[str, typer.Option(help="logical date YYYY-MM-DD (the test day)")]) -> None:
     """dbt build for ds: models, data tests and unit tests; prints the mart row counts."""
-    from edgerec.marts import DbtFailed, build_marts
+    from edgerec.marts import build_marts
 
-    try:
-        summary = build_marts(_settings(), ds)
-    except DbtFailed as error:
-        _fail(str(error), code=1)
+    summary = build_marts(_settings(), ds)
     typer.echo(json.dumps(summary, indent=2))
 
 
 @dbt_app.command("docs")
 def dbt_docs(ds: Annotated[str, typer.Option(help="logical date YYYY-MM-DD")]) -> None:
     """dbt docs generate: the static docs site of the models, columns and tests."""
-    from edgerec.marts import DbtFailed, docs_generate
+    from edgerec.marts import docs_generate
 
-    try:
-        index = docs_generate(_settings(), ds)
-    except DbtFailed as error:
-        _fail(str(error), code=1)
+    index = docs_generate(_settings(), ds)
     typer.echo(f"dbt docs: {index} (serve with: dbt docs serve --project-dir dbt --profiles-dir dbt "
                f"--target-path {index.parent})")
 
@@ -224,8 +212,6 @@ def quality_run(
             typer.echo(run_quality(settings, ds, name, notify=alerts).render())
         except QualityGateFailed as error:
             blocked.append(str(error))
-        except (FileNotFoundError, NotImplementedError, ConfigError) as error:
-            _fail(str(error), code=1)
     if blocked:
         _fail("\n".join(blocked), code=1)
 
@@ -241,7 +227,7 @@ def train(
 ) -> None:
     """Train the paper's models on the train mart, compare them on ds's test mart, log everything to MLflow and
     register the full model as a new version of edgerec-reranker. Prints the comparison table."""
-    from training.pipeline import NoTrainingData, train_day
+    from training.pipeline import train_day
 
     settings = _settings()
     settings = settings.model_copy(update={k: v for k, v in (("train_models", models), ("train_epochs", epochs))
@@ -249,11 +235,8 @@ def train(
     with Progress(TextColumn("{task.description}"), TimeElapsedColumn(), transient=True,
                   disable=not sys.stderr.isatty()) as progress:
         task = progress.add_task("training")
-        try:
-            summary = train_day(settings, ds, progress=lambda name: progress.update(task,
-                                                                                    description=f"training {name}"))
-        except (NoTrainingData, FileNotFoundError, ValueError, ConfigError) as error:
-            _fail(str(error), code=1)
+        summary = train_day(settings, ds, progress=lambda name: progress.update(task,
+                                                                                description=f"training {name}"))
     typer.echo(summary["table"])
     typer.echo(f"registered {summary['registered_model']} version {summary['version']} ({summary['version_id']}), "
                f"MLflow run {summary['run_id']}; comparison in {summary['comparison']['md']}")
@@ -267,13 +250,9 @@ def evaluate(
 ) -> None:
     """The evaluation gate: bless the version if its GAUC reaches EDGEREC_GATE_MIN_GAUC and the champion's GAUC on
     the same test set minus EDGEREC_GATE_TOLERANCE; exit 1 when refused. Blessing moves the champion alias."""
-    from training.pipeline import NoTrainingData, gate_day
-    from training.registry import IncompatibleVersion
+    from training.pipeline import gate_day
 
-    try:
-        verdict = gate_day(_settings(), ds, version)
-    except (NoTrainingData, IncompatibleVersion, LookupError, FileNotFoundError) as error:
-        _fail(str(error), code=1)
+    verdict = gate_day(_settings(), ds, version)
     typer.echo(json.dumps(verdict.to_dict(), indent=2))
     if not verdict.blessed:
         _fail(f"version {verdict.version} ({verdict.version_id}) refused: {verdict.reason}", code=1)
@@ -289,15 +268,10 @@ def export_command(
 ) -> None:
     """Export a blessed version as its bundle (ONNX behaviour steps and re-ranker, fp16 embedding shards, feature
     spec, manifest) into $EDGEREC_HOME/bundles/<version id>. An intact bundle is reused, never rewritten."""
-    from edgerec.contracts.bundle import BundleError
-    from training.pipeline import NotBlessed, export_day
-    from training.registry import IncompatibleVersion
+    from training.pipeline import export_day
 
     settings = _settings()
-    try:
-        root = export_day(settings, ds or str(settings.run_date), version)
-    except (NotBlessed, IncompatibleVersion, LookupError, BundleError) as error:
-        _fail(str(error), code=1)
+    root = export_day(settings, ds or str(settings.run_date), version)
     manifest = json.loads((root / "manifest.json").read_text())
     size = sum(f["bytes"] for f in manifest["files"].values())
     typer.echo(f"bundle {root}: {size:,} bytes of networks and spec, tables "
@@ -314,14 +288,10 @@ def servability(
     """The servability gate on an exported bundle: integrity, onnx.checker, onnxruntime vs PyTorch on test
     requests, step vs full-sequence encodings, size and latency budgets (EDGEREC_SERVABILITY_CONFIG); exit 1 when
     it fails. The verdict is tagged on the MLflow version."""
-    from training.pipeline import NotBlessed, NoTrainingData, servability_day
-    from training.registry import IncompatibleVersion
+    from training.pipeline import servability_day
 
     settings = _settings()
-    try:
-        report = servability_day(settings, ds or str(settings.run_date), version)
-    except (NotBlessed, NoTrainingData, IncompatibleVersion, LookupError, FileNotFoundError, ConfigError) as error:
-        _fail(str(error), code=1)
+    report = servability_day(settings, ds or str(settings.run_date), version)
     typer.echo(report.to_markdown())
     if not report.passed:
         _fail(f"bundle {report.version} is not servable: {'; '.join(report.failures)}", code=1)
@@ -342,55 +312,31 @@ def replay_command(
 ) -> None:
     """Closed-loop replay: the same users and seed twice, the cloud's order vs EdgeRec re-ranking on the device;
     prints clicks, CTR, page views, re-rankings per session, delays and re-rank times, and plots CTR by position."""
-    from edgerec.contracts.bundle import BundleError
     from edgerec.edge.replay import replay, to_markdown, write
     from edgerec.sim.config import load_sim_config
 
     settings = _settings()
     root = Path(bundle) if Path(bundle).is_dir() else settings.bundles_dir / bundle
     day = dt.date.fromisoformat(date) if date else settings.run_date + dt.timedelta(days=1)
-    try:
-        cfg = load_sim_config(settings.sim_config, preset=settings.sim_world, users=users, days=1, start_date=day,
-                              seed=seed if seed is not None else settings.sim_seed)
-    except ConfigError as error:
-        _fail(str(error))
+    cfg = load_sim_config(settings.sim_config, preset=settings.sim_world, users=users, days=1, start_date=day,
+                          seed=seed if seed is not None else settings.sim_seed)
     if not root.is_dir():
         _fail(f"no bundle at {root}: pass a bundle directory or a version id exported with `edgerec export`")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as progress:
         task = progress.add_task("replaying", total=2 * cfg.users)
         arms = {"cloud order": 0, "EdgeRec": cfg.users}
-        try:
-            result = replay(cfg, root, day, diversity, progress=lambda arm, done: progress.update(
-                task, completed=arms[arm] + done, description=f"replaying: {arm}"))
-        except (BundleError, ValueError) as error:
-            _fail(str(error), code=1)
+        result = replay(cfg, root, day, diversity, progress=lambda arm, done: progress.update(
+            task, completed=arms[arm] + done, description=f"replaying: {arm}"))
     paths = write(result, out or settings.home / "reports" / "replay" / result["version"])
     typer.echo(to_markdown(result))
     typer.echo(f"\nwritten: {paths['md']}, {paths['json']}, plot {paths['png']}")
 
 
 def _targets(settings):
-    from deploy.cdn import CDNError
-    from deploy.kv import KVError
     from deploy.targets import open_targets
 
-    try:
-        return open_targets(settings)
-    except (KVError, CDNError) as error:
-        _fail(str(error), code=1)
-
-
-def _release_errors():
-    from deploy.cdn import CDNError
-    from deploy.channels import ForgedPointer
-    from deploy.kv import KVError
-    from deploy.push import DeployError, NotReleasable
-    from deploy.release import ReleaseError
-    from edgerec.contracts.bundle import BundleError
-
-    return (ReleaseError, NotReleasable, DeployError, ForgedPointer, KVError, CDNError, BundleError, LookupError,
-            FileNotFoundError, ValueError)
+    return open_targets(settings)
 
 
 @app.command()
@@ -407,13 +353,10 @@ def deploy(
 
     settings = _settings()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    try:
-        with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as progress:
-            task = progress.add_task("deploying")
-            result = deploy_day(settings, ds or str(settings.run_date), version, progress=lambda step, done, total:
-                                progress.update(task, completed=done, total=total, description=f"deploying {step}"))
-    except _release_errors() as error:
-        _fail(str(error), code=1)
+    with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as progress:
+        task = progress.add_task("deploying")
+        result = deploy_day(settings, ds or str(settings.run_date), version, progress=lambda step, done, total:
+                            progress.update(task, completed=done, total=total, description=f"deploying {step}"))
     typer.echo(f"deployed {result.version}: {result.rows_written:,} embedding rows written "
                f"({result.rows_skipped:,} already there) to {settings.kv}; {result.files_uploaded} files "
                f"uploaded ({result.files_skipped} already there) to {settings.cdn}")
@@ -436,8 +379,6 @@ def release_verify(version: Annotated[str, typer.Argument(help="registry number 
     try:
         found = registry.find_version(registry.connect(settings), version)
         report = verify_version(targets.kv, targets.cdn, found.id, found.tags, targets.key)
-    except _release_errors() as error:
-        _fail(str(error), code=1)
     finally:
         targets.close()
     typer.echo(report.to_markdown())
@@ -460,8 +401,6 @@ def release_promote(
     targets = _targets(settings)
     try:
         pointer = promote(settings, targets, version, channel, percent, reason)
-    except _release_errors() as error:
-        _fail(str(error), code=1)
     finally:
         targets.close()
     typer.secho(f"{channel} -> {pointer.version} for {pointer.rollout_percent:g}% of devices "
@@ -480,8 +419,6 @@ def release_rollback(
     targets = _targets(settings)
     try:
         pointer = rollback(settings, targets, channel, reason)
-    except _release_errors() as error:
-        _fail(str(error), code=1)
     finally:
         targets.close()
     typer.secho(f"{channel} -> {pointer.version} (rolled back from {pointer.previous})", fg="green")
@@ -511,8 +448,6 @@ def release_list() -> None:
     targets = _targets(settings)
     try:
         versions = deployed_versions(targets)
-    except _release_errors() as error:
-        _fail(str(error), code=1)
     finally:
         targets.close()
     now = _dt.datetime.now(_dt.UTC)
@@ -535,10 +470,7 @@ def release_gc(
 
     settings = _settings()
     days = settings.release_retention_days if retention_days is None else retention_days
-    try:
-        doomed = gc_day(settings.model_copy(update={"release_retention_days": days}), dry_run=dry_run)
-    except _release_errors() as error:
-        _fail(str(error), code=1)
+    doomed = gc_day(settings.model_copy(update={"release_retention_days": days}), dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     typer.echo(f"{verb} {len(doomed)} version(s) older than {days:g} days held by no channel"
                + "".join(f"\n  {v}" for v in doomed))
@@ -609,8 +541,6 @@ def ui(
             typer.secho(f"\n== the UIs over {settings.home} (last day run: ds={ds}) ==", fg="green", bold=True)
             typer.echo(ui_.summary(settings, servers, creds, dbt_docs))
             ui_.serve_until_interrupted(servers, procs)
-    except ui_.UiError as error:
-        _fail(str(error), code=1)
     except KeyboardInterrupt:
         typer.echo("stopped the UIs")
 

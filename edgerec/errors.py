@@ -1,4 +1,8 @@
-"""Readable errors for configuration and input problems."""
+"""The one error base of the project, and readable errors for configuration problems.
+
+Every problem a user can act on (bad configuration, a missing input, data that breaks a contract, a version that
+may not ship) is an `EdgeRecError`: the CLI prints its message alone and exits with its `exit_code`. Any other
+exception is a bug and shows its traceback."""
 
 from __future__ import annotations
 
@@ -11,8 +15,25 @@ M = TypeVar("M", bound=BaseModel)
 _RANGE_WORDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
 
 
-class ConfigError(ValueError):
-    """A configuration value is missing or out of its allowed range; the message names the field."""
+class EdgeRecError(Exception):
+    """A problem with the configuration, the inputs or the state, named in the message."""
+
+    exit_code = 1
+
+
+class ConfigError(EdgeRecError):
+    """A configuration value (or a command-line option) is missing, unknown or out of its allowed range; the
+    message names it."""
+
+    exit_code = 2
+
+
+class MissingInput(EdgeRecError):
+    """What a stage reads is not there: the message names it and the stage that makes it."""
+
+
+class ContractError(EdgeRecError):
+    """Data that breaks one of the contracts (a feature spec, the item catalog, a partition name)."""
 
 
 def _allowed_range(model: type[BaseModel], loc: tuple) -> str:

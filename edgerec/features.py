@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgerec.contracts import ACTION_NAMES, DELETE_REASONS
+from edgerec.errors import ContractError
 
 SPEC_VERSION = 1
 ITEM_CATEGORICAL = ("category", "brand", "gender", "price_level", "age_level", "bc_type")  # p1..p6
@@ -83,7 +84,7 @@ def make_spec(boundaries: dict[str, list[float]], vocab: dict[str, int], lengths
 def load_spec(path: Path) -> dict:
     spec = json.loads(Path(path).read_text())
     if spec.get("sha256") != canonical_sha(spec):
-        raise ValueError(f"feature spec {path}: sha256 does not match its content")
+        raise ContractError(f"feature spec {path}: sha256 does not match its content")
     return spec
 
 

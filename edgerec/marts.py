@@ -16,12 +16,13 @@ import sys
 from pathlib import Path
 
 from edgerec.config import REPO_ROOT, Settings, write_json
+from edgerec.errors import EdgeRecError
 
 log = logging.getLogger(__name__)
 DBT_PROJECT = REPO_ROOT / "dbt"
 
 
-class DbtFailed(RuntimeError):
+class DbtFailed(EdgeRecError):
     """dbt build or docs generate did not succeed; the message names the failing nodes."""
 
 

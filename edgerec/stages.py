@@ -14,13 +14,14 @@ import pyarrow.parquet as pq
 
 from edgerec.config import Settings, write_json
 from edgerec.contracts import LogValidator
+from edgerec.errors import EdgeRecError, MissingInput
 from edgerec.sim.config import load_sim_config
 from edgerec.sim.writer import simulate
 
 log = logging.getLogger(__name__)
 
 
-class BadShareExceeded(RuntimeError):
+class BadShareExceeded(EdgeRecError):
     """More of a day's rows were bad than the configured threshold allows."""
 
 
@@ -38,9 +39,9 @@ def validate_raw(settings: Settings, ds: str) -> dict:
     """Validate one raw partition against the contract; quarantine bad rows; fail above the threshold."""
     day = settings.layout(ds)
     if not day.raw_events.exists():
-        raise FileNotFoundError(f"no raw events for ds={ds} at {day.raw_events}")
+        raise MissingInput(f"no raw events for ds={ds} at {day.raw_events}")
     if not day.raw_items.exists():
-        raise FileNotFoundError(f"no item catalog for ds={ds} at {day.raw_items}")
+        raise MissingInput(f"no item catalog for ds={ds} at {day.raw_items}")
     known = pq.read_table(day.raw_items, columns=["item_id"])["item_id"].to_pylist()
     day.quarantine_raw.parent.mkdir(parents=True, exist_ok=True)
     with day.quarantine_raw.open("w") as quarantine:

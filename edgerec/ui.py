@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgerec.config import Settings
+from edgerec.errors import EdgeRecError
 from edgerec.orchestration import airflow_env
 
 HOST = "127.0.0.1"
@@ -33,7 +34,7 @@ STARTUP_TIMEOUT_S = 300.0  # a cold Airflow API server on a busy two-core machin
 STOP_TIMEOUT_S = 20.0
 
 
-class UiError(RuntimeError):
+class UiError(EdgeRecError):
     """The UI cannot start or stopped; the message says why and what to do."""
 
 

@@ -16,6 +16,7 @@ from pyspark.sql.pandas.types import from_arrow_schema
 
 from edgerec.contracts import CATALOG_ARROW_SCHEMA, BadRowReason, LogValidator
 from edgerec.contracts.flat import FLAT_EVENT_FIELDS, FLAT_EVENT_SCHEMA, flatten
+from edgerec.errors import ContractError
 
 _BOOKKEEPING = pa.schema([("ds", pa.string()), ("source", pa.string()), ("line_id", pa.int64()),
                           ("bad_reason", pa.string()), ("bad_detail", pa.string()),
@@ -100,6 +101,6 @@ def check_catalog(items: DataFrame) -> DataFrame:
     """The catalog snapshot with exactly the contract's columns, or a clear error naming what is missing."""
     missing = [c for c in CATALOG_ARROW_SCHEMA.names if c not in items.columns]
     if missing:
-        raise ValueError(f"item catalog lacks columns {missing}; the contract needs {CATALOG_ARROW_SCHEMA.names}")
+        raise ContractError(f"item catalog lacks columns {missing}; the contract needs {CATALOG_ARROW_SCHEMA.names}")
     return items.select(*[F.col(f.name).cast("double" if pa.types.is_floating(f.type) else "long")
                           for f in CATALOG_ARROW_SCHEMA], *(["ds"] if "ds" in items.columns else []))

@@ -15,6 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from edgerec.config import Settings, days_back, read_json, write_json
+from edgerec.errors import MissingInput
 from edgerec.features import load_spec, write_spec
 from edgerec.stages import check_bad_share
 from spark_jobs.bucketize import apply_spec, fit_spec
@@ -39,14 +40,14 @@ def _record(settings: Settings, ds: str, stage: str, figures: dict) -> dict:
 
 def _require(df: DataFrame | None, what: str) -> DataFrame:
     if df is None:
-        raise FileNotFoundError(f"no input: {what}; run the upstream job for this ds first")
+        raise MissingInput(f"no input: {what}; run the upstream job for this ds first")
     return df
 
 
 def run_ingest(spark: SparkSession, settings: Settings, ds: str) -> dict:
     day = settings.layout(ds)
     if not day.raw_events.exists() or not day.raw_items.exists():
-        raise FileNotFoundError(f"raw zone lacks ds={ds}: need {day.raw_events} and {day.raw_items}")
+        raise MissingInput(f"raw zone lacks ds={ds}: need {day.raw_events} and {day.raw_items}")
     items = check_catalog(spark.read.parquet(str(day.raw_items))).withColumn("ds", F.lit(ds))
     known = pq.read_table(day.raw_items, columns=["item_id"])["item_id"].to_pylist()
     contract = check_contract(read_raw_lines(spark, str(settings.raw / "events"), [ds]), known).cache()

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from edgerec.errors import MissingInput
 from edgerec.features import ENCODED_FEATURE_COLUMNS, GROUPS, ITEM_CATEGORICAL, PREFIXES
 from training.models.base import HASH_MULTIPLIER, Inputs, ItemTables
 
@@ -183,7 +184,7 @@ def load_split(database: Path, split: str, spec: dict, part: str | None = None, 
     padded once, then batched every epoch by `Batch.batches` (a day's marts are a few hundred MB at most)."""
     parts = list(read_batches(database, split, spec, 65_536, part=part, share=share))
     if not parts:
-        raise ValueError(f"no {split} requests{f' in the {part} part' if part else ''} in {database}")
+        raise MissingInput(f"no {split} requests{f' in the {part} part' if part else ''} in {database}")
     if len(parts) == 1:
         return parts[0]
     return Batch([r for b in parts for r in b.rerank_id],

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgerec.config import Settings, write_json, write_text
-from edgerec.errors import build_config
+from edgerec.errors import ConfigError, EdgeRecError, MissingInput, build_config
 from edgerec.features import load_spec
 from training import registry
 from training.compare import Curves, compare
@@ -32,7 +32,7 @@ from training.trainer import initial_order_gauc, pick_device
 log = logging.getLogger(__name__)
 
 
-class NoTrainingData(RuntimeError):
+class NoTrainingData(EdgeRecError):
     """The train or test mart of the day is empty (the first day of a deployment has no train days)."""
 
 
@@ -52,7 +52,7 @@ def models_to_train(settings: Settings) -> list[str]:
     names = {n.strip() for n in settings.train_models.split(",") if n.strip()}
     unknown = names - set(MODELS)
     if unknown:
-        raise ValueError(f"EDGEREC_TRAIN_MODELS: unknown model(s) {', '.join(sorted(unknown))}; "
+        raise ConfigError(f"EDGEREC_TRAIN_MODELS: unknown model(s) {', '.join(sorted(unknown))}; "
                          f"choose from {', '.join(MODELS)} or all")
     return [n for n in MODELS if n in names | {FULL_MODEL}]
 
@@ -194,7 +194,7 @@ def gate_day(settings: Settings, ds: str, version: str | None = None) -> Verdict
     client = registry.connect(settings)
     candidate = registry.get_version(client, version) if version else registry.version_of_day(client, ds)
     if candidate is None:
-        raise LookupError(f"no version of {registry.REGISTERED_MODEL} was trained for ds={ds}; run "
+        raise MissingInput(f"no version of {registry.REGISTERED_MODEL} was trained for ds={ds}; run "
                           f"`edgerec train --ds {ds}` first")
     cfg = train_config(settings)
     device = pick_device(cfg)
@@ -224,14 +224,14 @@ def gate_day(settings: Settings, ds: str, version: str | None = None) -> Verdict
     return verdict
 
 
-class NotBlessed(RuntimeError):
+class NotBlessed(EdgeRecError):
     """A version the evaluation gate did not bless: it may not be exported or deployed."""
 
 
 def _blessed_version(client, ds: str, version: str | None) -> registry.Version:
     found = registry.find_version(client, version) if version else registry.version_of_day(client, ds)
     if found is None:
-        raise LookupError(f"no version of {registry.REGISTERED_MODEL} was trained for ds={ds}; run "
+        raise MissingInput(f"no version of {registry.REGISTERED_MODEL} was trained for ds={ds}; run "
                           f"`edgerec train --ds {ds}` first")
     if found.tags.get(registry.BLESSED) != "true":
         raise NotBlessed(f"version {found.number} ({found.id}) is not blessed ({registry.BLESSED}="
@@ -282,7 +282,7 @@ def servability_day(settings: Settings, ds: str, version: str | None = None):
     found = _blessed_version(client, ds, version)
     root = settings.bundles_dir / found.id
     if not root.exists():
-        raise FileNotFoundError(f"no bundle for {found.id} in {settings.bundles_dir}: run `edgerec export "
+        raise MissingInput(f"no bundle for {found.id} in {settings.bundles_dir}: run `edgerec export "
                                 f"{found.id}` first")
     budgets = servability_budgets(settings)
     batches = read_batches(settings.duckdb_path, "test", spec, 256, limit=budgets.requests)

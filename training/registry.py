@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from edgerec.config import REPO_ROOT, Settings
+from edgerec.errors import EdgeRecError, MissingInput
 from training.config import TrainConfig
 from training.models import Reranker, build_model
 
@@ -128,7 +129,7 @@ def find_version(client, ref: str) -> Version:
         return get_version(client, ref)
     found = client.search_model_versions(f"name = '{REGISTERED_MODEL}' and tags.`{VERSION_TAG}` = '{ref}'")
     if not found:
-        raise LookupError(f"no version of {REGISTERED_MODEL} has {VERSION_TAG} = {ref!r}")
+        raise MissingInput(f"no version of {REGISTERED_MODEL} has {VERSION_TAG} = {ref!r}")
     return get_version(client, found[0].version)
 
 
@@ -148,7 +149,7 @@ def champion(client) -> Version | None:
     return Version(str(v.version), v.run_id, dict(v.tags))
 
 
-class IncompatibleVersion(RuntimeError):
+class IncompatibleVersion(EdgeRecError):
     """A registered version whose weights the current model code cannot load (its architecture changed)."""
 
 

@@ -304,10 +304,7 @@ def _parity(bundle: BundleModel, reference: CRBAN, batches: Iterable[Batch], lim
 def device_profile(budgets: Budgets):
     """(every profile, the one the budgets apply to); a missing profile or a bad file is a ConfigError."""
     path = budgets.device_profiles or DEVICE_PROFILES
-    try:
-        profiles = load_device_profiles(path)
-    except ValueError as e:
-        raise ConfigError(str(e)) from e
+    profiles = load_device_profiles(path)
     if budgets.device not in profiles:
         raise ConfigError(f"servability device {budgets.device!r} is not in {path} (profiles: "
                           f"{', '.join(profiles)})")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from edgerec.errors import ConfigError
 from training.config import TrainConfig
 from training.data import Batch, to_inputs
 from training.evaluation import request_aucs
@@ -35,7 +36,7 @@ def seed_everything(seed: int) -> None:
 
 def pick_device(cfg: TrainConfig) -> torch.device:
     if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("EDGEREC_TRAIN_DEVICE=cuda, but torch sees no CUDA device")
+        raise ConfigError("EDGEREC_TRAIN_DEVICE=cuda, but torch sees no CUDA device")
     return torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
 
 

@@ -14,13 +14,15 @@ import abc
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from edgerec.errors import EdgeRecError
+
 IMMUTABLE = "public, max-age=31536000, immutable"
 SHORT = "public, max-age=60"
 MODELS, CHANNELS, LOCKS = "models", "channels", "locks"
 MAX_S3_ATTEMPTS = 6  # each request, throttling (503 SlowDown) included, with backoff
 
 
-class CDNError(RuntimeError):
+class CDNError(EdgeRecError):
     """The origin cannot be reached or refused a request; the message names the object."""
 
 

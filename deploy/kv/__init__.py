@@ -16,10 +16,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
+from edgerec.errors import EdgeRecError
+
 INDEX_FORMAT = 1
 
 
-class KVError(RuntimeError):
+class KVError(EdgeRecError):
     """The store cannot be reached or answered something unexpected; the message names the store."""
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgerec.errors import EdgeRecError
 from edgerec.features import canonical_sha
 
 # 2: behaviour steps with a state input and output per GRU layer; 3: the re-ranker reads each event's match codes;
@@ -32,7 +33,7 @@ RERANKER = "reranker.onnx"
 EMBEDDINGS = "embeddings"
 
 
-class BundleError(ValueError):
+class BundleError(EdgeRecError):
     """A bundle that must not be served; the message names the file and the mismatch."""
 
 

@@ -22,6 +22,7 @@ from typing import IO
 from pydantic import ValidationError
 
 from edgerec.contracts.raw_log import item_ids_of, parse_event
+from edgerec.errors import ContractError, MissingInput
 
 
 class BadRowReason(StrEnum):
@@ -71,7 +72,7 @@ def day_bounds_ms(ds: str) -> tuple[int, int]:
     try:
         start = dt.datetime.strptime(ds, "%Y-%m-%d").replace(tzinfo=dt.UTC)
     except ValueError:
-        raise ValueError(f"partition ds={ds} is not a date (YYYY-MM-DD)") from None
+        raise ContractError(f"partition ds={ds} is not a date (YYYY-MM-DD)") from None
     lo = int(start.timestamp() * 1000)
     return lo, lo + DAY_MS
 
@@ -81,7 +82,7 @@ def event_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if not path.exists():
-        raise FileNotFoundError(f"no such log file or directory: {path}")
+        raise MissingInput(f"no such log file or directory: {path}")
     return sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith((".jsonl.gz", ".jsonl")))
 
 

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgerec.errors import ConfigError, EdgeRecError
+
 DEVICE_PROFILES = Path(__file__).with_name("device_profiles.toml")
 # One exp/tanh/sigmoid as a MAC-equivalent: the vectorised polynomial approximations mobile runtimes use take
 # about 10-20 fused multiply-adds per element; the upper end, as a budget should.
@@ -42,7 +44,7 @@ KNOWN_OPS = TRANSCENDENTAL | ELEMENTWISE | REDUCTIONS | MOVEMENT | {"MatMul", "G
                                                                      "ReduceLogSumExp"}
 
 
-class UnknownOp(ValueError):
+class UnknownOp(EdgeRecError):
     """The graph holds an op type the cost model cannot count."""
 
 
@@ -190,18 +192,18 @@ def load_device_profiles(path: Path = DEVICE_PROFILES) -> dict[str, DeviceProfil
     try:
         table = tomllib.loads(Path(path).read_text())
     except (OSError, tomllib.TOMLDecodeError) as e:
-        raise ValueError(f"device profiles {path}: {e}") from e
+        raise ConfigError(f"device profiles {path}: {e}") from e
     profiles = table.get("profile")
     if not isinstance(profiles, dict) or not profiles:
-        raise ValueError(f"device profiles {path}: no [profile.NAME] table")
+        raise ConfigError(f"device profiles {path}: no [profile.NAME] table")
     out = {}
     for name, fields in profiles.items():
         for key in ("macs_per_second", "bytes_per_second"):
             value = fields.get(key)
             if value is None:
-                raise ValueError(f"device profiles {path}: profile {name!r} has no {key}")
+                raise ConfigError(f"device profiles {path}: profile {name!r} has no {key}")
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise ValueError(f"device profiles {path}: profile {name!r}: {key} must be a positive number, "
+                raise ConfigError(f"device profiles {path}: profile {name!r}: {key} must be a positive number, "
                                  f"got {value!r}")
         out[name] = DeviceProfile(name, str(fields.get("description", "")), float(fields["macs_per_second"]),
                                   float(fields["bytes_per_second"]), str(fields.get("source", "")))

@@ -24,6 +24,7 @@ import pyarrow as pa
 from edgerec.contracts.bundle import BundleError
 from edgerec.edge.onnx_model import BundleModel, Encoded
 from edgerec.edge.store import BehaviourStore
+from edgerec.errors import ConfigError
 from edgerec.features import (
     AGE_FEATURE,
     ITEM_CATEGORICAL,
@@ -91,7 +92,7 @@ class EdgeRuntime:
     def __init__(self, bundle: Path, items: ItemCatalog, store: Path | str = ":memory:", lookback_days: int = 3,
                  diversity: float | None = None, threads: int = 1):
         if diversity is not None and not 0.0 <= diversity <= 1.0:
-            raise ValueError(f"diversity lambda must be within [0, 1], not {diversity}")
+            raise ConfigError(f"diversity lambda must be within [0, 1], not {diversity}")
         self.items, self.store, self.diversity, self.threads = items, BehaviourStore(store), diversity, threads
         self.lookback_ms = lookback_days * DAY_MS
         self.model: BundleModel = BundleModel(bundle, threads)

@@ -23,6 +23,7 @@ from edgerec.alerts import Alert, AlertedFailure, notifier_from_settings
 from edgerec.config import Settings, days_back, read_json, write_json
 from edgerec.contracts import RERANK_TRIGGERS
 from edgerec.contracts.catalog import CATALOG_ARROW_SCHEMA
+from edgerec.errors import ConfigError, MissingInput
 from edgerec.features import ITEM_CATEGORICAL, load_spec
 from edgerec.quality import frames
 from edgerec.quality.config import Bound, DriftBound, Level, QualityConfig, load_quality_config
@@ -200,7 +201,7 @@ def raw_tables(settings: Settings, ds: str, cfg: QualityConfig) -> tuple[list[Ta
     day = settings.layout(ds)
     report = day.raw_validation_report
     if not report.exists():
-        raise FileNotFoundError(f"no raw validation report for ds={ds} at {report}; run validate_raw first")
+        raise MissingInput(f"no raw validation report for ds={ds} at {report}; run validate_raw first")
     validation = json.loads(report.read_text())
     metrics = {"events": validation["good"], "bad_share": validation["bad"] / max(validation["rows"], 1)}
     items = pq.read_table(day.raw_items).to_pandas()
@@ -237,7 +238,7 @@ def features_tables(settings: Settings, ds: str, cfg: QualityConfig) -> tuple[li
     spec = load_spec(settings.layout(ds).feature_spec)
     relation = frames.parquet_relation(settings.dataset("features"), ds)
     if not (settings.dataset("features") / f"ds={ds}").exists():
-        raise FileNotFoundError(f"no features for ds={ds} in {settings.dataset('features')}; run the Spark jobs")
+        raise MissingInput(f"no features for ds={ds} in {settings.dataset('features')}; run the Spark jobs")
     checks = cfg.features
     with duckdb.connect() as con:
         columns = frames.columns_of(con, relation)
@@ -290,10 +291,10 @@ def marts_tables(settings: Settings, ds: str, cfg: QualityConfig) -> tuple[list[
     spec = load_spec(settings.layout(ds).feature_spec)
     checks = cfg.marts
     if settings.dbt_target != "duckdb":
-        raise NotImplementedError(f"the marts gate reads the duckdb target; EDGEREC_DBT_TARGET={settings.dbt_target} "
-                                  "marts are not checked by it yet")
+        raise ConfigError(f"the marts gate reads the duckdb target; EDGEREC_DBT_TARGET={settings.dbt_target} "
+                          "marts are not checked by it yet")
     if not settings.duckdb_path.exists():
-        raise FileNotFoundError(f"no marts database at {settings.duckdb_path}; run `edgerec dbt build` first")
+        raise MissingInput(f"no marts database at {settings.duckdb_path}; run `edgerec dbt build` first")
     with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
         # the features' columns but origin (staging renames it), plus the split's own
         required = [*(c for c in frames.FEATURE_COLUMNS if c != "origin"), "split", "n_labelled", "n_clicks"]
@@ -448,7 +449,7 @@ def run_quality(settings: Settings, ds: str, layer: str, config: QualityConfig |
                 notify: bool = True) -> QualityReport:
     """Validate one layer for ds; alerts for every failure; QualityGateFailed if a blocking check failed."""
     if layer not in TABLE_BUILDERS:
-        raise ValueError(f"unknown quality layer {layer!r}; choose one of {', '.join(LAYERS)}")
+        raise ConfigError(f"unknown quality layer {layer!r}; choose one of {', '.join(LAYERS)}")
     config = config or load_quality_config(settings.quality_config)
     tables, metrics, skipped = TABLE_BUILDERS[layer](settings, ds, config)
     results, index = validate_tables(settings, layer, ds, tables)

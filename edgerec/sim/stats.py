@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from edgerec.contracts.validate import LogValidator, ds_of_path, event_files, find_catalog, open_lines
+from edgerec.errors import MissingInput
 
 POSITION_BUCKET = 5
 MAX_REEXPOSURE = 5
@@ -144,7 +145,7 @@ def read_events(path: Path, known_items: Iterable[int] | None = None) -> tuple[l
 def stats_of_path(path: Path, catalog: Path | None = None) -> SimStats:
     catalog = catalog or find_catalog(path)
     if catalog is None:
-        raise FileNotFoundError(f"no item catalog found for {path}; pass --catalog")
+        raise MissingInput(f"no item catalog found for {path}; pass --catalog")
     items = pq.read_table(catalog, columns=["item_id", "category"])
     category_of = dict(zip(items["item_id"].to_pylist(), items["category"].to_pylist(), strict=True))
     events, skipped = read_events(path, category_of.keys())

@@ -2,7 +2,7 @@
 import pytest
 
 from edgerec.config import load_settings, read_json
-from edgerec.errors import ConfigError
+from edgerec.errors import ConfigError, MissingInput
 from edgerec.stages import BadShareExceeded, simulate_day, validate_raw
 
 pytestmark = pytest.mark.integration
@@ -42,7 +42,7 @@ def test_the_same_corruption_passes_under_a_looser_threshold(tmp_path):
 
 
 def test_missing_partition_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no raw events for ds=2026-11-03"):
+    with pytest.raises(MissingInput, match="no raw events for ds=2026-11-03"):
         validate_raw(settings_for(tmp_path), DS)
 
 

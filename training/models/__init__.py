@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edgerec.errors import ConfigError
 from training.config import TrainConfig
 from training.models.base import Inputs, Reranker
 from training.models.crban import CRBAN, CRBANIE, CRBANIPV
@@ -19,7 +20,7 @@ PAPER_GAUC = {"dnn_rank": 0.62531, "dlcm": 0.63552, "crban_hubsm_ie": 0.63818, "
 
 def build_model(name: str, spec: dict, cfg: TrainConfig) -> Reranker:
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     return MODELS[name](spec, cfg)
 
 

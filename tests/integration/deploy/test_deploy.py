@@ -12,6 +12,7 @@ from deploy.kv import KVError, open_kv
 from deploy.push import DeployError, NotReleasable, deploy_version
 from deploy.targets import open_targets
 from edgerec.contracts.bundle import BundleError
+from edgerec.errors import MissingInput
 from tests.integration.deploy.conftest import V1, register
 from training import registry
 
@@ -44,7 +45,7 @@ def test_a_version_without_both_blessings_is_not_deployed(released, bundles):
     v = register(settings, "v20261105-0000dddd", bundles[V1][0], blessed=True, servable=False)
     with pytest.raises(NotReleasable, match=r"edgerec.servable='false'"):
         deploy_version(settings, targets, v)
-    with pytest.raises(LookupError, match="v20991231-00000000"):
+    with pytest.raises(MissingInput, match="v20991231-00000000"):
         deploy_version(settings, targets, "v20991231-00000000")
     assert targets.kv.versions() == [] and targets.cdn.list("models/") == []
 

@@ -12,6 +12,7 @@ from deploy.channels import ForgedPointer, Pointer, assigned_version, channel_ke
 from deploy.push import deploy_version
 from deploy.release import LOCK, ReleaseError, ReleaseLocked, deployed_versions, gc, promote, rollback
 from deploy.verify import verify_version
+from edgerec.errors import ConfigError
 from tests.integration.deploy.conftest import V1, V2, V3
 from training import registry
 
@@ -105,7 +106,7 @@ def test_a_version_that_fails_verification_never_moves_a_channel(released):
     targets.kv.put_index(V2, record)  # the index record survived, the rows did not
     with pytest.raises(ReleaseError, match="kv.table.category: 42 of 42 rows missing"):
         promote(settings, targets, V2, "canary", 10, "rows lost")
-    with pytest.raises(ValueError, match="unknown channel 'beta'"):
+    with pytest.raises(ConfigError, match="unknown channel 'beta'"):
         promote(settings, targets, V1, "beta", 10, "typo")
     assert targets.cdn.get_bytes(channel_key("canary")) == before and alias(settings, "canary") == V1
 

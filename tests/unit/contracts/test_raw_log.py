@@ -7,6 +7,7 @@ import pytest
 
 from edgerec.contracts import CATALOG_ARROW_SCHEMA, LogValidator, parse_event
 from edgerec.contracts.validate import ds_of_path, find_catalog
+from edgerec.errors import ContractError
 
 pytestmark = pytest.mark.unit
 TS = 1_761_955_200_000 + 3_600_000  # 2025-11-01 01:00 UTC
@@ -113,7 +114,7 @@ def test_a_partition_that_is_no_date_is_named_once(tmp_path):
     part = tmp_path / "events" / "ds=2026-02-30" / "part-0.jsonl"
     part.parent.mkdir(parents=True)
     part.write_bytes(line("click") + b"\n")
-    with pytest.raises(ValueError, match=r"partition ds=2026-02-30 is not a date"):
+    with pytest.raises(ContractError, match=r"partition ds=2026-02-30 is not a date"):
         LogValidator().validate_path(tmp_path / "events")
 
 

@@ -17,6 +17,7 @@ from edgerec.edge.cost import (
     graph_cost,
     load_device_profiles,
 )
+from edgerec.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 F32 = TensorProto.FLOAT
@@ -108,5 +109,5 @@ def test_the_shipped_profiles_are_three_phones_from_slow_to_fast():
 def test_a_profile_file_with_a_missing_or_non_positive_figure_fails_naming_it(tmp_path, body, message):
     path = tmp_path / "devices.toml"
     path.write_text(body)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         load_device_profiles(path)

@@ -12,6 +12,7 @@ from edgerec.contracts.bundle import BundleError
 from edgerec.edge.onnx_model import BundleModel, Encoded
 from edgerec.edge.runtime import EdgeRuntime, ItemCatalog, mmr_order
 from edgerec.edge.store import BehaviourStore
+from edgerec.errors import ConfigError
 from edgerec.features import encode, encode_group
 from edgerec.sim.config import load_sim_config
 from edgerec.sim.engine import simulate_in_memory
@@ -105,7 +106,7 @@ def test_mmr_trades_relevance_for_diversity():
     attributes = np.array([[1, 7], [1, 7], [2, 8]])  # the first two are alike
     assert mmr_order(relevance, attributes, 1.0).tolist() == [0, 1, 2]
     assert mmr_order(relevance, attributes, 0.5).tolist() == [0, 2, 1]
-    with pytest.raises(ValueError, match="diversity lambda must be within"):
+    with pytest.raises(ConfigError, match="diversity lambda must be within"):
         EdgeRuntime.__init__(object.__new__(EdgeRuntime), None, None, diversity=1.5)
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from edgerec.errors import MissingInput
 from edgerec.features import GROUPS
 from training.data import DayData, count_requests, load_split, pad, read_batches
 
@@ -122,5 +123,5 @@ def test_a_day_in_memory_holds_out_whole_users_or_none(tmp_path):
 def test_an_empty_split_is_refused_naming_it(tmp_path):
     database = tmp_path / "marts.duckdb"
     write_marts(database, users_of_four(8))
-    with pytest.raises(ValueError, match=r"no train requests in the validation part in .*marts.duckdb"):
+    with pytest.raises(MissingInput, match=r"no train requests in the validation part in .*marts.duckdb"):
         load_split(database, "train", SPEC, part="validation", share=0.0)

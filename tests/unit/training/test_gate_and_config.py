@@ -30,7 +30,7 @@ def test_models_to_train_keep_the_paper_order_and_always_the_full_model():
     assert models("all") == ["dnn_rank", "dlcm", "crban_hubsm_ie", "crban_hubsm_ipv", "crban_huism_ie_ipv",
                              "crban_hubsm_ie_ipv"]
     assert models("dlcm, dnn_rank") == ["dnn_rank", "dlcm", "crban_hubsm_ie_ipv"]
-    with pytest.raises(ValueError, match="unknown model"):
+    with pytest.raises(ConfigError, match="unknown model"):
         models("dlcm,gbdt")
 
 
