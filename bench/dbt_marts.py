@@ -64,7 +64,7 @@ def main() -> None:
     print(f"quality       importing Great Expectations {time.perf_counter() - started:.1f}s")
     for layer in ("raw", "features", "marts"):
         if layer == "raw":  # the raw gate reads the validation report of the DAG's validate task
-            from edgerec.stages import validate_raw
+            from edgerec.raw import validate_raw
 
             validate_raw(settings, bench.DS)
         started = time.perf_counter()

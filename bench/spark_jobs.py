@@ -27,7 +27,7 @@ STAGES = ("ingest", "sessionize", "requests", "bucketize")
 
 def prepare(work: Path, events: int) -> tuple[Path, int]:
     from edgerec.config import load_settings
-    from edgerec.stages import simulate_day
+    from edgerec.raw import simulate_day
 
     users = max(1, round(events / EVENTS_PER_USER_DAY))
     home = work / f"users-{users}"

@@ -8,6 +8,8 @@ import datetime as dt
 from airflow.sdk import dag, task
 
 from edgerec.alerts import on_task_failure
+from edgerec.config import load_settings
+from pipeline import stages
 
 
 @dag(
@@ -24,10 +26,7 @@ from edgerec.alerts import on_task_failure
 def edgerec_gc():
     @task
     def collect() -> list[str]:
-        from deploy.pipeline import gc_day
-        from edgerec.config import load_settings
-
-        return gc_day(load_settings())
+        return stages.gc(load_settings())
 
     collect()
 

@@ -13,6 +13,8 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, dag, task
 
 from edgerec.alerts import on_task_failure
+from edgerec.config import load_settings
+from pipeline import stages
 
 
 @dag(
@@ -36,10 +38,7 @@ def edgerec_release():
     @task
     def plan(params: dict | None = None) -> str:
         """Verify what the channel would point to; fail before anyone is asked to approve something broken."""
-        from deploy.release import plan_release
-        from edgerec.config import load_settings
-
-        return plan_release(load_settings(), params["action"], params["channel"], params["version"])
+        return stages.plan_release(load_settings(), params["action"], params["channel"], params["version"])
 
     approve = ApprovalOperator(
         task_id="approve",
@@ -49,21 +48,8 @@ def edgerec_release():
 
     @task
     def apply(params: dict | None = None) -> str:
-        from deploy.release import promote, rollback
-        from deploy.targets import open_targets
-        from edgerec.config import load_settings
-
-        settings = load_settings()
-        targets = open_targets(settings)
-        try:
-            if params["action"] == "rollback":
-                pointer = rollback(settings, targets, params["channel"], params["reason"])
-            else:
-                pointer = promote(settings, targets, params["version"], params["channel"], params["percent"],
-                                  params["reason"])
-        finally:
-            targets.close()
-        return f"{params['channel']} -> {pointer.version} ({pointer.rollout_percent:g}%)"
+        return stages.apply_release(load_settings(), params["action"], params["channel"], params["version"],
+                                    params["percent"], params["reason"])
 
     plan() >> approve >> apply()
 

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from deploy.push import DeployResult, deploy_version
 from deploy.release import gc, promote
 from deploy.targets import open_targets
+from edgerec import registry
 from edgerec.config import Settings
 from edgerec.errors import MissingInput
-from training import registry
 
 
 def day_version(settings: Settings, ds: str) -> str:

@@ -21,9 +21,9 @@ import numpy as np
 from deploy.cdn import model_key
 from deploy.targets import Targets
 from deploy.verify import VerifyReport, check_cdn, check_kv, index_record, manifest_files, rows_sha256
+from edgerec import registry
 from edgerec.contracts.bundle import EMBEDDINGS, MANIFEST, sha256_of, verify_bundle
 from edgerec.errors import EdgeRecError, MissingInput
-from training import registry
 
 log = logging.getLogger(__name__)
 DEPLOYED = "edgerec.deployed"  # model-version tag: where and when the version was deployed

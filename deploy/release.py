@@ -20,9 +20,9 @@ from deploy.channels import CHANNEL_NAMES, Pointer, check_channel, new_pointer, 
 from deploy.push import releasable
 from deploy.targets import Targets
 from deploy.verify import VerifyReport, verify_version
+from edgerec import registry
 from edgerec.contracts.bundle import MANIFEST
 from edgerec.errors import EdgeRecError
-from training import registry
 
 LOCK = f"{LOCKS}/release"
 

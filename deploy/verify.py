@@ -23,7 +23,7 @@ from deploy.cdn import ObjectStore, model_key
 from deploy.channels import CHANNEL_NAMES, ForgedPointer, read_channel
 from deploy.kv import INDEX_FORMAT, KVStore, row_dtype
 from edgerec.contracts.bundle import FEATURE_SPEC, MANIFEST, RERANKER, unloadable
-from edgerec.features import canonical_sha
+from edgerec.contracts.digest import canonical_sha
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,14 @@ class MissingInput(EdgeRecError):
     """What a stage reads is not there: the message names it and the stage that makes it."""
 
 
+class NoTrainingData(EdgeRecError):
+    """The train or test mart of the day is empty (the first day of a deployment has no train days)."""
+
+
+class NotBlessed(EdgeRecError):
+    """A version the evaluation gate did not bless: it may not be exported or deployed."""
+
+
 class ContractError(EdgeRecError):
     """Data that breaks one of the contracts (a feature spec, the item catalog, a partition name)."""
 

@@ -11,13 +11,13 @@ equal to this function applied row by row.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
 from edgerec.contracts import ACTION_NAMES, DELETE_REASONS
+from edgerec.contracts.digest import canonical_sha
 from edgerec.errors import ContractError
 
 SPEC_VERSION = 1
@@ -55,11 +55,6 @@ def match_codes(item_ids: np.ndarray, codes: np.ndarray) -> np.ndarray:
     (`training.models.base.match_codes` is the same on tensors.)"""
     ids = np.asarray(item_ids, dtype=np.int64).reshape(-1, 1)
     return np.concatenate([ids, np.asarray(codes, dtype=np.int64).reshape(len(ids), -1)[:, MATCH_INDEX]], axis=1)
-
-
-def canonical_sha(spec: dict) -> str:
-    body = {k: v for k, v in spec.items() if k != "sha256"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def make_spec(boundaries: dict[str, list[float]], vocab: dict[str, int], lengths: dict[str, int],

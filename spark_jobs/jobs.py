@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from edgerec.config import Settings, days_back, read_json, write_json
 from edgerec.errors import MissingInput
 from edgerec.features import load_spec, write_spec
-from edgerec.stages import check_bad_share
+from edgerec.raw import check_bad_share
 from spark_jobs.bucketize import apply_spec, fit_spec
 from spark_jobs.ingest import check_catalog, check_contract, mark_duplicates, read_raw_lines, split_good_bad
 from spark_jobs.io import read_partitions, write_partition, write_partitions

@@ -37,9 +37,9 @@ from edgerec.contracts.bundle import (
     shard_name,
 )
 from edgerec.features import GROUPS, ITEM_CATEGORICAL, MATCH_FEATURES, write_spec
+from edgerec.registry import REGISTERED_MODEL
 from training.models.base import HASH_MULTIPLIER, N_ITEM, N_ITEM_PART, match_codes, steps_mask, weighted_sum
 from training.models.crban import CRBAN, BehaviourEncoder
-from training.registry import REGISTERED_MODEL
 
 OPSET = 17
 DEFAULT_ROWS_PER_SHARD = 65_536

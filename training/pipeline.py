@@ -16,10 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgerec import registry
 from edgerec.config import Settings, write_json, write_text
-from edgerec.errors import ConfigError, EdgeRecError, MissingInput, build_config
+from edgerec.errors import ConfigError, MissingInput, NotBlessed, NoTrainingData, build_config
 from edgerec.features import load_spec
-from training import registry
+from training import checkpoints
 from training.compare import Curves, compare
 from training.config import TrainConfig
 from training.data import Batch, DayData, count_requests, date_range, load_split, read_batches
@@ -30,10 +31,6 @@ from training.runner import evaluate_on_test, train_models
 from training.trainer import initial_order_gauc, pick_device
 
 log = logging.getLogger(__name__)
-
-
-class NoTrainingData(EdgeRecError):
-    """The train or test mart of the day is empty (the first day of a deployment has no train days)."""
 
 
 def train_config(settings: Settings) -> TrainConfig:
@@ -135,7 +132,7 @@ def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | Non
                 "test_day": ds, "feature_spec_sha": spec["sha256"], "git_sha": registry.git_sha(),
                 "model": FULL_MODEL, **{k: f"{v:.6f}" for k, v in _metrics(report).items()}}
         with mlflow.start_run(run_id=full_run, nested=True):
-            number, vid = registry.register(full, cfg, spec, tags)
+            number, vid = checkpoints.register(full, cfg, spec, tags)
     summary = {"ds": ds, "run_id": parent.info.run_id, "registered_model": registry.REGISTERED_MODEL,
                "version": number, "version_id": vid, "train_requests": counts["train"],
                "test_requests": counts["test"], "gauc": report.gauc.value,
@@ -199,15 +196,15 @@ def gate_day(settings: Settings, ds: str, version: str | None = None) -> Verdict
     cfg = train_config(settings)
     device = pick_device(cfg)
     test = load_split(settings.duckdb_path, "test", spec)
-    gauc = evaluate_on_test(test, registry.load_version(client, candidate), cfg, device).gauc.value
+    gauc = evaluate_on_test(test, checkpoints.load_version(client, candidate), cfg, device).gauc.value
     baseline = registry.champion(client)
     if baseline is not None and baseline.number == candidate.number:
         baseline = None  # re-judging the champion itself: the floor alone
     champion_gauc, incomparable = None, ""
     if baseline is not None:
         try:
-            champion_gauc = evaluate_on_test(test, registry.load_version(client, baseline), cfg, device).gauc.value
-        except registry.IncompatibleVersion as e:  # the model code changed: no like-for-like baseline
+            champion_gauc = evaluate_on_test(test, checkpoints.load_version(client, baseline), cfg, device).gauc.value
+        except checkpoints.IncompatibleVersion as e:  # the model code changed: no like-for-like baseline
             incomparable, baseline = f"; the champion was not compared: {e}", None
     blessed, reason = judge(gauc, settings.gate_min_gauc, champion_gauc, settings.gate_tolerance)
     reason += incomparable
@@ -222,10 +219,6 @@ def gate_day(settings: Settings, ds: str, version: str | None = None) -> Verdict
     log.info("evaluation gate ds=%s version %s (%s): %s: %s", ds, candidate.number, candidate.id,
              "BLESSED" if blessed else "REFUSED", reason)
     return verdict
-
-
-class NotBlessed(EdgeRecError):
-    """A version the evaluation gate did not bless: it may not be exported or deployed."""
 
 
 def _blessed_version(client, ds: str, version: str | None) -> registry.Version:
@@ -256,8 +249,8 @@ def export_day(settings: Settings, ds: str, version: str | None = None) -> Path:
             raise BundleError(f"{e}; the bundle of {found.id} is damaged: delete {root} and export again") from e
         log.info("bundle %s already exported and intact", root)
         return root
-    checkpoint = registry.load_checkpoint(client, found)  # read once: the model and the spec it was trained on
-    manifest = export_bundle(registry.model_from_checkpoint(checkpoint, found.label), checkpoint["spec"], root,
+    checkpoint = checkpoints.load_checkpoint(client, found)  # read once: the model and the spec it was trained on
+    manifest = export_bundle(checkpoints.model_from_checkpoint(checkpoint, found.label), checkpoint["spec"], root,
                              version_id=found.id, mlflow_version=found.number, run_id=found.run_id)
     log.info("exported version %s (%s) to %s: %s bytes without embeddings", found.number, found.id, root,
              f"{sum(f['bytes'] for f in manifest['files'].values()):,}")
@@ -286,7 +279,7 @@ def servability_day(settings: Settings, ds: str, version: str | None = None):
                                 f"{found.id}` first")
     budgets = servability_budgets(settings)
     batches = read_batches(settings.duckdb_path, "test", spec, 256, limit=budgets.requests)
-    report = check_servability(root, registry.load_version(client, found), batches, budgets)
+    report = check_servability(root, checkpoints.load_version(client, found), batches, budgets)
     summary = {"passed": report.passed, "failures": report.failures,
                "macs": {name: c["macs"] for name, c in report.costs.items()},
                f"estimated_ms_{report.device}": report.estimated_ms.get(report.device, {}),

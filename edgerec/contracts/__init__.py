@@ -1,4 +1,5 @@
-"""The project's data contracts, defined once: raw client log v1 and the item catalog."""
+"""The project's data contracts, defined once: raw client log v1, the item catalog, the client's re-ranking hook
+(`policy`), the bundle (`bundle`) and the feature spec's digest (`digest`)."""
 
 from edgerec.contracts.catalog import CATALOG_ARROW_SCHEMA, ItemRecord
 from edgerec.contracts.raw_log import (

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgerec.contracts.digest import canonical_sha
 from edgerec.errors import EdgeRecError
-from edgerec.features import canonical_sha
 
 # 2: behaviour steps with a state input and output per GRU layer; 3: the re-ranker reads each event's match codes;
 # 4: the match codes start with the item id, and the re-ranker reads the candidates' item ids

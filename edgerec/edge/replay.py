@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgerec.contracts.policy import CloudOrder
 from edgerec.edge.runtime import EdgeRuntime, ItemCatalog
 from edgerec.sim.config import SimConfig
 from edgerec.sim.engine import Simulator
-from edgerec.sim.policy import CloudOrder
 from edgerec.sim.world import build_catalog
 
 BEHAVIOURS = ("exposure", "click", "page_view", "delete")

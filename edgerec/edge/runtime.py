@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from edgerec.contracts.bundle import BundleError
+from edgerec.contracts.policy import RerankContext
 from edgerec.edge.onnx_model import BundleModel, Encoded
 from edgerec.edge.store import BehaviourStore
 from edgerec.errors import ConfigError
@@ -35,7 +36,6 @@ from edgerec.features import (
     encode_group,
     match_codes,
 )
-from edgerec.sim.policy import RerankContext
 
 log = logging.getLogger(__name__)
 ITEM_FEATURES = (*ITEM_CATEGORICAL, *ITEM_SCORES)
@@ -87,7 +87,7 @@ def mmr_order(relevance: np.ndarray, attributes: np.ndarray, lam: float) -> np.n
 
 
 class EdgeRuntime:
-    """A RerankPolicy (edgerec.sim.policy) running a bundle on the device."""
+    """A RerankPolicy (edgerec.contracts.policy) running a bundle on the device."""
 
     def __init__(self, bundle: Path, items: ItemCatalog, store: Path | str = ":memory:", lookback_days: int = 3,
                  diversity: float | None = None, threads: int = 1):

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from edgerec.contracts import ACTION_NAMES
+from edgerec.contracts.policy import CloudOrder, RerankContext, RerankPolicy
 from edgerec.sim.config import SimConfig
-from edgerec.sim.policy import CloudOrder, RerankContext, RerankPolicy
 from edgerec.sim.world import (
     _SESSION,
     Catalog,

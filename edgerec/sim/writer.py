@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from edgerec.contracts.policy import RerankPolicy
 from edgerec.sim.config import SimConfig
 from edgerec.sim.corrupt import applicable_kinds, corrupt, dumps
 from edgerec.sim.engine import Simulator
-from edgerec.sim.policy import RerankPolicy
 from edgerec.sim.world import _CORRUPT, rng_for
 
 EVENTS_FILE = "part-00000.jsonl.gz"

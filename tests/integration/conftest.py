@@ -3,7 +3,7 @@
 import pytest
 
 from edgerec.config import load_settings
-from edgerec.stages import simulate_day
+from edgerec.raw import simulate_day
 from spark_jobs.jobs import JOBS, run_jobs
 
 DAYS = ["2026-11-01", "2026-11-02"]

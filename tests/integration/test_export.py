@@ -6,10 +6,11 @@ import shutil
 
 import pytest
 
+from edgerec import registry
 from edgerec.config import read_json
+from edgerec.errors import NotBlessed
 from tests.integration.conftest import DAYS
-from training import registry
-from training.pipeline import NotBlessed, export_day, gate_day, servability_day, train_day
+from training.pipeline import export_day, gate_day, servability_day, train_day
 
 pytestmark = pytest.mark.integration
 

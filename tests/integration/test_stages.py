@@ -3,7 +3,7 @@ import pytest
 
 from edgerec.config import load_settings, read_json
 from edgerec.errors import ConfigError, MissingInput
-from edgerec.stages import BadShareExceeded, simulate_day, validate_raw
+from edgerec.raw import BadShareExceeded, simulate_day, validate_raw
 
 pytestmark = pytest.mark.integration
 DS = "2026-11-03"

@@ -4,11 +4,12 @@ evaluation gate blessing, moving the champion alias and refusing below the floor
 
 import pytest
 
+from edgerec import registry
 from edgerec.config import read_json
+from edgerec.errors import NoTrainingData
 from edgerec.features import load_spec
 from tests.integration.conftest import DAYS
-from training import registry
-from training.pipeline import NoTrainingData, gate_day, train_day
+from training.pipeline import gate_day, train_day
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edgerec import ui
+from pipeline import ui
 
 pytestmark = pytest.mark.integration
 

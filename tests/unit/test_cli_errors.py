@@ -4,8 +4,8 @@ traceback."""
 import pytest
 from typer.testing import CliRunner
 
-from edgerec.cli import app
 from edgerec.errors import ConfigError, ContractError, EdgeRecError, MissingInput
+from pipeline.cli import app
 
 pytestmark = pytest.mark.unit
 

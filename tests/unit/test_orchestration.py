@@ -3,7 +3,7 @@ shows (the full output goes to the run's log file)."""
 
 import pytest
 
-from edgerec.orchestration import TaskRun, TaskTracker, tail_errors
+from pipeline.orchestration import TaskRun, TaskTracker, tail_errors
 
 pytestmark = pytest.mark.unit
 

@@ -8,9 +8,9 @@ import stat
 import pytest
 from typer.testing import CliRunner
 
-from edgerec import ui
-from edgerec.cli import app
 from edgerec.config import load_settings
+from pipeline import ui
+from pipeline.cli import app
 
 pytestmark = pytest.mark.unit
 
@@ -102,7 +102,7 @@ def test_the_summary_says_where_to_look_and_where_the_passwords_are_never_what_t
 
 
 def test_the_model_page_is_the_registered_models(settings):
-    from training.registry import REGISTERED_MODEL
+    from edgerec.registry import REGISTERED_MODEL
 
     assert ui.REGISTERED_MODEL == REGISTERED_MODEL
 

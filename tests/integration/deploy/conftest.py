@@ -17,9 +17,9 @@ import pytest
 import redis
 
 from deploy.targets import open_targets
+from edgerec import registry
 from edgerec.config import load_settings
 from tests.bundles import make_bundle
-from training import registry
 
 V1, V2, V3 = "v20261101-0000aaaa", "v20261102-0000bbbb", "v20261103-0000cccc"
 

@@ -11,10 +11,10 @@ from deploy.cdn import ImmutableObjectError, model_key
 from deploy.kv import KVError, open_kv
 from deploy.push import DeployError, NotReleasable, deploy_version
 from deploy.targets import open_targets
+from edgerec import registry
 from edgerec.contracts.bundle import BundleError
 from edgerec.errors import MissingInput
 from tests.integration.deploy.conftest import V1, register
-from training import registry
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ from deploy.channels import ForgedPointer, Pointer, assigned_version, channel_ke
 from deploy.push import deploy_version
 from deploy.release import LOCK, ReleaseError, ReleaseLocked, deployed_versions, gc, promote, rollback
 from deploy.verify import verify_version
+from edgerec import registry
 from edgerec.errors import ConfigError
 from tests.integration.deploy.conftest import V1, V2, V3
-from training import registry
 
 pytestmark = pytest.mark.integration
 KEY = b"k"

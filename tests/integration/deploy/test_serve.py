@@ -11,10 +11,10 @@ from fastapi.testclient import TestClient
 
 from deploy.push import deploy_version
 from deploy.release import gc, promote
+from deploy.serving.api import SimulatedCloud, create_app
+from deploy.serving.loadtest import LoopbackServer, load_test
 from edgerec.contracts.bundle import item_rows, load_table, verify_bundle
 from edgerec.features import encode_group
-from edgerec.serving.api import SimulatedCloud, create_app
-from edgerec.serving.loadtest import LoopbackServer, load_test
 from edgerec.sim.config import load_sim_config
 from tests.integration.deploy.conftest import V1, V2, V3
 

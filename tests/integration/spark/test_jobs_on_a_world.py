@@ -9,8 +9,8 @@ from edgerec.config import load_settings, read_json
 from edgerec.contracts import BadRowReason
 from edgerec.contracts.validate import day_bounds_ms
 from edgerec.features import GROUPS, encode, load_spec
+from edgerec.raw import BadShareExceeded, simulate_day
 from edgerec.sim.corrupt import CORRUPTION_REASONS
-from edgerec.stages import BadShareExceeded, simulate_day
 from spark_jobs.bucketize import fit_spec
 from spark_jobs.io import read_partitions
 from spark_jobs.jobs import JOBS, run_jobs

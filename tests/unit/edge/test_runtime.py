@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 
 from edgerec.contracts.bundle import BundleError
+from edgerec.contracts.policy import RerankContext
 from edgerec.edge.onnx_model import BundleModel, Encoded
 from edgerec.edge.runtime import EdgeRuntime, ItemCatalog, mmr_order
 from edgerec.edge.store import BehaviourStore
@@ -16,7 +17,6 @@ from edgerec.errors import ConfigError
 from edgerec.features import encode, encode_group
 from edgerec.sim.config import load_sim_config
 from edgerec.sim.engine import simulate_in_memory
-from edgerec.sim.policy import RerankContext
 from edgerec.sim.world import build_catalog
 
 pytestmark = pytest.mark.unit

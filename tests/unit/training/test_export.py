@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from edgerec.contracts.bundle import FEATURE_SPEC, BundleError, file_entry, item_rows, load_table, verify_bundle
+from edgerec.contracts.digest import canonical_sha
 from edgerec.edge.onnx_model import BundleModel, Encoded
-from edgerec.features import GROUPS, canonical_sha
+from edgerec.features import GROUPS
 from tests.unit.training.worlds import SPEC, random_batch
 from training.config import TrainConfig
 from training.data import to_inputs

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from tests.unit.training.worlds import SMALL, SPEC
+from training.checkpoints import IncompatibleVersion, model_from_checkpoint
 from training.models import build_model
-from training.registry import IncompatibleVersion, model_from_checkpoint
 
 pytestmark = pytest.mark.unit
 

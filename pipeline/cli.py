@@ -141,7 +141,7 @@ def sim_stats(
 @raw_app.command("simulate")
 def raw_simulate(ds: Annotated[str, typer.Option(help="logical date YYYY-MM-DD")]) -> None:
     """Simulate one day of the configured world into the state directory's raw zone."""
-    from edgerec.stages import simulate_day
+    from edgerec.raw import simulate_day
 
     typer.echo(json.dumps(simulate_day(_settings(), ds), indent=2))
 
@@ -149,7 +149,7 @@ def raw_simulate(ds: Annotated[str, typer.Option(help="logical date YYYY-MM-DD")
 @raw_app.command("validate")
 def raw_validate(ds: Annotated[str, typer.Option(help="logical date YYYY-MM-DD")]) -> None:
     """Validate one day's raw partition, quarantine bad rows; exit 1 above EDGEREC_MAX_BAD_SHARE."""
-    from edgerec.stages import validate_raw
+    from edgerec.raw import validate_raw
 
     result = validate_raw(_settings(), ds)
     typer.echo(json.dumps(result, indent=2))
@@ -372,7 +372,7 @@ def release_verify(version: Annotated[str, typer.Argument(help="registry number 
     against the re-ranker's input, one feature spec sha everywhere, and every channel's versions still in the KV.
     Exit 1 when anything fails."""
     from deploy.verify import verify_version
-    from training import registry
+    from edgerec import registry
 
     settings = _settings()
     targets = _targets(settings)
@@ -491,9 +491,9 @@ def serve(
     import uvicorn
 
     from deploy.release import channel_pointers
-    from edgerec.serving.app import embedded_app
-    from edgerec.serving.loadtest import LoopbackServer
-    from edgerec.serving.loadtest import load_test as run_load_test
+    from deploy.serving.app import embedded_app
+    from deploy.serving.loadtest import LoopbackServer
+    from deploy.serving.loadtest import load_test as run_load_test
 
     settings = _settings()
     app_ = embedded_app(settings)
@@ -523,7 +523,7 @@ def ui(
     their addresses, where the passwords are and the Data Docs and dbt docs sites, then serves until Ctrl-C.
 
     The servers' output goes to $EDGEREC_HOME/logs/ui-{airflow,mlflow}.log."""
-    from edgerec import ui as ui_
+    from pipeline import ui as ui_
 
     settings = _settings()
     try:
@@ -560,7 +560,7 @@ def alerts_test() -> None:
 @airflow_app.command("init")
 def airflow_init() -> None:
     """Create the Airflow home and metadata DB in the state directory (quick when already done)."""
-    from edgerec.orchestration import init_airflow
+    from pipeline.orchestration import init_airflow
 
     typer.echo(f"AIRFLOW_HOME={init_airflow(_settings())}")
 
@@ -577,7 +577,7 @@ def run(
     One line per task (seconds, outcome, the figure that matters); everything Airflow, Spark, dbt and training print
     goes to $EDGEREC_HOME/logs/run_ds=D.log."""
     from edgerec.config import days_back
-    from edgerec.orchestration import tail_errors, test_dag
+    from pipeline.orchestration import tail_errors, test_dag
 
     settings = _settings()
     last = date or str(settings.run_date)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from deploy.serving.api import SimulatedCloud, create_app
 from deploy.targets import open_targets
 from edgerec.config import Settings
-from edgerec.serving.api import SimulatedCloud, create_app
 
 
 def embedded_app(settings: Settings, users: int | None = None) -> FastAPI:

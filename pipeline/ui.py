@@ -24,12 +24,12 @@ from pathlib import Path
 
 from edgerec.config import Settings
 from edgerec.errors import EdgeRecError
-from edgerec.orchestration import airflow_env
+from edgerec.registry import REGISTERED_MODEL
+from pipeline.orchestration import airflow_env
 
 HOST = "127.0.0.1"
 USER = "admin"  # the one login of each UI
 DAILY_DAG = "edgerec_daily_retrain"
-REGISTERED_MODEL = "edgerec-reranker"  # training.registry.REGISTERED_MODEL, without importing torch
 STARTUP_TIMEOUT_S = 300.0  # a cold Airflow API server on a busy two-core machine takes about a minute
 STOP_TIMEOUT_S = 20.0
 

@@ -1,0 +1,107 @@
+"""The model registry's contract (MLflow): where the store is, the registered model, its versions, and the tags and
+aliases the gates write and deploy reads. No model code: deploying and promoting read versions without PyTorch
+(`training/checkpoints.py` saves and rebuilds the models).
+
+Embedded default: a SQLite file and local artifacts in the state directory (`$EDGEREC_HOME/mlflow`); a
+tracking server (PostgreSQL + S3, docs/design.md) through EDGEREC_MLFLOW_TRACKING_URI.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+
+from edgerec.config import REPO_ROOT, Settings
+from edgerec.errors import MissingInput
+
+REGISTERED_MODEL = "edgerec-reranker"
+EXPERIMENT = "edgerec-daily-retrain"
+CHAMPION = "champion"  # the alias of the last blessed version: the gate's baseline
+CHECKPOINT = "checkpoint/model.pt"  # every version's weights, config and feature spec
+# model-version tags: the gate writes BLESSED ("true"/"false") and the reasons; deploy requires BLESSED true
+VERSION_TAG, BLESSED, GATE = "edgerec.version", "edgerec.blessed", "edgerec.gate"
+# the servability gate writes SERVABLE ("true"/"false") and its report; deploy requires SERVABLE true too
+SERVABLE, SERVABILITY, BUNDLE_SHA = "edgerec.servable", "edgerec.servability", "edgerec.bundle_manifest_sha256"
+
+
+def connect(settings: Settings):
+    """Point MLflow at the configured store; the experiment stores artifacts in the state directory when
+    the store is the embedded one. Returns an MlflowClient."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no usage reports from an offline pipeline
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # not the store's set-up chatter on every run
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per checkpoint read is noise
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = settings.mlflow_tracking_uri
+    if uri is None:
+        settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+        uri = f"sqlite:///{settings.mlflow_dir / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+        artifacts = None if settings.mlflow_tracking_uri else (settings.mlflow_dir / "artifacts").as_uri()
+        mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
+    mlflow.set_experiment(EXPERIMENT)
+    return MlflowClient()
+
+
+def git_sha() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def version_id(ds: str, run_id: str) -> str:
+    """The version string used everywhere downstream (bundle path, KV keys, client requests)."""
+    return f"v{ds.replace('-', '')}-{run_id[:8]}"
+
+
+@dataclass(frozen=True)
+class Version:
+    number: str
+    run_id: str
+    tags: dict[str, str]
+
+    @property
+    def id(self) -> str:
+        return self.tags.get(VERSION_TAG, f"#{self.number}")
+
+    @property
+    def label(self) -> str:
+        """How errors name the version: number, id and the git sha it was trained at."""
+        return f"version {self.number} ({self.id}, git {self.tags.get('git_sha', '?')[:10]})"
+
+
+def get_version(client, number: str) -> Version:
+    v = client.get_model_version(REGISTERED_MODEL, str(number))
+    return Version(str(v.version), v.run_id, dict(v.tags))
+
+
+def find_version(client, ref: str) -> Version:
+    """A version by registry number ("3") or by version id ("v20261103-1a2b3c4d")."""
+    if ref.isdigit():
+        return get_version(client, ref)
+    found = client.search_model_versions(f"name = '{REGISTERED_MODEL}' and tags.`{VERSION_TAG}` = '{ref}'")
+    if not found:
+        raise MissingInput(f"no version of {REGISTERED_MODEL} has {VERSION_TAG} = {ref!r}")
+    return get_version(client, found[0].version)
+
+
+def version_of_day(client, ds: str) -> Version | None:
+    """The newest version trained for ds."""
+    found = client.search_model_versions(f"name = '{REGISTERED_MODEL}' and tags.ds = '{ds}'")
+    return get_version(client, max(found, key=lambda v: int(v.version)).version) if found else None
+
+
+def champion(client) -> Version | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        v = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
+    except MlflowException:
+        return None  # no alias yet (or no registered model): the first version
+    return Version(str(v.version), v.run_id, dict(v.tags))

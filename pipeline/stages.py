@@ -1,0 +1,139 @@
+"""Every function a DAG task calls, in one place, each a function of (settings, ds, ...).
+
+The DAG files are wiring only: a task calls one function here and hands its result on. Each stage imports its part
+when it runs, so a task loads only what it uses: promoting a channel loads neither PyTorch nor Spark.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgerec.alerts import Alert, notifier_from_settings
+from edgerec.config import Settings
+
+
+# -- raw zone (edgerec.raw) ----------------------------------------------------------------------------------------
+def simulate(settings: Settings, ds: str) -> dict:
+    """The simulated world's client logs of the day into the raw zone."""
+    from edgerec.raw import simulate_day
+
+    return simulate_day(settings, ds)
+
+
+def validate_raw(settings: Settings, ds: str) -> dict:
+    """The day's raw logs against the contract; bad rows quarantined; BadShareExceeded above the threshold."""
+    from edgerec.raw import validate_raw as validate
+
+    return validate(settings, ds)
+
+
+# -- warehouse (spark_jobs, edgerec.marts, edgerec.quality) ---------------------------------------------------------
+def spark(settings: Settings, ds: str, job: str) -> dict:
+    """One Spark job (ingest, sessionize, requests, bucketize) for the day; its figures."""
+    from spark_jobs.jobs import run_jobs
+
+    return run_jobs(settings, ds, [job])[job]
+
+
+def quality(settings: Settings, ds: str, layer: str):
+    """The data-quality gate of one layer (raw, features, marts): alerts on every failure, QualityGateFailed on a
+    blocking one."""
+    from edgerec.quality.gate import run_quality
+
+    return run_quality(settings, ds, layer)
+
+
+def marts(settings: Settings, ds: str) -> dict:
+    """dbt build of the marts for the day, with its tests."""
+    from edgerec.marts import build_marts
+
+    return build_marts(settings, ds)
+
+
+# -- training (training.pipeline) -----------------------------------------------------------------------------------
+def train(settings: Settings, ds: str) -> dict:
+    """Train and compare the day's models, register the full model; NoTrainingData while the train mart is empty."""
+    from training.pipeline import train_day
+
+    return train_day(settings, ds)
+
+
+def evaluation_gate(settings: Settings, ds: str):
+    """Bless the day's version or refuse it (a refusal alerts)."""
+    from training.pipeline import gate_day
+
+    verdict = gate_day(settings, ds)
+    if not verdict.blessed:
+        alert(settings, ds, "training.evaluation_gate", f"version {verdict.version} ({verdict.version_id}) GAUC "
+              f"{verdict.gauc:.5f}", verdict.reason)
+    return verdict
+
+
+def export(settings: Settings, ds: str) -> Path:
+    """The blessed version of the day as a bundle."""
+    from training.pipeline import export_day
+
+    return export_day(settings, ds)
+
+
+def servability_gate(settings: Settings, ds: str):
+    """The bundle's integrity, parity and counted budgets (a failure alerts)."""
+    from training.pipeline import servability_day
+
+    report = servability_day(settings, ds)
+    if not report.passed:
+        alert(settings, ds, "export.servability_gate", f"bundle {report.version}: " + "; ".join(report.failures),
+              "every check of training.servability")
+    return report
+
+
+# -- deploy and release (deploy.pipeline, deploy.release) -----------------------------------------------------------
+def deploy(settings: Settings, ds: str):
+    """The day's version: embeddings into the KV, the bundle onto the CDN, each verified; a retry resumes."""
+    from deploy.pipeline import deploy_day
+
+    return deploy_day(settings, ds)
+
+
+def promote_canary(settings: Settings, ds: str) -> str:
+    """Point `canary` at the day's version, verified again first."""
+    from deploy.pipeline import canary_day
+
+    return canary_day(settings, ds)
+
+
+def gc(settings: Settings) -> list[str]:
+    """Remove what no channel holds and is older than the retention."""
+    from deploy.pipeline import gc_day
+
+    return gc_day(settings)
+
+
+def plan_release(settings: Settings, action: str, channel: str, version: str | None) -> str:
+    """What a promote or rollback would point the channel at, verified, for a release manager to approve."""
+    from deploy.release import plan_release as plan
+
+    return plan(settings, action, channel, version)
+
+
+def apply_release(settings: Settings, action: str, channel: str, version: str | None, percent: float,
+                  reason: str) -> str:
+    """Promote or roll back a channel, signed, verified and audited."""
+    from deploy.release import promote, rollback
+    from deploy.targets import open_targets
+
+    targets = open_targets(settings)
+    try:
+        if action == "rollback":
+            pointer = rollback(settings, targets, channel, reason)
+        else:
+            pointer = promote(settings, targets, version, channel, percent, reason)
+    finally:
+        targets.close()
+    return f"{channel} -> {pointer.version} ({pointer.rollout_percent:g}%)"
+
+
+def alert(settings: Settings, ds: str, check: str, observed: str, threshold: str) -> None:
+    """A gate's refusal, to every configured notifier."""
+    notifier_from_settings(settings).send([Alert(level="warn", check=check, observed=observed, threshold=threshold,
+                                                 ds=ds)])
