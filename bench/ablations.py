@@ -82,6 +82,23 @@ def match_counts(model: Reranker) -> Reranker:
     return model
 
 
+def branch_dropout(model: Reranker, p: float = 0.25) -> Reranker:
+    """In training, each request's pool of each behaviour type is dropped (zero: as if it had no such events) with
+    probability p, so the model also learns to score from its other inputs alone, as the models that see a subset of
+    them do."""
+    attend = model.attend
+
+    def dropped(x, behaviour, candidate, request, match):
+        pooled = attend(x, behaviour, candidate, request, match)
+        if not model.training:
+            return pooled
+        keep = (torch.rand(x.candidates.size(0), device=pooled.device) >= p).to(pooled.dtype)
+        return pooled * keep.index_select(0, request).unsqueeze(-1)
+
+    model.attend = dropped
+    return model
+
+
 def no_match(model: Reranker) -> Reranker:
     """Match indicators zeroed: the attention must tell 'the same item' from the learned item rows alone."""
     for attention in getattr(model, "attention", {}).values():
@@ -142,6 +159,7 @@ VARIANTS: dict[str, Variant] = {
     "r2_rare_rows_oov": ("r2 + rows seen < 10 times read the OOV row", {}, revision2),
     "shipped": ("both (revision 3, as shipped)", {}, lambda m: m),
     "match_counts": ("shipped + the log count of matching events", {}, match_counts),
+    "branch_dropout": ("shipped + each behaviour pool dropped with p 0.25 in training", {}, branch_dropout),
 }
 
 

@@ -83,8 +83,9 @@ class CRBAN(ContextAwareReranker):
     title = "CRBAN+HUBSM(IE&IPV)"
     behaviours = ("ie", "ipv")
     # 2: the attention's softmax runs over a null event too (same weights as revision 1); 3: the match indicators are
-    # pooled too, and rarely seen item rows read the out-of-vocabulary row (ItemTables.restrict)
-    revision = 3
+    # pooled too, and rarely seen item rows read the out-of-vocabulary row (ItemTables.restrict); 4: the item itself
+    # (same item id) is a match indicator beside category and brand
+    revision = 4
 
     def __init__(self, spec: dict, cfg: TrainConfig):
         # the fused encodings' pool, the soft count and the pooled match indicators

@@ -26,20 +26,21 @@ def test_a_checkpoint_of_the_current_revision_loads_its_weights_and_its_learned_
     checkpoint = {"model": model.name, "revision": model.revision, "config": SMALL.model_dump(), "spec": SPEC,
                   "state_dict": model.state_dict()}
     loaded = model_from_checkpoint(checkpoint, "version 1")
-    assert loaded.revision == 3
+    assert loaded.revision == 4
     assert all(torch.equal(v, checkpoint["state_dict"][k]) for k, v in loaded.state_dict().items())
     assert loaded.items.rows("brand", torch.tensor([2, 3])).tolist() == [2, 1]
 
 
 def test_a_checkpoint_of_an_earlier_revision_is_refused_though_its_weights_fit():
-    """Revision 1 of the full model pooled under a plain softmax, revision 2 without the pooled match indicators."""
+    """Revision 1 of the full model pooled under a plain softmax, revision 2 without the pooled match indicators,
+    revision 3 without the item match."""
     checkpoint = checkpoint_of("crban_hubsm_ie_ipv")
     del checkpoint["revision"]  # written before revisions were recorded
     with pytest.raises(IncompatibleVersion, match=r"version 3 was trained by revision 1 of crban_hubsm_ie_ipv; "
-                                                  r"the current code is revision 3"):
+                                                  r"the current code is revision 4"):
         model_from_checkpoint(checkpoint, "version 3")
     checkpoint["revision"] = 2
-    with pytest.raises(IncompatibleVersion, match=r"revision 2 of crban_hubsm_ie_ipv; the current code is revision 3"):
+    with pytest.raises(IncompatibleVersion, match=r"revision 2 of crban_hubsm_ie_ipv; the current code is revision 4"):
         model_from_checkpoint(checkpoint, "version 3")
     dlcm = checkpoint_of("dlcm")
     del dlcm["revision"]
