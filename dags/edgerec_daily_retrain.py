@@ -3,8 +3,8 @@
 simulate (embedded source) -> validate raw -> spark ingest -> sessionize -> requests -> bucketize
 -> data quality (raw, features) -> dbt build (marts) -> data quality (marts) -> train (the paper's models,
 MLflow, a new registered version) -> evaluation gate (blessed or refused, with the reason) -> export (the
-bundle) -> servability gate (ONNX parity, size, counted budgets) -> deploy (embeddings into the key-value store, bundle onto
-the CDN, each verified) -> promote to the canary channel.
+bundle) -> servability gate (ONNX parity, size, counted budgets) -> deploy (embeddings into the key-value store,
+bundle onto the CDN, each verified) -> promote to the canary channel.
 A blocking data-quality failure fails its task, so nothing after it runs that day; every failed task
 alerts through the configured notifiers (edgerec.alerts).
 Thin wiring only: each task calls one function of the stages index (`pipeline.stages`; each is also a CLI
