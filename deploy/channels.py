@@ -1,4 +1,4 @@
-"""Release channel pointers (DESIGN.md): `channels/{name}.json` on the CDN, the only mutable objects.
+"""Release channel pointers (docs/design.md): `channels/{name}.json` on the CDN, the only mutable objects.
 
     {version, previous, rollout_percent, updated_at, by, signature}
 The signature is an HMAC-SHA256, with the release key, over the canonical JSON of the other fields: a pointer

@@ -1,5 +1,5 @@
 """`edgerec deploy VERSION`: the version's embeddings into the key-value store, verified; then its bundle onto
-the CDN, verified (DESIGN.md's release order; the channel pointer is flipped later, by a release action).
+the CDN, verified (the release order of docs/design.md; the channel pointer is flipped later, by a release action).
 
 Idempotent and resumable: a journal per version and store records the shards already written, so a re-run after
 a crash (or the store going away) continues where it stopped; re-writing a row writes the same bytes under the

@@ -46,7 +46,7 @@ TIMING_ROUNDS = 5
 
 
 class Budgets(BaseModel):
-    """What a servable bundle must meet (DESIGN.md's targets); EDGEREC_SERVABILITY_CONFIG overrides them."""
+    """What a servable bundle must meet (docs/servability.md); EDGEREC_SERVABILITY_CONFIG overrides them."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -1,4 +1,4 @@
-"""The CDN origin that clients fetch bundles and channel pointers from (DESIGN.md):
+"""The CDN origin that clients fetch bundles and channel pointers from (docs/design.md):
 
     models/{version}/...        immutable: never rewritten with other bytes (Cache-Control: immutable)
     channels/{name}.json        the small signed pointers, the only mutable objects (short max-age)

@@ -1,4 +1,4 @@
-"""The key-value store of the cloud-side embedding rows (DESIGN.md): rows keyed by (version, table, id), fp16
+"""The key-value store of the cloud-side embedding rows (docs/design.md): rows keyed by (version, table, id), fp16
 little-endian by default, plus one index record per version (row counts, dims, dtypes and checksums per table).
 
 One small interface, three backends chosen by URL:

@@ -1,4 +1,4 @@
-"""The model bundle contract (DESIGN.md): one immutable directory per version, and its verification.
+"""The model bundle contract (docs/design.md): one immutable directory per version, and its verification.
 
     behavior_ie.onnx, behavior_ipv.onnx   one event step of each behaviour encoder (hidden states in and out)
     reranker.onnx                         candidates + stored behaviour encodings -> scores

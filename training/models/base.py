@@ -3,7 +3,7 @@ and the loss.
 
 Every model scores all candidates of a request at once: `forward(inputs) -> [B, K]` logits. The categorical
 item features (p1..p6) and the optional hashed item_id are looked up in `ItemTables`, the cloud-side tables
-that stay out of the shipped network (DESIGN.md: the phone receives their rows with the candidates); the
+that stay out of the shipped network (docs/design.md: the phone receives their rows with the candidates); the
 small bucketized and action features are embedded inside the network (`CodeEmbedding`).
 Sequences arrive oldest first with the padding after them, so a GRU's output at an event depends only on
 that event and the ones before it: the phone can encode each event once, as it happens.
