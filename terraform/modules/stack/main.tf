@@ -1,5 +1,5 @@
 # The whole cloud side of one environment: the KMS key, the CDN, the key-value store, the IAM roles and the
-# batch compute. Environment roots (envs/dev, envs/prod) call it with their values.
+# batch compute. The root (live/) calls it with one environment's values (live/envs/<environment>.tfvars).
 
 data "aws_caller_identity" "current" {}
 

@@ -21,7 +21,7 @@ from edgerec.config import REPO_ROOT
 pytestmark = pytest.mark.unit
 TERRAFORM = REPO_ROOT / "terraform"
 MODULES = sorted(p for p in (TERRAFORM / "modules").iterdir() if p.is_dir())
-ROOTS = sorted(p for p in (TERRAFORM / "envs").iterdir() if p.is_dir())
+ROOTS = [TERRAFORM / "live"]  # one root; what differs per environment is in its envs/*.tfvars
 
 
 def unquote(value):
@@ -92,15 +92,32 @@ def test_layout_problems_are_named(tmp_path):
                                          f"{name}: output o has no description"]
 
 
-def test_roots_keep_remote_state_and_pass_every_stack_variable():
+def test_the_root_keeps_remote_state_and_passes_every_stack_variable():
     stack = {n for b in parse(TERRAFORM / "modules" / "stack")["variable"] for n in b}
     for root in ROOTS:
         blocks = parse(root)
         assert any("backend" in t for t in blocks["terraform"]), f"{root.name}: no remote state backend"
-        assert (root / "backend.hcl.example").is_file() and (root / "terraform.tfvars.example").is_file()
         call = blocks["module"][0]["edgerec"]
-        assert call["source"] == "../../modules/stack"
+        assert call["source"] == "../modules/stack"
         assert set(call) - {"source"} == stack, f"{root.name} does not pass every stack variable"
+
+
+def settings_of(path: Path) -> dict:
+    """The assignments of a .tfvars or .hcl file, without python-hcl2's comment entries."""
+    return {k: v for k, v in unquote(hcl2.loads(path.read_text())).items() if not k.startswith("__")}
+
+
+def test_each_environment_is_a_variable_file_and_a_backend_file_of_the_one_root():
+    root = TERRAFORM / "live"
+    declared = {n for b in parse(root)["variable"] for n in b}
+    required = {n for b in parse(root)["variable"] for n, body in b.items() if "default" not in body}
+    for env in ("dev", "prod"):
+        values = settings_of(root / "envs" / f"{env}.tfvars.example")
+        assert values["environment"] == env
+        assert set(values) <= declared and required <= set(values), f"{env}: unknown or missing variables"
+        backend = settings_of(root / "envs" / f"{env}.backend.hcl.example")
+        assert backend["key"] == f"edgerec/{env}/terraform.tfstate" and backend["use_lockfile"] is True
+    assert not (TERRAFORM / "envs").exists()  # no copies of the root per environment
 
 
 def test_the_table_has_the_keys_and_ttl_the_deploy_code_writes():

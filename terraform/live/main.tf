@@ -1,15 +1,16 @@
-# Environment prod: the stack with this environment's values (terraform.tfvars; example beside this file).
+# The one root of every environment: the stack with one environment's values (envs/<environment>.tfvars) and its
+# state (envs/<environment>.backend.hcl). terraform/README.md shows the commands.
 
 provider "aws" {
   region = var.region
   default_tags {
-    tags = { project = "edgerec", environment = "prod" }
+    tags = { project = "edgerec", environment = var.environment }
   }
 }
 
 module "edgerec" {
-  source                     = "../../modules/stack"
-  redis_enabled              = true
+  source                     = "../modules/stack"
+  redis_enabled              = var.redis_enabled
   name                       = var.name
   web_acl_arn                = var.web_acl_arn
   vpc_id                     = var.vpc_id

@@ -1,3 +1,18 @@
+variable "environment" {
+  type        = string
+  description = "Name of the environment (dev, prod): a tag on every resource."
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]*$", var.environment))
+    error_message = "environment: lower-case letters, digits and dashes."
+  }
+}
+
+variable "redis_enabled" {
+  type        = bool
+  default     = false
+  description = "Embeddings in ElastiCache Redis as well as DynamoDB (prod: true)."
+}
+
 variable "region" {
   type        = string
   default     = "us-east-1"
