@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgerec.errors import build_config
+from edgerec.errors import allowed_range, build_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DAGS_FOLDER = REPO_ROOT / "dags"
@@ -25,63 +25,97 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    home: Path = Field(Path(".edgerec"), description="state directory holding every output of the embedded run")
-    raw_dir: Path | None = Field(None, description="raw zone (events/ and items/); default HOME/raw")
-    source: Literal["simulator", "external"] = Field(
-        "simulator", description="simulator: the daily DAG simulates its day; external: logs arrive from clients")
-    sim_users: int = Field(300, ge=1, le=100_000_000, description="users of the simulated world")
+    home: Path = Field(Path(".edgerec"), description="state directory: every output of the embedded run")
+    raw_dir: Path | None = Field(None, description="raw zone (`events/`, `items/`); point it at real client logs")
+    source: Literal["simulator", "external"] = Field("simulator", description=(
+        "`simulator`: the DAG simulates its day; `external`: logs arrive from clients and the simulate task is "
+        "skipped"))
+    sim_users: int = Field(300, ge=1, le=100_000_000, description="users of the simulated world of the daily DAG")
     sim_seed: int = Field(7, ge=0, le=2**32 - 1, description="seed of the simulated world")
-    sim_corrupt_rate: float = Field(0.0, ge=0.0, le=0.5, description="share of bad lines the simulator injects")
-    sim_world: Literal["default", "revisit"] = Field(
-        "default", description="named simulated world (edgerec.sim.config.WORLDS; docs/worlds.md)")
-    sim_config: Path | None = Field(None, description="JSON file with simulator knobs over the named world's "
-                                                      "(see edgerec.sim.config)")
-    max_bad_share: float = Field(0.01, ge=0.0, le=1.0, description="bad-row share above which a day fails")
-    spark_master: str = Field("local[*]", description="Spark master URL (a cluster: spark://..., yarn, k8s://...)")
-    spark_shuffle_partitions: int = Field(4, ge=1, le=100_000, description="spark.sql.shuffle.partitions")
-    spark_driver_memory: str = Field("4g", description="spark.driver.memory in local mode")
-    lookback_days: int = Field(3, ge=1, le=60, description="days of behaviour sequences reach back")
-    session_gap_minutes: float = Field(30.0, gt=0, le=1_440, description="inactivity that splits sessions")
-    ie_length: int = Field(50, ge=1, le=1_000, description="IE sequence length m")
-    ipv_length: int = Field(30, ge=1, le=1_000, description="IPV sequence length n")
-    trigger_k: int = Field(5, ge=1, le=100, description="client rule: unclicked exposures that trigger a re-rank")
+    sim_corrupt_rate: float = Field(0.0, ge=0.0, le=0.5, description=(
+        "share of log lines the simulator makes bad on purpose"))
+    sim_world: Literal["default", "revisit"] = Field("default", description=(
+        "named simulated world: `default` (the paper's feed) or `revisit` (what public session logs have; "
+        "[docs/worlds.md](worlds.md))"))
+    sim_config: Path | None = Field(None, description=(
+        "JSON file with simulator knobs over the named world's, nested like `SimConfig` (`edgerec/sim/config.py`)"))
+    max_bad_share: float = Field(0.01, ge=0.0, le=1.0, description="a day whose bad-row share is above this fails")
+    spark_master: str = Field("local[*]", description="Spark master: a cluster URL runs the same jobs there")
+    spark_shuffle_partitions: int = Field(4, ge=1, le=100_000, description=(
+        "`spark.sql.shuffle.partitions` (raise it on a cluster)"))
+    spark_driver_memory: str = Field("4g", description="driver memory in local mode")
+    lookback_days: int = Field(3, ge=1, le=60, description=(
+        "how far behaviour sequences reach back (the requests job reads these days too)"))
+    session_gap_minutes: float = Field(30.0, gt=0, le=1_440, description=(
+        "inactivity that splits a user's events into sessions where the client sent no session_id"))
+    ie_length: int = Field(50, ge=1, le=1_000, description=(
+        "IE sequence length m: the exposures a request's sequence holds, most recent first"))
+    ipv_length: int = Field(30, ge=1, le=1_000, description=(
+        "IPV sequence length n: the page views a request's sequence holds, most recent first"))
+    trigger_k: int = Field(5, ge=1, le=100, description=(
+        "client rule used where re-ranks were not logged: k unclicked exposures trigger one"))
     num_buckets: int = Field(10, ge=2, le=1_000, description="quantile buckets per bucketized feature")
-    fit_days: int = Field(7, ge=1, le=365, description="days of requests the bucket boundaries are fit on")
-    train_days: int = Field(7, ge=1, le=365, description="days before ds the train mart holds (test: ds itself)")
-    sample_rate: float = Field(1.0, gt=0.0, le=1.0, description="share of users in the marts, by a hash of user_id")
-    dbt_target: Literal["duckdb", "spark"] = Field("duckdb", description="dbt profile target (dbt/profiles.yml)")
-    quality_config: Path | None = Field(None, description="data-quality thresholds file; default the packaged one")
-    alert_webhook_url: str | None = Field(None, description="POST alerts as JSON here (e.g. a chat incoming webhook)")
+    fit_days: int = Field(7, ge=1, le=365, description=(
+        "the feature spec is fit on the requests of up to this many days before ds (ds itself when none exist)"))
+    train_days: int = Field(7, ge=1, le=365, description=(
+        "the train mart holds the requests of the days ds-7 .. ds-1; the test mart those of ds"))
+    sample_rate: float = Field(1.0, gt=0.0, le=1.0, description=(
+        "share of users kept in both marts, chosen by `md5(user_id)` (deterministic)"))
+    dbt_target: Literal["duckdb", "spark"] = Field("duckdb", description=(
+        "dbt profile target: `duckdb` (the state directory's `warehouse.duckdb`) or `spark`"))
+    # read by dbt itself (dbt/profiles.yml); declared here to be checked and documented with the rest
+    dbt_spark_method: Literal["thrift", "http", "odbc", "session"] = Field("thrift", description=(
+        "the spark target's connection method (`session`: in-process)"))
+    dbt_spark_host: str = Field("127.0.0.1", description="the spark target's Thrift server host")
+    dbt_spark_port: int = Field(10000, ge=1, le=65_535, description="the spark target's Thrift server port")
+    dbt_spark_schema: str = Field("edgerec", description="the spark target's schema of the marts")
+    quality_config: Path | None = Field(None, description="the data-quality thresholds file")
+    alert_webhook_url: str | None = Field(None, description=(
+        "POST alerts as JSON (`text` for chat incoming webhooks, `alerts` with the fields)"))
     alert_email_to: str | None = Field(None, description="comma-separated addresses to email alerts to")
-    alert_email_from: str = Field("edgerec@localhost", description="sender address of alert emails")
+    alert_email_from: str = Field("edgerec@localhost", description="sender of alert emails")
     alert_smtp_host: str = Field("127.0.0.1", description="SMTP server for alert emails")
     alert_smtp_port: int = Field(25, ge=1, le=65_535, description="SMTP port for alert emails")
-    train_models: str = Field("all", description="comma-separated models to train (training.models), or all")
-    train_epochs: int | None = Field(None, ge=1, le=1_000, description="most passes over the train split [default: 10]")
-    train_device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU")
-    train_workers: int = Field(0, ge=0, le=256, description="processes training the day's models side by side on "
-                                                            "the CPU, one thread each (0: one per core)")
-    train_config: Path | None = Field(None, description="JSON file with training knobs (training.config.TrainConfig)")
-    gate_min_gauc: float = Field(0.55, ge=0.0, le=1.0, description="evaluation gate: GAUC floor a version must reach")
-    gate_tolerance: float = Field(0.002, ge=0.0, le=1.0,
-                                  description="evaluation gate: GAUC a version may lose against the champion")
-    servability_config: Path | None = Field(None, description="JSON file with servability budgets "
-                                            "(training.servability.Budgets)")
-    mlflow_tracking_uri: str | None = Field(None, description="MLflow tracking server or store; default a SQLite "
-                                                              "file and local artifacts in the state directory")
-    kv_url: str | None = Field(None, description="key-value store of the embedding rows: sqlite:///path, "
-                               "redis://host:port/db or dynamodb://table; default a SQLite file in the state directory")
-    cdn_url: str | None = Field(None, description="CDN origin of bundles and channel pointers: a directory or "
-                                "s3://bucket/prefix; default HOME/cdn")
-    release_key: str | None = Field(None, description="HMAC key that signs channel pointers; default a random key "
-                                    "kept in HOME/release/release.key (set it in production)")
-    release_actor: str | None = Field(None, description="who release actions are recorded as; default user@host")
-    release_retention_days: float = Field(7.0, ge=0.0, le=3_650, description="gc keeps versions younger than this")
-    canary_percent: float = Field(10.0, ge=0.0, le=100.0, description="devices the daily DAG's canary reaches (%)")
-    task_retries: int = Field(2, ge=0, le=10, description="Airflow retries per task (`edgerec run`: 0)")
-    run_date: dt.date = Field(dt.date(2026, 11, 3), description="last logical date `make run` runs")
-    run_days: int = Field(3, ge=1, le=366, description="days `make run` runs, ending at run_date (train on the "
-                                                       "days before it)")
+    train_models: str = Field("all", description=(
+        "comma-separated models to train "
+        "(`dnn_rank,dlcm,crban_hubsm_ie,crban_hubsm_ipv,crban_huism_ie_ipv,crban_hubsm_ie_ipv`); the full model "
+        "always"))
+    train_epochs: int | None = Field(None, ge=1, le=1_000, description=(
+        "most passes over the train split; early stopping on held-out requests (`TrainConfig.patience`, "
+        "`validation_share`) may end sooner"))
+    train_device: Literal["auto", "cpu", "cuda"] = Field("auto", description=(
+        "`auto` (CUDA when present, else CPU), `cpu`, `cuda`"))
+    train_workers: int = Field(0, ge=0, le=256, description=(
+        "processes training the day's models side by side on the CPU, one thread each (0: one per core, at most "
+        "one per model); the weights do not depend on it"))
+    train_config: Path | None = Field(None, description=(
+        "JSON file with training knobs, fields of `TrainConfig` (`training/config.py`)"))
+    gate_min_gauc: float = Field(0.55, ge=0.0, le=1.0, description="evaluation gate: the GAUC floor")
+    gate_tolerance: float = Field(0.002, ge=0.0, le=1.0, description=(
+        "evaluation gate: GAUC a version may lose against the champion"))
+    servability_config: Path | None = Field(None, description=(
+        "JSON file overriding the servability budgets (`training.servability.Budgets`: `requests`, "
+        "`max_score_diff`, `top_k`, `max_encoding_diff`, `bundle_bytes`, `rerank_candidates`, `step_macs`, "
+        "`rerank_macs`, `activation_bytes`, `device`, `device_profiles`, `step_ms`, `rerank_ms`, `timing` (`info`"
+        " or `block`), `step_p99_ms`, `rerank_p99_ms`, `timing_runs`; docs/servability.md)"))
+    mlflow_tracking_uri: str | None = Field(None, description=(
+        "an MLflow server or store; default SQLite + local artifacts in `$EDGEREC_HOME/mlflow`"))
+    kv_url: str | None = Field(None, description=(
+        "key-value store of the embedding rows: `sqlite:///path`, `redis://host:6379/0[?prefix=edgerec]`, "
+        "`dynamodb://table[?endpoint_url=...&region=...]`"))
+    cdn_url: str | None = Field(None, description=(
+        "CDN origin: a directory, or `s3://bucket/prefix[?endpoint_url=...&region=...]`"))
+    release_key: str | None = Field(None, description=(
+        "HMAC key that signs channel pointers; set the same secret everywhere in production"))
+    release_actor: str | None = Field(None, description="who release actions are recorded as in the audit log")
+    release_retention_days: float = Field(7.0, ge=0.0, le=3_650, description=(
+        "gc keeps versions younger than this, and always those a channel holds"))
+    canary_percent: float = Field(10.0, ge=0.0, le=100.0, description=(
+        "devices the daily DAG's canary promotion reaches"))
+    task_retries: int = Field(2, ge=0, le=10, description=(
+        "Airflow retries per task (quality gates never retry: bad data stays bad)"))
+    run_date: dt.date = Field(dt.date(2026, 11, 3), description="last logical date of `make run`")
+    run_days: int = Field(3, ge=1, le=366, description="days `make run` runs, ending at the run date")
 
     @property
     def raw(self) -> Path:
@@ -209,6 +243,57 @@ class DayLayout:
     def run_log(self) -> Path:
         """The full output (Airflow, Spark, dbt, training) of the day's last `edgerec run`."""
         return self.settings.home / "logs" / f"run_ds={self.ds}.log"
+
+
+# The configuration reference (docs/configuration.md) is generated from the fields above: its sections, by field
+# name (exact names first, then prefixes), and the defaults that the properties compute.
+CONCERNS = {
+    "State directory and sources": ("home", "raw_dir", "source"),
+    "Simulated world": ("sim_",),
+    "Raw zone and Spark jobs": ("max_bad_share", "spark_", "lookback_days", "session_gap_minutes", "ie_length",
+                                "ipv_length", "trigger_k", "num_buckets", "fit_days"),
+    "Marts (dbt)": ("train_days", "sample_rate", "dbt_"),
+    "Data quality and alerts": ("quality_config", "alert_"),
+    "Training": ("train_",),
+    "Gates": ("gate_", "servability_config"),
+    "Registry, deploy and release": ("mlflow_tracking_uri", "kv_url", "cdn_url", "release_", "canary_percent"),
+    "Runs": ("task_retries", "run_"),
+}
+COMPUTED_DEFAULTS = {
+    "raw_dir": "`$EDGEREC_HOME/raw`", "quality_config": "`edgerec/quality/thresholds.yml`", "train_epochs": "`10`",
+    "mlflow_tracking_uri": "SQLite and artifacts in `$EDGEREC_HOME/mlflow`",
+    "kv_url": "`sqlite:///$EDGEREC_HOME/kv.sqlite`", "cdn_url": "`$EDGEREC_HOME/cdn`",
+    "release_key": "a random key in `$EDGEREC_HOME/release/release.key`", "release_actor": "`user@host`",
+    "task_retries": "`2` (`edgerec run`: `0`)",
+}
+CONFIGURATION_DOC = REPO_ROOT / "docs" / "configuration.md"
+
+
+def concern_of(name: str) -> str:
+    for concern, keys in CONCERNS.items():
+        if name in keys:
+            return concern
+    return next(concern for concern, keys in CONCERNS.items() if name.startswith(tuple(k for k in keys
+                                                                                      if k.endswith("_"))))
+
+
+def configuration_reference() -> str:
+    """docs/configuration.md, from the settings' own fields: `edgerec config docs --write` regenerates it."""
+    sections: dict[str, list[str]] = {concern: [] for concern in CONCERNS}
+    for name, field in Settings.model_fields.items():
+        default = COMPUTED_DEFAULTS.get(name) or ("none" if field.default is None else f"`{field.default}`")
+        if name == "home":
+            default = "`./.edgerec`"
+        sections[concern_of(name)].append(f"| `EDGEREC_{name.upper()}` | {default} | {field.description}"
+                                          f"{allowed_range(Settings, (name,))} |")
+    out = ["# Configuration", "",
+           "Generated from `edgerec.config.Settings` by `edgerec config docs --write`; a test fails when it is stale.",
+           "", "All settings are environment variables, read once (`edgerec/config.py`); a bad value fails naming the",
+           "variable and its allowed range.", ""]
+    for concern, rows in sections.items():
+        out += [f"## {concern}", "", "| variable | default | meaning |", "|---|---|---|", *rows, ""]
+    out.append("Make variables: `VENV` (default `.venv`), `PYTHON` for the set-up (default `python3`, must be 3.11).")
+    return "\n".join(out) + "\n"
 
 
 def write_text(path: Path, text: str) -> Path:

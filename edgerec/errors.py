@@ -44,7 +44,8 @@ class ContractError(EdgeRecError):
     """Data that breaks one of the contracts (a feature spec, the item catalog, a partition name)."""
 
 
-def _allowed_range(model: type[BaseModel], loc: tuple) -> str:
+def allowed_range(model: type[BaseModel], loc: tuple) -> str:
+    """' (allowed: >= a and <= b)' from a field's bounds, or ''."""
     field = model.model_fields.get(str(loc[0])) if loc else None
     if field is None:
         return ""
@@ -63,7 +64,7 @@ def config_error(model: type[BaseModel], error: ValidationError, prefix: str = "
     for e in error.errors(include_url=False):
         name = prefix + ".".join(str(p) for p in e["loc"])
         name = name.upper() if prefix.isupper() else name  # environment variables read as EDGEREC_X
-        lines.append(f"{name} = {e.get('input')!r}: {e['msg']}{_allowed_range(model, e['loc'])}")
+        lines.append(f"{name} = {e.get('input')!r}: {e['msg']}{allowed_range(model, e['loc'])}")
     return ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
 
 

@@ -49,11 +49,36 @@ app.add_typer(logs_app, name="logs")
 app.add_typer(sim_app, name="sim")
 app.add_typer(raw_app, name="raw")
 app.add_typer(airflow_app, name="airflow")
+config_app = typer.Typer(help="The settings (EDGEREC_* environment variables).", no_args_is_help=True)
+app.add_typer(config_app, name="config")
 
 
 def _fail(message: str, code: int = 2) -> None:
     typer.secho(f"error: {message}", fg="red", err=True)
     raise typer.Exit(code)
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Every setting's value as this environment gives it (secrets masked)."""
+    settings = _settings()
+    for name, value in settings.model_dump().items():
+        secret = name == "release_key" or (name.endswith("_url") and value and "@" in str(value))
+        typer.echo(f"EDGEREC_{name.upper():<28} {'***' if secret and value else value}")
+
+
+@config_app.command("docs")
+def config_docs(
+    write: Annotated[bool, typer.Option("--write", help="write docs/configuration.md instead of printing it")] = False,
+) -> None:
+    """The configuration reference, generated from the settings' own descriptions."""
+    from edgerec.config import CONFIGURATION_DOC, configuration_reference
+
+    if write:
+        CONFIGURATION_DOC.write_text(configuration_reference())
+        typer.echo(f"wrote {CONFIGURATION_DOC}")
+    else:
+        typer.echo(configuration_reference(), nl=False)
 
 
 def _settings():
