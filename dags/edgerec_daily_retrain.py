@@ -22,6 +22,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 from edgerec.alerts import on_task_failure
 from edgerec.config import load_settings
 from edgerec.errors import NoTrainingData
+from edgerec.registry import ModelVersion
 from pipeline import stages
 
 DEFAULT_ARGS = {
@@ -76,53 +77,56 @@ def edgerec_daily_retrain():
         """dbt build: staging -> intermediate -> marts (train/test requests, items, daily stats) with tests."""
         return stages.marts(load_settings(), ds)["database"]
 
+    # From training on, each task hands the next the day's ModelVersion (as a dict: XComs are JSON)
     @task
-    def train(ds: str | None = None) -> str:
+    def train(ds: str | None = None) -> dict:
         """Train and compare the paper's models; register the full model (skipped while the train mart is empty)."""
         try:
-            summary = stages.train(load_settings(), ds)
+            return stages.train(load_settings(), ds).to_dict()
         except NoTrainingData as error:
             raise AirflowSkipException(str(error)) from None
-        print(summary["table"])
-        return summary["version"]
 
     @task(retries=0)  # a verdict does not change by retrying
-    def evaluation_gate(ds: str | None = None) -> str:
-        """Bless the day's version or refuse it; a refusal alerts and skips what follows (nothing unblessed ships)."""
-        verdict = stages.evaluation_gate(load_settings(), ds)
+    def evaluation_gate(version: dict, ds: str | None = None) -> dict:
+        """Bless the version or refuse it; a refusal alerts and skips what follows (nothing unblessed ships)."""
+        verdict = stages.evaluation_gate(load_settings(), ds, ModelVersion.from_dict(version))
         if not verdict.blessed:
             raise AirflowSkipException(f"version {verdict.version} refused: {verdict.reason}")
-        return verdict.version
+        return version
 
     @task
-    def export(ds: str | None = None) -> str:
+    def export(version: dict, ds: str | None = None) -> dict:
         """The blessed version as a bundle: ONNX step encoders and re-ranker, embedding shards, manifest."""
-        return str(stages.export(load_settings(), ds))
+        print(stages.export(load_settings(), ds, ModelVersion.from_dict(version)))
+        return version
 
     @task(retries=0)  # a verdict does not change by retrying
-    def servability_gate(ds: str | None = None) -> str:
+    def servability_gate(version: dict, ds: str | None = None) -> dict:
         """Integrity, ONNX parity, step encodings, size and counted budgets; a failure alerts and skips deploy."""
-        report = stages.servability_gate(load_settings(), ds)
+        report = stages.servability_gate(load_settings(), ds, ModelVersion.from_dict(version))
         print(report.to_markdown())
         if not report.passed:
             raise AirflowSkipException(f"bundle {report.version} is not servable: {'; '.join(report.failures)}")
-        return report.version
+        return version
 
     @task
-    def deploy(ds: str | None = None) -> str:
+    def deploy(version: dict, ds: str | None = None) -> dict:
         """Embeddings into the KV, verified; the bundle onto the CDN, verified. A retry resumes the push."""
-        return stages.deploy(load_settings(), ds).version
+        stages.deploy(load_settings(), ds, ModelVersion.from_dict(version))
+        return version
 
     @task(retries=0)  # a refused promotion is a decision, not a glitch
-    def promote_canary(ds: str | None = None) -> str:
-        """Point `canary` at the day's version for EDGEREC_CANARY_PERCENT of devices (verified again first)."""
-        return stages.promote_canary(load_settings(), ds)
+    def promote_canary(version: dict, ds: str | None = None) -> str:
+        """Point `canary` at the version for EDGEREC_CANARY_PERCENT of devices (verified again first)."""
+        return stages.promote_canary(load_settings(), ds, ModelVersion.from_dict(version))
 
     spark = [spark_job(name) for name in ("ingest", "sessionize", "requests", "bucketize")]
     simulate_raw() >> validate_raw() >> spark[0] >> spark[1] >> spark[2] >> spark[3]
     # One gate at a time: they share the Great Expectations project (its config and Data Docs site).
     marts = spark[3] >> quality("raw") >> quality("features") >> dbt_build() >> quality("marts")
-    marts >> train() >> evaluation_gate() >> export() >> servability_gate() >> deploy() >> promote_canary()
+    version = train()
+    marts >> version
+    promote_canary(deploy(servability_gate(export(evaluation_gate(version)))))
 
 
 edgerec_daily_retrain()

@@ -28,11 +28,11 @@ def deploy_day(settings: Settings, ds: str, version: str | None = None,
         targets.close()
 
 
-def canary_day(settings: Settings, ds: str) -> str:
-    """Put the day's deployed version on `canary` for EDGEREC_CANARY_PERCENT of devices."""
+def canary_day(settings: Settings, ds: str, version: str | None = None) -> str:
+    """Put the day's deployed version (or `version`) on `canary` for EDGEREC_CANARY_PERCENT of devices."""
     targets = open_targets(settings)
     try:
-        version = day_version(settings, ds)
+        version = version or day_version(settings, ds)
         promote(settings, targets, version, "canary", settings.canary_percent, f"daily retrain ds={ds}")
         return version
     finally:

@@ -48,11 +48,12 @@ class DeployResult:
     cdn: VerifyReport
 
 
-def releasable(client, ref: str) -> registry.Version:
+def releasable(client, ref: str) -> registry.ModelVersion:
     """The registered version `ref` (number or version id), if both gates blessed it."""
     found = registry.find_version(client, ref)
-    missing = [f"{tag}={found.tags.get(tag)!r}" for tag in (registry.BLESSED, registry.SERVABLE)
-               if found.tags.get(tag) != "true"]
+    missing = [f"{tag}={found.tags.get(tag)!r}" for tag, verdict in ((registry.BLESSED, found.blessing),
+                                                                     (registry.SERVABLE, found.servable))
+               if verdict is not registry.Blessing.PASSED]
     if missing:
         raise NotReleasable(f"version {found.number} ({found.id}) lacks a blessing ({', '.join(missing)}): run "
                             f"`edgerec evaluate` and `edgerec servability` on it; nothing unblessed ships")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 from dataclasses import dataclass
+from enum import StrEnum
 
 from edgerec.config import REPO_ROOT, Settings
 from edgerec.errors import MissingInput
@@ -60,8 +61,24 @@ def version_id(ds: str, run_id: str) -> str:
     return f"v{ds.replace('-', '')}-{run_id[:8]}"
 
 
+class Blessing(StrEnum):
+    """A version's verdict of a gate, as its tag holds it: BLESSED for the evaluation gate, SERVABLE for the
+    servability gate."""
+
+    PENDING = "pending"  # registered, not judged yet
+    PASSED = "true"
+    REFUSED = "false"
+
+    @classmethod
+    def of(cls, value: str | None) -> Blessing:
+        return cls(value) if value in {b.value for b in cls} else cls.PENDING
+
+
 @dataclass(frozen=True)
-class Version:
+class ModelVersion:
+    """A registered version as the stages hand it to each other: `number` is its number in the registry, `id` the
+    version id every downstream system keys on (bundle path, KV keys, channel pointers, clients)."""
+
     number: str
     run_id: str
     tags: dict[str, str]
@@ -71,17 +88,39 @@ class Version:
         return self.tags.get(VERSION_TAG, f"#{self.number}")
 
     @property
+    def ds(self) -> str | None:
+        return self.tags.get("ds")
+
+    @property
+    def blessing(self) -> Blessing:
+        """The evaluation gate's verdict."""
+        return Blessing.of(self.tags.get(BLESSED))
+
+    @property
+    def servable(self) -> Blessing:
+        """The servability gate's verdict."""
+        return Blessing.of(self.tags.get(SERVABLE))
+
+    @property
     def label(self) -> str:
         """How errors name the version: number, id and the git sha it was trained at."""
         return f"version {self.number} ({self.id}, git {self.tags.get('git_sha', '?')[:10]})"
 
+    def to_dict(self) -> dict:
+        """What a task hands the next one (an Airflow XCom): plain JSON."""
+        return {"number": self.number, "run_id": self.run_id, "tags": dict(self.tags)}
 
-def get_version(client, number: str) -> Version:
+    @classmethod
+    def from_dict(cls, value: dict) -> ModelVersion:
+        return cls(str(value["number"]), str(value["run_id"]), dict(value["tags"]))
+
+
+def get_version(client, number: str) -> ModelVersion:
     v = client.get_model_version(REGISTERED_MODEL, str(number))
-    return Version(str(v.version), v.run_id, dict(v.tags))
+    return ModelVersion(str(v.version), v.run_id, dict(v.tags))
 
 
-def find_version(client, ref: str) -> Version:
+def find_version(client, ref: str) -> ModelVersion:
     """A version by registry number ("3") or by version id ("v20261103-1a2b3c4d")."""
     if ref.isdigit():
         return get_version(client, ref)
@@ -91,17 +130,17 @@ def find_version(client, ref: str) -> Version:
     return get_version(client, found[0].version)
 
 
-def version_of_day(client, ds: str) -> Version | None:
+def version_of_day(client, ds: str) -> ModelVersion | None:
     """The newest version trained for ds."""
     found = client.search_model_versions(f"name = '{REGISTERED_MODEL}' and tags.ds = '{ds}'")
     return get_version(client, max(found, key=lambda v: int(v.version)).version) if found else None
 
 
-def champion(client) -> Version | None:
+def champion(client) -> ModelVersion | None:
     from mlflow.exceptions import MlflowException
 
     try:
         v = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
     except MlflowException:
         return None  # no alias yet (or no registered model): the first version
-    return Version(str(v.version), v.run_id, dict(v.tags))
+    return ModelVersion(str(v.version), v.run_id, dict(v.tags))

@@ -1,15 +1,20 @@
-"""Every function a DAG task calls, in one place, each a function of (settings, ds, ...).
+"""Every function a DAG task calls, in one place, each a function of (settings, ds, and the typed values of the
+tasks before it).
 
-The DAG files are wiring only: a task calls one function here and hands its result on. Each stage imports its part
-when it runs, so a task loads only what it uses: promoting a channel loads neither PyTorch nor Spark.
+The DAG files are wiring only: a task calls one function here and hands its result on. From training on, that is
+the day's `ModelVersion`: each stage after `train` is told which version it works on, and none looks it up by day
+again (the CLI resolves a day's version once, at the edge, for a manual re-run). Each stage imports its part when
+it runs, so a task loads only what it uses: promoting a channel loads neither PyTorch nor Spark.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from edgerec import registry
 from edgerec.alerts import Alert, notifier_from_settings
 from edgerec.config import Settings
+from edgerec.registry import ModelVersion
 
 
 # -- raw zone (edgerec.raw) ----------------------------------------------------------------------------------------
@@ -51,36 +56,37 @@ def marts(settings: Settings, ds: str) -> dict:
 
 
 # -- training (training.pipeline) -----------------------------------------------------------------------------------
-def train(settings: Settings, ds: str) -> dict:
+def train(settings: Settings, ds: str) -> ModelVersion:
     """Train and compare the day's models, register the full model; NoTrainingData while the train mart is empty."""
     from training.pipeline import train_day
 
-    return train_day(settings, ds)
+    summary = train_day(settings, ds)
+    return registry.get_version(registry.connect(settings), summary["version"])
 
 
-def evaluation_gate(settings: Settings, ds: str):
-    """Bless the day's version or refuse it (a refusal alerts)."""
+def evaluation_gate(settings: Settings, ds: str, version: ModelVersion):
+    """Bless the version or refuse it (a refusal alerts), on the day's test set."""
     from training.pipeline import gate_day
 
-    verdict = gate_day(settings, ds)
+    verdict = gate_day(settings, ds, version.number)
     if not verdict.blessed:
         alert(settings, ds, "training.evaluation_gate", f"version {verdict.version} ({verdict.version_id}) GAUC "
               f"{verdict.gauc:.5f}", verdict.reason)
     return verdict
 
 
-def export(settings: Settings, ds: str) -> Path:
-    """The blessed version of the day as a bundle."""
+def export(settings: Settings, ds: str, version: ModelVersion) -> Path:
+    """The blessed version as a bundle."""
     from training.pipeline import export_day
 
-    return export_day(settings, ds)
+    return export_day(settings, ds, version.id)
 
 
-def servability_gate(settings: Settings, ds: str):
-    """The bundle's integrity, parity and counted budgets (a failure alerts)."""
+def servability_gate(settings: Settings, ds: str, version: ModelVersion):
+    """The version's bundle: integrity, parity and counted budgets on the day's test requests (a failure alerts)."""
     from training.pipeline import servability_day
 
-    report = servability_day(settings, ds)
+    report = servability_day(settings, ds, version.id)
     if not report.passed:
         alert(settings, ds, "export.servability_gate", f"bundle {report.version}: " + "; ".join(report.failures),
               "every check of training.servability")
@@ -88,18 +94,18 @@ def servability_gate(settings: Settings, ds: str):
 
 
 # -- deploy and release (deploy.pipeline, deploy.release) -----------------------------------------------------------
-def deploy(settings: Settings, ds: str):
-    """The day's version: embeddings into the KV, the bundle onto the CDN, each verified; a retry resumes."""
+def deploy(settings: Settings, ds: str, version: ModelVersion):
+    """The version's embeddings into the KV and its bundle onto the CDN, each verified; a retry resumes."""
     from deploy.pipeline import deploy_day
 
-    return deploy_day(settings, ds)
+    return deploy_day(settings, ds, version.id)
 
 
-def promote_canary(settings: Settings, ds: str) -> str:
-    """Point `canary` at the day's version, verified again first."""
+def promote_canary(settings: Settings, ds: str, version: ModelVersion) -> str:
+    """Point `canary` at the version, verified again first."""
     from deploy.pipeline import canary_day
 
-    return canary_day(settings, ds)
+    return canary_day(settings, ds, version.id)
 
 
 def gc(settings: Settings) -> list[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from edgerec.errors import EdgeRecError
-from edgerec.registry import BLESSED, CHECKPOINT, REGISTERED_MODEL, VERSION_TAG, Version, version_id
+from edgerec.registry import BLESSED, CHECKPOINT, REGISTERED_MODEL, VERSION_TAG, Blessing, ModelVersion, version_id
 from training.config import TrainConfig
 from training.models import Reranker, build_model
 
@@ -43,7 +43,7 @@ def register(model: Reranker, cfg: TrainConfig, spec: dict, tags: dict[str, str]
     vid = version_id(tags["ds"], run.info.run_id)
     version = client.create_model_version(REGISTERED_MODEL, info.model_uri, run_id=run.info.run_id,
                                           model_id=info.model_id,
-                                          tags={**tags, VERSION_TAG: vid, BLESSED: "pending"})
+                                          tags={**tags, VERSION_TAG: vid, BLESSED: Blessing.PENDING.value})
     return str(version.version), vid
 
 
@@ -51,7 +51,7 @@ class IncompatibleVersion(EdgeRecError):
     """A registered version whose weights the current model code cannot load (its architecture changed)."""
 
 
-def load_checkpoint(client, version: Version) -> dict:
+def load_checkpoint(client, version: ModelVersion) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = client.download_artifacts(version.run_id, CHECKPOINT, tmp)
         return torch.load(path, map_location="cpu", weights_only=False)
@@ -73,6 +73,6 @@ def model_from_checkpoint(checkpoint: dict, label: str) -> Reranker:
     return model
 
 
-def load_version(client, version: Version) -> Reranker:
+def load_version(client, version: ModelVersion) -> Reranker:
     """Rebuild a registered version from its checkpoint with the current model code."""
     return model_from_checkpoint(load_checkpoint(client, version), version.label)

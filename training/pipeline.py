@@ -210,7 +210,8 @@ def gate_day(settings: Settings, ds: str, version: str | None = None) -> Verdict
     reason += incomparable
     verdict = Verdict(candidate.number, candidate.id, blessed, gauc, settings.gate_min_gauc,
                       baseline.id if baseline else None, champion_gauc, settings.gate_tolerance, reason)
-    client.set_model_version_tag(registry.REGISTERED_MODEL, candidate.number, registry.BLESSED, str(blessed).lower())
+    client.set_model_version_tag(registry.REGISTERED_MODEL, candidate.number, registry.BLESSED,
+                                 (registry.Blessing.PASSED if blessed else registry.Blessing.REFUSED).value)
     client.set_model_version_tag(registry.REGISTERED_MODEL, candidate.number, registry.GATE,
                                  json.dumps(verdict.to_dict()))
     if blessed:
@@ -221,12 +222,12 @@ def gate_day(settings: Settings, ds: str, version: str | None = None) -> Verdict
     return verdict
 
 
-def _blessed_version(client, ds: str, version: str | None) -> registry.Version:
+def _blessed_version(client, ds: str, version: str | None) -> registry.ModelVersion:
     found = registry.find_version(client, version) if version else registry.version_of_day(client, ds)
     if found is None:
         raise MissingInput(f"no version of {registry.REGISTERED_MODEL} was trained for ds={ds}; run "
                           f"`edgerec train --ds {ds}` first")
-    if found.tags.get(registry.BLESSED) != "true":
+    if found.blessing is not registry.Blessing.PASSED:
         raise NotBlessed(f"version {found.number} ({found.id}) is not blessed ({registry.BLESSED}="
                          f"{found.tags.get(registry.BLESSED)!r}); run `edgerec evaluate` on it first")
     return found
@@ -284,7 +285,8 @@ def servability_day(settings: Settings, ds: str, version: str | None = None):
                "macs": {name: c["macs"] for name, c in report.costs.items()},
                f"estimated_ms_{report.device}": report.estimated_ms.get(report.device, {}),
                "host_p99_ms": {k: round(v["p99"], 4) for k, v in report.latency_ms.items()}}
-    for key, value in ((registry.SERVABLE, str(report.passed).lower()), (registry.SERVABILITY, json.dumps(summary))):
+    servable = (registry.Blessing.PASSED if report.passed else registry.Blessing.REFUSED).value
+    for key, value in ((registry.SERVABLE, servable), (registry.SERVABILITY, json.dumps(summary))):
         client.set_model_version_tag(registry.REGISTERED_MODEL, found.number, key, value)
     if (root / MANIFEST).exists():
         client.set_model_version_tag(registry.REGISTERED_MODEL, found.number, registry.BUNDLE_SHA,

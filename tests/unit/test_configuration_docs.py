@@ -2,7 +2,7 @@
 
 import pytest
 
-from edgerec.config import CONFIGURATION_DOC, CONCERNS, Settings, concern_of, configuration_reference
+from edgerec.config import CONCERNS, CONFIGURATION_DOC, Settings, concern_of, configuration_reference
 
 pytestmark = pytest.mark.unit
 
