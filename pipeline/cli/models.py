@@ -1,0 +1,131 @@
+"""Commands of the models: train, evaluate, export, servability, replay."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from pipeline.cli.base import app, fail, settings_from_env
+
+
+@app.command()
+def train(
+    ds: Annotated[str, typer.Option(help="logical date YYYY-MM-DD: train on the days before it, test on it")],
+    models: Annotated[str | None, typer.Option(help="comma-separated models or all [default: EDGEREC_TRAIN_MODELS]")]
+    = None,
+    epochs: Annotated[int | None, typer.Option(help="most passes over the train split; early stopping on held-out "
+                                                    "requests may end sooner [default: EDGEREC_TRAIN_EPOCHS or 10]")]
+    = None,
+) -> None:
+    """Train the paper's models on the train mart, compare them on ds's test mart, log everything to MLflow and
+    register the full model as a new version of edgerec-reranker. Prints the comparison table."""
+    from training.pipeline import train_day
+
+    settings = settings_from_env()
+    settings = settings.model_copy(update={k: v for k, v in (("train_models", models), ("train_epochs", epochs))
+                                           if v is not None})
+    with Progress(TextColumn("{task.description}"), TimeElapsedColumn(), transient=True,
+                  disable=not sys.stderr.isatty()) as progress:
+        task = progress.add_task("training")
+        summary = train_day(settings, ds, progress=lambda name: progress.update(task,
+                                                                                description=f"training {name}"))
+    typer.echo(summary["table"])
+    typer.echo(f"registered {summary['registered_model']} version {summary['version']} ({summary['version_id']}), "
+               f"MLflow run {summary['run_id']}; comparison in {summary['comparison']['md']}")
+
+
+@app.command()
+def evaluate(
+    ds: Annotated[str, typer.Option(help="logical date YYYY-MM-DD whose test mart judges the version")],
+    version: Annotated[str | None, typer.Option(help="registry version number [default: the one trained for ds]")]
+    = None,
+) -> None:
+    """The evaluation gate: bless the version if its GAUC reaches EDGEREC_GATE_MIN_GAUC and the champion's GAUC on
+    the same test set minus EDGEREC_GATE_TOLERANCE; exit 1 when refused. Blessing moves the champion alias."""
+    from training.pipeline import gate_day
+
+    verdict = gate_day(settings_from_env(), ds, version)
+    typer.echo(json.dumps(verdict.to_dict(), indent=2))
+    if not verdict.blessed:
+        fail(f"version {verdict.version} ({verdict.version_id}) refused: {verdict.reason}", code=1)
+    typer.secho(f"version {verdict.version} ({verdict.version_id}) blessed: {verdict.reason}", fg="green")
+
+
+@app.command("export")
+def export_command(
+    version: Annotated[str | None, typer.Argument(help="registry number or version id [default: the version "
+                                                       "trained for --ds]")] = None,
+    ds: Annotated[str | None, typer.Option(help="logical date YYYY-MM-DD whose version to export "
+                                                "[default: EDGEREC_RUN_DATE]")] = None,
+) -> None:
+    """Export a blessed version as its bundle (ONNX behaviour steps and re-ranker, fp16 embedding shards, feature
+    spec, manifest) into $EDGEREC_HOME/bundles/<version id>. An intact bundle is reused, never rewritten."""
+    from training.pipeline import export_day
+
+    settings = settings_from_env()
+    root = export_day(settings, ds or str(settings.run_date), version)
+    manifest = json.loads((root / "manifest.json").read_text())
+    size = sum(f["bytes"] for f in manifest["files"].values())
+    typer.echo(f"bundle {root}: {size:,} bytes of networks and spec, tables "
+               + ", ".join(f"{n} {t['rows']}x{t['dim']}" for n, t in manifest["embeddings"].items()))
+
+
+@app.command()
+def servability(
+    version: Annotated[str | None, typer.Argument(help="registry number or version id [default: the version "
+                                                       "trained for --ds]")] = None,
+    ds: Annotated[str | None, typer.Option(help="logical date YYYY-MM-DD whose test requests are replayed "
+                                                "[default: EDGEREC_RUN_DATE]")] = None,
+) -> None:
+    """The servability gate on an exported bundle: integrity, onnx.checker, onnxruntime vs PyTorch on test
+    requests, step vs full-sequence encodings, size and latency budgets (EDGEREC_SERVABILITY_CONFIG); exit 1 when
+    it fails. The verdict is tagged on the MLflow version."""
+    from training.pipeline import servability_day
+
+    settings = settings_from_env()
+    report = servability_day(settings, ds or str(settings.run_date), version)
+    typer.echo(report.to_markdown())
+    if not report.passed:
+        fail(f"bundle {report.version} is not servable: {'; '.join(report.failures)}", code=1)
+
+
+@app.command("replay")
+def replay_command(
+    bundle: Annotated[str, typer.Option(help="bundle directory, or a version id under $EDGEREC_HOME/bundles")],
+    users: Annotated[int, typer.Option(help="simulated users (the same users in both arms)")] = 300,
+    date: Annotated[str | None, typer.Option(help="simulated day YYYY-MM-DD [default: the day after "
+                                                  "EDGEREC_RUN_DATE]")] = None,
+    seed: Annotated[int | None, typer.Option(help="world seed [default: EDGEREC_SIM_SEED, the world the bundle "
+                                                  "was trained on]")] = None,
+    diversity: Annotated[float | None, typer.Option(help="MMR lambda in [0, 1] after scoring (1: relevance only) "
+                                                         "[default: off]")] = None,
+    out: Annotated[Path | None, typer.Option(help="report directory [default: $EDGEREC_HOME/reports/replay/"
+                                                  "<version>]")] = None,
+) -> None:
+    """Closed-loop replay: the same users and seed twice, the cloud's order vs EdgeRec re-ranking on the device;
+    prints clicks, CTR, page views, re-rankings per session, delays and re-rank times, and plots CTR by position."""
+    from edgerec.edge.replay import replay, to_markdown, write
+    from edgerec.sim.config import load_sim_config
+
+    settings = settings_from_env()
+    root = Path(bundle) if Path(bundle).is_dir() else settings.bundles_dir / bundle
+    day = dt.date.fromisoformat(date) if date else settings.run_date + dt.timedelta(days=1)
+    cfg = load_sim_config(settings.sim_config, preset=settings.sim_world, users=users, days=1, start_date=day,
+                          seed=seed if seed is not None else settings.sim_seed)
+    if not root.is_dir():
+        fail(f"no bundle at {root}: pass a bundle directory or a version id exported with `edgerec export`")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as progress:
+        task = progress.add_task("replaying", total=2 * cfg.users)
+        arms = {"cloud order": 0, "EdgeRec": cfg.users}
+        result = replay(cfg, root, day, diversity, progress=lambda arm, done: progress.update(
+            task, completed=arms[arm] + done, description=f"replaying: {arm}"))
+    paths = write(result, out or settings.home / "reports" / "replay" / result["version"])
+    typer.echo(to_markdown(result))
+    typer.echo(f"\nwritten: {paths['md']}, {paths['json']}, plot {paths['png']}")

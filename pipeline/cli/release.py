@@ -1,0 +1,212 @@
+"""Commands of deploying and releasing: deploy, release, serve."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from pipeline.cli.base import app, fail, group, settings_from_env
+
+release_app = group("release", "Release channels (canary, stable): verify, promote, rollback, gc, status, "
+                  "list. Every change is signed, verified first, locked and written to the audit log.")
+
+
+def _targets(settings):
+    from deploy.targets import open_targets
+
+    return open_targets(settings)
+
+
+@app.command()
+def deploy(
+    version: Annotated[str | None, typer.Argument(help="registry number or version id [default: the version "
+                                                       "trained for --ds]")] = None,
+    ds: Annotated[str | None, typer.Option(help="logical date YYYY-MM-DD whose version to deploy "
+                                                "[default: EDGEREC_RUN_DATE]")] = None,
+) -> None:
+    """Deploy a blessed, servable version: its embedding rows into the key-value store (EDGEREC_KV_URL), verified,
+    then its bundle onto the CDN (EDGEREC_CDN_URL), verified. Resumable: a re-run continues where one stopped.
+    Channels do not move; `edgerec release promote` does that."""
+    from deploy.pipeline import deploy_day
+
+    settings = settings_from_env()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as progress:
+        task = progress.add_task("deploying")
+        result = deploy_day(settings, ds or str(settings.run_date), version, progress=lambda step, done, total:
+                            progress.update(task, completed=done, total=total, description=f"deploying {step}"))
+    typer.echo(f"deployed {result.version}: {result.rows_written:,} embedding rows written "
+               f"({result.rows_skipped:,} already there) to {settings.kv}; {result.files_uploaded} files "
+               f"uploaded ({result.files_skipped} already there) to {settings.cdn}")
+    typer.echo(result.kv.to_markdown())
+    typer.echo(result.cdn.to_markdown())
+    typer.secho(f"next: edgerec release promote {result.version} --channel canary --percent 10 --reason '...'",
+                fg="green")
+
+
+@release_app.command("verify")
+def release_verify(version: Annotated[str, typer.Argument(help="registry number or version id")]) -> None:
+    """Version synchronization: CDN files and their sha256, every embedding row in the KV with its checksum, dims
+    against the re-ranker's input, one feature spec sha everywhere, and every channel's versions still in the KV.
+    Exit 1 when anything fails."""
+    from deploy.verify import verify_version
+    from edgerec import registry
+
+    settings = settings_from_env()
+    targets = _targets(settings)
+    try:
+        found = registry.find_version(registry.connect(settings), version)
+        report = verify_version(targets.kv, targets.cdn, found.id, found.tags, targets.key)
+    finally:
+        targets.close()
+    typer.echo(report.to_markdown())
+    if not report.passed:
+        fail(f"{found.id} is not in sync: {'; '.join(report.failures)}", code=1)
+
+
+@release_app.command("promote")
+def release_promote(
+    version: Annotated[str, typer.Argument(help="registry number or version id")],
+    channel: Annotated[str, typer.Option(help="canary or stable")],
+    reason: Annotated[str, typer.Option(help="why, for the audit log")],
+    percent: Annotated[float, typer.Option(help="share of devices that get it, 0..100")] = 100.0,
+) -> None:
+    """Point a channel at a version, after checking both blessings and verifying it; moves the MLflow alias of the
+    channel's name and writes the audit log."""
+    from deploy.release import promote
+
+    settings = settings_from_env()
+    targets = _targets(settings)
+    try:
+        pointer = promote(settings, targets, version, channel, percent, reason)
+    finally:
+        targets.close()
+    typer.secho(f"{channel} -> {pointer.version} for {pointer.rollout_percent:g}% of devices "
+                f"(previous {pointer.previous or '-'})", fg="green")
+
+
+@release_app.command("rollback")
+def release_rollback(
+    channel: Annotated[str, typer.Option(help="canary or stable")],
+    reason: Annotated[str, typer.Option(help="why, for the audit log")],
+) -> None:
+    """Point a channel back at its previous version (verified first); rolling back again rolls forward."""
+    from deploy.release import rollback
+
+    settings = settings_from_env()
+    targets = _targets(settings)
+    try:
+        pointer = rollback(settings, targets, channel, reason)
+    finally:
+        targets.close()
+    typer.secho(f"{channel} -> {pointer.version} (rolled back from {pointer.previous})", fg="green")
+
+
+@release_app.command("status")
+def release_status() -> None:
+    """Each channel's pointer: version, previous, rollout, who moved it and when, and whether its signature holds."""
+    settings = settings_from_env()
+    targets = _targets(settings)
+    try:
+        typer.echo(f"CDN {targets.cdn.url}, KV {targets.kv.url}")
+        for name, note in _channel_notes(targets).items():
+            typer.echo(f"{name:<7} {note}")
+    finally:
+        targets.close()
+
+
+@release_app.command("list")
+def release_list() -> None:
+    """Deployed versions: when, where (KV, CDN) and which channels hold them."""
+    import datetime as _dt
+
+    from deploy.release import deployed_versions
+
+    settings = settings_from_env()
+    targets = _targets(settings)
+    try:
+        versions = deployed_versions(targets)
+    finally:
+        targets.close()
+    now = _dt.datetime.now(_dt.UTC)
+    typer.echo(f"{'version':<20} {'deployed':<26} {'age (d)':>7}  kv   cdn  held by")
+    for v in versions:
+        age = v.age_days(now)
+        typer.echo(f"{v.version:<20} {v.deployed_at or '-':<26} {'-' if age is None else f'{age:.1f}':>7}  "
+                   f"{'yes' if v.in_kv else 'no':<4} {'yes' if v.on_cdn else 'no':<4} {', '.join(v.held_by) or '-'}")
+
+
+@release_app.command("gc")
+def release_gc(
+    retention_days: Annotated[float | None, typer.Option(help="keep versions younger than this "
+                                                            "[default: EDGEREC_RELEASE_RETENTION_DAYS or 7]")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="list what would be removed, remove nothing")] = False,
+) -> None:
+    """Remove embeddings and bundle files of versions no channel holds (current or previous) and older than the
+    retention."""
+    from deploy.pipeline import gc_day
+
+    settings = settings_from_env()
+    days = settings.release_retention_days if retention_days is None else retention_days
+    doomed = gc_day(settings.model_copy(update={"release_retention_days": days}), dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    typer.echo(f"{verb} {len(doomed)} version(s) older than {days:g} days held by no channel"
+               + "".join(f"\n  {v}" for v in doomed))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8080,
+    load_test: Annotated[int, typer.Option(help="instead of serving: N page requests on loopback, then report "
+                                                "p50/p99 and requests/s")] = 0,
+    version: Annotated[str | None, typer.Option(help="model version the load test's clients run [default: "
+                                                     "stable's, else canary's]")] = None,
+    concurrency: Annotated[int, typer.Option(help="load test clients in parallel")] = 4,
+) -> None:
+    """The cloud paging API: candidates of the simulated world's cloud ranker with their embedding rows for the
+    client's model version (409 naming the version to fetch when it is not served); /healthz, /v1/model, /docs."""
+    import uvicorn
+
+    from deploy.release import channel_pointers
+    from deploy.serving.app import embedded_app
+    from deploy.serving.loadtest import LoopbackServer
+    from deploy.serving.loadtest import load_test as run_load_test
+
+    settings = settings_from_env()
+    app_ = embedded_app(settings)
+    if not load_test:
+        uvicorn.run(app_, host=host, port=port, log_level="info")
+        return
+    if version is None:
+        targets = _targets(settings)
+        pointers = channel_pointers(targets)
+        current = pointers["stable"] or pointers["canary"]
+        version = current.version if current else None
+        targets.close()
+    with LoopbackServer(app_) as server:
+        figures = run_load_test(server.url, version, requests=load_test, concurrency=concurrency,
+                                users=settings.sim_users)
+    typer.echo(f"{figures['requests']:,} page requests (model version {version or 'none'}), {concurrency} clients: "
+               f"p50 {figures['p50_ms']:.2f} ms, p99 {figures['p99_ms']:.2f} ms, "
+               f"{figures['requests_per_s']:,.0f} requests/s")
+
+
+
+def _channel_notes(targets) -> dict[str, str]:
+    """Each channel's pointer in words: version, rollout, previous, who and when; or not set, or forged."""
+    from deploy.channels import CHANNEL_NAMES, ForgedPointer, read_channel
+
+    notes = {}
+    for name in CHANNEL_NAMES:
+        try:
+            p = read_channel(targets.cdn, name, targets.key)
+        except ForgedPointer as error:
+            notes[name] = f"FORGED: {error}"
+            continue
+        notes[name] = (f"{p.version} for {p.rollout_percent:g}% of devices (previous {p.previous or '-'}), by {p.by} "
+                       f"at {p.updated_at}" if p else "not set")
+    return notes

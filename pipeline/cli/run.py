@@ -1,0 +1,248 @@
+"""The main job and what surrounds it: run, ui, alerts, airflow, config."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from edgerec.config import read_json
+from pipeline.cli.base import app, fail, group, settings_from_env
+from pipeline.cli.release import _channel_notes, _targets
+
+alerts_app = group("alerts", "Alert notifiers (log, webhook, email).")
+airflow_app = group("airflow", "The embedded Airflow home.")
+config_app = group("config", "The settings (EDGEREC_* environment variables).")
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Every setting's value as this environment gives it (secrets masked)."""
+    settings = settings_from_env()
+    for name, value in settings.model_dump().items():
+        secret = name == "release_key" or (name.endswith("_url") and value and "@" in str(value))
+        typer.echo(f"EDGEREC_{name.upper():<28} {'***' if secret and value else value}")
+
+
+@config_app.command("docs")
+def config_docs(
+    write: Annotated[bool, typer.Option("--write", help="write docs/configuration.md instead of printing it")] = False,
+) -> None:
+    """The configuration reference, generated from the settings' own descriptions."""
+    from edgerec.config import CONFIGURATION_DOC, configuration_reference
+
+    if write:
+        CONFIGURATION_DOC.write_text(configuration_reference())
+        typer.echo(f"wrote {CONFIGURATION_DOC}")
+    else:
+        typer.echo(configuration_reference(), nl=False)
+
+
+@app.command()
+def ui(
+    airflow_port: Annotated[int, typer.Option(help="port of the Airflow UI")] = 8080,
+    mlflow_port: Annotated[int, typer.Option(help="port of the MLflow UI")] = 5000,
+) -> None:
+    """The Airflow UI and the MLflow UI over the state directory, on 127.0.0.1 and each behind a login; prints
+    their addresses, where the passwords are and the Data Docs and dbt docs sites, then serves until Ctrl-C.
+
+    The servers' output goes to $EDGEREC_HOME/logs/ui-{airflow,mlflow}.log."""
+    from pipeline import ui as ui_
+
+    settings = settings_from_env()
+    try:
+        ds = ui_.last_run_day(settings)
+        ui_.check_port_free(airflow_port, "Airflow", "--airflow-port")
+        ui_.check_port_free(mlflow_port, "MLflow", "--mlflow-port")
+        creds = ui_.ensure_credentials(settings)
+        servers = [ui_.airflow_server(settings, airflow_port, creds), ui_.mlflow_server(settings, mlflow_port, creds)]
+        try:
+            dbt_docs = str(ui_.dbt_docs_index(settings, ds))
+        except ui_.UiError as error:  # the UIs are still worth starting
+            dbt_docs = f"not generated: {error}"
+        with ui_.running(servers, lambda s: typer.echo(f"starting the {s.name} UI on {s.url} (log: {s.log}) ...")) \
+                as procs:
+            typer.secho(f"\n== the UIs over {settings.home} (last day run: ds={ds}) ==", fg="green", bold=True)
+            typer.echo(ui_.summary(settings, servers, creds, dbt_docs))
+            ui_.serve_until_interrupted(servers, procs)
+    except KeyboardInterrupt:
+        typer.echo("stopped the UIs")
+
+
+@alerts_app.command("test")
+def alerts_test() -> None:
+    """Send one test alert through every configured notifier (check the webhook or mail settings)."""
+    from edgerec.alerts import Alert, notifier_from_settings
+
+    settings = settings_from_env()
+    notifier_from_settings(settings).send([Alert(level="warn", check="alerts.test", observed="a test alert",
+                                                 threshold="nothing", ds=str(settings.run_date))])
+    typer.echo("sent to: log" + (", webhook" if settings.alert_webhook_url else "")
+               + (", email" if settings.alert_email_to else ""))
+
+
+@airflow_app.command("init")
+def airflow_init() -> None:
+    """Create the Airflow home and metadata DB in the state directory (quick when already done)."""
+    from pipeline.orchestration import init_airflow
+
+    typer.echo(f"AIRFLOW_HOME={init_airflow(settings_from_env())}")
+
+
+@app.command()
+def run(
+    date: Annotated[str | None, typer.Option(help="last logical date [default: EDGEREC_RUN_DATE or 2026-11-03]")]
+    = None,
+    days: Annotated[int | None, typer.Option(help="days to run, oldest first, ending at --date "
+                                                  "[default: EDGEREC_RUN_DAYS or 3]")] = None,
+) -> None:
+    """The main job: run the daily DAG day by day with Airflow in-process, then show the last day's outputs.
+
+    One line per task (seconds, outcome, the figure that matters); everything Airflow, Spark, dbt and training print
+    goes to $EDGEREC_HOME/logs/run_ds=D.log."""
+    from edgerec.config import days_back
+    from pipeline.orchestration import tail_errors, test_dag
+
+    settings = settings_from_env()
+    last = date or str(settings.run_date)
+    for ds in days_back(last, (days or settings.run_days) - 1):
+        log_path = settings.layout(ds).run_log
+        typer.secho(f"\n== edgerec_daily_retrain ds={ds} (full log: {log_path}) ==", fg="cyan", bold=True)
+
+        def on_task(run, ds=ds) -> None:
+            colour = {"success": "green", "skipped": "yellow"}.get(run.state, "red")
+            typer.echo(f"  {run.task:<18} {run.seconds:7.1f} s  " + typer.style(f"{run.state:<8}", fg=colour)
+                       + f"  {_task_figure(settings, ds, run.task)}".rstrip())
+
+        code = test_dag(settings, "edgerec_daily_retrain", ds, log_path, on_task)
+        if code != 0:
+            typer.echo(tail_errors(log_path), err=True)
+            fail(f"the daily DAG failed for ds={ds} (airflow exit code {code}); the full log is {log_path}, the "
+                  f"reports {settings.layout(ds).reports}", code)
+    _show_day(settings, last)
+
+
+def _task_figure(settings, ds: str, task: str) -> str:
+    """The one figure that matters of a task that just ended, from the day's reports ("" when it wrote none)."""
+    day = settings.layout(ds)
+
+    def quality(layer: str) -> str:
+        q = read_json(day.quality_report(layer))
+        return q and (f"{'passed' if q['passed'] else 'BLOCKED'}: {q['checks']} checks, {q['failed_warn']} warnings")
+
+    def spark(job: str, text) -> str:
+        s = read_json(day.spark_summary)
+        return s and job in s and text(s[job])
+
+    def servability() -> str:
+        r = read_json(day.servability_report())
+        costs, device = (r or {}).get("costs", {}), (r or {}).get("device")
+        return r and (f"{'PASSED' if r['passed'] else 'FAILED'}; re-rank {costs['reranker.onnx']['macs']:,} MACs, "
+                      f"{r['estimated_ms'][device]['reranker.onnx']:.1f} ms on {device}" if costs else
+                      "; ".join(r.get("failures", [])))
+
+    def training() -> str:
+        t = read_json(day.training_summary)
+        return t and (f"version {t['version_id']}: full model GAUC {t['gauc']:.5f}; "
+                      f"{sum(t['checks'].values())}/{len(t['checks'])} checks")
+
+    def gate() -> str:
+        g = read_json(day.evaluation_gate_report)
+        return g and ("blessed" if g["blessed"] else "refused") + f": {g['reason']}"
+
+    figures = {
+        "validate_raw": lambda: (v := read_json(day.raw_validation_report)) and
+        f"{v['good']:,} good rows, {v['bad']:,} bad",
+        "spark_ingest": lambda: spark("ingest", lambda s: f"{s['rows_out']:,} rows, {s['bad_share']:.2%} quarantined"),
+        "spark_sessionize": lambda: spark("sessionize", lambda s: f"{s['sessions']:,} sessions"),
+        "spark_requests": lambda: spark("requests", lambda s: f"{s['requests']:,} requests, label rate "
+                                                              f"{s['label_rate']}"),
+        "spark_bucketize": lambda: spark("bucketize", lambda s: f"feature spec {s['feature_spec_sha256'][:12]}"),
+        "quality_raw": lambda: quality("raw"), "quality_features": lambda: quality("features"),
+        "quality_marts": lambda: quality("marts"),
+        "dbt_build": lambda: (d := read_json(day.dbt_build_report)) and
+        ", ".join(f"{name} {n:,}" for name, n in d["rows"].items()),
+        "train": training, "evaluation_gate": gate, "servability_gate": servability,
+        "deploy": lambda: (t := read_json(day.training_summary)) and f"{t['version_id']} on the KV and CDN",
+        "promote_canary": lambda: (t := read_json(day.training_summary)) and f"canary -> {t['version_id']}",
+    }
+    try:
+        return figures[task]() or "" if task in figures else ""
+    except (KeyError, TypeError, ValueError) as error:  # a report of another shape: say so, never fail the run
+        return f"(report unreadable: {error!r})"
+
+
+def _show_day(settings, ds: str) -> None:
+    from edgerec.sim.stats import render_stats, stats_of_path
+
+    day = settings.layout(ds)
+    validation, spark, marts = (read_json(p) for p in (day.raw_validation_report, day.spark_summary,
+                                                       day.dbt_build_report))
+    typer.secho(f"\n== edgerec_daily_retrain ds={ds} succeeded ==", fg="green", bold=True)
+    typer.echo(f"state directory  {settings.home}")
+    typer.echo(f"raw events       {day.raw_events}")
+    typer.echo(f"item catalog     {day.raw_items}")
+    typer.echo(f"validation       {day.raw_validation_report}: {validation['good']:,} good rows, "
+               f"{validation['bad']:,} bad")
+    typer.echo(f"quarantine       {day.quarantine_raw} (raw validation), "
+               f"{settings.dataset('quarantine')}/ds={ds} (Spark ingest)")
+    typer.echo(f"warehouse        {settings.warehouse}: events, sessions, requests, features (ds={ds})")
+    typer.echo(f"feature spec     {day.feature_spec}")
+    req = spark["requests"]
+    typer.echo(f"requests         {req['requests']:,} re-ranking requests, mean IE length {req['mean_ie_length']}, "
+               f"mean IPV length {req['mean_ipv_length']}, label rate {req['label_rate']}")
+    rows = ", ".join(f"{name} {n:,}" for name, n in marts["rows"].items())
+    typer.echo(f"marts            {marts['database']}: {rows} (dbt build {marts['elapsed_s']} s)")
+    for layer in ("raw", "features", "marts"):
+        quality = read_json(day.quality_report(layer))
+        typer.echo(f"quality {layer:<9}{'passed' if quality['passed'] else 'BLOCKED'}: {quality['checks']} checks, "
+                   f"{quality['failed_warn']} warnings" + "".join(
+                       f"\n                 [warn] {r['layer']}.{r['table']}.{r['check']}: observed {r['observed']}, "
+                       f"expected {r['expected']}" for r in quality["results"] if not r["success"]))
+    typer.echo(f"data docs        {quality['docs_index']}")
+    typer.echo(f"dbt docs         edgerec dbt docs --ds {ds}")
+    _show_training(settings, ds)
+    _show_export(settings, ds)
+    _show_release(settings)
+    typer.echo(f"\n== behaviour statistics of ds={ds} ==")
+    typer.echo(render_stats(stats_of_path(day.raw_events, day.raw_items)))
+
+
+def _show_training(settings, ds: str) -> None:
+    day = settings.layout(ds)
+    summary = read_json(day.training_summary)
+    if summary is None:
+        typer.echo("training         skipped: no train days in the marts yet")
+        return
+    typer.echo(f"mlflow           {settings.mlflow_tracking_uri or settings.mlflow_dir} (run {summary['run_id']}; "
+               "browse: make ui)")
+    typer.echo(f"model version    edgerec-reranker version {summary['version']} ({summary['version_id']}), "
+               f"GAUC {summary['gauc']:.5f} on {summary['test_requests']:,} test requests")
+    verdict = read_json(day.evaluation_gate_report)
+    if verdict is not None:
+        typer.echo(f"evaluation gate  {'BLESSED' if verdict['blessed'] else 'REFUSED'}: {verdict['reason']}")
+    typer.echo(f"comparison       {day.comparison('md')} (and .csv, .png)\n")
+    typer.echo(day.comparison("md").read_text())
+
+
+def _show_export(settings, ds: str) -> None:
+    day = settings.layout(ds)
+    verdict = read_json(day.servability_report())
+    if verdict is None:
+        typer.echo("\nbundle           none exported for this day")
+        return
+    typer.echo(f"\nbundle           {verdict['bundle']}")
+    typer.echo(day.servability_report("md").read_text())
+    typer.echo(f"closed loop      .venv/bin/edgerec replay --bundle {verdict['version']} (cloud order vs EdgeRec)")
+
+
+def _show_release(settings) -> None:
+    targets = _targets(settings)
+    try:
+        for name, note in _channel_notes(targets).items():
+            unset_stable = name == "stable" and note == "not set"
+            hint = " (edgerec release promote VERSION --channel stable ...)" if unset_stable else ""
+            typer.echo(f"channel {name:<8} {note}{hint}")
+        typer.echo(f"deployed to      KV {targets.kv.url}, CDN {targets.cdn.url}; audit log {targets.audit_log}")
+    finally:
+        targets.close()
