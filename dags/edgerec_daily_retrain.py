@@ -14,6 +14,7 @@ through XCom.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 
 from airflow.sdk import dag, task
@@ -22,6 +23,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 from edgerec.alerts import on_task_failure
 from edgerec.config import load_settings
 from edgerec.errors import NoTrainingData
+from edgerec.gates import GateRefused
 from edgerec.registry import ModelVersion
 from pipeline import stages
 
@@ -31,6 +33,17 @@ DEFAULT_ARGS = {
     "retry_delay": dt.timedelta(minutes=2),
     "on_failure_callback": on_task_failure,
 }
+
+
+@contextlib.contextmanager
+def refusal_skips():
+    """A gate's refusal (already alerted) skips what follows, unless it stops the day (data quality)."""
+    try:
+        yield
+    except GateRefused as refused:
+        if refused.verdict.blocks_day:
+            raise
+        raise AirflowSkipException(str(refused)) from None
 
 
 @dag(
@@ -89,9 +102,8 @@ def edgerec_daily_retrain():
     @task(retries=0)  # a verdict does not change by retrying
     def evaluation_gate(version: dict, ds: str | None = None) -> dict:
         """Bless the version or refuse it; a refusal alerts and skips what follows (nothing unblessed ships)."""
-        verdict = stages.evaluation_gate(load_settings(), ds, ModelVersion.from_dict(version))
-        if not verdict.blessed:
-            raise AirflowSkipException(f"version {verdict.version} refused: {verdict.reason}")
+        with refusal_skips():
+            stages.evaluation_gate(load_settings(), ds, ModelVersion.from_dict(version))
         return version
 
     @task
@@ -103,10 +115,8 @@ def edgerec_daily_retrain():
     @task(retries=0)  # a verdict does not change by retrying
     def servability_gate(version: dict, ds: str | None = None) -> dict:
         """Integrity, ONNX parity, step encodings, size and counted budgets; a failure alerts and skips deploy."""
-        report = stages.servability_gate(load_settings(), ds, ModelVersion.from_dict(version))
-        print(report.to_markdown())
-        if not report.passed:
-            raise AirflowSkipException(f"bundle {report.version} is not servable: {'; '.join(report.failures)}")
+        with refusal_skips():
+            print(stages.servability_gate(load_settings(), ds, ModelVersion.from_dict(version)).to_markdown())
         return version
 
     @task

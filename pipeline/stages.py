@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgerec import registry
-from edgerec.alerts import Alert, notifier_from_settings
 from edgerec.config import Settings
+from edgerec.gates import settle
 from edgerec.registry import ModelVersion
 
 
@@ -41,8 +41,8 @@ def spark(settings: Settings, ds: str, job: str) -> dict:
 
 
 def quality(settings: Settings, ds: str, layer: str):
-    """The data-quality gate of one layer (raw, features, marts): alerts on every failure, QualityGateFailed on a
-    blocking one."""
+    """The data-quality gate of one layer (raw, features, marts): alerts on every failure, QualityGateFailed (a
+    GateRefused that fails the day) on a blocking one."""
     from edgerec.quality.gate import run_quality
 
     return run_quality(settings, ds, layer)
@@ -65,13 +65,11 @@ def train(settings: Settings, ds: str) -> ModelVersion:
 
 
 def evaluation_gate(settings: Settings, ds: str, version: ModelVersion):
-    """Bless the version or refuse it (a refusal alerts), on the day's test set."""
+    """Bless the version on the day's test set, or refuse it: GateRefused, after the alert."""
     from training.pipeline import gate_day
 
     verdict = gate_day(settings, ds, version.number)
-    if not verdict.blessed:
-        alert(settings, ds, "training.evaluation_gate", f"version {verdict.version} ({verdict.version_id}) GAUC "
-              f"{verdict.gauc:.5f}", verdict.reason)
+    settle(settings, verdict.gate_verdict(ds))
     return verdict
 
 
@@ -83,13 +81,12 @@ def export(settings: Settings, ds: str, version: ModelVersion) -> Path:
 
 
 def servability_gate(settings: Settings, ds: str, version: ModelVersion):
-    """The version's bundle: integrity, parity and counted budgets on the day's test requests (a failure alerts)."""
+    """The version's bundle: integrity, parity and counted budgets on the day's test requests; GateRefused, after
+    the alert, when it fails."""
     from training.pipeline import servability_day
 
     report = servability_day(settings, ds, version.id)
-    if not report.passed:
-        alert(settings, ds, "export.servability_gate", f"bundle {report.version}: " + "; ".join(report.failures),
-              "every check of training.servability")
+    settle(settings, report.gate_verdict(ds))
     return report
 
 
@@ -138,8 +135,3 @@ def apply_release(settings: Settings, action: str, channel: str, version: str | 
         targets.close()
     return f"{channel} -> {pointer.version} ({pointer.rollout_percent:g}%)"
 
-
-def alert(settings: Settings, ds: str, check: str, observed: str, threshold: str) -> None:
-    """A gate's refusal, to every configured notifier."""
-    notifier_from_settings(settings).send([Alert(level="warn", check=check, observed=observed, threshold=threshold,
-                                                 ds=ds)])

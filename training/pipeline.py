@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgerec import registry
+from edgerec.alerts import Alert
 from edgerec.config import Settings, write_json, write_text
 from edgerec.errors import ConfigError, MissingInput, NotBlessed, NoTrainingData, build_config
 from edgerec.features import load_spec
+from edgerec.gates import GateVerdict
 from training import checkpoints
 from training.compare import Curves, compare
 from training.config import TrainConfig
@@ -169,6 +171,15 @@ class Verdict:
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+    def gate_verdict(self, ds: str) -> GateVerdict:
+        """Refused: one warning alert with the figures and the reason."""
+        alerts = () if self.blessed else (Alert(
+            level="warn", check="training.evaluation_gate", observed=f"version {self.version} ({self.version_id}) "
+            f"GAUC {self.gauc:.5f}", threshold=self.reason, ds=ds),)
+        outcome = "blessed" if self.blessed else "refused"
+        summary = f"version {self.version} ({self.version_id}) {outcome}: {self.reason}"
+        return GateVerdict("evaluation_gate", ds, self.blessed, summary, alerts)
 
 
 def judge(gauc: float, floor: float, champion_gauc: float | None, tolerance: float) -> tuple[bool, str]:

@@ -33,11 +33,13 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from edgerec.alerts import Alert
 from edgerec.contracts.bundle import MANIFEST, RERANKER, STEP_MODELS, BundleError, network_bytes
 from edgerec.edge.cost import DEVICE_PROFILES, GraphCost, UnknownOp, bundle_costs, estimate_ms, load_device_profiles
 from edgerec.edge.onnx_model import BundleModel, Encoded
 from edgerec.errors import ConfigError
 from edgerec.features import match_codes
+from edgerec.gates import GateVerdict
 from training.data import Batch, to_inputs
 from training.models.base import N_ITEM
 from training.models.crban import CRBAN
@@ -113,6 +115,15 @@ class ServabilityReport:
         """What decides: the checks with their figures and budgets. The same bundle gives the same verdict on any
         machine (the host timings are not in it unless they block)."""
         return {"passed": self.passed, "checks": [asdict(c) for c in self.checks]}
+
+    def gate_verdict(self, ds: str) -> GateVerdict:
+        """Refused: one warning alert naming every failed check."""
+        failures = "; ".join(self.failures)
+        alerts = () if self.passed else (Alert(
+            level="warn", check="export.servability_gate", observed=f"bundle {self.version}: {failures}",
+            threshold="every check of training.servability", ds=ds),)
+        summary = f"bundle {self.version} is {'servable' if self.passed else f'not servable: {failures}'}"
+        return GateVerdict("servability_gate", ds, self.passed, summary, alerts)
 
     def to_dict(self) -> dict:
         return {"bundle": self.bundle, "version": self.version, **self.verdict(), "device": self.device,

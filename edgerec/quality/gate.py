@@ -19,12 +19,13 @@ import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 
-from edgerec.alerts import Alert, AlertedFailure, notifier_from_settings
+from edgerec.alerts import Alert
 from edgerec.config import Settings, days_back, read_json, write_json
 from edgerec.contracts import RERANK_TRIGGERS
 from edgerec.contracts.catalog import CATALOG_ARROW_SCHEMA
 from edgerec.errors import ConfigError, MissingInput
 from edgerec.features import ITEM_CATEGORICAL, load_spec
+from edgerec.gates import GateRefused, GateVerdict, settle
 from edgerec.quality import frames
 from edgerec.quality.config import Bound, DriftBound, Level, QualityConfig, load_quality_config
 
@@ -33,7 +34,7 @@ logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its INFO li
 LAYERS = ("raw", "features", "marts")
 
 
-class QualityGateFailed(AlertedFailure):
+class QualityGateFailed(GateRefused):
     """A blocking data-quality check failed; its alerts have been sent."""
 
 
@@ -97,6 +98,15 @@ class QualityReport:
                 "checks": len(self.results), "failed_block": len(self.blocking),
                 "failed_warn": len(self.failures) - len(self.blocking), "docs_index": self.docs_index,
                 "skipped": self.skipped, "results": [asdict(r) for r in self.results], "metrics": self.metrics}
+
+    def gate_verdict(self, path) -> GateVerdict:
+        """Refused when a blocking check failed; every failed check, warnings too, is an alert."""
+        names = ", ".join(r.name for r in self.blocking)
+        summary = (f"data quality {self.layer} ds={self.ds} blocked by {len(self.blocking)} check(s): {names}; "
+                   f"report {path}; data docs {self.docs_index}" if self.blocking else
+                   f"data quality {self.layer} ds={self.ds} passed; report {path}")
+        return GateVerdict(f"quality_{self.layer}", self.ds, not self.blocking, summary,
+                           tuple(r.alert(self.ds) for r in self.failures), blocks_day=True)
 
     def render(self) -> str:
         verdict = "BLOCKED" if self.blocking else "passed"
@@ -456,11 +466,6 @@ def run_quality(settings: Settings, ds: str, layer: str, config: QualityConfig |
     report = QualityReport(layer, ds, results, skipped, metrics, index)
     path = write_json(settings.layout(ds).quality_report(layer), report.to_dict())
     log.info("%s", report.render())
-    if notify and report.failures:
-        notifier_from_settings(settings).send([r.alert(ds) for r in report.failures])
-    if report.blocking:
-        names = ", ".join(r.name for r in report.blocking)
-        raise QualityGateFailed(f"data quality {layer} ds={ds} blocked by {len(report.blocking)} check(s): {names}; "
-                                f"report {path}; data docs {index}")
+    settle(settings, report.gate_verdict(path), notify, refusal=QualityGateFailed)
     return report
 
