@@ -134,7 +134,7 @@ def deploy_version(settings, targets: Targets, ref: str, progress: Callable[[str
     root = settings.bundles_dir / found.id
     if not root.is_dir():
         raise MissingInput(f"no bundle for {found.id} in {settings.bundles_dir}: run `edgerec export "
-                                f"{found.id}` first")
+                           f"{found.id}` first")
     manifest = verify_bundle(root)
     total = sum(t["rows"] for t in manifest["embeddings"].values())
     done = 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -58,7 +59,7 @@ class Settings(BaseModel):
     fit_days: int = Field(7, ge=1, le=365, description=(
         "the feature spec is fit on the requests of up to this many days before ds (ds itself when none exist)"))
     train_days: int = Field(7, ge=1, le=365, description=(
-        "the train mart holds the requests of the days ds-7 .. ds-1; the test mart those of ds"))
+        "the train mart holds the requests of this many days before ds; the test mart those of ds"))
     sample_rate: float = Field(1.0, gt=0.0, le=1.0, description=(
         "share of users kept in both marts, chosen by `md5(user_id)` (deterministic)"))
     dbt_target: Literal["duckdb", "spark"] = Field("duckdb", description=(
@@ -229,6 +230,7 @@ class DayLayout:
 
     @property
     def evaluation_gate_report(self) -> Path:
+        """The evaluation gate's verdict with its figures and reason."""
         return self.training / "evaluation_gate.json"
 
     def servability_report(self, extension: str = "json") -> Path:
@@ -260,13 +262,30 @@ CONCERNS = {
     "Runs": ("task_retries", "run_"),
 }
 COMPUTED_DEFAULTS = {
-    "raw_dir": "`$EDGEREC_HOME/raw`", "quality_config": "`edgerec/quality/thresholds.yml`", "train_epochs": "`10`",
+    "home": "`./.edgerec`", "raw_dir": "`$EDGEREC_HOME/raw`", "quality_config": "`edgerec/quality/thresholds.yml`",
+    "train_epochs": "`10`",
     "mlflow_tracking_uri": "SQLite and artifacts in `$EDGEREC_HOME/mlflow`",
     "kv_url": "`sqlite:///$EDGEREC_HOME/kv.sqlite`", "cdn_url": "`$EDGEREC_HOME/cdn`",
     "release_key": "a random key in `$EDGEREC_HOME/release/release.key`", "release_actor": "`user@host`",
     "task_retries": "`2` (`edgerec run`: `0`)",
 }
 CONFIGURATION_DOC = REPO_ROOT / "docs" / "configuration.md"
+# settings whose values may carry a credential: a key, a password in a URL, a token in a webhook's path
+SECRET_SETTINGS = ("release_key", "alert_webhook_url", "kv_url", "cdn_url", "mlflow_tracking_uri")
+
+
+def shown(name: str, value) -> str:
+    """A setting's value as it may be printed: a secret key masked whole, a URL cut to its scheme and host."""
+    if value is None or name not in SECRET_SETTINGS:
+        return str(value)
+    url = urllib.parse.urlsplit(str(value))
+    if name == "release_key":
+        return "***"
+    if not url.scheme:  # a directory (the CDN origin)
+        return str(value)
+    port = f":{url.port}" if url.port else ""
+    hidden = "/***" if url.path.strip("/") or url.query or url.username or url.password else ""
+    return f"{url.scheme}://{url.hostname or ''}{port}{hidden}"
 
 
 def concern_of(name: str) -> str:
@@ -282,8 +301,6 @@ def configuration_reference() -> str:
     sections: dict[str, list[str]] = {concern: [] for concern in CONCERNS}
     for name, field in Settings.model_fields.items():
         default = COMPUTED_DEFAULTS.get(name) or ("none" if field.default is None else f"`{field.default}`")
-        if name == "home":
-            default = "`./.edgerec`"
         sections[concern_of(name)].append(f"| `EDGEREC_{name.upper()}` | {default} | {field.description}"
                                           f"{allowed_range(Settings, (name,))} |")
     out = ["# Configuration", "",

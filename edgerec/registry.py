@@ -73,6 +73,10 @@ class Blessing(StrEnum):
     def of(cls, value: str | None) -> Blessing:
         return cls(value) if value in {b.value for b in cls} else cls.PENDING
 
+    @classmethod
+    def given(cls, passed: bool) -> Blessing:
+        return cls.PASSED if passed else cls.REFUSED
+
 
 @dataclass(frozen=True)
 class ModelVersion:
@@ -114,10 +118,14 @@ class ModelVersion:
     def from_dict(cls, value: dict) -> ModelVersion:
         return cls(str(value["number"]), str(value["run_id"]), dict(value["tags"]))
 
+    @classmethod
+    def of(cls, v) -> ModelVersion:
+        """From MLflow's ModelVersion entity."""
+        return cls(str(v.version), v.run_id, dict(v.tags))
+
 
 def get_version(client, number: str) -> ModelVersion:
-    v = client.get_model_version(REGISTERED_MODEL, str(number))
-    return ModelVersion(str(v.version), v.run_id, dict(v.tags))
+    return ModelVersion.of(client.get_model_version(REGISTERED_MODEL, str(number)))
 
 
 def find_version(client, ref: str) -> ModelVersion:
@@ -143,4 +151,4 @@ def champion(client) -> ModelVersion | None:
         v = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
     except MlflowException:
         return None  # no alias yet (or no registered model): the first version
-    return ModelVersion(str(v.version), v.run_id, dict(v.tags))
+    return ModelVersion.of(v)

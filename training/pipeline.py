@@ -52,7 +52,7 @@ def models_to_train(settings: Settings) -> list[str]:
     unknown = names - set(MODELS)
     if unknown:
         raise ConfigError(f"EDGEREC_TRAIN_MODELS: unknown model(s) {', '.join(sorted(unknown))}; "
-                         f"choose from {', '.join(MODELS)} or all")
+                          f"choose from {', '.join(MODELS)} or all")
     return [n for n in MODELS if n in names | {FULL_MODEL}]
 
 
@@ -200,10 +200,7 @@ def gate_day(settings: Settings, ds: str, version: str | None = None) -> Verdict
     and move the `champion` alias to it when blessed. Writes the day's `evaluation_gate_report`."""
     spec, _ = _data(settings, ds)
     client = registry.connect(settings)
-    candidate = registry.get_version(client, version) if version else registry.version_of_day(client, ds)
-    if candidate is None:
-        raise MissingInput(f"no version of {registry.REGISTERED_MODEL} was trained for ds={ds}; run "
-                          f"`edgerec train --ds {ds}` first")
+    candidate = _version(client, ds, version)
     cfg = train_config(settings)
     device = pick_device(cfg)
     test = load_split(settings.duckdb_path, "test", spec)
@@ -222,7 +219,7 @@ def gate_day(settings: Settings, ds: str, version: str | None = None) -> Verdict
     verdict = Verdict(candidate.number, candidate.id, blessed, gauc, settings.gate_min_gauc,
                       baseline.id if baseline else None, champion_gauc, settings.gate_tolerance, reason)
     client.set_model_version_tag(registry.REGISTERED_MODEL, candidate.number, registry.BLESSED,
-                                 (registry.Blessing.PASSED if blessed else registry.Blessing.REFUSED).value)
+                                 registry.Blessing.given(blessed).value)
     client.set_model_version_tag(registry.REGISTERED_MODEL, candidate.number, registry.GATE,
                                  json.dumps(verdict.to_dict()))
     if blessed:
@@ -233,11 +230,17 @@ def gate_day(settings: Settings, ds: str, version: str | None = None) -> Verdict
     return verdict
 
 
-def _blessed_version(client, ds: str, version: str | None) -> registry.ModelVersion:
+def _version(client, ds: str, version: str | None) -> registry.ModelVersion:
+    """`version` (registry number or version id), or the version trained for ds."""
     found = registry.find_version(client, version) if version else registry.version_of_day(client, ds)
     if found is None:
         raise MissingInput(f"no version of {registry.REGISTERED_MODEL} was trained for ds={ds}; run "
-                          f"`edgerec train --ds {ds}` first")
+                           f"`edgerec train --ds {ds}` first")
+    return found
+
+
+def _blessed_version(client, ds: str, version: str | None) -> registry.ModelVersion:
+    found = _version(client, ds, version)
     if found.blessing is not registry.Blessing.PASSED:
         raise NotBlessed(f"version {found.number} ({found.id}) is not blessed ({registry.BLESSED}="
                          f"{found.tags.get(registry.BLESSED)!r}); run `edgerec evaluate` on it first")
@@ -288,7 +291,7 @@ def servability_day(settings: Settings, ds: str, version: str | None = None):
     root = settings.bundles_dir / found.id
     if not root.exists():
         raise MissingInput(f"no bundle for {found.id} in {settings.bundles_dir}: run `edgerec export "
-                                f"{found.id}` first")
+                           f"{found.id}` first")
     budgets = servability_budgets(settings)
     batches = read_batches(settings.duckdb_path, "test", spec, 256, limit=budgets.requests)
     report = check_servability(root, checkpoints.load_version(client, found), batches, budgets)
@@ -296,7 +299,7 @@ def servability_day(settings: Settings, ds: str, version: str | None = None):
                "macs": {name: c["macs"] for name, c in report.costs.items()},
                f"estimated_ms_{report.device}": report.estimated_ms.get(report.device, {}),
                "host_p99_ms": {k: round(v["p99"], 4) for k, v in report.latency_ms.items()}}
-    servable = (registry.Blessing.PASSED if report.passed else registry.Blessing.REFUSED).value
+    servable = registry.Blessing.given(report.passed).value
     for key, value in ((registry.SERVABLE, servable), (registry.SERVABILITY, json.dumps(summary))):
         client.set_model_version_tag(registry.REGISTERED_MODEL, found.number, key, value)
     if (root / MANIFEST).exists():

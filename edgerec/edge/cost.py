@@ -204,7 +204,7 @@ def load_device_profiles(path: Path = DEVICE_PROFILES) -> dict[str, DeviceProfil
                 raise ConfigError(f"device profiles {path}: profile {name!r} has no {key}")
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise ConfigError(f"device profiles {path}: profile {name!r}: {key} must be a positive number, "
-                                 f"got {value!r}")
+                                  f"got {value!r}")
         out[name] = DeviceProfile(name, str(fields.get("description", "")), float(fields["macs_per_second"]),
                                   float(fields["bytes_per_second"]), str(fields.get("source", "")))
     return out

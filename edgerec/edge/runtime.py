@@ -182,7 +182,7 @@ class EdgeRuntime:
         for b in m.behaviours:
             until = t - 1 if b == "ie" else t  # exposures strictly before the trigger, page views ended by it
             ts, item, fused, matches = self.store.recent(ctx.user_id, b, m.version, t - self.lookback_ms, until,
-                                                             m.spec["sequence_lengths"][b])
+                                                         m.spec["sequence_lengths"][b])
             encoded[b] = Encoded(item.reshape(len(ts), m.hidden), fused.reshape(len(ts), 2 * m.hidden),
                                  matches.reshape(len(ts), len(MATCH_FEATURES)))
             ages[b] = encode(m.spec["features"][AGE_FEATURE[b]], (t - ts) / 1000.0)

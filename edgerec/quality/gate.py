@@ -8,7 +8,6 @@ QualityGateFailed, which fails the task so nothing downstream runs that day; `wa
 
 from __future__ import annotations
 
-import json
 import logging
 import urllib.parse
 from collections.abc import Callable
@@ -209,10 +208,10 @@ def full_lookback(settings: Settings, ds: str) -> bool:
 
 def raw_tables(settings: Settings, ds: str, cfg: QualityConfig) -> tuple[list[Table], dict, list[str]]:
     day = settings.layout(ds)
-    report = day.raw_validation_report
-    if not report.exists():
-        raise MissingInput(f"no raw validation report for ds={ds} at {report}; run validate_raw first")
-    validation = json.loads(report.read_text())
+    validation = read_json(day.raw_validation_report)
+    if validation is None:
+        raise MissingInput(f"no raw validation report for ds={ds} at {day.raw_validation_report}; run validate_raw "
+                           "first")
     metrics = {"events": validation["good"], "bad_share": validation["bad"] / max(validation["rows"], 1)}
     items = pq.read_table(day.raw_items).to_pandas()
     checks = cfg.raw

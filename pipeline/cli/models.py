@@ -52,9 +52,10 @@ def evaluate(
 
     verdict = gate_day(settings_from_env(), ds, version)
     typer.echo(json.dumps(verdict.to_dict(), indent=2))
+    summary = verdict.gate_verdict(ds).summary
     if not verdict.blessed:
-        fail(f"version {verdict.version} ({verdict.version_id}) refused: {verdict.reason}", code=1)
-    typer.secho(f"version {verdict.version} ({verdict.version_id}) blessed: {verdict.reason}", fg="green")
+        fail(summary, code=1)
+    typer.secho(summary, fg="green")
 
 
 @app.command("export")
@@ -66,13 +67,14 @@ def export_command(
 ) -> None:
     """Export a blessed version as its bundle (ONNX behaviour steps and re-ranker, fp16 embedding shards, feature
     spec, manifest) into $EDGEREC_HOME/bundles/<version id>. An intact bundle is reused, never rewritten."""
+    from edgerec.config import read_json
+    from edgerec.contracts.bundle import MANIFEST, network_bytes
     from training.pipeline import export_day
 
     settings = settings_from_env()
     root = export_day(settings, ds or str(settings.run_date), version)
-    manifest = json.loads((root / "manifest.json").read_text())
-    size = sum(f["bytes"] for f in manifest["files"].values())
-    typer.echo(f"bundle {root}: {size:,} bytes of networks and spec, tables "
+    manifest = read_json(root / MANIFEST)
+    typer.echo(f"bundle {root}: {network_bytes(manifest):,} bytes of networks and spec, tables "
                + ", ".join(f"{n} {t['rows']}x{t['dim']}" for n, t in manifest["embeddings"].items()))
 
 
@@ -89,10 +91,11 @@ def servability(
     from training.pipeline import servability_day
 
     settings = settings_from_env()
-    report = servability_day(settings, ds or str(settings.run_date), version)
+    ds = ds or str(settings.run_date)
+    report = servability_day(settings, ds, version)
     typer.echo(report.to_markdown())
     if not report.passed:
-        fail(f"bundle {report.version} is not servable: {'; '.join(report.failures)}", code=1)
+        fail(report.gate_verdict(ds).summary, code=1)
 
 
 @app.command("replay")

@@ -18,10 +18,10 @@ config_app = group("config", "The settings (EDGEREC_* environment variables).")
 @config_app.command("show")
 def config_show() -> None:
     """Every setting's value as this environment gives it (secrets masked)."""
-    settings = settings_from_env()
-    for name, value in settings.model_dump().items():
-        secret = name == "release_key" or (name.endswith("_url") and value and "@" in str(value))
-        typer.echo(f"EDGEREC_{name.upper():<28} {'***' if secret and value else value}")
+    from edgerec.config import shown
+
+    for name, value in settings_from_env().model_dump().items():
+        typer.echo(f"EDGEREC_{name.upper():<28} {shown(name, value)}")
 
 
 @config_app.command("docs")
