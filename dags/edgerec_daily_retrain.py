@@ -29,7 +29,7 @@ from pipeline import stages
 
 DEFAULT_ARGS = {
     "owner": "edgerec",
-    "retries": load_settings().task_retries,  # a bad EDGEREC_* value fails the import naming the variable
+    "retries": load_settings().run.task_retries,  # a bad EDGEREC_* value fails the import naming the variable
     "retry_delay": dt.timedelta(minutes=2),
     "on_failure_callback": on_task_failure,
 }
@@ -127,7 +127,7 @@ def edgerec_daily_retrain():
 
     @task(retries=0)  # a refused promotion is a decision, not a glitch
     def promote_canary(version: dict, ds: str | None = None) -> str:
-        """Point `canary` at the version for EDGEREC_CANARY_PERCENT of devices (verified again first)."""
+        """Point `canary` at the version for EDGEREC_RELEASE_CANARY_PERCENT of devices (verified again first)."""
         return stages.promote_canary(load_settings(), ds, ModelVersion.from_dict(version))
 
     spark = [spark_job(name) for name in ("ingest", "sessionize", "requests", "bucketize")]

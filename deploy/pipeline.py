@@ -29,11 +29,11 @@ def deploy_day(settings: Settings, ds: str, version: str | None = None,
 
 
 def canary_day(settings: Settings, ds: str, version: str | None = None) -> str:
-    """Put the day's deployed version (or `version`) on `canary` for EDGEREC_CANARY_PERCENT of devices."""
+    """Put the day's deployed version (or `version`) on `canary` for EDGEREC_RELEASE_CANARY_PERCENT of devices."""
     targets = open_targets(settings)
     try:
         version = version or day_version(settings, ds)
-        promote(settings, targets, version, "canary", settings.canary_percent, f"daily retrain ds={ds}")
+        promote(settings, targets, version, "canary", settings.release.canary_percent, f"daily retrain ds={ds}")
         return version
     finally:
         targets.close()
@@ -42,6 +42,6 @@ def canary_day(settings: Settings, ds: str, version: str | None = None) -> str:
 def gc_day(settings: Settings, dry_run: bool = False) -> list[str]:
     targets = open_targets(settings)
     try:
-        return [v.version for v in gc(settings, targets, settings.release_retention_days, dry_run=dry_run)]
+        return [v.version for v in gc(settings, targets, settings.release.retention_days, dry_run=dry_run)]
     finally:
         targets.close()

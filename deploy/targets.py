@@ -38,7 +38,7 @@ class Targets:
 
 
 def open_targets(settings: Settings) -> Targets:
-    actor = settings.release_actor or f"{getpass.getuser()}@{socket.gethostname()}"
-    return Targets(open_kv(settings.kv), open_cdn(settings.cdn),
-                   load_key(settings.release_key, settings.release_dir / "release.key"), actor,
+    actor = settings.release.actor or f"{getpass.getuser()}@{socket.gethostname()}"
+    return Targets(open_kv(settings.kv_store), open_cdn(settings.cdn_origin),
+                   load_key(settings.release.key, settings.release_dir / "release.key"), actor,
                    settings.release_dir / "audit.jsonl", settings.release_dir / "deploys")

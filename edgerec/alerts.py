@@ -121,12 +121,12 @@ class FanOut:
 
 def notifier_from_settings(settings: Settings) -> FanOut:
     notifiers: list[Notifier] = [LogNotifier()]
-    if settings.alert_webhook_url:
-        notifiers.append(WebhookNotifier(settings.alert_webhook_url))
-    if settings.alert_email_to:
-        recipients = [a.strip() for a in settings.alert_email_to.split(",") if a.strip()]
-        notifiers.append(SmtpNotifier(settings.alert_smtp_host, settings.alert_smtp_port,
-                                      settings.alert_email_from, recipients))
+    if settings.alert.webhook_url:
+        notifiers.append(WebhookNotifier(settings.alert.webhook_url))
+    if settings.alert.email_to:
+        recipients = [a.strip() for a in settings.alert.email_to.split(",") if a.strip()]
+        notifiers.append(SmtpNotifier(settings.alert.smtp_host, settings.alert.smtp_port,
+                                      settings.alert.email_from, recipients))
     return FanOut(notifiers)
 
 

@@ -1,11 +1,13 @@
 """Pipeline settings: read once from the environment, with defaults for the embedded run.
 
-Every variable is listed in the README. A bad value fails with the variable's name and allowed range.
+Every variable is listed in docs/configuration.md, generated from the fields below. A bad value fails with the
+variable's name and allowed range.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import json
 import os
 import urllib.parse
@@ -14,37 +16,41 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.fields import FieldInfo
 
-from edgerec.errors import allowed_range, build_config
+from edgerec.errors import ConfigError, allowed_range, build_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DAGS_FOLDER = REPO_ROOT / "dags"
 
 
-class Settings(BaseModel):
-    """One field per EDGEREC_<NAME> environment variable."""
+SECRET_URL = {"secret": "url"}  # a password in the URL or a token in its path: shown as scheme and host only
+SECRET_KEY = {"secret": "key"}  # never shown
+
+
+class Section(BaseModel):
+    """One concern's settings: a field `f` of section `s` is read from the variable EDGEREC_<S>_<F>."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    home: Path = Field(Path(".edgerec"), description="state directory: every output of the embedded run")
-    raw_dir: Path | None = Field(None, description="raw zone (`events/`, `items/`); point it at real client logs")
-    source: Literal["simulator", "external"] = Field("simulator", description=(
-        "`simulator`: the DAG simulates its day; `external`: logs arrive from clients and the simulate task is "
-        "skipped"))
-    sim_users: int = Field(300, ge=1, le=100_000_000, description="users of the simulated world of the daily DAG")
-    sim_seed: int = Field(7, ge=0, le=2**32 - 1, description="seed of the simulated world")
-    sim_corrupt_rate: float = Field(0.0, ge=0.0, le=0.5, description=(
+
+class SimSettings(Section):
+    """Simulated world"""
+
+    users: int = Field(300, ge=1, le=100_000_000, description="users of the simulated world of the daily DAG")
+    seed: int = Field(7, ge=0, le=2**32 - 1, description="seed of the simulated world")
+    corrupt_rate: float = Field(0.0, ge=0.0, le=0.5, description=(
         "share of log lines the simulator makes bad on purpose"))
-    sim_world: Literal["default", "revisit"] = Field("default", description=(
+    world: Literal["default", "revisit"] = Field("default", description=(
         "named simulated world: `default` (the paper's feed) or `revisit` (what public session logs have; "
         "[docs/worlds.md](worlds.md))"))
-    sim_config: Path | None = Field(None, description=(
+    config: Path | None = Field(None, description=(
         "JSON file with simulator knobs over the named world's, nested like `SimConfig` (`edgerec/sim/config.py`)"))
-    max_bad_share: float = Field(0.01, ge=0.0, le=1.0, description="a day whose bad-row share is above this fails")
-    spark_master: str = Field("local[*]", description="Spark master: a cluster URL runs the same jobs there")
-    spark_shuffle_partitions: int = Field(4, ge=1, le=100_000, description=(
-        "`spark.sql.shuffle.partitions` (raise it on a cluster)"))
-    spark_driver_memory: str = Field("4g", description="driver memory in local mode")
+
+
+class FeatureSettings(Section):
+    """Sessions, behaviour sequences and feature buckets (the Spark jobs)"""
+
     lookback_days: int = Field(3, ge=1, le=60, description=(
         "how far behaviour sequences reach back (the requests job reads these days too)"))
     session_gap_minutes: float = Field(30.0, gt=0, le=1_440, description=(
@@ -58,65 +64,174 @@ class Settings(BaseModel):
     num_buckets: int = Field(10, ge=2, le=1_000, description="quantile buckets per bucketized feature")
     fit_days: int = Field(7, ge=1, le=365, description=(
         "the feature spec is fit on the requests of up to this many days before ds (ds itself when none exist)"))
+
+
+class SparkSettings(Section):
+    """Spark"""
+
+    master: str = Field("local[*]", description="Spark master: a cluster URL runs the same jobs there")
+    shuffle_partitions: int = Field(4, ge=1, le=100_000, description=(
+        "`spark.sql.shuffle.partitions` (raise it on a cluster)"))
+    driver_memory: str = Field("4g", description="driver memory in local mode")
+
+
+class MartSettings(Section):
+    """Marts"""
+
     train_days: int = Field(7, ge=1, le=365, description=(
         "the train mart holds the requests of this many days before ds; the test mart those of ds"))
     sample_rate: float = Field(1.0, gt=0.0, le=1.0, description=(
         "share of users kept in both marts, chosen by `md5(user_id)` (deterministic)"))
-    dbt_target: Literal["duckdb", "spark"] = Field("duckdb", description=(
+
+
+class DbtSettings(Section):
+    """dbt (the spark target's connection is read by dbt itself, `dbt/profiles.yml`)"""
+
+    target: Literal["duckdb", "spark"] = Field("duckdb", description=(
         "dbt profile target: `duckdb` (the state directory's `warehouse.duckdb`) or `spark`"))
-    # read by dbt itself (dbt/profiles.yml); declared here to be checked and documented with the rest
-    dbt_spark_method: Literal["thrift", "http", "odbc", "session"] = Field("thrift", description=(
+    spark_method: Literal["thrift", "http", "odbc", "session"] = Field("thrift", description=(
         "the spark target's connection method (`session`: in-process)"))
-    dbt_spark_host: str = Field("127.0.0.1", description="the spark target's Thrift server host")
-    dbt_spark_port: int = Field(10000, ge=1, le=65_535, description="the spark target's Thrift server port")
-    dbt_spark_schema: str = Field("edgerec", description="the spark target's schema of the marts")
-    quality_config: Path | None = Field(None, description="the data-quality thresholds file")
-    alert_webhook_url: str | None = Field(None, description=(
+    spark_host: str = Field("127.0.0.1", description="the spark target's Thrift server host")
+    spark_port: int = Field(10000, ge=1, le=65_535, description="the spark target's Thrift server port")
+    spark_schema: str = Field("edgerec", description="the spark target's schema of the marts")
+
+
+class QualitySettings(Section):
+    """Data quality"""
+
+    config: Path | None = Field(None, description="the data-quality thresholds file")
+    max_bad_share: float = Field(0.01, ge=0.0, le=1.0, description="a day whose bad-row share is above this fails")
+
+
+class AlertSettings(Section):
+    """Alerts"""
+
+    webhook_url: str | None = Field(None, json_schema_extra=SECRET_URL, description=(
         "POST alerts as JSON (`text` for chat incoming webhooks, `alerts` with the fields)"))
-    alert_email_to: str | None = Field(None, description="comma-separated addresses to email alerts to")
-    alert_email_from: str = Field("edgerec@localhost", description="sender of alert emails")
-    alert_smtp_host: str = Field("127.0.0.1", description="SMTP server for alert emails")
-    alert_smtp_port: int = Field(25, ge=1, le=65_535, description="SMTP port for alert emails")
-    train_models: str = Field("all", description=(
+    email_to: str | None = Field(None, description="comma-separated addresses to email alerts to")
+    email_from: str = Field("edgerec@localhost", description="sender of alert emails")
+    smtp_host: str = Field("127.0.0.1", description="SMTP server for alert emails")
+    smtp_port: int = Field(25, ge=1, le=65_535, description="SMTP port for alert emails")
+
+
+class TrainSettings(Section):
+    """Training"""
+
+    models: str = Field("all", description=(
         "comma-separated models to train "
         "(`dnn_rank,dlcm,crban_hubsm_ie,crban_hubsm_ipv,crban_huism_ie_ipv,crban_hubsm_ie_ipv`); the full model "
         "always"))
-    train_epochs: int | None = Field(None, ge=1, le=1_000, description=(
+    epochs: int | None = Field(None, ge=1, le=1_000, description=(
         "most passes over the train split; early stopping on held-out requests (`TrainConfig.patience`, "
         "`validation_share`) may end sooner"))
-    train_device: Literal["auto", "cpu", "cuda"] = Field("auto", description=(
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description=(
         "`auto` (CUDA when present, else CPU), `cpu`, `cuda`"))
-    train_workers: int = Field(0, ge=0, le=256, description=(
+    workers: int = Field(0, ge=0, le=256, description=(
         "processes training the day's models side by side on the CPU, one thread each (0: one per core, at most "
         "one per model); the weights do not depend on it"))
-    train_config: Path | None = Field(None, description=(
+    config: Path | None = Field(None, description=(
         "JSON file with training knobs, fields of `TrainConfig` (`training/config.py`)"))
-    gate_min_gauc: float = Field(0.55, ge=0.0, le=1.0, description="evaluation gate: the GAUC floor")
-    gate_tolerance: float = Field(0.002, ge=0.0, le=1.0, description=(
-        "evaluation gate: GAUC a version may lose against the champion"))
-    servability_config: Path | None = Field(None, description=(
+
+
+class GateSettings(Section):
+    """Evaluation gate"""
+
+    min_gauc: float = Field(0.55, ge=0.0, le=1.0, description="the GAUC floor")
+    tolerance: float = Field(0.002, ge=0.0, le=1.0, description="GAUC a version may lose against the champion")
+
+
+class ServabilitySettings(Section):
+    """Servability gate"""
+
+    config: Path | None = Field(None, description=(
         "JSON file overriding the servability budgets (`training.servability.Budgets`: `requests`, "
         "`max_score_diff`, `top_k`, `max_encoding_diff`, `bundle_bytes`, `rerank_candidates`, `step_macs`, "
         "`rerank_macs`, `activation_bytes`, `device`, `device_profiles`, `step_ms`, `rerank_ms`, `timing` (`info`"
         " or `block`), `step_p99_ms`, `rerank_p99_ms`, `timing_runs`; docs/servability.md)"))
-    mlflow_tracking_uri: str | None = Field(None, description=(
+
+
+class MlflowSettings(Section):
+    """Registry (MLflow)"""
+
+    tracking_uri: str | None = Field(None, json_schema_extra=SECRET_URL, description=(
         "an MLflow server or store; default SQLite + local artifacts in `$EDGEREC_HOME/mlflow`"))
-    kv_url: str | None = Field(None, description=(
-        "key-value store of the embedding rows: `sqlite:///path`, `redis://host:6379/0[?prefix=edgerec]`, "
+
+
+class KvSettings(Section):
+    """Key-value store of the embedding rows"""
+
+    url: str | None = Field(None, json_schema_extra=SECRET_URL, description=(
+        "`sqlite:///path`, `redis://host:6379/0[?prefix=edgerec]`, "
         "`dynamodb://table[?endpoint_url=...&region=...]`"))
-    cdn_url: str | None = Field(None, description=(
-        "CDN origin: a directory, or `s3://bucket/prefix[?endpoint_url=...&region=...]`"))
-    release_key: str | None = Field(None, description=(
+
+
+class CdnSettings(Section):
+    """CDN of the model files"""
+
+    url: str | None = Field(None, json_schema_extra=SECRET_URL, description=(
+        "the origin: a directory, or `s3://bucket/prefix[?endpoint_url=...&region=...]`"))
+
+
+class ReleaseSettings(Section):
+    """Release channels"""
+
+    key: str | None = Field(None, json_schema_extra=SECRET_KEY, description=(
         "HMAC key that signs channel pointers; set the same secret everywhere in production"))
-    release_actor: str | None = Field(None, description="who release actions are recorded as in the audit log")
-    release_retention_days: float = Field(7.0, ge=0.0, le=3_650, description=(
+    actor: str | None = Field(None, description="who release actions are recorded as in the audit log")
+    retention_days: float = Field(7.0, ge=0.0, le=3_650, description=(
         "gc keeps versions younger than this, and always those a channel holds"))
     canary_percent: float = Field(10.0, ge=0.0, le=100.0, description=(
         "devices the daily DAG's canary promotion reaches"))
+
+
+class ServingSettings(Section):
+    """Paging API (`edgerec serve`)"""
+
+    host: str = Field("127.0.0.1", description="interface the paging API listens on")
+    port: int = Field(8080, ge=1, le=65_535, description="port the paging API listens on")
+
+
+class RunSettings(Section):
+    """Runs of the daily DAG"""
+
+    date: dt.date = Field(dt.date(2026, 11, 3), description="last logical date of `make run`")
+    days: int = Field(3, ge=1, le=366, description="days `make run` runs, ending at the run date")
     task_retries: int = Field(2, ge=0, le=10, description=(
         "Airflow retries per task (quality gates never retry: bad data stays bad)"))
-    run_date: dt.date = Field(dt.date(2026, 11, 3), description="last logical date of `make run`")
-    run_days: int = Field(3, ge=1, le=366, description="days `make run` runs, ending at the run date")
+
+
+class Settings(BaseModel):
+    """The state directory and the raw zone, then one section per concern."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    home: Path = Field(Path(".edgerec"), description="state directory: every output of the embedded run")
+    raw_dir: Path | None = Field(None, description="raw zone (`events/`, `items/`); point it at real client logs")
+    source: Literal["simulator", "external"] = Field("simulator", description=(
+        "`simulator`: the DAG simulates its day; `external`: logs arrive from clients and the simulate task is "
+        "skipped"))
+    sim: SimSettings = SimSettings()
+    features: FeatureSettings = FeatureSettings()
+    spark: SparkSettings = SparkSettings()
+    marts: MartSettings = MartSettings()
+    dbt: DbtSettings = DbtSettings()
+    quality: QualitySettings = QualitySettings()
+    alert: AlertSettings = AlertSettings()
+    train: TrainSettings = TrainSettings()
+    gate: GateSettings = GateSettings()
+    servability: ServabilitySettings = ServabilitySettings()
+    mlflow: MlflowSettings = MlflowSettings()
+    kv: KvSettings = KvSettings()
+    cdn: CdnSettings = CdnSettings()
+    release: ReleaseSettings = ReleaseSettings()
+    serving: ServingSettings = ServingSettings()
+    run: RunSettings = RunSettings()
+
+    def replace(self, **changes) -> Settings:
+        """A copy with some settings changed: `home=path`, or a section's fields as `train={"epochs": 1}`."""
+        update = {key: getattr(self, key).model_copy(update=value) if isinstance(value, dict) else value
+                  for key, value in changes.items()}
+        return self.model_copy(update=update)
 
     @property
     def raw(self) -> Path:
@@ -146,12 +261,14 @@ class Settings(BaseModel):
         return self.home / "bundles"
 
     @property
-    def kv(self) -> str:
-        return self.kv_url or f"sqlite:///{self.home / 'kv.sqlite'}"
+    def kv_store(self) -> str:
+        """The key-value store's URL: the setting, or SQLite in the state directory."""
+        return self.kv.url or f"sqlite:///{self.home / 'kv.sqlite'}"
 
     @property
-    def cdn(self) -> str:
-        return self.cdn_url or str(self.home / "cdn")
+    def cdn_origin(self) -> str:
+        """The CDN origin: the setting, or a directory in the state directory."""
+        return self.cdn.url or str(self.home / "cdn")
 
     @property
     def release_dir(self) -> Path:
@@ -199,43 +316,10 @@ class DayLayout:
         """The day's export reports: the servability gate's verdict (json, md)."""
         return self.reports / "export"
 
-    # The day's reports are the hand-off between its stages: each file is named here and nowhere else.
-    @property
-    def raw_validation_report(self) -> Path:
-        """Good, bad and quarantined rows of the raw logs (`validate_raw`)."""
-        return self.reports / "raw_validation.json"
-
-    @property
-    def spark_summary(self) -> Path:
-        """Each Spark job's figures and seconds, and the lookback days the requests saw."""
-        return self.reports / "spark_summary.json"
-
-    @property
-    def dbt_build_report(self) -> Path:
-        """Rows per mart and the failed dbt nodes."""
-        return self.reports / "dbt_build.json"
-
-    def quality_report(self, layer: str) -> Path:
-        """The data-quality gate's checks of one layer (raw, features, marts)."""
-        return self.reports / f"quality_{layer}.json"
-
-    @property
-    def training_summary(self) -> Path:
-        """The day's version, its MLflow run and the comparison's checks."""
-        return self.training / "training.json"
-
+    # The day's other reports are typed records that know their own place: edgerec/reports.py.
     def comparison(self, extension: str) -> Path:
         """The comparison of the day's models and hand rules: md, csv, json or png."""
         return self.training / f"comparison.{extension}"
-
-    @property
-    def evaluation_gate_report(self) -> Path:
-        """The evaluation gate's verdict with its figures and reason."""
-        return self.training / "evaluation_gate.json"
-
-    def servability_report(self, extension: str = "json") -> Path:
-        """The servability gate's verdict: json or md."""
-        return self.export / f"servability.{extension}"
 
     @property
     def feature_spec(self) -> Path:
@@ -247,68 +331,84 @@ class DayLayout:
         return self.settings.home / "logs" / f"run_ds={self.ds}.log"
 
 
-# The configuration reference (docs/configuration.md) is generated from the fields above: its sections, by field
-# name (exact names first, then prefixes), and the defaults that the properties compute.
-CONCERNS = {
-    "State directory and sources": ("home", "raw_dir", "source"),
-    "Simulated world": ("sim_",),
-    "Raw zone and Spark jobs": ("max_bad_share", "spark_", "lookback_days", "session_gap_minutes", "ie_length",
-                                "ipv_length", "trigger_k", "num_buckets", "fit_days"),
-    "Marts (dbt)": ("train_days", "sample_rate", "dbt_"),
-    "Data quality and alerts": ("quality_config", "alert_"),
-    "Training": ("train_",),
-    "Gates": ("gate_", "servability_config"),
-    "Registry, deploy and release": ("mlflow_tracking_uri", "kv_url", "cdn_url", "release_", "canary_percent"),
-    "Runs": ("task_retries", "run_"),
-}
+@dataclass(frozen=True)
+class Variable:
+    """One setting: the environment variable EDGEREC_<SECTION>_<FIELD> (EDGEREC_<FIELD> at the top level)."""
+
+    section: str | None
+    field: str
+    info: FieldInfo
+    model: type[BaseModel]
+
+    @property
+    def name(self) -> str:
+        return f"EDGEREC_{self.section}_{self.field}".upper() if self.section else f"EDGEREC_{self.field.upper()}"
+
+    @property
+    def heading(self) -> str:
+        return self.model.__doc__.strip() if self.section else "State directory and sources"
+
+    def value(self, settings: Settings):
+        return getattr(getattr(settings, self.section) if self.section else settings, self.field)
+
+    def shown(self, value) -> str:
+        """The value as it may be printed: a key masked whole, a URL cut to its scheme and host."""
+        secret = (self.info.json_schema_extra or {}).get("secret")
+        if value is None or not secret:
+            return str(value)
+        if secret == "key":
+            return "***"
+        url = urllib.parse.urlsplit(str(value))
+        if not url.scheme:  # a directory (the CDN origin) holds no credential
+            return str(value)
+        port = f":{url.port}" if url.port else ""
+        hidden = "/***" if url.path.strip("/") or url.query or url.username or url.password else ""
+        return f"{url.scheme}://{url.hostname or ''}{port}{hidden}"
+
+
+def variables() -> list[Variable]:
+    """Every setting, the top-level ones first, then each section's in the order they are declared."""
+    top, nested = [], []
+    for name, info in Settings.model_fields.items():
+        if isinstance(info.annotation, type) and issubclass(info.annotation, Section):
+            section = info.annotation
+            nested += [Variable(name, field, sub, section) for field, sub in section.model_fields.items()]
+        else:
+            top.append(Variable(None, name, info, Settings))
+    return top + nested
+
+
+def variable(name: str) -> Variable:
+    return next(v for v in variables() if v.name == name)
+
+
+# Defaults that depend on other settings or on the host, as the configuration reference states them.
 COMPUTED_DEFAULTS = {
-    "home": "`./.edgerec`", "raw_dir": "`$EDGEREC_HOME/raw`", "quality_config": "`edgerec/quality/thresholds.yml`",
-    "train_epochs": "`10`",
-    "mlflow_tracking_uri": "SQLite and artifacts in `$EDGEREC_HOME/mlflow`",
-    "kv_url": "`sqlite:///$EDGEREC_HOME/kv.sqlite`", "cdn_url": "`$EDGEREC_HOME/cdn`",
-    "release_key": "a random key in `$EDGEREC_HOME/release/release.key`", "release_actor": "`user@host`",
-    "task_retries": "`2` (`edgerec run`: `0`)",
+    "EDGEREC_HOME": "`./.edgerec`", "EDGEREC_RAW_DIR": "`$EDGEREC_HOME/raw`",
+    "EDGEREC_QUALITY_CONFIG": "`edgerec/quality/thresholds.yml`", "EDGEREC_TRAIN_EPOCHS": "`10`",
+    "EDGEREC_MLFLOW_TRACKING_URI": "SQLite and artifacts in `$EDGEREC_HOME/mlflow`",
+    "EDGEREC_KV_URL": "`sqlite:///$EDGEREC_HOME/kv.sqlite`", "EDGEREC_CDN_URL": "`$EDGEREC_HOME/cdn`",
+    "EDGEREC_RELEASE_KEY": "a random key in `$EDGEREC_HOME/release/release.key`",
+    "EDGEREC_RELEASE_ACTOR": "`user@host`",
+    "EDGEREC_RUN_TASK_RETRIES": "`2` (`edgerec run`: `0`)",
 }
 CONFIGURATION_DOC = REPO_ROOT / "docs" / "configuration.md"
-# settings whose values may carry a credential: a key, a password in a URL, a token in a webhook's path
-SECRET_SETTINGS = ("release_key", "alert_webhook_url", "kv_url", "cdn_url", "mlflow_tracking_uri")
-
-
-def shown(name: str, value) -> str:
-    """A setting's value as it may be printed: a secret key masked whole, a URL cut to its scheme and host."""
-    if value is None or name not in SECRET_SETTINGS:
-        return str(value)
-    url = urllib.parse.urlsplit(str(value))
-    if name == "release_key":
-        return "***"
-    if not url.scheme:  # a directory (the CDN origin)
-        return str(value)
-    port = f":{url.port}" if url.port else ""
-    hidden = "/***" if url.path.strip("/") or url.query or url.username or url.password else ""
-    return f"{url.scheme}://{url.hostname or ''}{port}{hidden}"
-
-
-def concern_of(name: str) -> str:
-    for concern, keys in CONCERNS.items():
-        if name in keys:
-            return concern
-    return next(concern for concern, keys in CONCERNS.items() if name.startswith(tuple(k for k in keys
-                                                                                      if k.endswith("_"))))
 
 
 def configuration_reference() -> str:
     """docs/configuration.md, from the settings' own fields: `edgerec config docs --write` regenerates it."""
-    sections: dict[str, list[str]] = {concern: [] for concern in CONCERNS}
-    for name, field in Settings.model_fields.items():
-        default = COMPUTED_DEFAULTS.get(name) or ("none" if field.default is None else f"`{field.default}`")
-        sections[concern_of(name)].append(f"| `EDGEREC_{name.upper()}` | {default} | {field.description}"
-                                          f"{allowed_range(Settings, (name,))} |")
+    sections: dict[str, list[str]] = {}
+    for v in variables():
+        default = COMPUTED_DEFAULTS.get(v.name) or ("none" if v.info.default is None else f"`{v.info.default}`")
+        sections.setdefault(v.heading, []).append(
+            f"| `{v.name}` | {default} | {v.info.description}{allowed_range(v.model, (v.field,))} |")
     out = ["# Configuration", "",
            "Generated from `edgerec.config.Settings` by `edgerec config docs --write`; a test fails when it is stale.",
-           "", "All settings are environment variables, read once (`edgerec/config.py`); a bad value fails naming the",
-           "variable and its allowed range.", ""]
-    for concern, rows in sections.items():
-        out += [f"## {concern}", "", "| variable | default | meaning |", "|---|---|---|", *rows, ""]
+           "", "All settings are environment variables, read once (`edgerec/config.py`): the field `f` of the section",
+           "`s` (`settings.s.f` in the code) is `EDGEREC_<S>_<F>`. A bad value fails naming the variable and its",
+           "allowed range; an `EDGEREC_` variable that is no setting fails naming the closest one.", ""]
+    for heading, rows in sections.items():
+        out += [f"## {heading}", "", "| variable | default | meaning |", "|---|---|---|", *rows, ""]
     out.append("Make variables: `VENV` (default `.venv`), `PYTHON` for the set-up (default `python3`, must be 3.11).")
     return "\n".join(out) + "\n"
 
@@ -337,12 +437,25 @@ def days_back(ds: str, n: int) -> list[str]:
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """The settings from EDGEREC_* variables; an unknown EDGEREC_ variable is refused (a typo must not be ignored)."""
     environ = os.environ if environ is None else environ
-    values = {
-        name: environ[f"EDGEREC_{name.upper()}"]
-        for name in Settings.model_fields
-        if environ.get(f"EDGEREC_{name.upper()}", "") != ""
-    }
-    settings = build_config(Settings, values, prefix="EDGEREC_")
+    known = {v.name: v for v in variables()}
+    unknown = sorted(k for k in environ if k.startswith("EDGEREC_") and k not in known)
+    if unknown:
+        def hint(name: str) -> str:  # compared without the prefix every name shares
+            close = difflib.get_close_matches(name.removeprefix("EDGEREC_"), [k[8:] for k in known], 2)
+            return f"{name} (did you mean {', '.join('EDGEREC_' + c for c in close)}?)" if close else name
+
+        hints = [hint(k) for k in unknown]
+        raise ConfigError(f"unknown setting: {'; '.join(hints)}; docs/configuration.md lists them all")
+    top: dict = {}
+    for v in known.values():
+        if environ.get(v.name, "") != "":
+            (top.setdefault(v.section, {}) if v.section else top)[v.field] = environ[v.name]
+    for section, values in top.items():
+        if isinstance(values, dict):
+            model = Settings.model_fields[section].annotation
+            top[section] = build_config(model, values, prefix=f"EDGEREC_{section.upper()}_")
+    settings = build_config(Settings, top, prefix="EDGEREC_")
     raw_dir = settings.raw_dir.absolute() if settings.raw_dir else None
     return settings.model_copy(update={"home": settings.home.absolute(), "raw_dir": raw_dir})

@@ -15,8 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edgerec.config import REPO_ROOT, Settings, write_json
+from edgerec.config import REPO_ROOT, Settings
 from edgerec.errors import EdgeRecError
+from edgerec.reports import DbtBuild
 
 log = logging.getLogger(__name__)
 DBT_PROJECT = REPO_ROOT / "dbt"
@@ -32,7 +33,7 @@ def _dbt() -> str:
 
 
 def dbt_vars(settings: Settings, ds: str) -> dict:
-    return {"ds": ds, "train_days": settings.train_days, "sample_rate": settings.sample_rate,
+    return {"ds": ds, "train_days": settings.marts.train_days, "sample_rate": settings.marts.sample_rate,
             "warehouse": str(settings.warehouse)}
 
 
@@ -40,10 +41,10 @@ def run_dbt(settings: Settings, ds: str, command: list[str]) -> subprocess.Compl
     """Run one dbt command on the project for ds; its target/ and logs/ go to HOME/dbt."""
     state = settings.home / "dbt"
     args = [_dbt(), *command, "--project-dir", str(DBT_PROJECT), "--profiles-dir", str(DBT_PROJECT),
-            "--target", settings.dbt_target, "--target-path", str(state / "target"),
+            "--target", settings.dbt.target, "--target-path", str(state / "target"),
             "--log-path", str(state / "logs"), "--vars", json.dumps(dbt_vars(settings, ds))]
     env = dict(os.environ, EDGEREC_HOME=str(settings.home), DBT_SEND_ANONYMOUS_USAGE_STATS="false")
-    log.info("dbt %s ds=%s (target %s)", " ".join(command), ds, settings.dbt_target)
+    log.info("dbt %s ds=%s (target %s)", " ".join(command), ds, settings.dbt.target)
     state.mkdir(parents=True, exist_ok=True)  # the working directory: dbt-spark's session keeps its tables here
     result = subprocess.run(args, env=env, cwd=state, capture_output=True, text=True)
     sys.stdout.write(result.stdout)  # dbt's own progress lines, into the task log or the terminal
@@ -66,7 +67,7 @@ def _node(unique_id: str) -> str:
 
 
 def build_marts(settings: Settings, ds: str) -> dict:
-    """`dbt build` (models, data tests, unit tests) for ds; a summary written to the day's `dbt_build_report`."""
+    """`dbt build` (models, data tests, unit tests) for ds; a summary written to the day's `DbtBuild` report."""
     run_results = settings.home / "dbt" / "target" / "run_results.json"
     run_results.unlink(missing_ok=True)  # a run that fails early must not report the previous run's nodes
     result = run_dbt(settings, ds, ["build"])
@@ -79,10 +80,10 @@ def build_marts(settings: Settings, ds: str) -> dict:
     for r in results["results"]:
         kind = _node(r["unique_id"]).split()[0]
         by_type[kind] = by_type.get(kind, 0) + 1
-    summary = {"ds": ds, "target": settings.dbt_target, "elapsed_s": round(results["elapsed_time"], 2),
+    summary = {"ds": ds, "target": settings.dbt.target, "elapsed_s": round(results["elapsed_time"], 2),
                "nodes": by_type, "database": str(settings.duckdb_path),
-               "rows": mart_rows(settings) if settings.dbt_target == "duckdb" else {}}
-    write_json(settings.layout(ds).dbt_build_report, summary)
+               "rows": mart_rows(settings) if settings.dbt.target == "duckdb" else {}}
+    DbtBuild(**summary).write(settings.layout(ds))
     return summary
 
 

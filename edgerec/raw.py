@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from edgerec.config import Settings, write_json
+from edgerec.config import Settings
 from edgerec.contracts import LogValidator
 from edgerec.errors import EdgeRecError, MissingInput
+from edgerec.reports import RawValidation
 from edgerec.sim.config import load_sim_config
 from edgerec.sim.writer import simulate
 
@@ -27,9 +28,9 @@ class BadShareExceeded(EdgeRecError):
 
 def simulate_day(settings: Settings, ds: str) -> dict:
     """Simulate one day of the configured world into the raw zone (replacing that partition)."""
-    cfg = load_sim_config(settings.sim_config, preset=settings.sim_world, users=settings.sim_users,
-                          seed=settings.sim_seed, days=1, start_date=dt.date.fromisoformat(ds),
-                          corrupt_rate=settings.sim_corrupt_rate)
+    cfg = load_sim_config(settings.sim.config, preset=settings.sim.world, users=settings.sim.users,
+                          seed=settings.sim.seed, days=1, start_date=dt.date.fromisoformat(ds),
+                          corrupt_rate=settings.sim.corrupt_rate)
     summary = simulate(cfg, settings.raw)["days"][ds]
     log.info("simulated ds=%s: %s events into %s", ds, f"{summary['events']:,}", summary["events_path"])
     return summary
@@ -47,10 +48,10 @@ def validate_raw(settings: Settings, ds: str) -> dict:
     with day.quarantine_raw.open("w") as quarantine:
         report = LogValidator(known, quarantine).validate_path(day.raw_events)
     result = report.to_dict() | {"ds": ds, "quarantine": str(day.quarantine_raw),
-                                 "max_bad_share": settings.max_bad_share}
-    write_json(day.raw_validation_report, result)
+                                 "max_bad_share": settings.quality.max_bad_share}
+    RawValidation(**result).write(day)
     log.info("validated ds=%s\n%s", ds, report.render())
-    check_bad_share(report.rows, report.bad_by_reason, settings.max_bad_share, f"raw events ds={ds}",
+    check_bad_share(report.rows, report.bad_by_reason, settings.quality.max_bad_share, f"raw events ds={ds}",
                     day.quarantine_raw)
     return result
 
@@ -65,4 +66,5 @@ def check_bad_share(rows: int, bad_by_reason: Mapping[str, int], threshold: floa
         reasons = ", ".join(f"{r} {n:,}" for r, n in sorted(bad_by_reason.items()))
         raise BadShareExceeded(
             f"{what}: {bad:,} of {rows:,} rows are bad ({bad / rows:.2%}), above the "
-            f"threshold {threshold:.2%} (EDGEREC_MAX_BAD_SHARE); by reason: {reasons}; bad rows in {quarantine}")
+            f"threshold {threshold:.2%} (EDGEREC_QUALITY_MAX_BAD_SHARE); by reason: {reasons}; "
+            f"bad rows in {quarantine}")

@@ -35,14 +35,14 @@ def connect(settings: Settings):
     import mlflow
     from mlflow import MlflowClient
 
-    uri = settings.mlflow_tracking_uri
+    uri = settings.mlflow.tracking_uri
     if uri is None:
         settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
         uri = f"sqlite:///{settings.mlflow_dir / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-        artifacts = None if settings.mlflow_tracking_uri else (settings.mlflow_dir / "artifacts").as_uri()
+        artifacts = None if settings.mlflow.tracking_uri else (settings.mlflow_dir / "artifacts").as_uri()
         mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
     mlflow.set_experiment(EXPERIMENT)
     return MlflowClient()

@@ -24,7 +24,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{settings.airflow_home / 'airflow.db'}",
         "EDGEREC_HOME": str(settings.home),
-        "EDGEREC_TASK_RETRIES": str(settings.task_retries),
+        "EDGEREC_RUN_TASK_RETRIES": str(settings.run.task_retries),
     })
     if settings.raw_dir:
         env["EDGEREC_RAW_DIR"] = str(settings.raw_dir)
@@ -92,8 +92,8 @@ def test_dag(settings: Settings, dag_id: str, ds: str, log_path: Path,
     """
     init_airflow(settings)
     env = airflow_env(settings)
-    if "EDGEREC_TASK_RETRIES" not in os.environ:
-        env["EDGEREC_TASK_RETRIES"] = "0"
+    if "EDGEREC_RUN_TASK_RETRIES" not in os.environ:
+        env["EDGEREC_RUN_TASK_RETRIES"] = "0"
     env["PYTHONUNBUFFERED"] = "1"  # a piped stdout is block-buffered: each task's lines would arrive late
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tracker = TaskTracker()

@@ -132,7 +132,7 @@ def airflow_server(settings: Settings, port: int, creds: Credentials) -> Server:
 
 
 def mlflow_store(settings: Settings) -> str:
-    uri = settings.mlflow_tracking_uri
+    uri = settings.mlflow.tracking_uri
     if uri is None:
         return f"sqlite:///{settings.mlflow_dir / 'mlflow.db'}"
     if uri.startswith(("http://", "https://")):

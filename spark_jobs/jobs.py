@@ -1,7 +1,7 @@
 """Thin mains of the Spark jobs: read a ds's inputs, call the pure transforms, write the ds's outputs.
 
 Each job overwrites only its own ds partitions, so reruns and backfills are idempotent, and records its
-figures in the day's Spark summary (`DayLayout.spark_summary`).
+figures in the day's Spark summary (`edgerec.reports.SparkSummary`).
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from edgerec.config import Settings, days_back, read_json, write_json
+from edgerec.config import Settings, days_back
 from edgerec.errors import MissingInput
 from edgerec.features import load_spec, write_spec
 from edgerec.raw import check_bad_share
+from edgerec.reports import SparkSummary
 from spark_jobs.bucketize import apply_spec, fit_spec
 from spark_jobs.ingest import check_catalog, check_contract, mark_duplicates, read_raw_lines, split_good_bad
 from spark_jobs.io import read_partitions, write_partition, write_partitions
@@ -30,10 +31,7 @@ FIT_MAX_REQUESTS = 20_000
 
 
 def _record(settings: Settings, ds: str, stage: str, figures: dict) -> dict:
-    path = settings.layout(ds).spark_summary
-    summary = read_json(path) or {"ds": ds}
-    summary[stage] = figures
-    write_json(path, summary, sort_keys=True)
+    SparkSummary.record(settings.layout(ds), stage, figures)
     log.info("spark %s ds=%s: %s", stage, ds, figures)
     return figures
 
@@ -63,7 +61,8 @@ def run_ingest(spark: SparkSession, settings: Settings, ds: str) -> dict:
                "bad_share": round(sum(counts.values()) / rows, 6) if rows else 0.0,
                "quarantine": str(settings.dataset("quarantine"))}
     _record(settings, ds, "ingest", figures)
-    check_bad_share(rows, counts, settings.max_bad_share, f"spark ingest ds={ds}", settings.dataset("quarantine"))
+    check_bad_share(rows, counts, settings.quality.max_bad_share, f"spark ingest ds={ds}",
+                    settings.dataset("quarantine"))
     write_partitions(good, settings.dataset("events"))
     write_partitions(items, settings.dataset("items"))
     checked.unpersist()
@@ -72,7 +71,7 @@ def run_ingest(spark: SparkSession, settings: Settings, ds: str) -> dict:
 
 def run_sessionize(spark: SparkSession, settings: Settings, ds: str) -> dict:
     events = _require(read_partitions(spark, settings.dataset("events"), [ds]), f"events ds={ds}")
-    keyed = sessionize(events, int(settings.session_gap_minutes * 60_000)).cache()
+    keyed = sessionize(events, int(settings.features.session_gap_minutes * 60_000)).cache()
     write_partitions(keyed, settings.dataset("sessionized_events"))
     stats = session_stats(keyed).cache()
     write_partitions(stats, settings.dataset("sessions"))
@@ -85,12 +84,13 @@ def run_sessionize(spark: SparkSession, settings: Settings, ds: str) -> dict:
 
 
 def run_requests(spark: SparkSession, settings: Settings, ds: str) -> dict:
-    window = days_back(ds, settings.lookback_days)
+    window = days_back(ds, settings.features.lookback_days)
     events = _require(read_partitions(spark, settings.dataset("sessionized_events"), window),
                       f"sessionized events ds={ds}")
     items = _require(read_partitions(spark, settings.dataset("items"), [ds]), f"items ds={ds}").drop("ds")
-    requests = build_requests(events, items, ds, lookback_ms=settings.lookback_days * DAY_MS,
-                              m=settings.ie_length, n=settings.ipv_length, k=settings.trigger_k)
+    features = settings.features
+    requests = build_requests(events, items, ds, lookback_ms=features.lookback_days * DAY_MS,
+                              m=features.ie_length, n=features.ipv_length, k=features.trigger_k)
     write_partitions(requests, settings.dataset("requests"))
     written = _require(read_partitions(spark, settings.dataset("requests"), [ds]), f"requests ds={ds}")
     agg = written.agg(
@@ -110,19 +110,19 @@ def run_requests(spark: SparkSession, settings: Settings, ds: str) -> dict:
 
 def run_bucketize(spark: SparkSession, settings: Settings, ds: str) -> dict:
     root = settings.dataset("requests")
-    fit_days = [d for d in days_back(ds, settings.fit_days)[:-1] if (root / f"ds={d}").exists()] or [ds]
+    fit_days = [d for d in days_back(ds, settings.features.fit_days)[:-1] if (root / f"ds={d}").exists()] or [ds]
     fit_requests = _require(read_partitions(spark, root, fit_days), f"requests ds={fit_days}")
     items = _require(read_partitions(spark, settings.dataset("items"), [ds]), f"items ds={ds}")
-    lengths = {"ie": settings.ie_length, "ipv": settings.ipv_length, "candidates": 100}
-    spec = fit_spec(fit_requests, items, num_buckets=settings.num_buckets, max_requests=FIT_MAX_REQUESTS,
-                    lengths=lengths, fit={"days": fit_days, "num_buckets": settings.num_buckets})
+    lengths = {"ie": settings.features.ie_length, "ipv": settings.features.ipv_length, "candidates": 100}
+    spec = fit_spec(fit_requests, items, num_buckets=settings.features.num_buckets, max_requests=FIT_MAX_REQUESTS,
+                    lengths=lengths, fit={"days": fit_days, "num_buckets": settings.features.num_buckets})
     path = write_spec(spec, settings.layout(ds).feature_spec)
     spec = load_spec(path)
     requests = _require(read_partitions(spark, root, [ds]), f"requests ds={ds}")
     write_partitions(apply_spec(requests, spec), settings.dataset("features"))
     # The train days again, with this day's spec: a model trained on them, tested on ds and shipped with this
     # spec then sees one encoding everywhere (each day's own features were encoded with that day's spec).
-    window = days_back(ds, settings.train_days)[:-1]
+    window = days_back(ds, settings.marts.train_days)[:-1]
     train_days = [d for d in window if (root / f"ds={d}").exists()]
     if len(train_days) < len(window):
         log.warning("bucketize ds=%s: no requests for train days %s; the train split holds %d of %d days",

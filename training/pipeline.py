@@ -13,15 +13,15 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from edgerec import registry
 from edgerec.alerts import Alert
-from edgerec.config import Settings, write_json, write_text
+from edgerec.config import Settings
 from edgerec.errors import ConfigError, MissingInput, NotBlessed, NoTrainingData, build_config
 from edgerec.features import load_spec
 from edgerec.gates import GateVerdict
+from edgerec.reports import EvaluationGate, Servability, TrainingSummary
 from training import checkpoints
 from training.compare import Curves, compare
 from training.config import TrainConfig
@@ -37,18 +37,18 @@ log = logging.getLogger(__name__)
 
 def train_config(settings: Settings) -> TrainConfig:
     """TrainConfig from EDGEREC_TRAIN_CONFIG (JSON), then EDGEREC_TRAIN_EPOCHS and EDGEREC_TRAIN_DEVICE."""
-    values = json.loads(settings.train_config.read_text()) if settings.train_config else {}
-    values["device"] = settings.train_device
-    if settings.train_epochs:
-        values["epochs"] = settings.train_epochs
+    values = json.loads(settings.train.config.read_text()) if settings.train.config else {}
+    values["device"] = settings.train.device
+    if settings.train.epochs:
+        values["epochs"] = settings.train.epochs
     return build_config(TrainConfig, values, prefix="train_config.")
 
 
 def models_to_train(settings: Settings) -> list[str]:
     """EDGEREC_TRAIN_MODELS in the paper's order; the full model always, since it is the one registered."""
-    if settings.train_models.strip() == "all":
+    if settings.train.models.strip() == "all":
         return list(MODELS)
-    names = {n.strip() for n in settings.train_models.split(",") if n.strip()}
+    names = {n.strip() for n in settings.train.models.split(",") if n.strip()}
     unknown = names - set(MODELS)
     if unknown:
         raise ConfigError(f"EDGEREC_TRAIN_MODELS: unknown model(s) {', '.join(sorted(unknown))}; "
@@ -100,7 +100,7 @@ def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | Non
                            "test_requests": counts["test"], "feature_spec_sha": spec["sha256"], "device": str(device),
                            **{f"train.{k}": v for k, v in cfg.model_dump().items()}})
         mlflow.log_dict(spec, "feature_spec.json")
-        for trained in train_models(settings.duckdb_path, spec, cfg, names, device, settings.train_workers):
+        for trained in train_models(settings.duckdb_path, spec, cfg, names, device, settings.train.workers):
             name, history, report = trained.name, trained.history, trained.report
             if progress:
                 progress(name)
@@ -139,7 +139,7 @@ def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | Non
                "version": number, "version_id": vid, "train_requests": counts["train"],
                "test_requests": counts["test"], "gauc": report.gauc.value,
                "comparison": {k: str(v) for k, v in paths.items()}, "checks": comparison.checks}
-    write_json(day.training_summary, summary)
+    TrainingSummary(**summary).write(day)
     log.info("comparison (ds=%s):\n%s", ds, comparison.to_markdown())
     return summary | {"table": comparison.to_markdown()}
 
@@ -155,22 +155,9 @@ def _metrics(report: RankingReport) -> dict[str, float]:
     return metrics
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """The evaluation gate's decision on one version, with the figures it rests on."""
-
-    version: str
-    version_id: str
-    blessed: bool
-    gauc: float
-    floor: float
-    champion: str | None
-    champion_gauc: float | None
-    tolerance: float
-    reason: str
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
+class Verdict(EvaluationGate):
+    """The evaluation gate's decision on one version, with the figures it rests on (its report, and a gate's
+    verdict)."""
 
     def gate_verdict(self, ds: str) -> GateVerdict:
         """Refused: one warning alert with the figures and the reason."""
@@ -197,7 +184,7 @@ def judge(gauc: float, floor: float, champion_gauc: float | None, tolerance: flo
 
 def gate_day(settings: Settings, ds: str, version: str | None = None) -> Verdict:
     """Score the day's version (or `version`) and the champion on ds's test set; tag the verdict on the version
-    and move the `champion` alias to it when blessed. Writes the day's `evaluation_gate_report`."""
+    and move the `champion` alias to it when blessed. Writes the day's `EvaluationGate` report."""
     spec, _ = _data(settings, ds)
     client = registry.connect(settings)
     candidate = _version(client, ds, version)
@@ -214,17 +201,18 @@ def gate_day(settings: Settings, ds: str, version: str | None = None) -> Verdict
             champion_gauc = evaluate_on_test(test, checkpoints.load_version(client, baseline), cfg, device).gauc.value
         except checkpoints.IncompatibleVersion as e:  # the model code changed: no like-for-like baseline
             incomparable, baseline = f"; the champion was not compared: {e}", None
-    blessed, reason = judge(gauc, settings.gate_min_gauc, champion_gauc, settings.gate_tolerance)
+    blessed, reason = judge(gauc, settings.gate.min_gauc, champion_gauc, settings.gate.tolerance)
     reason += incomparable
-    verdict = Verdict(candidate.number, candidate.id, blessed, gauc, settings.gate_min_gauc,
-                      baseline.id if baseline else None, champion_gauc, settings.gate_tolerance, reason)
+    verdict = Verdict(ds=ds, version=candidate.number, version_id=candidate.id, blessed=blessed, gauc=gauc,
+                      floor=settings.gate.min_gauc, champion=baseline.id if baseline else None,
+                      champion_gauc=champion_gauc, tolerance=settings.gate.tolerance, reason=reason)
     client.set_model_version_tag(registry.REGISTERED_MODEL, candidate.number, registry.BLESSED,
                                  registry.Blessing.given(blessed).value)
     client.set_model_version_tag(registry.REGISTERED_MODEL, candidate.number, registry.GATE,
-                                 json.dumps(verdict.to_dict()))
+                                 verdict.model_dump_json())
     if blessed:
         client.set_registered_model_alias(registry.REGISTERED_MODEL, registry.CHAMPION, candidate.number)
-    write_json(settings.layout(ds).evaluation_gate_report, verdict.to_dict())
+    verdict.write(settings.layout(ds))
     log.info("evaluation gate ds=%s version %s (%s): %s: %s", ds, candidate.number, candidate.id,
              "BLESSED" if blessed else "REFUSED", reason)
     return verdict
@@ -275,7 +263,7 @@ def export_day(settings: Settings, ds: str, version: str | None = None) -> Path:
 def servability_budgets(settings: Settings):
     from training.servability import Budgets
 
-    values = json.loads(settings.servability_config.read_text()) if settings.servability_config else {}
+    values = json.loads(settings.servability.config.read_text()) if settings.servability.config else {}
     return build_config(Budgets, values, prefix="servability_config.")
 
 
@@ -307,8 +295,7 @@ def servability_day(settings: Settings, ds: str, version: str | None = None):
                                      sha256_of(root / MANIFEST))
     client.log_dict(found.run_id, report.to_dict(), f"servability/{ds}.json")
     day = settings.layout(ds)
-    write_json(day.servability_report(), report.to_dict())
-    write_text(day.servability_report("md"), report.to_markdown() + "\n")
+    Servability(ds=ds, **report.to_dict()).write_with(day, report.to_markdown())
     log.info("servability gate ds=%s %s: %s", ds, found.id, "PASSED" if report.passed else
              "FAILED: " + "; ".join(report.failures))
     return report

@@ -13,6 +13,6 @@ from edgerec.config import Settings
 def embedded_app(settings: Settings, users: int | None = None) -> FastAPI:
     from edgerec.sim.config import load_sim_config
 
-    cloud = SimulatedCloud(load_sim_config(settings.sim_config, users=users or settings.sim_users,
-                                           seed=settings.sim_seed))
+    cloud = SimulatedCloud(load_sim_config(settings.sim.config, users=users or settings.sim.users,
+                                           seed=settings.sim.seed))
     return create_app(open_targets(settings), cloud, cloud.catalog)

@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from edgerec.alerts import Alert
-from edgerec.config import Settings, days_back, read_json, write_json
+from edgerec.config import Settings, days_back
 from edgerec.contracts import RERANK_TRIGGERS
 from edgerec.contracts.catalog import CATALOG_ARROW_SCHEMA
 from edgerec.errors import ConfigError, MissingInput
@@ -27,6 +27,7 @@ from edgerec.features import ITEM_CATEGORICAL, load_spec
 from edgerec.gates import GateRefused, GateVerdict, settle
 from edgerec.quality import frames
 from edgerec.quality.config import Bound, DriftBound, Level, QualityConfig, load_quality_config
+from edgerec.reports import QualityChecks, RawValidation, SparkSummary
 
 log = logging.getLogger(__name__)
 logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its INFO lines repeat our report
@@ -192,27 +193,23 @@ def _round(value: Any) -> Any:
 def _history(settings: Settings, ds: str, layer: str, days: int) -> list[dict]:
     """Metrics of earlier passed quality reports of this layer (up to `days` days before ds): a blocked day
     is not part of the baseline, so one bad day does not move what normal looks like."""
-    reports = [_report(settings, day, layer) for day in days_back(ds, days)[:-1]]
-    return [r["metrics"] for r in reports if r.get("passed") and r.get("metrics")]
-
-
-def _report(settings: Settings, ds: str, layer: str) -> dict:
-    return read_json(settings.layout(ds).quality_report(layer)) or {}
+    reports = [QualityChecks.read(settings.layout(day), layer=layer) for day in days_back(ds, days)[:-1]]
+    return [r.metrics for r in reports if r and r.passed and r.metrics]
 
 
 def full_lookback(settings: Settings, ds: str) -> bool:
     """Whether the requests of ds saw every day of their lookback window (the Spark summary says)."""
-    read = (read_json(settings.layout(ds).spark_summary) or {}).get("requests", {}).get("event_days_read", [])
-    return len(read) >= settings.lookback_days + 1
+    summary = SparkSummary.read(settings.layout(ds))
+    return summary is not None and len(summary.event_days_read) >= settings.features.lookback_days + 1
 
 
 def raw_tables(settings: Settings, ds: str, cfg: QualityConfig) -> tuple[list[Table], dict, list[str]]:
     day = settings.layout(ds)
-    validation = read_json(day.raw_validation_report)
+    validation = RawValidation.read(day)
     if validation is None:
-        raise MissingInput(f"no raw validation report for ds={ds} at {day.raw_validation_report}; run validate_raw "
+        raise MissingInput(f"no raw validation report for ds={ds} at {RawValidation.path(day)}; run validate_raw "
                            "first")
-    metrics = {"events": validation["good"], "bad_share": validation["bad"] / max(validation["rows"], 1)}
+    metrics = {"events": validation.good, "bad_share": validation.bad / max(validation.rows, 1)}
     items = pq.read_table(day.raw_items).to_pandas()
     checks = cfg.raw
     tables = [
@@ -283,8 +280,8 @@ def features_tables(settings: Settings, ds: str, cfg: QualityConfig) -> tuple[li
         if past and comparable(feature, metrics):
             changes[f"histogram_psi:{feature}"] = frames.psi(histogram, frames.mean_histogram(past))
     if not metrics["full_lookback"]:
-        skipped.append(f"features.drift of sequence features: the {settings.lookback_days}-day lookback window "
-                       f"of ds={ds} is not full yet")
+        skipped.append(f"features.drift of sequence features: the {settings.features.lookback_days}-day lookback "
+                       f"window of ds={ds} is not full yet")
     if changes:
         tables.append(Table("drift", pd.DataFrame([changes]),
                             drift_checks(changes, {"histogram_psi": checks.histogram_psi})))
@@ -299,8 +296,8 @@ MART_STATS = ("requests", "ctr", "mean_ie_length")
 def marts_tables(settings: Settings, ds: str, cfg: QualityConfig) -> tuple[list[Table], dict, list[str]]:
     spec = load_spec(settings.layout(ds).feature_spec)
     checks = cfg.marts
-    if settings.dbt_target != "duckdb":
-        raise ConfigError(f"the marts gate reads the duckdb target; EDGEREC_DBT_TARGET={settings.dbt_target} "
+    if settings.dbt.target != "duckdb":
+        raise ConfigError(f"the marts gate reads the duckdb target; EDGEREC_DBT_TARGET={settings.dbt.target} "
                           "marts are not checked by it yet")
     if not settings.duckdb_path.exists():
         raise MissingInput(f"no marts database at {settings.duckdb_path}; run `edgerec dbt build` first")
@@ -322,7 +319,7 @@ def marts_tables(settings: Settings, ds: str, cfg: QualityConfig) -> tuple[list[
         stats = con.execute(f"select cast(ds as varchar) as ds, {', '.join(MART_STATS)} from rpt_daily_stats "
                             f"where ds between cast('{days_back(ds, cfg.baseline_days)[0]}' as date) "
                             f"and cast('{ds}' as date) order by ds").df()
-    window = days_back(ds, settings.train_days)[:-1]
+    window = days_back(ds, settings.marts.train_days)[:-1]
     test_day = frames.day_metrics(test)
     metrics = {"train_requests": len(train), "test_requests": len(test), "test_label_rate": test_day["label_rate"]}
     tables += [
@@ -336,7 +333,7 @@ def marts_tables(settings: Settings, ds: str, cfg: QualityConfig) -> tuple[list[
             "train_requests": checks.train_requests, "test_requests": checks.test_requests,
             "test_label_rate": checks.test_label_rate})),
     ]
-    blocked = [d for d in stats.ds if _report(settings, d, "marts").get("passed") is False]
+    blocked = [d for d in stats.ds if (r := QualityChecks.read(settings.layout(d), layer="marts")) and not r.passed]
     today, before = stats[stats.ds == ds], stats[(stats.ds < ds) & ~stats.ds.isin(blocked)]
     skipped: list[str] = []
     if len(today) and len(before):
@@ -459,11 +456,11 @@ def run_quality(settings: Settings, ds: str, layer: str, config: QualityConfig |
     """Validate one layer for ds; alerts for every failure; QualityGateFailed if a blocking check failed."""
     if layer not in TABLE_BUILDERS:
         raise ConfigError(f"unknown quality layer {layer!r}; choose one of {', '.join(LAYERS)}")
-    config = config or load_quality_config(settings.quality_config)
+    config = config or load_quality_config(settings.quality.config)
     tables, metrics, skipped = TABLE_BUILDERS[layer](settings, ds, config)
     results, index = validate_tables(settings, layer, ds, tables)
     report = QualityReport(layer, ds, results, skipped, metrics, index)
-    path = write_json(settings.layout(ds).quality_report(layer), report.to_dict())
+    path = QualityChecks(**report.to_dict()).write(settings.layout(ds))
     log.info("%s", report.render())
     settle(settings, report.gate_verdict(path), notify, refusal=QualityGateFailed)
     return report

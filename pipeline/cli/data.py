@@ -107,7 +107,7 @@ def raw_simulate(ds: Annotated[str, typer.Option(help="logical date YYYY-MM-DD")
 
 @raw_app.command("validate")
 def raw_validate(ds: Annotated[str, typer.Option(help="logical date YYYY-MM-DD")]) -> None:
-    """Validate one day's raw partition, quarantine bad rows; exit 1 above EDGEREC_MAX_BAD_SHARE."""
+    """Validate one day's raw partition, quarantine bad rows; exit 1 above EDGEREC_QUALITY_MAX_BAD_SHARE."""
     from edgerec.raw import validate_raw
 
     result = validate_raw(settings_from_env(), ds)
@@ -128,7 +128,7 @@ def spark_run(
         fail(f"unknown job {job!r}; choose one of {', '.join(JOBS)} or all")
     settings = settings_from_env()
     if master:
-        settings = settings.model_copy(update={"spark_master": master})
+        settings = settings.replace(spark={"master": master})
     result = run_jobs(settings, ds, list(JOBS) if job == "all" else [job])
     typer.echo(json.dumps(result, indent=2))
 

@@ -28,8 +28,7 @@ def train(
     from training.pipeline import train_day
 
     settings = settings_from_env()
-    settings = settings.model_copy(update={k: v for k, v in (("train_models", models), ("train_epochs", epochs))
-                                           if v is not None})
+    settings = settings.replace(train={k: v for k, v in (("models", models), ("epochs", epochs)) if v is not None})
     with Progress(TextColumn("{task.description}"), TimeElapsedColumn(), transient=True,
                   disable=not sys.stderr.isatty()) as progress:
         task = progress.add_task("training")
@@ -72,7 +71,7 @@ def export_command(
     from training.pipeline import export_day
 
     settings = settings_from_env()
-    root = export_day(settings, ds or str(settings.run_date), version)
+    root = export_day(settings, ds or str(settings.run.date), version)
     manifest = read_json(root / MANIFEST)
     typer.echo(f"bundle {root}: {network_bytes(manifest):,} bytes of networks and spec, tables "
                + ", ".join(f"{n} {t['rows']}x{t['dim']}" for n, t in manifest["embeddings"].items()))
@@ -91,7 +90,7 @@ def servability(
     from training.pipeline import servability_day
 
     settings = settings_from_env()
-    ds = ds or str(settings.run_date)
+    ds = ds or str(settings.run.date)
     report = servability_day(settings, ds, version)
     typer.echo(report.to_markdown())
     if not report.passed:
@@ -118,9 +117,9 @@ def replay_command(
 
     settings = settings_from_env()
     root = Path(bundle) if Path(bundle).is_dir() else settings.bundles_dir / bundle
-    day = dt.date.fromisoformat(date) if date else settings.run_date + dt.timedelta(days=1)
-    cfg = load_sim_config(settings.sim_config, preset=settings.sim_world, users=users, days=1, start_date=day,
-                          seed=seed if seed is not None else settings.sim_seed)
+    day = dt.date.fromisoformat(date) if date else settings.run.date + dt.timedelta(days=1)
+    cfg = load_sim_config(settings.sim.config, preset=settings.sim.world, users=users, days=1, start_date=day,
+                          seed=seed if seed is not None else settings.sim.seed)
     if not root.is_dir():
         fail(f"no bundle at {root}: pass a bundle directory or a version id exported with `edgerec export`")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

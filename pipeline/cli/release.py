@@ -36,11 +36,11 @@ def deploy(
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as progress:
         task = progress.add_task("deploying")
-        result = deploy_day(settings, ds or str(settings.run_date), version, progress=lambda step, done, total:
+        result = deploy_day(settings, ds or str(settings.run.date), version, progress=lambda step, done, total:
                             progress.update(task, completed=done, total=total, description=f"deploying {step}"))
     typer.echo(f"deployed {result.version}: {result.rows_written:,} embedding rows written "
-               f"({result.rows_skipped:,} already there) to {settings.kv}; {result.files_uploaded} files "
-               f"uploaded ({result.files_skipped} already there) to {settings.cdn}")
+               f"({result.rows_skipped:,} already there) to {settings.kv_store}; {result.files_uploaded} files "
+               f"uploaded ({result.files_skipped} already there) to {settings.cdn_origin}")
     typer.echo(result.kv.to_markdown())
     typer.echo(result.cdn.to_markdown())
     typer.secho(f"next: edgerec release promote {result.version} --channel canary --percent 10 --reason '...'",
@@ -150,8 +150,8 @@ def release_gc(
     from deploy.pipeline import gc_day
 
     settings = settings_from_env()
-    days = settings.release_retention_days if retention_days is None else retention_days
-    doomed = gc_day(settings.model_copy(update={"release_retention_days": days}), dry_run=dry_run)
+    days = settings.release.retention_days if retention_days is None else retention_days
+    doomed = gc_day(settings.replace(release={"retention_days": days}), dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     typer.echo(f"{verb} {len(doomed)} version(s) older than {days:g} days held by no channel"
                + "".join(f"\n  {v}" for v in doomed))
@@ -159,8 +159,8 @@ def release_gc(
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on")] = 8080,
+    host: Annotated[str | None, typer.Option(help="interface to listen on [default: EDGEREC_SERVING_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on [default: EDGEREC_SERVING_PORT]")] = None,
     load_test: Annotated[int, typer.Option(help="instead of serving: N page requests on loopback, then report "
                                                 "p50/p99 and requests/s")] = 0,
     version: Annotated[str | None, typer.Option(help="model version the load test's clients run [default: "
@@ -179,7 +179,7 @@ def serve(
     settings = settings_from_env()
     app_ = embedded_app(settings)
     if not load_test:
-        uvicorn.run(app_, host=host, port=port, log_level="info")
+        uvicorn.run(app_, host=host or settings.serving.host, port=port or settings.serving.port, log_level="info")
         return
     if version is None:
         targets = _targets(settings)
@@ -189,7 +189,7 @@ def serve(
         targets.close()
     with LoopbackServer(app_) as server:
         figures = run_load_test(server.url, version, requests=load_test, concurrency=concurrency,
-                                users=settings.sim_users)
+                                users=settings.sim.users)
     typer.echo(f"{figures['requests']:,} page requests (model version {version or 'none'}), {concurrency} clients: "
                f"p50 {figures['p50_ms']:.2f} ms, p99 {figures['p99_ms']:.2f} ms, "
                f"{figures['requests_per_s']:,.0f} requests/s")

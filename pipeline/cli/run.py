@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from edgerec.config import read_json
 from pipeline.cli.base import app, fail, group, settings_from_env
 from pipeline.cli.release import _channel_notes, _targets
 
@@ -18,10 +17,11 @@ config_app = group("config", "The settings (EDGEREC_* environment variables).")
 @config_app.command("show")
 def config_show() -> None:
     """Every setting's value as this environment gives it (secrets masked)."""
-    from edgerec.config import shown
+    from edgerec.config import variables
 
-    for name, value in settings_from_env().model_dump().items():
-        typer.echo(f"EDGEREC_{name.upper():<28} {shown(name, value)}")
+    settings = settings_from_env()
+    for v in variables():
+        typer.echo(f"{v.name:<36} {v.shown(v.value(settings))}")
 
 
 @config_app.command("docs")
@@ -76,9 +76,9 @@ def alerts_test() -> None:
 
     settings = settings_from_env()
     notifier_from_settings(settings).send([Alert(level="warn", check="alerts.test", observed="a test alert",
-                                                 threshold="nothing", ds=str(settings.run_date))])
-    typer.echo("sent to: log" + (", webhook" if settings.alert_webhook_url else "")
-               + (", email" if settings.alert_email_to else ""))
+                                                 threshold="nothing", ds=str(settings.run.date))])
+    typer.echo("sent to: log" + (", webhook" if settings.alert.webhook_url else "")
+               + (", email" if settings.alert.email_to else ""))
 
 
 @airflow_app.command("init")
@@ -104,8 +104,8 @@ def run(
     from pipeline.orchestration import tail_errors, test_dag
 
     settings = settings_from_env()
-    last = date or str(settings.run_date)
-    for ds in days_back(last, (days or settings.run_days) - 1):
+    last = date or str(settings.run.date)
+    for ds in days_back(last, (days or settings.run.days) - 1):
         log_path = settings.layout(ds).run_log
         typer.secho(f"\n== edgerec_daily_retrain ds={ds} (full log: {log_path}) ==", fg="cyan", bold=True)
 
@@ -124,35 +124,35 @@ def run(
 
 def _task_figure(settings, ds: str, task: str) -> str:
     """The one figure that matters of a task that just ended, from the day's reports ("" when it wrote none)."""
+    from edgerec import reports
+
     day = settings.layout(ds)
 
     def quality(layer: str) -> str:
-        q = read_json(day.quality_report(layer))
-        return q and (f"{'passed' if q['passed'] else 'BLOCKED'}: {q['checks']} checks, {q['failed_warn']} warnings")
+        q = reports.QualityChecks.read(day, layer=layer)
+        return q and f"{'passed' if q.passed else 'BLOCKED'}: {q.checks} checks, {q.failed_warn} warnings"
 
     def spark(job: str, text) -> str:
-        s = read_json(day.spark_summary)
-        return s and job in s and text(s[job])
+        figures = getattr(reports.SparkSummary.read(day), job, None)
+        return figures and text(figures)
 
     def servability() -> str:
-        r = read_json(day.servability_report())
-        costs, device = (r or {}).get("costs", {}), (r or {}).get("device")
-        return r and (f"{'PASSED' if r['passed'] else 'FAILED'}; re-rank {costs['reranker.onnx']['macs']:,} MACs, "
-                      f"{r['estimated_ms'][device]['reranker.onnx']:.1f} ms on {device}" if costs else
-                      "; ".join(r.get("failures", [])))
+        r = reports.Servability.read(day)
+        return r and (f"{'PASSED' if r.passed else 'FAILED'}; re-rank {r.costs['reranker.onnx']['macs']:,} MACs, "
+                      f"{r.estimated_ms[r.device]['reranker.onnx']:.1f} ms on {r.device}" if r.costs else
+                      "; ".join(c["name"] for c in r.checks if not c["passed"]))
 
     def training() -> str:
-        t = read_json(day.training_summary)
-        return t and (f"version {t['version_id']}: full model GAUC {t['gauc']:.5f}; "
-                      f"{sum(t['checks'].values())}/{len(t['checks'])} checks")
+        t = reports.TrainingSummary.read(day)
+        return t and (f"version {t.version_id}: full model GAUC {t.gauc:.5f}; "
+                      f"{sum(t.checks.values())}/{len(t.checks)} checks")
 
     def gate() -> str:
-        g = read_json(day.evaluation_gate_report)
-        return g and ("blessed" if g["blessed"] else "refused") + f": {g['reason']}"
+        g = reports.EvaluationGate.read(day)
+        return g and ("blessed" if g.blessed else "refused") + f": {g.reason}"
 
     figures = {
-        "validate_raw": lambda: (v := read_json(day.raw_validation_report)) and
-        f"{v['good']:,} good rows, {v['bad']:,} bad",
+        "validate_raw": lambda: (v := reports.RawValidation.read(day)) and f"{v.good:,} good rows, {v.bad:,} bad",
         "spark_ingest": lambda: spark("ingest", lambda s: f"{s['rows_out']:,} rows, {s['bad_share']:.2%} quarantined"),
         "spark_sessionize": lambda: spark("sessionize", lambda s: f"{s['sessions']:,} sessions"),
         "spark_requests": lambda: spark("requests", lambda s: f"{s['requests']:,} requests, label rate "
@@ -160,11 +160,11 @@ def _task_figure(settings, ds: str, task: str) -> str:
         "spark_bucketize": lambda: spark("bucketize", lambda s: f"feature spec {s['feature_spec_sha256'][:12]}"),
         "quality_raw": lambda: quality("raw"), "quality_features": lambda: quality("features"),
         "quality_marts": lambda: quality("marts"),
-        "dbt_build": lambda: (d := read_json(day.dbt_build_report)) and
-        ", ".join(f"{name} {n:,}" for name, n in d["rows"].items()),
+        "dbt_build": lambda: (d := reports.DbtBuild.read(day)) and
+        ", ".join(f"{name} {n:,}" for name, n in d.rows.items()),
         "train": training, "evaluation_gate": gate, "servability_gate": servability,
-        "deploy": lambda: (t := read_json(day.training_summary)) and f"{t['version_id']} on the KV and CDN",
-        "promote_canary": lambda: (t := read_json(day.training_summary)) and f"canary -> {t['version_id']}",
+        "deploy": lambda: (t := reports.TrainingSummary.read(day)) and f"{t.version_id} on the KV and CDN",
+        "promote_canary": lambda: (t := reports.TrainingSummary.read(day)) and f"canary -> {t.version_id}",
     }
     try:
         return figures[task]() or "" if task in figures else ""
@@ -173,67 +173,82 @@ def _task_figure(settings, ds: str, task: str) -> str:
 
 
 def _show_day(settings, ds: str) -> None:
+    from edgerec import reports
     from edgerec.sim.stats import render_stats, stats_of_path
 
     day = settings.layout(ds)
-    validation, spark, marts = (read_json(p) for p in (day.raw_validation_report, day.spark_summary,
-                                                       day.dbt_build_report))
     typer.secho(f"\n== edgerec_daily_retrain ds={ds} succeeded ==", fg="green", bold=True)
     typer.echo(f"state directory  {settings.home}")
     typer.echo(f"raw events       {day.raw_events}")
     typer.echo(f"item catalog     {day.raw_items}")
-    typer.echo(f"validation       {day.raw_validation_report}: {validation['good']:,} good rows, "
-               f"{validation['bad']:,} bad")
+    validation = reports.RawValidation.read(day)
+    typer.echo(f"validation       {reports.RawValidation.path(day)}: " + (
+        f"{validation.good:,} good rows, {validation.bad:,} bad" if validation else "not run for this day"))
     typer.echo(f"quarantine       {day.quarantine_raw} (raw validation), "
                f"{settings.dataset('quarantine')}/ds={ds} (Spark ingest)")
     typer.echo(f"warehouse        {settings.warehouse}: events, sessions, requests, features (ds={ds})")
     typer.echo(f"feature spec     {day.feature_spec}")
-    req = spark["requests"]
-    typer.echo(f"requests         {req['requests']:,} re-ranking requests, mean IE length {req['mean_ie_length']}, "
-               f"mean IPV length {req['mean_ipv_length']}, label rate {req['label_rate']}")
-    rows = ", ".join(f"{name} {n:,}" for name, n in marts["rows"].items())
-    typer.echo(f"marts            {marts['database']}: {rows} (dbt build {marts['elapsed_s']} s)")
+    spark = reports.SparkSummary.read(day)
+    req = spark and spark.requests
+    typer.echo("requests         " + (
+        f"{req['requests']:,} re-ranking requests, mean IE length {req['mean_ie_length']}, "
+        f"mean IPV length {req['mean_ipv_length']}, label rate {req['label_rate']}" if req else
+        "the requests job did not run for this day"))
+    marts = reports.DbtBuild.read(day)
+    typer.echo("marts            " + (
+        f"{marts.database}: {', '.join(f'{name} {n:,}' for name, n in marts.rows.items())} "
+        f"(dbt build {marts.elapsed_s} s)" if marts else "dbt build did not run for this day"))
+    quality = None
     for layer in ("raw", "features", "marts"):
-        quality = read_json(day.quality_report(layer))
-        typer.echo(f"quality {layer:<9}{'passed' if quality['passed'] else 'BLOCKED'}: {quality['checks']} checks, "
-                   f"{quality['failed_warn']} warnings" + "".join(
+        quality = reports.QualityChecks.read(day, layer=layer)
+        if quality is None:
+            typer.echo(f"quality {layer:<9}not run for this day")
+            continue
+        typer.echo(f"quality {layer:<9}{'passed' if quality.passed else 'BLOCKED'}: {quality.checks} checks, "
+                   f"{quality.failed_warn} warnings" + "".join(
                        f"\n                 [warn] {r['layer']}.{r['table']}.{r['check']}: observed {r['observed']}, "
-                       f"expected {r['expected']}" for r in quality["results"] if not r["success"]))
-    typer.echo(f"data docs        {quality['docs_index']}")
+                       f"expected {r['expected']}" for r in quality.results if not r["success"]))
+    if quality is not None:
+        typer.echo(f"data docs        {quality.docs_index}")
     typer.echo(f"dbt docs         edgerec dbt docs --ds {ds}")
     _show_training(settings, ds)
     _show_export(settings, ds)
     _show_release(settings)
-    typer.echo(f"\n== behaviour statistics of ds={ds} ==")
-    typer.echo(render_stats(stats_of_path(day.raw_events, day.raw_items)))
+    if day.raw_events.exists():
+        typer.echo(f"\n== behaviour statistics of ds={ds} ==")
+        typer.echo(render_stats(stats_of_path(day.raw_events, day.raw_items)))
 
 
 def _show_training(settings, ds: str) -> None:
+    from edgerec import reports
+
     day = settings.layout(ds)
-    summary = read_json(day.training_summary)
+    summary = reports.TrainingSummary.read(day)
     if summary is None:
         typer.echo("training         skipped: no train days in the marts yet")
         return
-    typer.echo(f"mlflow           {settings.mlflow_tracking_uri or settings.mlflow_dir} (run {summary['run_id']}; "
+    typer.echo(f"mlflow           {settings.mlflow.tracking_uri or settings.mlflow_dir} (run {summary.run_id}; "
                "browse: make ui)")
-    typer.echo(f"model version    edgerec-reranker version {summary['version']} ({summary['version_id']}), "
-               f"GAUC {summary['gauc']:.5f} on {summary['test_requests']:,} test requests")
-    verdict = read_json(day.evaluation_gate_report)
+    typer.echo(f"model version    edgerec-reranker version {summary.version} ({summary.version_id}), "
+               f"GAUC {summary.gauc:.5f} on {summary.test_requests:,} test requests")
+    verdict = reports.EvaluationGate.read(day)
     if verdict is not None:
-        typer.echo(f"evaluation gate  {'BLESSED' if verdict['blessed'] else 'REFUSED'}: {verdict['reason']}")
+        typer.echo(f"evaluation gate  {'BLESSED' if verdict.blessed else 'REFUSED'}: {verdict.reason}")
     typer.echo(f"comparison       {day.comparison('md')} (and .csv, .png)\n")
     typer.echo(day.comparison("md").read_text())
 
 
 def _show_export(settings, ds: str) -> None:
+    from edgerec import reports
+
     day = settings.layout(ds)
-    verdict = read_json(day.servability_report())
+    verdict = reports.Servability.read(day)
     if verdict is None:
         typer.echo("\nbundle           none exported for this day")
         return
-    typer.echo(f"\nbundle           {verdict['bundle']}")
-    typer.echo(day.servability_report("md").read_text())
-    typer.echo(f"closed loop      .venv/bin/edgerec replay --bundle {verdict['version']} (cloud order vs EdgeRec)")
+    typer.echo(f"\nbundle           {verdict.bundle}")
+    typer.echo(reports.Servability.markdown_path(day).read_text())
+    typer.echo(f"closed loop      .venv/bin/edgerec replay --bundle {verdict.version} (cloud order vs EdgeRec)")
 
 
 def _show_release(settings) -> None:

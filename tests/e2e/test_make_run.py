@@ -18,6 +18,15 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from edgerec.config import DayLayout, load_settings, read_json
+from edgerec.reports import (
+    DbtBuild,
+    EvaluationGate,
+    QualityChecks,
+    RawValidation,
+    Servability,
+    SparkSummary,
+    TrainingSummary,
+)
 from tests.browser import body_text, headless_chromium, send_basic_auth, wait_for_text, wait_until
 from tests.conftest import recording_webhook
 
@@ -70,49 +79,49 @@ def test_run_builds_marts_and_data_docs_and_a_drifted_day_alerts_and_stops(two_d
     for ds in (FIRST, DS):
         assert (state / "raw" / "events" / f"ds={ds}" / "part-00000.jsonl.gz").exists()
     assert (state / "raw" / "items" / f"ds={DS}" / "items.parquet").exists()
-    report = read_json(day_of(state, DS).raw_validation_report)
-    assert report["good"] > 1000 and report["bad"] == 0
+    report = RawValidation.read(day_of(state, DS))
+    assert report.good > 1000 and report.bad == 0
     assert (state / "airflow" / "airflow.db").exists()
     for dataset in ("events", "sessionized_events", "sessions", "requests", "features", "items"):
         assert (state / "warehouse" / dataset / f"ds={DS}").is_dir(), dataset
     spec = json.loads((state / "warehouse" / "feature_spec" / f"ds={DS}" / "feature_spec.json").read_text())
     assert spec["sequence_lengths"] == {"ie": 50, "ipv": 30, "candidates": 100}
-    summary = read_json(day_of(state, DS).spark_summary)
-    assert summary["ingest"]["rows_out"] == report["good"]
-    assert summary["ingest"]["quarantined_by_reason"] == {}  # a clean day: nothing quarantined
-    assert summary["requests"]["requests"] > 100
+    summary = SparkSummary.read(day_of(state, DS))
+    assert summary.ingest["rows_out"] == report.good
+    assert summary.ingest["quarantined_by_reason"] == {}  # a clean day: nothing quarantined
+    assert summary.requests["requests"] > 100
     assert "re-ranking requests" in result.stdout
-    marts = read_json(day_of(state, DS).dbt_build_report)
-    assert marts["rows"]["fct_train_requests"] > 100 and marts["rows"]["fct_test_requests"] > 100
-    assert marts["rows"]["rpt_daily_stats"] == 2
+    marts = DbtBuild.read(day_of(state, DS))
+    assert marts.rows["fct_train_requests"] > 100 and marts.rows["fct_test_requests"] > 100
+    assert marts.rows["rpt_daily_stats"] == 2
     for layer in ("raw", "features", "marts"):
-        quality = read_json(day_of(state, DS).quality_report(layer))
-        assert quality["passed"] and quality["failed_block"] == 0, layer
+        quality = QualityChecks.read(day_of(state, DS), layer=layer)
+        assert quality.passed and quality.failed_block == 0, layer
     assert (state / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").exists()
     assert "quality marts    passed" in result.stdout
     # Training ran on the second day (the first had no train days), registered a version and judged it.
-    training = read_json(day_of(state, DS).training_summary)
-    assert training["version"] == "1" and training["version_id"].startswith("v20261105-")
-    gate = read_json(day_of(state, DS).evaluation_gate_report)
-    assert gate["version"] == "1" and gate["champion"] is None and "judged by the floor alone" in gate["reason"]
-    assert gate["blessed"] and f"evaluation gate  BLESSED: {gate['reason']}" in result.stdout
+    training = TrainingSummary.read(day_of(state, DS))
+    assert training.version == "1" and training.version_id.startswith("v20261105-")
+    gate = EvaluationGate.read(day_of(state, DS))
+    assert gate.version == "1" and gate.champion is None and "judged by the floor alone" in gate.reason
+    assert gate.blessed and f"evaluation gate  BLESSED: {gate.reason}" in result.stdout
     assert "| CRBAN+HUBSM(IE&IPV) |" in result.stdout and "| DNN-rank |" in result.stdout
     assert not day_of(state, FIRST).training.exists()
     # The blessed version was exported and went through the servability gate (its latency figures depend on the
     # machine's load, so only the checks of the bundle itself are asserted here).
-    bundle = state / "bundles" / training["version_id"]
-    assert json.loads((bundle / "manifest.json").read_text())["version"] == training["version_id"]
-    servability = read_json(day_of(state, DS).servability_report())
-    assert servability["passed"], servability["checks"]
+    bundle = state / "bundles" / training.version_id
+    assert json.loads((bundle / "manifest.json").read_text())["version"] == training.version_id
+    servability = Servability.read(day_of(state, DS))
+    assert servability.passed, servability.checks
     # ... deployed (KV and CDN) and put on the canary channel for 10% of devices
-    vid = training["version_id"]
+    vid = training.version_id
     assert (state / "cdn" / "models" / vid / "manifest.json").exists()
     canary = json.loads((state / "cdn" / "channels" / "canary.json").read_text())
     assert (canary["version"], canary["previous"], canary["rollout_percent"]) == (vid, None, 10.0)
     assert f"channel canary   {vid} for 10% of devices" in result.stdout
     audit = [json.loads(line)["action"] for line in (state / "release" / "audit.jsonl").read_text().splitlines()]
     assert audit == ["deploy", "promote"]
-    assert f"servability of {training['version_id']}: " in result.stdout
+    assert f"servability of {training.version_id}: " in result.stdout
     # The first day had no train days yet: a warning, sent to the webhook too (a tiny world may warn on more).
     assert {"level": "warn", "check": "marts.day.train_requests", "ds": FIRST} in [
         {k: a[k] for k in ("level", "check", "ds")} for a in alerts_of(received)]
@@ -132,8 +141,8 @@ def test_run_builds_marts_and_data_docs_and_a_drifted_day_alerts_and_stops(two_d
     for alert in blocking:  # e.g. raw.drift.event_volume_change<=block: observed 1.2, expected <= 0.8
         assert alert["observed"] > float(alert["threshold"].removeprefix("<= "))
         assert os.path.exists(alert["docs"]) and alert["docs"].endswith(".html")
-    marts = day_of(state, "2026-11-06").quality_report("marts")  # the last gate before training
-    assert not marts.exists() or json.loads(marts.read_text())["passed"] is False
+    marts = QualityChecks.read(day_of(state, "2026-11-06"), layer="marts")  # the last gate before training
+    assert marts is None or marts.passed is False
 
 
 def free_port() -> int:
@@ -178,7 +187,7 @@ def test_ui_shows_the_days_run_on_the_dag_page_and_its_version_on_the_model_page
         [(run_id, run_state)] = db.execute("select run_id, state from dag_run where dag_id = 'edgerec_daily_retrain' "
                                            "and logical_date like ?", (f"{DS}%",)).fetchall()
     assert run_state == "success"
-    training = read_json(day_of(state, DS).training_summary)
+    training = TrainingSummary.read(day_of(state, DS))
     out, evidence = tmp_path / "ui.out", tmp_path / "browser"
     with ui_serving(state, out) as (proc, airflow, mlflow):
         printed = out.read_text()
@@ -211,8 +220,8 @@ def test_ui_shows_the_days_run_on_the_dag_page_and_its_version_on_the_model_page
 
             send_basic_auth(browser, "admin", mlflow_password)
             browser.get(f"{mlflow}/#/models/edgerec-reranker")
-            wait_for_text(browser, training["version_id"], evidence)  # the edgerec.version tag: the day and the run
-            assert f"Version {training['version']}" in body_text(browser)
+            wait_for_text(browser, training.version_id, evidence)  # the edgerec.version tag: the day and the run
+            assert f"Version {training.version}" in body_text(browser)
     assert proc.returncode == 0 and out.read_text().endswith("stopped the UIs\n"), out.read_text()
     # the passwords are in their files only: never printed, never logged
     shown = [out, *(state / "logs").glob("ui-*.log")]
@@ -227,8 +236,8 @@ def test_a_blocking_check_stops_the_day_before_the_marts(tmp_path, webhook):
     result = run(tmp_path, EDGEREC_QUALITY_CONFIG=str(strict), EDGEREC_ALERT_WEBHOOK_URL=url)
     assert result.returncode != 0
     day = day_of(tmp_path / "state", DS)
-    assert read_json(day.quality_report("features"))["passed"] is False
-    assert not day.dbt_build_report.exists() and not day.quality_report("marts").exists()
+    assert QualityChecks.read(day, layer="features").passed is False
+    assert DbtBuild.read(day) is None and QualityChecks.read(day, layer="marts") is None
     blocking = [a for a in alerts_of(received) if a["level"] == "block"]
     assert [(a["check"], a["threshold"], a["ds"]) for a in blocking] == [
         ("features.day.requests", ">= 1e+06", DS)]
@@ -244,7 +253,7 @@ def test_run_fails_on_a_corrupted_day_says_why_and_alerts(tmp_path, webhook):
     [alert] = alerts_of(received)  # the DAG's failure notifier
     assert alert["level"] == "error" and alert["check"] == "task edgerec_daily_retrain.validate_raw failed"
     assert alert["ds"] == DS and "above the threshold 1.00%" in alert["observed"]
-    assert not day_of(tmp_path / "state", DS).quality_report("features").exists()
+    assert QualityChecks.read(day_of(tmp_path / "state", DS), layer="features") is None
 
 
 def test_external_source_skips_simulation_and_validates_what_arrived(tmp_path):
@@ -274,8 +283,8 @@ def test_the_revisit_world_runs_end_to_end_with_the_hand_rules_beside_the_models
                            "rule: most clicked in the train window first"]
     assert any(name.startswith("CRBAN+HUBSM(IE&IPV) > rule: viewed before first") for name in comparison["checks"])
     assert set(comparison["validation_curves"]["by_model"]) == {row["model"] for row in comparison["rows"][:6]}
-    training = read_json(day_of(state, DS).training_summary)
-    servability = read_json(day_of(state, DS).servability_report())
-    assert servability["passed"], servability["checks"]
-    manifest = json.loads((state / "bundles" / training["version_id"] / "manifest.json").read_text())
+    training = TrainingSummary.read(day_of(state, DS))
+    servability = Servability.read(day_of(state, DS))
+    assert servability.passed, servability.checks
+    manifest = json.loads((state / "bundles" / training.version_id / "manifest.json").read_text())
     assert manifest["embeddings"]["brand"]["rows"] == 100_002 and len(manifest["embeddings"]["brand"]["shards"]) <= 16

@@ -10,7 +10,7 @@ def dagbag():
     from airflow.dag_processing.dagbag import DagBag
 
     with pytest.MonkeyPatch.context() as env:
-        env.delenv("EDGEREC_TASK_RETRIES", raising=False)
+        env.delenv("EDGEREC_RUN_TASK_RETRIES", raising=False)
         yield DagBag(dag_folder=str(DAGS_FOLDER))
 
 

@@ -7,8 +7,8 @@ import shutil
 import pytest
 
 from edgerec import registry
-from edgerec.config import read_json
 from edgerec.errors import NotBlessed
+from edgerec.reports import Servability
 from tests.integration.conftest import DAYS
 from training.pipeline import export_day, gate_day, servability_day, train_day
 
@@ -24,8 +24,8 @@ def trained(marts, tmp_path_factory):
     shutil.copytree(shared.warehouse / "feature_spec", home / "warehouse" / "feature_spec")
     budgets = home / "budgets.json"
     budgets.write_text(json.dumps({"step_p99_ms": 1e6, "rerank_p99_ms": 1e6, "timing_runs": 10}))  # no timing
-    settings = shared.model_copy(update={"home": home, "train_epochs": 1, "train_models": "crban_hubsm_ie_ipv",
-                                         "gate_min_gauc": 0.0, "servability_config": budgets})
+    settings = shared.replace(home=home, train={"epochs": 1, "models": "crban_hubsm_ie_ipv"}, gate={"min_gauc": 0.0},
+                              servability={"config": budgets})
     return settings, train_day(settings, DAYS[1])
 
 
@@ -56,8 +56,8 @@ def test_servability_gate_tags_the_version_and_writes_the_report(trained):
     assert json.loads(version.tags[registry.SERVABILITY])["failures"] == []
     assert len(version.tags[registry.BUNDLE_SHA]) == 64
     day = settings.layout(DAYS[1])
-    assert read_json(day.servability_report())["passed"] is True
-    assert "servability of " + summary["version_id"] + ": PASSED" in day.servability_report("md").read_text()
+    assert Servability.read(day).passed is True
+    assert "servability of " + summary["version_id"] + ": PASSED" in Servability.markdown_path(day).read_text()
 
     (settings.bundles_dir / summary["version_id"] / "reranker.onnx").write_bytes(b"not a model")
     broken = servability_day(settings, DAYS[1])

@@ -88,7 +88,7 @@ def test_the_spark_target_builds_the_same_marts(marts, tmp_path, monkeypatch):
     settings, summary = marts
     (tmp_path / "warehouse").symlink_to(settings.warehouse)
     monkeypatch.setenv("EDGEREC_DBT_SPARK_METHOD", "session")
-    on_spark = settings.model_copy(update={"home": tmp_path, "dbt_target": "spark"})
+    on_spark = settings.replace(home=tmp_path, dbt={"target": "spark"})
     result = build_marts(on_spark, DAYS[1])
     assert result["target"] == "spark" and result["nodes"] == summary["nodes"]
     tables = tmp_path / "dbt" / "spark-warehouse" / "edgerec.db"

@@ -1,9 +1,10 @@
 
 import pytest
 
-from edgerec.config import load_settings, read_json
+from edgerec.config import load_settings
 from edgerec.errors import ConfigError, MissingInput
 from edgerec.raw import BadShareExceeded, simulate_day, validate_raw
+from edgerec.reports import RawValidation
 
 pytestmark = pytest.mark.integration
 DS = "2026-11-03"
@@ -18,25 +19,25 @@ def test_simulate_then_validate_a_clean_day(tmp_path):
     summary = simulate_day(settings, DS)
     result = validate_raw(settings, DS)
     assert result["good"] == summary["events"] and result["bad"] == 0
-    report = read_json(settings.layout(DS).raw_validation_report)
-    assert report == result
+    report = RawValidation.read(settings.layout(DS))
+    assert report.model_dump() == result
     assert (tmp_path / "quarantine" / "raw" / f"ds={DS}" / "bad_rows.jsonl").read_text() == ""
 
 
 def test_a_day_above_the_bad_share_fails_naming_the_reasons_and_quarantines_them(tmp_path):
-    settings = settings_for(tmp_path, EDGEREC_SIM_CORRUPT_RATE="0.05", EDGEREC_MAX_BAD_SHARE="0.02")
+    settings = settings_for(tmp_path, EDGEREC_SIM_CORRUPT_RATE="0.05", EDGEREC_QUALITY_MAX_BAD_SHARE="0.02")
     simulate_day(settings, DS)
     with pytest.raises(BadShareExceeded) as error:
         validate_raw(settings, DS)
     message = str(error.value)
-    assert "above the threshold 2.00%" in message and "EDGEREC_MAX_BAD_SHARE" in message
+    assert "above the threshold 2.00%" in message and "EDGEREC_QUALITY_MAX_BAD_SHARE" in message
     assert "invalid_json" in message and "duplicate_event_id" in message
     quarantined = (tmp_path / "quarantine" / "raw" / f"ds={DS}" / "bad_rows.jsonl").read_text().splitlines()
-    assert len(quarantined) == read_json(settings.layout(DS).raw_validation_report)["bad"]
+    assert len(quarantined) == RawValidation.read(settings.layout(DS)).bad
 
 
 def test_the_same_corruption_passes_under_a_looser_threshold(tmp_path):
-    settings = settings_for(tmp_path, EDGEREC_SIM_CORRUPT_RATE="0.01", EDGEREC_MAX_BAD_SHARE="0.05")
+    settings = settings_for(tmp_path, EDGEREC_SIM_CORRUPT_RATE="0.01", EDGEREC_QUALITY_MAX_BAD_SHARE="0.05")
     simulate_day(settings, DS)
     assert 0 < validate_raw(settings, DS)["bad_share"] < 0.05
 

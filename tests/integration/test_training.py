@@ -8,6 +8,7 @@ from edgerec import registry
 from edgerec.config import read_json
 from edgerec.errors import NoTrainingData
 from edgerec.features import load_spec
+from edgerec.reports import EvaluationGate
 from tests.integration.conftest import DAYS
 from training.pipeline import gate_day, train_day
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def trained(marts):
-    settings = marts[0].model_copy(update={"train_epochs": 1, "train_models": "dlcm"})
+    settings = marts[0].replace(train={"epochs": 1, "models": "dlcm"})
     return settings, train_day(settings, DAYS[1])
 
 
@@ -53,7 +54,7 @@ def test_training_writes_the_comparison_and_registers_the_full_model(trained):
 
 def test_gate_blesses_on_the_floor_then_refuses_below_it_and_keeps_the_champion(trained):
     settings, summary = trained
-    first = gate_day(settings.model_copy(update={"gate_min_gauc": 0.0}), DAYS[1])
+    first = gate_day(settings.replace(gate={"min_gauc": 0.0}), DAYS[1])
     assert first.blessed and "no champion to compare with" in first.reason
     assert first.gauc == pytest.approx(summary["gauc"], abs=1e-9)  # the registered checkpoint scores the same
     client = registry.connect(settings)
@@ -61,16 +62,16 @@ def test_gate_blesses_on_the_floor_then_refuses_below_it_and_keeps_the_champion(
     assert registry.get_version(client, summary["version"]).tags[registry.BLESSED] == "true"
 
     second = train_day(settings, DAYS[1])  # same seed, same data: the same weights
-    verdict = gate_day(settings.model_copy(update={"gate_min_gauc": 0.0}), DAYS[1])
+    verdict = gate_day(settings.replace(gate={"min_gauc": 0.0}), DAYS[1])
     assert verdict.version == second["version"] and verdict.champion == summary["version_id"]
     assert verdict.blessed and verdict.champion_gauc == pytest.approx(verdict.gauc)
 
-    refused = gate_day(settings.model_copy(update={"gate_min_gauc": 0.999}), DAYS[1], version=summary["version"])
+    refused = gate_day(settings.replace(gate={"min_gauc": 0.999}), DAYS[1], version=summary["version"])
     assert not refused.blessed and "below the floor 0.99900" in refused.reason
     assert registry.get_version(client, summary["version"]).tags[registry.BLESSED] == "false"
     assert registry.champion(client).number == second["version"]  # a refusal moves nothing
-    report = read_json(settings.layout(DAYS[1]).evaluation_gate_report)
-    assert report["blessed"] is False and report["version"] == summary["version"]
+    report = EvaluationGate.read(settings.layout(DAYS[1]))
+    assert report.blessed is False and report.version == summary["version"]
 
 
 def test_training_or_gating_on_marts_of_another_day_is_refused(trained):

@@ -25,9 +25,9 @@ def test_a_missing_input_is_one_line_naming_it_and_exit_code_1(tmp_path):
 
 def test_a_bad_setting_is_exit_code_2_naming_the_variable(tmp_path):
     result = CliRunner().invoke(app, ["release", "status"], env={"EDGEREC_HOME": str(tmp_path),
-                                                                 "EDGEREC_CANARY_PERCENT": "250"})
+                                                                 "EDGEREC_RELEASE_CANARY_PERCENT": "250"})
     assert result.exit_code == 2
-    assert result.output.startswith("error: invalid configuration:\n  EDGEREC_CANARY_PERCENT = '250'")
+    assert result.output.startswith("error: invalid configuration:\n  EDGEREC_RELEASE_CANARY_PERCENT = '250'")
     assert "Traceback" not in result.output
 
 

@@ -6,12 +6,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from edgerec.config import load_settings, read_json, write_json
+from edgerec.config import load_settings
 from edgerec.contracts.catalog import CATALOG_ARROW_SCHEMA
 from edgerec.features import BUCKETIZED, ITEM_CATEGORICAL, make_spec, write_spec
 from edgerec.quality.config import Bound, load_quality_config
 from edgerec.quality.frames import FEATURE_COLUMNS, LIST_COLUMNS
 from edgerec.quality.gate import QualityGateFailed, run_quality
+from edgerec.reports import QualityChecks, RawValidation, SparkSummary
 
 pytestmark = pytest.mark.integration
 DAY1, DAY2 = "2026-11-01", "2026-11-02"
@@ -51,8 +52,8 @@ def write_day(settings, ds: str, rows: list[dict], drop: tuple[str, ...] = (), f
     spec = make_spec({name: [0.5, 1.5] for name in BUCKETIZED}, {name: 5 for name in ITEM_CATEGORICAL},
                      {"ie": 50, "ipv": 30, "candidates": 100}, {"days": [ds]})
     write_spec(spec, settings.layout(ds).feature_spec)
-    days = settings.lookback_days + 1 if full_lookback else 1
-    write_json(settings.layout(ds).spark_summary, {"requests": {"event_days_read": [ds] * days}})
+    days = settings.features.lookback_days + 1 if full_lookback else 1
+    SparkSummary(ds=ds, requests={"event_days_read": [ds] * days}).write(settings.layout(ds))
 
 
 def failed(report: dict) -> dict[str, dict]:
@@ -60,7 +61,7 @@ def failed(report: dict) -> dict[str, dict]:
 
 
 def report_of(settings, ds, layer) -> dict:
-    return read_json(settings.layout(ds).quality_report(layer))
+    return QualityChecks.read(settings.layout(ds), layer=layer).model_dump()
 
 
 def good_day(n=120, **kwargs) -> list[dict]:
@@ -147,7 +148,8 @@ def write_raw(settings, ds: str, items: dict, good=5_000, bad=2) -> None:
     day = settings.layout(ds)
     day.raw_items.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table(items, schema=CATALOG_ARROW_SCHEMA), day.raw_items)
-    write_json(day.raw_validation_report, {"good": good, "bad": bad, "rows": good + bad})
+    RawValidation(ds=ds, files=1, rows=good + bad, good=good, bad=bad, bad_share=bad / (good + bad), good_by_type={},
+                  bad_by_reason={"invalid_json": bad}, quarantine="", max_bad_share=0.01).write(day)
 
 
 ITEMS = {"item_id": [1, 2, 3], "category": [0, 1, 1], "brand": [0, 3, 4], "gender": [0, 1, 2],

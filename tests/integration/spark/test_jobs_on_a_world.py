@@ -5,11 +5,12 @@ import shutil
 import pytest
 from pyspark.sql import functions as F
 
-from edgerec.config import load_settings, read_json
+from edgerec.config import load_settings
 from edgerec.contracts import BadRowReason
 from edgerec.contracts.validate import day_bounds_ms
 from edgerec.features import GROUPS, encode, load_spec
 from edgerec.raw import BadShareExceeded, simulate_day
+from edgerec.reports import SparkSummary
 from edgerec.sim.corrupt import CORRUPTION_REASONS
 from spark_jobs.bucketize import fit_spec
 from spark_jobs.io import read_partitions
@@ -62,7 +63,7 @@ def test_nothing_at_or_after_a_trigger_enters_its_sequences(spark, world):
     ie_last = F.try_element_at("ie", F.lit(-1))["ts"].alias("ie_last")
     checked = last.join(requests.select("rerank_id", ie_last), "rerank_id")
     assert checked.count() > 300 and checked.where(F.col("ie_last") != F.col("last_ts")).count() == 0
-    assert requests.where(F.size("ie") > settings.ie_length).count() == 0
+    assert requests.where(F.size("ie") > settings.features.ie_length).count() == 0
     # day 2's sequences reach back into day 1
     assert ie.where(F.col("e.ts") < day_bounds_ms(DAYS[1])[0]).count() > 0
 
@@ -132,7 +133,7 @@ def test_train_days_are_encoded_again_with_the_test_days_spec(spark, world, tmp_
     """Day 2's bucketize with 4 buckets instead of the world's 10: its train_features hold day 1's requests
     in day 2's codes, which differ from day 1's own features."""
     source = world[0]
-    settings = load_settings({"EDGEREC_HOME": str(tmp_path), "EDGEREC_NUM_BUCKETS": "4"})
+    settings = load_settings({"EDGEREC_HOME": str(tmp_path), "EDGEREC_FEATURES_NUM_BUCKETS": "4"})
     for name in ("requests", "items"):
         shutil.copytree(source.dataset(name), settings.dataset(name))
     result = run_jobs(settings, DAYS[1], ["bucketize"], spark=spark)
@@ -169,8 +170,8 @@ def test_rerun_gives_identical_output(spark, world):
     after = sorted(tuple(r) for r in dataset(spark, settings, "features", DAYS[1]).collect())
     assert before == after
     assert again["bucketize"]["feature_spec_sha256"] == results[DAYS[1]]["bucketize"]["feature_spec_sha256"]
-    summary = read_json(settings.layout(DAYS[1]).spark_summary)
-    assert summary["requests"]["requests"] == len(after)
+    summary = SparkSummary.read(settings.layout(DAYS[1]))
+    assert summary.requests["requests"] == len(after)
 
 
 def test_ingest_fails_above_the_bad_share_after_quarantining(spark, tmp_path):

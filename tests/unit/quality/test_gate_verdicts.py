@@ -36,7 +36,8 @@ def test_a_refused_verdict_alerts_then_raises_and_the_task_failure_alert_does_no
 
 
 def test_the_evaluation_and_servability_gates_speak_the_same_shape():
-    refused = Verdict("3", "v20261103-aa", False, 0.5, 0.55, None, None, 0.002, "GAUC 0.50000 is below the floor")
+    refused = Verdict(ds="2026-11-03", version="3", version_id="v20261103-aa", blessed=False, gauc=0.5, floor=0.55,
+                      champion=None, champion_gauc=None, tolerance=0.002, reason="GAUC 0.50000 is below the floor")
     verdict = refused.gate_verdict("2026-11-03")
     assert (verdict.gate, verdict.passed, verdict.blocks_day) == ("evaluation_gate", False, False)
     assert verdict.summary == "version 3 (v20261103-aa) refused: GAUC 0.50000 is below the floor"
@@ -46,5 +47,6 @@ def test_the_evaluation_and_servability_gates_speak_the_same_shape():
     verdict = report.gate_verdict("2026-11-03")
     assert (verdict.gate, verdict.passed, len(verdict.alerts)) == ("servability_gate", False, 1)
     assert verdict.summary == "bundle v20261103-aa is not servable: bundle bytes: 600,000 vs budget 524,288"
-    blessed = Verdict("3", "v", True, 0.8, 0.55, None, None, 0.002, "ok").gate_verdict("2026-11-03")
+    blessed = Verdict(ds="2026-11-03", version="3", version_id="v", blessed=True, gauc=0.8, floor=0.55, champion=None,
+                      champion_gauc=None, tolerance=0.002, reason="ok").gate_verdict("2026-11-03")
     assert blessed.passed and blessed.alerts == ()
