@@ -2,7 +2,8 @@
 
 Notifiers are pluggable: the log always, a webhook (JSON POST; its `text` field is what chat incoming
 webhooks show) when EDGEREC_ALERT_WEBHOOK_URL is set, SMTP email when EDGEREC_ALERT_EMAIL_TO is set.
-A notifier that cannot deliver logs the error and never hides the failure it was reporting.
+A notifier that cannot deliver logs the error (never the webhook's token: its URL is shown as scheme and host) and
+returns it, and never hides the failure it was reporting.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, Literal, Protocol
 
 from edgerec.config import Settings, load_settings
 from edgerec.errors import EdgeRecError
+from edgerec.redact import host_only
 
 log = logging.getLogger("edgerec.alerts")
 
@@ -53,17 +55,25 @@ def summary_line(alerts: Sequence[Alert]) -> str:
 
 
 class Notifier(Protocol):
-    def send(self, alerts: Sequence[Alert]) -> None: ...
+    name: str
+
+    def send(self, alerts: Sequence[Alert]) -> str | None:
+        """Deliver; None when delivered, else why not (already logged)."""
 
 
 class LogNotifier:
-    def send(self, alerts: Sequence[Alert]) -> None:
+    name = "log"
+
+    def send(self, alerts: Sequence[Alert]) -> str | None:
         for alert in alerts:
             log.log(logging.WARNING if alert.level == "warn" else logging.ERROR, "%s", alert.line())
+        return None
 
 
 class WebhookNotifier:
     """POST {"text": ..., "alerts": [...]} as JSON; retried with backoff on network errors."""
+
+    name = "webhook"
 
     def __init__(self, url: str, attempts: int = 3, timeout_s: float = 10.0):
         self.url, self.attempts, self.timeout_s = url, attempts, timeout_s
@@ -72,7 +82,7 @@ class WebhookNotifier:
         text = "\n".join([summary_line(alerts), *(a.line() for a in alerts)])
         return {"text": text, "alerts": [a.to_dict() for a in alerts]}
 
-    def send(self, alerts: Sequence[Alert]) -> None:
+    def send(self, alerts: Sequence[Alert]) -> str | None:
         body = json.dumps(self.payload(alerts), default=str).encode()
         request = urllib.request.Request(self.url, data=body, method="POST",
                                          headers={"Content-Type": "application/json"})
@@ -80,15 +90,19 @@ class WebhookNotifier:
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                     response.read()
-                return
+                return None
             except OSError as error:  # URLError, HTTPError and timeouts are all OSErrors
                 if attempt == self.attempts:
-                    log.error("alert webhook %s failed after %d attempts: %s", self.url, attempt, error)
-                    return
+                    failure = f"alert webhook {host_only(self.url)} failed after {attempt} attempts: {error}"
+                    log.error("%s", failure)
+                    return failure
                 time.sleep(0.5 * 2 ** (attempt - 1))
+        return None
 
 
 class SmtpNotifier:
+    name = "email"
+
     def __init__(self, host: str, port: int, sender: str, recipients: Sequence[str], timeout_s: float = 10.0):
         self.host, self.port, self.sender, self.recipients = host, port, sender, list(recipients)
         self.timeout_s = timeout_s
@@ -101,22 +115,32 @@ class SmtpNotifier:
         message.set_content("\n\n".join(a.line() for a in alerts) + "\n")
         return message
 
-    def send(self, alerts: Sequence[Alert]) -> None:
+    def send(self, alerts: Sequence[Alert]) -> str | None:
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
                 smtp.send_message(self.message(alerts))
         except (OSError, smtplib.SMTPException) as error:
-            log.error("alert email via %s:%d failed: %s", self.host, self.port, error)
+            failure = f"alert email via {self.host}:{self.port} failed: {error}"
+            log.error("%s", failure)
+            return failure
+        return None
 
 
 class FanOut:
     def __init__(self, notifiers: Sequence[Notifier]):
         self.notifiers = list(notifiers)
 
-    def send(self, alerts: Sequence[Alert]) -> None:
-        if alerts:
-            for notifier in self.notifiers:
-                notifier.send(alerts)
+    @property
+    def names(self) -> list[str]:
+        return [n.name for n in self.notifiers]
+
+    def send(self, alerts: Sequence[Alert]) -> dict[str, str]:
+        """Every notifier tries, whatever the others do; the failures by notifier name."""
+        failures = {}
+        for notifier in self.notifiers if alerts else ():
+            if (failure := notifier.send(alerts)) is not None:
+                failures[notifier.name] = failure
+        return failures
 
 
 def notifier_from_settings(settings: Settings) -> FanOut:

@@ -10,7 +10,6 @@ import datetime as dt
 import difflib
 import json
 import os
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -19,12 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.fields import FieldInfo
 
 from edgerec.errors import ConfigError, allowed_range, build_config
+from edgerec.redact import MASK, Redactor, host_only, redact_url
+from edgerec.redact import install as install_redaction
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DAGS_FOLDER = REPO_ROOT / "dags"
 
 
-SECRET_URL = {"secret": "url"}  # a password in the URL or a token in its path: shown as scheme and host only
+SECRET_URL = {"secret": "url"}  # may hold a password or a credential parameter: shown without them
+SECRET_WEBHOOK = {"secret": "webhook"}  # the path is the credential: shown as scheme and host only
 SECRET_KEY = {"secret": "key"}  # never shown
 
 
@@ -106,7 +108,7 @@ class QualitySettings(Section):
 class AlertSettings(Section):
     """Alerts"""
 
-    webhook_url: str | None = Field(None, json_schema_extra=SECRET_URL, description=(
+    webhook_url: str | None = Field(None, json_schema_extra=SECRET_WEBHOOK, description=(
         "POST alerts as JSON (`text` for chat incoming webhooks, `alerts` with the fields)"))
     email_to: str | None = Field(None, description="comma-separated addresses to email alerts to")
     email_from: str = Field("edgerec@localhost", description="sender of alert emails")
@@ -351,19 +353,19 @@ class Variable:
     def value(self, settings: Settings):
         return getattr(getattr(settings, self.section) if self.section else settings, self.field)
 
+    @property
+    def secret(self) -> str | None:
+        """How the value may hold a credential: key, url, webhook; None when it cannot."""
+        return (self.info.json_schema_extra or {}).get("secret")
+
     def shown(self, value) -> str:
-        """The value as it may be printed: a key masked whole, a URL cut to its scheme and host."""
-        secret = (self.info.json_schema_extra or {}).get("secret")
-        if value is None or not secret:
+        """The value as it may be printed: a key masked whole, a URL without its password and credential
+        parameters, a webhook cut to its scheme and host."""
+        if value is None or not self.secret:
             return str(value)
-        if secret == "key":
-            return "***"
-        url = urllib.parse.urlsplit(str(value))
-        if not url.scheme:  # a directory (the CDN origin) holds no credential
-            return str(value)
-        port = f":{url.port}" if url.port else ""
-        hidden = "/***" if url.path.strip("/") or url.query or url.username or url.password else ""
-        return f"{url.scheme}://{url.hostname or ''}{port}{hidden}"
+        if self.secret == "key":
+            return MASK
+        return (redact_url if self.secret == "url" else host_only)(str(value))
 
 
 def variables() -> list[Variable]:
@@ -380,6 +382,13 @@ def variables() -> list[Variable]:
 
 def variable(name: str) -> Variable:
     return next(v for v in variables() if v.name == name)
+
+
+def redactor(settings: Settings) -> Redactor:
+    """Masks the values of this configuration's secret settings wherever they appear, and any URL's password."""
+    secrets = {str(v.value(settings)): v.shown(v.value(settings)) for v in variables()
+               if v.secret and v.value(settings) is not None}
+    return Redactor({value: shown for value, shown in secrets.items() if value != shown})
 
 
 # Defaults that depend on other settings or on the host, as the configuration reference states them.
@@ -437,7 +446,10 @@ def days_back(ds: str, n: int) -> list[str]:
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
-    """The settings from EDGEREC_* variables; an unknown EDGEREC_ variable is refused (a typo must not be ignored)."""
+    """The settings from EDGEREC_* variables; an unknown EDGEREC_ variable is refused (a typo must not be ignored).
+
+    Reading them installs their redactor for every log record of the process (`edgerec.redact`): whatever logs,
+    the configuration's secrets never reach a log line."""
     environ = os.environ if environ is None else environ
     known = {v.name: v for v in variables()}
     unknown = sorted(k for k in environ if k.startswith("EDGEREC_") and k not in known)
@@ -458,4 +470,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             top[section] = build_config(model, values, prefix=f"EDGEREC_{section.upper()}_")
     settings = build_config(Settings, top, prefix="EDGEREC_")
     raw_dir = settings.raw_dir.absolute() if settings.raw_dir else None
-    return settings.model_copy(update={"home": settings.home.absolute(), "raw_dir": raw_dir})
+    settings = settings.model_copy(update={"home": settings.home.absolute(), "raw_dir": raw_dir})
+    install_redaction(redactor(settings))
+    return settings

@@ -18,6 +18,7 @@ import numpy as np
 import redis
 
 from deploy.kv import KVError, KVStore, TableScan, as_row_bytes
+from edgerec.redact import redact_url
 
 BLOCK_ROWS = 4096
 ID_DIGITS = 10
@@ -54,7 +55,7 @@ def pack_hmget(key: bytes, ids: np.ndarray) -> bytes:
 
 class RedisKV(KVStore):
     def __init__(self, url: str, prefix: str = "edgerec"):
-        self.url, self.prefix = url, prefix
+        self.url, self.prefix = redact_url(f"{url}?prefix={prefix}"), prefix  # its name: no password in it
         self.client = redis.Redis.from_url(url, socket_timeout=60, socket_connect_timeout=5)
 
     def _key(self, *parts) -> bytes:

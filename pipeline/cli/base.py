@@ -30,7 +30,9 @@ def group(name: str, help: str) -> typer.Typer:
 
 
 def fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", fg="red", err=True)
+    from edgerec.redact import scrub
+
+    typer.secho(f"error: {scrub(message)}", fg="red", err=True)
     raise typer.Exit(code)
 
 

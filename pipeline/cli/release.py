@@ -31,6 +31,7 @@ def deploy(
     then its bundle onto the CDN (EDGEREC_CDN_URL), verified. Resumable: a re-run continues where one stopped.
     Channels do not move; `edgerec release promote` does that."""
     from deploy.pipeline import deploy_day
+    from edgerec.redact import redact_url
 
     settings = settings_from_env()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -39,8 +40,8 @@ def deploy(
         result = deploy_day(settings, ds or str(settings.run.date), version, progress=lambda step, done, total:
                             progress.update(task, completed=done, total=total, description=f"deploying {step}"))
     typer.echo(f"deployed {result.version}: {result.rows_written:,} embedding rows written "
-               f"({result.rows_skipped:,} already there) to {settings.kv_store}; {result.files_uploaded} files "
-               f"uploaded ({result.files_skipped} already there) to {settings.cdn_origin}")
+               f"({result.rows_skipped:,} already there) to {redact_url(settings.kv_store)}; {result.files_uploaded} "
+               f"files uploaded ({result.files_skipped} already there) to {redact_url(settings.cdn_origin)}")
     typer.echo(result.kv.to_markdown())
     typer.echo(result.cdn.to_markdown())
     typer.secho(f"next: edgerec release promote {result.version} --channel canary --percent 10 --reason '...'",

@@ -75,10 +75,12 @@ def alerts_test() -> None:
     from edgerec.alerts import Alert, notifier_from_settings
 
     settings = settings_from_env()
-    notifier_from_settings(settings).send([Alert(level="warn", check="alerts.test", observed="a test alert",
-                                                 threshold="nothing", ds=str(settings.run.date))])
-    typer.echo("sent to: log" + (", webhook" if settings.alert.webhook_url else "")
-               + (", email" if settings.alert.email_to else ""))
+    notifier = notifier_from_settings(settings)
+    failures = notifier.send([Alert(level="warn", check="alerts.test", observed="a test alert", threshold="nothing",
+                                    ds=str(settings.run.date))])
+    typer.echo("sent to: " + (", ".join(n for n in notifier.names if n not in failures) or "none"))
+    if failures:
+        fail("not delivered: " + "; ".join(f"{name}: {why}" for name, why in failures.items()), code=1)
 
 
 @airflow_app.command("init")
@@ -221,14 +223,15 @@ def _show_day(settings, ds: str) -> None:
 
 def _show_training(settings, ds: str) -> None:
     from edgerec import reports
+    from edgerec.redact import redact_url
 
     day = settings.layout(ds)
     summary = reports.TrainingSummary.read(day)
     if summary is None:
         typer.echo("training         skipped: no train days in the marts yet")
         return
-    typer.echo(f"mlflow           {settings.mlflow.tracking_uri or settings.mlflow_dir} (run {summary.run_id}; "
-               "browse: make ui)")
+    store = redact_url(settings.mlflow.tracking_uri or str(settings.mlflow_dir))
+    typer.echo(f"mlflow           {store} (run {summary.run_id}; browse: make ui)")
     typer.echo(f"model version    edgerec-reranker version {summary.version} ({summary.version_id}), "
                f"GAUC {summary.gauc:.5f} on {summary.test_requests:,} test requests")
     verdict = reports.EvaluationGate.read(day)

@@ -66,7 +66,7 @@ def test_settings_that_may_carry_a_credential_are_shown_without_it():
     def shown(name, value):
         return variable(name).shown(value)
 
-    assert shown("EDGEREC_KV_URL", "redis://:s3cret@cache.internal:6379/0") == "redis://cache.internal:6379/***"
+    assert shown("EDGEREC_KV_URL", "redis://:s3cret@cache.internal:6379/0") == "redis://:***@cache.internal:6379/0"
     assert shown("EDGEREC_ALERT_WEBHOOK_URL", "https://hooks.example.com/services/T0/B0/tok3n") == \
         "https://hooks.example.com/***"
     assert shown("EDGEREC_RELEASE_KEY", "k3y") == "***" and shown("EDGEREC_RELEASE_KEY", None) == "None"
@@ -83,4 +83,4 @@ def test_config_show_prints_every_setting_and_no_secret(tmp_path):
     assert result.exit_code == 0
     assert "s3cret" not in result.output and "tok3n" not in result.output and "k3y" not in result.output
     assert len(result.output.splitlines()) == len(variables()) == 52
-    assert "EDGEREC_KV_URL" in result.output and "redis://cache.internal:6379/***" in result.output
+    assert "EDGEREC_KV_URL" in result.output and "redis://:***@cache.internal:6379/0" in result.output

@@ -59,17 +59,18 @@ def _redis_up(url: str) -> bool:
 class RedisServer:
     """A redis-server of our own (nothing kept on disk), which a test may stop and start again."""
 
-    def __init__(self):
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+    def __init__(self, password: str | None = None):
+        self.port, self.password = free_port(), password
+        self.url = f"redis://{f':{password}@' if password else ''}127.0.0.1:{self.port}/0"
         self.process = None
 
     def start(self):
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not installed (Debian: apt-get install redis-server)")
+        auth = ["--requirepass", self.password] if self.password else []
         self.process = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                         "--appendonly", "no"], stdout=subprocess.DEVNULL)
+                                         "--appendonly", "no", *auth], stdout=subprocess.DEVNULL)
         for _ in range(100):
             if _redis_up(self.url):
                 return self

@@ -55,11 +55,13 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-def test_an_unreachable_webhook_is_logged_not_raised(caplog):
-    notifier = WebhookNotifier(f"http://127.0.0.1:{_closed_port()}/hook", attempts=2)
+def test_an_unreachable_webhook_is_logged_and_reported_not_raised_and_its_token_stays_out(caplog):
+    port = _closed_port()
+    notifier = WebhookNotifier(f"http://127.0.0.1:{port}/services/T0/B0/tok3n", attempts=2)
     with caplog.at_level(logging.ERROR, logger="edgerec.alerts"):
-        notifier.send([ALERT])
-    assert "failed after 2 attempts" in caplog.text
+        failure = notifier.send([ALERT])
+    assert failure.startswith(f"alert webhook http://127.0.0.1:{port}/*** failed after 2 attempts: ")
+    assert "failed after 2 attempts" in caplog.text and "tok3n" not in caplog.text
 
 
 def test_email_names_the_alerts_and_an_unreachable_server_is_logged(caplog):
@@ -69,8 +71,8 @@ def test_email_names_the_alerts_and_an_unreachable_server_is_logged(caplog):
     assert message["To"] == "oncall@example.com"
     assert ALERT.line() in message.get_content()
     with caplog.at_level(logging.ERROR, logger="edgerec.alerts"):
-        notifier.send([ALERT])
-    assert "alert email via 127.0.0.1" in caplog.text
+        failure = notifier.send([ALERT])
+    assert "alert email via 127.0.0.1" in caplog.text and failure.startswith("alert email via 127.0.0.1:")
 
 
 class _TaskInstance:
