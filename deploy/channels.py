@@ -1,9 +1,11 @@
 """Release channel pointers (docs/design.md): `channels/{name}.json` on the CDN, the only mutable objects.
 
-    {version, previous, rollout_percent, updated_at, by, signature}
+    {version, previous, rollout_percent, updated_at, by, channel, sequence, signature}
 The signature is an HMAC-SHA256, with the release key, over the canonical JSON of the other fields: a pointer
-written by anyone without the key (or edited by hand) is refused, never followed. Devices are assigned to a
-channel's rollout deterministically by a hash of their device id.
+written by anyone without the key (or edited by hand) is refused, never followed. It covers the channel's name,
+so a pointer copied onto another channel is refused too, and a sequence number that only grows: the audit log
+(`deploy.audit`) records each channel's, so an older signed pointer put back is found out (`deploy.release`).
+Devices are assigned to a channel's rollout deterministically by a hash of their device id.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from deploy.cdn import CHANNELS, ObjectStore
 from edgerec.errors import ConfigError, EdgeRecError
 
 CHANNEL_NAMES = ("canary", "stable")
+REPAIR = "`edgerec release repair` writes it again from the audit log"
 
 
 class ForgedPointer(EdgeRecError):
-    """A channel pointer whose signature does not match: it is not followed."""
+    """A channel pointer that is not the one the release actions wrote: it is not followed. `edgerec release
+    repair` writes the channel's pointer again from the audit log."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,8 @@ class Pointer:
     rollout_percent: float
     updated_at: str
     by: str
+    channel: str
+    sequence: int
     signature: str = ""
 
     def payload(self) -> bytes:
@@ -55,9 +61,10 @@ def check_channel(name: str) -> str:
     return name
 
 
-def new_pointer(version: str, previous: str | None, percent: float, by: str, key: bytes) -> Pointer:
+def new_pointer(channel: str, sequence: int, version: str, previous: str | None, percent: float, by: str,
+                key: bytes) -> Pointer:
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    return Pointer(version, previous, float(percent), now, by).signed(key)
+    return Pointer(version, previous, float(percent), now, by, channel, sequence).signed(key)
 
 
 def read_channel(cdn: ObjectStore, name: str, key: bytes) -> Pointer | None:
@@ -68,10 +75,14 @@ def read_channel(cdn: ObjectStore, name: str, key: bytes) -> Pointer | None:
     try:
         pointer = Pointer(**json.loads(raw))
     except (json.JSONDecodeError, TypeError) as e:
-        raise ForgedPointer(f"{cdn.url}/{channel_key(name)} is not a channel pointer ({e})") from e
+        raise ForgedPointer(f"{cdn.url}/{channel_key(name)} is not a channel pointer ({e}); {REPAIR}") from e
+    where = f"{cdn.url}/{channel_key(name)}"
     if not pointer.valid(key):
-        raise ForgedPointer(f"{cdn.url}/{channel_key(name)} has a signature that does not match the release key: "
-                            f"it points to {pointer.version!r} but was not written by a release action")
+        raise ForgedPointer(f"{where} has a signature that does not match the release key: it points to "
+                            f"{pointer.version!r} but was not written by a release action; {REPAIR}")
+    if pointer.channel != name:
+        raise ForgedPointer(f"{where} is the {pointer.channel} channel's pointer (to {pointer.version}) copied onto "
+                            f"{name}; {REPAIR}")
     return pointer
 
 

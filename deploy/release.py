@@ -4,6 +4,13 @@ Every action that changes something holds the release lock (an exclusive-create 
 release managers, or a manager and the daily DAG, cannot interleave), appends to the audit log and, for a
 channel move, moves the MLflow alias named like the channel. A pointer is only ever flipped to a version that
 carries both blessings and passes `verify` at that moment; when anything fails, the channels stay as they were.
+
+A channel move is crash-safe: its `intent` is audited before the pointer is written and `done` after the alias
+moved. The next release action (or `repair`) finishes a move whose pointer was written and abandons one whose
+pointer was not. The lock carries its owner, host, pid and a lease: a lock whose process is gone (on this host)
+or whose lease ran out is taken over, with an audit record. A pointer that is not the one the audit log says
+(forged, copied from another channel, an older one put back, or one with no record) is refused (`ForgedPointer`)
+until `repair` writes the channel's pointer again from the log's last completed move.
 """
 
 from __future__ import annotations
@@ -15,8 +22,19 @@ import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from deploy import audit
 from deploy.cdn import LOCKS, MODELS, model_key
-from deploy.channels import CHANNEL_NAMES, Pointer, check_channel, new_pointer, read_channel, write_channel
+from deploy.channels import (
+    CHANNEL_NAMES,
+    REPAIR,
+    ForgedPointer,
+    Pointer,
+    channel_key,
+    check_channel,
+    new_pointer,
+    read_channel,
+    write_channel,
+)
 from deploy.push import releasable
 from deploy.targets import Targets
 from deploy.verify import VerifyReport, verify_version
@@ -25,6 +43,7 @@ from edgerec.contracts.bundle import MANIFEST
 from edgerec.errors import EdgeRecError
 
 LOCK = f"{LOCKS}/release"
+LEASE = dt.timedelta(minutes=30)  # longer than any release action (verify reads every embedding row)
 
 
 class ReleaseError(EdgeRecError):
@@ -35,28 +54,117 @@ class ReleaseLocked(ReleaseError):
     """Another release action holds the lock."""
 
 
+class HalfDone(ForgedPointer):
+    """A channel move that did not finish (the process died): its pointer is not followed until the next release
+    action or `repair` settles it."""
+
+
+def _gone(holder: dict, now: dt.datetime) -> str | None:
+    """Why a lock's holder can no longer hold it (its process is gone, its lease ran out), or None."""
+    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
+        try:
+            os.kill(holder["pid"], 0)
+        except ProcessLookupError:
+            return f"its process {holder['pid']} on {holder['host']} is gone"
+        except PermissionError:
+            pass  # alive, someone else's
+    try:
+        expires = dt.datetime.fromisoformat(holder["expires"])
+    except (KeyError, TypeError, ValueError):
+        return "it records no lease"
+    return f"its lease ran out at {holder['expires']}" if now > expires else None
+
+
 @contextmanager
 def release_lock(targets: Targets, action: str):
+    now = dt.datetime.now(dt.UTC)
     holder = {"by": targets.actor, "action": action, "pid": os.getpid(), "host": socket.gethostname(),
-              "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+              "since": now.isoformat(timespec="seconds"), "expires": (now + LEASE).isoformat(timespec="seconds")}
     if not targets.cdn.create_exclusive(LOCK, json.dumps(holder).encode()):
         raw = targets.cdn.get_bytes(LOCK)
-        other = json.loads(raw) if raw else {}
-        raise ReleaseLocked(f"another release action holds the lock: {other.get('action', '?')} by "
-                            f"{other.get('by', '?')} (pid {other.get('pid', '?')} on {other.get('host', '?')}) since "
-                            f"{other.get('since', '?')}. Retry when it is done; if that process died, delete "
-                            f"{targets.cdn.url}/{LOCK}")
+        try:
+            other = json.loads(raw) if raw else {}
+        except json.JSONDecodeError:
+            other = {}
+        why = _gone(other, now)
+        if why is not None:  # taken over; of two takers at once, create_exclusive lets one win
+            targets.cdn.delete([LOCK])
+        if why is None or not targets.cdn.create_exclusive(LOCK, json.dumps(holder).encode()):
+            raise ReleaseLocked(f"another release action holds the lock: {other.get('action', '?')} by "
+                                f"{other.get('by', '?')} (pid {other.get('pid', '?')} on {other.get('host', '?')}) "
+                                f"since {other.get('since', '?')}, lease until {other.get('expires', '?')}. Retry "
+                                "when it is done; a lock whose process is gone or whose lease ran out is taken over")
+        targets.audit("lock-takeover", held_by=other, because=why, for_action=action)
     try:
         yield
     finally:
         targets.cdn.delete([LOCK])
 
 
-def _verified(targets: Targets, client, version: str) -> VerifyReport:
+def current_pointer(targets: Targets, channel: str) -> Pointer | None:
+    """The channel's pointer, checked against the audit log: ForgedPointer when it is not the one the log's last
+    completed move wrote (an unfinished move is `HalfDone`, which the next action or `repair` settles)."""
+    pointer = read_channel(targets.cdn, channel, targets.key)
+    state = audit.channel_state(targets.audit_log, channel)
+    applied = state.applied["sequence"] if state.applied else 0
+    found = pointer.sequence if pointer else 0
+    if state.pending and found in (applied, state.pending["sequence"]):
+        raise HalfDone(f"a {state.pending['action']} of {channel} to {state.pending['to']} (sequence "
+                       f"{state.pending['sequence']}, by {state.pending['by']} at {state.pending['at']}) did not "
+                       "finish; the next release action or `edgerec release repair` settles it")
+    if found != applied:
+        where = f"{targets.cdn.url}/{channel_key(channel)}"
+        said = (f"its last move was sequence {applied} (to {state.applied['to']})" if state.applied else
+                "it records no move of this channel")
+        kind = "an older pointer put back" if found < applied else "a pointer no release action recorded"
+        raise ForgedPointer(f"{where} has sequence {found}, but the audit log {targets.audit_log} says {said}: "
+                            f"{kind}; {REPAIR}")
+    return pointer
+
+
+def _settle_all(targets: Targets, client) -> None:
+    for channel in CHANNEL_NAMES:
+        _settle(targets, client, channel)
+
+
+def _settle(targets: Targets, client, channel: str) -> None:
+    """Finish a move whose pointer was written (the alias and `done`), or abandon one whose pointer was not."""
+    state = audit.channel_state(targets.audit_log, channel)
+    if not state.pending:
+        return
+    pending = state.pending
+    pointer = read_channel(targets.cdn, channel, targets.key)
+    record = {k: pending[k] for k in ("channel", "sequence", "from", "to", "previous", "percent", "why")}
+    if pointer and pointer.sequence == pending["sequence"]:
+        _move_alias(client, channel, pending["to"])
+        targets.audit(pending["action"], phase="done", settled=True, **record)
+    else:
+        targets.audit(pending["action"], phase="abandoned", settled=True, **record)
+
+
+def _move(settings, targets: Targets, client, action: str, channel: str, version: str, previous: str | None,
+          percent: float, reason: str, current: Pointer | None) -> Pointer:
+    """The crash-safe move: intent, pointer, alias, done."""
+    sequence = audit.channel_state(targets.audit_log, channel).next_sequence
+    pointer = new_pointer(channel, sequence, version, previous, percent, targets.actor, targets.key)
+    record = {"channel": channel, "sequence": sequence, "from": current.version if current else None, "to": version,
+              "previous": previous, "percent": percent, "why": reason}
+    targets.audit(action, phase="intent", **record)
+    write_channel(targets.cdn, channel, pointer)
+    _move_alias(client, channel, version)
+    targets.audit(action, phase="done", **record)
+    return pointer
+
+
+def _verified(targets: Targets, client, version: str, channels: bool = True) -> VerifyReport:
+    """The version's verification, refused on any failure (but the channels' own when `channels` is False: a
+    repair verifies the version it writes back while the pointer it replaces is broken)."""
     found = releasable(client, version)
     report = verify_version(targets.kv, targets.cdn, found.id, found.tags, targets.key)
-    if not report.passed:
-        raise ReleaseError(f"{found.id} fails verification: {'; '.join(report.failures)}")
+    failures = [f"{f.check}: {f.detail}" for f in report.findings
+                if not f.passed and (channels or not f.check.startswith("channel."))]
+    if failures:
+        raise ReleaseError(f"{found.id} fails verification: {'; '.join(failures)}")
     return report
 
 
@@ -74,15 +182,11 @@ def promote(settings, targets: Targets, version: str, channel: str, percent: flo
     client = registry.connect(settings)
     vid = registry.find_version(client, version).id
     with release_lock(targets, f"promote {vid} to {channel}"):
-        current = read_channel(targets.cdn, channel, targets.key)
+        _settle_all(targets, client)
+        current = current_pointer(targets, channel)
         _verified(targets, client, vid)
         previous = current.previous if current and current.version == vid else current.version if current else None
-        pointer = new_pointer(vid, previous, percent, targets.actor, targets.key)
-        write_channel(targets.cdn, channel, pointer)
-        _move_alias(client, channel, vid)
-        targets.audit("promote", channel=channel, **{"from": current.version if current else None}, to=vid,
-                      percent=percent, why=reason)
-    return pointer
+        return _move(settings, targets, client, "promote", channel, vid, previous, percent, reason, current)
 
 
 def rollback(settings, targets: Targets, channel: str, reason: str) -> Pointer:
@@ -91,21 +195,45 @@ def rollback(settings, targets: Targets, channel: str, reason: str) -> Pointer:
     check_channel(channel)
     client = registry.connect(settings)
     with release_lock(targets, f"rollback {channel}"):
-        current = read_channel(targets.cdn, channel, targets.key)
+        _settle_all(targets, client)
+        current = current_pointer(targets, channel)
         if current is None or current.previous is None:
             raise ReleaseError(f"channel {channel} has no previous version to roll back to "
                                f"(current: {current.version if current else 'none'})")
         _verified(targets, client, current.previous)
-        pointer = new_pointer(current.previous, current.version, current.rollout_percent, targets.actor, targets.key)
-        write_channel(targets.cdn, channel, pointer)
-        _move_alias(client, channel, current.previous)
-        targets.audit("rollback", channel=channel, **{"from": current.version}, to=current.previous,
-                      percent=current.rollout_percent, why=reason)
-    return pointer
+        return _move(settings, targets, client, "rollback", channel, current.previous, current.version,
+                     current.rollout_percent, reason, current)
+
+
+def repair(settings, targets: Targets, reason: str) -> dict[str, str]:
+    """Settle unfinished moves, then write again, from the audit log's last completed move, every channel whose
+    pointer is not that move's (forged, copied, replayed, unrecorded or deleted). What was done, per channel."""
+    client = registry.connect(settings)
+    done = {}
+    with release_lock(targets, "repair"):
+        for channel in CHANNEL_NAMES:
+            before = audit.channel_state(targets.audit_log, channel).pending
+            _settle(targets, client, channel)
+            try:
+                current_pointer(targets, channel)
+                done[channel] = "settled an unfinished move" if before else "in order"
+                continue
+            except ForgedPointer as error:
+                applied = audit.channel_state(targets.audit_log, channel).applied
+                if applied is None:
+                    targets.cdn.delete([channel_key(channel)])
+                    targets.audit("repair", channel=channel, removed=str(error), why=reason)
+                    done[channel] = "removed a pointer no release action wrote"
+                    continue
+                _verified(targets, client, applied["to"], channels=False)
+                _move(settings, targets, client, "repair", channel, applied["to"], applied["previous"],
+                      applied["percent"], f"{reason} (was: {error})", None)
+                done[channel] = f"wrote the pointer to {applied['to']} again"
+    return done
 
 
 def channel_pointers(targets: Targets) -> dict[str, Pointer | None]:
-    return {name: read_channel(targets.cdn, name, targets.key) for name in CHANNEL_NAMES}
+    return {name: current_pointer(targets, name) for name in CHANNEL_NAMES}
 
 
 @dataclass(frozen=True)
@@ -174,7 +302,7 @@ def plan_release(settings, action: str, channel: str, version: str) -> str:
     check_channel(channel)
     targets = open_targets(settings)
     try:
-        current = read_channel(targets.cdn, channel, targets.key)
+        current = current_pointer(targets, channel)
         client = registry.connect(settings)
         target = current.previous if action == "rollback" and current else version
         if not target:

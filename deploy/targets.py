@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import getpass
-import json
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy import audit
 from deploy.cdn import ObjectStore, open_cdn
 from deploy.channels import load_key
 from deploy.kv import KVStore, open_kv
@@ -25,13 +24,8 @@ class Targets:
     journals: Path
 
     def audit(self, action: str, **fields) -> dict:
-        """Append one line to the audit log: who, when, what (channel, from, to, why...)."""
-        entry = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "by": self.actor, "action": action,
-                 **fields}
-        self.audit_log.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.audit_log, "a") as f:
-            f.write(json.dumps(entry) + "\n")
-        return entry
+        """Append one record to the hash-chained audit log: who, when, what (channel, from, to, why...)."""
+        return audit.append(self.audit_log, self.actor, action, **fields)
 
     def close(self) -> None:
         self.kv.close()

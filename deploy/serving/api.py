@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import math
 import re
 import time
 from typing import Protocol
@@ -24,7 +25,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from deploy.cdn import model_key
-from deploy.channels import CHANNEL_NAMES, assigned_version, read_channel
+from deploy.channels import CHANNEL_NAMES, REPAIR, ForgedPointer, assigned_version, read_channel
 from deploy.kv import KVError, row_dtype
 from deploy.targets import Targets
 from edgerec.contracts.bundle import FEATURE_SPEC, MANIFEST, item_row_ids
@@ -97,12 +98,30 @@ class VersionTables:
 def create_app(targets: Targets, source: CandidateSource, catalog: ItemCatalog,
                pointer_ttl_s: float = POINTER_TTL_S) -> FastAPI:
     app = FastAPI(title="EdgeRec paging API", description=__doc__)
-    pointers: dict = {"at": 0.0, "value": {}}
+    pointers: dict = {"at": -math.inf, "value": {}, "broken": {}}
+    seen: dict[str, int] = {}  # the highest sequence each channel has shown: an older pointer put back is refused
+
+    def read(name: str):
+        pointer = read_channel(targets.cdn, name, targets.key)
+        if pointer and pointer.sequence < seen.get(name, 0):
+            raise ForgedPointer(f"the {name} pointer has sequence {pointer.sequence} after {seen[name]} was served: "
+                                f"an older pointer put back; {REPAIR}")
+        if pointer:
+            seen[name] = pointer.sequence
+        return pointer
 
     def channels() -> dict:
+        """The channels' pointers; a broken canary leaves its devices on stable, a broken stable answers 503."""
         if time.monotonic() - pointers["at"] >= pointer_ttl_s:
-            pointers["value"] = {n: read_channel(targets.cdn, n, targets.key) for n in CHANNEL_NAMES}
-            pointers["at"] = time.monotonic()
+            value, broken = {}, {}
+            for name in CHANNEL_NAMES:
+                try:
+                    value[name] = read(name)
+                except ForgedPointer as e:
+                    value[name], broken[name] = None, str(e)
+            pointers.update(at=time.monotonic(), value=value, broken=broken)
+        if "stable" in pointers["broken"]:
+            raise HTTPException(503, f"the stable channel is not followed: {pointers['broken']['stable']}")
         return pointers["value"]
 
     @functools.lru_cache(maxsize=8)
@@ -122,7 +141,9 @@ def create_app(targets: Targets, source: CandidateSource, catalog: ItemCatalog,
             current = {n: p.version if p else None for n, p in channels().items()}
         except KVError as e:
             raise HTTPException(503, str(e)) from e
-        return {"status": "ok", "versions_in_kv": len(versions), "channels": current}
+        broken = pointers["broken"]
+        return {"status": "degraded" if broken else "ok", "versions_in_kv": len(versions), "channels": current,
+                "broken": broken}
 
     @app.get("/v1/model")
     def model(device_id: str):

@@ -108,15 +108,40 @@ def release_rollback(
 
 @release_app.command("status")
 def release_status() -> None:
-    """Each channel's pointer: version, previous, rollout, who moved it and when, and whether its signature holds."""
+    """Each channel's pointer: version, previous, rollout, who moved it and when, whether its signature holds and it
+    is the one the audit log's last move wrote; and whether the audit log's chain holds. Exit 1 when anything does
+    not (`edgerec release repair` mends the channels)."""
+    from deploy import audit
+
     settings = settings_from_env()
     targets = _targets(settings)
     try:
         typer.echo(f"CDN {targets.cdn.url}, KV {targets.kv.url}")
-        for name, note in _channel_notes(targets).items():
+        notes = _channel_notes(targets)
+        for name, note in notes.items():
             typer.echo(f"{name:<7} {note}")
+        broken = audit.problems(targets.audit_log)
+        typer.echo(f"audit   {targets.audit_log}: " + ("chain holds" if not broken else "; ".join(broken)))
     finally:
         targets.close()
+    if broken or any(note.startswith(("FORGED", "UNFINISHED")) for note in notes.values()):
+        fail("a channel or the audit log is not in order (see above)", code=1)
+
+
+@release_app.command("repair")
+def release_repair(reason: Annotated[str, typer.Option(help="why, for the audit log")]) -> None:
+    """Settle a channel move a crash left unfinished, and write again, from the audit log's last completed move,
+    every pointer that is not that move's (forged, copied from another channel, an older one put back)."""
+    from deploy.release import repair
+
+    settings = settings_from_env()
+    targets = _targets(settings)
+    try:
+        done = repair(settings, targets, reason)
+    finally:
+        targets.close()
+    for channel, what in done.items():
+        typer.echo(f"{channel:<7} {what}")
 
 
 @release_app.command("list")
@@ -198,13 +223,17 @@ def serve(
 
 
 def _channel_notes(targets) -> dict[str, str]:
-    """Each channel's pointer in words: version, rollout, previous, who and when; or not set, or forged."""
-    from deploy.channels import CHANNEL_NAMES, ForgedPointer, read_channel
+    """Each channel's pointer in words: version, rollout, previous, who and when; or not set, unfinished, forged."""
+    from deploy.channels import CHANNEL_NAMES, ForgedPointer
+    from deploy.release import HalfDone, current_pointer
 
     notes = {}
     for name in CHANNEL_NAMES:
         try:
-            p = read_channel(targets.cdn, name, targets.key)
+            p = current_pointer(targets, name)
+        except HalfDone as error:
+            notes[name] = f"UNFINISHED: {error}"
+            continue
         except ForgedPointer as error:
             notes[name] = f"FORGED: {error}"
             continue

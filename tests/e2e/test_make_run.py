@@ -119,8 +119,10 @@ def test_run_builds_marts_and_data_docs_and_a_drifted_day_alerts_and_stops(two_d
     canary = json.loads((state / "cdn" / "channels" / "canary.json").read_text())
     assert (canary["version"], canary["previous"], canary["rollout_percent"]) == (vid, None, 10.0)
     assert f"channel canary   {vid} for 10% of devices" in result.stdout
-    audit = [json.loads(line)["action"] for line in (state / "release" / "audit.jsonl").read_text().splitlines()]
-    assert audit == ["deploy", "promote"]
+    audit = [json.loads(line) for line in (state / "release" / "audit.jsonl").read_text().splitlines()]
+    assert [(a["action"], a.get("phase")) for a in audit] == [("deploy", None), ("promote", "intent"),
+                                                             ("promote", "done")]
+    assert (canary["channel"], canary["sequence"], audit[-1]["sequence"]) == ("canary", 1, 1)
     assert f"servability of {training.version_id}: " in result.stdout
     # The first day had no train days yet: a warning, sent to the webhook too (a tiny world may warn on more).
     assert {"level": "warn", "check": "marts.day.train_requests", "ds": FIRST} in [

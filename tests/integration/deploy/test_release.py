@@ -4,16 +4,34 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
+from typer.testing import CliRunner
 
+from deploy import audit
 from deploy.cdn import model_key
 from deploy.channels import ForgedPointer, Pointer, assigned_version, channel_key, in_rollout, read_channel
 from deploy.push import deploy_version
-from deploy.release import LOCK, ReleaseError, ReleaseLocked, deployed_versions, gc, promote, rollback
+from deploy.release import (
+    LOCK,
+    HalfDone,
+    ReleaseError,
+    ReleaseLocked,
+    current_pointer,
+    deployed_versions,
+    gc,
+    promote,
+    repair,
+    rollback,
+)
 from deploy.verify import verify_version
 from edgerec import registry
 from edgerec.errors import ConfigError
+from pipeline.cli import app
 from tests.integration.deploy.conftest import V1, V2, V3
 
 pytestmark = pytest.mark.integration
@@ -30,10 +48,12 @@ def tags(settings, version: str) -> dict:
 
 
 def test_pointers_are_signed_and_a_forged_one_is_refused():
-    pointer = Pointer("v2", "v1", 10.0, "2026-11-23T00:00:00+00:00", "alice").signed(KEY)
+    pointer = Pointer("v2", "v1", 10.0, "2026-11-23T00:00:00+00:00", "alice", "canary", 3).signed(KEY)
     assert pointer.valid(KEY) and not pointer.valid(b"other key")
     forged = Pointer(**{**pointer.__dict__, "version": "v9"})
     assert not forged.valid(KEY)
+    for field, value in (("channel", "stable"), ("sequence", 2)):  # the name and the order are signed too
+        assert not Pointer(**{**pointer.__dict__, field: value}).valid(KEY)
 
 
 def test_rollout_is_deterministic_and_grows_with_the_percentage():
@@ -43,8 +63,8 @@ def test_rollout_is_deterministic_and_grows_with_the_percentage():
     assert 900 < len(at10) < 1100 and at10 < at50 and 4800 < len(at50) < 5200
     assert at10 == {d for d in devices if in_rollout(d, "canary", 10)}
     assert not any(in_rollout(d, "canary", 0) for d in devices[:100])
-    stable = Pointer("v1", None, 100.0, "", "")
-    canary = Pointer("v2", "v1", 10.0, "", "")
+    stable = Pointer("v1", None, 100.0, "", "", "stable", 1)
+    canary = Pointer("v2", "v1", 10.0, "", "", "canary", 1)
     inside = next(iter(at10))
     outside = next(d for d in devices if d not in at10)
     assert assigned_version(inside, {"canary": canary, "stable": stable}) == "v2"
@@ -85,7 +105,7 @@ def test_promote_rollback_and_their_record(released):
     assert (back.version, back.previous) == (V1, V2) and alias(settings, "stable") == V1
     forward = rollback(settings, targets, "stable", "false alarm")
     assert (forward.version, forward.previous) == (V2, V1)
-    audit = [json.loads(line) for line in targets.audit_log.read_text().splitlines() if '"deploy"' not in line]
+    audit = [json.loads(line) for line in targets.audit_log.read_text().splitlines() if '"done"' in line]
     assert [(a["action"], a["from"], a["to"], a["why"], a["by"]) for a in audit] == [
         ("promote", None, V1, "first release", "alice"), ("promote", V1, V2, "daily", "alice"),
         ("rollback", V2, V1, "bad CTR", "alice"), ("rollback", V1, V2, "false alarm", "alice")]
@@ -116,8 +136,10 @@ def test_a_forged_pointer_and_a_held_lock_stop_release_actions(released):
     deploy_version(settings, targets, V1)
     deploy_version(settings, targets, V2)
     promote(settings, targets, V1, "stable", 100, "first")
+    lease = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)).isoformat()
     targets.cdn.create_exclusive(LOCK, json.dumps({"by": "bob", "action": "promote x to stable", "pid": 7,
-                                                   "host": "h", "since": "2026-11-23T10:00:00+00:00"}).encode())
+                                                   "host": "h", "since": "2026-11-23T10:00:00+00:00",
+                                                   "expires": lease}).encode())
     with pytest.raises(ReleaseLocked, match=r"promote x to stable by bob \(pid 7 on h\) since 2026-11-23T10:00"):
         promote(settings, targets, V2, "stable", 100, "second")
     targets.cdn.delete([LOCK])
@@ -187,3 +209,112 @@ def test_verify_refuses_dims_that_do_not_fit_the_reranker_and_channels_on_missin
     targets.kv.delete_version(V1, {n: t["rows"] for n, t in record["tables"].items()})  # removed behind gc's back
     report = verify_version(targets.kv, targets.cdn, V2, tags(settings, V2), targets.key)
     assert report.failures == [f"channel.stable: KV lacks the embeddings of {V1}"]
+
+
+def audited(targets, action: str | None = None) -> list[dict]:
+    lines = [json.loads(line) for line in targets.audit_log.read_text().splitlines()]
+    return [a for a in lines if action is None or a["action"] == action]
+
+
+def test_a_pointer_copied_onto_another_channel_or_put_back_is_refused_and_repaired(released):
+    settings, targets = released()
+    for v in (V1, V2):
+        deploy_version(settings, targets, v)
+    promote(settings, targets, V1, "stable", 100, "first")
+    old_stable = targets.cdn.get_bytes(channel_key("stable"))
+    promote(settings, targets, V2, "canary", 10, "day 2")
+    targets.cdn.put_bytes(channel_key("stable"), targets.cdn.get_bytes(channel_key("canary")))  # cp canary stable
+    with pytest.raises(ForgedPointer, match=f"is the canary channel's pointer \\(to {V2}\\) copied onto stable; "
+                                            "`edgerec release repair`"):
+        current_pointer(targets, "stable")
+    with pytest.raises(ForgedPointer, match="copied onto stable"):
+        promote(settings, targets, V2, "stable", 100, "over a copied pointer")
+    assert repair(settings, targets, "copied pointer") == {"canary": "in order",
+                                                           "stable": f"wrote the pointer to {V1} again"}
+    assert current_pointer(targets, "stable").version == V1 and alias(settings, "stable") == V1
+    promote(settings, targets, V2, "stable", 100, "day 2")
+    targets.cdn.put_bytes(channel_key("stable"), old_stable)  # an older signed pointer put back
+    with pytest.raises(ForgedPointer, match=r"has sequence 1, but the audit log .* says its last move was sequence "
+                                            f"3 \\(to {V2}\\): an older pointer put back"):
+        current_pointer(targets, "stable")
+    repair(settings, targets, "replayed pointer")
+    restored = current_pointer(targets, "stable")
+    assert (restored.version, restored.previous, restored.sequence) == (V2, V1, 4)
+    assert [a["why"].split(" (was:")[0] for a in audited(targets, "repair") if a["phase"] == "done"] == [
+        "copied pointer", "replayed pointer"]
+    assert audit.problems(targets.audit_log) == []
+
+
+def test_an_edited_audit_log_breaks_its_chain(released):
+    settings, targets = released()
+    deploy_version(settings, targets, V1)
+    promote(settings, targets, V1, "canary", 10, "day 1")
+    lines = targets.audit_log.read_text().splitlines()
+    assert len(lines) == 3 and audit.problems(targets.audit_log) == []
+    lines[1] = lines[1].replace('"why": "day 1"', '"why": "day one"')
+    targets.audit_log.write_text("\n".join(lines) + "\n")
+    assert audit.problems(targets.audit_log) == [
+        f"{targets.audit_log} line 3: does not follow line 2 (edited, removed or reordered)"]
+
+
+CRASH = """
+import os, signal, sys
+from deploy import release
+from deploy.targets import open_targets
+from edgerec.config import load_settings
+setattr(release, sys.argv[1], lambda *args: os.kill(os.getpid(), signal.SIGKILL))  # the process dies right there
+settings = load_settings()
+release.promote(settings, open_targets(settings), sys.argv[2], "stable", 100, "crashing")
+"""
+
+
+def crash_during_promote(settings, at: str, version: str) -> int:
+    env = os.environ | {"EDGEREC_HOME": str(settings.home), "EDGEREC_RELEASE_ACTOR": "alice"}
+    return subprocess.run([sys.executable, "-c", CRASH, at, version], env=env, timeout=300).returncode
+
+
+def test_a_promote_killed_after_the_pointer_moved_is_finished_by_the_next_action(released):
+    settings, targets = released()
+    for v in (V1, V2):
+        deploy_version(settings, targets, v)
+    promote(settings, targets, V1, "stable", 100, "first")
+    assert crash_during_promote(settings, "_move_alias", V2) == -signal.SIGKILL
+    with pytest.raises(HalfDone, match=f"a promote of stable to {V2} \\(sequence 2, by alice .*\\) did not finish"):
+        current_pointer(targets, "stable")
+    assert json.loads(targets.cdn.get_bytes(LOCK))["action"] == f"promote {V2} to stable"  # the dead process's lock
+    promote(settings, targets, V2, "canary", 10, "next day")  # takes the lock over and settles stable first
+    [takeover] = audited(targets, "lock-takeover")
+    assert takeover["held_by"]["action"] == f"promote {V2} to stable" and "is gone" in takeover["because"]
+    assert current_pointer(targets, "stable").version == V2 and alias(settings, "stable") == V2
+    settled = [a for a in audited(targets, "promote") if a.get("settled")]
+    assert [(a["phase"], a["channel"], a["sequence"]) for a in settled] == [("done", "stable", 2)]
+    assert targets.cdn.get_bytes(LOCK) is None
+
+
+def test_a_promote_killed_before_the_pointer_moved_is_abandoned(released):
+    settings, targets = released()
+    for v in (V1, V2):
+        deploy_version(settings, targets, v)
+    promote(settings, targets, V1, "stable", 100, "first")
+    assert crash_during_promote(settings, "write_channel", V2) == -signal.SIGKILL
+    assert repair(settings, targets, "after a crash") == {"canary": "in order", "stable": "settled an unfinished move"}
+    pointer = current_pointer(targets, "stable")
+    assert (pointer.version, pointer.sequence) == (V1, 1) and alias(settings, "stable") == V1
+    [abandoned] = [a for a in audited(targets, "promote") if a["phase"] == "abandoned"]
+    assert (abandoned["to"], abandoned["sequence"]) == (V2, 2)
+    promote(settings, targets, V2, "stable", 100, "again")
+    assert current_pointer(targets, "stable").sequence == 3  # a sequence is never used twice
+
+
+def test_status_exits_1_on_a_channel_out_of_order_and_repair_mends_it(released):
+    settings, targets = released()
+    deploy_version(settings, targets, V1)
+    promote(settings, targets, V1, "stable", 100, "first")
+    targets.cdn.put_bytes(channel_key("canary"), targets.cdn.get_bytes(channel_key("stable")))
+    env = {"EDGEREC_HOME": str(settings.home), "EDGEREC_RELEASE_ACTOR": "alice"}
+    status = CliRunner().invoke(app, ["release", "status"], env=env)
+    assert status.exit_code == 1 and "canary  FORGED: " in status.output and "copied onto canary" in status.output
+    assert "audit   " in status.output and "chain holds" in status.output
+    repaired = CliRunner().invoke(app, ["release", "repair", "--reason", "copied pointer"], env=env)
+    assert repaired.exit_code == 0 and "canary  removed a pointer no release action wrote" in repaired.output
+    assert CliRunner().invoke(app, ["release", "status"], env=env).exit_code == 0

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from deploy.channels import channel_key
 from deploy.push import deploy_version
-from deploy.release import gc, promote
+from deploy.release import ReleaseError, gc, promote, repair
 from deploy.serving.api import SimulatedCloud, create_app
 from deploy.serving.loadtest import LoopbackServer, load_test
 from edgerec.contracts.bundle import item_rows, load_table, verify_bundle
@@ -61,8 +62,8 @@ def test_a_version_not_served_gets_409_naming_the_one_to_fetch(served):
     assert answer.json() == {"error": f"model version {V2} is not served (unknown or collected)", "fetch": V1,
                              "manifest": f"models/{V1}/manifest.json"}
     assert client.get("/v1/model", params={"device_id": "dev-1"}).json()["version"] == V1
-    assert client.get("/healthz").json() == {"status": "ok", "versions_in_kv": 1, "channels": {"canary": None,
-                                                                                             "stable": V1}}
+    assert client.get("/healthz").json() == {"status": "ok", "versions_in_kv": 1, "broken": {},
+                                             "channels": {"canary": None, "stable": V1}}
     assert client.post("/v1/page", json={"user_id": "nobody", "device_id": "d"}).status_code == 422
 
 
@@ -86,3 +87,28 @@ def test_loopback_load_test_reports_latency_and_throughput(served):
     with LoopbackServer(app) as server:
         figures = load_test(server.url, V1, requests=40, concurrency=2, users=20)
     assert figures["requests"] == 40 and 0 < figures["p50_ms"] <= figures["p99_ms"] and figures["requests_per_s"] > 0
+
+
+def test_a_broken_canary_leaves_its_devices_on_stable_and_a_broken_stable_answers_503(served):
+    settings, targets, cloud, app = served
+    client = TestClient(app)
+    deploy_version(settings, targets, V2)
+    stable_v1 = targets.cdn.get_bytes(channel_key("stable"))
+    promote(settings, targets, V2, "canary", 100, "everyone on canary")
+    assert client.get("/v1/model", params={"device_id": "dev-1"}).json()["version"] == V2
+    targets.cdn.put_bytes(channel_key("canary"), b"{not json")
+    assert client.get("/v1/model", params={"device_id": "dev-1"}).json()["version"] == V1  # stable's
+    health = client.get("/healthz").json()
+    assert health["status"] == "degraded" and "canary.json is not a channel pointer" in health["broken"]["canary"]
+    with pytest.raises(ReleaseError, match="canary.json is not a channel pointer .*`edgerec release repair`"):
+        promote(settings, targets, V2, "stable", 100, "day 2")  # no release over a broken channel
+    repair(settings, targets, "a damaged canary pointer")
+    promote(settings, targets, V2, "stable", 100, "day 2")
+    assert client.get("/v1/model", params={"device_id": "dev-1"}).json()["version"] == V2
+    targets.cdn.put_bytes(channel_key("stable"), stable_v1)  # an older signed stable pointer put back
+    for answer in (client.get("/healthz"), client.get("/v1/model", params={"device_id": "dev-1"})):
+        assert answer.status_code == 503
+        assert "the stable channel is not followed: the stable pointer has sequence 1 after 2 was served: an " \
+               "older pointer put back" in answer.json()["detail"]
+    assert client.post("/v1/page", json={"user_id": "u0000001", "device_id": "dev-1"}).status_code == 200  # the
+    # cloud's order needs no channel
