@@ -20,9 +20,10 @@ import numpy as np
 
 from deploy.cdn import model_key
 from deploy.targets import Targets
-from deploy.verify import VerifyReport, check_cdn, check_kv, index_record, manifest_files, rows_sha256
+from deploy.verify import VerifyReport, check_cdn, check_kv, index_record, manifest_files, rows_sha256, shipped_problems
 from edgerec import registry
 from edgerec.contracts.bundle import EMBEDDINGS, MANIFEST, sha256_of, verify_bundle
+from edgerec.contracts.signing import SIGNATURE
 from edgerec.errors import EdgeRecError, MissingInput
 
 log = logging.getLogger(__name__)
@@ -112,9 +113,9 @@ def push_embeddings(targets: Targets, root: Path, manifest: dict, progress: Call
 
 
 def upload_bundle(targets: Targets, root: Path, manifest: dict) -> tuple[int, int]:
-    """Every file, the manifest last. Returns (uploaded, already there)."""
+    """Every file, its signature, the manifest last. Returns (uploaded, already there)."""
     uploaded = skipped = 0
-    entries = [*manifest_files(manifest), {"path": MANIFEST, "sha256": None}]
+    entries = [*manifest_files(manifest), {"path": SIGNATURE, "sha256": None}, {"path": MANIFEST, "sha256": None}]
     for entry in entries:
         path = root / entry["path"]
         sha = entry["sha256"] or sha256_of(path)
@@ -136,6 +137,11 @@ def deploy_version(settings, targets: Targets, ref: str, progress: Callable[[str
         raise MissingInput(f"no bundle for {found.id} in {settings.bundles_dir}: run `edgerec export "
                            f"{found.id}` first")
     manifest = verify_bundle(root)
+    signature = root / SIGNATURE
+    problems = shipped_problems((root / MANIFEST).read_bytes(), signature.read_bytes() if signature.exists() else None,
+                                found.tags, targets.trusted, str(root / MANIFEST))
+    if problems:
+        raise NotReleasable(f"{found.id} may not ship: {'; '.join(problems)}")
     total = sum(t["rows"] for t in manifest["embeddings"].values())
     done = 0
 

@@ -160,7 +160,7 @@ def _verified(targets: Targets, client, version: str, channels: bool = True) -> 
     """The version's verification, refused on any failure (but the channels' own when `channels` is False: a
     repair verifies the version it writes back while the pointer it replaces is broken)."""
     found = releasable(client, version)
-    report = verify_version(targets.kv, targets.cdn, found.id, found.tags, targets.key)
+    report = verify_version(targets, found.id, found.tags)
     failures = [f"{f.check}: {f.detail}" for f in report.findings
                 if not f.passed and (channels or not f.check.startswith("channel."))]
     if failures:

@@ -12,6 +12,7 @@ from deploy.cdn import ObjectStore, open_cdn
 from deploy.channels import load_key
 from deploy.kv import KVStore, open_kv
 from edgerec.config import Settings
+from edgerec.contracts.signing import trusted_keys
 
 
 @dataclass
@@ -22,6 +23,7 @@ class Targets:
     actor: str
     audit_log: Path
     journals: Path
+    trusted: dict  # key id -> Ed25519 public key a shipped bundle may be signed with
 
     def audit(self, action: str, **fields) -> dict:
         """Append one record to the hash-chained audit log: who, when, what (channel, from, to, why...)."""
@@ -35,4 +37,5 @@ def open_targets(settings: Settings) -> Targets:
     actor = settings.release.actor or f"{getpass.getuser()}@{socket.gethostname()}"
     return Targets(open_kv(settings.kv_store), open_cdn(settings.cdn_origin),
                    load_key(settings.release.key, settings.release_dir / "release.key"), actor,
-                   settings.release_dir / "audit.jsonl", settings.release_dir / "deploys")
+                   settings.release_dir / "audit.jsonl", settings.release_dir / "deploys",
+                   trusted_keys(settings.trusted_keys_dir))

@@ -4,6 +4,8 @@ model files on the CDN and its embedding rows in the key-value store, and they m
 Checks, each reported with what it found:
 - cdn: every file the manifest lists is on the CDN with its sha256 (downloaded and hashed, not trusted metadata);
 - kv: the version's index record exists, and every table has all its rows with the checksum of the CDN's shards;
+- shipped: the CDN's manifest carries a valid signature by a trusted key, and is byte for byte the manifest the
+  servability gate tested (its sha256 recorded on the MLflow version);
 - signature: the tables' dims add up to the re-ranker's `candidate_rows` input, and dtypes agree;
 - feature spec: one sha256 in the manifest, the CDN's feature_spec.json and the MLflow version's tags;
 - channels: for every channel, the KV still holds the embeddings of its current and previous versions.
@@ -22,6 +24,9 @@ import onnx
 from deploy.cdn import ObjectStore, model_key
 from deploy.channels import CHANNEL_NAMES, ForgedPointer, read_channel
 from deploy.kv import INDEX_FORMAT, KVStore, row_dtype
+from deploy.targets import Targets
+from edgerec import registry
+from edgerec.contracts import signing
 from edgerec.contracts.bundle import FEATURE_SPEC, MANIFEST, RERANKER, unloadable
 from edgerec.contracts.digest import canonical_sha
 
@@ -184,13 +189,37 @@ def holds_rows(kv: KVStore, version: str) -> bool:
     return True
 
 
-def verify_version(kv: KVStore, cdn: ObjectStore, version: str, tags: dict[str, str], key: bytes) -> VerifyReport:
+def shipped_problems(manifest: bytes, signature: bytes | None, tags: dict[str, str], trusted: dict,
+                     where: str) -> list[str]:
+    """Why these manifest bytes may not ship: not signed by a trusted key, or not the manifest the servability gate
+    tested. Empty when they may."""
+    problems = []
+    try:
+        signing.check(manifest, signature, trusted, where)
+    except signing.SignatureError as e:
+        problems.append(str(e))
+    tested = tags.get(registry.BUNDLE_SHA)
+    sha = hashlib.sha256(manifest).hexdigest()
+    if sha != tested:
+        problems.append(f"{where}: manifest sha256 {sha[:12]}…, but the servability gate tested "
+                        + (f"{tested[:12]}…: these are not the bytes the gates tested" if tested else
+                           "no manifest of this version (no gate record)"))
+    return problems
+
+
+def verify_version(targets: Targets, version: str, tags: dict[str, str]) -> VerifyReport:
     report = VerifyReport(version)
-    manifest, table_sha, small = check_cdn(cdn, version, report)
+    manifest, table_sha, small = check_cdn(targets.cdn, version, report)
     if manifest is None:
         return report
-    check_kv(kv, manifest, table_sha, report)
+    where = f"{targets.cdn.url}/{model_key(version, MANIFEST)}"
+    problems = shipped_problems(targets.cdn.get_bytes(model_key(version, MANIFEST)),
+                                targets.cdn.get_bytes(model_key(version, signing.SIGNATURE)), tags, targets.trusted,
+                                where)
+    report.add("shipped", not problems, "; ".join(problems) if problems else
+               "the manifest is signed by a trusted key and is the one the servability gate tested")
+    check_kv(targets.kv, manifest, table_sha, report)
     check_signature(manifest, small.get(RERANKER), report)
     check_feature_spec(manifest, small.get(FEATURE_SPEC), tags, report)
-    check_channels(kv, cdn, key, report)
+    check_channels(targets.kv, targets.cdn, targets.key, report)
     return report

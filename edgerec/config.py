@@ -180,6 +180,11 @@ class ReleaseSettings(Section):
     key: str | None = Field(None, json_schema_extra=SECRET_KEY, description=(
         "HMAC key that signs channel pointers; set the same secret everywhere in production"))
     actor: str | None = Field(None, description="who release actions are recorded as in the audit log")
+    signing_key: Path | None = Field(None, description=(
+        "Ed25519 private key (PEM) that signs each bundle's manifest at export; only the exporting host needs it"))
+    trusted_keys: Path | None = Field(None, description=(
+        "folder of the public keys (`<key id>.pub`, PEM) a shipped bundle may be signed with; rotating the signing "
+        "key is adding its public key here first (docs/operations.md)"))
     retention_days: float = Field(7.0, ge=0.0, le=3_650, description=(
         "gc keeps versions younger than this, and always those a channel holds"))
     canary_percent: float = Field(10.0, ge=0.0, le=100.0, description=(
@@ -276,6 +281,14 @@ class Settings(BaseModel):
     def release_dir(self) -> Path:
         """The release audit log, deploy journals and the embedded signing key."""
         return self.home / "release"
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.release.signing_key or self.release_dir / "signing" / "ed25519.pem"
+
+    @property
+    def trusted_keys_dir(self) -> Path:
+        return self.release.trusted_keys or self.release_dir / "trusted"
 
     @property
     def airflow_home(self) -> Path:
@@ -399,6 +412,9 @@ COMPUTED_DEFAULTS = {
     "EDGEREC_KV_URL": "`sqlite:///$EDGEREC_HOME/kv.sqlite`", "EDGEREC_CDN_URL": "`$EDGEREC_HOME/cdn`",
     "EDGEREC_RELEASE_KEY": "a random key in `$EDGEREC_HOME/release/release.key`",
     "EDGEREC_RELEASE_ACTOR": "`user@host`",
+    "EDGEREC_RELEASE_SIGNING_KEY": "created once in `$EDGEREC_HOME/release/signing/ed25519.pem`, its public key "
+                                   "trusted",
+    "EDGEREC_RELEASE_TRUSTED_KEYS": "`$EDGEREC_HOME/release/trusted`",
     "EDGEREC_RUN_TASK_RETRIES": "`2` (`edgerec run`: `0`)",
 }
 CONFIGURATION_DOC = REPO_ROOT / "docs" / "configuration.md"

@@ -20,9 +20,10 @@ def world_spec() -> dict:
     return make_spec(boundaries, WORLD_VOCAB, {"candidates": 100, "ie": 8, "ipv": 4}, fit={"tests": True})
 
 
-def make_bundle(root: Path, seed: int = 0, rows_per_shard: int = 65_536) -> dict:
-    """Export an untrained small full model into root (named like a version id); returns the manifest."""
+def make_bundle(root: Path, seed: int = 0, rows_per_shard: int = 65_536, signer=None) -> dict:
+    """Export an untrained small full model into root (named like a version id), signed by `signer` when given;
+    returns the manifest."""
     torch.manual_seed(seed)
     spec = world_spec()
     model = build_model(FULL_MODEL, spec, SMALL).eval()
-    return export_bundle(model, spec, root, version_id=root.name, rows_per_shard=rows_per_shard)
+    return export_bundle(model, spec, root, version_id=root.name, signer=signer, rows_per_shard=rows_per_shard)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from onnx import TensorProto, helper, numpy_helper
 from torch import Tensor, nn
 
@@ -36,6 +37,7 @@ from edgerec.contracts.bundle import (
     file_entry,
     shard_name,
 )
+from edgerec.contracts.signing import SIGNATURE, sign
 from edgerec.features import GROUPS, ITEM_CATEGORICAL, MATCH_FEATURES, write_spec
 from edgerec.registry import REGISTERED_MODEL
 from training.models.base import HASH_MULTIPLIER, N_ITEM, N_ITEM_PART, match_codes, steps_mask, weighted_sum
@@ -252,10 +254,11 @@ def write_shards(root: Path, table: str, rows: np.ndarray, rows_per_shard: int) 
     return {"rows": len(rows), "dim": int(rows.shape[1]), "dtype": str(rows.dtype), "shards": shards}
 
 
-def export_bundle(model: CRBAN, spec: dict, root: Path, *, version_id: str, mlflow_version: str | None = None,
-                  run_id: str | None = None, rows_per_shard: int = DEFAULT_ROWS_PER_SHARD,
-                  dtype: str = "float16") -> dict:
-    """Write the bundle of `model` into `root` (created; must not exist) and return its manifest."""
+def export_bundle(model: CRBAN, spec: dict, root: Path, *, version_id: str, signer: Ed25519PrivateKey | None = None,
+                  mlflow_version: str | None = None, run_id: str | None = None,
+                  rows_per_shard: int = DEFAULT_ROWS_PER_SHARD, dtype: str = "float16") -> dict:
+    """Write the bundle of `model` into `root` (created; must not exist) and return its manifest; with `signer`,
+    its signature beside it (`manifest.sig`)."""
     if not isinstance(model, CRBAN):
         raise TypeError(f"only the CRBAN+HUBSM models can be exported (they have step encoders), not {model.name}")
     root = Path(root)
@@ -294,5 +297,7 @@ def export_bundle(model: CRBAN, spec: dict, root: Path, *, version_id: str, mlfl
                        for name, rows in quantized_tables(model, dtype).items()},
     }
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    if signer is not None:
+        (tmp / SIGNATURE).write_bytes(sign((tmp / MANIFEST).read_bytes(), signer))
     tmp.rename(root)  # whole or not at all: a crash leaves only the .partial directory
     return manifest

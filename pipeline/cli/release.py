@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -60,7 +61,7 @@ def release_verify(version: Annotated[str, typer.Argument(help="registry number 
     targets = _targets(settings)
     try:
         found = registry.find_version(registry.connect(settings), version)
-        report = verify_version(targets.kv, targets.cdn, found.id, found.tags, targets.key)
+        report = verify_version(targets, found.id, found.tags)
     finally:
         targets.close()
     typer.echo(report.to_markdown())
@@ -126,6 +127,23 @@ def release_status() -> None:
         targets.close()
     if broken or any(note.startswith(("FORGED", "UNFINISHED")) for note in notes.values()):
         fail("a channel or the audit log is not in order (see above)", code=1)
+
+
+@release_app.command("keygen")
+def release_keygen(
+    out: Annotated[Path, typer.Argument(help="where to write the new private key (PEM); must not exist")],
+) -> None:
+    """A new Ed25519 signing key for manifests, its public key added to the trusted ones
+    (EDGEREC_RELEASE_TRUSTED_KEYS): the first step of a key rotation (docs/operations.md)."""
+    from edgerec.contracts import signing
+
+    settings = settings_from_env()
+    if out.exists():
+        fail(f"{out} exists: a signing key is never overwritten")
+    key = signing.load_signing_key(out, create=True)
+    public = signing.trust(settings.trusted_keys_dir, key.public_key())
+    typer.echo(f"key {signing.key_id(key.public_key())}: private {out}, public {public}; copy the public key to the "
+               "trusted folder of every host that deploys, then set EDGEREC_RELEASE_SIGNING_KEY where export runs")
 
 
 @release_app.command("repair")

@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -19,6 +20,8 @@ import redis
 from deploy.targets import open_targets
 from edgerec import registry
 from edgerec.config import load_settings
+from edgerec.contracts import signing
+from edgerec.contracts.bundle import MANIFEST, sha256_of
 from tests.bundles import make_bundle
 
 V1, V2, V3 = "v20261101-0000aaaa", "v20261102-0000bbbb", "v20261103-0000cccc"
@@ -114,10 +117,22 @@ def redis_kv_url(redis_url):
 
 
 @pytest.fixture(scope="session")
-def bundles(tmp_path_factory):
-    """Three exported versions (different weights), small shards so tables span several."""
+def release_keys(tmp_path_factory) -> dict[str, str]:
+    """The signing key the test bundles are signed with, and the folder that trusts it (as settings)."""
+    folder = tmp_path_factory.mktemp("keys")
+    key = signing.load_signing_key(folder / "signing.pem", create=True)
+    signing.trust(folder / "trusted", key.public_key())
+    return {"EDGEREC_RELEASE_SIGNING_KEY": str(folder / "signing.pem"),
+            "EDGEREC_RELEASE_TRUSTED_KEYS": str(folder / "trusted")}
+
+
+@pytest.fixture(scope="session")
+def bundles(tmp_path_factory, release_keys):
+    """Three exported versions (different weights), signed, small shards so tables span several."""
     folder = tmp_path_factory.mktemp("bundles")
-    return {v: (make_bundle(folder / v, seed=i, rows_per_shard=100), folder / v) for i, v in enumerate((V1, V2, V3))}
+    signer = signing.load_signing_key(Path(release_keys["EDGEREC_RELEASE_SIGNING_KEY"]))
+    return {v: (make_bundle(folder / v, seed=i, rows_per_shard=100, signer=signer), folder / v)
+            for i, v in enumerate((V1, V2, V3))}
 
 
 def register(settings, version_id: str, manifest: dict, blessed: bool = True, servable: bool = True) -> str:
@@ -127,17 +142,21 @@ def register(settings, version_id: str, manifest: dict, blessed: bool = True, se
         client.create_registered_model(registry.REGISTERED_MODEL)
     tags = {registry.VERSION_TAG: version_id, registry.BLESSED: str(blessed).lower(),
             registry.SERVABLE: str(servable).lower(), "feature_spec_sha": manifest["feature_spec_sha256"],
+            **({registry.BUNDLE_SHA: sha256_of(bundle)} if (bundle := settings.bundles_dir / version_id / MANIFEST)
+               .exists() else {}),
             "ds": f"{version_id[1:5]}-{version_id[5:7]}-{version_id[7:9]}"}
     return str(client.create_model_version(registry.REGISTERED_MODEL, source=str(settings.bundles_dir / version_id),
                                        tags=tags).version)
 
 
 @pytest.fixture
-def released(tmp_path, bundles):
-    """A state directory whose registry holds V1..V3 (blessed, servable) with their bundles; embedded stores."""
+def released(tmp_path, bundles, release_keys):
+    """A state directory whose registry holds V1..V3 (blessed, servable, signed by a trusted key) with their
+    bundles; embedded stores."""
 
     def make(**env):
-        settings = load_settings({"EDGEREC_HOME": str(tmp_path / "state"), "EDGEREC_RELEASE_ACTOR": "alice", **env})
+        settings = load_settings({"EDGEREC_HOME": str(tmp_path / "state"), "EDGEREC_RELEASE_ACTOR": "alice",
+                                  **release_keys, **env})
         for v, (manifest, root) in bundles.items():
             shutil.copytree(root, settings.bundles_dir / v)
             register(settings, v, manifest)

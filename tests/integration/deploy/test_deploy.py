@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from deploy.cdn import ImmutableObjectError, model_key
+from deploy.channels import read_channel
 from deploy.kv import KVError, open_kv
 from deploy.push import DeployError, NotReleasable, deploy_version
+from deploy.release import ReleaseError, promote
 from deploy.targets import open_targets
+from deploy.verify import verify_version
 from edgerec import registry
-from edgerec.contracts.bundle import BundleError
+from edgerec.contracts import signing
+from edgerec.contracts.bundle import MANIFEST, BundleError, sha256_of, verify_bundle
 from edgerec.errors import MissingInput
-from tests.integration.deploy.conftest import V1, register
+from pipeline.cli import app
+from tests.integration.deploy.conftest import V1, V2, register
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +31,7 @@ def test_deploy_writes_verifies_and_a_rerun_does_nothing_again(released, bundles
     manifest = bundles[V1][0]
     result = deploy_version(settings, targets, V1)
     rows = sum(t["rows"] for t in manifest["embeddings"].values())
-    files = len(manifest["files"]) + sum(len(t["shards"]) for t in manifest["embeddings"].values()) + 1
+    files = len(manifest["files"]) + sum(len(t["shards"]) for t in manifest["embeddings"].values()) + 2  # sig, manifest
     assert (result.rows_written, result.rows_skipped, result.files_uploaded) == (rows, 0, files)
     assert result.kv.passed and result.cdn.passed
     record = targets.kv.get_index(V1)
@@ -118,3 +125,55 @@ def test_s3_throttling_fails_the_upload_clearly_and_a_rerun_completes(released, 
     throttled_s3.allow_puts = None
     result = deploy_version(settings, targets, "v20261102-0000bbbb")
     assert result.files_skipped == 3 and result.cdn.passed and result.kv.passed
+
+
+def substitute_reranker(root: Path, other: Path) -> None:
+    """What an attacker with write access does: another model's reranker.onnx, and the manifest fixed to match."""
+    onnx_path = root / "reranker.onnx"
+    onnx_path.write_bytes((other / "reranker.onnx").read_bytes())
+    manifest = json.loads((root / MANIFEST).read_text())
+    manifest["files"]["reranker.onnx"].update(sha256=sha256_of(onnx_path), bytes=onnx_path.stat().st_size)
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def test_a_substituted_bundle_is_not_deployed(released, bundles):
+    settings, targets = released()
+    substitute_reranker(settings.bundles_dir / V1, bundles[V2][1])
+    verify_bundle(settings.bundles_dir / V1)  # the bundle is consistent in itself: only the signature and the gate
+    with pytest.raises(NotReleasable, match=r"may not ship: .*manifest.json: manifest.sig does not match the "
+                                            r"manifest's bytes .*the servability gate tested .*: these are not the "
+                                            r"bytes the gates tested"):
+        deploy_version(settings, targets, V1)
+    assert targets.kv.get_index(V1) is None and targets.cdn.list(model_key(V1)) == []
+
+
+def test_a_bundle_signed_by_a_key_nobody_trusts_is_not_deployed(released, tmp_path):
+    settings, targets = released()
+    other = signing.load_signing_key(tmp_path / "other.pem", create=True)
+    root = settings.bundles_dir / V1
+    (root / signing.SIGNATURE).write_bytes(signing.sign((root / MANIFEST).read_bytes(), other))
+    with pytest.raises(NotReleasable, match=f"signed with key {signing.key_id(other.public_key())}, which is not "
+                                            "trusted"):
+        deploy_version(settings, targets, V1)
+
+
+def test_bytes_substituted_on_the_cdn_fail_verify_and_never_reach_a_channel(released, bundles):
+    settings, targets = released()
+    deploy_version(settings, targets, V1)
+    substitute_reranker(Path(settings.cdn_origin) / "models" / V1, bundles[V2][1])  # straight into the storage
+    report = verify_version(targets, V1, registry.find_version(registry.connect(settings), V1).tags)
+    [shipped] = [f for f in report.findings if f.check == "shipped"]
+    assert not shipped.passed and "manifest.sig does not match the manifest's bytes" in shipped.detail
+    with pytest.raises(ReleaseError, match="fails verification: shipped: "):
+        promote(settings, targets, V1, "stable", 100, "a substituted bundle")
+    assert read_channel(targets.cdn, "stable", targets.key) is None
+
+
+def test_keygen_makes_a_trusted_key_and_never_overwrites_one(tmp_path):
+    env = {"EDGEREC_HOME": str(tmp_path / "state"), "EDGEREC_RELEASE_TRUSTED_KEYS": str(tmp_path / "trusted")}
+    made = CliRunner().invoke(app, ["release", "keygen", str(tmp_path / "new.pem")], env=env)
+    assert made.exit_code == 0, made.output
+    key = signing.load_signing_key(tmp_path / "new.pem")
+    assert list(signing.trusted_keys(tmp_path / "trusted")) == [signing.key_id(key.public_key())]
+    again = CliRunner().invoke(app, ["release", "keygen", str(tmp_path / "new.pem")], env=env)
+    assert again.exit_code == 2 and "a signing key is never overwritten" in again.output

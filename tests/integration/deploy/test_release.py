@@ -75,16 +75,15 @@ def test_rollout_is_deterministic_and_grows_with_the_percentage():
 def test_verify_reports_every_synchronization_check(released):
     settings, targets = released()
     deploy_version(settings, targets, V1)
-    report = verify_version(targets.kv, targets.cdn, V1, tags(settings, V1), targets.key)
+    report = verify_version(targets, V1, tags(settings, V1))
     assert report.passed, report.failures
     assert [f.check for f in report.findings] == [
-        "cdn.manifest", "cdn.files", "kv.index", "kv.table.category", "kv.table.brand", "kv.table.gender",
+        "cdn.manifest", "cdn.files", "shipped", "kv.index", "kv.table.category", "kv.table.brand", "kv.table.gender",
         "kv.table.price_level", "kv.table.age_level", "kv.table.bc_type", "signature", "feature_spec",
         "channel.canary", "channel.stable"]
     targets.kv.delete_version(V1, {"brand": 322})  # the rows (and the index record) are gone
     targets.cdn.put_bytes(model_key(V1, "feature_spec.json"), b"{}")  # a tampered object on the CDN
-    broken = verify_version(targets.kv, targets.cdn, V1, {**tags(settings, V1), "feature_spec_sha": "0" * 64},
-                            targets.key)
+    broken = verify_version(targets, V1, {**tags(settings, V1), "feature_spec_sha": "0" * 64})
     assert not broken.passed
     failures = "\n".join(broken.failures)
     assert "cdn.files: feature_spec.json has sha256" in failures
@@ -147,7 +146,7 @@ def test_a_forged_pointer_and_a_held_lock_stop_release_actions(released):
     targets.cdn.put_bytes(channel_key("stable"), json.dumps({**raw, "version": V2}).encode())
     with pytest.raises(ForgedPointer, match=f"signature that does not match the release key: it points to '{V2}'"):
         promote(settings, targets, V2, "stable", 100, "over a forged pointer")
-    report = verify_version(targets.kv, targets.cdn, V1, tags(settings, V1), targets.key)
+    report = verify_version(targets, V1, tags(settings, V1))
     assert [f.check for f in report.findings if not f.passed] == ["channel.stable"]
     assert targets.cdn.get_bytes(LOCK) is None  # a refused action leaves no lock behind
 
@@ -207,7 +206,7 @@ def test_verify_refuses_dims_that_do_not_fit_the_reranker_and_channels_on_missin
     promote(settings, targets, V1, "stable", 100, "first")
     record = targets.kv.get_index(V1)
     targets.kv.delete_version(V1, {n: t["rows"] for n, t in record["tables"].items()})  # removed behind gc's back
-    report = verify_version(targets.kv, targets.cdn, V2, tags(settings, V2), targets.key)
+    report = verify_version(targets, V2, tags(settings, V2))
     assert report.failures == [f"channel.stable: KV lacks the embeddings of {V1}"]
 
 
@@ -269,7 +268,9 @@ release.promote(settings, open_targets(settings), sys.argv[2], "stable", 100, "c
 
 
 def crash_during_promote(settings, at: str, version: str) -> int:
-    env = os.environ | {"EDGEREC_HOME": str(settings.home), "EDGEREC_RELEASE_ACTOR": "alice"}
+    env = os.environ | {"EDGEREC_HOME": str(settings.home), "EDGEREC_RELEASE_ACTOR": "alice",
+                        "EDGEREC_RELEASE_SIGNING_KEY": str(settings.release.signing_key),
+                        "EDGEREC_RELEASE_TRUSTED_KEYS": str(settings.release.trusted_keys)}
     return subprocess.run([sys.executable, "-c", CRASH, at, version], env=env, timeout=300).returncode
 
 
@@ -311,7 +312,8 @@ def test_status_exits_1_on_a_channel_out_of_order_and_repair_mends_it(released):
     deploy_version(settings, targets, V1)
     promote(settings, targets, V1, "stable", 100, "first")
     targets.cdn.put_bytes(channel_key("canary"), targets.cdn.get_bytes(channel_key("stable")))
-    env = {"EDGEREC_HOME": str(settings.home), "EDGEREC_RELEASE_ACTOR": "alice"}
+    env = {"EDGEREC_HOME": str(settings.home), "EDGEREC_RELEASE_ACTOR": "alice",
+           "EDGEREC_RELEASE_TRUSTED_KEYS": str(settings.release.trusted_keys)}
     status = CliRunner().invoke(app, ["release", "status"], env=env)
     assert status.exit_code == 1 and "canary  FORGED: " in status.output and "copied onto canary" in status.output
     assert "audit   " in status.output and "chain holds" in status.output

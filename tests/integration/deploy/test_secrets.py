@@ -25,7 +25,7 @@ def closed_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_no_secret_reaches_any_printed_line_or_written_file(released):
+def test_no_secret_reaches_any_printed_line_or_written_file(released, release_keys):
     server = RedisServer(password=PASSWORD).start()
     port = closed_port()
     env = {"EDGEREC_KV_URL": f"redis://:{PASSWORD}@127.0.0.1:{server.port}/0?prefix=sec",
@@ -36,7 +36,7 @@ def test_no_secret_reaches_any_printed_line_or_written_file(released):
 
         def run(*args: str) -> subprocess.CompletedProcess:
             return subprocess.run([EDGEREC, *args], capture_output=True, text=True, timeout=600,
-                                  env=os.environ | {"EDGEREC_HOME": str(settings.home), **env})
+                                  env=os.environ | {"EDGEREC_HOME": str(settings.home), **release_keys, **env})
 
         runs = [run("deploy", V1), run("release", "promote", V1, "--channel", "canary", "--percent", "10",
                                        "--reason", "secrets test"),
