@@ -21,6 +21,7 @@ from deploy.cdn import CHANNELS, ObjectStore
 from edgerec.errors import ConfigError, EdgeRecError
 
 CHANNEL_NAMES = ("canary", "stable")
+MIN_KEY_BYTES = 32
 REPAIR = "`edgerec release repair` writes it again from the audit log"
 
 
@@ -112,6 +113,9 @@ def load_key(explicit: str | None, key_file) -> bytes:
     """The release key: EDGEREC_RELEASE_KEY, else a random key created once in the state directory (embedded
     default only: every machine of a real deployment must share one key)."""
     if explicit:
+        if len(explicit.encode()) < MIN_KEY_BYTES:
+            raise ConfigError(f"EDGEREC_RELEASE_KEY is {len(explicit.encode())} bytes: a signing key needs at least "
+                              f"{MIN_KEY_BYTES} (e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)")
         return explicit.encode()
     if not key_file.exists():
         key_file.parent.mkdir(parents=True, exist_ok=True)

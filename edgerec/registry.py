@@ -9,12 +9,13 @@ tracking server (PostgreSQL + S3, docs/design.md) through EDGEREC_MLFLOW_TRACKIN
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from enum import StrEnum
 
 from edgerec.config import REPO_ROOT, Settings
-from edgerec.errors import MissingInput
+from edgerec.errors import ConfigError, MissingInput
 
 REGISTERED_MODEL = "edgerec-reranker"
 EXPERIMENT = "edgerec-daily-retrain"
@@ -128,10 +129,21 @@ def get_version(client, number: str) -> ModelVersion:
     return ModelVersion.of(client.get_model_version(REGISTERED_MODEL, str(number)))
 
 
+VERSION_ID = re.compile(r"v\d{8}-[0-9a-f]{8}")  # what version_id() makes
+
+
 def find_version(client, ref: str) -> ModelVersion:
-    """A version by registry number ("3") or by version id ("v20261103-1a2b3c4d")."""
-    if ref.isdigit():
-        return get_version(client, ref)
+    """A version by registry number ("3") or by version id ("v20261103-1a2b3c4d"); MissingInput when there is no
+    such version, ConfigError when `ref` is neither (it never reaches the registry's query)."""
+    from mlflow.exceptions import MlflowException
+
+    if ref.isdigit() and len(ref) <= 9:
+        try:
+            return get_version(client, ref)
+        except MlflowException:
+            raise MissingInput(f"{REGISTERED_MODEL} has no version {ref}") from None
+    if not VERSION_ID.fullmatch(ref):
+        raise ConfigError(f"{ref[:80]!r} is neither a registry number nor a version id like v20261103-1a2b3c4d")
     found = client.search_model_versions(f"name = '{REGISTERED_MODEL}' and tags.`{VERSION_TAG}` = '{ref}'")
     if not found:
         raise MissingInput(f"no version of {REGISTERED_MODEL} has {VERSION_TAG} = {ref!r}")

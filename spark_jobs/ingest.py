@@ -30,7 +30,9 @@ def read_raw_lines(spark: SparkSession, events_root: str, days: list[str]) -> Da
     orders lines within a file. Blank lines are skipped, as the validator skips them."""
     paths = [f"{events_root}/ds={d}" for d in days]
     lines = (
-        spark.read.option("basePath", events_root).option("pathGlobFilter", "*.{jsonl,jsonl.gz}").text(paths)
+        spark.read.option("basePath", events_root).option("pathGlobFilter", "*.{jsonl,jsonl.gz}")
+        .option("lineSep", "\n")  # as the Python validator splits: a bare \r inside a line is part of it
+        .text(paths)
         .select(F.col("value").cast("binary").alias("value"), "ds", F.col("_metadata.file_path").alias("source"))
         .withColumn("line_id", F.monotonically_increasing_id())
         .where(F.length(F.trim(F.col("value").cast("string"))) > 0)

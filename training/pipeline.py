@@ -265,7 +265,14 @@ def export_day(settings: Settings, ds: str, version: str | None = None) -> Path:
 def servability_budgets(settings: Settings):
     from training.servability import Budgets
 
-    values = json.loads(settings.servability.config.read_text()) if settings.servability.config else {}
+    path = settings.servability.config
+    try:
+        values = json.loads(path.read_text()) if path else {}
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"EDGEREC_SERVABILITY_CONFIG={path} is not a readable JSON file: {e}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"EDGEREC_SERVABILITY_CONFIG={path} holds a {type(values).__name__}, not an object of "
+                          "budgets")
     return build_config(Budgets, values, prefix="servability_config.")
 
 

@@ -17,10 +17,10 @@ import json
 import math
 import re
 import time
-from typing import Protocol
+from typing import Annotated, Protocol
 
 import numpy as np
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -56,11 +56,17 @@ class SimulatedCloud:
         return self.sim.cloud_candidates(int(match.group(1)), ts_ms, seed=page_no)
 
 
+# request fields are bounded: anything else is a 422 naming the field, never a 500
+IDENTIFIER = r"^[A-Za-z0-9._:-]{1,128}$"
+VERSION = r"^v[0-9]{8}-[0-9a-f]{8}$"
+
+
 class PageRequest(BaseModel):
-    user_id: str
-    device_id: str
-    model_version: str | None = Field(None, description="the bundle the client runs; null: no model on the device")
-    page_no: int = Field(0, ge=0)
+    user_id: str = Field(pattern=IDENTIFIER)
+    device_id: str = Field(pattern=IDENTIFIER)
+    model_version: str | None = Field(None, pattern=VERSION,
+                                      description="the bundle the client runs; null: no model on the device")
+    page_no: int = Field(0, ge=0, le=10_000)
 
 
 class VersionGone(Exception):
@@ -146,7 +152,7 @@ def create_app(targets: Targets, source: CandidateSource, catalog: ItemCatalog,
                 "broken": broken}
 
     @app.get("/v1/model")
-    def model(device_id: str):
+    def model(device_id: Annotated[str, Query(pattern=IDENTIFIER)]):
         version = assigned_version(device_id, channels())
         return {"device_id": device_id, "version": version,
                 "manifest": model_key(version, MANIFEST) if version else None}

@@ -11,6 +11,7 @@ import datetime as dt
 import gzip
 import json
 import re
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ class BadRowReason(StrEnum):
     TS_OUTSIDE_PARTITION = "ts_outside_partition"
     UNKNOWN_ITEM_ID = "unknown_item_id"
     DUPLICATE_EVENT_ID = "duplicate_event_id"
+    UNREADABLE_FILE = "unreadable_file"  # a truncated or corrupt file: what it held after the break is lost
+    UNEXPECTED_FILE = "unexpected_file"  # a file in the partition that is not a log file by its name
 
 
 _ERROR_REASONS = {
@@ -77,13 +80,25 @@ def day_bounds_ms(ds: str) -> tuple[int, int]:
     return lo, lo + DAY_MS
 
 
+LOG_FILE_SUFFIXES = (".jsonl.gz", ".jsonl")
+
+
 def event_files(path: Path) -> list[Path]:
     """The log files under a file, a ds partition, or a raw-zone events root, in a stable order."""
     if path.is_file():
         return [path]
     if not path.exists():
         raise MissingInput(f"no such log file or directory: {path}")
-    return sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith((".jsonl.gz", ".jsonl")))
+    return sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(LOG_FILE_SUFFIXES))
+
+
+def unexpected_files(path: Path) -> list[Path]:
+    """Files beside the log files that are not log files by their name (`_`- and `.`-prefixed ones are the
+    writers' own markers)."""
+    if not path.is_dir():
+        return []
+    return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.endswith(LOG_FILE_SUFFIXES)
+                  and not p.name.startswith(("_", ".")))
 
 
 def open_lines(path: Path) -> IO[bytes]:
@@ -167,6 +182,12 @@ class LogValidator:
         self.seen_event_ids.add(event.event_id)
         return event
 
+    def _bad(self, reason: BadRowReason, detail: str, source: str, line_no: int, raw: str) -> None:
+        self.report.bad_by_reason[str(reason)] += 1
+        if self.quarantine is not None:
+            row = {"reason": str(reason), "detail": detail, "source": source, "line": line_no, "raw": raw}
+            self.quarantine.write(json.dumps(row) + "\n")
+
     def validate_lines(self, lines: Iterable[bytes], ds: str | None = None, source: str = "-") -> Iterator:
         """Yields the good events; counts and quarantines the bad ones."""
         for line_no, line in enumerate(lines, start=1):
@@ -175,25 +196,33 @@ class LogValidator:
             self.report.rows += 1
             result = self.check(line, ds)
             if isinstance(result, tuple):
-                reason, detail = result
-                self.report.bad_by_reason[str(reason)] += 1
-                if self.quarantine is not None:
-                    raw = line.rstrip(b"\n").decode("utf-8", errors="replace")
-                    row = {"reason": str(reason), "detail": detail, "source": source, "line": line_no, "raw": raw}
-                    self.quarantine.write(json.dumps(row) + "\n")
+                self._bad(*result, source, line_no, line.rstrip(b"\n").decode("utf-8", errors="replace"))
                 continue
             self.report.good_by_type[result.event_type] += 1
             yield result
 
     def validate_path(self, path: Path) -> ValidationReport:
+        """Every log file under path; a file that breaks off (truncated, corrupt) counts as one bad row of its own,
+        after the lines read before the break, and the next file is read; a file that is not a log file by its
+        name is reported the same way rather than skipped unseen."""
+        for file in unexpected_files(path):
+            self.report.rows += 1
+            self._bad(BadRowReason.UNEXPECTED_FILE, f"{file.name} is not a log file (*.jsonl.gz or *.jsonl): not "
+                      "read", str(file), 0, "")
         for file in event_files(path):
             ds = ds_of_path(file)
             if ds is not None:
                 day_bounds_ms(ds)  # a bad partition name fails once, naming it, not once per line
             self.report.files += 1
-            with open_lines(file) as lines:
-                for _ in self.validate_lines(lines, ds, source=str(file)):
-                    pass
+            read = 0
+            try:
+                with open_lines(file) as lines:
+                    for line_no, _ in enumerate(self.validate_lines(lines, ds, source=str(file)), start=1):
+                        read = line_no
+            except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+                self.report.rows += 1
+                self._bad(BadRowReason.UNREADABLE_FILE, f"{file.name} breaks off after {read:,} good events: "
+                          f"{type(e).__name__}: {e}", str(file), 0, "")
         return self.report
 
 

@@ -185,7 +185,7 @@ def release_list() -> None:
 
 @release_app.command("gc")
 def release_gc(
-    retention_days: Annotated[float | None, typer.Option(help="keep versions younger than this "
+    retention_days: Annotated[float | None, typer.Option(min=0, help="keep versions younger than this "
                                                             "[default: EDGEREC_RELEASE_RETENTION_DAYS or 7]")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="list what would be removed, remove nothing")] = False,
 ) -> None:

@@ -112,3 +112,18 @@ def test_a_broken_canary_leaves_its_devices_on_stable_and_a_broken_stable_answer
                "older pointer put back" in answer.json()["detail"]
     assert client.post("/v1/page", json={"user_id": "u0000001", "device_id": "dev-1"}).status_code == 200  # the
     # cloud's order needs no channel
+
+
+@pytest.mark.parametrize("field, value", [("model_version", "v" * 300), ("model_version", "v2026\x00"),
+                                          ("model_version", "../../etc"), ("user_id", "1" * 4300),
+                                          ("device_id", "dev 1"), ("page_no", 10**9)])
+def test_an_out_of_bounds_request_field_is_a_422_naming_it(served, field, value):
+    _, _, _, app = served
+    body = {"user_id": "u0000001", "device_id": "dev-1", field: value}
+    answer = TestClient(app).post("/v1/page", json=body)
+    assert answer.status_code == 422 and answer.json()["detail"][0]["loc"] == ["body", field]
+
+
+def test_a_device_id_out_of_bounds_is_a_422_on_model_too(served):
+    answer = TestClient(served[3]).get("/v1/model", params={"device_id": "x" * 200})
+    assert answer.status_code == 422 and answer.json()["detail"][0]["loc"] == ["query", "device_id"]

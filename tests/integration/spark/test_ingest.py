@@ -2,8 +2,9 @@ import json
 
 import pytest
 
+from edgerec.contracts import LogValidator
 from edgerec.contracts.validate import day_bounds_ms
-from spark_jobs.ingest import check_contract, mark_duplicates, split_good_bad
+from spark_jobs.ingest import check_contract, mark_duplicates, read_raw_lines, split_good_bad
 
 pytestmark = pytest.mark.integration
 DS = "2026-11-10"
@@ -40,3 +41,15 @@ def test_contract_check_and_duplicates_on_inline_lines(spark):
         ("f2", 0, "out_of_range"), ("f2", 2, "out_of_range"), ("f2", 3, "invalid_json")]
     row = bad.where("line_id = 2").first()
     assert (row.raw, row.detail) == (lines[2][2], "click.ts: Input should be a valid integer")
+
+
+def test_spark_splits_lines_as_the_validator_does(spark, tmp_path):
+    day = tmp_path / "events" / f"ds={DS}"
+    day.mkdir(parents=True)
+    crlf = line(event_id="e2").replace(', "user_id"', ',\r"user_id"')  # a bare \r: JSON whitespace inside the line
+    (day / "part-0.jsonl").write_text(line() + "\n" + crlf + "\r\n")
+    lines = read_raw_lines(spark, str(tmp_path / "events"), [DS])
+    good, bad = split_good_bad(mark_duplicates(check_contract(lines, known_items=[7])))
+    assert sorted(r.event_id for r in good.collect()) == ["e1", "e2"] and bad.count() == 0
+    report = LogValidator(known_items=[7]).validate_path(tmp_path / "events")
+    assert (report.good, report.bad) == (2, 0)

@@ -110,6 +110,31 @@ def test_validator_counts_and_quarantines_without_stopping(tmp_path):
     assert "exposure_duration_ms" in quarantined[2]["detail"]
 
 
+def test_a_truncated_file_and_a_file_of_another_name_are_counted_quarantined_and_the_rest_read(tmp_path):
+    day = tmp_path / "events" / "ds=2025-11-01"
+    day.mkdir(parents=True)
+    whole = gzip.compress(b"\n".join(line("click", event_id=f"e{i}") for i in range(200)) + b"\n")
+    (day / "part-0.jsonl.gz").write_bytes(whole[: len(whole) // 2])  # the upload broke off half-way
+    (day / "part-1.jsonl.gz").write_bytes(gzip.compress(line("delete", event_id="d1") + b"\n"))
+    (day / "part-3.json.gz").write_bytes(gzip.compress(line("click", event_id="x1") + b"\n"))
+    (day / "_SUCCESS").write_bytes(b"")  # a writer's marker: not a log file, not a problem
+    sink = io.StringIO()
+    report = LogValidator(known_items={1, 2}, quarantine=sink).validate_path(tmp_path / "events")
+    quarantined = [json.loads(x) for x in sink.getvalue().splitlines()]
+    assert [(q["reason"], q["source"].rsplit("/", 1)[1]) for q in quarantined] == [
+        ("unexpected_file", "part-3.json.gz"), ("unreadable_file", "part-0.jsonl.gz")]
+    assert quarantined[0]["detail"] == "part-3.json.gz is not a log file (*.jsonl.gz or *.jsonl): not read"
+    assert quarantined[1]["detail"].startswith("part-0.jsonl.gz breaks off after ")
+    read = report.good_by_type["click"]
+    assert 0 < read < 200 and f"after {read:,} good events: EOFError" in quarantined[1]["detail"]
+    assert (report.files, report.good_by_type["delete"], report.bad) == (2, 1, 2)  # the next file was read
+
+
+def test_a_bare_carriage_return_inside_a_line_is_part_of_it():
+    raw = line("click").replace(b', "user_id"', b',\r"user_id"')  # JSON whitespace, as some clients write it
+    assert not isinstance(LogValidator(known_items={1}).check(raw, None), tuple)
+
+
 def test_a_partition_that_is_no_date_is_named_once(tmp_path):
     part = tmp_path / "events" / "ds=2026-02-30" / "part-0.jsonl"
     part.parent.mkdir(parents=True)
