@@ -196,6 +196,9 @@ class ServingSettings(Section):
 
     host: str = Field("127.0.0.1", description="interface the paging API listens on")
     port: int = Field(8080, ge=1, le=65_535, description="port the paging API listens on")
+    token_key: str | None = Field(None, json_schema_extra=SECRET_KEY, description=(
+        "HMAC key (at least 32 bytes) of the device tokens the paging API requires; without it the API serves "
+        "loopback only"))
 
 
 class RunSettings(Section):

@@ -5,8 +5,9 @@
     POST /v1/page                  {user_id, device_id, model_version, page_no} -> candidates (item_id, rank,
                                    score, item features) and, per candidate, its item rows for that version
 A client on a version whose embeddings are not in the store (unknown, or collected) gets 409 naming the version
-it should fetch; a client without a model gets the candidates alone. Candidates come from a `CandidateSource`:
-in the embedded world, the simulator's cloud ranker.
+it should fetch; a client without a model gets the candidates alone. With device tokens (`auth.py`), /v1/model
+and /v1/page answer only a bearer token issued to the device the request names. Candidates come from a
+`CandidateSource`: in the embedded world, the simulator's cloud ranker.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ import time
 from typing import Annotated, Protocol
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI, Header, HTTPException, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from deploy.cdn import model_key
 from deploy.channels import CHANNEL_NAMES, REPAIR, ForgedPointer, assigned_version, read_channel
 from deploy.kv import KVError, row_dtype
+from deploy.serving.auth import DeviceTokens, TokenRefused
 from deploy.targets import Targets
 from edgerec.contracts.bundle import FEATURE_SPEC, MANIFEST, item_row_ids
 from edgerec.edge.runtime import ITEM_FEATURES, ItemCatalog
@@ -102,8 +104,18 @@ class VersionTables:
 
 
 def create_app(targets: Targets, source: CandidateSource, catalog: ItemCatalog,
-               pointer_ttl_s: float = POINTER_TTL_S) -> FastAPI:
+               pointer_ttl_s: float = POINTER_TTL_S, tokens: DeviceTokens | None = None) -> FastAPI:
     app = FastAPI(title="EdgeRec paging API", description=__doc__)
+
+    def authorized(device_id: str, authorization: str | None) -> None:
+        if tokens is None:
+            return
+        try:
+            holder = tokens.device(authorization)
+        except TokenRefused as e:
+            raise HTTPException(e.status, e.reason, headers={"WWW-Authenticate": "Bearer"}) from None
+        if holder != device_id:
+            raise HTTPException(403, "the device token was issued to another device")
     pointers: dict = {"at": -math.inf, "value": {}, "broken": {}}
     seen: dict[str, int] = {}  # the highest sequence each channel has shown: an older pointer put back is refused
 
@@ -152,13 +164,16 @@ def create_app(targets: Targets, source: CandidateSource, catalog: ItemCatalog,
                 "broken": broken}
 
     @app.get("/v1/model")
-    def model(device_id: Annotated[str, Query(pattern=IDENTIFIER)]):
+    def model(device_id: Annotated[str, Query(pattern=IDENTIFIER)],
+              authorization: Annotated[str | None, Header()] = None):
+        authorized(device_id, authorization)
         version = assigned_version(device_id, channels())
         return {"device_id": device_id, "version": version,
                 "manifest": model_key(version, MANIFEST) if version else None}
 
     @app.post("/v1/page")
-    def page(request: PageRequest):
+    def page(request: PageRequest, authorization: Annotated[str | None, Header()] = None):
+        authorized(request.device_id, authorization)
         ts = int(time.time() * 1000)
         item_ids, scores = source.candidates(request.user_id, request.page_no, ts)
         features = catalog.features(item_ids)

@@ -12,6 +12,8 @@ import numpy as np
 import uvicorn
 from fastapi import FastAPI
 
+from deploy.serving.auth import DeviceTokens
+
 
 class LoopbackServer:
     def __init__(self, app: FastAPI):
@@ -33,13 +35,18 @@ class LoopbackServer:
         self.thread.join(timeout=10)
 
 
-def load_test(url: str, version: str | None, requests: int = 1000, concurrency: int = 4, users: int = 300) -> dict:
-    """POST /v1/page `requests` times from `concurrency` clients; latency percentiles (ms) and throughput."""
+def load_test(url: str, version: str | None, requests: int = 1000, concurrency: int = 4, users: int = 300,
+              tokens: DeviceTokens | None = None) -> dict:
+    """POST /v1/page `requests` times from `concurrency` clients (each device with its token when the API requires
+    them); latency percentiles (ms) and throughput."""
+    headers = {u: {"Authorization": f"Bearer {tokens.issue(f'dev-{u:07d}')}"} if tokens else {} for u in range(users)}
+
     def one(i: int) -> float:
         started = time.perf_counter()
         user = i % users
         answer = client.post(f"{url}/v1/page", json={"user_id": f"u{user:07d}", "device_id": f"dev-{user:07d}",
-                                                     "model_version": version, "page_no": i // users})
+                                                     "model_version": version, "page_no": i // users},
+                             headers=headers[user])
         answer.raise_for_status()
         return time.perf_counter() - started
 

@@ -210,20 +210,35 @@ def serve(
     version: Annotated[str | None, typer.Option(help="model version the load test's clients run [default: "
                                                      "stable's, else canary's]")] = None,
     concurrency: Annotated[int, typer.Option(help="load test clients in parallel")] = 4,
+    token: Annotated[str | None, typer.Option(help="instead of serving: print a device token for this device id "
+                                                   "(30 days; needs EDGEREC_SERVING_TOKEN_KEY)")] = None,
 ) -> None:
     """The cloud paging API: candidates of the simulated world's cloud ranker with their embedding rows for the
-    client's model version (409 naming the version to fetch when it is not served); /healthz, /v1/model, /docs."""
+    client's model version (409 naming the version to fetch when it is not served); /healthz, /v1/model, /docs.
+    With EDGEREC_SERVING_TOKEN_KEY set, /v1/model and /v1/page require a device token; without it, the API
+    listens on loopback only."""
     import uvicorn
 
     from deploy.release import channel_pointers
     from deploy.serving.app import embedded_app
+    from deploy.serving.auth import DeviceTokens
     from deploy.serving.loadtest import LoopbackServer
     from deploy.serving.loadtest import load_test as run_load_test
 
     settings = settings_from_env()
+    tokens = DeviceTokens(settings.serving.token_key.encode()) if settings.serving.token_key else None
+    if token is not None:
+        if tokens is None:
+            fail("set EDGEREC_SERVING_TOKEN_KEY (at least 32 bytes) to issue device tokens")
+        typer.echo(tokens.issue(token))
+        return
+    host = host or settings.serving.host
+    if tokens is None and not load_test and not _loopback(host):
+        fail(f"the paging API would answer anyone on {host} without authentication: set EDGEREC_SERVING_TOKEN_KEY "
+             "(device tokens) or listen on 127.0.0.1")
     app_ = embedded_app(settings)
     if not load_test:
-        uvicorn.run(app_, host=host or settings.serving.host, port=port or settings.serving.port, log_level="info")
+        uvicorn.run(app_, host=host, port=port or settings.serving.port, log_level="info")
         return
     if version is None:
         targets = _targets(settings)
@@ -233,11 +248,20 @@ def serve(
         targets.close()
     with LoopbackServer(app_) as server:
         figures = run_load_test(server.url, version, requests=load_test, concurrency=concurrency,
-                                users=settings.sim.users)
+                                users=settings.sim.users, tokens=tokens)
     typer.echo(f"{figures['requests']:,} page requests (model version {version or 'none'}), {concurrency} clients: "
                f"p50 {figures['p50_ms']:.2f} ms, p99 {figures['p99_ms']:.2f} ms, "
                f"{figures['requests_per_s']:,.0f} requests/s")
 
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may be reached from anywhere
+        return False
 
 
 def _channel_notes(targets) -> dict[str, str]:

@@ -13,6 +13,7 @@ from deploy.channels import channel_key
 from deploy.push import deploy_version
 from deploy.release import ReleaseError, gc, promote, repair
 from deploy.serving.api import SimulatedCloud, create_app
+from deploy.serving.auth import DeviceTokens
 from deploy.serving.loadtest import LoopbackServer, load_test
 from edgerec.contracts.bundle import item_rows, load_table, verify_bundle
 from edgerec.features import encode_group
@@ -127,3 +128,19 @@ def test_an_out_of_bounds_request_field_is_a_422_naming_it(served, field, value)
 def test_a_device_id_out_of_bounds_is_a_422_on_model_too(served):
     answer = TestClient(served[3]).get("/v1/model", params={"device_id": "x" * 200})
     assert answer.status_code == 422 and answer.json()["detail"][0]["loc"] == ["query", "device_id"]
+
+
+def test_with_device_tokens_only_the_tokens_device_is_answered(served):
+    settings, targets, cloud, _ = served
+    tokens = DeviceTokens(b"t" * 32)
+    client = TestClient(create_app(targets, cloud, cloud.catalog, pointer_ttl_s=0, tokens=tokens))
+    mine = {"Authorization": f"Bearer {tokens.issue('dev-1')}"}
+    body = {"user_id": "u0000001", "device_id": "dev-1"}
+    assert client.post("/v1/page", json=body, headers=mine).status_code == 200
+    assert client.get("/v1/model", params={"device_id": "dev-1"}, headers=mine).json()["version"] == V1
+    missing = client.post("/v1/page", json=body)
+    assert missing.status_code == 401 and missing.headers["WWW-Authenticate"] == "Bearer"
+    other = client.post("/v1/page", json={**body, "device_id": "dev-2"}, headers=mine)
+    assert other.status_code == 403 and other.json()["detail"] == "the device token was issued to another device"
+    assert client.get("/v1/model", params={"device_id": "dev-2"}, headers=mine).status_code == 403
+    assert client.get("/healthz").status_code == 200  # health needs no token
