@@ -81,12 +81,22 @@ def unloadable(manifest: dict, runtime_version: int = RUNTIME_VERSION) -> str | 
     return None
 
 
-def verify_bundle(root: Path, *, runtime_version: int = RUNTIME_VERSION) -> dict:
-    """The manifest of a bundle whose every file is present and intact; BundleError otherwise."""
+def verify_bundle(root: Path, *, runtime_version: int = RUNTIME_VERSION, trusted: dict | None = None) -> dict:
+    """The manifest of a bundle whose every file is present and intact, and, with `trusted` public keys (by key
+    id), whose manifest is signed by one of them (what the phone checks); BundleError otherwise."""
+    from edgerec.contracts.signing import SIGNATURE, SignatureError, check
+
     root = Path(root)
     manifest_path = root / MANIFEST
     if not manifest_path.is_file():
         raise BundleError(f"bundle {root}: {MANIFEST} is missing")
+    if trusted is not None:
+        signature = root / SIGNATURE
+        try:
+            check(manifest_path.read_bytes(), signature.read_bytes() if signature.exists() else None, trusted,
+                  f"bundle {root}")
+        except SignatureError as e:
+            raise BundleError(str(e)) from None
     try:
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError as e:

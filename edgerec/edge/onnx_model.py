@@ -75,11 +75,11 @@ class Encoded:
 class BundleModel:
     """Loads a bundle after `verify_bundle` (BundleError when it fails) and runs it single-threaded by default."""
 
-    def __init__(self, root: Path, threads: int = 1):
+    def __init__(self, root: Path, threads: int = 1, trusted: dict | None = None):
         import onnxruntime as ort
 
         self.root = Path(root)
-        self.manifest = verify_bundle(self.root)
+        self.manifest = verify_bundle(self.root, trusted=trusted)
         self.spec = json.loads((self.root / FEATURE_SPEC).read_text())
         self.behaviours: list[str] = self.manifest["behaviours"]
         self.layers, self.hidden = self.manifest["gru_layers"], self.manifest["hidden"]

@@ -80,12 +80,13 @@ def _percentiles(values) -> dict:
 
 
 def replay(cfg: SimConfig, bundle: Path, day: dt.date, diversity: float | None = None,
-           progress: Callable[[str, int], None] | None = None) -> dict:
+           progress: Callable[[str, int], None] | None = None, trusted: dict | None = None) -> dict:
     """Simulate `cfg.users` users on `day` twice (cloud order, then the bundle on the device); the comparison."""
     client = cfg.client
     cloud = Arm("cloud order", client.page_size, int(client.cloud_delay_s * 1000))
     edge = Arm("EdgeRec", client.page_size, int(client.cloud_delay_s * 1000))
-    runtime = EdgeRuntime(bundle, ItemCatalog(build_catalog(cfg.world, cfg.seed).to_arrow()), diversity=diversity)
+    runtime = EdgeRuntime(bundle, ItemCatalog(build_catalog(cfg.world, cfg.seed).to_arrow()), diversity=diversity,
+                          trusted=trusted)
     for arm, policy in ((cloud, CloudOrder()), (edge, runtime)):
         sim = Simulator(cfg, policy)
         for user in range(cfg.users):

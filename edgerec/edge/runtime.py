@@ -90,12 +90,15 @@ class EdgeRuntime:
     """A RerankPolicy (edgerec.contracts.policy) running a bundle on the device."""
 
     def __init__(self, bundle: Path, items: ItemCatalog, store: Path | str = ":memory:", lookback_days: int = 3,
-                 diversity: float | None = None, threads: int = 1):
+                 diversity: float | None = None, threads: int = 1, trusted: dict | None = None):
+        """`trusted`: the public keys (by key id) a bundle must be signed with, as the app ships them; None
+        checks the files against the manifest only (a bundle of one's own, as in the servability gate)."""
         if diversity is not None and not 0.0 <= diversity <= 1.0:
             raise ConfigError(f"diversity lambda must be within [0, 1], not {diversity}")
         self.items, self.store, self.diversity, self.threads = items, BehaviourStore(store), diversity, threads
+        self.trusted = trusted
         self.lookback_ms = lookback_days * DAY_MS
-        self.model: BundleModel = BundleModel(bundle, threads)
+        self.model: BundleModel = BundleModel(bundle, threads, trusted)
         self.stats = RuntimeStats()
         self._pending: dict[str, dict] = {}  # user -> the exposure not yet encoded (its delete may follow)
         self._pages: dict[str, dict[int, tuple[int, float]]] = {}  # request_id -> item_id -> (rank, cloud score)
@@ -109,7 +112,7 @@ class EdgeRuntime:
     def load(self, bundle: Path) -> None:
         """Switch to another bundle; a bundle that fails verification is refused and the current one stays."""
         try:
-            model = BundleModel(bundle, self.threads)
+            model = BundleModel(bundle, self.threads, self.trusted)
         except BundleError:
             log.error("refused bundle %s; still serving %s", bundle, self.model.version)
             raise

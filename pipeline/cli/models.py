@@ -112,6 +112,7 @@ def replay_command(
 ) -> None:
     """Closed-loop replay: the same users and seed twice, the cloud's order vs EdgeRec re-ranking on the device;
     prints clicks, CTR, page views, re-rankings per session, delays and re-rank times, and plots CTR by position."""
+    from edgerec.contracts.signing import trusted_keys
     from edgerec.edge.replay import replay, to_markdown, write
     from edgerec.sim.config import load_sim_config
 
@@ -127,7 +128,8 @@ def replay_command(
         task = progress.add_task("replaying", total=2 * cfg.users)
         arms = {"cloud order": 0, "EdgeRec": cfg.users}
         result = replay(cfg, root, day, diversity, progress=lambda arm, done: progress.update(
-            task, completed=arms[arm] + done, description=f"replaying: {arm}"))
+            task, completed=arms[arm] + done, description=f"replaying: {arm}"),
+            trusted=trusted_keys(settings.trusted_keys_dir))  # the device checks what it runs
     paths = write(result, out or settings.home / "reports" / "replay" / result["version"])
     typer.echo(to_markdown(result))
     typer.echo(f"\nwritten: {paths['md']}, {paths['json']}, plot {paths['png']}")

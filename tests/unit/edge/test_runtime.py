@@ -8,7 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from edgerec.contracts.bundle import BundleError
+from edgerec.contracts import signing
+from edgerec.contracts.bundle import MANIFEST, BundleError
 from edgerec.contracts.policy import RerankContext
 from edgerec.edge.onnx_model import BundleModel, Encoded
 from edgerec.edge.runtime import EdgeRuntime, ItemCatalog, mmr_order
@@ -18,6 +19,7 @@ from edgerec.features import encode, encode_group
 from edgerec.sim.config import load_sim_config
 from edgerec.sim.engine import simulate_in_memory
 from edgerec.sim.world import build_catalog
+from tests.bundles import make_bundle
 
 pytestmark = pytest.mark.unit
 ITEMS = pa.table({"item_id": [1, 2, 3, 4, 5], "category": [0, 1, 1, 2, 39], "brand": [0, 8, 9, 16, 319],
@@ -155,6 +157,28 @@ def test_a_damaged_bundle_is_refused_and_the_runtime_keeps_its_own(bundle, tmp_p
     runtime.observe(PAGE)
     assert runtime.rerank(RerankContext("u1", "d1", "s1", "r1", 10, "page", np.array([1, 2]), np.zeros(2), [])) \
         is not None
+
+
+def test_the_device_runs_only_a_bundle_signed_by_a_key_it_trusts(tmp_path):
+    key, other = (signing.load_signing_key(tmp_path / f"{n}.pem", create=True) for n in ("release", "other"))
+    trusted = {signing.key_id(key.public_key()): key.public_key()}
+    signed = tmp_path / "v20261105-0000aaaa"
+    make_bundle(signed, signer=key)
+    runtime = EdgeRuntime(signed, ItemCatalog(ITEMS), trusted=trusted)
+    assert runtime.model_version == signed.name
+    for name, damage in (("unsigned", lambda root: (root / signing.SIGNATURE).unlink()),
+                         ("other key", lambda root: (root / signing.SIGNATURE).write_bytes(
+                             signing.sign((root / MANIFEST).read_bytes(), other))),
+                         ("edited manifest", lambda root: (root / MANIFEST).write_text(
+                             (root / MANIFEST).read_text().replace('"hidden": ', '"hidden":  ')))):
+        copy = tmp_path / f"v20261105-{name.replace(' ', '-')}"
+        shutil.copytree(signed, copy)
+        damage(copy)
+        with pytest.raises(BundleError, match={"unsigned": "manifest.sig is missing",
+                                               "other key": "which is not trusted",
+                                               "edited manifest": "does not match the manifest's bytes"}[name]):
+            runtime.load(copy)
+    assert runtime.model_version == signed.name  # it keeps the one it has
 
 
 def test_closed_loop_in_the_simulator(bundle):
