@@ -32,6 +32,9 @@ def read_raw_lines(spark: SparkSession, events_root: str, days: list[str]) -> Da
     lines = (
         spark.read.option("basePath", events_root).option("pathGlobFilter", "*.{jsonl,jsonl.gz}")
         .option("lineSep", "\n")  # as the Python validator splits: a bare \r inside a line is part of it
+        # a truncated or corrupt file gives the lines before its break, as the validator reads them (which counts
+        # and quarantines the file itself: edgerec.contracts.validate)
+        .option("ignoreCorruptFiles", "true")
         .text(paths)
         .select(F.col("value").cast("binary").alias("value"), "ds", F.col("_metadata.file_path").alias("source"))
         .withColumn("line_id", F.monotonically_increasing_id())

@@ -219,11 +219,16 @@ def gate_day(settings: Settings, ds: str, version: str | None = None) -> Verdict
 
 
 def _version(client, ds: str, version: str | None) -> registry.ModelVersion:
-    """`version` (registry number or version id), or the version trained for ds."""
+    """`version` (registry number or version id), or the version trained for ds. A version is judged on its own
+    day's test requests: one trained for another day is refused, so no day's report is overwritten with it."""
     found = registry.find_version(client, version) if version else registry.version_of_day(client, ds)
     if found is None:
         raise MissingInput(f"no version of {registry.REGISTERED_MODEL} was trained for ds={ds}; run "
                            f"`edgerec train --ds {ds}` first")
+    trained_for = found.tags.get("ds")
+    if trained_for not in (None, ds):
+        raise ConfigError(f"version {found.number} ({found.id}) was trained for ds={trained_for}, not ds={ds}: its "
+                          f"gates judge it on that day's test requests (pass --ds {trained_for}, or no --ds)")
     return found
 
 

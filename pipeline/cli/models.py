@@ -57,12 +57,23 @@ def evaluate(
     typer.secho(summary, fg="green")
 
 
+def _day(settings, ds: str | None, version: str | None) -> str:
+    """--ds, else the day the named version was trained for, else EDGEREC_RUN_DATE."""
+    from edgerec import registry
+
+    if ds:
+        return ds
+    if version:
+        return registry.find_version(registry.connect(settings), version).tags.get("ds") or str(settings.run.date)
+    return str(settings.run.date)
+
+
 @app.command("export")
 def export_command(
     version: Annotated[str | None, typer.Argument(help="registry number or version id [default: the version "
                                                        "trained for --ds]")] = None,
     ds: Annotated[str | None, typer.Option(help="logical date YYYY-MM-DD whose version to export "
-                                                "[default: EDGEREC_RUN_DATE]")] = None,
+                                                "[default: the version's day, else EDGEREC_RUN_DATE]")] = None,
 ) -> None:
     """Export a blessed version as its bundle (ONNX behaviour steps and re-ranker, fp16 embedding shards, feature
     spec, manifest) into $EDGEREC_HOME/bundles/<version id>. An intact bundle is reused, never rewritten."""
@@ -71,7 +82,7 @@ def export_command(
     from training.pipeline import export_day
 
     settings = settings_from_env()
-    root = export_day(settings, ds or str(settings.run.date), version)
+    root = export_day(settings, _day(settings, ds, version), version)
     manifest = read_json(root / MANIFEST)
     typer.echo(f"bundle {root}: {network_bytes(manifest):,} bytes of networks and spec, tables "
                + ", ".join(f"{n} {t['rows']}x{t['dim']}" for n, t in manifest["embeddings"].items()))
@@ -82,7 +93,7 @@ def servability(
     version: Annotated[str | None, typer.Argument(help="registry number or version id [default: the version "
                                                        "trained for --ds]")] = None,
     ds: Annotated[str | None, typer.Option(help="logical date YYYY-MM-DD whose test requests are replayed "
-                                                "[default: EDGEREC_RUN_DATE]")] = None,
+                                                "[default: the version's day, else EDGEREC_RUN_DATE]")] = None,
 ) -> None:
     """The servability gate on an exported bundle: integrity, onnx.checker, onnxruntime vs PyTorch on test
     requests, step vs full-sequence encodings, size and latency budgets (EDGEREC_SERVABILITY_CONFIG); exit 1 when
@@ -90,7 +101,7 @@ def servability(
     from training.pipeline import servability_day
 
     settings = settings_from_env()
-    ds = ds or str(settings.run.date)
+    ds = _day(settings, ds, version)
     report = servability_day(settings, ds, version)
     typer.echo(report.to_markdown())
     if not report.passed:

@@ -6,7 +6,7 @@ import pytest
 
 from edgerec import registry
 from edgerec.config import read_json
-from edgerec.errors import NoTrainingData
+from edgerec.errors import ConfigError, NoTrainingData
 from edgerec.features import load_spec
 from edgerec.reports import EvaluationGate
 from tests.integration.conftest import DAYS
@@ -101,3 +101,15 @@ def test_the_weights_do_not_depend_on_how_many_workers_train_them(trained):
         assert [r.loss for r in a.history] == [r.loss for r in b.history]
         assert a.report.gauc.value == b.report.gauc.value
         assert set(a.seconds) == {"load", "fit", "validation", "test"} and a.samples_per_s > 0
+
+
+def test_a_version_of_another_day_is_not_judged_on_this_days_test_requests(trained):
+    settings, summary = trained
+    client = registry.connect(settings)
+    client.set_model_version_tag(registry.REGISTERED_MODEL, summary["version"], "ds", DAYS[0])
+    try:
+        with pytest.raises(ConfigError, match=f"was trained for ds={DAYS[0]}, not ds={DAYS[1]}: its gates judge it "
+                                              f"on that day's test requests \\(pass --ds {DAYS[0]}"):
+            gate_day(settings, DAYS[1], version=summary["version"])
+    finally:
+        client.set_model_version_tag(registry.REGISTERED_MODEL, summary["version"], "ds", DAYS[1])

@@ -1,3 +1,4 @@
+import gzip
 import json
 
 import pytest
@@ -53,3 +54,16 @@ def test_spark_splits_lines_as_the_validator_does(spark, tmp_path):
     assert sorted(r.event_id for r in good.collect()) == ["e1", "e2"] and bad.count() == 0
     report = LogValidator(known_items=[7]).validate_path(tmp_path / "events")
     assert (report.good, report.bad) == (2, 0)
+
+
+def test_a_truncated_file_gives_spark_the_lines_the_validator_read(spark, tmp_path):
+    day = tmp_path / "events" / f"ds={DS}"
+    day.mkdir(parents=True)
+    whole = gzip.compress("".join(line(event_id=f"e{i}") + "\n" for i in range(3000)).encode())
+    (day / "part-0.jsonl.gz").write_bytes(whole[: len(whole) // 2])
+    (day / "part-1.jsonl").write_text(line(event_id="last") + "\n")
+    report = LogValidator(known_items=[7]).validate_path(tmp_path / "events")
+    good, bad = split_good_bad(mark_duplicates(check_contract(read_raw_lines(spark, str(tmp_path / "events"), [DS]),
+                                                              known_items=[7])))
+    assert bad.count() == 0 and report.bad_by_reason == {"unreadable_file": 1}
+    assert good.count() == report.good and 1 < report.good < 3001
