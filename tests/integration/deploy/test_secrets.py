@@ -16,7 +16,7 @@ from tests.integration.deploy.conftest import V1, V2, RedisServer
 pytestmark = pytest.mark.integration
 
 EDGEREC = str(Path(sys.executable).with_name("edgerec"))
-PASSWORD, TOKEN, KEY = "pa55-w0rd-xyz", "t0ken-abc-123", "release-key-" + "k" * 32
+PASSWORD, TOKEN, KEY, DEVICE_KEY = "pa55-w0rd-xyz", "t0ken-abc-123", "release-key-" + "k" * 32, "device-" + "d" * 32
 
 
 def closed_port() -> int:
@@ -29,7 +29,8 @@ def test_no_secret_reaches_any_printed_line_or_written_file(released, release_ke
     server = RedisServer(password=PASSWORD).start()
     port = closed_port()
     env = {"EDGEREC_KV_URL": f"redis://:{PASSWORD}@127.0.0.1:{server.port}/0?prefix=sec",
-           "EDGEREC_RELEASE_KEY": KEY, "EDGEREC_ALERT_WEBHOOK_URL": f"http://127.0.0.1:{port}/services/T0/B0/{TOKEN}"}
+           "EDGEREC_RELEASE_KEY": KEY, "EDGEREC_ALERT_WEBHOOK_URL": f"http://127.0.0.1:{port}/services/T0/B0/{TOKEN}",
+           "EDGEREC_SERVING_TOKEN_KEY": DEVICE_KEY}
     try:
         settings, targets = released(**env)
         targets.close()
@@ -40,8 +41,9 @@ def test_no_secret_reaches_any_printed_line_or_written_file(released, release_ke
 
         runs = [run("deploy", V1), run("release", "promote", V1, "--channel", "canary", "--percent", "10",
                                        "--reason", "secrets test"),
-                run("release", "status"), run("release", "verify", V1), run("alerts", "test")]
-        assert [r.returncode for r in runs] == [0, 0, 0, 0, 1], [r.stderr[-2000:] for r in runs]
+                run("release", "status"), run("release", "verify", V1), run("config", "show"),
+                run("serve", "--load-test", "20"), run("alerts", "test")]
+        assert [r.returncode for r in runs] == [0, 0, 0, 0, 0, 0, 1], [r.stderr[-2000:] for r in runs]
         kv = f"redis://:***@127.0.0.1:{server.port}/0?prefix=sec"
         assert kv in runs[0].stdout  # the store is still named, without its password
         assert runs[-1].stdout == "sent to: log\n"
@@ -55,6 +57,6 @@ def test_no_secret_reaches_any_printed_line_or_written_file(released, release_ke
     printed = "".join(r.stdout + r.stderr for r in runs)
     written = [p for p in settings.home.rglob("*") if p.is_file()]
     assert len(written) > 20 and any(p.name == "audit.jsonl" for p in written)
-    for secret in (PASSWORD, TOKEN, KEY):
+    for secret in (PASSWORD, TOKEN, KEY, DEVICE_KEY):
         assert secret not in printed, secret
         assert not [p for p in written if secret.encode() in p.read_bytes()], secret
