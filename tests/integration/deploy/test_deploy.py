@@ -17,6 +17,7 @@ from deploy.release import ReleaseError, promote
 from deploy.targets import open_targets
 from deploy.verify import verify_version
 from edgerec import registry
+from edgerec.config import load_settings
 from edgerec.contracts import signing
 from edgerec.contracts.bundle import MANIFEST, BundleError, sha256_of, verify_bundle
 from edgerec.errors import MissingInput
@@ -177,3 +178,15 @@ def test_keygen_makes_a_trusted_key_and_never_overwrites_one(tmp_path):
     assert list(signing.trusted_keys(tmp_path / "trusted")) == [signing.key_id(key.public_key())]
     again = CliRunner().invoke(app, ["release", "keygen", str(tmp_path / "new.pem")], env=env)
     assert again.exit_code == 2 and "a signing key is never overwritten" in again.output
+
+
+def test_two_key_prefixes_on_one_redis_are_two_stores(released, bundles, own_redis):
+    settings, targets = released(EDGEREC_KV_URL=f"{own_redis.url}?prefix=blue")
+    rows = sum(t["rows"] for t in bundles[V1][0]["embeddings"].values())
+    assert deploy_version(settings, targets, V1).rows_written == rows
+    green = load_settings({"EDGEREC_HOME": str(settings.home), "EDGEREC_KV_URL": f"{own_redis.url}?prefix=green",
+                           "EDGEREC_RELEASE_TRUSTED_KEYS": str(settings.release.trusted_keys)})
+    green_targets = open_targets(green)
+    result = deploy_version(green, green_targets, V1)  # the journal of blue does not stand for green
+    assert (result.rows_written, result.rows_skipped) == (rows, 0) and result.kv.passed
+    assert open_kv(f"{own_redis.url}?prefix=green").scan(V1, "brand", 322, 8).present == 322
