@@ -267,19 +267,22 @@ release.promote(settings, open_targets(settings), sys.argv[2], "stable", 100, "c
 """
 
 
-def crash_during_promote(settings, at: str, version: str) -> int:
-    env = os.environ | {"EDGEREC_HOME": str(settings.home), "EDGEREC_RELEASE_ACTOR": "alice",
-                        "EDGEREC_RELEASE_SIGNING_KEY": str(settings.release.signing_key),
-                        "EDGEREC_RELEASE_TRUSTED_KEYS": str(settings.release.trusted_keys)}
-    return subprocess.run([sys.executable, "-c", CRASH, at, version], env=env, timeout=300).returncode
-
-
-def test_a_promote_killed_after_the_pointer_moved_is_finished_by_the_next_action(released):
+def crash_promoting_v2_to_stable(released, at: str):
+    """Stable on V1, then a promote of V2 to stable whose process is killed when it reaches `at`."""
     settings, targets = released()
     for v in (V1, V2):
         deploy_version(settings, targets, v)
     promote(settings, targets, V1, "stable", 100, "first")
-    assert crash_during_promote(settings, "_move_alias", V2) == -signal.SIGKILL
+    env = os.environ | {"EDGEREC_HOME": str(settings.home), "EDGEREC_RELEASE_ACTOR": "alice",
+                        "EDGEREC_RELEASE_SIGNING_KEY": str(settings.release.signing_key),
+                        "EDGEREC_RELEASE_TRUSTED_KEYS": str(settings.release.trusted_keys)}
+    code = subprocess.run([sys.executable, "-c", CRASH, at, V2], env=env, timeout=300).returncode
+    assert code == -signal.SIGKILL
+    return settings, targets
+
+
+def test_a_promote_killed_after_the_pointer_moved_is_finished_by_the_next_action(released):
+    settings, targets = crash_promoting_v2_to_stable(released, "_move_alias")
     with pytest.raises(HalfDone, match=f"a promote of stable to {V2} \\(sequence 2, by alice .*\\) did not finish"):
         current_pointer(targets, "stable")
     assert json.loads(targets.cdn.get_bytes(LOCK))["action"] == f"promote {V2} to stable"  # the dead process's lock
@@ -293,11 +296,7 @@ def test_a_promote_killed_after_the_pointer_moved_is_finished_by_the_next_action
 
 
 def test_a_promote_killed_before_the_pointer_moved_is_abandoned(released):
-    settings, targets = released()
-    for v in (V1, V2):
-        deploy_version(settings, targets, v)
-    promote(settings, targets, V1, "stable", 100, "first")
-    assert crash_during_promote(settings, "write_channel", V2) == -signal.SIGKILL
+    settings, targets = crash_promoting_v2_to_stable(released, "write_channel")
     assert repair(settings, targets, "after a crash") == {"canary": "in order", "stable": "settled an unfinished move"}
     pointer = current_pointer(targets, "stable")
     assert (pointer.version, pointer.sequence) == (V1, 1) and alias(settings, "stable") == V1
