@@ -3,12 +3,14 @@ several seeds, and prints per variant the validation GAUC per epoch, whether it 
 the test GAUC against DLCM's list order and the best hand rule.
 
     python bench/ablations.py --home .edgerec [--model crban_hubsm_ie_ipv] [--variants all] [--seeds 0,1,2]
-                              [--epochs 6] [--out docs/figures/ablations.md]
+                              [--epochs 6] [--warm-from VERSION] [--out docs/figures/ablations.md]
 
 Reads the marts of the day the state directory's warehouse was last built for (`edgerec run` leaves the last day's) and
 the feature spec of that day. The variants are the measurements docs/quality.md reports: revision 2 of the full model
 (before the fix) with one thing changed at a time, then the fix's two parts one at a time, then both. Each is a
-change of the training config or of one module, so the rest stays as shipped.
+change of the training config or of one module, so the rest stays as shipped. With --warm-from (a registry number or
+version id) every variant starts from that version's weights of the model, as the daily run's warm start does, and
+the table's first line gives that version's own test GAUC.
 """
 
 from __future__ import annotations
@@ -26,16 +28,18 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from edgerec import registry
 from edgerec.config import load_settings
 from edgerec.features import MATCH_FEATURES, load_spec
+from training.checkpoints import model_from_checkpoint, warm_start
 from training.compare import COLLAPSE_TOLERANCE
 from training.config import TrainConfig
 from training.data import date_range
 from training.evaluation import paired_gain
 from training.models import build_model
 from training.models.base import BahdanauAttention, Reranker, mlp, pool_by_request, weighted_sum
-from training.pipeline import evaluate_rules
-from training.runner import day_data, train_and_test
+from training.pipeline import daily_checkpoints, evaluate_rules
+from training.runner import Parent, day_data, evaluate_on_test, train_and_test
 from training.trainer import initial_order_gauc, seed_everything
 
 
@@ -163,14 +167,18 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
-def run(db: Path, spec: dict, name: str, variant: Variant, seed: int, epochs: int, fields: dict) -> dict:
+def run(db: Path, spec: dict, name: str, variant: Variant, seed: int, epochs: int, fields: dict,
+        parent: Parent | None = None) -> dict:
     _, overrides, transform = variant
     cfg = TrainConfig(**{"epochs": epochs, "seed": seed, "device": "cpu", **fields, **overrides})
     data = day_data(db, spec, cfg.validation_share)  # without early stopping: every train request, no curve
     seed_everything(seed)
-    model = transform(build_model(name, spec, cfg))
+    model = build_model(name, spec, cfg)
+    if parent is not None:
+        warm_start(model, parent.checkpoint, spec, f"{name} of {parent.version}")
+    model = transform(model)
     start = time.perf_counter()
-    history, report, _ = train_and_test(model, data, cfg, torch.device("cpu"))
+    history, report, _ = train_and_test(model, data, cfg, torch.device("cpu"), warm=parent is not None)
     return {"curve": [r.validation_gauc for r in history], "report": report, "seconds": time.perf_counter() - start}
 
 
@@ -184,6 +192,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="a TrainConfig field for every variant (JSON value), e.g. --set min_item_count=100")
+    parser.add_argument("--warm-from", default=None, metavar="VERSION",
+                        help="start every variant from this registered version's weights of the model")
     parser.add_argument("--out", type=Path, default=None, help="also write the table as markdown here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -205,13 +215,24 @@ def main() -> None:
     print(f"ds={ds}: test requests {best_rule.requests:,}; initial order test GAUC {best_rule.gauc_initial:.5f}, "
           f"best rule {best_rule.gauc.value:.5f}; validation: initial order {initial:.5f}, best rule "
           f"{best_held_out:.5f}", flush=True)
+    parent, start = None, ""
+    if args.warm_from:
+        client = registry.connect(settings)
+        version = registry.find_version(client, args.warm_from)
+        parent = daily_checkpoints(client, version, [args.model]).get(args.model)
+        if parent is None:
+            raise SystemExit(f"{version.label} has no checkpoint of {args.model}")
+        model = model_from_checkpoint(parent.checkpoint, version.label)  # as the evaluation gate scores it
+        start = (f" Every run starts from {version.id} (ds={version.ds}), whose own test GAUC here is "
+                 f"{evaluate_on_test(data.test, model, cfg, torch.device('cpu')).gauc.value:.5f}.")
+        print(start.strip(), flush=True)
     lines = [f"Model {args.model}, ds={ds}, {args.epochs} epochs, seeds {args.seeds}; test GAUC of the initial order "
-             f"{best_rule.gauc_initial:.5f}, of the best hand rule {best_rule.gauc.value:.5f}.", "",
+             f"{best_rule.gauc_initial:.5f}, of the best hand rule {best_rule.gauc.value:.5f}.{start}", "",
              "| variant | seed | validation GAUC per epoch | collapsed | test GAUC | vs list order | vs best rule |",
              "|---|---|---|---|---|---|---|"]
     for name in names:
         for seed in seeds:
-            result = run(db, spec, args.model, VARIANTS[name], seed, args.epochs, fields)
+            result = run(db, spec, args.model, VARIANTS[name], seed, args.epochs, fields, parent)
             rep, curve = result["report"], result["curve"]
             collapsed = len(curve) > 1 and all(g is not None and abs(g - initial) <= COLLAPSE_TOLERANCE
                                                for g in curve[1:])

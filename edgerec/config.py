@@ -133,6 +133,10 @@ class TrainSettings(Section):
         "one per model); the weights do not depend on it"))
     config: Path | None = Field(None, description=(
         "JSON file with training knobs, fields of `TrainConfig` (`training/config.py`)"))
+    warm_start: bool = Field(True, description=(
+        "start each model from its weights in the champion's daily run (the last blessed version), fine-tuned at "
+        "`TrainConfig.warm_start_lr`, and keep those weights unless an epoch beats them on the held-out requests; "
+        "false: every day from random weights"))
 
 
 class GateSettings(Section):

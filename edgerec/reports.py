@@ -113,6 +113,7 @@ class TrainingSummary(DayReport):
     gauc: float
     comparison: dict[str, str]  # extension -> path
     checks: dict[str, bool]
+    warm_start_from: str | None = None  # the version the full model started from (None: random weights)
 
 
 class EvaluationGate(DayReport):

@@ -27,6 +27,10 @@ class TrainConfig(BaseModel):
     lr_schedule: Literal["cosine", "constant"] = Field(
         "cosine", description="cosine: each epoch's rate falls from lr towards 0 over `epochs` (half a cosine); "
                               "constant: lr throughout")
+    warm_start_lr: float = Field(0.005, gt=0.0, le=1.0,
+                                 description="the first epoch's rate of a model started from its parent version's "
+                                             "weights (EDGEREC_TRAIN_WARM_START): a smaller step than from random "
+                                             "weights, which would throw away what the parent learned")
     epochs: int = Field(10, ge=1, le=1_000, description="most passes over the train split (early stopping may end it)")
     patience: int = Field(3, ge=1, le=1_000,
                           description="stop after this many epochs without a better validation GAUC")

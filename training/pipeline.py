@@ -29,7 +29,7 @@ from training.data import Batch, DayData, count_requests, date_range, load_split
 from training.evaluation import RankingReport, evaluate
 from training.models import FULL_MODEL, MODELS
 from training.rules import HandRules, click_counts, score_rules
-from training.runner import evaluate_on_test, train_models
+from training.runner import Parent, evaluate_on_test, train_models
 from training.trainer import initial_order_gauc, pick_device
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,29 @@ def _data(settings: Settings, ds: str) -> tuple[dict, dict[str, int]]:
     return spec, counts
 
 
+def parents(settings: Settings, client, names: list[str]) -> tuple[registry.ModelVersion | None, dict[str, Parent]]:
+    """What the day's models start from (EDGEREC_TRAIN_WARM_START): their checkpoints in the champion's daily run
+    (`daily_checkpoints`). Nothing when warm start is off or there is no champion yet."""
+    champion = registry.champion(client) if settings.train.warm_start else None
+    return champion, daily_checkpoints(client, champion, names) if champion else {}
+
+
+def daily_checkpoints(client, version: registry.ModelVersion, names: list[str]) -> dict[str, Parent]:
+    """The checkpoints of `names` in the daily run that trained `version`: the version's own for the full model,
+    each other model's from its sibling run. A model without one there is left out (it trains from random
+    weights)."""
+    runs = {FULL_MODEL: version.run_id}
+    run = client.get_run(version.run_id)
+    daily = run.data.tags.get("mlflow.parentRunId")
+    if daily:
+        for sibling in client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{daily}'"):
+            name = sibling.data.params.get("model")
+            if name in names and name != FULL_MODEL:
+                runs[name] = sibling.info.run_id
+    found = {name: checkpoints.run_checkpoint(client, run_id) for name, run_id in runs.items() if name in names}
+    return {name: Parent(version.id, c) for name, c in found.items() if c is not None}
+
+
 def evaluate_rules(settings: Settings, spec: dict, test: Batch, cfg: TrainConfig) -> dict[str, RankingReport]:
     """The hand rules' reports on the test mart, their popularity counted over the whole train window."""
     rules = HandRules(click_counts(read_batches(settings.duckdb_path, "train", spec, cfg.batch_requests)))
@@ -85,8 +108,9 @@ def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | Non
     cfg, names = train_config(settings), models_to_train(settings)
     device = pick_device(cfg)
     day = settings.layout(ds)
-    registry.connect(settings)
+    client = registry.connect(settings)
     window = date_range(settings.duckdb_path, "train")
+    champion, starts = parents(settings, client, names)
     reports: dict[str, RankingReport] = {}
     data = DayData.load(settings.duckdb_path, spec, cfg.validation_share)  # read and padded once for every model
     held_out = len(data.validation) if data.validation is not None else 0
@@ -94,13 +118,16 @@ def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | Non
     log.info("training %s on %s train requests (%s more held out for early stopping), testing on %s (ds=%s), "
              "device %s", ", ".join(names), f"{counts['train'] - held_out:,}", f"{held_out:,}", f"{counts['test']:,}",
              ds, device)
+    if champion is not None:
+        log.info("starting %s from the champion's day (%s, ds=%s); the others from random weights",
+                 ", ".join(n for n in names if n in starts) or "no model", champion.id, champion.ds)
     with mlflow.start_run(run_name=f"daily-{ds}") as parent:
         mlflow.log_params({"ds": ds, "models": ",".join(names), "train_requests": counts["train"],
                            "validation_requests": held_out,
                            "test_requests": counts["test"], "feature_spec_sha": spec["sha256"], "device": str(device),
                            **{f"train.{k}": v for k, v in cfg.model_dump().items()}})
         mlflow.log_dict(spec, "feature_spec.json")
-        for trained in train_models(settings.duckdb_path, spec, cfg, names, device, settings.train.workers):
+        for trained in train_models(settings.duckdb_path, spec, cfg, names, device, settings.train.workers, starts):
             name, history, report = trained.name, trained.history, trained.report
             if progress:
                 progress(name)
@@ -113,16 +140,19 @@ def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | Non
                         metrics["validation_gauc"] = result.validation_gauc
                     mlflow.log_metrics(metrics, step=result.epoch + 1)
                 mlflow.log_metrics({f"seconds_{phase}": s for phase, s in trained.seconds.items()})
+                kept = "parent" if trained.parent else "last"  # no epoch beat the start
                 mlflow.log_params({"model": name, "parameters": sum(p.numel() for p in model.parameters()),
                                    **{f"learned_rows.{table}": int(model.items.learned(table).sum())
                                       for table in model.items.tables}, "epochs_run": len(history),
-                                   "best_epoch": next((r.epoch + 1 for r in reversed(history) if r.kept), "last")})
+                                   "best_epoch": next((r.epoch + 1 for r in reversed(history) if r.kept), kept),
+                                   "warm_start_from": trained.parent or "none"})
                 mlflow.log_metrics(_metrics(report))
+                checkpoints.log_checkpoint(model, cfg, spec)  # the model's next day may start from it
             reports[name] = report
             if curves is not None:
                 curves.by_model[name] = [r.validation_gauc for r in history]
             if name == FULL_MODEL:
-                full, full_run = model, child.info.run_id
+                full, full_run, full_parent = model, child.info.run_id, trained.parent
         comparison = compare(reports, evaluate_rules(settings, spec, data.test, cfg), curves)
         paths = comparison.write(day.comparison)
         for path in paths.values():
@@ -132,13 +162,15 @@ def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | Non
         report = reports[FULL_MODEL]
         tags = {"ds": ds, "data_window": f"{window[0]}..{window[1]}",
                 "test_day": ds, "feature_spec_sha": spec["sha256"], "git_sha": registry.git_sha(),
-                "model": FULL_MODEL, **{k: f"{v:.6f}" for k, v in _metrics(report).items()}}
+                "model": FULL_MODEL, "warm_start_from": full_parent or "none",
+                **{k: f"{v:.6f}" for k, v in _metrics(report).items()}}
         with mlflow.start_run(run_id=full_run, nested=True):
             number, vid = checkpoints.register(full, cfg, spec, tags)
     summary = {"ds": ds, "run_id": parent.info.run_id, "registered_model": registry.REGISTERED_MODEL,
                "version": number, "version_id": vid, "train_requests": counts["train"],
                "test_requests": counts["test"], "gauc": report.gauc.value,
-               "comparison": {k: str(v) for k, v in paths.items()}, "checks": comparison.checks}
+               "comparison": {k: str(v) for k, v in paths.items()}, "checks": comparison.checks,
+               "warm_start_from": full_parent}
     TrainingSummary(**summary).write(day)
     log.info("comparison (ds=%s):\n%s", ds, comparison.to_markdown())
     return summary | {"table": comparison.to_markdown()}

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from training.checkpoints import IncompatibleVersion, warm_start
 from training.config import TrainConfig
 from training.data import Batch, DayData, row_counts
 from training.evaluation import RankingReport, evaluate
@@ -39,16 +40,16 @@ def evaluate_on_test(test: Batch, model: Reranker, cfg: TrainConfig, device: tor
 
 
 def train_and_test(model: Reranker, data: DayData, cfg: TrainConfig, device: torch.device,
-                   on_epoch: Callable[[EpochResult], None] | None = None
+                   on_epoch: Callable[[EpochResult], None] | None = None, warm: bool = False
                    ) -> tuple[list[EpochResult], RankingReport, float]:
     """Fit `model` (item rows restricted to those the fit requests read often enough), early stopping on the
     held-out requests when there are any, and score it on the test requests: (epochs, test report, seconds the
-    test took)."""
+    test took). `warm`: the model holds a parent's weights (`fit`), and trains at cfg.warm_start_lr."""
     model.items.restrict(row_counts(data.fit.batches(cfg.batch_requests), model.items))
     validate = None if data.validation is None else (
         lambda m: validation_gauc(m, data.validation.batches(cfg.batch_requests), device))
-    history = fit(model, lambda epoch: data.fit.batches(cfg.batch_requests, seed=cfg.seed * 1_000 + epoch), cfg,
-                  device, on_epoch, validate)
+    history = fit(model, lambda epoch: data.fit.batches(cfg.batch_requests, seed=cfg.seed * 1_000 + epoch),
+                  cfg.model_copy(update={"lr": cfg.warm_start_lr}) if warm else cfg, device, on_epoch, validate, warm)
     start = time.perf_counter()
     return history, evaluate_on_test(data.test, model, cfg, device), time.perf_counter() - start
 
@@ -62,6 +63,7 @@ class Trained:
     history: list[EpochResult]
     report: RankingReport
     seconds: dict[str, float]  # phases: load (the day's marts, once per worker), fit, validation, test
+    parent: str | None = None  # the version whose weights it started from (None: from random weights)
 
     @property
     def samples_per_s(self) -> float:
@@ -87,20 +89,37 @@ def day_data(database: Path, spec: dict, share: float) -> DayData:
     return _DAYS[key]
 
 
-def train_one(database: Path, spec: dict, cfg: TrainConfig, name: str, device: str = "cpu") -> Trained:
-    """Train and test one model on the marts in `database` (in a worker: one thread)."""
+@dataclass(frozen=True)
+class Parent:
+    """A registered version's checkpoint of one model, to start that model from (`checkpoints.warm_start`)."""
+
+    version: str  # its version id
+    checkpoint: dict
+
+
+def train_one(database: Path, spec: dict, cfg: TrainConfig, name: str, device: str = "cpu",
+              parent: Parent | None = None) -> Trained:
+    """Train and test one model on the marts in `database` (in a worker: one thread), from `parent`'s weights
+    when it has compatible ones, else from random weights."""
     start = time.perf_counter()
     data = day_data(database, spec, cfg.validation_share)
     loaded = time.perf_counter() - start
     seed_everything(cfg.seed)
     model = build_model(name, spec, cfg)
-    history, report, tested = train_and_test(model, data, cfg, torch.device(device))
+    if parent is not None:
+        try:
+            warm_start(model, parent.checkpoint, spec, f"{name} of {parent.version}")
+        except IncompatibleVersion as e:
+            log.warning("%s trains from random weights: %s", name, e)
+            parent = None
+    history, report, tested = train_and_test(model, data, cfg, torch.device(device), warm=parent is not None)
     seconds = {"load": loaded, "fit": sum(r.seconds for r in history),
                "validation": sum(r.validation_seconds for r in history), "test": tested}
     log.info("%s: %d epochs, %.0f candidate-samples/s; %s", name, len(history),
              sum(r.samples for r in history) / max(seconds["fit"], 1e-9),
              ", ".join(f"{phase} {s:.1f} s" for phase, s in seconds.items()))
-    return Trained(name, {k: v.detach().cpu() for k, v in model.state_dict().items()}, history, report, seconds)
+    return Trained(name, {k: v.detach().cpu() for k, v in model.state_dict().items()}, history, report, seconds,
+                   parent.version if parent else None)
 
 
 def _init_worker(level: int) -> None:
@@ -113,12 +132,14 @@ def default_workers(models: int) -> int:
 
 
 def train_models(database: Path, spec: dict, cfg: TrainConfig, names: list[str], device: torch.device,
-                 workers: int = 0) -> Iterator[Trained]:
-    """Every model of `names`, trained and tested, yielded in the order of `names` as each is ready. On the CPU
-    in `workers` processes (0: one per core, at most one per model), one thread each; with CUDA one by one here."""
+                 workers: int = 0, parents: dict[str, Parent] | None = None) -> Iterator[Trained]:
+    """Every model of `names`, trained and tested, yielded in the order of `names` as each is ready, each from its
+    entry of `parents` when there is one. On the CPU in `workers` processes (0: one per core, at most one per
+    model), one thread each; with CUDA one by one here."""
+    parents = parents or {}
     if device.type != "cpu":
         for name in names:
-            yield train_one(database, spec, cfg, name, device.type)
+            yield train_one(database, spec, cfg, name, device.type, parents.get(name))
         return
     workers = workers or default_workers(len(names))
     log.info("training %d models in %d worker process(es), one thread each", len(names), workers)
@@ -126,6 +147,7 @@ def train_models(database: Path, spec: dict, cfg: TrainConfig, names: list[str],
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                              initargs=(logging.getLogger().getEffectiveLevel(),)) as pool:
         started = sorted(names, key=lambda n: COST_ORDER.index(n) if n in COST_ORDER else -1)
-        futures = {name: pool.submit(train_one, database, spec, cfg, name) for name in started}
+        futures = {name: pool.submit(train_one, database, spec, cfg, name, "cpu", parents.get(name))
+                   for name in started}
         for name in names:
             yield futures[name].result()

@@ -85,16 +85,25 @@ def learning_rate(cfg: TrainConfig, epoch: int) -> float:
 
 def fit(model: Reranker, epoch_batches: Callable[[int], Iterable[Batch]], cfg: TrainConfig,
         device: torch.device, on_epoch: Callable[[EpochResult], None] | None = None,
-        validate: Callable[[Reranker], float] | None = None) -> list[EpochResult]:
+        validate: Callable[[Reranker], float] | None = None, warm: bool = False) -> list[EpochResult]:
     """Train for up to cfg.epochs; `epoch_batches(epoch)` yields that epoch's batches (shuffled by the caller).
 
     With `validate` (the model's GAUC on held-out requests, `validation_gauc`), training stops after cfg.patience
     epochs without a better GAUC and the model keeps the weights of the best epoch. A NaN GAUC (no held-out request
-    with both a click and a non-click) judges nothing: then every epoch runs and the last weights stay."""
+    with both a click and a non-click) judges nothing: then every epoch runs and the last weights stay.
+
+    `warm`: the model starts from a parent version's weights (`checkpoints.warm_start`). Those weights are then the
+    first to beat: an epoch is kept only if it scores above them, and training that never does leaves them in
+    place, so a day's fine-tuning cannot end worse than its start on the held-out requests."""
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     history: list[EpochResult] = []
     best_gauc, best_state, since_best = -math.inf, None, 0
+    if warm and validate is not None:
+        start = validate(model)
+        log.info("%s starts from its parent's weights: validation GAUC %.5f", model.name, start)
+        if not math.isnan(start):
+            best_gauc, best_state = start, {k: v.detach().clone() for k, v in model.state_dict().items()}
     for epoch in range(cfg.epochs):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, epoch)

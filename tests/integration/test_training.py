@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def trained(marts):
-    settings = marts[0].replace(train={"epochs": 1, "models": "dlcm"})
+    settings = marts[0].replace(train={"epochs": 1, "models": "dlcm", "warm_start": False})
     return settings, train_day(settings, DAYS[1])
 
 
@@ -72,6 +72,22 @@ def test_gate_blesses_on_the_floor_then_refuses_below_it_and_keeps_the_champion(
     assert registry.champion(client).number == second["version"]  # a refusal moves nothing
     report = EvaluationGate.read(settings.layout(DAYS[1]))
     assert report.blessed is False and report.version == summary["version"]
+
+
+def test_with_warm_start_each_model_starts_from_its_weights_in_the_champions_daily_run(trained):
+    settings, first = trained
+    assert first["warm_start_from"] is None  # warm start off: random weights
+    champion = gate_day(settings.replace(gate={"min_gauc": 0.0}), DAYS[1])
+    assert champion.blessed
+    summary = train_day(settings.replace(train={"warm_start": True}), DAYS[1])
+    assert summary["warm_start_from"] == champion.version_id
+    client = registry.connect(settings)
+    version = registry.get_version(client, summary["version"])
+    assert version.tags["warm_start_from"] == champion.version_id
+    children = client.search_runs([client.get_run(summary["run_id"]).info.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{summary['run_id']}'")
+    assert {r.data.params["model"]: r.data.params["warm_start_from"] for r in children} == {
+        "dlcm": champion.version_id, "crban_hubsm_ie_ipv": champion.version_id}
 
 
 def test_training_or_gating_on_marts_of_another_day_is_refused(trained):

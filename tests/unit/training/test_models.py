@@ -353,6 +353,28 @@ def test_early_stopping_keeps_the_best_epoch_and_stops_after_the_patience():
     assert not all(torch.equal(weights_after[1][k], weights_after[3][k]) for k in weights_after[1])
 
 
+def test_a_warm_start_keeps_the_parents_weights_unless_an_epoch_beats_them():
+    """The first validation scores the parent's weights: an epoch is kept only above them."""
+    batch = random_batch(8, seed=5)
+    cfg = SMALL.model_copy(update={"epochs": 5, "patience": 2})
+
+    def warm_fit(scores: list[float]) -> tuple[list, dict, dict]:
+        seed_everything(0)
+        model = build_model("dlcm", SPEC, SMALL)
+        start = {k: v.clone() for k, v in model.state_dict().items()}
+        scripted = iter(scores)
+        history = fit(model, lambda epoch: [batch], cfg, torch.device("cpu"), validate=lambda m: next(scripted),
+                      warm=True)
+        return history, start, model.state_dict()
+
+    history, start, end = warm_fit([0.70, 0.65, 0.69, 0.99])  # the parent's 0.70 is never beaten
+    assert [r.validation_gauc for r in history] == [0.65, 0.69] and not any(r.kept for r in history)
+    assert all(torch.equal(end[k], start[k]) for k in start)
+    history, start, end = warm_fit([0.70, 0.65, 0.72, 0.71, 0.70, 0.60])
+    assert [r.kept for r in history] == [False, True, False, False]
+    assert not all(torch.equal(end[k], start[k]) for k in start)
+
+
 def test_a_nan_validation_gauc_never_stops_training_and_keeps_the_last_weights():
     batch = random_batch(8, seed=5)
     model = build_model("dlcm", SPEC, SMALL)
