@@ -26,6 +26,7 @@ from edgerec.errors import NoTrainingData
 from edgerec.gates import GateRefused
 from edgerec.registry import ModelVersion
 from pipeline import stages
+from pipeline.orchestration import DAG_START
 
 DEFAULT_ARGS = {
     "owner": "edgerec",
@@ -49,7 +50,7 @@ def refusal_skips():
 @dag(
     dag_id="edgerec_daily_retrain",
     schedule="@daily",
-    start_date=dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
+    start_date=DAG_START,
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,

@@ -10,12 +10,13 @@ from airflow.sdk import dag, task
 from edgerec.alerts import on_task_failure
 from edgerec.config import load_settings
 from pipeline import stages
+from pipeline.orchestration import DAG_START
 
 
 @dag(
     dag_id="edgerec_gc",
     schedule="@daily",
-    start_date=dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
+    start_date=DAG_START,
     catchup=False,
     max_active_runs=1,
     default_args={"owner": "edgerec", "retries": 1, "retry_delay": dt.timedelta(minutes=10),

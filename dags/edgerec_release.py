@@ -7,20 +7,19 @@ without Airflow as `edgerec release promote|rollback`.
 
 from __future__ import annotations
 
-import datetime as dt
-
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, dag, task
 
 from edgerec.alerts import on_task_failure
 from edgerec.config import load_settings
 from pipeline import stages
+from pipeline.orchestration import DAG_START
 
 
 @dag(
     dag_id="edgerec_release",
     schedule=None,
-    start_date=dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
+    start_date=DAG_START,
     catchup=False,
     max_active_runs=1,
     default_args={"owner": "edgerec", "retries": 0, "on_failure_callback": on_task_failure},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import shutil
@@ -13,6 +14,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgerec.config import DAGS_FOLDER, Settings
+from edgerec.errors import ConfigError
+
+# Every DAG's start_date. A run for a logical date before it does nothing, and `dags test` still exits 0, so it lies
+# far back: a team's first backfill is of logs from its own past. Scheduled runs start at the latest interval all
+# the same (catchup=False).
+DAG_START = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+
+
+def check_logical_date(ds: str) -> str:
+    """`ds` if the DAGs can run it (YYYY-MM-DD, not before DAG_START); else ConfigError naming the date and why."""
+    try:
+        day = dt.date.fromisoformat(ds)
+    except ValueError:
+        raise ConfigError(f"logical date {ds!r} is not a date of the form YYYY-MM-DD") from None
+    if len(ds) != 10:
+        raise ConfigError(f"logical date {ds!r} is not of the form YYYY-MM-DD")
+    if day < DAG_START.date():
+        raise ConfigError(f"logical date {ds} lies before the DAGs' start_date {DAG_START.date()}: Airflow would run "
+                          "no task for it")
+    return ds
 
 
 def airflow_env(settings: Settings) -> dict[str, str]:
@@ -53,6 +74,7 @@ class TaskRun:
     task: str
     seconds: float
     state: str  # success, failed, skipped, up_for_retry, ... (as Airflow names them); "unknown" if it never said
+    reason: str = ""  # why it was skipped, as the task said it
 
 
 @dataclass
@@ -63,11 +85,14 @@ class TaskTracker:
     clock: Callable[[], float] = time.monotonic
     started: dict[str, float] = field(default_factory=dict)
     states: dict[str, str] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
     current: str | None = None
 
     STARTING = re.compile(r"\[DAG TEST\] starting task_id=(\S+)")
     ENDED = re.compile(r"\[DAG TEST\] end task task_id=(\S+)")
     STATE = re.compile(r"new_state=(\w+)")
+    # structlog quotes the reason or not depending on the renderer; unquoted it runs to the next key or the end
+    SKIPPED = re.compile(r"Skipping task\..*?reason=(?:(['\"])(?P<quoted>.*?)\1|(?P<bare>.*?)(?=\s+\w+=|\s*$))")
 
     def feed(self, line: str) -> TaskRun | None:
         """The task that ended on this line, if one did."""
@@ -77,35 +102,57 @@ class TaskTracker:
         elif m := self.ENDED.search(line):
             task, now = m.group(1), self.clock()
             self.current = None
-            return TaskRun(task, now - self.started.get(task, now), self.states.get(task, "unknown"))
-        elif (m := self.STATE.search(line)) and self.current:
+            return TaskRun(task, now - self.started.get(task, now), self.states.get(task, "unknown"),
+                           self.reasons.get(task, ""))
+        elif self.current and (m := self.SKIPPED.search(line)):
+            self.reasons[self.current] = m.group("quoted") or m.group("bare")
+        elif self.current and (m := self.STATE.search(line)):
             self.states[self.current] = m.group(1)
         return None
 
 
+@dataclass(frozen=True)
+class DagRun:
+    """One `dags test` run: airflow's exit code and the tasks that ended, in order."""
+
+    ds: str
+    code: int
+    tasks: list[TaskRun]
+
+    def count(self, state: str) -> int:
+        return sum(t.state == state for t in self.tasks)
+
+    @property
+    def failed(self) -> TaskRun | None:
+        return next((t for t in self.tasks if t.state not in ("success", "skipped")), None)
+
+
 def test_dag(settings: Settings, dag_id: str, ds: str, log_path: Path,
-             on_task: Callable[[TaskRun], None] | None = None) -> int:
-    """Run one DAG for one logical date in-process; returns airflow's exit code. Everything Airflow and the tasks
+             on_task: Callable[[TaskRun], None] | None = None) -> DagRun:
+    """Run one DAG for one logical date in-process (`check_logical_date` first). Everything Airflow and the tasks
     print (Spark, dbt, training) goes to `log_path`; `on_task` hears of each task as it ends.
 
     Retries default to none here: an interactive run should fail fast and say why.
     """
+    check_logical_date(ds)
     init_airflow(settings)
     env = airflow_env(settings)
     if "EDGEREC_RUN_TASK_RETRIES" not in os.environ:
         env["EDGEREC_RUN_TASK_RETRIES"] = "0"
     env["PYTHONUNBUFFERED"] = "1"  # a piped stdout is block-buffered: each task's lines would arrive late
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    tracker = TaskTracker()
+    tracker, tasks = TaskTracker(), []
     with log_path.open("w") as log, subprocess.Popen([_airflow(), "dags", "test", dag_id, ds], env=env, text=True,
                                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
         for line in proc.stdout:
             log.write(line)
             ended = tracker.feed(line)
-            if ended and on_task:
+            if ended:
+                tasks.append(ended)
                 log.flush()
-                on_task(ended)
-    return proc.returncode
+                if on_task:
+                    on_task(ended)
+    return DagRun(ds, proc.returncode, tasks)
 
 
 def tail_errors(log_path: Path, lines: int = 25) -> str:

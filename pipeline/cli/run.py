@@ -93,35 +93,80 @@ def airflow_init() -> None:
 
 @app.command()
 def run(
-    date: Annotated[str | None, typer.Option(help="last logical date [default: EDGEREC_RUN_DATE or 2026-11-03]")]
-    = None,
-    days: Annotated[int | None, typer.Option(help="days to run, oldest first, ending at --date "
-                                                  "[default: EDGEREC_RUN_DAYS or 3]")] = None,
+    date: Annotated[str | None, typer.Option(help="last logical date, YYYY-MM-DD [default: EDGEREC_RUN_DATE or "
+                                                  "2026-11-03]")] = None,
+    days: Annotated[int | None, typer.Option(min=1, max=366, help="days to run, oldest first, ending at --date "
+                                                                  "[default: EDGEREC_RUN_DAYS or 3]")] = None,
 ) -> None:
-    """The main job: run the daily DAG day by day with Airflow in-process, then show the last day's outputs.
+    """The main job, and a backfill: run the daily DAG day by day, oldest first, with Airflow in-process, then show
+    what each day did and the last day's outputs.
 
-    One line per task (seconds, outcome, the figure that matters); everything Airflow, Spark, dbt and training print
-    goes to $EDGEREC_HOME/logs/run_ds=D.log."""
+    One line per task (seconds, outcome, the figure that matters, why it was skipped); everything Airflow, Spark, dbt
+    and training print goes to $EDGEREC_HOME/logs/run_ds=D.log. A failed day stops the run: the days after it need
+    its outputs."""
     from edgerec.config import days_back
-    from pipeline.orchestration import tail_errors, test_dag
+    from pipeline.orchestration import check_logical_date, tail_errors, test_dag
 
     settings = settings_from_env()
-    last = date or str(settings.run.date)
-    for ds in days_back(last, (days or settings.run.days) - 1):
+    wanted = days_back(check_logical_date(date or str(settings.run.date)), (days or settings.run.days) - 1)
+    check_logical_date(wanted[0])  # the whole range, before any day runs
+    done = []
+    for ds in wanted:
         log_path = settings.layout(ds).run_log
         typer.secho(f"\n== edgerec_daily_retrain ds={ds} (full log: {log_path}) ==", fg="cyan", bold=True)
 
-        def on_task(run, ds=ds) -> None:
-            colour = {"success": "green", "skipped": "yellow"}.get(run.state, "red")
-            typer.echo(f"  {run.task:<18} {run.seconds:7.1f} s  " + typer.style(f"{run.state:<8}", fg=colour)
-                       + f"  {_task_figure(settings, ds, run.task)}".rstrip())
+        def on_task(task, ds=ds) -> None:
+            colour = {"success": "green", "skipped": "yellow"}.get(task.state, "red")
+            figure = _task_figure(settings, ds, task.task) if task.state == "success" else task.reason
+            typer.echo(f"  {task.task:<18} {task.seconds:7.1f} s  " + typer.style(f"{task.state:<8}", fg=colour)
+                       + f"  {figure}".rstrip())
 
-        code = test_dag(settings, "edgerec_daily_retrain", ds, log_path, on_task)
-        if code != 0:
+        day = test_dag(settings, "edgerec_daily_retrain", ds, log_path, on_task)
+        done.append(day)
+        if day.code != 0 or day.failed:
             typer.echo(tail_errors(log_path), err=True)
-            fail(f"the daily DAG failed for ds={ds} (airflow exit code {code}); the full log is {log_path}, the "
-                  f"reports {settings.layout(ds).reports}", code)
-    _show_day(settings, last)
+            _show_days(settings, done, wanted)
+            fail(f"the daily DAG failed for ds={ds} (airflow exit code {day.code}"
+                 + (f", task {day.failed.task} {day.failed.state}" if day.failed else "")
+                 + f"); the full log is {log_path}, the reports {settings.layout(ds).reports}", day.code or 1)
+        if not day.tasks:
+            _show_days(settings, done, wanted)
+            fail(f"Airflow ran no task of edgerec_daily_retrain for ds={ds}; its log is {log_path}", 1)
+    _show_day(settings, wanted[-1])
+    if len(wanted) > 1:
+        _show_days(settings, done, wanted)
+
+
+def _day_outcome(settings, day) -> str:
+    """What a day of the daily DAG left behind, in a few words."""
+    from edgerec import reports
+
+    if day.failed:
+        return f"FAILED at {day.failed.task}"
+    layout = settings.layout(day.ds)
+    trained, gate = reports.TrainingSummary.read(layout), reports.EvaluationGate.read(layout)
+    if trained is None:
+        return "no version trained"
+    if gate is not None and not gate.blessed:
+        return f"{trained.version_id} not shipped: refused by the evaluation gate"
+    servable = reports.Servability.read(layout)
+    if servable is not None and not servable.passed:
+        return f"{trained.version_id} not shipped: refused by the servability gate"
+    if any(t.task == "promote_canary" and t.state == "success" for t in day.tasks):
+        return f"{trained.version_id} on canary"
+    return f"{trained.version_id} not shipped"
+
+
+def _show_days(settings, done: list, wanted: list[str]) -> None:
+    """The backfill's table: per day, how many tasks ran, were skipped and failed, and its outcome."""
+    typer.secho(f"\n== {len(wanted)} days of edgerec_daily_retrain ==", bold=True)
+    typer.echo(f"{'ds':<12}{'ran':>5}{'skipped':>9}{'failed':>8}  outcome")
+    for day in done:
+        failed = len(day.tasks) - day.count("success") - day.count("skipped")
+        typer.echo(f"{day.ds:<12}{day.count('success'):>5}{day.count('skipped'):>9}{failed:>8}  "
+                   f"{_day_outcome(settings, day)}")
+    for ds in wanted[len(done):]:
+        typer.echo(f"{ds:<12}{'-':>5}{'-':>9}{'-':>8}  not run: an earlier day failed")
 
 
 def _task_figure(settings, ds: str, task: str) -> str:
@@ -146,7 +191,8 @@ def _task_figure(settings, ds: str, task: str) -> str:
 
     def training() -> str:
         t = reports.TrainingSummary.read(day)
-        return t and (f"version {t.version_id}: full model GAUC {t.gauc:.5f}; "
+        start = f"from {t.warm_start_from}" if t and t.warm_start_from else "from random weights"
+        return t and (f"version {t.version_id} ({start}): full model GAUC {t.gauc:.5f}; "
                       f"{sum(t.checks.values())}/{len(t.checks)} checks")
 
     def gate() -> str:

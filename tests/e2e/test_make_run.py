@@ -66,6 +66,13 @@ def test_run_builds_marts_and_data_docs_and_a_drifted_day_alerts_and_stops(two_d
     tmp_path, result, url, received = two_days
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert f"edgerec_daily_retrain ds={DS} succeeded" in result.stdout
+    # the run's last lines: what each day did, the first day's train skipped and why
+    assert "the first day of a deployment has no train days" in result.stdout
+    vid = TrainingSummary.read(day_of(tmp_path / "state", DS)).version_id
+    table = result.stdout[result.stdout.index("== 2 days of edgerec_daily_retrain =="):].splitlines()
+    assert table[1].split() == ["ds", "ran", "skipped", "failed", "outcome"]
+    assert table[2].split()[0] == FIRST and table[2].split()[3:] == ["0", "no", "version", "trained"]
+    assert table[3].split()[0] == DS and table[3].split()[3:] == ["0", vid, "on", "canary"]
     # one line per task; Airflow's, Spark's and dbt's own output only in the day's log
     log = tmp_path / "state" / "logs" / f"run_ds={DS}.log"
     assert f"(full log: {log})" in result.stdout and "[DAG TEST]" in log.read_text()
@@ -262,6 +269,27 @@ def test_external_source_skips_simulation_and_validates_what_arrived(tmp_path):
     result = run(tmp_path, EDGEREC_SOURCE="external")
     assert result.returncode != 0  # nothing arrived in the raw zone
     assert f"no raw events for ds={DS}" in result.stdout + result.stderr
+
+
+def test_logs_from_a_team_s_past_run_every_task_of_their_day(tmp_path):
+    """Client logs from 2019 (long before any default date) in an external raw zone: a two-day backfill runs every
+    task of each day instead of silently doing nothing."""
+    raw = tmp_path / "raw"
+    simulated = subprocess.run([EDGEREC, "simulate", "--out", str(raw), "--users", "25", "--days", "2",
+                                "--start-date", "2019-02-28"], capture_output=True, text=True, timeout=300)
+    assert simulated.returncode == 0, simulated.stderr
+    result = subprocess.run([EDGEREC, "run", "--date", "2019-03-01", "--days", "2"], capture_output=True, text=True,
+                            timeout=900, env={**os.environ, "EDGEREC_HOME": str(tmp_path / "state"),
+                                              "EDGEREC_SOURCE": "external", "EDGEREC_RAW_DIR": str(raw),
+                                              "EDGEREC_GATE_MIN_GAUC": "0.0"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = result.stdout[result.stdout.index("== 2 days of edgerec_daily_retrain =="):].splitlines()
+    first, second = table[2].split(), table[3].split()
+    assert first[0] == "2019-02-28" and first[3:] == ["0", "no", "version", "trained"]
+    vid = TrainingSummary.read(day_of(tmp_path / "state", "2019-03-01")).version_id
+    assert second[0] == "2019-03-01" and second[3:] == ["0", vid, "on", "canary"] and vid.startswith("v20190301-")
+    assert int(second[1]) >= 14 and second[2] == "1"  # every task ran but simulate_raw, skipped and saying why
+    assert "EDGEREC_SOURCE=external: client logs arrive in the raw zone" in result.stdout
 
 
 def test_the_revisit_world_runs_end_to_end_with_the_hand_rules_beside_the_models(tmp_path):

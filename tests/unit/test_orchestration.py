@@ -1,9 +1,12 @@
-"""Following `airflow dags test` output: one line per task with its seconds and state, and the error a failed run
-shows (the full output goes to the run's log file)."""
+"""Following `airflow dags test` output: one line per task with its seconds, state and why it was skipped, and the
+error a failed run shows (the full output goes to the run's log file); which logical dates the DAGs can run."""
 
 import pytest
+from typer.testing import CliRunner
 
-from pipeline.orchestration import TaskRun, TaskTracker, tail_errors
+from edgerec.errors import ConfigError
+from pipeline.cli import app
+from pipeline.orchestration import DAG_START, DagRun, TaskRun, TaskTracker, check_logical_date, tail_errors
 
 pytestmark = pytest.mark.unit
 
@@ -14,6 +17,7 @@ OUTPUT = """\
 2026-12-02T09:35:55Z [info     ] Task instance state updated [routes] new_state=success rows_affected=1 ti_id=1
 2026-12-02T09:35:55Z [info     ] [DAG TEST] end task task_id=simulate_raw map_index=-1 [airflow.sdk] loc=dag.py:1563
 2026-12-02T09:35:56Z [info     ] [DAG TEST] starting task_id=train map_index=-1 [airflow.sdk] loc=dag.py:1501
+2026-12-02T09:35:57Z [info     ] Skipping task. [task] reason='no train days in the marts yet' loc=task_runner.py:1
 2026-12-02T09:35:57Z [info     ] Task instance state updated [routes] new_state=skipped rows_affected=1 ti_id=2
 2026-12-02T09:35:57Z [info     ] [DAG TEST] end task task_id=train map_index=-1 [airflow.sdk] loc=dag.py:1563
 2026-12-02T09:35:58Z [info     ] [DAG TEST] starting task_id=export map_index=-1 [airflow.sdk] loc=dag.py:1501
@@ -25,8 +29,39 @@ def test_each_task_is_reported_once_as_it_ends_with_its_seconds_and_state():
     ticks = iter([100.0, 107.5, 110.0, 111.0, 120.0, 120.25])
     tracker = TaskTracker(clock=lambda: next(ticks))
     ended = [run for line in OUTPUT.splitlines(keepends=True) if (run := tracker.feed(line))]
-    assert ended == [TaskRun("simulate_raw", 7.5, "success"), TaskRun("train", 1.0, "skipped"),
+    assert ended == [TaskRun("simulate_raw", 7.5, "success"),
+                     TaskRun("train", 1.0, "skipped", "no train days in the marts yet"),
                      TaskRun("export", 0.25, "unknown")]
+
+
+def test_a_day_run_counts_its_tasks_and_names_the_first_that_did_not_succeed_or_skip():
+    day = DagRun("2026-11-03", 1, [TaskRun("simulate_raw", 1.0, "success"), TaskRun("train", 1.0, "skipped"),
+                                   TaskRun("export", 1.0, "failed"), TaskRun("deploy", 1.0, "upstream_failed")])
+    assert (day.count("success"), day.count("skipped"), day.failed) == (1, 1, TaskRun("export", 1.0, "failed"))
+    assert DagRun("2026-11-03", 0, [TaskRun("train", 1.0, "success")]).failed is None
+
+
+def test_any_date_from_the_dags_start_runs_and_others_are_refused_naming_date_and_reason():
+    assert str(DAG_START.date()) == "2000-01-01"
+    assert check_logical_date("2018-11-08") == "2018-11-08"
+    assert check_logical_date("2000-01-01") == "2000-01-01"
+    with pytest.raises(ConfigError, match="logical date 1999-12-31 lies before the DAGs' start_date 2000-01-01"):
+        check_logical_date("1999-12-31")
+    for bad in ("2026-13-01", "yesterday", "20261103"):
+        with pytest.raises(ConfigError, match=f"logical date '{bad}' is not"):
+            check_logical_date(bad)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--date", "2000-01-02", "--days", "3"], "error: logical date 1999-12-31 lies before the DAGs' start_date"),
+    (["--date", "2026-02-30"], "error: logical date '2026-02-30' is not a date of the form YYYY-MM-DD"),
+    (["--days", "0"], "Invalid value for '--days': Input should be greater than or equal to 1"),
+])
+def test_the_run_command_refuses_dates_it_cannot_run_before_any_day_runs(tmp_path, args, message):
+    result = CliRunner().invoke(app, ["run", *args], env={"EDGEREC_HOME": str(tmp_path / "home")})
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.replace("│", " ").split())  # a usage error comes boxed
+    assert "== edgerec_daily_retrain" not in result.output and not (tmp_path / "home").exists()
 
 
 def test_a_failed_run_shows_its_last_traceback_or_else_its_last_lines(tmp_path):
