@@ -21,12 +21,11 @@ from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from edgerec.alerts import on_task_failure
-from edgerec.config import load_settings
+from edgerec.config import DAG_START, load_settings
 from edgerec.errors import NoTrainingData
 from edgerec.gates import GateRefused
 from edgerec.registry import ModelVersion
 from pipeline import stages
-from pipeline.orchestration import DAG_START
 
 DEFAULT_ARGS = {
     "owner": "edgerec",

@@ -8,9 +8,8 @@ import datetime as dt
 from airflow.sdk import dag, task
 
 from edgerec.alerts import on_task_failure
-from edgerec.config import load_settings
+from edgerec.config import DAG_START, load_settings
 from pipeline import stages
-from pipeline.orchestration import DAG_START
 
 
 @dag(

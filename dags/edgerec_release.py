@@ -11,9 +11,8 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, dag, task
 
 from edgerec.alerts import on_task_failure
-from edgerec.config import load_settings
+from edgerec.config import DAG_START, load_settings
 from pipeline import stages
-from pipeline.orchestration import DAG_START
 
 
 @dag(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import re
 import shutil
@@ -13,27 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgerec.config import DAGS_FOLDER, Settings
-from edgerec.errors import ConfigError
-
-# Every DAG's start_date. A run for a logical date before it does nothing, and `dags test` still exits 0, so it lies
-# far back: a team's first backfill is of logs from its own past. Scheduled runs start at the latest interval all
-# the same (catchup=False).
-DAG_START = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
-
-
-def check_logical_date(ds: str) -> str:
-    """`ds` if the DAGs can run it (YYYY-MM-DD, not before DAG_START); else ConfigError naming the date and why."""
-    try:
-        day = dt.date.fromisoformat(ds)
-    except ValueError:
-        raise ConfigError(f"logical date {ds!r} is not a date of the form YYYY-MM-DD") from None
-    if len(ds) != 10:
-        raise ConfigError(f"logical date {ds!r} is not of the form YYYY-MM-DD")
-    if day < DAG_START.date():
-        raise ConfigError(f"logical date {ds} lies before the DAGs' start_date {DAG_START.date()}: Airflow would run "
-                          "no task for it")
-    return ds
+from edgerec.config import DAGS_FOLDER, Settings, check_logical_date
 
 
 def airflow_env(settings: Settings) -> dict[str, str]:

@@ -74,6 +74,7 @@ class Comparison:
     rows: list[Row]  # the models in the paper's order, then the hand rules
     checks: dict[str, bool]  # the paper's order and separations, the rules, subsets and collapse, each named
     curves: Curves | None = None
+    notes: tuple[str, ...] = ()  # what the reader must know about the inputs (`input_notes`)
 
     def row(self, name: str) -> Row:
         return next(r for r in self.rows if r.name == name)
@@ -96,6 +97,7 @@ class Comparison:
         lines.append("")
         lines.append(f"{first.requests:,} test requests with both labels (GAUC, Eq. 12); {first.skipped:,} with one "
                      "label class skipped. NDCG@k and clicks@k over the labelled candidates of each request.")
+        lines.extend(f"Note: {note}" for note in self.notes)
         lines.append("")
         lines.extend(f"- {'yes' if ok else 'NO '} {check}" for check, ok in self.checks.items())
         if self.curves is not None:
@@ -129,7 +131,8 @@ class Comparison:
             writer.writeheader()
             writer.writerows(records)
         curves = None if self.curves is None else {"initial": self.curves.initial, "by_model": self.curves.by_model}
-        paths["json"].write_text(json.dumps({"rows": records, "checks": self.checks, "validation_curves": curves},
+        paths["json"].write_text(json.dumps({"rows": records, "checks": self.checks, "validation_curves": curves,
+                                             "notes": list(self.notes)},
                                             indent=2) + "\n")
         self.plot(paths["png"])
         return paths
@@ -170,8 +173,18 @@ class Comparison:
         plt.close(fig)
 
 
+def input_notes(spec: dict) -> tuple[str, ...]:
+    """What the table's reader must know about the day's inputs, from its feature spec."""
+    notes = []
+    if not spec["features"]["cloud_score"]["boundaries"]:
+        notes.append("the page requests carried no cloud score: DNN-rank and DLCM saw the rank only (besides the "
+                     "items' own features), so a gain over DLCM is a gain over the list order")
+    return tuple(notes)
+
+
 def compare(reports: dict[str, RankingReport], rules: dict[str, RankingReport] | None = None,
-            curves: Curves | None = None, rounds: int = 200, seed: int = 0) -> Comparison:
+            curves: Curves | None = None, rounds: int = 200, seed: int = 0, notes: tuple[str, ...] = ()
+            ) -> Comparison:
     """Rows in the paper's order for the models present, then the hand rules (RULES) given; gains against DLCM
     when it was trained."""
     rules = rules or {}
@@ -184,7 +197,7 @@ def compare(reports: dict[str, RankingReport], rules: dict[str, RankingReport] |
 
     rows = [row(n, MODELS[n].title, reports[n]) for n in names] + [row(n, RULES[n], rules[n]) for n in RULES
                                                                    if n in rules]
-    return Comparison(rows, order_checks(reports, rules, curves, rounds, seed), curves)
+    return Comparison(rows, order_checks(reports, rules, curves, rounds, seed), curves, notes)
 
 
 def order_checks(reports: dict[str, RankingReport], rules: dict[str, RankingReport] | None = None,

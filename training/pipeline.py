@@ -23,7 +23,7 @@ from edgerec.features import load_spec
 from edgerec.gates import GateVerdict
 from edgerec.reports import EvaluationGate, Servability, TrainingSummary
 from training import checkpoints
-from training.compare import Curves, compare
+from training.compare import Curves, compare, input_notes
 from training.config import TrainConfig
 from training.data import Batch, DayData, count_requests, date_range, load_split, read_batches
 from training.evaluation import RankingReport, evaluate
@@ -153,7 +153,8 @@ def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | Non
                 curves.by_model[name] = [r.validation_gauc for r in history]
             if name == FULL_MODEL:
                 full, full_run, full_parent = model, child.info.run_id, trained.parent
-        comparison = compare(reports, evaluate_rules(settings, spec, data.test, cfg), curves)
+        comparison = compare(reports, evaluate_rules(settings, spec, data.test, cfg), curves,
+                             notes=input_notes(spec))
         paths = comparison.write(day.comparison)
         for path in paths.values():
             mlflow.log_artifact(str(path), artifact_path="comparison")

@@ -13,7 +13,7 @@ import json
 import re
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
@@ -38,6 +38,25 @@ class BadRowReason(StrEnum):
     UNREADABLE_FILE = "unreadable_file"  # a truncated or corrupt file: what it held after the break is lost
     UNEXPECTED_FILE = "unexpected_file"  # a file in the partition that is not a log file by its name
 
+
+# What to change in a log writer (an adapter) when a day's rows are bad for this reason.
+FIXES = {
+    BadRowReason.INVALID_JSON: "write one JSON object per line, UTF-8",
+    BadRowReason.MISSING_FIELD: "every event needs event_id, user_id, ts and event_type, and its type's own required "
+                                "fields (raw client log v1, docs/design.md)",
+    BadRowReason.WRONG_TYPE: "ids, ranks and counts are JSON numbers, not strings (\"item_id\": 42, not \"42\"); "
+                             "flags are true or false",
+    BadRowReason.OUT_OF_RANGE: "numbers are >= 0 and finite, a page has at most 100 candidates, enum fields take "
+                               "the listed values",
+    BadRowReason.UNKNOWN_EVENT_TYPE: "event_type is one of page_request, exposure, click, page_view, delete, rerank",
+    BadRowReason.TS_OUTSIDE_PARTITION: "ts is milliseconds since the epoch, UTC, and each event goes under the "
+                                       "events/ds=D/ of its own UTC day",
+    BadRowReason.UNKNOWN_ITEM_ID: "the day's catalog (items/ds=D/items.parquet) must hold every item the day's "
+                                  "events name",
+    BadRowReason.DUPLICATE_EVENT_ID: "event_id must be unique: many duplicates mean the writer reuses ids",
+    BadRowReason.UNREADABLE_FILE: "write each file completely (gzip it whole) before it lands in the raw zone",
+    BadRowReason.UNEXPECTED_FILE: "only *.jsonl.gz or *.jsonl files go in a day's partition",
+}
 
 _ERROR_REASONS = {
     "json_invalid": BadRowReason.INVALID_JSON,
@@ -201,10 +220,10 @@ class LogValidator:
             self.report.good_by_type[result.event_type] += 1
             yield result
 
-    def validate_path(self, path: Path) -> ValidationReport:
+    def validate_path(self, path: Path, on_event: Callable[[object], None] | None = None) -> ValidationReport:
         """Every log file under path; a file that breaks off (truncated, corrupt) counts as one bad row of its own,
         after the lines read before the break, and the next file is read; a file that is not a log file by its
-        name is reported the same way rather than skipped unseen."""
+        name is reported the same way rather than skipped unseen. `on_event` sees each good event."""
         for file in unexpected_files(path):
             self.report.rows += 1
             self._bad(BadRowReason.UNEXPECTED_FILE, f"{file.name} is not a log file (*.jsonl.gz or *.jsonl): not "
@@ -217,8 +236,10 @@ class LogValidator:
             read = 0
             try:
                 with open_lines(file) as lines:
-                    for line_no, _ in enumerate(self.validate_lines(lines, ds, source=str(file)), start=1):
+                    for line_no, event in enumerate(self.validate_lines(lines, ds, source=str(file)), start=1):
                         read = line_no
+                        if on_event is not None:
+                            on_event(event)
             except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
                 self.report.rows += 1
                 self._bad(BadRowReason.UNREADABLE_FILE, f"{file.name} breaks off after {read:,} good events: "

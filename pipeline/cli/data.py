@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pipeline.cli.base import app, fail, group, settings_from_env
 
-logs_app = group("logs", "Raw client logs: validate against the contract.")
+logs_app = group("logs", "Raw client logs: validate against the contract; check a raw zone before a backfill.")
 sim_app = group("sim", "Behaviour simulator diagnostics.")
 raw_app = group("raw", "The raw-zone stages of the daily DAG, for one ds.")
 spark_app = group("spark", "Spark jobs for one ds: ingest, sessionize, requests, bucketize, or all.")
@@ -82,6 +82,33 @@ def logs_validate(
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.render())
     if quarantine and report.bad:
         typer.echo(f"bad rows written to {quarantine}")
+
+
+@logs_app.command("check")
+def logs_check(
+    raw: Annotated[Path, typer.Argument(help="a raw zone: events/ds=YYYY-MM-DD/*.jsonl.gz, "
+                                             "items/ds=YYYY-MM-DD/items.parquet")],
+    date: Annotated[str | None, typer.Option(help="last day to check, YYYY-MM-DD [default: every day found]")] = None,
+    days: Annotated[int, typer.Option(min=1, max=366, help="with --date: days ending at it")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="print the check as JSON")] = False,
+) -> None:
+    """Before a first backfill of external logs: per day the rows and the bad share, events by type, page requests
+    and how many carry a logged re-rank, list lengths, cloud scores, the catalog and whether the day can run.
+    Reads the logs with the contract's validator, before any Spark job; writes nothing. Exit 1 if a day is not
+    ready."""
+    from edgerec.config import days_back
+    from edgerec.raw import check_raw_zone, render_raw_check
+
+    settings = settings_from_env()
+    wanted = days_back(date, days - 1) if date else None
+    checks = check_raw_zone(raw, wanted, settings.quality.max_bad_share)
+    typer.echo(json.dumps([c.to_dict() for c in checks], indent=2) if as_json else render_raw_check(raw, checks))
+    ready = [c.ds for c in checks if not c.problems]
+    if len(ready) < len(checks):
+        fail(f"{len(checks) - len(ready)} of {len(checks)} day(s) not ready (the problems above)", code=1)
+    if not as_json and days_back(ready[-1], len(ready) - 1) == ready:  # consecutive days: one backfill
+        typer.echo(f"\nready: EDGEREC_SOURCE=external EDGEREC_RAW_DIR={raw} edgerec run --date {ready[-1]} "
+                   f"--days {len(ready)}")
 
 
 @sim_app.command("stats")

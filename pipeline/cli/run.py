@@ -104,12 +104,18 @@ def run(
     One line per task (seconds, outcome, the figure that matters, why it was skipped); everything Airflow, Spark, dbt
     and training print goes to $EDGEREC_HOME/logs/run_ds=D.log. A failed day stops the run: the days after it need
     its outputs."""
-    from edgerec.config import days_back
-    from pipeline.orchestration import check_logical_date, tail_errors, test_dag
+    from edgerec.config import check_logical_date, days_back
+    from pipeline.orchestration import tail_errors, test_dag
 
     settings = settings_from_env()
     wanted = days_back(check_logical_date(date or str(settings.run.date)), (days or settings.run.days) - 1)
     check_logical_date(wanted[0])  # the whole range, before any day runs
+    absent = [ds for ds in wanted if settings.source == "external" and not settings.layout(ds).raw_events.exists()]
+    if absent:
+        fail(f"EDGEREC_SOURCE=external, and the raw zone {settings.raw} holds no events for "
+             f"{', '.join(absent) if len(absent) <= 5 else f'{len(absent)} of the {len(wanted)} days'} "
+             f"({wanted[0]} .. {wanted[-1]} asked); `edgerec logs check {settings.raw}` lists the days it holds",
+             code=1)
     done = []
     for ds in wanted:
         log_path = settings.layout(ds).run_log

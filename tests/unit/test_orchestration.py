@@ -4,9 +4,10 @@ error a failed run shows (the full output goes to the run's log file); which log
 import pytest
 from typer.testing import CliRunner
 
+from edgerec.config import DAG_START, check_logical_date
 from edgerec.errors import ConfigError
 from pipeline.cli import app
-from pipeline.orchestration import DAG_START, DagRun, TaskRun, TaskTracker, check_logical_date, tail_errors
+from pipeline.orchestration import DagRun, TaskRun, TaskTracker, tail_errors
 
 pytestmark = pytest.mark.unit
 
@@ -72,3 +73,15 @@ def test_a_failed_run_shows_its_last_traceback_or_else_its_last_lines(tmp_path):
     log.write_text("".join(f"line {i}\n" for i in range(40)))
     assert tail_errors(log, lines=3) == "line 37\nline 38\nline 39"
     assert tail_errors(tmp_path / "missing.log") == ""
+
+
+def test_an_external_backfill_whose_days_are_not_in_the_raw_zone_stops_before_any_day_runs(tmp_path):
+    (tmp_path / "raw" / "events" / "ds=2019-03-01").mkdir(parents=True)
+    env = {"EDGEREC_HOME": str(tmp_path / "home"), "EDGEREC_SOURCE": "external",
+           "EDGEREC_RAW_DIR": str(tmp_path / "raw")}
+    result = CliRunner().invoke(app, ["run", "--date", "2019-03-03", "--days", "3"], env=env)
+    assert result.exit_code == 1
+    assert result.output == (f"error: EDGEREC_SOURCE=external, and the raw zone {tmp_path}/raw holds no events for "
+                             f"2019-03-02, 2019-03-03 (2019-03-01 .. 2019-03-03 asked); `edgerec logs check "
+                             f"{tmp_path}/raw` lists the days it holds\n")
+    assert not (tmp_path / "home").exists()

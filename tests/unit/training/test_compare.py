@@ -1,9 +1,11 @@
 """The comparison table and the checks of the paper's order, on crafted scores."""
 
+import json
+
 import numpy as np
 import pytest
 
-from training.compare import Curves, compare
+from training.compare import Curves, compare, input_notes
 from training.evaluation import evaluate
 
 pytestmark = pytest.mark.unit
@@ -101,3 +103,14 @@ def test_a_dlcm_within_the_margin_of_the_initial_order_passes_that_check_and_one
 
     assert list(compare({"dlcm": dlcm(4000)}, rounds=50).checks.values()) == [True]
     assert list(compare({"dlcm": dlcm(200)}, rounds=50).checks.values()) == [False]
+
+
+def test_a_day_without_cloud_scores_says_that_the_baselines_saw_the_rank_only(tmp_path):
+    unscored = {"features": {"cloud_score": {"boundaries": []}}}
+    assert input_notes({"features": {"cloud_score": {"boundaries": [0.1, 0.5]}}}) == ()
+    notes = input_notes(unscored)
+    assert notes == ("the page requests carried no cloud score: DNN-rank and DLCM saw the rank only (besides the "
+                     "items' own features), so a gain over DLCM is a gain over the list order",)
+    paths = compare(PAPER_ORDER, rounds=50, notes=notes).write(lambda extension: tmp_path / f"table.{extension}")
+    assert f"\nNote: {notes[0]}\n" in paths["md"].read_text()
+    assert json.loads(paths["json"].read_text())["notes"] == list(notes)
