@@ -2,7 +2,7 @@
 real day's training of every model phase by phase.
 
     python bench/train.py [--batches 6] [--requests 512] [--device auto|cpu|cuda] [--threads 1]
-    python bench/train.py --home STATE [--workers 0] [--epochs N]
+    python bench/train.py --home STATE [STATE ...] [--workers 0] [--epochs N]
 
 Batches are synthetic but shaped like the default world's train mart (K=100 candidates of which about 82 are
 real, IE m=50 with about 42 real, IPV n=30 with about 6 real, ~25% labelled), so the figure does not depend on a
@@ -12,7 +12,9 @@ Target on the 2-core machine: >= 20k candidate-samples/s for the full model (CPU
 With --home, the marts of the state directory's last `make run` day are trained as the pipeline does it
 (training.runner.train_models: the models side by side, one process per core, one thread each), without MLflow:
 per model the epochs, its candidate-samples/s and the seconds of each phase (reading the marts, fitting,
-validation, scoring the test day), and the wall time of the whole day.
+validation, scoring the test day), and the wall time of the whole day. With several state directories (the default
+world's, then one of `EDGEREC_SIM_WORLD=revisit`: 100k items, lists of 20-30), it also prints each model's
+candidate-samples/s on the later ones as a share of the first's (target: >= 0.5).
 """
 
 from __future__ import annotations
@@ -83,12 +85,14 @@ def main() -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the synthetic measurement [1, as "
                                                                "each training worker]")
-    parser.add_argument("--home", default=None, help="state directory: train its marts' day, phase by phase")
+    parser.add_argument("--home", type=Path, nargs="+", default=None,
+                        help="state directories: train each one's marts' day, phase by phase; with two or more, "
+                             "compare their candidate-samples/s (e.g. the default world's and a large catalog's)")
     parser.add_argument("--workers", type=int, default=0, help="with --home: worker processes (0: one per core)")
     parser.add_argument("--epochs", type=int, default=None, help="with --home: most epochs [TrainConfig's]")
     args = parser.parse_args()
     if args.home:
-        return day(Path(args.home), args.workers, args.epochs)
+        return compare_days(args.home, args.workers, args.epochs)
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(batch_requests=args.requests, device=args.device)
     device = pick_device(cfg)
@@ -104,7 +108,9 @@ def main() -> None:
               f"{labelled:>8,.0f} labelled candidates/s{target}")
 
 
-def day(home: Path, workers: int, epochs: int | None) -> None:
+def day(home: Path, workers: int, epochs: int | None) -> dict[str, float]:
+    """Train every model on the marts of `home` as the pipeline does; prints a line per model and returns each
+    model's candidate-samples/s."""
     from edgerec.config import load_settings
     from edgerec.features import load_spec
     from training.data import date_range
@@ -116,14 +122,32 @@ def day(home: Path, workers: int, epochs: int | None) -> None:
     cfg = TrainConfig(device="cpu", **({"epochs": epochs} if epochs else {}))
     names = list(MODELS)
     workers = workers or default_workers(len(names))
-    print(f"ds={ds}: {len(names)} models in {workers} worker process(es), one thread each")
+    print(f"{home}, ds={ds}: {len(names)} models in {workers} worker process(es), one thread each; lists of "
+          f"{spec['sequence_lengths']['candidates']} candidates at most, {spec['features']['brand']['vocab_size']:,} "
+          "brand codes")
     start = time.perf_counter()
     print(f"{'model':<20} {'epochs':>6} {'samples/s':>10} {'load s':>7} {'fit s':>7} {'valid. s':>8} {'test s':>7}")
+    rates = {}
     for trained in train_models(settings.duckdb_path, spec, cfg, names, torch.device("cpu"), workers):
         s = trained.seconds
+        rates[trained.name] = trained.samples_per_s
         print(f"{trained.name:<20} {len(trained.history):>6} {trained.samples_per_s:>10,.0f} {s['load']:>7.1f} "
               f"{s['fit']:>7.1f} {s['validation']:>8.1f} {s['test']:>7.1f}", flush=True)
-    print(f"wall time of the day's training: {time.perf_counter() - start:.1f} s")
+    print(f"wall time of the day's training: {time.perf_counter() - start:.1f} s\n")
+    return rates
+
+
+def compare_days(homes: list[Path], workers: int, epochs: int | None) -> None:
+    """Each home's day, then per model the candidate-samples/s of every later home as a share of the first's
+    (target for a large catalog with short lists: within 2x of the default world's, a share >= 0.5)."""
+    rates = [day(home, workers, epochs) for home in homes]
+    if len(homes) < 2:
+        return
+    print(f"{'model':<20} " + " ".join(f"{f'home {i + 1}':>10}" for i in range(len(homes))) + "  share of home 1")
+    for name in rates[0]:
+        shares = [r[name] / rates[0][name] for r in rates[1:]]
+        print(f"{name:<20} " + " ".join(f"{r[name]:>10,.0f}" for r in rates) + "  "
+              + ", ".join(f"{x:.2f} ({'met' if x >= 0.5 else 'MISSED'})" for x in shares))
 
 
 if __name__ == "__main__":

@@ -69,12 +69,22 @@ class Batch:
         return Batch([self.rerank_id[i] for i in rows.tolist()],
                      *(getattr(self, f.name)[rows] for f in fields(self) if f.name != "rerank_id"))
 
+    def trimmed(self) -> Batch:
+        """The same requests with each list cut to the longest real one among them (at least one step). The padding
+        after the real steps changes no real output (every GRU runs forward; the attention, the scores and the loss
+        look at real steps only), so a batch of 20-item lists need not run 100 steps of the list GRU."""
+        k, m, n = (max(int(lengths.max(initial=0)), 1) for lengths in (self.candidates, self.ie_length,
+                                                                     self.ipv_length))
+        return Batch(self.rerank_id, self.candidate_item[:, :k], self.candidate[:, :k], self.candidates,
+                     self.label[:, :k], self.mask[:, :k], self.ie_item[:, :m], self.ie[:, :m], self.ie_length,
+                     self.ipv_item[:, :n], self.ipv[:, :n], self.ipv_length)
+
     def batches(self, size: int, seed: int | None = None) -> Iterator[Batch]:
-        """Batches of `size` requests: in this order, or shuffled by a permutation drawn from `seed` (the same seed
-        gives the same batches)."""
+        """Batches of `size` requests, each trimmed (`trimmed`): in this order, or shuffled by a permutation drawn
+        from `seed` (the same seed gives the same batches)."""
         order = np.arange(len(self)) if seed is None else np.random.default_rng(seed).permutation(len(self))
         for lo in range(0, len(self), size):
-            yield self.take(order[lo:lo + size])
+            yield self.take(order[lo:lo + size]).trimmed()
 
 
 def to_batch(table: pa.Table | pa.RecordBatch, spec: dict) -> Batch:

@@ -12,7 +12,7 @@ from edgerec.features import AGE_INDEX, GROUPS
 from edgerec.features import match_codes as feature_match_codes
 from tests.unit.training.worlds import SMALL, SPEC, VOCAB, random_batch
 from training.config import TrainConfig
-from training.data import chronological, row_counts, to_inputs
+from training.data import Batch, chronological, row_counts, to_inputs
 from training.models import MODELS, build_model
 from training.models.base import (
     BahdanauAttention,
@@ -322,6 +322,35 @@ def test_unlabelled_and_padding_candidates_get_no_gradient(name):
     with torch.no_grad():
         again = model(x)
     assert torch.allclose(again[real], scores.detach()[real], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_a_batch_trimmed_to_its_longest_lists_scores_and_trains_as_the_padded_one(name):
+    # lists of at most 3 candidates, 2 exposures and 1 page view, padded to 6, 5 and 4 as the marts pad them
+    batch = random_batch(6, seed=4, candidates=3, ie=2, ipv=1)
+    padded = Batch(batch.rerank_id, *(np.pad(getattr(batch, f), [(0, 0), (0, extra)] + [(0, 0)] * (getattr(
+        batch, f).ndim - 2)) if extra else getattr(batch, f) for f, extra in (
+        ("candidate_item", 3), ("candidate", 3), ("candidates", 0), ("label", 3), ("mask", 3), ("ie_item", 3),
+        ("ie", 3), ("ie_length", 0), ("ipv_item", 3), ("ipv", 3), ("ipv_length", 0))))
+    trimmed = padded.trimmed()
+    assert (trimmed.candidate.shape[1], trimmed.ie.shape[1], trimmed.ipv.shape[1]) == (
+        int(batch.candidates.max()), int(batch.ie_length.max()), max(int(batch.ipv_length.max()), 1))
+    model = build_model(name, SPEC, SMALL)
+    losses = []
+    for b in (padded, trimmed):
+        model.zero_grad()
+        scores = model(to_inputs(b), scored=torch.from_numpy(b.mask) > 0)
+        loss = model.loss(scores, torch.from_numpy(b.label), torch.from_numpy(b.mask))
+        loss.backward()
+        losses.append((scores.detach()[:, :trimmed.candidate.shape[1]], loss.item(),
+                       [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (full, full_loss, full_grads), (cut, cut_loss, cut_grads) = losses
+    assert torch.allclose(full, cut, atol=1e-6) and full_loss == pytest.approx(cut_loss, abs=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(full_grads, cut_grads, strict=True))
+    nothing = Batch(batch.rerank_id[:1], *(getattr(padded, f)[:1] * 0 for f in (
+        "candidate_item", "candidate", "candidates", "label", "mask", "ie_item", "ie", "ie_length", "ipv_item", "ipv",
+        "ipv_length"))).trimmed()
+    assert (nothing.candidate.shape[1], nothing.ie.shape[1], nothing.ipv.shape[1]) == (1, 1, 1)  # never 0 steps
 
 
 @pytest.mark.parametrize("name", ["crban_hubsm_ie_ipv", "dlcm"])
