@@ -182,7 +182,9 @@ def read_batches(database: Path, split: str, spec: dict, batch_requests: int = 5
     order = "rerank_id" if shuffle_seed is None else f"hash(rerank_id || ':{int(shuffle_seed)}'), rerank_id"
     query = f"select {', '.join(columns)} from {table} where {holdout(part, share)} order by {order}" + (
         f" limit {int(limit)}" if limit is not None else "")
+    # no progress bar: a long read would draw one into the training log (or a benchmark's output)
     with duckdb.connect(str(database), read_only=True) as con:
+        con.execute("set enable_progress_bar = false")
         reader = con.sql(query).to_arrow_reader(batch_requests)
         for record_batch in reader:
             if record_batch.num_rows:
