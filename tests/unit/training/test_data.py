@@ -97,7 +97,9 @@ def test_a_split_in_memory_is_the_streamed_split_and_batches_anew_from_a_seed(tm
     split = load_split(database, "train", SPEC)
     streamed = list(read_batches(database, "train", SPEC, batch_requests=2))
     assert [b.rerank_id for b in split.batches(2)] == [b.rerank_id for b in streamed]
-    assert np.array_equal(next(split.batches(2)).candidate, streamed[0].candidate)
+    first = next(split.batches(2))  # r0 r1: 2 and 3 candidates, 0 and 1 exposures, cut to the longest of each
+    assert first.candidate_item.tolist() == [[1, 2, 0], [101, 102, 103]] and first.ie_item.tolist() == [[0], [101]]
+    assert np.array_equal(first.candidate, streamed[0].candidate[:, :3])
     taken = split.take(np.array([4, 0]))
     assert taken.rerank_id == ["r4", "r0"] and taken.candidates.tolist() == [4, 2]
     assert taken.candidate_item.tolist() == [[401, 402, 403, 404], [1, 2, 0, 0]]
