@@ -482,7 +482,6 @@ def check_logical_date(ds: str) -> str:
     return ds
 
 
-
 def days_back(ds: str, n: int) -> list[str]:
     """ds and the n days before it, oldest first."""
     day = dt.date.fromisoformat(ds)

@@ -14,15 +14,20 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from edgerec.config import Settings
+from edgerec.config import Settings, check_logical_date
 from edgerec.contracts import LogValidator
+from edgerec.contracts.catalog import CATALOG_ARROW_SCHEMA
+from edgerec.contracts.raw_log import PageRequest, Rerank, item_ids_of
 from edgerec.contracts.validate import FIXES
-from edgerec.errors import EdgeRecError, MissingInput
+from edgerec.errors import ConfigError, EdgeRecError, MissingInput
 from edgerec.reports import RawValidation
 from edgerec.sim.config import load_sim_config
 from edgerec.sim.writer import simulate
 
 log = logging.getLogger(__name__)
+
+
+WRITE_CATALOG = "write the day's snapshot of every item its events name (item_id, category, brand, ...)"
 
 
 class BadShareExceeded(EdgeRecError):
@@ -46,8 +51,7 @@ def validate_raw(settings: Settings, ds: str) -> dict:
         raise MissingInput(f"no raw events for ds={ds} at {day.raw_events}: the day's client logs go there "
                            f"(*.jsonl.gz); `edgerec logs check {settings.raw}` lists the days the raw zone holds")
     if not day.raw_items.exists():
-        raise MissingInput(f"no item catalog for ds={ds} at {day.raw_items}: write the day's snapshot of every item "
-                           "its events name (item_id, category, brand, ...)")
+        raise MissingInput(f"no item catalog for ds={ds} at {day.raw_items}: {WRITE_CATALOG}")
     known = pq.read_table(day.raw_items, columns=["item_id"])["item_id"].to_pylist()
     day.quarantine_raw.parent.mkdir(parents=True, exist_ok=True)
     with day.quarantine_raw.open("w") as quarantine:
@@ -120,11 +124,6 @@ def check_raw_zone(raw: Path, days: list[str] | None, max_bad_share: float) -> l
     """Each day of the raw zone `raw` (those in `days`, else every `events/ds=*` partition): counts, list lengths,
     catalog coverage and the problems that would stop its DAG run, each naming the fix. Reads the logs once with
     the contract's validator; writes nothing."""
-    from edgerec.config import check_logical_date
-    from edgerec.contracts.catalog import CATALOG_ARROW_SCHEMA
-    from edgerec.contracts.raw_log import PageRequest, Rerank, item_ids_of
-    from edgerec.errors import ConfigError
-
     events_root = raw / "events"
     found = sorted(p.name.removeprefix("ds=") for p in events_root.glob("ds=*") if p.is_dir())
     if not found:
@@ -153,8 +152,7 @@ def check_raw_zone(raw: Path, days: list[str] | None, max_bad_share: float) -> l
             catalog = frozenset(table["item_id"].to_pylist()) if "item_id" in table.column_names else frozenset()
             day.catalog_items = len(catalog)
         else:
-            day.problems.append(f"no item catalog at {catalog_path}: write the day's snapshot of every item its "
-                                "events name (item_id, category, brand, ...)")
+            day.problems.append(f"no item catalog at {catalog_path}: {WRITE_CATALOG}")
 
         def count(event, day=day, catalog=catalog) -> None:
             day.events_by_type[event.event_type] += 1
