@@ -214,6 +214,17 @@ class RunSettings(Section):
         "Airflow retries per task (quality gates never retry: bad data stays bad)"))
 
 
+class StackSettings(Section):
+    """The at-scale stack on one machine (`edgerec stack run`, `make run-stack`, `pytest -m stack`)"""
+
+    postgres_url: str = Field("postgresql://postgres@127.0.0.1:5432/postgres", json_schema_extra=SECRET_URL,
+                              description=(
+        "a PostgreSQL database whose user may create databases: the stack creates its throwaway databases there "
+        "(Airflow's metadata, MLflow's store) and drops them when it stops"))
+    timeout_s: float = Field(300.0, gt=0, le=3_600, description=(
+        "how long each server of the stack may take to answer, and a DAG run to finish, before it fails"))
+
+
 class Settings(BaseModel):
     """The state directory and the raw zone, then one section per concern."""
 
@@ -240,6 +251,7 @@ class Settings(BaseModel):
     release: ReleaseSettings = ReleaseSettings()
     serving: ServingSettings = ServingSettings()
     run: RunSettings = RunSettings()
+    stack: StackSettings = StackSettings()
 
     def replace(self, **changes) -> Settings:
         """A copy with some settings changed: `home=path`, or a section's fields as `train={"epochs": 1}`."""

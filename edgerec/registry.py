@@ -11,11 +11,15 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from enum import StrEnum
+from urllib.parse import urlsplit
 
 from edgerec.config import REPO_ROOT, Settings
 from edgerec.errors import ConfigError, MissingInput
+from edgerec.redact import redact_url
 
 REGISTERED_MODEL = "edgerec-reranker"
 EXPERIMENT = "edgerec-daily-retrain"
@@ -37,16 +41,42 @@ def connect(settings: Settings):
     from mlflow import MlflowClient
 
     uri = settings.mlflow.tracking_uri
+    if uri and uri.startswith(("http://", "https://")) and urlsplit(uri).password is not None:
+        # MLflow prints a tracking server's URI in every run's link: a password in it would reach the logs
+        raise ConfigError(f"EDGEREC_MLFLOW_TRACKING_URI holds a password ({redact_url(uri)}): give the tracking "
+                          "server's credentials in MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD instead")
     if uri is None:
         settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
         uri = f"sqlite:///{settings.mlflow_dir / 'mlflow.db'}"
+    if uri.startswith(("http://", "https://")):
+        _check_answers(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+    try:
+        experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+    except Exception as error:  # any store's failure to open: a missing database, a refused login, ...
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"cannot open the MLflow store {redact_url(uri)}: {redact_url(reason)}; check "
+                          "EDGEREC_MLFLOW_TRACKING_URI (and MLFLOW_TRACKING_USERNAME/PASSWORD for a server)") from None
+    if experiment is None:
         artifacts = None if settings.mlflow.tracking_uri else (settings.mlflow_dir / "artifacts").as_uri()
         mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
     mlflow.set_experiment(EXPERIMENT)
     return MlflowClient()
+
+
+def _check_answers(uri: str, timeout_s: float = 10.0) -> None:
+    """Fail fast, naming the URL and the setting, where MLflow's client would retry an unreachable server for
+    minutes."""
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s):
+            return
+    except urllib.error.HTTPError:
+        return  # it answers; what it answers is the client's business
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise ConfigError(f"the MLflow tracking server {redact_url(uri)} does not answer ({reason}); check "
+                          "EDGEREC_MLFLOW_TRACKING_URI") from None
 
 
 def git_sha() -> str:

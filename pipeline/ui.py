@@ -11,14 +11,8 @@ import contextlib
 import json
 import os
 import secrets
-import signal
 import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,16 +20,14 @@ from edgerec.config import Settings
 from edgerec.errors import EdgeRecError
 from edgerec.registry import REGISTERED_MODEL
 from pipeline.orchestration import airflow_env
+from pipeline.services import HOST, Server, tool, write_secret
 
-HOST = "127.0.0.1"
 USER = "admin"  # the one login of each UI
 DAILY_DAG = "edgerec_daily_retrain"
-STARTUP_TIMEOUT_S = 300.0  # a cold Airflow API server on a busy two-core machine takes about a minute
-STOP_TIMEOUT_S = 20.0
 
 
 class UiError(EdgeRecError):
-    """The UI cannot start or stopped; the message says why and what to do."""
+    """The UIs cannot start; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -45,23 +37,6 @@ class Credentials:
     airflow_passwords: Path  # {"admin": password}: Airflow's simple auth manager reads it as is
     mlflow_auth_config: Path  # MLflow's basic-auth ini: auth database, admin user and admin_password
     mlflow_secret_key: Path  # the Flask secret key of MLflow's CSRF protection
-
-
-@dataclass(frozen=True)
-class Server:
-    """One UI server: how to start it and how to tell it answers."""
-
-    name: str
-    command: list[str]
-    env: dict[str, str]
-    port: int
-    health_path: str  # answers without a login once the server is up
-    page: str  # the page to open first
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
 
 
 def run_days(settings: Settings) -> list[str]:
@@ -75,13 +50,6 @@ def last_run_day(settings: Settings) -> str:
     if not days:
         raise UiError(f"no run in {settings.home} yet (no logs/run_ds=*.log): run `make run` first")
     return days[-1]
-
-
-def write_secret(path: Path, text: str) -> None:
-    """Create `path` readable by its owner alone, before a byte of the secret is in it."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(text)
 
 
 def mlflow_auth_ini(database: Path, password: str) -> str:
@@ -108,10 +76,6 @@ def ensure_credentials(settings: Settings, token: Callable[[int], str] = secrets
     return creds
 
 
-def _tool(name: str) -> str:
-    return str(Path(sys.executable).with_name(name))
-
-
 def airflow_server(settings: Settings, port: int, creds: Credentials) -> Server:
     """Airflow's API server (its UI and REST API, no execution API) behind the simple auth manager."""
     env = airflow_env(settings)
@@ -125,7 +89,7 @@ def airflow_server(settings: Settings, port: int, creds: Credentials) -> Server:
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": f"http://{HOST}:{port}",
     })
-    return Server("Airflow", [_tool("airflow"), "api-server", "--host", HOST, "--port", str(port), "--workers", "1",
+    return Server("Airflow UI", [tool("airflow"), "api-server", "--host", HOST, "--port", str(port), "--workers", "1",
                               "--apps", "core"],
                   env, port, "/api/v2/monitor/health", f"/dags/{DAILY_DAG}",
                   settings.home / "logs" / "ui-airflow.log")
@@ -152,10 +116,10 @@ def mlflow_server(settings: Settings, port: int, creds: Credentials) -> Server:
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # a UI over a store runs no server-side jobs
         "MLFLOW_DISABLE_TELEMETRY": "true",
     })
-    command = [_tool("mlflow"), "server", "--app-name", "basic-auth", "--backend-store-uri", mlflow_store(settings),
+    command = [tool("mlflow"), "server", "--app-name", "basic-auth", "--backend-store-uri", mlflow_store(settings),
                "--default-artifact-root", (settings.mlflow_dir / "artifacts").as_uri(), "--no-serve-artifacts",
                "--host", HOST, "--port", str(port), "--workers", "1"]
-    return Server("MLflow", command, env, port, "/health", f"/#/models/{REGISTERED_MODEL}",
+    return Server("MLflow UI", command, env, port, "/health", f"/#/models/{REGISTERED_MODEL}",
                   settings.home / "logs" / "ui-mlflow.log")
 
 
@@ -202,72 +166,3 @@ def summary(settings: Settings, servers: list[Server], creds: Credentials, dbt_d
             f"Data Docs   {data_docs}{'' if data_docs.exists() else ' (not built yet)'}\n"
             f"dbt docs    {dbt_docs}\n"
             "Ctrl-C stops both.")
-
-
-def start(server: Server) -> subprocess.Popen:
-    server.log.parent.mkdir(parents=True, exist_ok=True)
-    with server.log.open("w") as log:
-        return subprocess.Popen(server.command, env=server.env, cwd=server.log.parent, stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def wait_until_answering(server: Server, proc: subprocess.Popen, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not answers(server.url + server.health_path):
-        if proc.poll() is not None:
-            raise UiError(f"the {server.name} UI exited (code {proc.returncode}) before answering; its log: "
-                          f"{server.log}")
-        if time.monotonic() > deadline:
-            raise UiError(f"the {server.name} UI did not answer on {server.url} within {timeout_s:.0f} s; its log: "
-                          f"{server.log}")
-        time.sleep(1)
-
-
-def stop(procs: list[subprocess.Popen]) -> None:
-    """SIGTERM to each child's whole process group (servers fork workers), SIGKILL to what is left after a while."""
-    for proc in procs:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    for proc in procs:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # stray workers of a group whose leader already left
-        proc.wait()
-
-
-@contextlib.contextmanager
-def running(servers: list[Server], on_wait: Callable[[Server], None]) -> Iterator[list[subprocess.Popen]]:
-    """Start every server, wait until each answers, and stop them all on the way out, however it is left."""
-    # Ctrl-C and SIGTERM raise KeyboardInterrupt, even where SIGINT came ignored (a command started with `&`)
-    previous = {sig: signal.signal(sig, signal.default_int_handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    procs: list[subprocess.Popen] = []
-    try:
-        for server in servers:
-            procs.append(start(server))
-        for server, proc in zip(servers, procs, strict=True):
-            on_wait(server)
-            wait_until_answering(server, proc)
-        yield procs
-    finally:
-        stop(procs)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def serve_until_interrupted(servers: list[Server], procs: list[subprocess.Popen]) -> None:
-    """Block until Ctrl-C or SIGTERM (KeyboardInterrupt, see `running`), or fail when a server dies on its own."""
-    while True:
-        for server, proc in zip(servers, procs, strict=True):
-            if proc.poll() is not None:
-                raise UiError(f"the {server.name} UI stopped (code {proc.returncode}); its log: {server.log}")
-        time.sleep(1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pyarrow as pa
+from pyspark import Broadcast
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
@@ -44,9 +45,9 @@ def read_raw_lines(spark: SparkSession, events_root: str, days: list[str]) -> Da
     return lines.repartition(spark.sparkContext.defaultParallelism)
 
 
-def _contract_checker(known_items: list[int] | None):
+def _contract_checker(known_items: Broadcast | None):
     def check(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        validator = LogValidator(known_items, check_duplicates=False)
+        validator = LogValidator(known_items.value if known_items else None, check_duplicates=False)
         for batch in batches:
             columns: dict[str, list] = {name: [] for name in CHECKED_SCHEMA.names}
             rows = zip(*(batch.column(c).to_pylist() for c in ("value", "ds", "source", "line_id")), strict=True)
@@ -68,8 +69,10 @@ def _contract_checker(known_items: list[int] | None):
 
 
 def check_contract(lines: DataFrame, known_items: list[int] | None) -> DataFrame:
-    """Every line with its flat event fields, or with the reason it is bad (reason null when good)."""
-    return lines.mapInArrow(_contract_checker(known_items), from_arrow_schema(CHECKED_SCHEMA))
+    """Every line with its flat event fields, or with the reason it is bad (reason null when good). The catalog's
+    item ids travel to the executors as a broadcast (once per executor), not inside each task's closure."""
+    known = None if known_items is None else lines.sparkSession.sparkContext.broadcast(known_items)
+    return lines.mapInArrow(_contract_checker(known), from_arrow_schema(CHECKED_SCHEMA))
 
 
 def mark_duplicates(checked: DataFrame) -> DataFrame:

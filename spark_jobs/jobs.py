@@ -10,7 +10,6 @@ import logging
 import time
 from collections.abc import Callable
 
-import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -47,7 +46,8 @@ def run_ingest(spark: SparkSession, settings: Settings, ds: str) -> dict:
     if not day.raw_events.exists() or not day.raw_items.exists():
         raise MissingInput(f"raw zone lacks ds={ds}: need {day.raw_events} and {day.raw_items}")
     items = check_catalog(spark.read.parquet(str(day.raw_items))).withColumn("ds", F.lit(ds))
-    known = pq.read_table(day.raw_items, columns=["item_id"])["item_id"].to_pylist()
+    # read through Spark, so the catalog need only be where the cluster reads
+    known = [row.item_id for row in spark.read.parquet(str(day.raw_items)).select("item_id").collect()]
     contract = check_contract(read_raw_lines(spark, str(settings.raw / "events"), [ds]), known).cache()
     checked = mark_duplicates(contract).cache()
     by_reason = {r["bad_reason"]: r["count"] for r in checked.groupBy("bad_reason").count().collect()}

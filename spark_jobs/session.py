@@ -3,14 +3,34 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 
 from pyspark.sql import SparkSession
 
 from edgerec.config import Settings
+from edgerec.errors import ConfigError
+
+
+def check_master_reachable(master: str, timeout_s: float = 5.0) -> None:
+    """A standalone master (`spark://host:port[,host:port]`) that accepts no connection fails here at once, naming
+    it and the setting, where Spark would retry it for a minute and then stop the driver."""
+    if not master.startswith("spark://"):
+        return
+    reasons = []
+    for address in master.removeprefix("spark://").split(","):
+        host, _, port = address.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout_s):
+                return
+        except (OSError, ValueError) as error:
+            reasons.append(f"{address}: {getattr(error, 'strerror', None) or error}")
+    raise ConfigError(f"the Spark master {master} accepts no connection ({'; '.join(reasons)}); check "
+                      "EDGEREC_SPARK_MASTER and that the cluster runs")
 
 
 def spark_session(settings: Settings, app_name: str = "edgerec") -> SparkSession:
+    check_master_reachable(settings.spark.master)
     if settings.spark.master.startswith("local"):
         # local executors run the contract check in Python: the driver's interpreter, with the project
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

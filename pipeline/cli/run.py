@@ -47,6 +47,7 @@ def ui(
     their addresses, where the passwords are and the Data Docs and dbt docs sites, then serves until Ctrl-C.
 
     The servers' output goes to $EDGEREC_HOME/logs/ui-{airflow,mlflow}.log."""
+    from pipeline import services
     from pipeline import ui as ui_
 
     settings = settings_from_env()
@@ -60,11 +61,11 @@ def ui(
             dbt_docs = str(ui_.dbt_docs_index(settings, ds))
         except ui_.UiError as error:  # the UIs are still worth starting
             dbt_docs = f"not generated: {error}"
-        with ui_.running(servers, lambda s: typer.echo(f"starting the {s.name} UI on {s.url} (log: {s.log}) ...")) \
+        with services.running(servers, lambda s: typer.echo(f"starting the {s.name} on {s.url} (log: {s.log}) ...")) \
                 as procs:
             typer.secho(f"\n== the UIs over {settings.home} (last day run: ds={ds}) ==", fg="green", bold=True)
             typer.echo(ui_.summary(settings, servers, creds, dbt_docs))
-            ui_.serve_until_interrupted(servers, procs)
+            services.serve_until_interrupted(servers, procs)
     except KeyboardInterrupt:
         typer.echo("stopped the UIs")
 

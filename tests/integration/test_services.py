@@ -1,29 +1,23 @@
-"""How `edgerec ui` runs its servers, with a stand-in server: it waits until each answers, stops each whole process
-group on the way out, and fails naming the log of a server that dies. The real UIs: tests/e2e/test_make_run.py."""
+"""How the pipeline runs its servers (the UIs, the at-scale stack), with a stand-in server: it waits until each
+answers, stops each whole process group on the way out, and fails naming the log of a server that dies. The real UIs:
+tests/e2e/test_make_run.py; the real stack: tests/stack."""
 
 import os
-import socket
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from pipeline import ui
+from pipeline import services
 
 pytestmark = pytest.mark.integration
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def stand_in(tmp_path, script: str) -> ui.Server:
-    port = free_port()
-    return ui.Server("Stand-in", ["sh", "-c", script.format(python=sys.executable, port=port)], dict(os.environ),
-                     port, "/", "/", tmp_path / "logs" / "ui-stand-in.log")
+def stand_in(tmp_path, script: str) -> services.Server:
+    port = services.free_port()
+    return services.Server("stand-in server", ["sh", "-c", script.format(python=sys.executable, port=port)],
+                           dict(os.environ), port, "/", "/", tmp_path / "logs" / "stand-in.log")
 
 
 def running_in_group(pgid: int) -> list[int]:
@@ -52,24 +46,24 @@ def test_servers_answer_before_the_block_runs_and_their_whole_process_groups_sto
     # a server with a worker of its own, as uvicorn's and gunicorn's
     server = stand_in(tmp_path, "sleep 600 & exec {python} -m http.server {port} --bind 127.0.0.1")
     waited = []
-    with ui.running([server], waited.append) as [proc]:
-        assert waited == [server] and ui.answers(server.url + "/")
+    with services.running([server], waited.append) as [proc]:
+        assert waited == [server] and services.answers(server.url + "/")
         assert len(running_in_group(proc.pid)) == 2  # the server and its worker
     assert proc.poll() is not None and group_ended(proc.pid), running_in_group(proc.pid)
-    assert not ui.answers(server.url + "/")
+    assert not services.answers(server.url + "/")
 
 
 def test_a_server_that_dies_before_answering_fails_naming_its_log_and_leaves_nothing_running(tmp_path):
     server = stand_in(tmp_path, "echo 'port already in use'; exit 3")
-    with pytest.raises(ui.UiError) as failed, ui.running([server], lambda s: None):
+    with pytest.raises(services.ServiceError) as failed, services.running([server], lambda s: None):
         pass
-    assert str(failed.value) == f"the Stand-in UI exited (code 3) before answering; its log: {server.log}"
+    assert str(failed.value) == f"the stand-in server exited (code 3) before answering; its log: {server.log}"
     assert server.log.read_text() == "port already in use\n"
 
 
 def test_a_server_that_stops_while_serving_fails_naming_its_log(tmp_path):
     server = stand_in(tmp_path, "exec {python} -m http.server {port} --bind 127.0.0.1")
-    with pytest.raises(ui.UiError, match=r"the Stand-in UI stopped \(code -9\); its log: .*ui-stand-in.log"), \
-            ui.running([server], lambda s: None) as [proc]:
+    stopped = r"the stand-in server stopped \(code -9\); its log: .*stand-in.log"
+    with pytest.raises(services.ServiceError, match=stopped), services.running([server], lambda s: None) as [proc]:
         proc.kill()
-        ui.serve_until_interrupted([server], [proc])
+        services.serve_until_interrupted([server], [proc])

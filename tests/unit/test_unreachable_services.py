@@ -1,0 +1,53 @@
+"""A service that is not there fails at once, naming its URL (without a password) and the setting to fix."""
+
+import socket
+
+import pytest
+
+from edgerec import registry
+from edgerec.config import load_settings
+from edgerec.errors import ConfigError
+from spark_jobs.session import check_master_reachable
+
+pytestmark = pytest.mark.unit
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:  # bound, never listening: connections are refused
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_an_unreachable_spark_master_is_named_with_its_setting():
+    port = closed_port()
+    with pytest.raises(ConfigError) as refused:
+        check_master_reachable(f"spark://127.0.0.1:{port},127.0.0.1:{port}", timeout_s=1)
+    assert str(refused.value) == (
+        f"the Spark master spark://127.0.0.1:{port},127.0.0.1:{port} accepts no connection "
+        f"(127.0.0.1:{port}: Connection refused; 127.0.0.1:{port}: Connection refused); check EDGEREC_SPARK_MASTER "
+        "and that the cluster runs")
+
+
+def test_local_masters_need_no_check():
+    check_master_reachable("local[*]")
+    check_master_reachable("local[2]")
+
+
+def test_an_unreachable_tracking_server_is_named_with_its_setting(tmp_path):
+    port = closed_port()
+    settings = load_settings({"EDGEREC_HOME": str(tmp_path),
+                              "EDGEREC_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"})
+    with pytest.raises(ConfigError) as refused:
+        registry.connect(settings)
+    assert str(refused.value).startswith(f"the MLflow tracking server http://127.0.0.1:{port} does not answer (")
+    assert str(refused.value).endswith("); check EDGEREC_MLFLOW_TRACKING_URI")
+
+
+def test_a_tracking_uri_with_a_password_is_refused_without_showing_it(tmp_path):
+    settings = load_settings({"EDGEREC_HOME": str(tmp_path),
+                              "EDGEREC_MLFLOW_TRACKING_URI": "https://admin:hunter2@mlflow.example"})
+    with pytest.raises(ConfigError) as refused:
+        registry.connect(settings)
+    assert str(refused.value) == (
+        "EDGEREC_MLFLOW_TRACKING_URI holds a password (https://admin:***@mlflow.example): give the tracking server's "
+        "credentials in MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD instead")
