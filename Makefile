@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export EDGEREC_HOME ?= $(CURDIR)/.edgerec
 
-.PHONY: help setup run ui test test-fast lint bench clean
+.PHONY: help setup run run-stack ui test test-stack test-fast lint bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -15,11 +15,17 @@ setup: ## install Java 17+ and Chromium if missing, the venv with the project, a
 run: setup ## run the daily DAG on the embedded defaults (simulated logs) and show its outputs
 	$(BIN)/edgerec run
 
+run-stack: setup ## the daily DAG on the at-scale twins (Spark cluster, MLflow server, Airflow scheduler), 2 days
+	EDGEREC_HOME=$(CURDIR)/.edgerec-stack $(BIN)/edgerec stack run
+
 ui: setup ## after a run: the Airflow and MLflow UIs on 127.0.0.1 behind logins, and where the docs sites are
 	$(BIN)/edgerec ui
 
 test: setup ## run the whole test suite
 	$(BIN)/pytest
+
+test-stack: setup ## the at-scale twins' tests (pytest -m stack: a Spark cluster, Airflow's scheduler, ...)
+	$(BIN)/pytest -m stack
 
 test-fast: setup ## run the unit tests only
 	$(BIN)/pytest -m unit
@@ -33,5 +39,5 @@ bench: setup ## run every benchmark in bench/ (quality_signal.py only after a `m
 	    echo "== $$b: no marts in $(EDGEREC_HOME) yet; run \`make run\` first"; continue; fi; \
 	  echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-clean: ## delete the state directory (every output of the embedded run)
-	rm -rf $(EDGEREC_HOME)
+clean: ## delete the state directories (every output of the embedded run and of run-stack)
+	rm -rf $(EDGEREC_HOME) $(CURDIR)/.edgerec-stack

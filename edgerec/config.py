@@ -222,7 +222,9 @@ class StackSettings(Section):
         "a PostgreSQL database whose user may create databases: the stack creates its throwaway databases there "
         "(Airflow's metadata, MLflow's store) and drops them when it stops"))
     timeout_s: float = Field(300.0, gt=0, le=3_600, description=(
-        "how long each server of the stack may take to answer, and a DAG run to finish, before it fails"))
+        "how long each server of the stack may take to answer before it fails"))
+    run_timeout_s: float = Field(7_200.0, gt=0, le=86_400, description=(
+        "how long a DAG run on the stack may take before `edgerec stack run` gives up on it"))
 
 
 class Settings(BaseModel):

@@ -11,12 +11,13 @@ import json
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from edgerec.config import REPO_ROOT, Settings
-from edgerec.errors import EdgeRecError
+from edgerec.errors import ConfigError, EdgeRecError
 from edgerec.reports import DbtBuild
 
 log = logging.getLogger(__name__)
@@ -37,13 +38,31 @@ def dbt_vars(settings: Settings, ds: str) -> dict:
             "warehouse": str(settings.warehouse)}
 
 
+def check_thrift_server(settings: Settings, timeout_s: float = 5.0) -> None:
+    """A Thrift server that accepts no connection fails here at once, naming it and the settings, rather than as a
+    database error deep in dbt's log."""
+    host, port = settings.dbt.spark_host, settings.dbt.spark_port
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return
+    except OSError as error:
+        raise ConfigError(f"the Spark Thrift server {host}:{port} accepts no connection ({error.strerror or error}); "
+                          "check EDGEREC_DBT_SPARK_HOST and EDGEREC_DBT_SPARK_PORT, or build on duckdb "
+                          "(EDGEREC_DBT_TARGET=duckdb)") from None
+
+
 def run_dbt(settings: Settings, ds: str, command: list[str]) -> subprocess.CompletedProcess:
     """Run one dbt command on the project for ds; its target/ and logs/ go to HOME/dbt."""
     state = settings.home / "dbt"
     args = [_dbt(), *command, "--project-dir", str(DBT_PROJECT), "--profiles-dir", str(DBT_PROJECT),
             "--target", settings.dbt.target, "--target-path", str(state / "target"),
             "--log-path", str(state / "logs"), "--vars", json.dumps(dbt_vars(settings, ds))]
-    env = dict(os.environ, EDGEREC_HOME=str(settings.home), DBT_SEND_ANONYMOUS_USAGE_STATS="false")
+    if settings.dbt.target == "spark" and settings.dbt.spark_method == "thrift":
+        check_thrift_server(settings)
+    dbt = settings.dbt  # dbt/profiles.yml reads the connection from these variables
+    env = dict(os.environ, EDGEREC_HOME=str(settings.home), DBT_SEND_ANONYMOUS_USAGE_STATS="false",
+               EDGEREC_DBT_SPARK_METHOD=dbt.spark_method, EDGEREC_DBT_SPARK_HOST=dbt.spark_host,
+               EDGEREC_DBT_SPARK_PORT=str(dbt.spark_port), EDGEREC_DBT_SPARK_SCHEMA=dbt.spark_schema)
     log.info("dbt %s ds=%s (target %s)", " ".join(command), ds, settings.dbt.target)
     state.mkdir(parents=True, exist_ok=True)  # the working directory: dbt-spark's session keeps its tables here
     result = subprocess.run(args, env=env, cwd=state, capture_output=True, text=True)

@@ -9,6 +9,7 @@ mode 0600 under the stack's directory, never printed); its output goes to a log 
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import shutil
 import subprocess
@@ -175,7 +176,9 @@ def spark_cluster(directory: Path, workers: int = 2, worker_memory: str = "2g") 
                  f"spark.authenticate true\nspark.authenticate.secret {secrets.token_hex(24)}\n"
                  f"spark.pyspark.python {sys.executable}\nspark.pyspark.driver.python {sys.executable}\n")
     env = {**_base_env(), "SPARK_HOME": str(spark_home()), "SPARK_CONF_DIR": str(conf_dir),
-           "SPARK_LOCAL_IP": HOST, "PYSPARK_PYTHON": sys.executable}
+           "SPARK_LOCAL_IP": HOST, "PYSPARK_PYTHON": sys.executable,
+           # no REST submission endpoint: it takes jobs without the secret (and its fixed port 6067 collides)
+           "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false"}
     spark_class = str(spark_home() / "bin" / "spark-class")
     port, ui_port = free_port(), free_port()
     url = f"spark://{HOST}:{port}"
@@ -220,6 +223,26 @@ def running_spark_cluster(directory: Path, timeout_s: float, workers: int = 2) -
         yield cluster
 
 
+def thrift_server(cluster: SparkCluster, directory: Path) -> Server:
+    """Spark's Thrift JDBC/ODBC server (HiveServer2 protocol) on the cluster, for dbt's `spark` target: one core of
+    the cluster, its metastore (Derby) and tables in `directory`. It listens on loopback only; its own clients
+    are not authenticated (hive.server2.authentication NONE: a production server sits behind LDAP or Kerberos)."""
+    port = free_port()
+    work = directory / "thrift"
+    work.mkdir(exist_ok=True)
+    command = [str(spark_home() / "bin" / "spark-submit"), "--class",
+               "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2", "--name", "edgerec-thrift",
+               "--master", cluster.url, "--total-executor-cores", "1", "--executor-memory", "1g",
+               "--conf", f"spark.sql.warehouse.dir={work / 'warehouse'}",
+               "--conf", f"spark.driver.extraJavaOptions=-Dderby.stream.error.file={work / 'derby.log'}",
+               "--hiveconf", f"javax.jdo.option.ConnectionURL=jdbc:derby:;databaseName={work / 'metastore_db'};"
+                             "create=true",
+               "--hiveconf", f"hive.server2.thrift.bind.host={HOST}", "--hiveconf", f"hive.server2.thrift.port={port}",
+               "spark-internal"]
+    env = {**cluster.master.env, **cluster.client_env}
+    return Server("Spark Thrift server", command, env, port, None, "", directory / "spark-thrift.log", cwd=work)
+
+
 # -- the whole stack ------------------------------------------------------------------------------------------------
 
 
@@ -251,3 +274,191 @@ def running_mlflow(settings: Settings, directory: Path) -> Iterator[Mlflow]:
         mlflow = mlflow_server(directory, db, s3)
         with running([mlflow.server], timeout_s=settings.stack.timeout_s):
             yield mlflow
+
+
+# -- Airflow: scheduler (LocalExecutor), DAG processor and API server on PostgreSQL -----------------------------------
+
+AIRFLOW_USER = "admin"
+
+
+@dataclass(frozen=True)
+class Airflow:
+    servers: list[Server]  # the API server first
+    env: dict[str, str]
+    password_file: Path  # {"admin": password}, mode 0600
+
+    @property
+    def url(self) -> str:
+        return self.servers[0].url
+
+
+def airflow_stack(settings: Settings, directory: Path, database_url: str, pipeline_env: dict[str, str]) -> Airflow:
+    """Airflow as it runs in production, on one machine: the scheduler with the LocalExecutor, the DAG processor and
+    the API server, sharing a PostgreSQL metadata database; the DAG tasks get `pipeline_env` (EDGEREC_* settings and
+    clients' credentials). Logins through the simple auth manager; the execution API's tokens are signed with a
+    secret generated here."""
+    from cryptography.fernet import Fernet
+
+    from pipeline.orchestration import airflow_env
+
+    home = directory / "airflow"
+    home.mkdir(mode=0o700)
+    password_file = home / "passwords.json"
+    write_secret(password_file, json.dumps({AIRFLOW_USER: secrets.token_urlsafe(18)}))
+    port = free_port()
+    url = f"http://{HOST}:{port}"
+    env = {**_base_env(), **airflow_env(settings), **pipeline_env}
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _sqlalchemy(database_url),
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager."
+                                       "SimpleAuthManager",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{AIRFLOW_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file),
+        "AIRFLOW__API__HOST": HOST, "AIRFLOW__API__PORT": str(port), "AIRFLOW__API__BASE_URL": url,
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),  # HS512 wants 64 bytes; every process the same
+        # the task log servers' fixed default ports (8793, 8794) would collide with another stack's
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+        # new DAG files seen in seconds, not minutes; a finished task reported within a second
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5", "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "300",  # our DAG files change only with a release
+        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
+        "AIRFLOW__CORE__PARALLELISM": "2",  # two cores: the DAG's tasks already use both
+        # runs come from the API only (the days asked for), not from the schedule's latest interval (today)
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+    })
+    airflow = tool("airflow")
+    servers = [
+        Server("Airflow API server", [airflow, "api-server", "--host", HOST, "--port", str(port), "--workers", "1"],
+               env, port, "/api/v2/monitor/health", "/dags", home / "api-server.log"),
+        Server("Airflow scheduler", [airflow, "scheduler"], env, None, None, "", home / "scheduler.log"),
+        Server("Airflow DAG processor", [airflow, "dag-processor"], env, None, None, "", home / "dag-processor.log"),
+    ]
+    return Airflow(servers, env, password_file)
+
+
+def migrate_airflow(airflow: Airflow) -> None:
+    log = airflow.servers[0].log.with_name("db-migrate.log")
+    with log.open("w") as out:
+        done = subprocess.run([tool("airflow"), "db", "migrate"], env=airflow.env, stdout=out,
+                              stderr=subprocess.STDOUT, check=False)
+    if done.returncode:
+        raise ServiceError(f"airflow db migrate failed (code {done.returncode}); its log: {log}")
+
+
+class AirflowApi:
+    """Airflow's REST API (v2) as a logged-in admin: trigger, follow and answer runs."""
+
+    def __init__(self, airflow: Airflow, timeout_s: float):
+        import httpx
+
+        self.airflow, self.timeout_s = airflow, timeout_s
+        password = json.loads(airflow.password_file.read_text())[AIRFLOW_USER]
+        token = httpx.post(f"{airflow.url}/auth/token", json={"username": AIRFLOW_USER, "password": password},
+                           timeout=30)
+        if token.status_code >= 400:
+            raise ServiceError(f"Airflow refused the stack's login ({token.status_code}) at {airflow.url}")
+        self.client = httpx.Client(base_url=f"{airflow.url}/api/v2", timeout=30,
+                                   headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+
+    def call(self, method: str, path: str, **kwargs):
+        response = self.client.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise ServiceError(f"Airflow API {method} {path}: {response.status_code} {response.text[:300]}")
+        return response.json()
+
+    def _until(self, what: str, done, pause_s: float = 1.0, timeout_s: float | None = None):
+        timeout_s = timeout_s or self.timeout_s
+        deadline = time.monotonic() + timeout_s
+        while not (found := done()):
+            if time.monotonic() > deadline:
+                raise ServiceError(f"{what} not within {timeout_s:.0f} s; logs in {self.airflow.url} and "
+                                   f"{self.airflow.servers[0].log.parent}")
+            time.sleep(pause_s)
+        return found
+
+    def wait_healthy(self) -> None:
+        def healthy():
+            state = self.client.get("/monitor/health").json()
+            return all((state.get(part) or {}).get("status") == "healthy" for part in ("scheduler", "dag_processor"))
+
+        self._until("the Airflow scheduler and DAG processor healthy", healthy)
+
+    def unpause(self, dag_id: str) -> None:
+        self._until(f"DAG {dag_id} parsed", lambda: self.client.get(f"/dags/{dag_id}").status_code == 200)
+        self.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+
+    def trigger(self, dag_id: str, logical_date: str | None, conf: dict | None = None) -> str:
+        body = {"logical_date": logical_date, "conf": conf or {}}
+        return self.call("POST", f"/dags/{dag_id}/dagRuns", json=body)["dag_run_id"]
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        found = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})
+        return {ti["task_id"]: ti["state"] for ti in found["task_instances"]}
+
+    def wait_run(self, dag_id: str, run_id: str, timeout_s: float | None = None) -> str:
+        """The run's final state: success or failed."""
+        def finished():
+            state = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
+            return state if state in ("success", "failed") else None
+
+        return self._until(f"run {run_id} of {dag_id} finished", finished, pause_s=2.0, timeout_s=timeout_s)
+
+    def answer_approval(self, dag_id: str, run_id: str, task_id: str, option: str) -> dict:
+        """Answer a human-in-the-loop task once it waits for input."""
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+        self._until(f"{task_id} of {run_id} awaiting input",
+                    lambda: self.call("GET", path)["state"] == "awaiting_input")
+        # Airflow 3.3 fails the task when the answer lands before the scheduler has seen it park (its own log
+        # says so): wait for that line, as a person answering in the UI always does
+        parked = f"task_id={task_id}, run_id={run_id}"
+        log = self.airflow.servers[1].log
+        self._until(f"{task_id} of {run_id} parked", lambda: any(
+            parked in line and "state=awaiting_input" in line for line in log.read_text().splitlines()), 0.5)
+        return self.call("PATCH", f"{path}/-1/hitlDetails", json={"chosen_options": [option], "params_input": {}})
+
+
+@contextlib.contextmanager
+def running_airflow(settings: Settings, directory: Path, pipeline_env: dict[str, str]) -> Iterator[AirflowApi]:
+    """A throwaway metadata database, `airflow db migrate`, the three servers; yields the logged-in API."""
+    with postgres_database(settings.stack.postgres_url, "airflow") as db:
+        airflow = airflow_stack(settings, directory, db, pipeline_env)
+        migrate_airflow(airflow)
+        with running(airflow.servers, timeout_s=settings.stack.timeout_s):
+            api = AirflowApi(airflow, settings.stack.timeout_s)
+            api.wait_healthy()
+            yield api
+
+
+# -- the whole stack: `edgerec stack run` ---------------------------------------------------------------------------
+
+DAILY_DAG = "edgerec_daily_retrain"
+
+
+@contextlib.contextmanager
+def whole_stack(settings: Settings, on_start=lambda name: None) -> Iterator[AirflowApi]:
+    """The Spark cluster, S3, the MLflow server and Airflow, the DAG's tasks pointed at the cluster and the server;
+    everything stopped and the databases dropped on the way out."""
+    directory = stack_directory(settings)
+    timeout = settings.stack.timeout_s
+    on_start(f"a Spark master and two workers (logs: {directory})")
+    with running_spark_cluster(directory, timeout) as cluster:
+        on_start("S3 (moto) and the MLflow server on a new PostgreSQL database")
+        with running_mlflow(settings, directory) as mlflow:
+            env = {"EDGEREC_HOME": str(settings.home), "EDGEREC_MLFLOW_TRACKING_URI": mlflow.tracking_uri,
+                   **mlflow.env, **cluster.client_env}
+            on_start("Airflow: scheduler, DAG processor and API server on a new PostgreSQL database")
+            with running_airflow(settings, directory, env) as api:
+                yield api
+
+
+def run_day(api: AirflowApi, ds: str, timeout_s: float) -> tuple[str, dict[str, str | None]]:
+    """Trigger the daily DAG for ds and wait: (the run's state, each task's state)."""
+    api.unpause(DAILY_DAG)
+    run = api.trigger(DAILY_DAG, f"{ds}T00:00:00Z")
+    state = api.wait_run(DAILY_DAG, run, timeout_s)
+    return state, api.task_states(DAILY_DAG, run)

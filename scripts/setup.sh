@@ -37,10 +37,11 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   apt_install chromium chromium-driver   # the UI test drives headless Chromium through its driver
 fi
 
-if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
+if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ constraints.txt -nt "$STAMP" ]; then
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e '.[dev]'
+  # constraints.txt locks every transitive dependency at a tested version (scripts/lock.sh)
+  "$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[dev]'
   touch "$STAMP"
 fi
 

@@ -1,8 +1,10 @@
 """Entry point for spark-submit, the same jobs as `edgerec spark ...`:
 
-    spark-submit --master yarn --py-files edgerec.zip spark_jobs/main.py all --ds 2026-11-01
+    python -m spark_jobs.package dist/     # the jobs and the core they import, as dist/edgerec_spark.zip
+    spark-submit --master spark://HOST:7077 --py-files dist/edgerec_spark.zip spark_jobs/main.py all --ds 2026-11-01
 
-Settings come from the EDGEREC_* environment. EDGEREC_HOME must be a path the driver and every executor
+Executors need an interpreter with the project's dependencies (PYSPARK_PYTHON). Settings come from the EDGEREC_*
+environment. EDGEREC_HOME must be a path the driver and every executor
 see (a shared mount): the mains check inputs and write the spec and summary with ordinary file I/O.
 """
 

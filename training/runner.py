@@ -10,9 +10,11 @@ this process.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -127,6 +129,20 @@ def _init_worker(level: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
 
 
+@contextlib.contextmanager
+def _no_main_script_in_workers() -> Iterator[None]:
+    """Spawned workers run the parent's __main__ script again unless it ran as a module. Under an Airflow worker
+    that script is the `airflow` console script, whose import needs the metadata database a task may not reach
+    (the failure: a BrokenProcessPool). The workers need only what they unpickle, so they do without it."""
+    main = sys.modules["__main__"]
+    script = main.__dict__.pop("__file__", None)
+    try:
+        yield
+    finally:
+        if script is not None:
+            main.__file__ = script
+
+
 def default_workers(models: int) -> int:
     return max(1, min(models, len(os.sched_getaffinity(0))))
 
@@ -147,7 +163,8 @@ def train_models(database: Path, spec: dict, cfg: TrainConfig, names: list[str],
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                              initargs=(logging.getLogger().getEffectiveLevel(),)) as pool:
         started = sorted(names, key=lambda n: COST_ORDER.index(n) if n in COST_ORDER else -1)
-        futures = {name: pool.submit(train_one, database, spec, cfg, name, "cpu", parents.get(name))
-                   for name in started}
+        with _no_main_script_in_workers():  # the workers start at the submits
+            futures = {name: pool.submit(train_one, database, spec, cfg, name, "cpu", parents.get(name))
+                       for name in started}
         for name in names:
             yield futures[name].result()

@@ -51,3 +51,16 @@ def test_a_tracking_uri_with_a_password_is_refused_without_showing_it(tmp_path):
     assert str(refused.value) == (
         "EDGEREC_MLFLOW_TRACKING_URI holds a password (https://admin:***@mlflow.example): give the tracking server's "
         "credentials in MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD instead")
+
+
+def test_a_thrift_server_that_refuses_is_named_with_its_settings(tmp_path):
+    from edgerec.marts import check_thrift_server
+
+    port = closed_port()
+    settings = load_settings({"EDGEREC_HOME": str(tmp_path), "EDGEREC_DBT_TARGET": "spark",
+                              "EDGEREC_DBT_SPARK_PORT": str(port)})
+    with pytest.raises(ConfigError) as refused:
+        check_thrift_server(settings, timeout_s=1)
+    assert str(refused.value) == (
+        f"the Spark Thrift server 127.0.0.1:{port} accepts no connection (Connection refused); check "
+        "EDGEREC_DBT_SPARK_HOST and EDGEREC_DBT_SPARK_PORT, or build on duckdb (EDGEREC_DBT_TARGET=duckdb)")

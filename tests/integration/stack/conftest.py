@@ -1,9 +1,12 @@
 """The at-scale twins, started once per test session on 127.0.0.1 (pipeline/stack.py): opt-in, `pytest -m stack`."""
 
+import shutil
+
 import pytest
 
 from edgerec.config import load_settings
 from pipeline import stack
+from tests.integration.conftest import DAYS
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +31,41 @@ def mlflow_server(stack_settings, stack_dir):
     """MLflow's tracking server behind its login, on a throwaway PostgreSQL database and moto's S3."""
     with stack.running_mlflow(stack_settings, stack_dir) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def on_stack(world, stack_settings, stack_dir, spark_cluster, mlflow_server, tmp_path_factory):
+    """(settings of the DAG's tasks, the logged-in API) of a state directory that holds the world's first day."""
+    local = world[0]
+    home = tmp_path_factory.mktemp("airflow-state")
+    shutil.copytree(local.raw, home / "raw")
+    # the world's first day only: the run writes the second again, on the cluster
+    shutil.copytree(local.warehouse, home / "warehouse", ignore=shutil.ignore_patterns(f"ds={DAYS[1]}"))
+    env = {"EDGEREC_HOME": str(home), "EDGEREC_SIM_USERS": str(local.sim.users),
+           "EDGEREC_SIM_CORRUPT_RATE": str(local.sim.corrupt_rate),
+           "EDGEREC_SPARK_SHUFFLE_PARTITIONS": str(local.spark.shuffle_partitions),
+           "EDGEREC_TRAIN_EPOCHS": "1", "EDGEREC_TRAIN_MODELS": "crban_hubsm_ie_ipv", "EDGEREC_GATE_MIN_GAUC": "0",
+           "EDGEREC_MLFLOW_TRACKING_URI": mlflow_server.tracking_uri, "EDGEREC_RELEASE_ACTOR": "release-manager",
+           **mlflow_server.env, **spark_cluster.client_env}
+    settings = local.replace(home=home, mlflow={"tracking_uri": mlflow_server.tracking_uri},
+                             train={"epochs": 1, "models": "crban_hubsm_ie_ipv"})
+    with stack.running_airflow(stack_settings, stack_dir, env) as api:
+        yield settings, api
+
+
+@pytest.fixture
+def mlflow_client_env(mlflow_server, monkeypatch):
+    """This process as a client of the MLflow server (its credentials in MLflow's variables)."""
+    for name, value in mlflow_server.env.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture(scope="session")
+def daily_run(on_stack):
+    """(run id, final state, each task's state) of the daily DAG's run for the world's second day."""
+    settings, api = on_stack
+    api.unpause(stack.DAILY_DAG)
+    run = api.trigger(stack.DAILY_DAG, f"{DAYS[1]}T00:00:00Z")
+    return run, api.wait_run(stack.DAILY_DAG, run), api.task_states(stack.DAILY_DAG, run)
+
+

@@ -1,0 +1,43 @@
+"""Training's worker processes start under any parent, an Airflow task included, whose __main__ script cannot be
+imported again (the `airflow` console script needs the metadata database a task may not reach)."""
+
+import subprocess
+import sys
+
+import pytest
+
+from edgerec.config import REPO_ROOT
+
+pytestmark = pytest.mark.unit
+
+PARENT = """
+import multiprocessing, os, sys
+from concurrent.futures import ProcessPoolExecutor
+if __name__ != "__main__":
+    raise RuntimeError("the parent's script ran again in a worker")
+from training.runner import _no_main_script_in_workers
+guard = _no_main_script_in_workers() if sys.argv[1] == "guarded" else open(os.devnull)
+with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with guard:
+        future = pool.submit(os.getpid)
+    print("worker", future.result() != os.getpid(), "script kept", __file__ == sys.argv[0])
+"""
+
+
+def run_parent(tmp_path, mode: str) -> subprocess.CompletedProcess:
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    return subprocess.run([sys.executable, str(script), mode], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_workers_start_without_running_the_parents_script_again(tmp_path):
+    done = run_parent(tmp_path, "guarded")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "worker True script kept True\n"
+
+
+def test_without_the_guard_the_parents_script_breaks_the_pool(tmp_path):
+    done = run_parent(tmp_path, "unguarded")
+    assert done.returncode != 0
+    assert "the parent's script ran again in a worker" in done.stderr and "BrokenProcessPool" in done.stderr
