@@ -350,6 +350,9 @@ def migrate_airflow(airflow: Airflow) -> None:
         raise ServiceError(f"airflow db migrate failed (code {done.returncode}); its log: {log}")
 
 
+TASK_ENDED = {"success", "failed", "skipped", "upstream_failed", "removed"}
+
+
 class AirflowApi:
     """Airflow's REST API (v2) as a logged-in admin: trigger, follow and answer runs."""
 
@@ -400,10 +403,17 @@ class AirflowApi:
         found = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})
         return {ti["task_id"]: ti["state"] for ti in found["task_instances"]}
 
-    def wait_run(self, dag_id: str, run_id: str, timeout_s: float | None = None) -> str:
-        """The run's final state: success or failed."""
+    def wait_run(self, dag_id: str, run_id: str, timeout_s: float | None = None,
+                 on_task=lambda task, state: None) -> str:
+        """The run's final state: success or failed. `on_task(task, state)` hears of each task as it ends."""
+        told: set[str] = set()
+
         def finished():
             state = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
+            for task, task_state in self.task_states(dag_id, run_id).items():
+                if task_state in TASK_ENDED and task not in told:
+                    told.add(task)
+                    on_task(task, task_state)
             return state if state in ("success", "failed") else None
 
         return self._until(f"run {run_id} of {dag_id} finished", finished, pause_s=2.0, timeout_s=timeout_s)
@@ -456,9 +466,10 @@ def whole_stack(settings: Settings, on_start=lambda name: None) -> Iterator[Airf
                 yield api
 
 
-def run_day(api: AirflowApi, ds: str, timeout_s: float) -> tuple[str, dict[str, str | None]]:
+def run_day(api: AirflowApi, ds: str, timeout_s: float,
+            on_task=lambda task, state: None) -> tuple[str, dict[str, str | None]]:
     """Trigger the daily DAG for ds and wait: (the run's state, each task's state)."""
     api.unpause(DAILY_DAG)
     run = api.trigger(DAILY_DAG, f"{ds}T00:00:00Z")
-    state = api.wait_run(DAILY_DAG, run, timeout_s)
+    state = api.wait_run(DAILY_DAG, run, timeout_s, on_task)
     return state, api.task_states(DAILY_DAG, run)
