@@ -83,12 +83,11 @@ def test_a_failing_dbt_test_fails_the_build_and_is_named(tmp_path, world):
         build_marts(settings, DAYS[1])
 
 
-def test_the_spark_target_builds_the_same_marts(marts, tmp_path, monkeypatch):
+def test_the_spark_target_builds_the_same_marts(marts, tmp_path):
     """The same models and tests on dbt-spark (an in-process session), over the same warehouse."""
     settings, summary = marts
     (tmp_path / "warehouse").symlink_to(settings.warehouse)
-    monkeypatch.setenv("EDGEREC_DBT_SPARK_METHOD", "session")
-    on_spark = settings.replace(home=tmp_path, dbt={"target": "spark"})
+    on_spark = settings.replace(home=tmp_path, dbt={"target": "spark", "spark_method": "session"})
     result = build_marts(on_spark, DAYS[1])
     assert result["target"] == "spark" and result["nodes"] == summary["nodes"]
     tables = tmp_path / "dbt" / "spark-warehouse" / "edgerec.db"
