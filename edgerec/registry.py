@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from edgerec.config import REPO_ROOT, Settings
 from edgerec.errors import ConfigError, MissingInput
-from edgerec.redact import redact_url
+from edgerec.redact import redact_url, scrub
 
 REGISTERED_MODEL = "edgerec-reranker"
 EXPERIMENT = "edgerec-daily-retrain"
@@ -55,8 +55,9 @@ def connect(settings: Settings):
     try:
         experiment = mlflow.get_experiment_by_name(EXPERIMENT)
     except Exception as error:  # any store's failure to open: a missing database, a refused login, ...
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-        raise ConfigError(f"cannot open the MLflow store {redact_url(uri)}: {redact_url(reason)}; check "
+        text = scrub(str(error)).strip()  # the whole text first: a cut URL would no longer match
+        reason = text.splitlines()[0][:200] if text else type(error).__name__
+        raise ConfigError(f"cannot open the MLflow store {redact_url(uri)}: {reason}; check "
                           "EDGEREC_MLFLOW_TRACKING_URI (and MLFLOW_TRACKING_USERNAME/PASSWORD for a server)") from None
     if experiment is None:
         artifacts = None if settings.mlflow.tracking_uri else (settings.mlflow_dir / "artifacts").as_uri()

@@ -2,8 +2,10 @@
 server), an MLflow tracking server on both, a Spark standalone cluster with its Thrift server, and Airflow's
 scheduler and API server on PostgreSQL. `edgerec stack run` (`make run-stack`) and the tests marked `stack` use it.
 
-Every server listens on 127.0.0.1, on a free port, behind a secret generated for this stack (kept in files of
-mode 0600 under the stack's directory, never printed); its output goes to a log in that directory.
+Every server listens on 127.0.0.1, on a free port; its output goes to a log in the stack's directory. The servers
+that take logins or jobs (MLflow, Airflow, the Spark daemons) check a secret generated for this stack, kept in files
+of mode 0600 there and never printed or put on a command line. The exceptions, stand-ins for managed services, are
+in docs/stack.md: moto's S3 checks no signature, the Thrift server no login, the Spark web UIs nothing.
 """
 
 from __future__ import annotations
@@ -15,14 +17,15 @@ import shutil
 import subprocess
 import time
 import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgerec.config import Settings
-from edgerec.redact import redact_url
-from pipeline.services import HOST, Server, ServiceError, free_port, running, tool, write_secret
+from edgerec.redact import MASK, redact_url, scrub
+from pipeline.services import HOST, Server, ServiceError, check_alive, free_port, running, tool, write_secret
 
 S3_BUCKET = "edgerec-mlflow"  # the tracking server's artifacts
 CONNECT_TIMEOUT_S = 10
@@ -38,6 +41,7 @@ def _admin_connection(admin_url: str):
         conn = psycopg2.connect(admin_url, connect_timeout=CONNECT_TIMEOUT_S)
     except psycopg2.Error as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = scrub(reason).replace(urllib.parse.urlsplit(admin_url).password or MASK, MASK)
         raise ServiceError(f"cannot connect to PostgreSQL at {redact_url(admin_url)} ({reason}); set "
                            "EDGEREC_STACK_POSTGRES_URL to a database whose user may create databases") from None
     conn.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
@@ -48,15 +52,24 @@ def _admin_connection(admin_url: str):
 def postgres_database(admin_url: str, purpose: str) -> Iterator[str]:
     """A new database on the server of `admin_url`, dropped on the way out; yields its URL."""
     name = f"edgerec_{purpose}_{uuid.uuid4().hex[:10]}"
-    conn = _admin_connection(admin_url)
+    _execute(admin_url, f'CREATE DATABASE "{name}"')
     try:
-        with conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
         parts = urllib.parse.urlsplit(admin_url)
         yield urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
     finally:
+        try:  # a new connection: the stack may have run for hours; FORCE: a server that died holding the database
+            _execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except Exception as error:
+            raise ServiceError(f"could not drop the stack's database {name} ({scrub(str(error)).strip()[:200]}); "
+                               "drop it by hand") from None
+
+
+def _execute(admin_url: str, statement: str) -> None:
+    conn = _admin_connection(admin_url)
+    try:
         with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # FORCE: a server that died holding it
+            cur.execute(statement)
+    finally:
         conn.close()
 
 
@@ -107,11 +120,11 @@ def mlflow_server(directory: Path, backend_uri: str, s3: S3) -> Mlflow:
                            f"database_uri = sqlite:///{directory / 'mlflow-auth.db'}\n"
                            f"admin_username = admin\nadmin_password = {password}\n")
     env = {**_base_env(), **s3.env, "MLFLOW_AUTH_CONFIG_PATH": str(auth_ini),
+           "MLFLOW_BACKEND_STORE_URI": _sqlalchemy(backend_uri),  # in the environment: `ps` shows a command line
            "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(32), "MLFLOW_DISABLE_TELEMETRY": "true",
            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    command = [tool("mlflow"), "server", "--app-name", "basic-auth", "--backend-store-uri", _sqlalchemy(backend_uri),
-               "--artifacts-destination", f"s3://{S3_BUCKET}/artifacts", "--host", HOST, "--port", str(port),
-               "--workers", "1"]
+    command = [tool("mlflow"), "server", "--app-name", "basic-auth", "--artifacts-destination",
+               f"s3://{S3_BUCKET}/artifacts", "--host", HOST, "--port", str(port), "--workers", "1"]
     server = Server("MLflow server", command, env, port, "/health", "/", directory / "mlflow.log")
     credentials = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": password}
     return Mlflow(server, backend_uri, server.url, credentials)
@@ -151,7 +164,7 @@ class SparkCluster:
         import sys
 
         return {"EDGEREC_SPARK_MASTER": self.url, "SPARK_CONF_DIR": str(self.conf_dir),
-                "PYSPARK_PYTHON": sys.executable}
+                "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": HOST}  # the driver listens on loopback too
 
     def submit(self, script: Path, args: list[str], py_files: Path, env: dict[str, str], log: Path) -> None:
         """spark-submit SCRIPT ARGS in client mode, the driver's output in LOG; ServiceError naming LOG on failure."""
@@ -197,13 +210,14 @@ def spark_cluster(directory: Path, workers: int = 2, worker_memory: str = "2g") 
     return SparkCluster(master, nodes, url, conf_dir)
 
 
-def workers_alive(cluster: SparkCluster) -> int:
-    import json
-    import urllib.request
-
+def master_state(cluster: SparkCluster) -> dict:
+    """The master's own report (its web UI's /json/): workers, active and completed applications."""
     with urllib.request.urlopen(cluster.master.url + "/json/", timeout=5) as response:
-        state = json.load(response)
-    return sum(1 for w in state.get("workers", []) if w.get("state") == "ALIVE")
+        return json.load(response)
+
+
+def workers_alive(cluster: SparkCluster) -> int:
+    return sum(1 for w in master_state(cluster).get("workers", []) if w.get("state") == "ALIVE")
 
 
 def wait_for_workers(cluster: SparkCluster, timeout_s: float) -> None:
@@ -243,7 +257,7 @@ def thrift_server(cluster: SparkCluster, directory: Path) -> Server:
     return Server("Spark Thrift server", command, env, port, None, "", directory / "spark-thrift.log", cwd=work)
 
 
-# -- the whole stack ------------------------------------------------------------------------------------------------
+# -- S3 and MLflow together, the stack's directory -------------------------------------------------------------------
 
 
 def stack_directory(settings: Settings) -> Path:
@@ -252,16 +266,6 @@ def stack_directory(settings: Settings) -> Path:
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(mode=0o700, parents=True)
     return directory
-
-
-@dataclass
-class Stack:
-    """What a running stack offers its clients: the settings (EDGEREC_*) and the environment they need."""
-
-    directory: Path
-    env: dict[str, str] = field(default_factory=dict)
-    spark: SparkCluster | None = None
-    mlflow: Mlflow | None = None
 
 
 @contextlib.contextmanager
@@ -307,7 +311,10 @@ def airflow_stack(settings: Settings, directory: Path, database_url: str, pipeli
     write_secret(password_file, json.dumps({AIRFLOW_USER: secrets.token_urlsafe(18)}))
     port = free_port()
     url = f"http://{HOST}:{port}"
-    env = {**_base_env(), **airflow_env(settings), **pipeline_env}
+    # the DAG's tasks get this process's EDGEREC_* settings (what `edgerec stack run` was given), pipeline_env over
+    # them; not the stack's own (its PostgreSQL admin URL)
+    env = {k: v for k, v in airflow_env(settings).items() if not k.startswith("EDGEREC_STACK_")}
+    env.update(pipeline_env)
     env.update({
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _sqlalchemy(database_url),
@@ -320,9 +327,6 @@ def airflow_stack(settings: Settings, directory: Path, database_url: str, pipeli
         "AIRFLOW__API__HOST": HOST, "AIRFLOW__API__PORT": str(port), "AIRFLOW__API__BASE_URL": url,
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),  # HS512 wants 64 bytes; every process the same
-        # the task log servers' fixed default ports (8793, 8794) would collide with another stack's
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         # new DAG files seen in seconds, not minutes; a finished task reported within a second
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5", "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "300",  # our DAG files change only with a release
@@ -335,7 +339,9 @@ def airflow_stack(settings: Settings, directory: Path, database_url: str, pipeli
     servers = [
         Server("Airflow API server", [airflow, "api-server", "--host", HOST, "--port", str(port), "--workers", "1"],
                env, port, "/api/v2/monitor/health", "/dags", home / "api-server.log"),
-        Server("Airflow scheduler", [airflow, "scheduler"], env, None, None, "", home / "scheduler.log"),
+        # no log server: it listens on every interface; the API server reads the task logs from this disk
+        Server("Airflow scheduler", [airflow, "scheduler", "--skip-serve-logs"], env, None, None, "",
+               home / "scheduler.log"),
         Server("Airflow DAG processor", [airflow, "dag-processor"], env, None, None, "", home / "dag-processor.log"),
     ]
     return Airflow(servers, env, password_file)
@@ -356,10 +362,10 @@ TASK_ENDED = {"success", "failed", "skipped", "upstream_failed", "removed"}
 class AirflowApi:
     """Airflow's REST API (v2) as a logged-in admin: trigger, follow and answer runs."""
 
-    def __init__(self, airflow: Airflow, timeout_s: float):
+    def __init__(self, airflow: Airflow, timeout_s: float, procs: list[subprocess.Popen]):
         import httpx
 
-        self.airflow, self.timeout_s = airflow, timeout_s
+        self.airflow, self.timeout_s, self.procs = airflow, timeout_s, procs
         password = json.loads(airflow.password_file.read_text())[AIRFLOW_USER]
         token = httpx.post(f"{airflow.url}/auth/token", json={"username": AIRFLOW_USER, "password": password},
                            timeout=30)
@@ -378,6 +384,7 @@ class AirflowApi:
         timeout_s = timeout_s or self.timeout_s
         deadline = time.monotonic() + timeout_s
         while not (found := done()):
+            check_alive(self.airflow.servers, self.procs)  # a dead scheduler fails now, not at the deadline
             if time.monotonic() > deadline:
                 raise ServiceError(f"{what} not within {timeout_s:.0f} s; logs in {self.airflow.url} and "
                                    f"{self.airflow.servers[0].log.parent}")
@@ -426,7 +433,7 @@ class AirflowApi:
         # Airflow 3.3 fails the task when the answer lands before the scheduler has seen it park (its own log
         # says so): wait for that line, as a person answering in the UI always does
         parked = f"task_id={task_id}, run_id={run_id}"
-        log = self.airflow.servers[1].log
+        log = next(s for s in self.airflow.servers if s.name == "Airflow scheduler").log
         self._until(f"{task_id} of {run_id} parked", lambda: any(
             parked in line and "state=awaiting_input" in line for line in log.read_text().splitlines()), 0.5)
         return self.call("PATCH", f"{path}/-1/hitlDetails", json={"chosen_options": [option], "params_input": {}})
@@ -438,8 +445,8 @@ def running_airflow(settings: Settings, directory: Path, pipeline_env: dict[str,
     with postgres_database(settings.stack.postgres_url, "airflow") as db:
         airflow = airflow_stack(settings, directory, db, pipeline_env)
         migrate_airflow(airflow)
-        with running(airflow.servers, timeout_s=settings.stack.timeout_s):
-            api = AirflowApi(airflow, settings.stack.timeout_s)
+        with running(airflow.servers, timeout_s=settings.stack.timeout_s) as procs:
+            api = AirflowApi(airflow, settings.stack.timeout_s, procs)
             api.wait_healthy()
             yield api
 

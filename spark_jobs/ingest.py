@@ -47,7 +47,7 @@ def read_raw_lines(spark: SparkSession, events_root: str, days: list[str]) -> Da
 
 def _contract_checker(known_items: Broadcast | None):
     def check(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        validator = LogValidator(known_items.value if known_items else None, check_duplicates=False)
+        validator = LogValidator(known_items.value if known_items is not None else None, check_duplicates=False)
         for batch in batches:
             columns: dict[str, list] = {name: [] for name in CHECKED_SCHEMA.names}
             rows = zip(*(batch.column(c).to_pylist() for c in ("value", "ds", "source", "line_id")), strict=True)

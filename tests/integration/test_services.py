@@ -1,6 +1,6 @@
 """How the pipeline runs its servers (the UIs, the at-scale stack), with a stand-in server: it waits until each
 answers, stops each whole process group on the way out, and fails naming the log of a server that dies. The real UIs:
-tests/e2e/test_make_run.py; the real stack: tests/stack."""
+tests/e2e/test_make_run.py; the real stack: tests/integration/stack."""
 
 import os
 import sys

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.unit
 
 
 def closed_port() -> int:
-    with socket.socket() as probe:  # bound, never listening: connections are refused
+    with socket.socket() as probe:  # a port just free: nothing listens there
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 

@@ -66,6 +66,7 @@ def daily_run(on_stack):
     settings, api = on_stack
     api.unpause(stack.DAILY_DAG)
     run = api.trigger(stack.DAILY_DAG, f"{DAYS[1]}T00:00:00Z")
-    return run, api.wait_run(stack.DAILY_DAG, run), api.task_states(stack.DAILY_DAG, run)
+    state = api.wait_run(stack.DAILY_DAG, run, settings.stack.run_timeout_s)
+    return run, state, api.task_states(stack.DAILY_DAG, run)
 
 

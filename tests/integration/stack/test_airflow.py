@@ -8,6 +8,7 @@ import pytest
 from deploy.channels import read_channel
 from deploy.targets import open_targets
 from edgerec import registry
+from pipeline import stack
 from tests.integration.conftest import DAYS
 from tests.integration.stack.outputs import assert_same_day
 
@@ -33,9 +34,11 @@ def test_the_daily_run_ships_a_version_to_canary(on_stack, daily_run, mlflow_cli
     assert channel(settings, "canary").version == version.id
 
 
-def test_the_runs_spark_tasks_on_the_cluster_write_what_local_mode_writes(on_stack, daily_run, world):
+def test_the_runs_spark_tasks_on_the_cluster_write_what_local_mode_writes(on_stack, daily_run, world, spark_cluster):
     settings, _ = on_stack
     assert daily_run[1] == "success"
+    ran = [app["name"] for app in stack.master_state(spark_cluster)["completedapps"]]
+    assert {f"edgerec-{job}-{DAYS[1]}" for job in ("ingest", "sessionize", "requests", "bucketize")} <= set(ran), ran
     assert_same_day(settings, world[0], DAYS[1])
 
 
