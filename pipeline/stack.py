@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
 import shutil
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -26,6 +28,7 @@ from pathlib import Path
 from edgerec.config import Settings
 from edgerec.redact import MASK, redact_url, scrub
 from pipeline.services import HOST, Server, ServiceError, check_alive, free_port, running, tool, write_secret
+from pipeline.ui import DAILY_DAG, USER, mlflow_auth_ini
 
 S3_BUCKET = "edgerec-mlflow"  # the tracking server's artifacts
 CONNECT_TIMEOUT_S = 10
@@ -116,9 +119,7 @@ def mlflow_server(directory: Path, backend_uri: str, s3: S3) -> Mlflow:
     port = free_port()
     password = secrets.token_urlsafe(18)
     auth_ini = directory / "mlflow-auth.ini"
-    write_secret(auth_ini, f"[mlflow]\ndefault_permission = NO_PERMISSIONS\n"
-                           f"database_uri = sqlite:///{directory / 'mlflow-auth.db'}\n"
-                           f"admin_username = admin\nadmin_password = {password}\n")
+    write_secret(auth_ini, mlflow_auth_ini(directory / "mlflow-auth.db", password))
     env = {**_base_env(), **s3.env, "MLFLOW_AUTH_CONFIG_PATH": str(auth_ini),
            "MLFLOW_BACKEND_STORE_URI": _sqlalchemy(backend_uri),  # in the environment: `ps` shows a command line
            "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(32), "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -126,7 +127,7 @@ def mlflow_server(directory: Path, backend_uri: str, s3: S3) -> Mlflow:
     command = [tool("mlflow"), "server", "--app-name", "basic-auth", "--artifacts-destination",
                f"s3://{S3_BUCKET}/artifacts", "--host", HOST, "--port", str(port), "--workers", "1"]
     server = Server("MLflow server", command, env, port, "/health", "/", directory / "mlflow.log")
-    credentials = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": password}
+    credentials = {"MLFLOW_TRACKING_USERNAME": USER, "MLFLOW_TRACKING_PASSWORD": password}
     return Mlflow(server, backend_uri, server.url, credentials)
 
 
@@ -137,8 +138,6 @@ def _sqlalchemy(url: str) -> str:
 def _base_env() -> dict[str, str]:
     """The environment of a stack server: the parent's, minus the pipeline's own settings (the servers are
     configured by their command lines)."""
-    import os
-
     return {k: v for k, v in os.environ.items() if not k.startswith("EDGEREC_")}
 
 
@@ -161,8 +160,6 @@ class SparkCluster:
     @property
     def client_env(self) -> dict[str, str]:
         """What a driver needs: the cluster, its secret (through the conf dir) and the executors' interpreter."""
-        import sys
-
         return {"EDGEREC_SPARK_MASTER": self.url, "SPARK_CONF_DIR": str(self.conf_dir),
                 "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": HOST}  # the driver listens on loopback too
 
@@ -181,8 +178,6 @@ class SparkCluster:
 def spark_cluster(directory: Path, workers: int = 2, worker_memory: str = "2g") -> SparkCluster:
     """A master and `workers` workers of one core each from the pyspark installation, on loopback. Clients and
     daemons authenticate with a secret generated here (`spark.authenticate`), read from SPARK_CONF_DIR."""
-    import sys
-
     conf_dir = directory / "spark-conf"
     conf_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_secret(conf_dir / "spark-defaults.conf",
@@ -282,7 +277,7 @@ def running_mlflow(settings: Settings, directory: Path) -> Iterator[Mlflow]:
 
 # -- Airflow: scheduler (LocalExecutor), DAG processor and API server on PostgreSQL -----------------------------------
 
-AIRFLOW_USER = "admin"
+AIRFLOW_USER = USER
 
 
 @dataclass(frozen=True)
@@ -452,9 +447,6 @@ def running_airflow(settings: Settings, directory: Path, pipeline_env: dict[str,
 
 
 # -- the whole stack: `edgerec stack run` ---------------------------------------------------------------------------
-
-DAILY_DAG = "edgerec_daily_retrain"
-
 
 @contextlib.contextmanager
 def whole_stack(settings: Settings, on_start=lambda name: None) -> Iterator[AirflowApi]:
