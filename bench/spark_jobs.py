@@ -1,10 +1,11 @@
-"""Spark jobs end to end: events/s including JVM start, seconds per stage, and the time ratio at 4x the data.
+"""Spark jobs end to end: events/s including JVM start, and per stage its seconds, shuffles and shuffled bytes.
 
     python bench/spark_jobs.py [--events 1000000] [--scale 4] [--work DIR]
 
 Simulates one day of about N events (not timed), then runs ingest, sessionize, requests and bucketize in a
-fresh process with a fresh JVM, as the daily DAG does. Targets on a 2-core machine: >= 25k events/s end to end
-at 1M events; 4x the data in <= 4.4x the time.
+fresh process with a fresh JVM, as the daily DAG does. Shuffles are counted from Spark's event log: each stage that
+writes shuffle output is one shuffle. Targets on a 2-core machine: >= 25k events/s end to end at 1M events; 4x the
+data in <= 4.4x the time.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 # this file's name is the package's: keep bench/ off the import path so `spark_jobs` is the package
@@ -49,11 +51,39 @@ def child(home: str) -> None:
     print(json.dumps(result))
 
 
+def shuffles(event_log_dir: Path) -> dict[str, dict]:
+    """Per stage of the pipeline (the Spark job description run_jobs sets): shuffles and bytes written."""
+    stage_of_job: dict[int, str] = {}
+    figures: dict[str, dict] = defaultdict(lambda: {"shuffles": 0, "shuffle_mb": 0.0})
+    for log in event_log_dir.rglob("events_*"):
+        for line in log.read_text().splitlines():
+            event = json.loads(line)
+            if event["Event"] == "SparkListenerJobStart":
+                name = (event.get("Properties") or {}).get("spark.job.description", "").split(" ")[0]
+                stage_of_job.update({stage: name for stage in event["Stage IDs"]})
+            elif event["Event"] == "SparkListenerStageCompleted":
+                info = event["Stage Info"]
+                written = sum(int(a.get("Value", 0)) for a in info.get("Accumulables", [])
+                              if a.get("Name") == "internal.metrics.shuffle.write.bytesWritten")
+                if written:
+                    stage = figures[stage_of_job.get(info["Stage ID"], "")]
+                    stage["shuffles"] += 1
+                    stage["shuffle_mb"] += written / 1e6
+    return figures
+
+
 def measure(home: Path) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", str(home)], capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.exit(f"spark jobs failed:\n{out.stderr[-4000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryDirectory() as event_log:
+        conf = {"spark.eventLog.enabled": "true", "spark.eventLog.dir": event_log, "spark.eventLog.compress": "false"}
+        env = {**os.environ, "PYSPARK_SUBMIT_ARGS": " ".join(f"--conf {k}={v}" for k, v in conf.items())
+               + " pyspark-shell"}
+        out = subprocess.run([sys.executable, __file__, "--child", str(home)], capture_output=True, text=True,
+                             env=env)
+        if out.returncode != 0:
+            sys.exit(f"spark jobs failed:\n{out.stderr[-4000:]}")
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        result["shuffles"] = shuffles(Path(event_log))
+    return result
 
 
 def main() -> None:
@@ -70,11 +100,15 @@ def main() -> None:
     rows = []
     for size in sizes:
         home, lines = prepare(args.work, size)
+        print(f"{lines:,} events: running the four stages in a fresh JVM ...", flush=True)
         r = measure(home)
         rows.append((lines, r))
-        stages = "  ".join(f"{s} {r[f'{s}_s']:.1f}s ({lines / r[f'{s}_s']:,.0f}/s)" for s in STAGES)
         print(f"{lines:>10,} events  total {r['total_s']:.1f}s  {lines / r['total_s']:>9,.0f} events/s end to end  "
-              f"(JVM+session {r['session_s']:.1f}s; {stages}; requests {r['requests']['requests']:,})", flush=True)
+              f"(JVM+session {r['session_s']:.1f}s; requests {r['requests']['requests']:,})")
+        for stage in STAGES:
+            s = r["shuffles"].get(stage, {"shuffles": 0, "shuffle_mb": 0.0})
+            print(f"    {stage:<11} {r[f'{stage}_s']:7.1f}s {lines / r[f'{stage}_s']:>10,.0f} events/s  "
+                  f"{s['shuffles']:>2} shuffles  {s['shuffle_mb']:8.1f} MB shuffled", flush=True)
     if len(rows) == 2:
         (n1, r1), (n2, r2) = rows
         print(f"data x{n2 / n1:.2f} -> time x{r2['total_s'] / r1['total_s']:.2f} (target <= 4.4 for 4x)")

@@ -1,28 +1,25 @@
 """ingest: raw client logs -> contract-checked events + a quarantine of bad rows with their reason.
 
-The contract check reuses edgerec.contracts (the pydantic models and the validator) inside mapInArrow,
-so Spark and `edgerec logs validate` cannot disagree; duplicate event ids are found globally with a
-window, keeping the first copy in (file, line) order.
+The contract check is edgerec.contracts' validator itself (pydantic's compiled core) in an Arrow UDF, so Spark and
+`edgerec logs validate` cannot disagree; duplicate event ids are found globally, keeping the first good copy in
+(file, line) order.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import pyarrow as pa
 from pyspark import Broadcast
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+from pyspark.sql.functions import arrow_udf
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from edgerec.contracts import CATALOG_ARROW_SCHEMA, BadRowReason, LogValidator
 from edgerec.contracts.flat import FLAT_EVENT_FIELDS, FLAT_EVENT_SCHEMA, flatten
 from edgerec.errors import ContractError
 
-_BOOKKEEPING = pa.schema([("ds", pa.string()), ("source", pa.string()), ("line_id", pa.int64()),
-                          ("bad_reason", pa.string()), ("bad_detail", pa.string()),
-                          ("raw", pa.string())])
-CHECKED_SCHEMA = pa.schema(list(FLAT_EVENT_SCHEMA) + list(_BOOKKEEPING))
+VERDICT_SCHEMA = pa.schema([*FLAT_EVENT_SCHEMA, ("bad_reason", pa.string()), ("bad_detail", pa.string()),
+                            ("bad_raw", pa.string())])
 QUARANTINE_COLUMNS = ("reason", "detail", "source", "line_id", "raw", "ds")
 
 
@@ -45,50 +42,69 @@ def read_raw_lines(spark: SparkSession, events_root: str, days: list[str]) -> Da
     return lines.repartition(spark.sparkContext.defaultParallelism)
 
 
-def _contract_checker(known_items: Broadcast | None):
-    def check(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        validator = LogValidator(known_items.value if known_items is not None else None, check_duplicates=False)
-        for batch in batches:
-            columns: dict[str, list] = {name: [] for name in CHECKED_SCHEMA.names}
-            rows = zip(*(batch.column(c).to_pylist() for c in ("value", "ds", "source", "line_id")), strict=True)
-            for value, ds, source, line_id in rows:
-                result = validator.check(value, ds)
-                value = value.decode("utf-8", errors="replace")
-                if isinstance(result, tuple):
-                    flat = dict.fromkeys(FLAT_EVENT_FIELDS)
-                    extra = {"bad_reason": str(result[0]), "bad_detail": result[1], "raw": value}
-                else:
-                    flat, extra = flatten(result), {"bad_reason": None, "bad_detail": None, "raw": value}
-                for name in FLAT_EVENT_FIELDS:
-                    columns[name].append(flat[name])
-                for name, v in (("ds", ds), ("source", source), ("line_id", line_id), *extra.items()):
-                    columns[name].append(v)
-            yield pa.RecordBatch.from_pydict(columns, schema=CHECKED_SCHEMA)
-
-    return check
+def _verdicts(known_items: Broadcast | None, values: pa.Array, days: pa.Array) -> pa.StructArray:
+    """Per line: its flat event fields, or the reason it is bad (with the line decoded, for the quarantine)."""
+    validator = LogValidator(known_items.value if known_items is not None else None, check_duplicates=False)
+    columns: dict[str, list] = {name: [] for name in VERDICT_SCHEMA.names}
+    flat_columns = [(columns[name], name) for name in FLAT_EVENT_FIELDS]
+    reasons, details, raws = columns["bad_reason"], columns["bad_detail"], columns["bad_raw"]
+    for value, ds in zip(values.to_pylist(), days.to_pylist(), strict=True):
+        result = validator.check(value, ds)
+        if isinstance(result, tuple):
+            for column, _ in flat_columns:
+                column.append(None)
+            reasons.append(str(result[0]))
+            details.append(result[1])
+            raws.append(value.decode("utf-8", errors="replace"))
+        else:
+            flat = flatten(result)
+            for column, name in flat_columns:
+                column.append(flat[name])
+            reasons.append(None)
+            details.append(None)
+            raws.append(None)
+    return pa.RecordBatch.from_pydict(columns, schema=VERDICT_SCHEMA).to_struct_array()
 
 
 def check_contract(lines: DataFrame, known_items: list[int] | None) -> DataFrame:
-    """Every line with its flat event fields, or with the reason it is bad (reason null when good). The catalog's
-    item ids travel to the executors as a broadcast (once per executor), not inside each task's closure."""
+    """Every line with its flat event fields, or with the reason it is bad (reason null when good).
+
+    The contract check is edgerec.contracts' validator (pydantic's compiled core) in an Arrow UDF: only the line
+    and its ds travel to Python, and only the verdict comes back. The catalog's item ids travel to the executors as
+    a broadcast (once per executor), not inside each task's closure.
+    """
     known = None if known_items is None else lines.sparkSession.sparkContext.broadcast(known_items)
-    return lines.mapInArrow(_contract_checker(known), from_arrow_schema(CHECKED_SCHEMA))
+
+    @arrow_udf(from_arrow_schema(VERDICT_SCHEMA))
+    def check(values: pa.Array, days: pa.Array) -> pa.Array:
+        return _verdicts(known, values, days)
+
+    verdict = F.col("_verdict")
+    return lines.withColumn("_verdict", check("value", "ds")).select(
+        *[verdict[name].alias(name) for name in FLAT_EVENT_FIELDS], "ds", "source", "line_id",
+        verdict["bad_reason"].alias("bad_reason"), verdict["bad_detail"].alias("bad_detail"),
+        # a good line is valid UTF-8: the JVM's decoding of it is the line
+        F.coalesce(verdict["bad_raw"], F.col("value").cast("string")).alias("raw"))
 
 
 def mark_duplicates(checked: DataFrame) -> DataFrame:
     """Later copies of an event id (client retries) get the reason duplicate_event_id.
 
-    Copies are found on a narrow projection, so only ids, not whole events, are shuffled and sorted.
+    Ids seen more than once are found by an aggregate, so events are neither sorted nor shuffled whole; only the
+    copies of those ids are ordered. Both sets are small on any day that passes the bad-share gate, so they travel
+    to the events as broadcasts.
     """
+    good = checked.where(F.col("bad_reason").isNull())
+    repeated = good.groupBy("event_id").count().where(F.col("count") > 1).select("event_id")
     first_copy = Window.partitionBy("event_id").orderBy("ds", "source", "line_id")
     later_copies = (
-        checked.where(F.col("bad_reason").isNull()).select("event_id", "ds", "source", "line_id")
+        good.join(F.broadcast(repeated), "event_id", "left_semi").select("event_id", "ds", "source", "line_id")
         .withColumn("_copy_no", F.row_number().over(first_copy)).where(F.col("_copy_no") > 1)
         .select("source", "line_id", F.lit(True).alias("_duplicate"))
     )
     duplicate = F.coalesce(F.col("_duplicate"), F.lit(False))
     return (
-        checked.join(later_copies, ["source", "line_id"], "left")
+        checked.join(F.broadcast(later_copies), ["source", "line_id"], "left")
         .withColumn("bad_reason", F.when(duplicate, F.lit(str(BadRowReason.DUPLICATE_EVENT_ID)))
                     .otherwise(F.col("bad_reason")))
         .withColumn("bad_detail", F.when(duplicate, F.concat(F.lit("event_id "), "event_id", F.lit(" seen before")))

@@ -48,10 +48,10 @@ def run_ingest(spark: SparkSession, settings: Settings, ds: str) -> dict:
     items = check_catalog(spark.read.parquet(str(day.raw_items))).withColumn("ds", F.lit(ds))
     # read through Spark, so the catalog need only be where the cluster reads
     known = [row.item_id for row in spark.read.parquet(str(day.raw_items)).select("item_id").collect()]
+    # the contract check runs once; counting and the two writes read its cached rows
     contract = check_contract(read_raw_lines(spark, str(settings.raw / "events"), [ds]), known).cache()
-    checked = mark_duplicates(contract).cache()
+    checked = mark_duplicates(contract)
     by_reason = {r["bad_reason"]: r["count"] for r in checked.groupBy("bad_reason").count().collect()}
-    contract.unpersist()
     good, bad = split_good_bad(checked)
     write_partitions(bad, settings.dataset("quarantine"))
     counts = {reason: n for reason, n in by_reason.items() if reason is not None}
@@ -65,7 +65,7 @@ def run_ingest(spark: SparkSession, settings: Settings, ds: str) -> dict:
                     settings.dataset("quarantine"))
     write_partitions(good, settings.dataset("events"))
     write_partitions(items, settings.dataset("items"))
-    checked.unpersist()
+    contract.unpersist()
     return figures
 
 
@@ -151,6 +151,7 @@ def run_jobs(settings: Settings, ds: str, names: list[str], spark: SparkSession 
     spark = spark or spark_session(settings, f"edgerec-{'-'.join(names)}-{ds}")
     result: dict = {"session_s": round(time.perf_counter() - started, 2)}
     for name in names:
+        spark.sparkContext.setJobDescription(f"{name} ds={ds}")  # labels the job's Spark jobs in the UI and logs
         start = time.perf_counter()
         result[name] = JOBS[name](spark, settings, ds)
         result[f"{name}_s"] = round(time.perf_counter() - start, 2)

@@ -56,8 +56,11 @@ FLAT_EVENT_FIELDS: tuple[str, ...] = tuple(FLAT_EVENT_SCHEMA.names)
 def flatten(event: BaseModel) -> dict:
     """One event as a flat row: every field of FLAT_EVENT_SCHEMA, None where its type has no such field."""
     values = event.__dict__  # validated already; nested models are the only values that need dumping
-    return {name: _plain(values.get(name)) for name in FLAT_EVENT_FIELDS}
+    row = {name: values.get(name) for name in FLAT_EVENT_FIELDS}
+    for name in _NESTED_MODELS:
+        if isinstance(row[name], BaseModel):
+            row[name] = row[name].__dict__
+    return row
 
 
-def _plain(value: Any) -> Any:
-    return value.__dict__ if isinstance(value, BaseModel) else value
+_NESTED_MODELS = tuple(f.name for f in FLAT_EVENT_SCHEMA if pa.types.is_struct(f.type))

@@ -67,3 +67,22 @@ def test_a_truncated_file_gives_spark_the_lines_the_validator_read(spark, tmp_pa
                                                               known_items=[7])))
     assert bad.count() == 0 and report.bad_by_reason == {"unreadable_file": 1}
     assert good.count() == report.good and 1 < report.good < 3001
+
+
+def test_the_first_good_copy_is_kept_and_bad_copies_do_not_count(spark):
+    lines = [
+        ("f2", 0, line()),                 # a good copy, but after f1's in (source, line) order
+        ("f1", 1, line(ts="soon")),        # a bad copy comes first: it is quarantined for itself
+        ("f1", 5, line()),                 # the first good copy: kept
+        ("f1", 6, line(event_id="e2")),    # an id seen once
+        ("f3", 0, line()),                 # a third copy
+    ]
+    encoded = [(v.encode(), DS, s, i) for s, i, v in lines]
+    df = spark.createDataFrame(encoded, "value binary, ds string, source string, line_id long")
+    good, bad = split_good_bad(mark_duplicates(check_contract(df, known_items=[7])))
+    assert sorted((r.event_id, r.ts) for r in good.collect()) == [("e1", TS), ("e2", TS)]
+    assert sorted((r.source, r.line_id, r.reason, r.detail) for r in bad.collect()) == [
+        ("f1", 1, "wrong_type", "click.ts: Input should be a valid integer"),
+        ("f2", 0, "duplicate_event_id", "event_id e1 seen before"),
+        ("f3", 0, "duplicate_event_id", "event_id e1 seen before")]
+    assert bad.where("line_id = 0 and source = 'f3'").first().raw == lines[4][2]
