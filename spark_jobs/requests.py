@@ -177,12 +177,14 @@ def build_requests(events: DataFrame, items: DataFrame, ds: str, *, lookback_ms:
     trig = triggers(day, k)
     counts = history_counts(trig, events)
     t = F.col("trigger_ts")
-    with_cands = (trig.join(counts, "rerank_id").join(candidate_lists(day, items), "request_id", "left")
+    # the sequences first, the candidate lists last: each join shuffles the rows it gets, and a trigger's
+    # candidates are its widest part
+    with_ie = _last_before(trig.join(counts, "rerank_id"), exposure_history(events, items, m), "k_ie", m, "_ie")
+    with_ipv = _last_before(with_ie, view_history(events, items, n), "k_ipv", n, "_ipv")
+    with_cands = (with_ipv.join(candidate_lists(day, items), "request_id", "left")
                   # a trigger whose page request is not in the day (quarantined, say) has no candidates
                   .withColumn("all_candidates", F.coalesce("all_candidates", F.array()))
                   .withColumn("candidates", _point_in_time_candidates(max_candidates)))
-    with_ie = _last_before(with_cands, exposure_history(events, items, m), "k_ie", m, "_ie")
-    with_ipv = _last_before(with_ie, view_history(events, items, n), "k_ipv", n, "_ipv")
     ie = F.transform(F.filter("_ie", lambda e: e["ts"] >= t - lookback_ms), lambda e: F.struct(
         e["ts"].alias("ts"), e["item_id"].alias("item_id"), *[e[f].alias(f) for f in ITEM_FEATURES],
         *[e[f].alias(f) for f in ("e1_duration_ms", "e2_count", "e3_max_scroll_speed", "e4_max_scroll_duration_ms",
@@ -196,7 +198,7 @@ def build_requests(events: DataFrame, items: DataFrame, ds: str, *, lookback_ms:
         *[e[a].alias(a) for a in ACTION_NAMES], ((t - e["end_ts"]) / 1000.0).alias("d12_age_s")))
     labels = F.transform("candidates", lambda c: c["label"])
     return (
-        with_ipv.withColumn("ie", ie).withColumn("ipv", ipv)
+        with_cands.withColumn("ie", ie).withColumn("ipv", ipv)
         .withColumn("n_candidates", F.size("candidates"))
         .withColumn("n_labelled", F.size(F.filter(labels, lambda x: x.isNotNull())))
         .withColumn("n_clicks", F.size(F.filter(labels, lambda x: x == 1)))
