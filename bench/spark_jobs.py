@@ -74,7 +74,8 @@ def shuffles(event_log_dir: Path) -> dict[str, dict]:
 
 def measure(home: Path) -> dict:
     with tempfile.TemporaryDirectory() as event_log:
-        conf = {"spark.eventLog.enabled": "true", "spark.eventLog.dir": event_log, "spark.eventLog.compress": "false"}
+        conf = {"spark.eventLog.enabled": "true", "spark.eventLog.dir": event_log, "spark.eventLog.compress": "false",
+                "spark.eventLog.rolling.enabled": "true"}  # the events_* files read below
         env = {**os.environ, "PYSPARK_SUBMIT_ARGS": " ".join(f"--conf {k}={v}" for k, v in conf.items())
                + " pyspark-shell"}
         out = subprocess.run([sys.executable, __file__, "--child", str(home)], capture_output=True, text=True,

@@ -7,8 +7,9 @@ The contract check is edgerec.contracts' validator itself (pydantic's compiled c
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pyarrow as pa
-from pyspark import Broadcast
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.functions import arrow_udf
@@ -21,6 +22,7 @@ from edgerec.errors import ContractError
 VERDICT_SCHEMA = pa.schema([*FLAT_EVENT_SCHEMA, ("bad_reason", pa.string()), ("bad_detail", pa.string()),
                             ("bad_raw", pa.string())])
 QUARANTINE_COLUMNS = ("reason", "detail", "source", "line_id", "raw", "ds")
+BROADCAST_MAX_COPIES = 200_000  # (file, line) pairs: a few tens of MB on the driver and each executor
 
 
 def read_raw_lines(spark: SparkSession, events_root: str, days: list[str]) -> DataFrame:
@@ -42,9 +44,8 @@ def read_raw_lines(spark: SparkSession, events_root: str, days: list[str]) -> Da
     return lines.repartition(spark.sparkContext.defaultParallelism)
 
 
-def _verdicts(known_items: Broadcast | None, values: pa.Array, days: pa.Array) -> pa.StructArray:
+def _verdicts(validator: LogValidator, values: pa.Array, days: pa.Array) -> pa.StructArray:
     """Per line: its flat event fields, or the reason it is bad (with the line decoded, for the quarantine)."""
-    validator = LogValidator(known_items.value if known_items is not None else None, check_duplicates=False)
     columns: dict[str, list] = {name: [] for name in VERDICT_SCHEMA.names}
     flat_columns = [(columns[name], name) for name in FLAT_EVENT_FIELDS]
     reasons, details, raws = columns["bad_reason"], columns["bad_detail"], columns["bad_raw"]
@@ -76,8 +77,10 @@ def check_contract(lines: DataFrame, known_items: list[int] | None) -> DataFrame
     known = None if known_items is None else lines.sparkSession.sparkContext.broadcast(known_items)
 
     @arrow_udf(from_arrow_schema(VERDICT_SCHEMA))
-    def check(values: pa.Array, days: pa.Array) -> pa.Array:
-        return _verdicts(known, values, days)
+    def check(batches: Iterator[tuple[pa.Array, pa.Array]]) -> Iterator[pa.Array]:
+        validator = LogValidator(known.value if known is not None else None, check_duplicates=False)  # once a task
+        for values, days in batches:
+            yield _verdicts(validator, values, days)
 
     verdict = F.col("_verdict")
     return lines.withColumn("_verdict", check("value", "ds")).select(
@@ -87,24 +90,35 @@ def check_contract(lines: DataFrame, known_items: list[int] | None) -> DataFrame
         F.coalesce(verdict["bad_raw"], F.col("value").cast("string")).alias("raw"))
 
 
-def mark_duplicates(checked: DataFrame) -> DataFrame:
+def _repeated_ids(checked: DataFrame) -> DataFrame:
+    """Event ids of more than one good row, with how many rows carry each."""
+    return checked.where(F.col("bad_reason").isNull()).groupBy("event_id").count().where(F.col("count") > 1)
+
+
+def later_copy_count(checked: DataFrame) -> int:
+    """How many good rows repeat an event id seen before them (an action)."""
+    return _repeated_ids(checked).agg(F.sum(F.col("count") - 1)).first()[0] or 0
+
+
+def mark_duplicates(checked: DataFrame, broadcast: bool = True) -> DataFrame:
     """Later copies of an event id (client retries) get the reason duplicate_event_id.
 
     Ids seen more than once are found by an aggregate, so events are neither sorted nor shuffled whole; only the
-    copies of those ids are ordered. Both sets are small on any day that passes the bad-share gate, so they travel
-    to the events as broadcasts.
+    copies of those ids are ordered. With `broadcast` (when later_copy_count is small) the ids and the later copies
+    reach the events as broadcasts; without it, by shuffle joins.
     """
+    hint = F.broadcast if broadcast else (lambda df: df)
     good = checked.where(F.col("bad_reason").isNull())
-    repeated = good.groupBy("event_id").count().where(F.col("count") > 1).select("event_id")
     first_copy = Window.partitionBy("event_id").orderBy("ds", "source", "line_id")
     later_copies = (
-        good.join(F.broadcast(repeated), "event_id", "left_semi").select("event_id", "ds", "source", "line_id")
+        good.join(hint(_repeated_ids(checked).select("event_id")), "event_id", "left_semi")
+        .select("event_id", "ds", "source", "line_id")
         .withColumn("_copy_no", F.row_number().over(first_copy)).where(F.col("_copy_no") > 1)
         .select("source", "line_id", F.lit(True).alias("_duplicate"))
     )
     duplicate = F.coalesce(F.col("_duplicate"), F.lit(False))
     return (
-        checked.join(F.broadcast(later_copies), ["source", "line_id"], "left")
+        checked.join(hint(later_copies), ["source", "line_id"], "left")
         .withColumn("bad_reason", F.when(duplicate, F.lit(str(BadRowReason.DUPLICATE_EVENT_ID)))
                     .otherwise(F.col("bad_reason")))
         .withColumn("bad_detail", F.when(duplicate, F.concat(F.lit("event_id "), "event_id", F.lit(" seen before")))

@@ -19,7 +19,15 @@ from edgerec.features import load_spec, write_spec
 from edgerec.raw import check_bad_share
 from edgerec.reports import SparkSummary
 from spark_jobs.bucketize import apply_spec, fit_spec
-from spark_jobs.ingest import check_catalog, check_contract, mark_duplicates, read_raw_lines, split_good_bad
+from spark_jobs.ingest import (
+    BROADCAST_MAX_COPIES,
+    check_catalog,
+    check_contract,
+    later_copy_count,
+    mark_duplicates,
+    read_raw_lines,
+    split_good_bad,
+)
 from spark_jobs.io import read_partitions, write_partition, write_partitions
 from spark_jobs.requests import build_requests
 from spark_jobs.sessionize import session_stats, sessionize
@@ -48,24 +56,28 @@ def run_ingest(spark: SparkSession, settings: Settings, ds: str) -> dict:
     items = check_catalog(spark.read.parquet(str(day.raw_items))).withColumn("ds", F.lit(ds))
     # read through Spark, so the catalog need only be where the cluster reads
     known = [row.item_id for row in spark.read.parquet(str(day.raw_items)).select("item_id").collect()]
-    # the contract check runs once; counting and the two writes read its cached rows
+    # the contract check runs once: counting, the duplicate marking and the two writes read its cached rows
     contract = check_contract(read_raw_lines(spark, str(settings.raw / "events"), [ds]), known).cache()
-    checked = mark_duplicates(contract)
-    by_reason = {r["bad_reason"]: r["count"] for r in checked.groupBy("bad_reason").count().collect()}
-    good, bad = split_good_bad(checked)
-    write_partitions(bad, settings.dataset("quarantine"))
-    counts = {reason: n for reason, n in by_reason.items() if reason is not None}
-    rows = sum(by_reason.values())
-    figures = {"rows_in": rows, "rows_out": by_reason.get(None, 0),
-               "quarantined_by_reason": dict(sorted(counts.items())),
-               "bad_share": round(sum(counts.values()) / rows, 6) if rows else 0.0,
-               "quarantine": str(settings.dataset("quarantine"))}
-    _record(settings, ds, "ingest", figures)
-    check_bad_share(rows, counts, settings.quality.max_bad_share, f"spark ingest ds={ds}",
-                    settings.dataset("quarantine"))
-    write_partitions(good, settings.dataset("events"))
-    write_partitions(items, settings.dataset("items"))
-    contract.unpersist()
+    try:
+        # later copies travel as a broadcast only while they are few; a retry storm takes the shuffle join and
+        # reaches the bad-share gate instead of filling the driver
+        checked = mark_duplicates(contract, broadcast=later_copy_count(contract) <= BROADCAST_MAX_COPIES)
+        by_reason = {r["bad_reason"]: r["count"] for r in checked.groupBy("bad_reason").count().collect()}
+        good, bad = split_good_bad(checked)
+        write_partitions(bad, settings.dataset("quarantine"))
+        counts = {reason: n for reason, n in by_reason.items() if reason is not None}
+        rows = sum(by_reason.values())
+        figures = {"rows_in": rows, "rows_out": by_reason.get(None, 0),
+                   "quarantined_by_reason": dict(sorted(counts.items())),
+                   "bad_share": round(sum(counts.values()) / rows, 6) if rows else 0.0,
+                   "quarantine": str(settings.dataset("quarantine"))}
+        _record(settings, ds, "ingest", figures)
+        check_bad_share(rows, counts, settings.quality.max_bad_share, f"spark ingest ds={ds}",
+                        settings.dataset("quarantine"))
+        write_partitions(good, settings.dataset("events"))
+        write_partitions(items, settings.dataset("items"))
+    finally:
+        contract.unpersist()
     return figures
 
 
@@ -153,6 +165,9 @@ def run_jobs(settings: Settings, ds: str, names: list[str], spark: SparkSession 
     for name in names:
         spark.sparkContext.setJobDescription(f"{name} ds={ds}")  # labels the job's Spark jobs in the UI and logs
         start = time.perf_counter()
-        result[name] = JOBS[name](spark, settings, ds)
+        try:
+            result[name] = JOBS[name](spark, settings, ds)
+        finally:
+            spark.sparkContext.setJobDescription(None)  # type: ignore[arg-type]
         result[f"{name}_s"] = round(time.perf_counter() - start, 2)
     return result

@@ -5,7 +5,7 @@ import pytest
 
 from edgerec.contracts import LogValidator
 from edgerec.contracts.validate import day_bounds_ms
-from spark_jobs.ingest import check_contract, mark_duplicates, read_raw_lines, split_good_bad
+from spark_jobs.ingest import check_contract, later_copy_count, mark_duplicates, read_raw_lines, split_good_bad
 
 pytestmark = pytest.mark.integration
 DS = "2026-11-10"
@@ -42,6 +42,8 @@ def test_contract_check_and_duplicates_on_inline_lines(spark):
         ("f2", 0, "out_of_range"), ("f2", 2, "out_of_range"), ("f2", 3, "invalid_json")]
     row = bad.where("line_id = 2").first()
     assert (row.raw, row.detail) == (lines[2][2], "click.ts: Input should be a valid integer")
+    # a line that is not UTF-8 is quarantined as the validator decoded it
+    assert bad.where("source = 'f2' and line_id = 3").first().raw == lines[10][2].replace("\udcff", "\ufffd")
 
 
 def test_spark_splits_lines_as_the_validator_does(spark, tmp_path):
@@ -69,20 +71,29 @@ def test_a_truncated_file_gives_spark_the_lines_the_validator_read(spark, tmp_pa
     assert good.count() == report.good and 1 < report.good < 3001
 
 
-def test_the_first_good_copy_is_kept_and_bad_copies_do_not_count(spark):
+@pytest.mark.parametrize("broadcast", [True, False])
+def test_the_first_good_copy_is_kept_and_bad_copies_do_not_count(spark, broadcast):
+    next_day = "2026-11-11"
     lines = [
-        ("f2", 0, line()),                 # a good copy, but after f1's in (source, line) order
-        ("f1", 1, line(ts="soon")),        # a bad copy comes first: it is quarantined for itself
-        ("f1", 5, line()),                 # the first good copy: kept
-        ("f1", 6, line(event_id="e2")),    # an id seen once
-        ("f3", 0, line()),                 # a third copy
+        (DS, "f2", 0, line()),                            # a good copy, but after f1's in (source, line) order
+        (DS, "f1", 1, line(ts="soon")),                   # a bad copy comes first: it is quarantined for itself
+        (DS, "f1", 5, line()),                            # the first good copy: kept
+        (DS, "f1", 6, line(event_id="e2")),               # an id seen once
+        (DS, "f1", 7, line(ts="late")),                   # a bad copy after the kept one: still its own reason
+        (DS, "f3", 0, line()),                            # a third copy
+        (next_day, "f0", 0, line(ts=TS + 86_400_000)),    # a copy on the next day: later, whatever its file
     ]
-    encoded = [(v.encode(), DS, s, i) for s, i, v in lines]
+    encoded = [(v.encode(), ds, s, i) for ds, s, i, v in lines]
     df = spark.createDataFrame(encoded, "value binary, ds string, source string, line_id long")
-    good, bad = split_good_bad(mark_duplicates(check_contract(df, known_items=[7])))
-    assert sorted((r.event_id, r.ts) for r in good.collect()) == [("e1", TS), ("e2", TS)]
-    assert sorted((r.source, r.line_id, r.reason, r.detail) for r in bad.collect()) == [
-        ("f1", 1, "wrong_type", "click.ts: Input should be a valid integer"),
-        ("f2", 0, "duplicate_event_id", "event_id e1 seen before"),
-        ("f3", 0, "duplicate_event_id", "event_id e1 seen before")]
-    assert bad.where("line_id = 0 and source = 'f3'").first().raw == lines[4][2]
+    checked = check_contract(df, known_items=[7])
+    assert later_copy_count(checked) == 3
+    good, bad = split_good_bad(mark_duplicates(checked, broadcast=broadcast))
+    assert sorted((r.event_id, r.ts, r.ds) for r in good.collect()) == [("e1", TS, DS), ("e2", TS, DS)]
+    seen = "event_id e1 seen before"
+    assert sorted((r.ds, r.source, r.line_id, r.reason, r.detail) for r in bad.collect()) == [
+        (DS, "f1", 1, "wrong_type", "click.ts: Input should be a valid integer"),
+        (DS, "f1", 7, "wrong_type", "click.ts: Input should be a valid integer"),
+        (DS, "f2", 0, "duplicate_event_id", seen),
+        (DS, "f3", 0, "duplicate_event_id", seen),
+        (next_day, "f0", 0, "duplicate_event_id", seen)]
+    assert bad.where("line_id = 0 and source = 'f3'").first().raw == lines[5][3]
