@@ -33,9 +33,9 @@ test-fast: setup ## run the unit tests only
 lint: setup ## ruff
 	$(BIN)/ruff check .
 
-bench: setup ## run every benchmark in bench/ (quality_signal.py only after a `make run`: it reads its marts)
+bench: setup ## run every benchmark in bench/ (quality_signal.py and oracle.py only after a `make run`: they read its marts)
 	@for b in bench/*.py; do \
-	  if [ $$b = bench/quality_signal.py ] && [ ! -e $(EDGEREC_HOME)/warehouse.duckdb ]; then \
+	  if { [ $$b = bench/quality_signal.py ] || [ $$b = bench/oracle.py ]; } && [ ! -e $(EDGEREC_HOME)/warehouse.duckdb ]; then \
 	    echo "== $$b: no marts in $(EDGEREC_HOME) yet; run \`make run\` first"; continue; fi; \
 	  echo "== $$b"; $(BIN)/python $$b || exit 1; done
 

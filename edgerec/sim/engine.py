@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from edgerec.sim.world import (
 )
 
 Emit = Callable[[dict], None]
+
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 SESSION_GAP_MS = 31 * 60_000  # sessions of one user stay apart by more than the default inactivity gap
@@ -36,6 +38,21 @@ _ACTION_INTERCEPT = np.array([-2.2, -3.2, -2.6, -3.6, -1.6, -3.4, -4.0, -0.6, -2
 _ACTION_UTILITY = np.array([0.6, 0.6, 0.5, 0.3, 0.4, 0.3, 0.2, 0.3, 0.4, 0.2])
 _ACTION_PRICE_FIT = np.array([0.5, 0.8, 0.2, 0.1, 0.4, 0.2, 0.2, 0.0, 0.1, 0.0])
 _DEEP_ACTIONS = (0, 1, 2)  # cart, buy, favorite
+
+
+class Trigger(NamedTuple):
+    """What the simulator alone knows at a re-rank, for measuring how much a re-ranker could gain there
+    (bench/oracle.py). Lists are over the unexposed candidates in display order."""
+
+    request_id: str
+    ts: int
+    items: list[int]
+    appeal: list[float]  # the click logit before the position's examination (`appeal` in `_session`)
+    utility: list[float]  # its long-term part: the user's taste for the item, which no log shows
+    cloud_score: list[float]  # the cloud's estimate, by which it ranked the page
+
+
+Oracle = Callable[[Trigger], None]
 
 
 class _DayOver(Exception):
@@ -59,8 +76,9 @@ def day_start_ms(day: dt.date) -> int:
 class Simulator:
     """Simulates users' days; events go to `emit` as raw-log dicts in the order they happen per user."""
 
-    def __init__(self, cfg: SimConfig, policy: RerankPolicy | None = None):
+    def __init__(self, cfg: SimConfig, policy: RerankPolicy | None = None, oracle: Oracle | None = None):
         self.cfg = cfg
+        self.oracle = oracle
         self.catalog: Catalog = build_catalog(cfg.world, cfg.seed)
         self.policy: RerankPolicy = policy or CloudOrder()
         self._observes = not isinstance(self.policy, CloudOrder)
@@ -108,7 +126,7 @@ class Simulator:
     # -- one session -------------------------------------------------------------------------------------
     def _session(self, user: User, session_id: str, t: int, t_max: int, rng, emit: Emit) -> int:
         beh, client, cat = self.cfg.behaviour, self.cfg.client, self.catalog
-        policy, observes = self.policy, self._observes
+        policy, observes, oracle = self.policy, self._observes, self.oracle
         half_life_ms, cap = beh.short_term_half_life_s * 1000.0, beh.short_term_cap
         history: list[dict] = []
         n_event = 0
@@ -152,6 +170,23 @@ class Simulator:
 
         order: list[int] = []  # the unexposed candidates of the current page, in display order
 
+        def appeal(i: int, now: int) -> float:
+            """The logit of candidate i of the page at time `now`, before the position's examination: its long-term
+            utility, less the fatigue of its category, plus the decayed short-term boosts of its category and brand
+            and of an earlier view of the item itself."""
+            c, b = cats[i], brands[i]
+            z = utility[i] - fatigue_w * fatigue.get(c, 0.0)
+            if c in st_cat:
+                value, t0 = st_cat[c]
+                z += value * 0.5 ** ((now - t0) / half_life_ms)
+            if b in st_brand:
+                value, t0 = st_brand[b]
+                z += value * 0.5 ** ((now - t0) / half_life_ms)
+            if revisit_boost and row_list[i] in viewed:
+                value, t0 = viewed[row_list[i]]
+                z += value * 0.5 ** ((now - t0) / half_life_ms)
+            return z
+
         def rerank(trigger: str, now: int, page: tuple) -> None:
             nonlocal order, since_rerank
             request_id, item_ids, scores = page
@@ -165,6 +200,9 @@ class Simulator:
                     raise ValueError(f"policy returned no permutation of {len(order)} candidates")
                 order = [order[j] for j in new.tolist()]
             event("rerank", now, request_id=request_id, trigger=trigger, order=[item_ids[i] for i in order])
+            if oracle is not None:
+                oracle(Trigger(request_id, now, [item_ids[i] for i in order], [appeal(i, now) for i in order],
+                               [utility[i] for i in order], [float(scores[i]) for i in order]))
 
         misses = 0  # exposures in a row without a click (the user's patience)
         since_rerank = 0  # exposures since the last re-rank, none clicked (the client's exposed_k rule)
@@ -196,16 +234,7 @@ class Simulator:
                 c, b = cats[i], brands[i]
                 exposed[row_list[i]] = True
                 u_click, u_delete, u_leave, u_scroll, u_count = uniform[i]
-                z = utility[i] - fatigue_w * fatigue.get(c, 0.0)
-                if c in st_cat:
-                    value, t0 = st_cat[c]
-                    z += value * 0.5 ** ((t - t0) / half_life_ms)
-                if b in st_brand:
-                    value, t0 = st_brand[b]
-                    z += value * 0.5 ** ((t - t0) / half_life_ms)
-                if revisit_boost and row_list[i] in viewed:
-                    value, t0 = viewed[row_list[i]]
-                    z += value * 0.5 ** ((t - t0) / half_life_ms)
+                z = appeal(i, t)
                 interest = math.exp(0.35 * z)
                 duration = int(min(20_000.0, max(120.0, dwell_noise[i] * interest)))
                 # built inline, not through event(): exposures are most events, and kwargs cost here;

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 
 from edgerec.sim.config import load_sim_config
-from edgerec.sim.engine import simulate_in_memory
+from edgerec.sim.engine import Simulator, simulate_in_memory
 from edgerec.sim.stats import compute_stats
+from edgerec.sim.world import long_term_utility
 
 pytestmark = pytest.mark.unit
 
@@ -74,3 +75,59 @@ def test_stats_on_a_hand_built_session():
     assert (s.ctr_long_exposure.hits, s.ctr_long_exposure.total) == (2, 2)
     assert (s.ctr_fast_scroll.hits, s.ctr_fast_scroll.total) == (0, 2)
     assert s.duration_clicked == [2000, 1800]
+
+
+def _record_appeal(cfg):
+    calls = []
+    sim = Simulator(cfg, oracle=calls.append)
+    events = []
+    for day in cfg.dates:
+        sim.simulate_day(day, events.append)
+    return sim, events, calls
+
+
+# every in-session effect off but the return to viewed items: appeal = long-term utility + the revisit boost
+_REVISIT_ONLY = {"click_boost_category": 0.0, "click_boost_brand": 0.0, "deep_action_boost": 0.0,
+                 "fatigue_per_exposure": 0.0, "delete_penalty": 0.0, "revisit_boost": 6.0,
+                 "short_term_half_life_s": 900.0}
+
+
+def test_the_oracle_sees_every_rerank_and_changes_no_event():
+    cfg = load_sim_config(users=20, seed=5)
+    _, plain = simulate_in_memory(cfg)
+    _, events, calls = _record_appeal(cfg)
+    assert events == plain  # recording the appeal draws nothing random
+    reranks = [e for e in events if e["event_type"] == "rerank"]
+    assert len(calls) == len(reranks) > 50
+    for call, event in zip(calls, reranks, strict=True):
+        assert (call.request_id, call.ts, call.items) == (event["request_id"], event["ts"], event["order"])
+        assert len(call.appeal) == len(call.utility) == len(call.cloud_score) == len(call.items)
+        if event["trigger"] == "page":  # the page as the cloud ranked it
+            assert call.cloud_score == sorted(call.cloud_score, reverse=True)
+
+
+def test_the_appeal_is_the_utility_plus_the_boost_of_an_earlier_view():
+    cfg = load_sim_config(users=30, seed=3, preset="revisit", behaviour=_REVISIT_ONLY)
+    sim, events, calls = _record_appeal(cfg)
+    viewed: dict[str, dict[int, int]] = {}  # session -> item -> ts of its latest page view
+    sessions = {e["request_id"]: e["session_id"] for e in events if e["event_type"] == "page_request"}
+    users = {e["session_id"]: int(e["user_id"].removeprefix("u")) for e in events}
+    views = sorted((e["ts"], e["session_id"], e["item_id"]) for e in events if e["event_type"] == "page_view")
+    boosted = plain = 0
+    for request_id, ts, items, appeal, told_utility, _ in calls:
+        session = sessions[request_id]
+        for t, s, item in views:
+            if s == session and t <= ts:
+                viewed.setdefault(session, {})[item] = t
+        user = sim.user(users[session])
+        utility = long_term_utility(cfg.world, sim.catalog, user, sim.catalog.row_of(np.array(items)))
+        assert told_utility == pytest.approx(utility.tolist())
+        for item, u, a in zip(items, utility.tolist(), appeal, strict=True):
+            seen = viewed.get(session, {}).get(item)
+            if seen is None:
+                assert a == pytest.approx(u)
+                plain += 1
+            else:
+                assert a > u + 0.5  # the boost of 6, decayed over at most a few half-lives
+                boosted += 1
+    assert boosted > 20 and plain > 1000

@@ -1,24 +1,17 @@
 """bench/quality_signal.py: the behaviour counts it hands the logistic regression, on one explicit request."""
 
-import importlib.util
 import math
-from pathlib import Path
 
 import duckdb
 import numpy as np
 import pytest
 
+from tests.benches import load_bench
+
 pytestmark = pytest.mark.unit
 T = 10_000_000  # the trigger, ms
 MIN = 60_000
 
-
-def load_bench():
-    path = Path(__file__).resolve().parents[3] / "bench" / "quality_signal.py"
-    spec = importlib.util.spec_from_file_location("quality_signal", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -38,7 +31,7 @@ def marts():
 
 
 def test_counts_are_the_candidates_own_matches_inside_their_windows(marts):
-    frame = load_bench().candidates(marts, "requests")
+    frame = load_bench("quality_signal").candidates(marts, "requests")
     # r1's third candidate is unlabelled (mask 0), so it is left out
     assert frame.rerank_id.tolist() == ["r1", "r1", "r2"]
     assert frame.log_position.tolist() == pytest.approx([0.0, math.log(2), 0.0])
@@ -55,7 +48,7 @@ def test_counts_are_the_candidates_own_matches_inside_their_windows(marts):
 
 
 def test_per_request_splits_the_rows_back_into_requests(marts):
-    bench = load_bench()
+    bench = load_bench("quality_signal")
     frame = bench.candidates(marts, "requests")
     scores, labels, masks = bench.per_request(frame, np.array([0.5, 0.2, 0.9]))
     assert [s.tolist() for s in scores] == [[0.5, 0.2], [0.9]]

@@ -1,0 +1,39 @@
+"""bench/oracle.py: which test requests match a simulated re-rank, and the scores each oracle row gives them."""
+
+
+import numpy as np
+import pytest
+
+from edgerec.sim.engine import Trigger
+from tests.benches import load_bench
+from training.data import Batch
+
+pytestmark = pytest.mark.unit
+
+
+
+def batch(rerank_ids: list[str], items: list[list[int]]) -> Batch:
+    width = max(len(i) for i in items)
+    candidate_item = np.array([i + [0] * (width - len(i)) for i in items])
+    zeros = np.zeros_like(candidate_item)
+    empty = np.zeros((len(items), 1), dtype=np.int64)
+    return Batch(rerank_ids, candidate_item, zeros[..., None], np.array([len(i) for i in items]), zeros, zeros,
+                 empty, empty[..., None], np.zeros(len(items), dtype=np.int64), empty, empty[..., None],
+                 np.zeros(len(items), dtype=np.int64))
+
+
+def test_the_nth_rerank_of_a_request_with_the_same_candidates_matches():
+    oracle = load_bench("oracle")
+    seen = {
+        "s1-p0": [Trigger("s1-p0", 10, [11, 12, 13], [0.5, 2.0, -1.0], [0.5, 0.0, -1.0], [3.0, 2.0, 1.0]),
+                  Trigger("s1-p0", 20, [12, 13], [2.5, -1.0], [0.0, -1.0], [2.0, 1.0])],
+        "s1-p1": [Trigger("s1-p1", 30, [21, 22], [1.0, 1.0], [1.0, 1.0], [5.0, 4.0])],
+    }
+    test = batch(["s1-p0-2", "s1-p1-1", "s1-p1-2", "s9-p0-1", "s1-p0-1"], [[12, 13], [22, 21], [21], [1], [11, 12, 13]])
+    rows, scores = oracle.oracle_scores(test, seen)
+    # s1-p1-1 lists its candidates in another order, s1-p1-2 and s9-p0-1 were never re-ranked: left out
+    assert rows.tolist() == [0, 4]
+    appeal, session = (scores[title] for title in oracle.ORACLES.values())
+    assert [a.tolist() for a in appeal] == [[2.5, -1.0], [0.5, 2.0, -1.0]]
+    # the cloud's estimate plus the in-session part (appeal - utility)
+    assert [s.tolist() for s in session] == [[4.5, 1.0], [3.0, 4.0, 1.0]]
