@@ -375,7 +375,9 @@ class AirflowApi:
             raise ServiceError(f"Airflow API {method} {path}: {response.status_code} {response.text[:300]}")
         return response.json()
 
-    def _until(self, what: str, done, pause_s: float = 1.0, timeout_s: float | None = None):
+    def until(self, what: str, done, pause_s: float = 1.0, timeout_s: float | None = None):
+        """done()'s first truthy value, polled every pause_s; fails naming `what` past the timeout or when a server
+        died."""
         timeout_s = timeout_s or self.timeout_s
         deadline = time.monotonic() + timeout_s
         while not (found := done()):
@@ -391,15 +393,20 @@ class AirflowApi:
             state = self.client.get("/monitor/health").json()
             return all((state.get(part) or {}).get("status") == "healthy" for part in ("scheduler", "dag_processor"))
 
-        self._until("the Airflow scheduler and DAG processor healthy", healthy)
+        self.until("the Airflow scheduler and DAG processor healthy", healthy)
 
     def unpause(self, dag_id: str) -> None:
-        self._until(f"DAG {dag_id} parsed", lambda: self.client.get(f"/dags/{dag_id}").status_code == 200)
+        self.until(f"DAG {dag_id} parsed", lambda: self.client.get(f"/dags/{dag_id}").status_code == 200)
         self.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
 
     def trigger(self, dag_id: str, logical_date: str | None, conf: dict | None = None) -> str:
         body = {"logical_date": logical_date, "conf": conf or {}}
         return self.call("POST", f"/dags/{dag_id}/dagRuns", json=body)["dag_run_id"]
+
+    def runs(self, dag_id: str) -> list[dict]:
+        """The DAG's runs (run_id, logical_date, run_type, state, ...), oldest first."""
+        return self.call("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100, "order_by": "logical_date"})[
+            "dag_runs"]
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
         found = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})
@@ -418,18 +425,18 @@ class AirflowApi:
                     on_task(task, task_state)
             return state if state in ("success", "failed") else None
 
-        return self._until(f"run {run_id} of {dag_id} finished", finished, pause_s=2.0, timeout_s=timeout_s)
+        return self.until(f"run {run_id} of {dag_id} finished", finished, pause_s=2.0, timeout_s=timeout_s)
 
     def answer_approval(self, dag_id: str, run_id: str, task_id: str, option: str) -> dict:
         """Answer a human-in-the-loop task once it waits for input."""
         path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
-        self._until(f"{task_id} of {run_id} awaiting input",
+        self.until(f"{task_id} of {run_id} awaiting input",
                     lambda: self.call("GET", path)["state"] == "awaiting_input")
         # Airflow 3.3 fails the task when the answer lands before the scheduler has seen it park (its own log
         # says so): wait for that line, as a person answering in the UI always does
         parked = f"task_id={task_id}, run_id={run_id}"
         log = next(s for s in self.airflow.servers if s.name == "Airflow scheduler").log
-        self._until(f"{task_id} of {run_id} parked", lambda: any(
+        self.until(f"{task_id} of {run_id} parked", lambda: any(
             parked in line and "state=awaiting_input" in line for line in log.read_text().splitlines()), 0.5)
         return self.call("PATCH", f"{path}/-1/hitlDetails", json={"chosen_options": [option], "params_input": {}})
 
