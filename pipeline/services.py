@@ -56,9 +56,19 @@ class Server:
         return answers(self.url + self.health_path)
 
 
+# console scripts that only the dev extra installs, and what brings them
+_DEV_TOOLS = {"moto_server": "moto[server], in the dev extra"}
+
+
 def tool(name: str) -> str:
-    """A console script of this environment (the venv's `airflow`, `mlflow`, ...)."""
-    return str(Path(sys.executable).with_name(name))
+    """A console script of this environment (the venv's `airflow`, `mlflow`, ...); a clear error when it is not
+    installed, naming what installs it."""
+    path = Path(sys.executable).with_name(name)
+    if not path.exists():
+        what = _DEV_TOOLS.get(name, "the project's dependencies")
+        raise ServiceError(f"`{name}` is not installed in {path.parent}: it comes with {what}; `make setup` installs "
+                           f"it (pip install -e '.[dev]')")
+    return str(path)
 
 
 def free_port() -> int:

@@ -64,3 +64,16 @@ def test_a_thrift_server_that_refuses_is_named_with_its_settings(tmp_path):
     assert str(refused.value) == (
         f"the Spark Thrift server 127.0.0.1:{port} accepts no connection (Connection refused); check "
         "EDGEREC_DBT_SPARK_HOST and EDGEREC_DBT_SPARK_PORT, or build on duckdb (EDGEREC_DBT_TARGET=duckdb)")
+
+
+def test_a_console_script_that_is_not_installed_is_named_with_what_installs_it(monkeypatch, tmp_path):
+    from pipeline import services
+
+    (tmp_path / "airflow").touch()
+    monkeypatch.setattr(services.sys, "executable", str(tmp_path / "python"))
+    assert services.tool("airflow") == str(tmp_path / "airflow")
+    with pytest.raises(services.ServiceError) as missing:
+        services.tool("moto_server")
+    assert str(missing.value) == (
+        f"`moto_server` is not installed in {tmp_path}: it comes with moto[server], in the dev extra; `make setup` "
+        "installs it (pip install -e '.[dev]')")
