@@ -1,6 +1,6 @@
 """Servers the pipeline starts as child processes (the UIs, the at-scale stack): each in a session of its own (a
 Ctrl-C reaches only the parent, which then stops them), its output in a log file, waited for until it answers, and
-stopped, whole process group, however the block that uses it is left.
+stopped, whole process group and every descendant, however the block that uses it is left.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 from edgerec.errors import EdgeRecError
 
@@ -121,11 +123,24 @@ def wait_until_answering(server: Server, proc: subprocess.Popen, timeout_s: floa
         time.sleep(0.5)
 
 
+def descendants(pid: int) -> list[psutil.Process]:
+    """Every live process below `pid`, wherever it sits: an Airflow task runner starts a session of its own, so the
+    process group of the server that forked it does not hold it."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        return psutil.Process(pid).children(recursive=True)
+    return []
+
+
 def stop(procs: list[subprocess.Popen]) -> None:
-    """SIGTERM to each child's whole process group (servers fork workers), SIGKILL to what is left after a while."""
+    """SIGTERM to each child's whole process group (servers fork workers) and to every descendant that left it,
+    SIGKILL to what is left after a while."""
+    below = [p for proc in procs for p in descendants(proc.pid)]  # before the parents go and they are orphaned
     for proc in procs:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
+    for child in below:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.terminate()
     deadline = time.monotonic() + STOP_TIMEOUT_S
     for proc in procs:
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -133,6 +148,10 @@ def stop(procs: list[subprocess.Popen]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # stray workers of a group whose leader already left
         proc.wait()
+    _, alive = psutil.wait_procs(below, timeout=max(0.0, deadline - time.monotonic()))
+    for child in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
 
 
 @contextlib.contextmanager
@@ -151,9 +170,13 @@ def running(servers: list[Server], on_wait: Callable[[Server], None] = lambda s:
             wait_until_answering(server, proc, timeout_s)
         yield procs
     finally:
-        stop(procs)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig in previous:  # a second Ctrl-C must not cut the stopping short and leave servers behind
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            stop(procs)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def serve_until_interrupted(servers: list[Server], procs: list[subprocess.Popen]) -> None:

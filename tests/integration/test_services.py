@@ -3,7 +3,9 @@ answers, stops each whole process group on the way out, and fails naming the log
 tests/e2e/test_make_run.py; the real stack: tests/integration/stack."""
 
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -67,3 +69,30 @@ def test_a_server_that_stops_while_serving_fails_naming_its_log(tmp_path):
     with pytest.raises(services.ServiceError, match=stopped), services.running([server], lambda s: None) as [proc]:
         proc.kill()
         services.serve_until_interrupted([server], [proc])
+
+
+def test_a_worker_in_a_session_of_its_own_is_stopped_too(tmp_path):
+    # an Airflow task runner: a descendant of the server outside its process group
+    pid_file = tmp_path / "runner.pid"
+    server = stand_in(tmp_path, f"setsid sh -c 'echo $$ > {pid_file}; exec sleep 600' & "
+                                "exec {python} -m http.server {port} --bind 127.0.0.1")
+    with services.running([server]) as [proc]:
+        for _ in range(100):
+            if pid_file.exists() and pid_file.read_text().strip():
+                break
+            time.sleep(0.1)
+        runner = int(pid_file.read_text())
+        assert runner not in running_in_group(proc.pid) and Path(f"/proc/{runner}").exists()
+    assert group_ended(runner), f"the runner {runner} still runs"
+
+
+def test_a_second_ctrl_c_does_not_cut_the_stopping_short(tmp_path, monkeypatch):
+    # a server that ignores SIGTERM: stopping it waits STOP_TIMEOUT_S, then kills it
+    server = stand_in(tmp_path, "trap '' TERM; exec {python} -m http.server {port} --bind 127.0.0.1")
+    monkeypatch.setattr(services, "STOP_TIMEOUT_S", 2.0)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt), services.running([server]) as [proc]:
+        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()  # the second, while stopping
+        raise KeyboardInterrupt  # the first Ctrl-C
+    assert proc.poll() is not None and group_ended(proc.pid), running_in_group(proc.pid)
+    assert signal.getsignal(signal.SIGINT) is before
