@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pyarrow as pa
+from pyspark import Broadcast
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.functions import arrow_udf
@@ -67,14 +68,14 @@ def _verdicts(validator: LogValidator, values: pa.Array, days: pa.Array) -> pa.S
     return pa.RecordBatch.from_pydict(columns, schema=VERDICT_SCHEMA).to_struct_array()
 
 
-def check_contract(lines: DataFrame, known_items: list[int] | None) -> DataFrame:
+def check_contract(lines: DataFrame, known: Broadcast | None) -> DataFrame:
     """Every line with its flat event fields, or with the reason it is bad (reason null when good).
 
     The contract check is edgerec.contracts' validator (pydantic's compiled core) in an Arrow UDF: only the line
-    and its ds travel to Python, and only the verdict comes back. The catalog's item ids travel to the executors as
-    a broadcast (once per executor), not inside each task's closure.
+    and its ds travel to Python, and only the verdict comes back. The catalog's item ids (`known`; None: any id)
+    reach the executors as a broadcast (once per executor), not inside each task's closure; the caller releases it
+    once the check's results are written.
     """
-    known = None if known_items is None else lines.sparkSession.sparkContext.broadcast(known_items)
 
     @arrow_udf(from_arrow_schema(VERDICT_SCHEMA))
     def check(batches: Iterator[tuple[pa.Array, pa.Array]]) -> Iterator[pa.Array]:

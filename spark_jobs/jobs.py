@@ -55,7 +55,8 @@ def run_ingest(spark: SparkSession, settings: Settings, ds: str) -> dict:
         raise MissingInput(f"raw zone lacks ds={ds}: need {day.raw_events} and {day.raw_items}")
     items = check_catalog(spark.read.parquet(str(day.raw_items))).withColumn("ds", F.lit(ds))
     # read through Spark, so the catalog need only be where the cluster reads
-    known = [row.item_id for row in spark.read.parquet(str(day.raw_items)).select("item_id").collect()]
+    known = spark.sparkContext.broadcast(
+        [row.item_id for row in spark.read.parquet(str(day.raw_items)).select("item_id").collect()])
     # the contract check runs once: counting, the duplicate marking and the two writes read its cached rows
     contract = check_contract(read_raw_lines(spark, str(settings.raw / "events"), [ds]), known).cache()
     try:
@@ -78,6 +79,7 @@ def run_ingest(spark: SparkSession, settings: Settings, ds: str) -> dict:
         write_partitions(items, settings.dataset("items"))
     finally:
         contract.unpersist()
+        known.destroy()  # the catalog's ids, on the driver and every executor; a long-lived session keeps none
     return figures
 
 

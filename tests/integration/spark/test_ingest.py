@@ -33,7 +33,7 @@ def test_contract_check_and_duplicates_on_inline_lines(spark):
     ]
     encoded = [(v.encode("utf-8", errors="surrogateescape"), DS, s, i) for s, i, v in lines]
     df = spark.createDataFrame(encoded, "value binary, ds string, source string, line_id long")
-    good, bad = split_good_bad(mark_duplicates(check_contract(df, known_items=[7])))
+    good, bad = split_good_bad(mark_duplicates(check_contract(df, known=spark.sparkContext.broadcast([7]))))
     assert sorted((r.event_id, r.event_type, r.item_id, r.reason) for r in good.collect()) == [
         ("e1", "click", 7, None), ("e8", "delete", 7, "not_interested")]
     assert sorted((r.source, r.line_id, r.reason) for r in bad.collect()) == [
@@ -52,7 +52,7 @@ def test_spark_splits_lines_as_the_validator_does(spark, tmp_path):
     crlf = line(event_id="e2").replace(', "user_id"', ',\r"user_id"')  # a bare \r: JSON whitespace inside the line
     (day / "part-0.jsonl").write_text(line() + "\n" + crlf + "\r\n")
     lines = read_raw_lines(spark, str(tmp_path / "events"), [DS])
-    good, bad = split_good_bad(mark_duplicates(check_contract(lines, known_items=[7])))
+    good, bad = split_good_bad(mark_duplicates(check_contract(lines, known=spark.sparkContext.broadcast([7]))))
     assert sorted(r.event_id for r in good.collect()) == ["e1", "e2"] and bad.count() == 0
     report = LogValidator(known_items=[7]).validate_path(tmp_path / "events")
     assert (report.good, report.bad) == (2, 0)
@@ -66,7 +66,7 @@ def test_a_truncated_file_gives_spark_the_lines_the_validator_read(spark, tmp_pa
     (day / "part-1.jsonl").write_text(line(event_id="last") + "\n")
     report = LogValidator(known_items=[7]).validate_path(tmp_path / "events")
     good, bad = split_good_bad(mark_duplicates(check_contract(read_raw_lines(spark, str(tmp_path / "events"), [DS]),
-                                                              known_items=[7])))
+                                                              known=spark.sparkContext.broadcast([7]))))
     assert bad.count() == 0 and report.bad_by_reason == {"unreadable_file": 1}
     assert good.count() == report.good and 1 < report.good < 3001
 
@@ -85,7 +85,7 @@ def test_the_first_good_copy_is_kept_and_bad_copies_do_not_count(spark, broadcas
     ]
     encoded = [(v.encode(), ds, s, i) for ds, s, i, v in lines]
     df = spark.createDataFrame(encoded, "value binary, ds string, source string, line_id long")
-    checked = check_contract(df, known_items=[7])
+    checked = check_contract(df, known=spark.sparkContext.broadcast([7]))
     assert later_copy_count(checked) == 3
     good, bad = split_good_bad(mark_duplicates(checked, broadcast=broadcast))
     assert sorted((r.event_id, r.ts, r.ds) for r in good.collect()) == [("e1", TS, DS), ("e2", TS, DS)]
