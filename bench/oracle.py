@@ -7,20 +7,21 @@ STATE is the state directory of an `edgerec run` on the simulated world, run wit
 in the environment (e.g. EDGEREC_SIM_WORLD=revisit). The bench reads the marts of the day its warehouse was last
 built for and simulates that day again (the simulator is deterministic, so the events are the ones the pipeline
 read), recording at every re-rank each unexposed candidate's
-- appeal: the logit of its click before the position's examination (long-term utility, category fatigue, the
-  decayed short-term boosts of its category and brand and of an earlier view of the item). Ranking by it is the
-  best any re-ranker can do at the trigger; no log carries all of it, so it is a ceiling, not a model;
+- appeal: its click logit, less the base logit and before the position's examination (long-term utility,
+  category fatigue, the decayed short-term boosts of its category and brand and of an earlier view of the item), at
+  the trigger; no log carries all of it, so it is a reference ceiling, not a model;
+- the appeal with the examination of the position the candidate gets in the logged order (the labels are clicks
+  given an exposure there);
 - the cloud's estimate plus the in-session part of the appeal: the user's taste as the cloud saw it, and the
   session's effects exactly, about the most a model of the logs could know.
 
-Prints the GAUC (95% bootstrap interval) of the initial order, the three hand rules and both oracle rows, and each
+Prints the GAUC (95% bootstrap interval) of the initial order, the three hand rules and the oracle rows, and each
 oracle row's paired gain over the best hand rule: the room a model has above that rule on this world.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 from pathlib import Path
@@ -29,7 +30,8 @@ import numpy as np
 
 from edgerec.config import load_settings
 from edgerec.features import load_spec
-from edgerec.sim.config import load_sim_config
+from edgerec.raw import day_sim_config
+from edgerec.sim.config import SimConfig
 from edgerec.sim.engine import Simulator, Trigger
 from training.config import TrainConfig
 from training.data import Batch, date_range, load_split
@@ -39,6 +41,9 @@ from training.rules import RULES
 
 ORACLES = {
     "appeal": "oracle: the simulator's appeal",
+    # the same, with the examination of the display position each candidate would get in the logged order: the
+    # labels are clicks given an exposure there, so a model reading the list order can use that too
+    "shown": "oracle: the appeal and the logged position's examination",
     # the user's long-term taste as the cloud estimated it, and the in-session effects exactly: about the most the
     # logs can tell a re-ranker (the cloud's estimate already holds the category boosts older than its delay, so
     # those count twice here)
@@ -46,22 +51,22 @@ ORACLES = {
 }
 
 
-def triggers_of_day(settings, ds: str) -> dict[str, list[Trigger]]:
-    """Per request_id, what the simulator knew at each of its re-ranks, in time order."""
-    cfg = load_sim_config(settings.sim.config, preset=settings.sim.world, users=settings.sim.users,
-                          seed=settings.sim.seed, days=1, start_date=dt.date.fromisoformat(ds),
-                          corrupt_rate=settings.sim.corrupt_rate)
+def triggers_of_day(settings, ds: str) -> tuple[dict[str, list[Trigger]], SimConfig]:
+    """Per request_id, what the simulator knew at each of its re-ranks, in time order; and the day's config."""
+    cfg = day_sim_config(settings, ds)
     seen: dict[str, list[Trigger]] = {}
     Simulator(cfg, oracle=lambda t: seen.setdefault(t.request_id, []).append(t)).simulate_day(
         cfg.dates[0], lambda _event: None)
-    return seen
+    return seen, cfg
 
 
-def oracle_scores(test: Batch, seen: dict[str, list[Trigger]]) -> tuple[np.ndarray, dict[str, list[np.ndarray]]]:
+def oracle_scores(test: Batch, seen: dict[str, list[Trigger]], cfg: SimConfig
+                  ) -> tuple[np.ndarray, dict[str, list[np.ndarray]]]:
     """The test requests that match a recorded re-rank (the same request, its n-th re-rank, the same candidates in
     the same order) as row indices, and per oracle row the scores of their candidates. A request that does not
     match (the mart cut its list, or the simulation is not the pipeline's) is left out."""
     rows, scores = [], {title: [] for title in ORACLES.values()}
+    decay, base = cfg.behaviour.position_decay, cfg.behaviour.base_click_logit
     for i, rerank_id in enumerate(test.rerank_id):
         request_id, _, n = rerank_id.rpartition("-")  # rerank_id: request_id-<n>, n the re-rank in time order
         triggers = seen.get(request_id, [])
@@ -75,6 +80,9 @@ def oracle_scores(test: Batch, seen: dict[str, list[Trigger]]) -> tuple[np.ndarr
                                       for v in (trigger.appeal, trigger.utility, trigger.cloud_score))
             scores[ORACLES["appeal"]].append(appeal)
             scores[ORACLES["session"]].append(cloud + appeal - utility)
+            # log P(click) had the candidates been shown in this order from here: examination x click at the appeal
+            position = trigger.exposed_before + np.arange(k)
+            scores[ORACLES["shown"]].append(-decay * position - np.logaddexp(0.0, -(base + appeal)))
     return np.asarray(rows, dtype=np.int64), scores
 
 
@@ -99,7 +107,7 @@ def main() -> None:
     spec = load_spec(settings.layout(ds).feature_spec)
     test = load_split(settings.duckdb_path, "test", spec)
 
-    rows, oracles = oracle_scores(test, triggers_of_day(settings, ds))
+    rows, oracles = oracle_scores(test, *triggers_of_day(settings, ds))
     if not len(rows):
         raise SystemExit(f"no test request of ds={ds} matched a re-rank of the simulation: is the environment's "
                          f"EDGEREC_SIM_* the one {settings.home} was run with?")

@@ -21,7 +21,7 @@ from edgerec.contracts.raw_log import PageRequest, Rerank, item_ids_of
 from edgerec.contracts.validate import FIXES
 from edgerec.errors import ConfigError, EdgeRecError, MissingInput
 from edgerec.reports import RawValidation
-from edgerec.sim.config import load_sim_config
+from edgerec.sim.config import SimConfig, load_sim_config
 from edgerec.sim.writer import simulate
 
 log = logging.getLogger(__name__)
@@ -34,11 +34,16 @@ class BadShareExceeded(EdgeRecError):
     """More of a day's rows were bad than the configured threshold allows."""
 
 
+def day_sim_config(settings: Settings, ds: str) -> SimConfig:
+    """The configured world's simulator config for one day, as the simulate stage runs it."""
+    return load_sim_config(settings.sim.config, preset=settings.sim.world, users=settings.sim.users,
+                           seed=settings.sim.seed, days=1, start_date=dt.date.fromisoformat(ds),
+                           corrupt_rate=settings.sim.corrupt_rate)
+
+
 def simulate_day(settings: Settings, ds: str) -> dict:
     """Simulate one day of the configured world into the raw zone (replacing that partition)."""
-    cfg = load_sim_config(settings.sim.config, preset=settings.sim.world, users=settings.sim.users,
-                          seed=settings.sim.seed, days=1, start_date=dt.date.fromisoformat(ds),
-                          corrupt_rate=settings.sim.corrupt_rate)
+    cfg = day_sim_config(settings, ds)
     summary = simulate(cfg, settings.raw)["days"][ds]
     log.info("simulated ds=%s: %s events into %s", ds, f"{summary['events']:,}", summary["events_path"])
     return summary

@@ -123,18 +123,22 @@ def wait_until_answering(server: Server, proc: subprocess.Popen, timeout_s: floa
         time.sleep(0.5)
 
 
-def descendants(pid: int) -> list[psutil.Process]:
-    """Every live process below `pid`, wherever it sits: an Airflow task runner starts a session of its own, so the
-    process group of the server that forked it does not hold it."""
+def outside_group(pid: int) -> list[psutil.Process]:
+    """The live processes below `pid` that left its process group: an Airflow task runner starts a session of its
+    own, so the group's SIGTERM misses it (the group's members get that one signal only)."""
+    found = []
     with contextlib.suppress(psutil.NoSuchProcess):
-        return psutil.Process(pid).children(recursive=True)
-    return []
+        for child in psutil.Process(pid).children(recursive=True):
+            with contextlib.suppress(ProcessLookupError):
+                if os.getpgid(child.pid) != pid:
+                    found.append(child)
+    return found
 
 
 def stop(procs: list[subprocess.Popen]) -> None:
     """SIGTERM to each child's whole process group (servers fork workers) and to every descendant that left it,
     SIGKILL to what is left after a while."""
-    below = [p for proc in procs for p in descendants(proc.pid)]  # before the parents go and they are orphaned
+    below = [p for proc in procs for p in outside_group(proc.pid)]  # before the parents go and they are orphaned
     for proc in procs:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)

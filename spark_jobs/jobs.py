@@ -57,9 +57,10 @@ def run_ingest(spark: SparkSession, settings: Settings, ds: str) -> dict:
     # read through Spark, so the catalog need only be where the cluster reads
     known = spark.sparkContext.broadcast(
         [row.item_id for row in spark.read.parquet(str(day.raw_items)).select("item_id").collect()])
-    # the contract check runs once: counting, the duplicate marking and the two writes read its cached rows
-    contract = check_contract(read_raw_lines(spark, str(settings.raw / "events"), [ds]), known).cache()
+    contract = None
     try:
+        # the contract check runs once: counting, the duplicate marking and the two writes read its cached rows
+        contract = check_contract(read_raw_lines(spark, str(settings.raw / "events"), [ds]), known).cache()
         # later copies travel as a broadcast only while they are few; a retry storm takes the shuffle join and
         # reaches the bad-share gate instead of filling the driver
         checked = mark_duplicates(contract, broadcast=later_copy_count(contract) <= BROADCAST_MAX_COPIES)
@@ -78,7 +79,8 @@ def run_ingest(spark: SparkSession, settings: Settings, ds: str) -> dict:
         write_partitions(good, settings.dataset("events"))
         write_partitions(items, settings.dataset("items"))
     finally:
-        contract.unpersist()
+        if contract is not None:
+            contract.unpersist()
         known.destroy()  # the catalog's ids, on the driver and every executor; a long-lived session keeps none
     return figures
 

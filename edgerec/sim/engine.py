@@ -47,9 +47,10 @@ class Trigger(NamedTuple):
     request_id: str
     ts: int
     items: list[int]
-    appeal: list[float]  # the click logit before the position's examination (`appeal` in `_session`)
+    appeal: list[float]  # the click logit less the base, before the position's examination (`appeal` in `_session`)
     utility: list[float]  # its long-term part: the user's taste for the item, which no log shows
     cloud_score: list[float]  # the cloud's estimate, by which it ranked the page
+    exposed_before: int  # the page's items exposed before the trigger: the first candidate's display position
 
 
 Oracle = Callable[[Trigger], None]
@@ -202,7 +203,8 @@ class Simulator:
             event("rerank", now, request_id=request_id, trigger=trigger, order=[item_ids[i] for i in order])
             if oracle is not None:
                 oracle(Trigger(request_id, now, [item_ids[i] for i in order], [appeal(i, now) for i in order],
-                               [utility[i] for i in order], [float(scores[i]) for i in order]))
+                               [utility[i] for i in order], [float(scores[i]) for i in order],
+                               len(item_ids) - len(order)))
 
         misses = 0  # exposures in a row without a click (the user's patience)
         since_rerank = 0  # exposures since the last re-rank, none clicked (the client's exposed_k rule)

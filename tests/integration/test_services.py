@@ -91,8 +91,13 @@ def test_a_second_ctrl_c_does_not_cut_the_stopping_short(tmp_path, monkeypatch):
     server = stand_in(tmp_path, "trap '' TERM; exec {python} -m http.server {port} --bind 127.0.0.1")
     monkeypatch.setattr(services, "STOP_TIMEOUT_S", 2.0)
     before = signal.getsignal(signal.SIGINT)
-    with pytest.raises(KeyboardInterrupt), services.running([server]) as [proc]:
-        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()  # the second, while stopping
-        raise KeyboardInterrupt  # the first Ctrl-C
+    second = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))  # the second Ctrl-C, while stopping
+    try:
+        with pytest.raises(KeyboardInterrupt), services.running([server]) as [proc]:
+            second.start()
+            raise KeyboardInterrupt  # the first Ctrl-C
+    finally:
+        second.cancel()
+        second.join()
     assert proc.poll() is not None and group_ended(proc.pid), running_in_group(proc.pid)
     assert signal.getsignal(signal.SIGINT) is before

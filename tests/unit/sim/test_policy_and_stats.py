@@ -102,8 +102,10 @@ def test_the_oracle_sees_every_rerank_and_changes_no_event():
     for call, event in zip(calls, reranks, strict=True):
         assert (call.request_id, call.ts, call.items) == (event["request_id"], event["ts"], event["order"])
         assert len(call.appeal) == len(call.utility) == len(call.cloud_score) == len(call.items)
-        if event["trigger"] == "page":  # the page as the cloud ranked it
-            assert call.cloud_score == sorted(call.cloud_score, reverse=True)
+        if event["trigger"] == "page":  # the page as the cloud ranked it, nothing exposed yet
+            assert call.cloud_score == sorted(call.cloud_score, reverse=True) and call.exposed_before == 0
+        else:
+            assert call.exposed_before > 0
 
 
 def test_the_appeal_is_the_utility_plus_the_boost_of_an_earlier_view():
@@ -114,7 +116,7 @@ def test_the_appeal_is_the_utility_plus_the_boost_of_an_earlier_view():
     users = {e["session_id"]: int(e["user_id"].removeprefix("u")) for e in events}
     views = sorted((e["ts"], e["session_id"], e["item_id"]) for e in events if e["event_type"] == "page_view")
     boosted = plain = 0
-    for request_id, ts, items, appeal, told_utility, _ in calls:
+    for request_id, ts, items, appeal, told_utility, _, _ in calls:
         session = sessions[request_id]
         for t, s, item in views:
             if s == session and t <= ts:

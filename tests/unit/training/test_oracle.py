@@ -4,6 +4,7 @@
 import numpy as np
 import pytest
 
+from edgerec.sim.config import load_sim_config
 from edgerec.sim.engine import Trigger
 from tests.benches import load_bench
 from training.data import Batch
@@ -25,15 +26,27 @@ def batch(rerank_ids: list[str], items: list[list[int]]) -> Batch:
 def test_the_nth_rerank_of_a_request_with_the_same_candidates_matches():
     oracle = load_bench("oracle")
     seen = {
-        "s1-p0": [Trigger("s1-p0", 10, [11, 12, 13], [0.5, 2.0, -1.0], [0.5, 0.0, -1.0], [3.0, 2.0, 1.0]),
-                  Trigger("s1-p0", 20, [12, 13], [2.5, -1.0], [0.0, -1.0], [2.0, 1.0])],
-        "s1-p1": [Trigger("s1-p1", 30, [21, 22], [1.0, 1.0], [1.0, 1.0], [5.0, 4.0])],
+        "s1-p0": [Trigger("s1-p0", 10, [11, 12, 13], [0.5, 2.0, -1.0], [0.5, 0.0, -1.0], [3.0, 2.0, 1.0], 0),
+                  Trigger("s1-p0", 20, [12, 13], [2.5, -1.0], [0.0, -1.0], [2.0, 1.0], 1)],
+        "s1-p1": [Trigger("s1-p1", 30, [21, 22, 23], [1.0, 1.0, 3.0], [1.0, 1.0, 0.0], [5.0, 4.0, 3.0], 0)],
     }
-    test = batch(["s1-p0-2", "s1-p1-1", "s1-p1-2", "s9-p0-1", "s1-p0-1"], [[12, 13], [22, 21], [21], [1], [11, 12, 13]])
-    rows, scores = oracle.oracle_scores(test, seen)
-    # s1-p1-1 lists its candidates in another order, s1-p1-2 and s9-p0-1 were never re-ranked: left out
+    test = batch(["s1-p0-2", "s1-p1-1", "s1-p1-2", "s9-p0-1", "s1-p0-1"],
+                 [[12, 13], [22, 21], [21, 22], [1], [11, 12, 13]])
+    cfg = load_sim_config(behaviour={"position_decay": 0.5, "base_click_logit": 0.0})
+    rows, scores = oracle.oracle_scores(test, seen, cfg)
+    # s1-p1-1 lists its candidates in another order, s1-p1-2 and s9-p0-1 were never re-ranked: left out; s1-p0-1 and
+    # s1-p0-2 match (a mart that cut a list to its first k would match on those k)
     assert rows.tolist() == [0, 4]
-    appeal, session = (scores[title] for title in oracle.ORACLES.values())
+    appeal, shown, session = (scores[oracle.ORACLES[name]] for name in ("appeal", "shown", "session"))
     assert [a.tolist() for a in appeal] == [[2.5, -1.0], [0.5, 2.0, -1.0]]
+    # log examination at the display position (1 exposed before the second trigger) + log sigmoid(appeal)
+    assert shown[0] == pytest.approx([-0.5 + np.log(1 / (1 + np.exp(-2.5))), -1.0 + np.log(1 / (1 + np.exp(1.0)))])
     # the cloud's estimate plus the in-session part (appeal - utility)
     assert [s.tolist() for s in session] == [[4.5, 1.0], [3.0, 4.0, 1.0]]
+
+
+def test_a_mart_that_cut_the_list_matches_on_its_first_candidates():
+    oracle = load_bench("oracle")
+    seen = {"s1-p0": [Trigger("s1-p0", 10, [11, 12, 13], [0.5, 2.0, -1.0], [0.0] * 3, [0.0] * 3, 0)]}
+    rows, scores = oracle.oracle_scores(batch(["s1-p0-1"], [[11, 12]]), seen, load_sim_config())
+    assert rows.tolist() == [0] and scores[oracle.ORACLES["appeal"]][0].tolist() == [0.5, 2.0]
