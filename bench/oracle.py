@@ -86,13 +86,6 @@ def oracle_scores(test: Batch, seen: dict[str, list[Trigger]], cfg: SimConfig
     return np.asarray(rows, dtype=np.int64), scores
 
 
-def per_request(batch: Batch, values: np.ndarray) -> tuple[list, list, list]:
-    """(scores, labels, masks) per request over its real candidates, as `trainer.score` gives a model's."""
-    ks = batch.candidates.tolist()
-    return ([values[i, :k] for i, k in enumerate(ks)], [batch.label[i, :k] for i, k in enumerate(ks)],
-            [batch.mask[i, :k] for i, k in enumerate(ks)])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -112,11 +105,10 @@ def main() -> None:
         raise SystemExit(f"no test request of ds={ds} matched a re-rank of the simulation: is the environment's "
                          f"EDGEREC_SIM_* the one {settings.home} was run with?")
     matched, unmatched = test.take(rows), len(test) - len(rows)
-    _, labels, masks = per_request(matched, np.zeros(matched.label.shape))
-    width = matched.label.shape[1]
-    reports: dict[str, RankingReport] = {
-        "initial order": evaluate(*per_request(matched, -np.tile(np.arange(width, dtype=np.float64),
-                                                                 (len(matched), 1))))}
+    ks = matched.candidates.tolist()  # each request's real candidates, as `trainer.score` gives a model's
+    labels, masks = [matched.label[i, :k] for i, k in enumerate(ks)], [matched.mask[i, :k] for i, k in enumerate(ks)]
+    initial = [-np.arange(k, dtype=np.float64) for k in ks]
+    reports: dict[str, RankingReport] = {"initial order": evaluate(initial, labels, masks)}
     rules = evaluate_rules(settings, spec, matched, TrainConfig())
     reports.update({RULES[name]: report for name, report in rules.items()})
     reports.update({name: evaluate(scores, labels, masks) for name, scores in oracles.items()})
@@ -129,7 +121,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(figures, indent=2))
         return
-    print(f"ds={ds}, world {settings.sim.world or 'default'}: {len(rows):,} of {len(test):,} test requests "
+    print(f"ds={ds}, world {settings.sim.world}: {len(rows):,} of {len(test):,} test requests "
           f"matched a simulated re-rank ({unmatched} not)")
     print("| row | GAUC [95% interval] |\n|---|---|")
     for name, report in reports.items():

@@ -431,7 +431,7 @@ class AirflowApi:
         """Answer a human-in-the-loop task once it waits for input."""
         path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
         self.until(f"{task_id} of {run_id} awaiting input",
-                    lambda: self.call("GET", path)["state"] == "awaiting_input")
+                   lambda: self.call("GET", path)["state"] == "awaiting_input")
         # Airflow 3.3 fails the task when the answer lands before the scheduler has seen it park (its own log
         # says so): wait for that line, as a person answering in the UI always does
         parked = f"task_id={task_id}, run_id={run_id}"
