@@ -28,11 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
+from deploy.fleet import ChannelState, open_fleet
 from edgerec.config import load_settings
 from edgerec.features import load_spec
 from edgerec.raw import day_sim_config
 from edgerec.sim.config import SimConfig
 from edgerec.sim.engine import Simulator, Trigger
+from edgerec.sim.world import build_catalog
+from edgerec.sim.writer import SUMMARY_FILE, events_dir
 from training.config import TrainConfig
 from training.data import Batch, date_range, load_split
 from training.evaluation import RankingReport, evaluate, paired_gain
@@ -52,11 +55,14 @@ ORACLES = {
 
 
 def triggers_of_day(settings, ds: str) -> tuple[dict[str, list[Trigger]], SimConfig]:
-    """Per request_id, what the simulator knew at each of its re-ranks, in time order; and the day's config."""
+    """Per request_id, what the simulator knew at each of its re-ranks, in time order; and the day's config. The
+    devices run what they ran then: the release channels' state the simulate task recorded with the day."""
     cfg = day_sim_config(settings, ds)
+    recorded = json.loads((events_dir(settings.raw, ds) / SUMMARY_FILE).read_text()).get("channels")
+    fleet = open_fleet(settings, build_catalog(cfg.world, cfg.seed).to_arrow(), ChannelState.from_dict(recorded))
     seen: dict[str, list[Trigger]] = {}
-    Simulator(cfg, oracle=lambda t: seen.setdefault(t.request_id, []).append(t)).simulate_day(
-        cfg.dates[0], lambda _event: None)
+    Simulator(cfg, oracle=lambda t: seen.setdefault(t.request_id, []).append(t),
+              policy_of=fleet.policy_of).simulate_day(cfg.dates[0], lambda _event: None)
     return seen, cfg
 
 

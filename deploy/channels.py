@@ -15,7 +15,9 @@ import hashlib
 import hmac
 import json
 import secrets
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 from deploy.cdn import CHANNELS, ObjectStore
 from edgerec.errors import ConfigError, EdgeRecError
@@ -28,6 +30,13 @@ REPAIR = "`edgerec release repair` writes it again from the audit log"
 class ForgedPointer(EdgeRecError):
     """A channel pointer that is not the one the release actions wrote: it is not followed. `edgerec release
     repair` writes the channel's pointer again from the audit log."""
+
+
+class Rollout(NamedTuple):
+    """What a channel serves: a version, to a share of the devices."""
+
+    version: str
+    rollout_percent: float
 
 
 @dataclass(frozen=True)
@@ -98,7 +107,7 @@ def in_rollout(device_id: str, channel: str, percent: float) -> bool:
     return bucket < round(percent * 100)
 
 
-def assigned_version(device_id: str, pointers: dict[str, Pointer | None]) -> str | None:
+def assigned_version(device_id: str, pointers: Mapping[str, Pointer | Rollout | None]) -> str | None:
     """The version a device should run: canary's if the device is in its rollout, else stable's (None: no model
     yet, the client keeps the cloud's order)."""
     canary, stable = pointers.get("canary"), pointers.get("stable")

@@ -33,9 +33,13 @@ class Targets:
         self.kv.close()
 
 
+def release_key(settings: Settings) -> bytes:
+    """The key channel pointers are signed with (deploy.channels.load_key)."""
+    return load_key(settings.release.key, settings.release_dir / "release.key")
+
+
 def open_targets(settings: Settings) -> Targets:
     actor = settings.release.actor or f"{getpass.getuser()}@{socket.gethostname()}"
-    return Targets(open_kv(settings.kv_store), open_cdn(settings.cdn_origin),
-                   load_key(settings.release.key, settings.release_dir / "release.key"), actor,
+    return Targets(open_kv(settings.kv_store), open_cdn(settings.cdn_origin), release_key(settings), actor,
                    settings.release_dir / "audit.jsonl", settings.release_dir / "deploys",
                    trusted_keys(settings.trusted_keys_dir))

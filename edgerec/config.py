@@ -289,6 +289,11 @@ class Settings(BaseModel):
         return self.home / "bundles"
 
     @property
+    def devices_dir(self) -> Path:
+        """The bundles the simulated world's devices downloaded from the CDN (deploy.fleet), one per version."""
+        return self.home / "devices"
+
+    @property
     def kv_store(self) -> str:
         """The key-value store's URL: the setting, or SQLite in the state directory."""
         return self.kv.url or f"sqlite:///{self.home / 'kv.sqlite'}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from edgerec.config import Settings, check_logical_date
 from edgerec.contracts import LogValidator
 from edgerec.contracts.catalog import CATALOG_ARROW_SCHEMA
+from edgerec.contracts.policy import RerankPolicy
 from edgerec.contracts.raw_log import PageRequest, Rerank, item_ids_of
 from edgerec.contracts.validate import FIXES
 from edgerec.errors import ConfigError, EdgeRecError, MissingInput
@@ -41,10 +42,12 @@ def day_sim_config(settings: Settings, ds: str) -> SimConfig:
                            corrupt_rate=settings.sim.corrupt_rate)
 
 
-def simulate_day(settings: Settings, ds: str) -> dict:
-    """Simulate one day of the configured world into the raw zone (replacing that partition)."""
+def simulate_day(settings: Settings, ds: str, policy_of: Callable[[str], RerankPolicy] | None = None,
+                 channels: dict | None = None) -> dict:
+    """Simulate one day of the configured world into the raw zone (replacing that partition); `policy_of` and
+    `channels` as `edgerec.sim.writer.simulate` (default: every device keeps the cloud's order)."""
     cfg = day_sim_config(settings, ds)
-    summary = simulate(cfg, settings.raw)["days"][ds]
+    summary = simulate(cfg, settings.raw, policy_of=policy_of, channels=channels)["days"][ds]
     log.info("simulated ds=%s: %s events into %s", ds, f"{summary['events']:,}", summary["events_path"])
     return summary
 

@@ -77,12 +77,15 @@ def day_start_ms(day: dt.date) -> int:
 class Simulator:
     """Simulates users' days; events go to `emit` as raw-log dicts in the order they happen per user."""
 
-    def __init__(self, cfg: SimConfig, policy: RerankPolicy | None = None, oracle: Oracle | None = None):
+    def __init__(self, cfg: SimConfig, policy: RerankPolicy | None = None, oracle: Oracle | None = None,
+                 policy_of: Callable[[str], RerankPolicy] | None = None):
+        """`policy`: what every device runs (default: the cloud's order); `policy_of`: instead, each device's own
+        by its device id (the release channels' assignment, `deploy.fleet`)."""
         self.cfg = cfg
         self.oracle = oracle
         self.catalog: Catalog = build_catalog(cfg.world, cfg.seed)
         self.policy: RerankPolicy = policy or CloudOrder()
-        self._observes = not isinstance(self.policy, CloudOrder)
+        self.policy_of: Callable[[str], RerankPolicy] = policy_of or (lambda _device_id: self.policy)
         cat = self.catalog
         self._cat_count = np.diff(cat.cat_start)
         self._q_est = (np.log(cat.ctr_score / (1 - cat.ctr_score)) + 3.0) / 0.8  # the cloud's quality estimate
@@ -127,7 +130,8 @@ class Simulator:
     # -- one session -------------------------------------------------------------------------------------
     def _session(self, user: User, session_id: str, t: int, t_max: int, rng, emit: Emit) -> int:
         beh, client, cat = self.cfg.behaviour, self.cfg.client, self.catalog
-        policy, observes, oracle = self.policy, self._observes, self.oracle
+        policy, oracle = self.policy_of(user.device_id), self.oracle
+        observes = not isinstance(policy, CloudOrder)
         half_life_ms, cap = beh.short_term_half_life_s * 1000.0, beh.short_term_cap
         history: list[dict] = []
         n_event = 0

@@ -20,6 +20,7 @@ from edgerec.sim.world import _CORRUPT, rng_for
 
 EVENTS_FILE = "part-00000.jsonl.gz"
 SUMMARY_FILE = "_simulation.json"  # leading underscore: Spark and the validator skip it
+CLOUD_ORDER = "cloud order"  # the summary's name for the devices that ran no model (model_version null)
 _FLUSH_EVERY = 4096
 
 
@@ -45,12 +46,14 @@ class PartitionWriter:
         self._buffer: list[bytes] = []
         self.corrupt_rate, self._rng, self._unknown = corrupt_rate, rng, unknown_item_id
         self.events: dict[str, int] = {}
+        self.devices: dict[str, set[str]] = {}  # model_version (CLOUD_ORDER: none) -> the devices that ran it
         self.corrupted: Counter = Counter()
         self.lines = 0
 
     def write(self, event: dict) -> None:
         kind = event["event_type"]
         self.events[kind] = self.events.get(kind, 0) + 1
+        self.devices.setdefault(event["model_version"] or CLOUD_ORDER, set()).add(event["device_id"])
         if self.corrupt_rate and self._rng.random() < self.corrupt_rate:
             kinds = applicable_kinds(event)
             kind = kinds[int(self._rng.integers(len(kinds)))]
@@ -75,12 +78,16 @@ class PartitionWriter:
 
 
 def simulate(cfg: SimConfig, raw: Path, policy: RerankPolicy | None = None,
-             progress: Callable[[dt.date, int], None] | None = None) -> dict:
+             progress: Callable[[dt.date, int], None] | None = None,
+             policy_of: Callable[[str], RerankPolicy] | None = None, channels: dict | None = None) -> dict:
     """Simulate every day of `cfg` into the raw zone at `raw`; returns a summary per day.
 
-    Each day is streamed to disk user by user, so memory stays flat however many days are simulated.
+    `policy` or `policy_of` as `Simulator`; `channels`, the release channels' state the devices were assigned from
+    (`deploy.fleet.ChannelState.to_dict`), is recorded in each day's summary: with the seed, it is what a day's
+    events are reproduced from. Each day is streamed to disk user by user, so memory stays flat however many days
+    are simulated.
     """
-    sim = Simulator(cfg, policy)
+    sim = Simulator(cfg, policy, policy_of=policy_of)
     catalog_table = sim.catalog.to_arrow()
     unknown_item_id = int(sim.catalog.item_id.max()) + 1_000_000
     summary = {"config": json.loads(cfg.model_dump_json()), "days": {}}
@@ -100,6 +107,8 @@ def simulate(cfg: SimConfig, raw: Path, policy: RerankPolicy | None = None,
             "lines": writer.lines,
             "events_by_type": dict(sorted(writer.events.items())),
             "corrupted_by_kind": dict(sorted(writer.corrupted.items())),
+            "devices_by_model_version": {v: len(d) for v, d in sorted(writer.devices.items())},
+            "channels": channels,
             "events_path": str(writer.path),
             "items_path": str(items_path(raw, day)),
         }

@@ -178,7 +178,10 @@ def _show_days(settings, done: list, wanted: list[str]) -> None:
 
 def _task_figure(settings, ds: str, task: str) -> str:
     """The one figure that matters of a task that just ended, from the day's reports ("" when it wrote none)."""
+    import json
+
     from edgerec import reports
+    from edgerec.sim.writer import SUMMARY_FILE, events_dir
 
     day = settings.layout(ds)
 
@@ -206,7 +209,13 @@ def _task_figure(settings, ds: str, task: str) -> str:
         g = reports.EvaluationGate.read(day)
         return g and ("blessed" if g.blessed else "refused") + f": {g.reason}"
 
+    def simulation() -> str:
+        summary = events_dir(settings.raw, ds) / SUMMARY_FILE
+        devices = json.loads(summary.read_text()).get("devices_by_model_version", {}) if summary.exists() else {}
+        return devices and "devices: " + ", ".join(f"{version} {n:,}" for version, n in devices.items())
+
     figures = {
+        "simulate_raw": simulation,
         "validate_raw": lambda: (v := reports.RawValidation.read(day)) and f"{v.good:,} good rows, {v.bad:,} bad",
         "spark_ingest": lambda: spark("ingest", lambda s: f"{s['rows_out']:,} rows, {s['bad_share']:.2%} quarantined"),
         "spark_sessionize": lambda: spark("sessionize", lambda s: f"{s['sessions']:,} sessions"),

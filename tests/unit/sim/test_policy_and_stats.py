@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from edgerec.contracts.policy import CloudOrder
 from edgerec.sim.config import load_sim_config
 from edgerec.sim.engine import Simulator, simulate_in_memory
 from edgerec.sim.stats import compute_stats
@@ -40,6 +41,22 @@ def test_policy_hook_reorders_exposures_and_sees_every_event():
     for a, b in zip(events, events[1:], strict=False):
         if a["event_type"] == "rerank" and b["event_type"] == "exposure":
             assert b["item_id"] == a["order"][0]
+
+
+def test_each_device_runs_its_own_policy_and_the_others_are_untouched():
+    cfg = load_sim_config(users=6, seed=2)
+    _, alone = simulate_in_memory(cfg)
+    policy = Reverse()
+    sim = Simulator(cfg, policy_of=lambda device: policy if device == "dev-0000001" else CloudOrder())
+    events = []
+    for day in cfg.dates:
+        sim.simulate_day(day, events.append)
+    on_model = [e for e in events if e["device_id"] == "dev-0000001"]
+    assert on_model and policy.observed == [e["event_id"] for e in on_model]  # it sees its own device's events only
+    assert {e["model_version"] for e in on_model} == {"v-test"}
+    assert {e["model_version"] for e in events if e not in on_model} == {None}
+    # the other devices' days are the cloud order's, event for event
+    assert [e for e in events if e not in on_model] == [e for e in alone if e["device_id"] != "dev-0000001"]
 
 
 def test_a_policy_returning_no_permutation_is_refused():
