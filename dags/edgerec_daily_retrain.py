@@ -1,7 +1,8 @@
 """Daily retrain of the EdgeRec re-ranker for one logical date (ds).
 
 simulate (embedded source) -> validate raw -> spark ingest -> sessionize -> requests -> bucketize
--> data quality (raw, features) -> dbt build (marts) -> data quality (marts) -> train (the paper's models,
+-> data quality (raw, features) -> dbt build (marts) -> data quality (marts) -> canary analysis (the day's logs per
+model version the devices ran), and train (the paper's models,
 MLflow, a new registered version) -> evaluation gate (blessed or refused, with the reason) -> export (the
 bundle) -> servability gate (ONNX parity, size, counted budgets) -> deploy (embeddings into the key-value store,
 bundle onto the CDN, each verified) -> promote to the canary channel.
@@ -92,6 +93,13 @@ def edgerec_daily_retrain():
 
     # From training on, each task hands the next the day's ModelVersion (as a dict: XComs are JSON)
     @task
+    def canary_analysis(ds: str | None = None) -> dict:
+        """The day's logs per model version the devices ran; the canary against stable and the cloud's order."""
+        report = stages.canary_analysis(load_settings(), ds)
+        print(report.to_markdown())
+        return {"canary": report.canary, "stable": report.stable, "cohorts": sorted(report.versions)}
+
+    @task
     def train(ds: str | None = None) -> dict:
         """Train and compare the paper's models; register the full model (skipped while the train mart is empty)."""
         try:
@@ -136,6 +144,7 @@ def edgerec_daily_retrain():
     marts = spark[3] >> quality("raw") >> quality("features") >> dbt_build() >> quality("marts")
     version = train()
     marts >> version
+    marts >> canary_analysis()
     promote_canary(deploy(servability_gate(export(evaluation_gate(version)))))
 
 

@@ -155,3 +155,38 @@ class Servability(DayReport):
     def write_with(self, day: DayLayout, markdown: str) -> Path:
         write_text(self.markdown_path(day), markdown + "\n")
         return self.write(day)
+
+
+class CanaryAnalysis(DayReport):
+    """What each model version the devices ran did on the day's logs, and the canary against the stable version and
+    the cloud's order (`edgerec.canary`); a Markdown rendering sits beside it."""
+
+    file = "canary_analysis.json"
+    ds: str
+    canary: str | None
+    stable: str | None
+    versions: dict[str, dict[str, float]]  # version ('cloud order': none) -> devices, totals and metrics
+    comparisons: dict[str, dict[str, dict[str, float]]]  # "canary vs stable" -> metric -> {value, low, high}
+
+    def to_markdown(self) -> str:
+        names = list(next(iter(self.versions.values()), {}))
+        lines = [f"# Canary analysis, ds={self.ds}", "",
+                 f"canary: {self.canary or 'not set'}; stable: {self.stable or 'not set'}", "",
+                 "| version | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        lines += [f"| {v} | " + " | ".join(f"{x:,.4g}" for x in row.values()) + " |"
+                  for v, row in self.versions.items()]
+        for name, metrics in self.comparisons.items():
+            lines += ["", f"## {name} (relative difference, 95% bootstrap interval over devices)", "",
+                      "| metric | difference | interval |", "|---|---|---|"]
+            lines += [f"| {m} | {d['value']:+.2%} | [{d['low']:+.2%}, {d['high']:+.2%}] |" for m, d in metrics.items()]
+        if not self.comparisons:
+            lines += ["", "No comparison: no device ran the canary beside another cohort this day."]
+        return "\n".join(lines)
+
+    @classmethod
+    def markdown_path(cls, day: DayLayout) -> Path:
+        return cls.path(day).with_suffix(".md")
+
+    def write(self, day: DayLayout) -> Path:
+        write_text(self.markdown_path(day), self.to_markdown() + "\n")
+        return super().write(day)

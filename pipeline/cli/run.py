@@ -214,8 +214,19 @@ def _task_figure(settings, ds: str, task: str) -> str:
         devices = json.loads(summary.read_text()).get("devices_by_model_version", {}) if summary.exists() else {}
         return devices and "devices: " + ", ".join(f"{version} {n:,}" for version, n in devices.items())
 
+    def canary() -> str:
+        c = reports.CanaryAnalysis.read(day)
+        versus = c and next(iter(c.comparisons.items()), None)
+        if not c or not versus:
+            cohorts = ", ".join(f"{v} {int(r['devices'])}" for v, r in c.versions.items()) if c else ""
+            return cohorts and f"no canary beside another cohort; devices: {cohorts}"
+        clicks = versus[1]["clicks per device"]
+        return (f"{versus[0]}: clicks per device {clicks['value']:+.1%} [{clicks['low']:+.1%}, {clicks['high']:+.1%}]"
+                f", CTR {versus[1]['CTR']['value']:+.1%}")
+
     figures = {
         "simulate_raw": simulation,
+        "canary_analysis": canary,
         "validate_raw": lambda: (v := reports.RawValidation.read(day)) and f"{v.good:,} good rows, {v.bad:,} bad",
         "spark_ingest": lambda: spark("ingest", lambda s: f"{s['rows_out']:,} rows, {s['bad_share']:.2%} quarantined"),
         "spark_sessionize": lambda: spark("sessionize", lambda s: f"{s['sessions']:,} sessions"),

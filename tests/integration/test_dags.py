@@ -31,6 +31,8 @@ def test_daily_dag_wiring(dagbag):
     assert dag.task_dict["dbt_build"].upstream_task_ids == {"quality_features"}
     assert dag.task_dict["quality_marts"].upstream_task_ids == {"dbt_build"}
     assert dag.task_dict["train"].upstream_task_ids == {"quality_marts"}
+    assert dag.task_dict["canary_analysis"].upstream_task_ids == {"quality_marts"}
+    assert dag.task_dict["canary_analysis"].downstream_task_ids == set()  # it judges; it blocks no training
     assert dag.task_dict["evaluation_gate"].upstream_task_ids == {"train"}
     assert dag.task_dict["export"].upstream_task_ids == {"evaluation_gate"}
     assert dag.task_dict["servability_gate"].upstream_task_ids == {"export"}

@@ -5,6 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from edgerec.canary import device_columns
 from edgerec.config import load_settings
 from edgerec.marts import DbtFailed, build_marts, docs_generate
 from edgerec.quality.gate import run_quality
@@ -49,6 +50,26 @@ def test_daily_stats_agree_with_the_spark_summary(marts, world):
     assert rows[1][5] == pytest.approx(first[0] / first[1])
 
 
+def test_version_daily_counts_each_cohorts_events(marts):
+    """The tiny world ran no model: one 'cloud order' row a day whose counts are the day's events."""
+    settings, _ = marts
+    relation = f"read_parquet('{settings.dataset('events')}/*/*.parquet', hive_partitioning = true)"
+    with duckdb.connect() as con:
+        expected = con.execute(f"select cast(ds as varchar), count(distinct device_id), "
+                               f"count(*) filter (where event_type = 'exposure'), "
+                               f"count(*) filter (where event_type = 'click') from {relation} group by 1 order by 1"
+                               ).fetchall()
+    rows = mart(settings, "select cast(ds as varchar), model_version, devices, exposures, clicks, ctr "
+                          "from rpt_version_daily order by ds")
+    assert [(ds, devices, exposures, clicks) for ds, _, devices, exposures, clicks, _ in rows] == expected
+    assert {r[1] for r in rows} == {"cloud order"}
+    assert all(r[5] == pytest.approx(r[4] / r[3]) for r in rows)
+    # the canary analysis resamples the devices whose sums these are
+    devices = device_columns(settings.duckdb_path, DAYS[1])
+    assert list(devices) == ["cloud order"] and len(devices["cloud order"]["clicks"]) == rows[1][2]
+    assert devices["cloud order"]["clicks"].sum() == rows[1][4]
+
+
 def test_items_dimension_holds_each_item_once(marts):
     settings, summary = marts
     assert summary["rows"]["dim_items"] == mart(settings, "select count(distinct item_id) from dim_items")[0][0]
@@ -74,7 +95,8 @@ def test_a_failing_dbt_test_fails_the_build_and_is_named(tmp_path, world):
     settings = load_settings({"EDGEREC_HOME": str(tmp_path)})
     table = pq.read_table(source.dataset("features") / f"ds={DAYS[1]}").slice(0, 3)
     duplicated = pa.concat_tables([table, table.slice(0, 1)])
-    copies = {name: pq.read_table(source.dataset(name) / f"ds={DAYS[1]}") for name in ("train_features", "items")}
+    copies = {name: pq.read_table(source.dataset(name) / f"ds={DAYS[1]}")
+              for name in ("train_features", "items", "events")}
     for name, data in (("features", duplicated), *copies.items()):
         part = settings.dataset(name) / f"ds={DAYS[1]}"
         part.mkdir(parents=True)

@@ -1,0 +1,95 @@
+"""Canary analysis: what each model version the devices ran did on a day's logs, and the canary against the stable
+version and against the cloud's order, each business metric's relative difference with a 95% bootstrap interval over
+devices.
+
+The figures come from the marts: `int_device_version_daily` (one row per device: the unit resampled) and its sum per
+version, `rpt_version_daily`; both are dbt's, so a metric is defined in one place. A device runs one version a day;
+the two cohorts compared are resampled independently, each with replacement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from edgerec.config import Settings
+from edgerec.reports import CanaryAnalysis
+
+CLOUD_ORDER = "cloud order"  # the cohort of devices that ran no model (dbt: coalesce(model_version, ...))
+# metric -> (numerator, denominator): a ratio of sums over the cohort's devices (None: per device)
+METRICS: dict[str, tuple[str, str | None]] = {
+    "exposures (PV) per device": ("exposures", None),
+    "clicks per device": ("clicks", None),
+    "CTR": ("clicks", "exposures"),
+    "item page views per device": ("page_views", None),
+    "purchases per device": ("purchases", None),
+    "GMV (price levels) per device": ("gmv_price_levels", None),
+    "re-ranks per session": ("reranks", "sessions"),
+}
+COLUMNS = ("sessions", "exposures", "clicks", "page_views", "carts", "purchases", "gmv_price_levels", "reranks")
+BOOTSTRAP_ROUNDS = 2000
+
+
+def ratio(devices: Mapping[str, np.ndarray], metric: str) -> float:
+    numerator, denominator = METRICS[metric]
+    total = devices[denominator].sum() if denominator else len(devices[numerator])
+    return float(devices[numerator].sum() / total) if total else float("nan")
+
+
+def relative_difference(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], metric: str,
+                        rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0) -> dict[str, float]:
+    """`metric` of cohort a over cohort b, less 1, and its 95% percentile interval: {value, low, high}. a and b map
+    each column to one value per device. The same seed gives the same interval."""
+    numerator, denominator = METRICS[metric]
+    rng = np.random.default_rng(seed)
+
+    def resampled(cohort: Mapping[str, np.ndarray]) -> np.ndarray:
+        n = len(cohort[numerator])
+        picks = rng.integers(0, n, size=(rounds, n))
+        below = cohort[denominator][picks].sum(axis=1) if denominator else np.full(rounds, float(n))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return cohort[numerator][picks].sum(axis=1) / below
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rounds_ratio = resampled(a) / resampled(b) - 1.0
+    low, high = np.nanpercentile(rounds_ratio, [2.5, 97.5]) if np.isfinite(rounds_ratio).any() else (np.nan, np.nan)
+    base = ratio(b, metric)
+    value = ratio(a, metric) / base - 1.0 if base else float("nan")
+    return {"value": value, "low": float(low), "high": float(high)}
+
+
+def analyse(ds: str, devices: Mapping[str, Mapping[str, np.ndarray]], canary: str | None,
+            stable: str | None) -> CanaryAnalysis:
+    """The day's analysis from each cohort's per-device columns (`devices[version][column]`), the canary's and the
+    stable version's ids as the channels served them that day (None: not set)."""
+    versions = {version: {"devices": len(cohort["clicks"]), **{c: int(cohort[c].sum()) for c in COLUMNS},
+                          **{m: ratio(cohort, m) for m in METRICS}}
+                for version, cohort in sorted(devices.items())}
+    comparisons = {}
+    for name, base in (("stable", stable), (CLOUD_ORDER, CLOUD_ORDER)):
+        if canary in devices and base in devices and base != canary:
+            comparisons[f"canary vs {name}"] = {m: relative_difference(devices[canary], devices[base], m)
+                                                for m in METRICS}
+    return CanaryAnalysis(ds=ds, canary=canary, stable=stable, versions=versions, comparisons=comparisons)
+
+
+def device_columns(database: Path, ds: str) -> dict[str, dict[str, np.ndarray]]:
+    """Per version, the day's per-device columns of `int_device_version_daily`."""
+    import duckdb
+
+    with duckdb.connect(str(database), read_only=True) as con:
+        table = con.execute(f"select model_version, {', '.join(COLUMNS)} from int_device_version_daily "
+                            "where ds = cast(? as date) order by model_version, device_id", [ds]).to_arrow_table()
+    versions = table.column("model_version").to_numpy(zero_copy_only=False)
+    return {v: {c: table.column(c).to_numpy()[versions == v].astype(np.float64) for c in COLUMNS}
+            for v in dict.fromkeys(versions.tolist())}
+
+
+def canary_analysis(settings: Settings, ds: str, channels: Mapping[str, Mapping | None]) -> CanaryAnalysis:
+    """Analyse the day's logs (after dbt_build) with the channels' state the devices ran under; writes the report."""
+    versions = {name: (channels.get(name) or {}).get("version") for name in ("canary", "stable")}
+    report = analyse(ds, device_columns(settings.duckdb_path, ds), versions["canary"], versions["stable"])
+    report.write(settings.layout(ds))
+    return report
