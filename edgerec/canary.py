@@ -80,16 +80,47 @@ def device_columns(database: Path, ds: str) -> dict[str, dict[str, np.ndarray]]:
     import duckdb
 
     with duckdb.connect(str(database), read_only=True) as con:
-        table = con.execute(f"select model_version, {', '.join(COLUMNS)} from int_device_version_daily "
-                            "where ds = cast(? as date) order by model_version, device_id", [ds]).to_arrow_table()
+        table = con.sql(f"select model_version, {', '.join(COLUMNS)} from int_device_version_daily "
+                        "where ds = cast(? as date) order by model_version, device_id", params=[ds]).to_arrow_table()
     versions = table.column("model_version").to_numpy(zero_copy_only=False)
     return {v: {c: table.column(c).to_numpy()[versions == v].astype(np.float64) for c in COLUMNS}
             for v in dict.fromkeys(versions.tolist())}
 
 
+def plot(report: CanaryAnalysis, path: Path) -> Path:
+    """Each comparison's relative differences with their intervals, one bar per metric."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 0.5 + 0.45 * len(METRICS) * max(len(report.comparisons), 1)))
+    labels, values, errors = [], [], [[], []]
+    for name, metrics in report.comparisons.items():
+        for metric, d in metrics.items():
+            labels.append(f"{metric} ({name})")
+            values.append(100 * d["value"])
+            errors[0].append(100 * max(d["value"] - d["low"], 0.0))
+            errors[1].append(100 * max(d["high"] - d["value"], 0.0))
+    ax.barh(range(len(values)), values, xerr=errors, color="tab:blue", capsize=3)
+    ax.set_yticks(range(len(values)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("relative difference, % (95% bootstrap interval over devices)")
+    ax.set_title(f"canary {report.canary}, ds={report.ds}", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def canary_analysis(settings: Settings, ds: str, channels: Mapping[str, Mapping | None]) -> CanaryAnalysis:
-    """Analyse the day's logs (after dbt_build) with the channels' state the devices ran under; writes the report."""
+    """Analyse the day's logs (after dbt_build) with the channels' state the devices ran under; writes the report
+    and, when there is a comparison, its plot beside it."""
     versions = {name: (channels.get(name) or {}).get("version") for name in ("canary", "stable")}
     report = analyse(ds, device_columns(settings.duckdb_path, ds), versions["canary"], versions["stable"])
-    report.write(settings.layout(ds))
+    path = report.write(settings.layout(ds))
+    if report.comparisons:
+        plot(report, path.with_suffix(".png"))
     return report

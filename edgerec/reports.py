@@ -168,12 +168,18 @@ class CanaryAnalysis(DayReport):
     versions: dict[str, dict[str, float]]  # version ('cloud order': none) -> devices, totals and metrics
     comparisons: dict[str, dict[str, dict[str, float]]]  # "canary vs stable" -> metric -> {value, low, high}
 
+    # the table's columns: (heading, field of `versions`, format)
+    TABLE: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("devices", "devices", ",.0f"), ("exposures", "exposures", ",.0f"), ("clicks", "clicks", ",.0f"),
+        ("CTR", "CTR", ".2%"), ("page views", "page_views", ",.0f"), ("carts", "carts", ",.0f"),
+        ("purchases", "purchases", ",.0f"), ("GMV (price levels)", "gmv_price_levels", ",.0f"),
+        ("re-ranks per session", "re-ranks per session", ".2f"))
+
     def to_markdown(self) -> str:
-        names = list(next(iter(self.versions.values()), {}))
         lines = [f"# Canary analysis, ds={self.ds}", "",
                  f"canary: {self.canary or 'not set'}; stable: {self.stable or 'not set'}", "",
-                 "| version | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-        lines += [f"| {v} | " + " | ".join(f"{x:,.4g}" for x in row.values()) + " |"
+                 "| version | " + " | ".join(h for h, _, _ in self.TABLE) + " |", "|---" * (len(self.TABLE) + 1) + "|"]
+        lines += [f"| {v} | " + " | ".join(format(row[f], spec) for _, f, spec in self.TABLE) + " |"
                   for v, row in self.versions.items()]
         for name, metrics in self.comparisons.items():
             lines += ["", f"## {name} (relative difference, 95% bootstrap interval over devices)", "",

@@ -126,10 +126,11 @@ def sim_stats(
 
 @raw_app.command("simulate")
 def raw_simulate(ds: Annotated[str, typer.Option(help="logical date YYYY-MM-DD")]) -> None:
-    """Simulate one day of the configured world into the state directory's raw zone."""
-    from edgerec.raw import simulate_day
+    """Simulate one day of the configured world into the state directory's raw zone, each device running what the
+    release channels assign it now (the DAG's simulate task)."""
+    from pipeline.stages import simulate
 
-    typer.echo(json.dumps(simulate_day(settings_from_env(), ds), indent=2))
+    typer.echo(json.dumps(simulate(settings_from_env(), ds), indent=2))
 
 
 @raw_app.command("validate")

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pipeline.cli.base import app, fail, group, settings_from_env
 
 release_app = group("release", "Release channels (canary, stable): verify, promote, rollback, gc, status, "
-                  "list. Every change is signed, verified first, locked and written to the audit log.")
+                  "list, analyse. Every change is signed, verified first, locked and written to the audit log.")
 
 
 def _targets(settings):
@@ -105,6 +105,16 @@ def release_rollback(
     finally:
         targets.close()
     typer.secho(f"{channel} -> {pointer.version} (rolled back from {pointer.previous})", fg="green")
+
+
+@release_app.command("analyse")
+def analyse(ds: Annotated[str, typer.Option(help="logical date YYYY-MM-DD (after `edgerec dbt build` of that day)")]
+            ) -> None:
+    """The day's logs per model version the devices ran, and the canary against stable and the cloud's order with
+    95% intervals (the DAG's canary_analysis task); writes reports/ds=D/canary_analysis.{json,md}."""
+    from pipeline.stages import canary_analysis
+
+    typer.echo(canary_analysis(settings_from_env(), ds).to_markdown())
 
 
 @release_app.command("status")

@@ -46,3 +46,13 @@ def test_the_canary_is_compared_with_the_cohorts_that_ran_beside_it():
     # no canary device this day (the canary set after the day's logs, or a refused bundle): nothing to compare
     alone = analyse("2026-11-03", {"cloud order": cohort(clicks=[1])}, canary="v2", stable=None)
     assert alone.comparisons == {} and "No comparison" in alone.to_markdown()
+
+
+def test_the_plot_has_a_bar_per_metric_and_comparison(tmp_path):
+    from edgerec.canary import METRICS, plot
+
+    devices = {"cloud order": cohort(clicks=[1, 2]), "v2": cohort(clicks=[2, 3]), "v1": cohort(clicks=[1, 3])}
+    report = analyse("2026-11-03", devices, canary="v2", stable="v1")
+    path = plot(report, tmp_path / "canary_analysis.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sum(len(m) for m in report.comparisons.values()) == 2 * len(METRICS)
