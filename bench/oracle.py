@@ -68,9 +68,10 @@ def triggers_of_day(settings, ds: str) -> tuple[dict[str, list[Trigger]], SimCon
 
 def oracle_scores(test: Batch, seen: dict[str, list[Trigger]], cfg: SimConfig
                   ) -> tuple[np.ndarray, dict[str, list[np.ndarray]]]:
-    """The test requests that match a recorded re-rank (the same request, its n-th re-rank, the same candidates in
-    the same order) as row indices, and per oracle row the scores of their candidates. A request that does not
-    match (the mart cut its list, or the simulation is not the pipeline's) is left out."""
+    """The test requests that match a recorded re-rank (the same request, its n-th re-rank, the same candidates: in
+    the same order, or, where the device's model re-ranked them, as a set) as row indices, and per oracle row the
+    scores of their candidates in the mart's order. A request that does not match (the mart cut a re-ranked list, or
+    the simulation is not the pipeline's) is left out."""
     rows, scores = [], {title: [] for title in ORACLES.values()}
     decay, base = cfg.behaviour.position_decay, cfg.behaviour.base_click_logit
     for i, rerank_id in enumerate(test.rerank_id):
@@ -79,16 +80,22 @@ def oracle_scores(test: Batch, seen: dict[str, list[Trigger]], cfg: SimConfig
         k = int(test.candidates[i])
         if not n.isdigit() or not 0 < int(n) <= len(triggers):
             continue
-        trigger = triggers[int(n) - 1]
-        if trigger.items[:k] == test.candidate_item[i, :k].tolist():
-            rows.append(i)
-            appeal, utility, cloud = (np.asarray(v[:k], dtype=np.float64)
-                                      for v in (trigger.appeal, trigger.utility, trigger.cloud_score))
-            scores[ORACLES["appeal"]].append(appeal)
-            scores[ORACLES["session"]].append(cloud + appeal - utility)
-            # log P(click) had the candidates been shown in this order from here: examination x click at the appeal
-            position = trigger.exposed_before + np.arange(k)
-            scores[ORACLES["shown"]].append(-decay * position - np.logaddexp(0.0, -(base + appeal)))
+        trigger, listed = triggers[int(n) - 1], test.candidate_item[i, :k].tolist()
+        if trigger.items[:k] == listed:  # shown in the cloud's order (the mart may have cut a long list)
+            shown_at = np.arange(k)
+        elif sorted(trigger.items) == sorted(listed):  # a device's model re-ranked them: the mart keeps the cloud's
+            where = {item: j for j, item in enumerate(trigger.items)}
+            shown_at = np.array([where[item] for item in listed])
+        else:
+            continue
+        rows.append(i)
+        appeal, utility, cloud = (np.asarray(v, dtype=np.float64)[shown_at]
+                                  for v in (trigger.appeal, trigger.utility, trigger.cloud_score))
+        scores[ORACLES["appeal"]].append(appeal)
+        scores[ORACLES["session"]].append(cloud + appeal - utility)
+        # log P(click) at the position each candidate was shown at from here: examination x click at the appeal
+        position = trigger.exposed_before + shown_at
+        scores[ORACLES["shown"]].append(-decay * position - np.logaddexp(0.0, -(base + appeal)))
     return np.asarray(rows, dtype=np.int64), scores
 
 

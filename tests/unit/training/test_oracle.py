@@ -50,3 +50,17 @@ def test_a_mart_that_cut_the_list_matches_on_its_first_candidates():
     seen = {"s1-p0": [Trigger("s1-p0", 10, [11, 12, 13], [0.5, 2.0, -1.0], [0.0] * 3, [0.0] * 3, 0)]}
     rows, scores = oracle.oracle_scores(batch(["s1-p0-1"], [[11, 12]]), seen, load_sim_config())
     assert rows.tolist() == [0] and scores[oracle.ORACLES["appeal"]][0].tolist() == [0.5, 2.0]
+
+
+def test_a_list_the_devices_model_re_ranked_matches_its_cloud_ordered_request():
+    """The mart keeps the cloud's order; the trigger records the model's. Scores come back in the mart's order, and the
+    position row reads where the model showed each candidate."""
+    oracle = load_bench("oracle")
+    seen = {"s1-p0": [Trigger("s1-p0", 10, [13, 11, 12], [3.0, 1.0, 2.0], [3.0, 1.0, 2.0], [0.0] * 3, 2)]}
+    cfg = load_sim_config(behaviour={"position_decay": 0.5, "base_click_logit": 0.0})
+    rows, scores = oracle.oracle_scores(batch(["s1-p0-1", "s1-p0-1"], [[11, 12, 13], [11, 12]]), seen, cfg)
+    assert rows.tolist() == [0]  # the same candidates; a cut re-ranked list (the second) cannot be matched
+    assert scores[oracle.ORACLES["appeal"]][0].tolist() == [1.0, 2.0, 3.0]
+    # 11 was shown second, 12 third, 13 first, after 2 exposed before the trigger
+    expected = [-0.5 * p + np.log(1 / (1 + np.exp(-a))) for p, a in ((3, 1.0), (4, 2.0), (2, 3.0))]
+    assert scores[oracle.ORACLES["shown"]][0] == pytest.approx(expected)
