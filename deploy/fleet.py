@@ -25,7 +25,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from deploy.cdn import ObjectStore, model_key, open_cdn
-from deploy.channels import CHANNEL_NAMES, Rollout, assigned_version, read_channel
+from deploy.channels import CHANNEL_NAMES, ForgedPointer, Rollout, assigned_version, read_channel
 from deploy.targets import release_key
 from edgerec.config import Settings
 from edgerec.contracts import signing
@@ -42,12 +42,24 @@ class ChannelState:
     """Which version each channel points at, for what share of devices (None: the channel is not set)."""
 
     rollouts: dict[str, Rollout | None]
+    broken: dict[str, str] = field(default_factory=dict)  # channel -> why its pointer is not followed
 
     @classmethod
     def read(cls, cdn: ObjectStore, key: bytes) -> ChannelState:
-        """The channels' signed pointers as they are now (a forged one raises ForgedPointer: it is never followed)."""
-        pointers = {name: read_channel(cdn, name, key) for name in CHANNEL_NAMES}
-        return cls({name: Rollout(p.version, p.rollout_percent) if p else None for name, p in pointers.items()})
+        """The channels' signed pointers as they are now. A forged pointer is never followed, as `/v1/model` answers
+        it: a broken canary leaves its devices on stable, a broken stable leaves every device on what it has (here,
+        the cloud's order). Each is logged as an error, naming the channel."""
+        rollouts, broken = {}, {}
+        for name in CHANNEL_NAMES:
+            try:
+                pointer = read_channel(cdn, name, key)
+            except ForgedPointer as e:
+                pointer, broken[name] = None, str(e)
+                log.error("the devices do not follow the %s channel: %s", name, e)
+            rollouts[name] = Rollout(pointer.version, pointer.rollout_percent) if pointer else None
+        if "stable" in broken:
+            rollouts = dict.fromkeys(CHANNEL_NAMES)
+        return cls(rollouts, broken)
 
     @classmethod
     def from_dict(cls, recorded: dict | None) -> ChannelState:
@@ -55,6 +67,7 @@ class ChannelState:
                     for name, r in (recorded or {}).items()})
 
     def to_dict(self) -> dict:
+        """The rollouts the devices followed (the record with the day's events; a broken channel as not set)."""
         return {name: r._asdict() if r else None for name, r in self.rollouts.items()}
 
     def assigned(self, device_id: str) -> str | None:

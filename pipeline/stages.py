@@ -27,7 +27,8 @@ def simulate(settings: Settings, ds: str) -> dict:
 
     cfg = day_sim_config(settings, ds)
     fleet = open_fleet(settings, build_catalog(cfg.world, cfg.seed).to_arrow())
-    return simulate_day(settings, ds, fleet.policy_of, fleet.state.to_dict()) | {"refused_bundles": fleet.refused}
+    return simulate_day(settings, ds, fleet.policy_of, fleet.state.to_dict()) | {
+        "refused_bundles": fleet.refused, "broken_channels": fleet.state.broken}
 
 
 def validate_raw(settings: Settings, ds: str) -> dict:

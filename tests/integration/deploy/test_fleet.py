@@ -10,7 +10,7 @@ import json
 import pytest
 
 from deploy.cdn import model_key
-from deploy.channels import in_rollout
+from deploy.channels import channel_key, in_rollout
 from deploy.fleet import ChannelState
 from deploy.push import deploy_version
 from deploy.release import promote
@@ -82,3 +82,21 @@ def test_a_bundle_that_fails_the_apps_checks_is_refused_and_its_devices_keep_the
     assert not (settings.devices_dir / V1).exists() and not any(settings.devices_dir.glob(".*partial"))
     refused = stages.simulate(settings, DS)["refused_bundles"]
     assert list(refused) == [V1] and "reranker.onnx" in refused[V1]
+
+
+def test_a_forged_pointer_is_not_followed_as_v1_model_answers_it(world):
+    """A broken canary leaves its devices on stable; a broken stable leaves every device on the cloud's order."""
+    settings, targets = world
+    for v in (V1, V2):
+        deploy_version(settings, targets, v)
+    promote(settings, targets, V1, "stable", 100, "first release")
+    promote(settings, targets, V2, "canary", 100, "daily")
+    targets.cdn.put_bytes(channel_key("canary"), b"{not json")
+    devices, summary, _ = simulated(settings)
+    assert list(devices) == [V1] and summary["channels"]["canary"] is None
+    assert "canary.json is not a channel pointer" in stages.simulate(settings, DS)["broken_channels"]["canary"]
+    stable = json.loads(targets.cdn.get_bytes(channel_key("stable")))
+    targets.cdn.put_bytes(channel_key("stable"), json.dumps({**stable, "version": V2}).encode())  # edited by hand
+    devices, summary, _ = simulated(settings)
+    assert list(devices) == [None] and summary["channels"] == {"canary": None, "stable": None}
+    assert "signature that does not match" in stages.simulate(settings, DS)["broken_channels"]["stable"]
