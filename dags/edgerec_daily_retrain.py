@@ -2,7 +2,8 @@
 
 simulate (embedded source) -> validate raw -> spark ingest -> sessionize -> requests -> bucketize
 -> data quality (raw, features) -> dbt build (marts) -> data quality (marts) -> canary analysis (the day's logs per
-model version the devices ran), and train (the paper's models,
+model version the devices ran) -> release decision (guardrails: the canary to stable, rolled back, or waiting), and
+train (the paper's models,
 MLflow, a new registered version) -> evaluation gate (blessed or refused, with the reason) -> export (the
 bundle) -> servability gate (ONNX parity, size, counted budgets) -> deploy (embeddings into the key-value store,
 bundle onto the CDN, each verified) -> promote to the canary channel.
@@ -99,6 +100,12 @@ def edgerec_daily_retrain():
         print(report.to_markdown())
         return {"canary": report.canary, "stable": report.stable, "cohorts": sorted(report.versions)}
 
+    @task(retries=0)  # a decision does not change by retrying
+    def release_decision(analysis: dict, ds: str | None = None) -> str:
+        """The guardrails' decision on the day's canary: promote it to stable, roll it back and alert, or wait."""
+        decision = stages.release_decision(load_settings(), ds)
+        return f"{decision.action}: {'; '.join(decision.reasons)}"
+
     @task
     def train(ds: str | None = None) -> dict:
         """Train and compare the paper's models; register the full model (skipped while the train mart is empty)."""
@@ -144,7 +151,9 @@ def edgerec_daily_retrain():
     marts = spark[3] >> quality("raw") >> quality("features") >> dbt_build() >> quality("marts")
     version = train()
     marts >> version
-    marts >> canary_analysis()
+    judged = canary_analysis()
+    marts >> judged
+    release_decision(judged)
     promote_canary(deploy(servability_gate(export(evaluation_gate(version)))))
 
 

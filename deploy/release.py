@@ -205,6 +205,37 @@ def rollback(settings, targets: Targets, channel: str, reason: str) -> Pointer:
                      current.rollout_percent, reason, current)
 
 
+def withdraw(settings, targets: Targets, channel: str, reason: str) -> Pointer:
+    """Serve `channel`'s version to no device (rollout 0%): they fall back to stable's version or the cloud's order.
+    The pointer keeps the version for the record (an audit `rollback`); a promote brings it back."""
+    check_channel(channel)
+    client = registry.connect(settings)
+    with release_lock(targets, f"withdraw {channel}"):
+        _settle_all(targets, client)
+        current = current_pointer(targets, channel)
+        if current is None:
+            raise ReleaseError(f"channel {channel} serves nothing to withdraw")
+        return _move(settings, targets, client, "rollback", channel, current.version, current.previous, 0.0, reason,
+                     current)
+
+
+def hold(targets: Targets, channel: str, reason: str, on: bool = True) -> dict:
+    """Pause (or, with on=False, resume) the guardrails' automation on `channel`; manual releases still work."""
+    check_channel(channel)
+    if not reason.strip():
+        raise ReleaseError("a hold needs a reason")
+    return targets.audit("hold" if on else "resume", channel=channel, why=reason)
+
+
+def holding(targets: Targets, channel: str) -> dict | None:
+    """The audit record of the hold in force on `channel`, None when automation runs."""
+    last = None
+    for record in audit.entries(targets.audit_log):
+        if record.get("channel") == channel and record.get("action") in ("hold", "resume"):
+            last = record
+    return last if last and last["action"] == "hold" else None
+
+
 def repair(settings, targets: Targets, reason: str) -> dict[str, str]:
     """Settle unfinished moves, then write again, from the audit log's last completed move, every channel whose
     pointer is not that move's (forged, copied, replayed, unrecorded or deleted). What was done, per channel."""

@@ -193,6 +193,9 @@ class ReleaseSettings(Section):
         "gc keeps versions younger than this, and always those a channel holds"))
     canary_percent: float = Field(10.0, ge=0.0, le=100.0, description=(
         "devices the daily DAG's canary promotion reaches"))
+    guardrails: Path | None = Field(None, description=(
+        "YAML policy of the daily canary decision (promote to stable, roll back, wait); default "
+        "`deploy/guardrails.yml`"))
 
 
 class ServingSettings(Section):

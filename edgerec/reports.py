@@ -196,3 +196,17 @@ class CanaryAnalysis(DayReport):
     def write(self, day: DayLayout) -> Path:
         write_text(self.markdown_path(day), self.to_markdown() + "\n")
         return super().write(day)
+
+
+class ReleaseDecision(DayReport):
+    """The guardrails' decision on the day's canary and its evidence (`deploy.guardrails`)."""
+
+    file = "release_decision.json"
+    ds: str
+    action: str  # none | held | wait | promote | rollback
+    canary: str | None
+    against: str | None
+    reasons: list[str]
+    passing_days: int
+    evidence: dict[str, dict[str, float]]
+    done: str | None = None  # what the release action did ("stable -> v... (100%)"), when one ran

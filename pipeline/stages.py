@@ -78,6 +78,25 @@ def canary_analysis(settings: Settings, ds: str):
     return analyse(settings, ds, channels)
 
 
+def release_decision(settings: Settings, ds: str):
+    """The guardrails' decision on the day's canary (after its analysis): promote it to stable, roll it back and
+    alert, or wait; recorded in the audit log and the day's report."""
+    from deploy.guardrails import load_policy, run_guardrails
+    from deploy.targets import open_targets
+    from edgerec.errors import MissingInput
+    from edgerec.reports import CanaryAnalysis
+
+    analysis = CanaryAnalysis.read(settings.layout(ds))
+    if analysis is None:
+        raise MissingInput(f"no canary analysis for ds={ds}: run `edgerec release analyse --ds {ds}` first")
+    policy = load_policy(settings.release.guardrails)
+    targets = open_targets(settings)
+    try:
+        return run_guardrails(settings, targets, ds, analysis, policy)
+    finally:
+        targets.close()
+
+
 # -- training (training.pipeline) -----------------------------------------------------------------------------------
 def train(settings: Settings, ds: str) -> ModelVersion:
     """Train and compare the day's models, register the full model; NoTrainingData while the train mart is empty."""

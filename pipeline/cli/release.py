@@ -12,7 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pipeline.cli.base import app, fail, group, settings_from_env
 
 release_app = group("release", "Release channels (canary, stable): verify, promote, rollback, gc, status, "
-                  "list, analyse. Every change is signed, verified first, locked and written to the audit log.")
+                  "list, analyse, decide, hold. Every change is signed, verified first, locked and written to the "
+                  "audit log.")
 
 
 def _targets(settings):
@@ -115,6 +116,32 @@ def analyse(ds: Annotated[str, typer.Option(help="logical date YYYY-MM-DD (after
     from pipeline.stages import canary_analysis
 
     typer.echo(canary_analysis(settings_from_env(), ds).to_markdown())
+
+
+@release_app.command("decide")
+def decide(ds: Annotated[str, typer.Option(help="logical date YYYY-MM-DD (after `edgerec release analyse`)")]) -> None:
+    """The guardrails' decision on that day's canary (the DAG's release_decision task): promote it to stable, roll it
+    back and alert, or wait, by the policy of EDGEREC_RELEASE_GUARDRAILS (default deploy/guardrails.yml)."""
+    from pipeline.stages import release_decision
+
+    decision = release_decision(settings_from_env(), ds)
+    typer.echo(f"{decision.action}{f' {decision.canary}' if decision.canary else ''}: {'; '.join(decision.reasons)}"
+               + (f"\n{decision.done}" if decision.done else ""))
+
+
+@release_app.command("hold")
+def hold(channel: Annotated[str, typer.Argument(help="canary | stable")],
+         reason: Annotated[str, typer.Option(help="why, for the audit log")],
+         resume: Annotated[bool, typer.Option("--resume", help="end the hold instead")] = False) -> None:
+    """Pause the guardrails' automation on a channel (or resume it); manual releases still work."""
+    from deploy.release import hold as hold_channel
+
+    targets = _targets(settings_from_env())
+    try:
+        record = hold_channel(targets, channel, reason, on=not resume)
+    finally:
+        targets.close()
+    typer.echo(f"{channel}: automation {'resumed' if resume else 'paused'} by {record['by']}: {reason}")
 
 
 @release_app.command("status")

@@ -227,6 +227,8 @@ def _task_figure(settings, ds: str, task: str) -> str:
     figures = {
         "simulate_raw": simulation,
         "canary_analysis": canary,
+        "release_decision": lambda: (d := reports.ReleaseDecision.read(day)) and
+        f"{d.action}: {'; '.join(d.reasons)}{f'; {d.done}' if d.done else ''}",
         "validate_raw": lambda: (v := reports.RawValidation.read(day)) and f"{v.good:,} good rows, {v.bad:,} bad",
         "spark_ingest": lambda: spark("ingest", lambda s: f"{s['rows_out']:,} rows, {s['bad_share']:.2%} quarantined"),
         "spark_sessionize": lambda: spark("sessionize", lambda s: f"{s['sessions']:,} sessions"),
