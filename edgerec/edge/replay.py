@@ -21,10 +21,14 @@ import numpy as np
 from edgerec.contracts.policy import CloudOrder
 from edgerec.edge.runtime import EdgeRuntime, ItemCatalog
 from edgerec.sim.config import SimConfig
-from edgerec.sim.engine import Simulator
+from edgerec.sim.engine import DAY_MS, Simulator
 from edgerec.sim.world import build_catalog
 
 BEHAVIOURS = ("exposure", "click", "page_view", "delete")
+UNIT_COUNTS = ("exposure", "click", "page_view")  # counted per user and day: the units of the paired intervals
+# The paper's online A/B (Gong et al. 2020, Table 3), EdgeRec against the cloud's order
+PAPER_ONLINE = {"exposures (PV)": 0.0157, "CTR": 0.0718, "clicks": 0.0887, "GMV": 0.1092}
+BOOTSTRAP_ROUNDS = 2000
 
 
 @dataclass
@@ -40,6 +44,7 @@ class Arm:
     exposures_at: np.ndarray = None
     clicks_at: np.ndarray = None
     delays_ms: list = field(default_factory=list)
+    by_unit: dict = field(default_factory=dict)  # (user, day number) -> [exposures, clicks, page views]
     _waiting: dict = field(default_factory=dict)  # user -> behaviour times the cloud has not used yet
 
     def __post_init__(self):
@@ -52,6 +57,9 @@ class Arm:
             self.sessions.add(event["session_id"])
             self._waiting[user] = []
         self.counts[kind] = self.counts.get(kind, 0) + 1
+        if kind in UNIT_COUNTS:
+            self.by_unit.setdefault((user, event["ts"] // DAY_MS), [0] * len(UNIT_COUNTS))[
+                UNIT_COUNTS.index(kind)] += 1
         if kind == "exposure":
             self.exposures_at[event["position"]] += 1
         elif kind == "click":
@@ -79,9 +87,29 @@ def _percentiles(values) -> dict:
     return {"p50": float(np.percentile(values, 50)), "p99": float(np.percentile(values, 99)), "n": len(values)}
 
 
+def paired_gains(cloud: np.ndarray, edge: np.ndarray, rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0) -> dict:
+    """EdgeRec's relative gain over the cloud's order in exposures, clicks, CTR and item page views, each with a 95%
+    interval: the units (user-days, the same in both arms) are resampled together, so what a user brings to both
+    arms cancels. cloud, edge [units, 3]: exposures, clicks, page views per unit."""
+    picks = np.random.default_rng(seed).integers(0, len(cloud), size=(rounds, len(cloud)))
+    c, e = cloud[picks].sum(axis=1), edge[picks].sum(axis=1)  # [rounds, 3]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        draws = {"exposures (PV)": e[:, 0] / c[:, 0], "clicks": e[:, 1] / c[:, 1],
+                 "CTR": (e[:, 1] / e[:, 0]) / (c[:, 1] / c[:, 0]), "item page views": e[:, 2] / c[:, 2]}
+        ct, et = cloud.sum(axis=0), edge.sum(axis=0)
+        values = {"exposures (PV)": et[0] / ct[0], "clicks": et[1] / ct[1], "CTR": (et[1] / et[0]) / (ct[1] / ct[0]),
+                  "item page views": et[2] / ct[2]}
+    out = {}
+    for metric, ratio in draws.items():
+        low, high = np.nanpercentile(ratio, [2.5, 97.5]) - 1.0 if np.isfinite(ratio).any() else (np.nan, np.nan)
+        out[metric] = {"value": float(values[metric] - 1.0), "low": float(low), "high": float(high)}
+    return out
+
+
 def replay(cfg: SimConfig, bundle: Path, day: dt.date, diversity: float | None = None,
-           progress: Callable[[str, int], None] | None = None, trusted: dict | None = None) -> dict:
-    """Simulate `cfg.users` users on `day` twice (cloud order, then the bundle on the device); the comparison."""
+           progress: Callable[[str, int], None] | None = None, trusted: dict | None = None, days: int = 1) -> dict:
+    """Simulate `cfg.users` users on `days` days from `day` twice (cloud order, then the bundle on the device); the
+    comparison, with paired intervals over user-days."""
     client = cfg.client
     cloud = Arm("cloud order", client.page_size, int(client.cloud_delay_s * 1000))
     edge = Arm("EdgeRec", client.page_size, int(client.cloud_delay_s * 1000))
@@ -89,11 +117,12 @@ def replay(cfg: SimConfig, bundle: Path, day: dt.date, diversity: float | None =
                           trusted=trusted)
     for arm, policy in ((cloud, CloudOrder()), (edge, runtime)):
         sim = Simulator(cfg, policy)
-        for user in range(cfg.users):
-            sim.simulate_day(day, arm, users=[user])
-            if progress:
-                progress(arm.name, user + 1)
-    out = {"version": runtime.model_version, "day": str(day), "users": cfg.users, "seed": cfg.seed,
+        for d in range(days):
+            for user in range(cfg.users):
+                sim.simulate_day(day + dt.timedelta(days=d), arm, users=[user])
+                if progress:
+                    progress(arm.name, d * cfg.users + user + 1)
+    out = {"version": runtime.model_version, "day": str(day), "days": days, "users": cfg.users, "seed": cfg.seed,
            "diversity": diversity, "arms": {}}
     for arm in (cloud, edge):
         s = arm.summary()
@@ -107,6 +136,11 @@ def replay(cfg: SimConfig, bundle: Path, day: dt.date, diversity: float | None =
     out["gain"] = {"clicks": e["clicks"] / c["clicks"] - 1 if c["clicks"] else None,
                    "ctr": e["ctr"] / c["ctr"] - 1 if c["ctr"] else None,
                    "exposures": e["exposures"] / c["exposures"] - 1 if c["exposures"] else None}
+    units = sorted(set(cloud.by_unit) | set(edge.by_unit))
+    zero = [0] * len(UNIT_COUNTS)
+    out["units"] = len(units)
+    out["intervals"] = paired_gains(np.array([cloud.by_unit.get(u, zero) for u in units], dtype=np.float64),
+                                    np.array([edge.by_unit.get(u, zero) for u in units], dtype=np.float64))
     return out
 
 
@@ -140,10 +174,17 @@ def to_markdown(result: dict) -> str:
     rows += [(f"CTR at positions {lo}-{hi - 1}", f"{mean_ctr(c, lo, hi):.4%}", f"{mean_ctr(e, lo, hi):.4%}",
               pct(mean_ctr(e, lo, hi) / mean_ctr(c, lo, hi) - 1 if mean_ctr(c, lo, hi) else None))
              for lo, hi in ((0, half), (half, 2 * half))]
-    lines = [f"replay of {result['version']}: {result['users']:,} users on {result['day']} (seed {result['seed']}"
+    lines = [f"replay of {result['version']}: {result['users']:,} users on {result['days']} day(s) from "
+             f"{result['day']} (seed {result['seed']}"
              + (f", diversity lambda {result['diversity']}" if result["diversity"] is not None else "") + ")", "",
              "| | cloud order | EdgeRec | gain |", "|---|---|---|---|"]
-    return "\n".join(lines + [f"| {a} | {b} | {c_} | {d} |" for a, b, c_, d in rows])
+    lines += [f"| {a} | {b} | {c_} | {d} |" for a, b, c_, d in rows]
+    lines += ["", f"Gains with 95% intervals over {result['units']:,} user-days (the same in both arms, resampled "
+                  "together), beside the paper's online A/B:", "",
+              "| | gain | interval | the paper, online |", "|---|---|---|---|"]
+    lines += [f"| {m} | {pct(g['value'])} | [{pct(g['low'])}, {pct(g['high'])}] | "
+              f"{pct(PAPER_ONLINE[m]) if m in PAPER_ONLINE else ''} |" for m, g in result["intervals"].items()]
+    return "\n".join(lines)
 
 
 def plot(result: dict, path: Path) -> Path:

@@ -114,6 +114,8 @@ def replay_command(
     users: Annotated[int, typer.Option(help="simulated users (the same users in both arms)")] = 300,
     date: Annotated[str | None, typer.Option(help="simulated day YYYY-MM-DD [default: the day after "
                                                   "EDGEREC_RUN_DATE]")] = None,
+    days: Annotated[int, typer.Option(min=1, max=60, help="days from --date; the gains' intervals resample the "
+                                                          "user-days")] = 1,
     seed: Annotated[int | None, typer.Option(help="world seed [default: EDGEREC_SIM_SEED, the world the bundle "
                                                   "was trained on]")] = None,
     diversity: Annotated[float | None, typer.Option(help="MMR lambda in [0, 1] after scoring (1: relevance only) "
@@ -122,7 +124,8 @@ def replay_command(
                                                   "<version>]")] = None,
 ) -> None:
     """Closed-loop replay: the same users and seed twice, the cloud's order vs EdgeRec re-ranking on the device;
-    prints clicks, CTR, page views, re-rankings per session, delays and re-rank times, and plots CTR by position."""
+    prints clicks, CTR, page views, re-rankings per session, delays and re-rank times, the gains with 95% intervals
+    over user-days beside the paper's online A/B, and plots CTR by position."""
     from edgerec.contracts.signing import trusted_keys
     from edgerec.edge.replay import replay, to_markdown, write
     from edgerec.sim.config import load_sim_config
@@ -136,11 +139,11 @@ def replay_command(
         fail(f"no bundle at {root}: pass a bundle directory or a version id exported with `edgerec export`")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as progress:
-        task = progress.add_task("replaying", total=2 * cfg.users)
-        arms = {"cloud order": 0, "EdgeRec": cfg.users}
+        task = progress.add_task("replaying", total=2 * cfg.users * days)
+        arms = {"cloud order": 0, "EdgeRec": cfg.users * days}
         result = replay(cfg, root, day, diversity, progress=lambda arm, done: progress.update(
             task, completed=arms[arm] + done, description=f"replaying: {arm}"),
-            trusted=trusted_keys(settings.trusted_keys_dir))  # the device checks what it runs
+            trusted=trusted_keys(settings.trusted_keys_dir), days=days)  # the device checks what it runs
     paths = write(result, out or settings.home / "reports" / "replay" / result["version"])
     typer.echo(to_markdown(result))
     typer.echo(f"\nwritten: {paths['md']}, {paths['json']}, plot {paths['png']}")

@@ -3,10 +3,12 @@
 import datetime as dt
 import json
 
+import numpy as np
 import pytest
 
 from edgerec.edge.replay import replay, to_markdown, write
 from edgerec.sim.config import load_sim_config
+from edgerec.sim.engine import Simulator
 
 pytestmark = pytest.mark.unit
 
@@ -36,3 +38,33 @@ def test_replay_compares_both_arms_and_writes_the_report(bundle, tmp_path):
 def test_diversity_runs_through_the_replay(bundle):
     result = replay(load_sim_config(users=5, seed=3), bundle, dt.date(2026, 11, 5), diversity=0.7)
     assert result["diversity"] == 0.7 and result["arms"]["EdgeRec"]["exposures"] > 0
+
+
+def test_paired_gains_resample_the_same_units_in_both_arms():
+    from edgerec.edge.replay import paired_gains
+
+    cloud = np.array([[10, 1, 1], [100, 10, 8], [50, 5, 5]], dtype=float)
+    doubled = paired_gains(cloud, cloud * [1, 2, 2])
+    assert doubled["clicks"] == {"value": 1.0, "low": 1.0, "high": 1.0}  # every unit doubled: no width
+    assert doubled["CTR"]["value"] == pytest.approx(1.0) and doubled["exposures (PV)"]["value"] == 0.0
+    # users differ tenfold, yet a paired +10% on each stays narrow: what a user brings cancels
+    assert paired_gains(cloud, cloud * [1, 1.1, 1])["clicks"]["low"] == pytest.approx(0.1)
+    mixed = paired_gains(cloud, np.array([[10, 2, 1], [100, 9, 8], [50, 5, 5]], dtype=float))
+    assert mixed["clicks"]["low"] < mixed["clicks"]["value"] < mixed["clicks"]["high"]
+
+
+def test_several_days_give_intervals_over_user_days(bundle):
+    cfg, first = load_sim_config(users=4, seed=3), dt.date(2026, 11, 5)
+    result = replay(cfg, bundle, first, days=2)
+    events = []
+    sim = Simulator(cfg)
+    for d in range(2):
+        sim.simulate_day(first + dt.timedelta(days=d), events.append)
+    active = {(e["user_id"], e["ts"] // 86_400_000) for e in events if e["event_type"] == "exposure"}
+    assert {d for _, d in active} == {20762, 20763}  # both days, not only the first
+    assert result["days"] == 2 and result["units"] == len(active)  # the user-days with a session, both arms alike
+    gains = result["intervals"]
+    assert set(gains) == {"exposures (PV)", "clicks", "CTR", "item page views"}
+    assert gains["clicks"]["value"] == pytest.approx(result["gain"]["clicks"])
+    assert gains["clicks"]["low"] <= gains["clicks"]["value"] <= gains["clicks"]["high"]
+    assert "the paper, online" in to_markdown(result) and "| clicks |" in to_markdown(result)
