@@ -92,7 +92,6 @@ def edgerec_daily_retrain():
         """dbt build: staging -> intermediate -> marts (train/test requests, items, daily stats) with tests."""
         return stages.marts(load_settings(), ds)["database"]
 
-    # From training on, each task hands the next the day's ModelVersion (as a dict: XComs are JSON)
     @task
     def canary_analysis(ds: str | None = None) -> dict:
         """The day's logs per model version the devices ran; the canary against stable and the cloud's order."""
@@ -106,6 +105,7 @@ def edgerec_daily_retrain():
         decision = stages.release_decision(load_settings(), ds)
         return f"{decision.action}: {'; '.join(decision.reasons)}"
 
+    # From training on, each task hands the next the day's ModelVersion (as a dict: XComs are JSON)
     @task
     def train(ds: str | None = None) -> dict:
         """Train and compare the paper's models; register the full model (skipped while the train mart is empty)."""
