@@ -25,7 +25,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from deploy.cdn import ObjectStore, model_key, open_cdn
-from deploy.channels import CHANNEL_NAMES, ForgedPointer, Rollout, assigned_version, read_channel
+from deploy.channels import CHANNEL_NAMES, REPAIR, ForgedPointer, Rollout, assigned_version, read_channel
 from deploy.targets import release_key
 from edgerec.config import Settings
 from edgerec.contracts import signing
@@ -35,6 +35,7 @@ from edgerec.contracts.signing import trusted_keys
 from edgerec.edge.runtime import EdgeRuntime, ItemCatalog
 
 log = logging.getLogger(__name__)
+SEEN_FILE = "channel_sequences.json"  # beside the downloaded bundles: the highest sequence each channel has shown
 
 
 @dataclass(frozen=True)
@@ -45,18 +46,28 @@ class ChannelState:
     broken: dict[str, str] = field(default_factory=dict)  # channel -> why its pointer is not followed
 
     @classmethod
-    def read(cls, cdn: ObjectStore, key: bytes) -> ChannelState:
+    def read(cls, cdn: ObjectStore, key: bytes, seen: Path | None = None) -> ChannelState:
         """The channels' signed pointers as they are now. A forged pointer is never followed, as `/v1/model` answers
         it: a broken canary leaves its devices on stable, a broken stable leaves every device on what it has (here,
-        the cloud's order). Each is logged as an error, naming the channel."""
+        the cloud's order). Each is logged as an error, naming the channel. With `seen` (a JSON file of the highest
+        sequence each channel has shown, kept up to date here), an older signed pointer put back is broken too."""
+        shown = json.loads(seen.read_text()) if seen is not None and seen.exists() else {}
         rollouts, broken = {}, {}
         for name in CHANNEL_NAMES:
             try:
                 pointer = read_channel(cdn, name, key)
+                if pointer and pointer.sequence < shown.get(name, 0):
+                    raise ForgedPointer(f"the {name} pointer has sequence {pointer.sequence} after {shown[name]} was "
+                                        f"served: an older pointer put back; {REPAIR}")
             except ForgedPointer as e:
                 pointer, broken[name] = None, str(e)
                 log.error("the devices do not follow the %s channel: %s", name, e)
+            if pointer:
+                shown[name] = pointer.sequence
             rollouts[name] = Rollout(pointer.version, pointer.rollout_percent) if pointer else None
+        if seen is not None:
+            seen.parent.mkdir(parents=True, exist_ok=True)
+            seen.write_text(json.dumps(shown, sort_keys=True) + "\n")
         if "stable" in broken:
             rollouts = dict.fromkeys(CHANNEL_NAMES)
         return cls(rollouts, broken)
@@ -140,5 +151,6 @@ def open_fleet(settings: Settings, catalog: pa.Table, state: ChannelState | None
     """The configured environment's devices: the channels as they are now (or as `state` recorded them), the CDN,
     the trusted keys, and the item features of `catalog` (the world's items)."""
     cdn = open_cdn(settings.cdn_origin)
-    return Fleet(state or ChannelState.read(cdn, release_key(settings)), cdn, settings.devices_dir,
+    state = state or ChannelState.read(cdn, release_key(settings), settings.devices_dir / SEEN_FILE)
+    return Fleet(state, cdn, settings.devices_dir,
                  trusted_keys(settings.trusted_keys_dir), ItemCatalog(catalog))

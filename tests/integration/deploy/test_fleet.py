@@ -65,7 +65,8 @@ def test_devices_run_what_their_channel_assigns_and_the_same_state_gives_the_sam
     assert summary["channels"] == {"canary": {"version": V2, "rollout_percent": 50.0},
                                    "stable": {"version": V1, "rollout_percent": 100.0}}
     assert summary["devices_by_model_version"] == {V1: len(every - on_canary), V2: len(on_canary)}
-    assert sorted(p.name for p in settings.devices_dir.iterdir()) == [V1, V2]  # fetched once each, nothing partial
+    fetched = sorted(p.name for p in settings.devices_dir.iterdir() if p.is_dir())
+    assert fetched == [V1, V2]  # fetched once each, nothing partial
     assert data != cloud_order  # the models re-ranked
     assert simulated(settings)[2] == data  # again from the cached bundles: the same bytes
     assert ChannelState.from_dict(summary["channels"]).to_dict() == summary["channels"]
@@ -100,3 +101,17 @@ def test_a_forged_pointer_is_not_followed_as_v1_model_answers_it(world):
     devices, summary, _ = simulated(settings)
     assert list(devices) == [None] and summary["channels"] == {"canary": None, "stable": None}
     assert "signature that does not match" in stages.simulate(settings, DS)["broken_channels"]["stable"]
+
+
+def test_an_older_signed_pointer_put_back_is_not_followed(world):
+    settings, targets = world
+    for v in (V1, V2):
+        deploy_version(settings, targets, v)
+    promote(settings, targets, V1, "canary", 100, "day 1")
+    first = targets.cdn.get_bytes(channel_key("canary"))
+    promote(settings, targets, V2, "canary", 100, "day 2")
+    assert list(simulated(settings)[0]) == [V2]  # the devices have seen sequence 2
+    targets.cdn.put_bytes(channel_key("canary"), first)  # validly signed, but older
+    devices, summary, _ = simulated(settings)
+    assert list(devices) == [None] and summary["channels"]["canary"] is None
+    assert "an older pointer put back" in stages.simulate(settings, DS)["broken_channels"]["canary"]
