@@ -35,7 +35,7 @@ from edgerec.raw import day_sim_config
 from edgerec.sim.config import SimConfig
 from edgerec.sim.engine import Simulator, Trigger
 from edgerec.sim.world import build_catalog
-from edgerec.sim.writer import SUMMARY_FILE, events_dir
+from edgerec.sim.writer import read_summary
 from training.config import TrainConfig
 from training.data import Batch, date_range, load_split
 from training.evaluation import RankingReport, evaluate, paired_gain
@@ -58,7 +58,7 @@ def triggers_of_day(settings, ds: str) -> tuple[dict[str, list[Trigger]], SimCon
     """Per request_id, what the simulator knew at each of its re-ranks, in time order; and the day's config. The
     devices run what they ran then: the release channels' state the simulate task recorded with the day."""
     cfg = day_sim_config(settings, ds)
-    recorded = json.loads((events_dir(settings.raw, ds) / SUMMARY_FILE).read_text()).get("channels")
+    recorded = read_summary(settings.raw, ds).get("channels")
     fleet = open_fleet(settings, build_catalog(cfg.world, cfg.seed).to_arrow(), ChannelState.from_dict(recorded))
     seen: dict[str, list[Trigger]] = {}
     Simulator(cfg, oracle=lambda t: seen.setdefault(t.request_id, []).append(t),

@@ -138,7 +138,6 @@ def run_guardrails(settings: Settings, targets: Targets, ds: str, analysis: Cana
     if decision.action != "none":
         targets.audit("decision", channel="canary", ds=ds, decision=decision.action, version=decision.canary,
                       why=decision.reasons, evidence=decision.evidence, done=done)
-    report = ReleaseDecision(ds=ds, **{k: v for k, v in decision.to_dict().items() if k != "action"},
-                             action=decision.action, done=done)
+    report = ReleaseDecision(ds=ds, **decision.to_dict(), done=done)
     report.write(settings.layout(ds))
     return report

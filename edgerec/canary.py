@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from edgerec.config import Settings
+from edgerec.contracts.policy import CLOUD_ORDER
 from edgerec.reports import CanaryAnalysis
 
-CLOUD_ORDER = "cloud order"  # the cohort of devices that ran no model (dbt: coalesce(model_version, ...))
 # metric -> (numerator, denominator): a ratio of sums over the cohort's devices (None: per device)
 METRICS: dict[str, tuple[str, str | None]] = {
     "exposures (PV) per device": ("exposures", None),

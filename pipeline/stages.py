@@ -64,16 +64,13 @@ def marts(settings: Settings, ds: str) -> dict:
 def canary_analysis(settings: Settings, ds: str):
     """The day's logs per model version the devices ran, the canary against stable and the cloud's order (after the
     marts): under the channels' state the simulate task recorded with the day, or, for external logs, as they are."""
-    import json
-
     from deploy.cdn import open_cdn
     from deploy.fleet import ChannelState
     from deploy.targets import release_key
     from edgerec.canary import canary_analysis as analyse
-    from edgerec.sim.writer import SUMMARY_FILE, events_dir
+    from edgerec.sim.writer import read_summary
 
-    recorded = events_dir(settings.raw, ds) / SUMMARY_FILE
-    channels = (json.loads(recorded.read_text()).get("channels") if recorded.exists() else None) or \
+    channels = read_summary(settings.raw, ds).get("channels") or \
         ChannelState.read(open_cdn(settings.cdn_origin), release_key(settings)).to_dict()
     return analyse(settings, ds, channels)
 

@@ -35,6 +35,9 @@ class RerankPolicy(Protocol):
         """A permutation of range(len(ctx.item_ids)), or None to keep the current order."""
 
 
+CLOUD_ORDER = "cloud order"  # how reports and marts name the devices that ran no model (model_version null)
+
+
 class CloudOrder:
     """Keeps the cloud's order: the baseline client."""
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from edgerec.contracts.policy import RerankPolicy
+from edgerec.contracts.policy import CLOUD_ORDER, RerankPolicy
 from edgerec.sim.config import SimConfig
 from edgerec.sim.corrupt import applicable_kinds, corrupt, dumps
 from edgerec.sim.engine import Simulator
@@ -20,12 +20,18 @@ from edgerec.sim.world import _CORRUPT, rng_for
 
 EVENTS_FILE = "part-00000.jsonl.gz"
 SUMMARY_FILE = "_simulation.json"  # leading underscore: Spark and the validator skip it
-CLOUD_ORDER = "cloud order"  # the summary's name for the devices that ran no model (model_version null)
 _FLUSH_EVERY = 4096
 
 
 def events_dir(raw: Path, day: dt.date | str) -> Path:
     return Path(raw) / "events" / f"ds={day}"
+
+
+def read_summary(raw: Path, day: dt.date | str) -> dict:
+    """What the simulator recorded with a day (events by type, devices per model version, the channels' state);
+    {} for a day it did not write (external logs)."""
+    path = events_dir(raw, day) / SUMMARY_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def items_path(raw: Path, day: dt.date | str) -> Path:

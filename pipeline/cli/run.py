@@ -178,10 +178,8 @@ def _show_days(settings, done: list, wanted: list[str]) -> None:
 
 def _task_figure(settings, ds: str, task: str) -> str:
     """The one figure that matters of a task that just ended, from the day's reports ("" when it wrote none)."""
-    import json
-
     from edgerec import reports
-    from edgerec.sim.writer import SUMMARY_FILE, events_dir
+    from edgerec.sim.writer import read_summary
 
     day = settings.layout(ds)
 
@@ -210,8 +208,7 @@ def _task_figure(settings, ds: str, task: str) -> str:
         return g and ("blessed" if g.blessed else "refused") + f": {g.reason}"
 
     def simulation() -> str:
-        summary = events_dir(settings.raw, ds) / SUMMARY_FILE
-        devices = json.loads(summary.read_text()).get("devices_by_model_version", {}) if summary.exists() else {}
+        devices = read_summary(settings.raw, ds).get("devices_by_model_version", {})
         return devices and "devices: " + ", ".join(f"{version} {n:,}" for version, n in devices.items())
 
     def canary() -> str:
