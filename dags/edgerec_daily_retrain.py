@@ -5,8 +5,9 @@ simulate (embedded source) -> validate raw -> spark ingest -> sessionize -> requ
 model version the devices ran) -> release decision (guardrails: the canary to stable, rolled back, or waiting), and
 train (the paper's models,
 MLflow, a new registered version) -> evaluation gate (blessed or refused, with the reason) -> export (the
-bundle) -> servability gate (ONNX parity, size, counted budgets) -> deploy (embeddings into the key-value store,
-bundle onto the CDN, each verified) -> promote to the canary channel.
+bundle) -> servability gate (ONNX parity, size, counted budgets) -> replay gate (the bundle on the next day's
+simulated users against the cloud's order) -> deploy (embeddings into the key-value store, bundle onto the CDN,
+each verified) -> promote to the canary channel.
 A blocking data-quality failure fails its task, so nothing after it runs that day; every failed task
 alerts through the configured notifiers (edgerec.alerts).
 Thin wiring only: each task calls one function of the stages index (`pipeline.stages`; each is also a CLI
@@ -134,6 +135,14 @@ def edgerec_daily_retrain():
             print(stages.servability_gate(load_settings(), ds, ModelVersion.from_dict(version)).to_markdown())
         return version
 
+    @task(retries=0)  # a verdict does not change by retrying
+    def replay_gate(version: dict, ds: str | None = None) -> dict:
+        """The bundle against the cloud's order on the next day's simulated users; losing clicks with confidence
+        alerts and skips deploy."""
+        with refusal_skips():
+            print(stages.replay_gate(load_settings(), ds, ModelVersion.from_dict(version)).reason)
+        return version
+
     @task
     def deploy(version: dict, ds: str | None = None) -> dict:
         """Embeddings into the KV, verified; the bundle onto the CDN, verified. A retry resumes the push."""
@@ -154,7 +163,7 @@ def edgerec_daily_retrain():
     judged = canary_analysis()
     marts >> judged
     release_decision(judged)
-    promote_canary(deploy(servability_gate(export(evaluation_gate(version)))))
+    promote_canary(deploy(replay_gate(servability_gate(export(evaluation_gate(version))))))
 
 
 edgerec_daily_retrain()

@@ -50,7 +50,8 @@ class DeployResult:
 
 
 def releasable(client, ref: str) -> registry.ModelVersion:
-    """The registered version `ref` (number or version id), if both gates blessed it."""
+    """The registered version `ref` (number or version id), if the evaluation and servability gates blessed it and
+    the replay gate did not refuse it."""
     found = registry.find_version(client, ref)
     missing = [f"{tag}={found.tags.get(tag)!r}" for tag, verdict in ((registry.BLESSED, found.blessing),
                                                                      (registry.SERVABLE, found.servable))
@@ -58,6 +59,10 @@ def releasable(client, ref: str) -> registry.ModelVersion:
     if missing:
         raise NotReleasable(f"version {found.number} ({found.id}) lacks a blessing ({', '.join(missing)}): run "
                             f"`edgerec evaluate` and `edgerec servability` on it; nothing unblessed ships")
+    if found.replayed is registry.Blessing.REFUSED:  # pending (not judged: external logs) does not block
+        raise NotReleasable(f"version {found.number} ({found.id}) was refused by the replay gate "
+                            f"({registry.REPLAY}={found.tags.get(registry.REPLAY)!r}): it loses clicks against the "
+                            f"cloud order")
     return found
 
 

@@ -156,6 +156,16 @@ class ServabilitySettings(Section):
         " or `block`), `step_p99_ms`, `rerank_p99_ms`, `timing_runs`; docs/servability.md)"))
 
 
+class ReplaySettings(Section):
+    """Replay gate"""
+
+    users: int = Field(100, ge=0, le=100_000, description=(
+        "simulated users the replay gate replays the day's bundle on, on the day after ds, against the cloud's order "
+        "(0: the gate judges nothing); a bundle that loses clicks with its whole 95% interval below zero is not "
+        "shipped. Only with `EDGEREC_SOURCE=simulator`: external logs have no world to replay"))
+    days: int = Field(1, ge=1, le=30, description="days the replay gate replays, from the day after ds")
+
+
 class MlflowSettings(Section):
     """Registry (MLflow)"""
 
@@ -250,6 +260,7 @@ class Settings(BaseModel):
     train: TrainSettings = TrainSettings()
     gate: GateSettings = GateSettings()
     servability: ServabilitySettings = ServabilitySettings()
+    replay: ReplaySettings = ReplaySettings()
     mlflow: MlflowSettings = MlflowSettings()
     kv: KvSettings = KvSettings()
     cdn: CdnSettings = CdnSettings()

@@ -29,6 +29,8 @@ CHECKPOINT = "checkpoint/model.pt"  # every version's weights, config and featur
 VERSION_TAG, BLESSED, GATE = "edgerec.version", "edgerec.blessed", "edgerec.gate"
 # the servability gate writes SERVABLE ("true"/"false") and its report; deploy requires SERVABLE true too
 SERVABLE, SERVABILITY, BUNDLE_SHA = "edgerec.servable", "edgerec.servability", "edgerec.bundle_manifest_sha256"
+# the replay gate writes REPLAYED ("true"/"false") and its figures; deploy refuses a version it refused
+REPLAYED, REPLAY = "edgerec.replayed", "edgerec.replay"
 
 
 def connect(settings: Settings):
@@ -95,7 +97,7 @@ def version_id(ds: str, run_id: str) -> str:
 
 class Blessing(StrEnum):
     """A version's verdict of a gate, as its tag holds it: BLESSED for the evaluation gate, SERVABLE for the
-    servability gate."""
+    servability gate, REPLAYED for the replay gate."""
 
     PENDING = "pending"  # registered, not judged yet
     PASSED = "true"
@@ -136,6 +138,11 @@ class ModelVersion:
     def servable(self) -> Blessing:
         """The servability gate's verdict."""
         return Blessing.of(self.tags.get(SERVABLE))
+
+    @property
+    def replayed(self) -> Blessing:
+        """The replay gate's verdict (pending where it did not judge: external logs, or a manual release)."""
+        return Blessing.of(self.tags.get(REPLAYED))
 
     @property
     def label(self) -> str:

@@ -157,6 +157,26 @@ class Servability(DayReport):
         return self.write(day)
 
 
+class ReplayGate(DayReport):
+    """The replay gate's verdict on the day's bundle: the simulated users replayed with the cloud's order and with
+    the bundle on the device (`edgerec.edge.replay`); its Markdown and CTR-by-position plot sit beside it."""
+
+    file = "export/replay.json"
+    ds: str
+    version: str
+    passed: bool
+    reason: str
+    replay: dict[str, Any] | None = None  # edgerec.edge.replay's result (None: nothing replayed)
+
+    @classmethod
+    def markdown_path(cls, day: DayLayout) -> Path:
+        return cls.path(day).with_suffix(".md")
+
+    @classmethod
+    def plot_path(cls, day: DayLayout) -> Path:
+        return cls.path(day).with_name("replay_ctr_by_position.png")
+
+
 class CanaryAnalysis(DayReport):
     """What each model version the devices ran did on the day's logs, and the canary against the stable version and
     the cloud's order (`edgerec.canary`); a Markdown rendering sits beside it."""

@@ -129,6 +129,16 @@ def servability_gate(settings: Settings, ds: str, version: ModelVersion):
     return report
 
 
+def replay_gate(settings: Settings, ds: str, version: ModelVersion):
+    """The version's bundle replayed on the simulated users of the next day against the cloud's order; GateRefused,
+    after the alert, when it loses clicks with confidence (a version that would lose clicks is not shipped)."""
+    from training.pipeline import replay_day
+
+    verdict = replay_day(settings, ds, version.id)
+    settle(settings, verdict.gate_verdict(ds))
+    return verdict
+
+
 # -- deploy and release (deploy.pipeline, deploy.release) -----------------------------------------------------------
 def deploy(settings: Settings, ds: str, version: ModelVersion):
     """The version's embeddings into the KV and its bundle onto the CDN, each verified; a retry resumes."""

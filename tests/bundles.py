@@ -27,3 +27,36 @@ def make_bundle(root: Path, seed: int = 0, rows_per_shard: int = 65_536, signer=
     spec = world_spec()
     model = build_model(FULL_MODEL, spec, SMALL).eval()
     return export_bundle(model, spec, root, version_id=root.name, signer=signer, rows_per_shard=rows_per_shard)
+
+
+def order_bundle(root: Path, reverse: bool, signer=None) -> dict:
+    """A bundle whose re-ranker looks at nothing but the order the cloud sent the candidates in: it keeps that order
+    (`reverse=False`), or turns it upside down (`reverse=True`: the cloud's last candidates first, a deliberately
+    harmful version). make_bundle's, with `reranker.onnx` replaced by a graph of the same inputs and the manifest
+    written and signed again; returns the manifest."""
+    import json
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgerec.contracts.bundle import MANIFEST, RERANKER, file_entry
+    from edgerec.contracts.signing import SIGNATURE, sign
+
+    manifest = make_bundle(root)
+    original = onnx.load(root / RERANKER)
+    nodes = [helper.make_node("Shape", ["candidate_items"], ["count_1d"]),
+             helper.make_node("Squeeze", ["count_1d"], ["count"]),
+             helper.make_node("Range", ["zero", "count", "one"], ["index"]),
+             helper.make_node("Cast", ["index"], ["rank"], to=TensorProto.FLOAT),
+             helper.make_node("Identity" if reverse else "Neg", ["rank"], ["scores"])]
+    constants = [helper.make_tensor("zero", TensorProto.INT64, [], [0]),
+                 helper.make_tensor("one", TensorProto.INT64, [], [1])]
+    graph = helper.make_graph(nodes, "cloud_order_reversed" if reverse else "cloud_order_kept",
+                              list(original.graph.input), list(original.graph.output), initializer=constants)
+    onnx.save(helper.make_model(graph, opset_imports=list(original.opset_import), ir_version=original.ir_version),
+              root / RERANKER)
+    manifest["files"][RERANKER] = file_entry(root, root / RERANKER)
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    if signer is not None:
+        (root / SIGNATURE).write_bytes(sign((root / MANIFEST).read_bytes(), signer))
+    return manifest

@@ -17,11 +17,11 @@ from pathlib import Path
 
 from edgerec import registry
 from edgerec.alerts import Alert
-from edgerec.config import Settings
+from edgerec.config import Settings, write_text
 from edgerec.errors import ConfigError, MissingInput, NotBlessed, NoTrainingData, build_config
 from edgerec.features import load_spec
 from edgerec.gates import GateVerdict
-from edgerec.reports import EvaluationGate, Servability, TrainingSummary
+from edgerec.reports import EvaluationGate, ReplayGate, Servability, TrainingSummary
 from training import checkpoints
 from training.compare import Curves, compare, input_notes
 from training.config import TrainConfig
@@ -346,3 +346,62 @@ def servability_day(settings: Settings, ds: str, version: str | None = None):
     log.info("servability gate ds=%s %s: %s", ds, found.id, "PASSED" if report.passed else
              "FAILED: " + "; ".join(report.failures))
     return report
+
+
+class ReplayVerdict(ReplayGate):
+    """The replay gate's decision on one bundle (its report, and a gate's verdict)."""
+
+    def gate_verdict(self, ds: str) -> GateVerdict:
+        """Refused: one warning alert with the figures."""
+        alerts = () if self.passed else (Alert(
+            level="warn", check="export.replay_gate", observed=f"bundle {self.version}: {self.reason}",
+            threshold="clicks not lost against the cloud order with confidence", ds=ds),)
+        summary = f"bundle {self.version} {'passed' if self.passed else 'refused by'} the replay gate: {self.reason}"
+        return GateVerdict("replay_gate", ds, self.passed, summary, alerts)
+
+
+def replay_day(settings: Settings, ds: str, version: str | None = None) -> ReplayVerdict:
+    """The replay gate on the exported bundle of the day's blessed version (or `version`): EDGEREC_REPLAY_USERS
+    simulated users on the days after ds, once with the cloud's order and once with the bundle on the device
+    (`edgerec.edge.replay`); refused when it loses clicks with the whole 95% interval below zero. The verdict goes on
+    the version (tags REPLAYED and REPLAY) and into reports/ds=D/export/ (JSON, Markdown, CTR-by-position plot)."""
+    import datetime as dt
+
+    from edgerec.contracts.signing import trusted_keys
+    from edgerec.edge.replay import lost_clicks, plot, replay, to_markdown
+    from edgerec.raw import day_sim_config
+
+    client = registry.connect(settings)
+    found = _blessed_version(client, ds, version)
+    day = settings.layout(ds)
+    if settings.source != "simulator" or settings.replay.users == 0:
+        why = ("EDGEREC_SOURCE=external: no simulated world to replay" if settings.source != "simulator"
+               else "EDGEREC_REPLAY_USERS=0")
+        verdict = ReplayVerdict(ds=ds, version=found.id, passed=True, reason=f"not judged: {why}")
+        text = f"# Replay gate, ds={ds}: {found.id} not judged\n\n{why}"
+    else:
+        root = settings.bundles_dir / found.id
+        if not root.exists():
+            raise MissingInput(f"no bundle for {found.id} in {settings.bundles_dir}: run `edgerec export "
+                               f"{found.id}` first")
+        first = dt.date.fromisoformat(ds) + dt.timedelta(days=1)
+        cfg = day_sim_config(settings, str(first)).model_copy(update={"users": settings.replay.users})
+        result = replay(cfg, root, first, trusted=trusted_keys(settings.trusted_keys_dir), days=settings.replay.days)
+        lost = lost_clicks(result)
+        clicks = result["intervals"]["clicks"]
+        reason = lost or (f"clicks {clicks['value']:+.2%} [{clicks['low']:+.2%}, {clicks['high']:+.2%}] against the "
+                          f"cloud order over {result['units']:,} user-days: no loss with confidence")
+        verdict = ReplayVerdict(ds=ds, version=found.id, passed=lost is None, reason=reason, replay=result)
+        outcome = "PASSED" if lost is None else "REFUSED"
+        text = f"# Replay gate, ds={ds}: {found.id} {outcome}\n\n{reason}\n\n{to_markdown(result)}"
+        ReplayGate.plot_path(day).parent.mkdir(parents=True, exist_ok=True)
+        plot(result, ReplayGate.plot_path(day))
+        client.set_model_version_tag(registry.REGISTERED_MODEL, found.number, registry.REPLAYED,
+                                     registry.Blessing.given(verdict.passed).value)
+        client.set_model_version_tag(registry.REGISTERED_MODEL, found.number, registry.REPLAY,
+                                     json.dumps({"passed": verdict.passed, "reason": reason,
+                                                 "intervals": result["intervals"], "units": result["units"]}))
+    write_text(ReplayGate.markdown_path(day), text + "\n")
+    verdict.write(day)
+    log.info("replay gate ds=%s %s: %s", ds, found.id, verdict.reason)
+    return verdict

@@ -107,9 +107,14 @@ def paired_gains(cloud: np.ndarray, edge: np.ndarray, rounds: int = BOOTSTRAP_RO
 
 
 def replay(cfg: SimConfig, bundle: Path, day: dt.date, diversity: float | None = None,
-           progress: Callable[[str, int], None] | None = None, trusted: dict | None = None, days: int = 1) -> dict:
+           progress: Callable[[str, int], None] | None = None, trusted: dict | None = None, days: int = 1,
+           seeds: int = 1) -> dict:
     """Simulate `cfg.users` users on `days` days from `day` twice (cloud order, then the bundle on the device); the
-    comparison, with paired intervals over user-days."""
+    comparison, with paired intervals over user-days.
+
+    `seeds` draws of users from the same world (its catalog and the model's items unchanged): draw k replays the
+    users k * cfg.users .. (k + 1) * cfg.users - 1, each with its own seeded sessions; draw 0 holds the users the
+    world's logs (and so the model) came from, the others are users the model has never seen."""
     client = cfg.client
     cloud = Arm("cloud order", client.page_size, int(client.cloud_delay_s * 1000))
     edge = Arm("EdgeRec", client.page_size, int(client.cloud_delay_s * 1000))
@@ -118,12 +123,12 @@ def replay(cfg: SimConfig, bundle: Path, day: dt.date, diversity: float | None =
     for arm, policy in ((cloud, CloudOrder()), (edge, runtime)):
         sim = Simulator(cfg, policy)
         for d in range(days):
-            for user in range(cfg.users):
+            for user in range(cfg.users * seeds):
                 sim.simulate_day(day + dt.timedelta(days=d), arm, users=[user])
                 if progress:
-                    progress(arm.name, d * cfg.users + user + 1)
-    out = {"version": runtime.model_version, "day": str(day), "days": days, "users": cfg.users, "seed": cfg.seed,
-           "diversity": diversity, "arms": {}}
+                    progress(arm.name, d * cfg.users * seeds + user + 1)
+    out = {"version": runtime.model_version, "day": str(day), "days": days, "users": cfg.users * seeds,
+           "seeds": seeds, "seed": cfg.seed, "diversity": diversity, "arms": {}}
     for arm in (cloud, edge):
         s = arm.summary()
         reranks = s["page_requests"] if arm is cloud else arm.counts["rerank"]
@@ -142,6 +147,16 @@ def replay(cfg: SimConfig, bundle: Path, day: dt.date, diversity: float | None =
     out["intervals"] = paired_gains(np.array([cloud.by_unit.get(u, zero) for u in units], dtype=np.float64),
                                     np.array([edge.by_unit.get(u, zero) for u in units], dtype=np.float64))
     return out
+
+
+def lost_clicks(result: dict) -> str | None:
+    """What says the replayed bundle loses clicks against the cloud's order with confidence (the whole 95% interval
+    below zero), or None when it does not."""
+    clicks = result["intervals"]["clicks"]
+    if not clicks["high"] < 0:
+        return None
+    return (f"clicks {clicks['value']:+.2%} [{clicks['low']:+.2%}, {clicks['high']:+.2%}] against the cloud order "
+            f"over {result['units']:,} user-days")
 
 
 def to_markdown(result: dict) -> str:
@@ -174,8 +189,9 @@ def to_markdown(result: dict) -> str:
     rows += [(f"CTR at positions {lo}-{hi - 1}", f"{mean_ctr(c, lo, hi):.4%}", f"{mean_ctr(e, lo, hi):.4%}",
               pct(mean_ctr(e, lo, hi) / mean_ctr(c, lo, hi) - 1 if mean_ctr(c, lo, hi) else None))
              for lo, hi in ((0, half), (half, 2 * half))]
+    draws = result.get("seeds", 1)
     lines = [f"replay of {result['version']}: {result['users']:,} users on {result['days']} day(s) from "
-             f"{result['day']} (seed {result['seed']}"
+             f"{result['day']} (seed {result['seed']}" + (f", {draws} draws of users" if draws > 1 else "")
              + (f", diversity lambda {result['diversity']}" if result["diversity"] is not None else "") + ")", "",
              "| | cloud order | EdgeRec | gain |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c_} | {d} |" for a, b, c_, d in rows]

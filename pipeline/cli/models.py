@@ -108,6 +108,27 @@ def servability(
         fail(report.gate_verdict(ds).summary, code=1)
 
 
+@app.command("replay-gate")
+def replay_gate(
+    version: Annotated[str | None, typer.Argument(help="registry number or version id [default: the version "
+                                                       "trained for --ds]")] = None,
+    ds: Annotated[str | None, typer.Option(help="logical date YYYY-MM-DD; the users are replayed on the days after "
+                                                "it [default: the version's day, else EDGEREC_RUN_DATE]")] = None,
+) -> None:
+    """The replay gate on an exported bundle: EDGEREC_REPLAY_USERS simulated users on the day after ds with the
+    cloud's order and with the bundle on the device; exit 1 when it loses clicks with the whole 95% interval below
+    zero. The verdict is tagged on the MLflow version; deploy refuses a refused one."""
+    from edgerec.reports import ReplayGate
+    from training.pipeline import replay_day
+
+    settings = settings_from_env()
+    ds = _day(settings, ds, version)
+    verdict = replay_day(settings, ds, version)
+    typer.echo(ReplayGate.markdown_path(settings.layout(ds)).read_text())
+    if not verdict.passed:
+        fail(verdict.gate_verdict(ds).summary, code=1)
+
+
 @app.command("replay")
 def replay_command(
     bundle: Annotated[str, typer.Option(help="bundle directory, or a version id under $EDGEREC_HOME/bundles")],
@@ -118,6 +139,8 @@ def replay_command(
                                                           "user-days")] = 1,
     seed: Annotated[int | None, typer.Option(help="world seed [default: EDGEREC_SIM_SEED, the world the bundle "
                                                   "was trained on]")] = None,
+    seeds: Annotated[int, typer.Option(min=1, max=100, help="draws of --users users from the world, each with its own "
+                                                            "sessions (draw 0: the users the logs came from)")] = 1,
     diversity: Annotated[float | None, typer.Option(help="MMR lambda in [0, 1] after scoring (1: relevance only) "
                                                          "[default: off]")] = None,
     out: Annotated[Path | None, typer.Option(help="report directory [default: $EDGEREC_HOME/reports/replay/"
@@ -139,11 +162,11 @@ def replay_command(
         fail(f"no bundle at {root}: pass a bundle directory or a version id exported with `edgerec export`")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as progress:
-        task = progress.add_task("replaying", total=2 * cfg.users * days)
-        arms = {"cloud order": 0, "EdgeRec": cfg.users * days}
+        task = progress.add_task("replaying", total=2 * cfg.users * seeds * days)
+        arms = {"cloud order": 0, "EdgeRec": cfg.users * seeds * days}
         result = replay(cfg, root, day, diversity, progress=lambda arm, done: progress.update(
             task, completed=arms[arm] + done, description=f"replaying: {arm}"),
-            trusted=trusted_keys(settings.trusted_keys_dir), days=days)  # the device checks what it runs
+            trusted=trusted_keys(settings.trusted_keys_dir), days=days, seeds=seeds)  # the device checks its bundle
     paths = write(result, out or settings.home / "reports" / "replay" / result["version"])
     typer.echo(to_markdown(result))
     typer.echo(f"\nwritten: {paths['md']}, {paths['json']}, plot {paths['png']}")

@@ -159,6 +159,9 @@ def _day_outcome(settings, day) -> str:
     servable = reports.Servability.read(layout)
     if servable is not None and not servable.passed:
         return f"{trained.version_id} not shipped: refused by the servability gate"
+    replayed = reports.ReplayGate.read(layout)
+    if replayed is not None and not replayed.passed:
+        return f"{trained.version_id} not shipped: refused by the replay gate"
     if any(t.task == "promote_canary" and t.state == "success" for t in day.tasks):
         return f"{trained.version_id} on canary"
     return f"{trained.version_id} not shipped"
@@ -237,6 +240,8 @@ def _task_figure(settings, ds: str, task: str) -> str:
         "dbt_build": lambda: (d := reports.DbtBuild.read(day)) and
         ", ".join(f"{name} {n:,}" for name, n in d.rows.items()),
         "train": training, "evaluation_gate": gate, "servability_gate": servability,
+        "replay_gate": lambda: (r := reports.ReplayGate.read(day)) and
+        f"{'passed' if r.passed else 'REFUSED'}: {r.reason}",
         "deploy": lambda: (t := reports.TrainingSummary.read(day)) and f"{t.version_id} on the KV and CDN",
         "promote_canary": lambda: (t := reports.TrainingSummary.read(day)) and f"canary -> {t.version_id}",
     }
@@ -323,7 +328,12 @@ def _show_export(settings, ds: str) -> None:
         return
     typer.echo(f"\nbundle           {verdict.bundle}")
     typer.echo(reports.Servability.markdown_path(day).read_text())
-    typer.echo(f"closed loop      .venv/bin/edgerec replay --bundle {verdict.version} (cloud order vs EdgeRec)")
+    replayed = reports.ReplayGate.read(day)
+    if replayed is not None:
+        typer.echo(f"replay gate      {'PASSED' if replayed.passed else 'REFUSED'}: {replayed.reason} "
+                   f"({reports.ReplayGate.markdown_path(day)})")
+    typer.echo(f"closed loop      .venv/bin/edgerec replay --bundle {verdict.version} --seeds 5 (cloud order vs "
+               "EdgeRec, more users)")
 
 
 def _show_release(settings) -> None:

@@ -56,9 +56,11 @@ def two_days(tmp_path_factory):
     the bodies it received). The UI test looks at the same state."""
     tmp_path = tmp_path_factory.mktemp("two_days")
     with recording_webhook() as (url, received):
-        # the floor at 0: a tiny world's GAUC is noise, and the stages after a blessing are under test here; the
+        # the floor at 0 and no replay: a tiny world's model is noise, and the stages after a blessing are under
+        # test here (the replay gate's judgement is tested in tests/integration/deploy/test_replay_gate.py); the
         # servability gate's budgets are counted from the bundle, so a loaded test machine needs no other budgets
-        result = run(tmp_path, "--days", "2", EDGEREC_ALERT_WEBHOOK_URL=url, EDGEREC_GATE_MIN_GAUC="0.0")
+        result = run(tmp_path, "--days", "2", EDGEREC_ALERT_WEBHOOK_URL=url, EDGEREC_GATE_MIN_GAUC="0.0",
+                     EDGEREC_REPLAY_USERS="0")
         yield tmp_path, result, url, received
 
 

@@ -37,10 +37,11 @@ def test_daily_dag_wiring(dagbag):
     assert dag.task_dict["evaluation_gate"].upstream_task_ids == {"train"}
     assert dag.task_dict["export"].upstream_task_ids == {"evaluation_gate"}
     assert dag.task_dict["servability_gate"].upstream_task_ids == {"export"}
-    assert dag.task_dict["deploy"].upstream_task_ids == {"servability_gate"}
+    assert dag.task_dict["replay_gate"].upstream_task_ids == {"servability_gate"}
+    assert dag.task_dict["deploy"].upstream_task_ids == {"replay_gate"}
     assert dag.task_dict["promote_canary"].upstream_task_ids == {"deploy"}
     assert all(t.trigger_rule == "all_success" for t in dag.tasks if t.task_id != "validate_raw")
-    gates = {"evaluation_gate", "servability_gate", "promote_canary", "release_decision"}
+    gates = {"evaluation_gate", "servability_gate", "replay_gate", "promote_canary", "release_decision"}
     never_retried = {t.task_id for t in dag.tasks if t.task_id.startswith("quality_")} | gates
     assert all(t.retries == (0 if t.task_id in never_retried else 2) for t in dag.tasks)  # bad data stays bad
     assert all(t.on_failure_callback for t in dag.tasks)

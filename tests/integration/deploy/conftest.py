@@ -22,9 +22,11 @@ from edgerec import registry
 from edgerec.config import load_settings
 from edgerec.contracts import signing
 from edgerec.contracts.bundle import MANIFEST, sha256_of
-from tests.bundles import make_bundle
+from tests.bundles import make_bundle, order_bundle
 
 V1, V2, V3 = "v20261101-0000aaaa", "v20261102-0000bbbb", "v20261103-0000cccc"
+# versions that keep the cloud's order of the candidates, or reverse it (a deliberately harmful version)
+KEEPS, REVERSES, KEEPS_TOO = "v20261102-0000cafe", "v20261102-0000dead", "v20261103-0000beef"
 
 
 def free_port() -> int:
@@ -135,6 +137,22 @@ def bundles(tmp_path_factory, release_keys):
             for i, v in enumerate((V1, V2, V3))}
 
 
+@pytest.fixture(scope="session")
+def ordered_bundles(tmp_path_factory, release_keys):
+    """Signed bundles whose re-ranker keeps the cloud's order (KEEPS, KEEPS_TOO) or reverses it (REVERSES)."""
+    folder = tmp_path_factory.mktemp("ordered")
+    signer = signing.load_signing_key(Path(release_keys["EDGEREC_RELEASE_SIGNING_KEY"]))
+    return {v: (order_bundle(folder / v, reverse=v == REVERSES, signer=signer), folder / v)
+            for v in (KEEPS, REVERSES, KEEPS_TOO)}
+
+
+def add_versions(settings, bundles: dict) -> None:
+    """Copy each (manifest, bundle) into the state directory and register it, blessed and servable."""
+    for v, (manifest, root) in bundles.items():
+        shutil.copytree(root, settings.bundles_dir / v)
+        register(settings, v, manifest)
+
+
 def register(settings, version_id: str, manifest: dict, blessed: bool = True, servable: bool = True) -> str:
     """A registered version with the tags the gates would have written (no training: the bundle is given)."""
     client = registry.connect(settings)
@@ -157,9 +175,7 @@ def released(tmp_path, bundles, release_keys):
     def make(**env):
         settings = load_settings({"EDGEREC_HOME": str(tmp_path / "state"), "EDGEREC_RELEASE_ACTOR": "alice",
                                   **release_keys, **env})
-        for v, (manifest, root) in bundles.items():
-            shutil.copytree(root, settings.bundles_dir / v)
-            register(settings, v, manifest)
+        add_versions(settings, bundles)
         return settings, open_targets(settings)
 
     return make

@@ -45,6 +45,9 @@ def on_stack(world, stack_settings, stack_dir, spark_cluster, mlflow_server, tmp
            "EDGEREC_SIM_CORRUPT_RATE": str(local.sim.corrupt_rate),
            "EDGEREC_SPARK_SHUFFLE_PARTITIONS": str(local.spark.shuffle_partitions),
            "EDGEREC_TRAIN_EPOCHS": "1", "EDGEREC_TRAIN_MODELS": "crban_hubsm_ie_ipv", "EDGEREC_GATE_MIN_GAUC": "0",
+           # a one-epoch model of a tiny world is noise: the twins are under test here, the gates' judgement is
+           # tested on its own (tests/integration/deploy/test_replay_gate.py)
+           "EDGEREC_REPLAY_USERS": "0",
            "EDGEREC_MLFLOW_TRACKING_URI": mlflow_server.tracking_uri, "EDGEREC_RELEASE_ACTOR": "release-manager",
            **mlflow_server.env, **spark_cluster.client_env}
     settings = local.replace(home=home, mlflow={"tracking_uri": mlflow_server.tracking_uri},

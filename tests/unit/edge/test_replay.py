@@ -68,3 +68,28 @@ def test_several_days_give_intervals_over_user_days(bundle):
     assert gains["clicks"]["value"] == pytest.approx(result["gain"]["clicks"])
     assert gains["clicks"]["low"] <= gains["clicks"]["value"] <= gains["clicks"]["high"]
     assert "the paper, online" in to_markdown(result) and "| clicks |" in to_markdown(result)
+
+
+def test_seeds_draw_further_users_of_the_same_world(bundle):
+    cfg, day = load_sim_config(users=3, seed=3), dt.date(2026, 11, 5)
+    result = replay(cfg, bundle, day, seeds=2)
+    events = []
+    Simulator(cfg).simulate_day(day, events.append, users=range(6))
+    sessions = {e["session_id"] for e in events}
+    assert result["users"] == 6 and result["seeds"] == 2
+    assert result["arms"]["cloud order"]["sessions"] == len(sessions)  # users 0..5: draw 1 is users 3..5
+    assert {e["user_id"] for e in events} & {"u0000003", "u0000004", "u0000005"}  # not only the first draw's
+    assert "2 draws of users" in to_markdown(result)
+
+
+def test_lost_clicks_only_with_the_whole_interval_below_zero():
+    from edgerec.edge.replay import lost_clicks
+
+    def result(low, value, high):
+        return {"units": 1200, "intervals": {"clicks": {"value": value, "low": low, "high": high}}}
+
+    assert lost_clicks(result(-0.30, -0.20, -0.10)) == ("clicks -20.00% [-30.00%, -10.00%] against the cloud order "
+                                                       "over 1,200 user-days")
+    assert lost_clicks(result(-0.30, -0.20, 0.01)) is None  # a fall within noise is not a loss
+    assert lost_clicks(result(0.01, 0.05, 0.09)) is None
+    assert lost_clicks(result(float("nan"), float("nan"), float("nan"))) is None  # no clicks at all: nothing said
