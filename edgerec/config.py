@@ -159,7 +159,7 @@ class ServabilitySettings(Section):
 class ReplaySettings(Section):
     """Replay gate"""
 
-    users: int = Field(100, ge=0, le=100_000, description=(
+    users: int = Field(300, ge=0, le=100_000, description=(
         "simulated users the replay gate replays the day's bundle on, on the day after ds, against the cloud's order "
         "(0: the gate judges nothing); a bundle that loses clicks with its whole 95% interval below zero is not "
         "shipped. Only with `EDGEREC_SOURCE=simulator`: external logs have no world to replay"))

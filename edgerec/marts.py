@@ -114,7 +114,8 @@ def docs_generate(settings: Settings, ds: str) -> Path:
     return settings.home / "dbt" / "target" / "index.html"
 
 
-MARTS = ("fct_train_requests", "fct_test_requests", "dim_items", "rpt_daily_stats", "rpt_version_daily")
+MARTS = ("fct_train_requests", "fct_test_requests", "dim_items", "rpt_daily_stats", "rpt_version_daily",
+         "rpt_version_position_daily")
 
 
 def mart_rows(settings: Settings) -> dict[str, int]:

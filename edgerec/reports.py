@@ -187,6 +187,7 @@ class CanaryAnalysis(DayReport):
     stable: str | None
     versions: dict[str, dict[str, float]]  # version ('cloud order': none) -> devices, totals and metrics
     comparisons: dict[str, dict[str, dict[str, float]]]  # "canary vs stable" -> metric -> {value, low, high}
+    ctr_by_position: dict[str, list[float | None]] = {}  # version -> CTR at each display position (None: not shown)
 
     # the table's columns: (heading, field of `versions`, format)
     TABLE: ClassVar[tuple[tuple[str, str, str], ...]] = (
@@ -201,6 +202,12 @@ class CanaryAnalysis(DayReport):
                  "| version | " + " | ".join(h for h, _, _ in self.TABLE) + " |", "|---" * (len(self.TABLE) + 1) + "|"]
         lines += [f"| {v} | " + " | ".join(format(row[f], spec) for _, f, spec in self.TABLE) + " |"
                   for v, row in self.versions.items()]
+        halves = sorted({k for row in self.versions.values() for k in row if k.startswith("CTR, positions")},
+                        key=lambda k: int(k.split()[-1].split("-")[0]))
+        if halves:
+            lines += ["", "| version | " + " | ".join(halves) + " |", "|---" * (len(halves) + 1) + "|"]
+            lines += [f"| {v} | " + " | ".join(format(row.get(h, float("nan")), ".2%") for h in halves) + " |"
+                      for v, row in self.versions.items()]
         for name, metrics in self.comparisons.items():
             lines += ["", f"## {name} (relative difference, 95% bootstrap interval over devices)", "",
                       "| metric | difference | interval |", "|---|---|---|"]

@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from edgerec.canary import device_columns
+from edgerec.canary import device_columns, position_columns
 from edgerec.config import load_settings
 from edgerec.marts import DbtFailed, build_marts, docs_generate
 from edgerec.quality.gate import run_quality
@@ -68,6 +68,24 @@ def test_version_daily_counts_each_cohorts_events(marts):
     devices = device_columns(settings.duckdb_path, DAYS[1])
     assert list(devices) == ["cloud order"] and len(devices["cloud order"]["clicks"]) == rows[1][2]
     assert devices["cloud order"]["clicks"].sum() == rows[1][4]
+
+
+def test_version_position_daily_counts_exposures_and_clicks_per_position(marts):
+    settings, _ = marts
+    relation = f"read_parquet('{settings.dataset('events')}/*/*.parquet', hive_partitioning = true)"
+    with duckdb.connect() as con:
+        expected = con.execute(f"select cast(ds as varchar), position, count(*) filter (where event_type = 'exposure'),"
+                               f" count(*) filter (where event_type = 'click') from {relation} "
+                               "where event_type in ('exposure', 'click') and position is not null "
+                               "group by 1, 2 order by 1, 2").fetchall()
+    rows = mart(settings, "select cast(ds as varchar), position, exposures, clicks from rpt_version_position_daily "
+                          "order by ds, position")
+    assert rows == expected and len(rows) > 20
+    positions = position_columns(settings.duckdb_path, DAYS[1])
+    assert list(positions) == ["cloud order"]
+    day = [r for r in rows if r[0] == DAYS[1]]
+    assert [positions["cloud order"]["exposures"][r[1]] for r in day] == [r[2] for r in day]
+    assert positions["cloud order"]["clicks"].sum() == sum(r[3] for r in day)
 
 
 def test_items_dimension_holds_each_item_once(marts):

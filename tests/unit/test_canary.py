@@ -56,3 +56,16 @@ def test_the_plot_has_a_bar_per_metric_and_comparison(tmp_path):
     path = plot(report, tmp_path / "canary_analysis.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sum(len(m) for m in report.comparisons.values()) == 2 * len(METRICS)
+
+
+def test_ctr_by_position_and_by_half_of_the_page():
+    devices = {"cloud order": cohort(clicks=[3]), "v2": cohort(clicks=[3])}
+    positions = {"cloud order": {"exposures": np.array([10, 10, 10, 0]), "clicks": np.array([2, 1, 0, 0])},
+                 "v2": {"exposures": np.array([10, 10, 10, 10]), "clicks": np.array([1, 1, 0, 1])}}
+    report = analyse("2026-11-03", devices, canary="v2", stable=None, positions=positions)
+    assert report.ctr_by_position == {"cloud order": [0.2, 0.1, 0.0, None], "v2": [0.1, 0.1, 0.0, 0.1]}
+    assert report.versions["cloud order"]["CTR, positions 0-1"] == pytest.approx(0.15)
+    assert report.versions["cloud order"]["CTR, positions 2-3"] == 0.0  # 0 clicks in 10 shown
+    assert report.versions["v2"]["CTR, positions 2-3"] == pytest.approx(0.05)
+    assert "| v2 | 10.00% | 5.00% |" in report.to_markdown()
+    assert "CTR, positions 0-1" not in analyse("2026-11-03", devices, canary="v2", stable=None).to_markdown()
