@@ -292,7 +292,7 @@ def _show_day(settings, ds: str) -> None:
     typer.echo(f"dbt docs         edgerec dbt docs --ds {ds}")
     _show_training(settings, ds)
     _show_export(settings, ds)
-    _show_release(settings)
+    _show_release(settings, ds)
     if day.raw_events.exists():
         typer.echo(f"\n== behaviour statistics of ds={ds} ==")
         typer.echo(render_stats(stats_of_path(day.raw_events, day.raw_items)))
@@ -336,7 +336,15 @@ def _show_export(settings, ds: str) -> None:
                "EdgeRec, more users)")
 
 
-def _show_release(settings) -> None:
+def _show_release(settings, ds: str) -> None:
+    from edgerec import reports
+
+    day = settings.layout(ds)
+    if reports.CanaryAnalysis.read(day) is not None:
+        typer.echo(f"canary analysis  {reports.CanaryAnalysis.markdown_path(day)}: "
+                   f"{_task_figure(settings, ds, 'canary_analysis')}")
+    if reports.ReleaseDecision.read(day) is not None:
+        typer.echo(f"release decision {_task_figure(settings, ds, 'release_decision')}")
     targets = _targets(settings)
     try:
         for name, note in _channel_notes(targets).items():

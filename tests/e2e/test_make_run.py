@@ -83,6 +83,8 @@ def test_run_builds_marts_and_data_docs_and_a_drifted_day_alerts_and_stops(two_d
     assert [t[0] for t in task_lines if t[0] in ("train", "servability_gate", "promote_canary")][-3:] == [
         "train", "servability_gate", "promote_canary"]
     assert result.stdout.count("| CRBAN+HUBSM(IE&IPV) |") == 1  # the comparison table, once, in the summary
+    assert "replay gate      PASSED: not judged: EDGEREC_REPLAY_USERS=0" in result.stdout
+    assert "release decision none: no canary" in result.stdout  # the first version reached canary after the logs
     assert "CTR by display position" in result.stdout
     state = tmp_path / "state"
     for ds in (FIRST, DS):
