@@ -101,7 +101,7 @@ class EdgeRuntime:
         self.model: BundleModel = BundleModel(bundle, threads, trusted)
         self.stats = RuntimeStats()
         self._pending: dict[str, dict] = {}  # user -> the exposure not yet encoded (its delete may follow)
-        self._pages: dict[str, dict[int, tuple[int, float]]] = {}  # request_id -> item_id -> (rank, cloud score)
+        self._pages: dict[str, dict[int, tuple[int, float | None]]] = {}  # request_id -> item_id -> (rank, score)
         self._page_of: dict[str, str] = {}  # user -> request_id of the current page
         self._last_use: dict[str, tuple[str, int]] = {}  # user -> (session, time) of the last re-rank
 
@@ -131,7 +131,8 @@ class EdgeRuntime:
         if kind == "page_request":  # only the current page's candidates can still be re-ranked
             self._pages.pop(self._page_of.get(user), None)
             self._page_of[user] = event["request_id"]
-            self._pages[event["request_id"]] = {c["item_id"]: (c["rank"], c["score"]) for c in event["candidates"]}
+            # the score is optional in the contract (rank-only lists): a missing one encodes as missing, as in training
+            self._pages[event["request_id"]] = {c["item_id"]: (c["rank"], c.get("score")) for c in event["candidates"]}
         elif kind == "exposure":
             counters = self.store.count_exposure(user, event["item_id"], event["exposure_duration_ms"],
                                                  event["scroll_speed"], event["scroll_duration_ms"],
@@ -175,7 +176,7 @@ class EdgeRuntime:
         by_rank = np.argsort(ranks, kind="stable")  # the cloud's order: the model's input order
         cloud, rest = np.split(by_rank, [m.spec["sequence_lengths"]["candidates"]])
         ids = ctx.item_ids[cloud]
-        values = self.items.features(ids) | {"cloud_score": np.array([page[int(i)][1] for i in ids])}
+        values = self.items.features(ids) | {"cloud_score": np.array([page[int(i)][1] for i in ids], dtype=np.float64)}
         codes = encode_group(m.spec, "candidate", values)
         # events after the session's previous trigger are new to this one (the first trigger of a session, its page
         # request, comes before any of its behaviour: nothing earlier counts as delayed)

@@ -103,6 +103,22 @@ def test_rerank_scores_the_unexposed_candidates_in_cloud_order(bundle):
     assert runtime.stats.reranks == 2 and runtime.stats.first_use_delay_ms == [4_000]
 
 
+def test_a_rank_only_list_is_scored_with_the_cloud_score_missing(bundle):
+    """The contract makes a candidate's score optional (lists that carry ranks only): the runtime encodes it as
+    missing, the padding code, as training does, instead of failing."""
+    catalog = ItemCatalog(ITEMS)
+    runtime, model = EdgeRuntime(bundle, catalog), BundleModel(bundle)
+    runtime.observe(event("page_request", 0, page_no=0, candidates=[{"item_id": i, "rank": i - 1}
+                                                                    for i in range(1, 6)]))
+    perm = runtime.rerank(RerankContext("u1", "d1", "s1", "r1", 0, "page", np.arange(1, 6), np.zeros(5), []))
+    ids = np.arange(1, 6)
+    codes = encode_group(model.spec, "candidate", catalog.features(ids) | {"cloud_score": [None] * 5})
+    assert (codes[:, list(model.spec["groups"]["candidate"]).index("cloud_score")] == 0).all()
+    empty = {b: Encoded.empty(hidden=8) for b in ("ie", "ipv")}
+    scores = model.rerank(model.rows(codes, ids), codes, ids, empty, {b: np.zeros(0, np.int64) for b in empty})
+    assert perm.tolist() == np.argsort(-scores, kind="stable").tolist()
+
+
 def test_mmr_trades_relevance_for_diversity():
     relevance = np.array([0.9, 0.85, 0.5])
     attributes = np.array([[1, 7], [1, 7], [2, 8]])  # the first two are alike
