@@ -247,7 +247,8 @@ def order_checks(reports: dict[str, RankingReport], rules: dict[str, RankingRepo
     if curves is not None:
         for name in reports:
             if name in curves.by_model:
-                check = (f"{MODELS[name].title} did not collapse onto the list order (collapsed: validation GAUC at "
-                         f"the initial order's {curves.initial:.5f} from its second epoch on)")
-                checks[check] = not curves.collapsed(name)
+                collapsed = curves.collapsed(name)
+                found = "stayed at" if collapsed else "left"
+                checks[f"{MODELS[name].title} did not collapse onto the list order (its validation GAUC {found} the "
+                       f"initial order's {curves.initial:.5f} after its first epoch)"] = not collapsed
     return checks
