@@ -1,7 +1,8 @@
 """Daily retrain of the EdgeRec re-ranker for one logical date (ds).
 
 simulate (embedded source) -> validate raw -> spark ingest -> sessionize -> requests -> bucketize
--> data quality (raw, features) -> dbt build (marts) -> data quality (marts) -> canary analysis (the day's logs per
+-> data quality (raw, features) -> dbt build (marts) -> data quality (marts) -> recall (the cloud's two-tower
+candidate generation: train, compare, register, gate) beside canary analysis (the day's logs per
 model version the devices ran) -> release decision (guardrails: the canary to stable, rolled back, or waiting), and
 train (the paper's models,
 MLflow, a new registered version) -> evaluation gate (blessed or refused, with the reason) -> export (the
@@ -115,6 +116,20 @@ def edgerec_daily_retrain():
         except NoTrainingData as error:
             raise AirflowSkipException(str(error)) from None
 
+    @task
+    def train_recall(ds: str | None = None) -> str:
+        """Train and compare the cloud's recall models; register PWPRec(LS) (skipped while a recall mart is empty)."""
+        try:
+            return stages.train_recall(load_settings(), ds).version_id
+        except NoTrainingData as error:
+            raise AirflowSkipException(str(error)) from None
+
+    @task(retries=0)  # a verdict does not change by retrying
+    def recall_gate(version_id: str, ds: str | None = None) -> str:
+        """Bless the recall version or refuse it (alerted; nothing after it uses an unblessed version)."""
+        with refusal_skips():
+            return stages.recall_gate(load_settings(), ds).reason
+
     @task(retries=0)  # a verdict does not change by retrying
     def evaluation_gate(version: dict, ds: str | None = None) -> dict:
         """Bless the version or refuse it; a refusal alerts and skips what follows (nothing unblessed ships)."""
@@ -163,6 +178,9 @@ def edgerec_daily_retrain():
     judged = canary_analysis()
     marts >> judged
     release_decision(judged)
+    recall = train_recall()
+    marts >> recall
+    recall_gate(recall)
     promote_canary(deploy(replay_gate(servability_gate(export(evaluation_gate(version))))))
 
 

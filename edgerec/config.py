@@ -84,6 +84,11 @@ class MartSettings(Section):
         "the train mart holds the requests of this many days before ds; the test mart those of ds"))
     sample_rate: float = Field(1.0, gt=0.0, le=1.0, description=(
         "share of users kept in both marts, chosen by `md5(user_id)` (deterministic)"))
+    recall_history: int = Field(50, ge=1, le=1_000, description=(
+        "the recall marts: a sample's history holds at most this many interactions before its click"))
+    recall_history_days: int = Field(30, ge=1, le=365, description=(
+        "the recall marts: ... over at most this many days before the click's day (the paper's user-based "
+        "samples read up to 30)"))
 
 
 class DbtSettings(Section):
@@ -144,6 +149,24 @@ class GateSettings(Section):
 
     min_gauc: float = Field(0.55, ge=0.0, le=1.0, description="the GAUC floor")
     tolerance: float = Field(0.002, ge=0.0, le=1.0, description="GAUC a version may lose against the champion")
+
+
+class RecallSettings(Section):
+    """Recall (the cloud's two-tower candidate generation, `training/recall/`)"""
+
+    models: str = Field("pwprec_ls", description=(
+        "comma-separated recall models to train and compare on both tasks (`pwprec_ls,pwprec_mi,gru4rec,sasrec,"
+        "comirec_sa`) or `all`; `pwprec_ls`, the one registered, always"))
+
+    epochs: int | None = Field(None, ge=1, le=1_000, description=(
+        "passes over the recall train clicks [default: `RecallConfig.epochs`]"))
+    config: Path | None = Field(None, description=(
+        "JSON file with recall knobs, fields of `RecallConfig` (`training/recall/config.py`)"))
+    min_recall_at_20: float = Field(0.05, ge=0.0, le=1.0, description=(
+        "the recall gate's floor: Recall@20 of the registered model on the test day's clicks, each ranked among "
+        "`RecallConfig.eval_negatives` sampled items"))
+    tolerance: float = Field(0.01, ge=0.0, le=1.0, description=(
+        "Recall@20 a recall version may lose against its champion on the same clicks and negatives"))
 
 
 class ServabilitySettings(Section):
@@ -259,6 +282,7 @@ class Settings(BaseModel):
     alert: AlertSettings = AlertSettings()
     train: TrainSettings = TrainSettings()
     gate: GateSettings = GateSettings()
+    recall: RecallSettings = RecallSettings()
     servability: ServabilitySettings = ServabilitySettings()
     replay: ReplaySettings = ReplaySettings()
     mlflow: MlflowSettings = MlflowSettings()

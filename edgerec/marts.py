@@ -35,7 +35,8 @@ def _dbt() -> str:
 
 def dbt_vars(settings: Settings, ds: str) -> dict:
     return {"ds": ds, "train_days": settings.marts.train_days, "sample_rate": settings.marts.sample_rate,
-            "warehouse": str(settings.warehouse)}
+            "recall_history": settings.marts.recall_history,
+            "recall_history_days": settings.marts.recall_history_days, "warehouse": str(settings.warehouse)}
 
 
 def check_thrift_server(settings: Settings, timeout_s: float = 5.0) -> None:
@@ -115,7 +116,7 @@ def docs_generate(settings: Settings, ds: str) -> Path:
 
 
 MARTS = ("fct_train_requests", "fct_test_requests", "dim_items", "rpt_daily_stats", "rpt_version_daily",
-         "rpt_version_position_daily")
+         "rpt_version_position_daily", "fct_recall_train", "fct_recall_test")
 
 
 def mart_rows(settings: Settings) -> dict[str, int]:

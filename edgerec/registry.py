@@ -22,6 +22,7 @@ from edgerec.errors import ConfigError, MissingInput
 from edgerec.redact import redact_url, scrub
 
 REGISTERED_MODEL = "edgerec-reranker"
+RECALL_MODEL = "edgerec-recall"  # the cloud's two-tower recall (training/recall), with its own champion
 EXPERIMENT = "edgerec-daily-retrain"
 CHAMPION = "champion"  # the alias of the last blessed version: the gate's baseline
 CHECKPOINT = "checkpoint/model.pt"  # every version's weights, config and feature spec
@@ -163,8 +164,8 @@ class ModelVersion:
         return cls(str(v.version), v.run_id, dict(v.tags))
 
 
-def get_version(client, number: str) -> ModelVersion:
-    return ModelVersion.of(client.get_model_version(REGISTERED_MODEL, str(number)))
+def get_version(client, number: str, model: str = REGISTERED_MODEL) -> ModelVersion:
+    return ModelVersion.of(client.get_model_version(model, str(number)))
 
 
 VERSION_ID = re.compile(r"v\d{8}-[0-9a-f]{8}")  # what version_id() makes
@@ -188,17 +189,17 @@ def find_version(client, ref: str) -> ModelVersion:
     return get_version(client, found[0].version)
 
 
-def version_of_day(client, ds: str) -> ModelVersion | None:
-    """The newest version trained for ds."""
-    found = client.search_model_versions(f"name = '{REGISTERED_MODEL}' and tags.ds = '{ds}'")
-    return get_version(client, max(found, key=lambda v: int(v.version)).version) if found else None
+def version_of_day(client, ds: str, model: str = REGISTERED_MODEL) -> ModelVersion | None:
+    """The newest version of `model` trained for ds."""
+    found = client.search_model_versions(f"name = '{model}' and tags.ds = '{ds}'")
+    return get_version(client, max(found, key=lambda v: int(v.version)).version, model) if found else None
 
 
-def champion(client) -> ModelVersion | None:
+def champion(client, model: str = REGISTERED_MODEL) -> ModelVersion | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        v = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
+        v = client.get_model_version_by_alias(model, CHAMPION)
     except MlflowException:
         return None  # no alias yet (or no registered model): the first version
     return ModelVersion.of(v)

@@ -132,6 +132,38 @@ class EvaluationGate(DayReport):
     reason: str
 
 
+class RecallTraining(DayReport):
+    """The day's recall comparison and the registered recall version (`training/recall`)."""
+
+    file = "recall/training.json"
+    ds: str
+    run_id: str
+    registered_model: str
+    version: str
+    version_id: str
+    train_clicks: int
+    test_clicks: int
+    recall_at_20: float
+    comparison: dict[str, str]  # extension -> path
+    checks: dict[str, bool]
+
+
+class RecallGate(DayReport):
+    """The recall gate's verdict on a recall version: its Recall@20 against the floor and its champion's."""
+
+    file = "recall/evaluation_gate.json"
+    ds: str
+    version: str
+    version_id: str
+    blessed: bool
+    recall_at_20: float
+    floor: float
+    champion: str | None
+    champion_recall_at_20: float | None
+    tolerance: float
+    reason: str
+
+
 class Servability(DayReport):
     """The servability gate's verdict on a bundle: its checks, counted costs and estimates, and host timing as
     information; a Markdown rendering sits beside it."""

@@ -112,6 +112,23 @@ def evaluation_gate(settings: Settings, ds: str, version: ModelVersion):
     return verdict
 
 
+# -- recall (training.recall.pipeline) -------------------------------------------------------------------------------
+def train_recall(settings: Settings, ds: str):
+    """Train and compare the recall models, register PWPRec(LS); NoTrainingData while a recall mart is empty."""
+    from training.recall.pipeline import train_recall_day
+
+    return train_recall_day(settings, ds)
+
+
+def recall_gate(settings: Settings, ds: str):
+    """Bless the day's recall version against the floor and its champion, or refuse it (GateRefused, alerted)."""
+    from training.recall.pipeline import gate_recall_day
+
+    verdict = gate_recall_day(settings, ds)
+    settle(settings, verdict.gate_verdict(ds))
+    return verdict
+
+
 def export(settings: Settings, ds: str, version: ModelVersion) -> Path:
     """The blessed version as a bundle."""
     from training.pipeline import export_day

@@ -20,3 +20,26 @@ final as (
 select * from final
 
 {% endmacro %}
+
+{#- A split of the recall samples, for the users kept by the same hash sample as the re-ranker's requests. -#}
+{% macro recall_samples_of_split(split) %}
+
+with
+
+samples as (
+
+    select * from {{ ref('int_recall_samples') }}
+    where split = '{{ split }}'
+
+),
+
+final as (
+
+    select * from samples
+    where {{ edgerec.hash_bucket('user_id', var('sample_buckets')) }} < {{ var('sample_rate') }} * {{ var('sample_buckets') }}
+
+)
+
+select * from final
+
+{% endmacro %}

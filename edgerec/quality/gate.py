@@ -333,6 +333,7 @@ def marts_tables(settings: Settings, ds: str, cfg: QualityConfig) -> tuple[list[
             "train_requests": checks.train_requests, "test_requests": checks.test_requests,
             "test_label_rate": checks.test_label_rate})),
     ]
+    tables += recall_tables(settings, ds, window)
     blocked = [d for d in stats.ds if (r := QualityChecks.read(settings.layout(d), layer="marts")) and not r.passed]
     today, before = stats[stats.ds == ds], stats[(stats.ds < ds) & ~stats.ds.isin(blocked)]
     skipped: list[str] = []
@@ -354,6 +355,27 @@ def marts_tables(settings: Settings, ds: str, cfg: QualityConfig) -> tuple[list[
     else:
         skipped.append("marts.drift: rpt_daily_stats has no earlier days to compare with")
     return tables, metrics, skipped
+
+
+RECALL_COLUMNS = ("user_id", "target_item", "ts", "last_history_ts", "history_length", "session_history")
+
+
+def recall_tables(settings: Settings, ds: str, window: list[str]) -> list[Table]:
+    """The recall model's samples (fct_recall_train, fct_recall_test): complete, bounded, no history after its
+    click, each split on its days."""
+    longest = int(settings.marts.recall_history)
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        frames_of = {split: con.execute(f"select {', '.join(RECALL_COLUMNS)}, cast(ds as varchar) as ds "
+                                        f"from fct_recall_{split}").df() for split in ("train", "test")}
+
+    def checks(days: list[str]) -> list[Check]:  # a suite's expectations are its own: new ones for each table
+        return [not_null_check("user_id"), not_null_check("target_item"), range_check("history_length", 1, longest),
+                before_check("session_within_history", "session_history", "history_length", or_equal=True),
+                before_check("no_recall_history_leakage", "last_history_ts", "ts", or_equal=True),
+                set_check("ds", days)]
+
+    return [Table("fct_recall_train", frames_of["train"], checks(window)),
+            Table("fct_recall_test", frames_of["test"], checks([ds]))]
 
 
 TABLE_BUILDERS: dict[str, Callable[[Settings, str, QualityConfig], tuple[list[Table], dict, list[str]]]] = {

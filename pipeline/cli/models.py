@@ -1,4 +1,4 @@
-"""Commands of the models: train, evaluate, export, servability, replay."""
+"""Commands of the models: train, evaluate, export, servability, replay, and the recall group."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pipeline.cli.base import app, fail, settings_from_env
+from pipeline.cli.base import app, fail, group, settings_from_env
+
+recall_app = group("recall", "The cloud's recall (PWPRec two-tower candidate generation): train, evaluate.")
 
 
 @app.command()
@@ -170,3 +172,43 @@ def replay_command(
     paths = write(result, out or settings.home / "reports" / "replay" / result["version"])
     typer.echo(to_markdown(result))
     typer.echo(f"\nwritten: {paths['md']}, {paths['json']}, plot {paths['png']}")
+
+
+@recall_app.command("train")
+def recall_train(
+    ds: Annotated[str, typer.Option(help="logical date YYYY-MM-DD: train on the clicks before it, test on its own")],
+    models: Annotated[str | None, typer.Option(help="comma-separated recall models or all "
+                                                    "[default: EDGEREC_RECALL_MODELS]")] = None,
+    epochs: Annotated[int | None, typer.Option(help="passes over the train clicks [default: EDGEREC_RECALL_EPOCHS]")]
+    = None,
+) -> None:
+    """Train the recall models on both tasks (user- and session-based) from the recall marts, compare them with the
+    reference rules on ds's clicks (Recall@k, NDCG@10, bootstrap intervals), log to MLflow and register PWPRec(LS)
+    as a new version of edgerec-recall. Prints the comparison."""
+    from training.recall.pipeline import train_recall_day
+
+    settings = settings_from_env()
+    settings = settings.replace(recall={k: v for k, v in (("models", models), ("epochs", epochs)) if v is not None})
+    with Progress(TextColumn("{task.description}"), TimeElapsedColumn(), transient=True,
+                  disable=not sys.stderr.isatty()) as progress:
+        task = progress.add_task("training")
+        summary = train_recall_day(settings, ds, progress=lambda what: progress.update(
+            task, description=f"training {what}"))
+    typer.echo(Path(summary.comparison["md"]).read_text())
+    typer.echo(f"registered {summary.registered_model} version {summary.version} ({summary.version_id}), MLflow run "
+               f"{summary.run_id}; comparison in {summary.comparison['md']}")
+
+
+@recall_app.command("evaluate")
+def recall_evaluate(
+    ds: Annotated[str, typer.Option(help="logical date YYYY-MM-DD: judge the recall version trained for it")],
+) -> None:
+    """The recall gate: bless the day's recall version if its Recall@20 reaches EDGEREC_RECALL_MIN_RECALL_AT_20 and
+    its champion's on the same clicks minus EDGEREC_RECALL_TOLERANCE; exit 1 when refused."""
+    from training.recall.pipeline import gate_recall_day
+
+    verdict = gate_recall_day(settings_from_env(), ds)
+    summary = verdict.gate_verdict(ds).summary
+    if not verdict.blessed:
+        fail(summary, code=1)
+    typer.secho(summary, fg="green")

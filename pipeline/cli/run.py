@@ -210,6 +210,11 @@ def _task_figure(settings, ds: str, task: str) -> str:
         g = reports.EvaluationGate.read(day)
         return g and ("blessed" if g.blessed else "refused") + f": {g.reason}"
 
+    def recall() -> str:
+        r = reports.RecallTraining.read(day)
+        return r and (f"recall version {r.version_id}: Recall@20 {r.recall_at_20:.4f} on {r.test_clicks:,} test "
+                      f"clicks; {sum(r.checks.values())}/{len(r.checks)} checks")
+
     def simulation() -> str:
         devices = read_summary(settings.raw, ds).get("devices_by_model_version", {})
         return devices and "devices: " + ", ".join(f"{version} {n:,}" for version, n in devices.items())
@@ -239,7 +244,9 @@ def _task_figure(settings, ds: str, task: str) -> str:
         "quality_marts": lambda: quality("marts"),
         "dbt_build": lambda: (d := reports.DbtBuild.read(day)) and
         ", ".join(f"{name} {n:,}" for name, n in d.rows.items()),
-        "train": training, "evaluation_gate": gate, "servability_gate": servability,
+        "train": training, "evaluation_gate": gate, "servability_gate": servability, "train_recall": recall,
+        "recall_gate": lambda: (g := reports.RecallGate.read(day)) and
+        ("blessed" if g.blessed else "refused") + f": {g.reason}",
         "replay_gate": lambda: (r := reports.ReplayGate.read(day)) and
         f"{'passed' if r.passed else 'REFUSED'}: {r.reason}",
         "deploy": lambda: (t := reports.TrainingSummary.read(day)) and f"{t.version_id} on the KV and CDN",
@@ -316,6 +323,13 @@ def _show_training(settings, ds: str) -> None:
         typer.echo(f"evaluation gate  {'BLESSED' if verdict.blessed else 'REFUSED'}: {verdict.reason}")
     typer.echo(f"comparison       {day.comparison('md')} (and .csv, .png)\n")
     typer.echo(day.comparison("md").read_text())
+    recall = reports.RecallTraining.read(day)
+    if recall is not None:
+        gate = reports.RecallGate.read(day)
+        typer.echo(f"recall version   edgerec-recall version {recall.version} ({recall.version_id}), Recall@20 "
+                   f"{recall.recall_at_20:.4f} on {recall.test_clicks:,} test clicks" +
+                   (f"; {'BLESSED' if gate.blessed else 'REFUSED'}: {gate.reason}" if gate else ""))
+        typer.echo(f"recall table     {recall.comparison['md']} (and .csv, .png)")
 
 
 def _show_export(settings, ds: str) -> None:

@@ -23,6 +23,8 @@ from edgerec.reports import (
     EvaluationGate,
     QualityChecks,
     RawValidation,
+    RecallGate,
+    RecallTraining,
     Servability,
     SparkSummary,
     TrainingSummary,
@@ -118,6 +120,11 @@ def test_run_builds_marts_and_data_docs_and_a_drifted_day_alerts_and_stops(two_d
     assert gate.blessed and f"evaluation gate  BLESSED: {gate.reason}" in result.stdout
     assert "| CRBAN+HUBSM(IE&IPV) |" in result.stdout and "| DNN-rank |" in result.stdout
     assert not day_of(state, FIRST).training.exists()
+    # ... and the cloud's recall beside it: trained, compared, registered and judged by its own gate
+    recall = RecallTraining.read(day_of(state, DS))
+    assert recall.version == "1" and recall.registered_model == "edgerec-recall" and recall.test_clicks > 0
+    assert RecallGate.read(day_of(state, DS)).version_id == recall.version_id
+    assert f"recall version   edgerec-recall version 1 ({recall.version_id})" in result.stdout
     # The blessed version was exported and went through the servability gate (its latency figures depend on the
     # machine's load, so only the checks of the bundle itself are asserted here).
     bundle = state / "bundles" / training.version_id

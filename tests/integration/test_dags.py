@@ -34,6 +34,8 @@ def test_daily_dag_wiring(dagbag):
     assert dag.task_dict["canary_analysis"].upstream_task_ids == {"quality_marts"}
     assert dag.task_dict["canary_analysis"].downstream_task_ids == {"release_decision"}  # it blocks no training
     assert dag.task_dict["release_decision"].downstream_task_ids == set()
+    assert dag.task_dict["train_recall"].upstream_task_ids == {"quality_marts"}  # beside the re-ranker's branch
+    assert dag.task_dict["recall_gate"].upstream_task_ids == {"train_recall"}
     assert dag.task_dict["evaluation_gate"].upstream_task_ids == {"train"}
     assert dag.task_dict["export"].upstream_task_ids == {"evaluation_gate"}
     assert dag.task_dict["servability_gate"].upstream_task_ids == {"export"}
@@ -41,7 +43,8 @@ def test_daily_dag_wiring(dagbag):
     assert dag.task_dict["deploy"].upstream_task_ids == {"replay_gate"}
     assert dag.task_dict["promote_canary"].upstream_task_ids == {"deploy"}
     assert all(t.trigger_rule == "all_success" for t in dag.tasks if t.task_id != "validate_raw")
-    gates = {"evaluation_gate", "servability_gate", "replay_gate", "promote_canary", "release_decision"}
+    gates = {"evaluation_gate", "servability_gate", "replay_gate", "promote_canary", "release_decision",
+             "recall_gate"}
     never_retried = {t.task_id for t in dag.tasks if t.task_id.startswith("quality_")} | gates
     assert all(t.retries == (0 if t.task_id in never_retried else 2) for t in dag.tasks)  # bad data stays bad
     assert all(t.on_failure_callback for t in dag.tasks)

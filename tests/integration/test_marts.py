@@ -132,6 +132,49 @@ def test_the_spark_target_builds_the_same_marts(marts, tmp_path):
     assert result["target"] == "spark" and result["nodes"] == summary["nodes"]
     tables = tmp_path / "dbt" / "spark-warehouse" / "edgerec.db"
     with duckdb.connect() as con:
-        for name in ("fct_train_requests", "fct_test_requests", "dim_items"):
+        for name in ("fct_train_requests", "fct_test_requests", "dim_items", "fct_recall_train", "fct_recall_test"):
             count = con.execute(f"select count(*) from read_parquet('{tables / name}/*.parquet')").fetchone()[0]
             assert count == summary["rows"][name], name
+        histories = con.execute(f"select user_id, ts, history_items from read_parquet('{tables}/fct_recall_test/"
+                                "*.parquet') order by user_id, ts, target_item").fetchall()
+    assert histories == mart(settings, "select user_id, ts, history_items from fct_recall_test "
+                                       "order by user_id, ts, target_item")  # the same lists, in the same order
+
+
+def expected_recall_samples(settings, ds: str) -> set[tuple]:
+    """The recall marts' rows computed another way, in Python from the sessionized events: a click and its page view
+    (same request and item) are one interaction; each click's history is the user's earlier ones."""
+    relation = f"read_parquet('{settings.dataset('sessionized_events')}/*/*.parquet', hive_partitioning = true)"
+    with duckdb.connect() as con:
+        events = con.execute(f"select user_id, session_key, coalesce(request_id, event_id), item_id, ts, "
+                             f"cast(ds as varchar), event_type from {relation} "
+                             "where event_type in ('click', 'page_view')").fetchall()
+    interactions: dict[tuple, list] = {}
+    for user, session, key, item, ts, day, kind in events:
+        first = interactions.setdefault((user, session, key, item), [ts, day, False])
+        first[0], first[1] = min(first[0], ts), min(first[1], day)
+        first[2] |= kind == "click"
+    by_user: dict[str, list] = {}
+    for (user, session, key, item), (ts, day, click) in interactions.items():
+        by_user.setdefault(user, []).append((ts, key, item, session, day, click))
+    rows = set()
+    for user, timeline in by_user.items():
+        timeline.sort()
+        for n, (ts, _, item, session, day, click) in enumerate(timeline):
+            before = timeline[:n][-settings.marts.recall_history:]
+            in_session = sum(1 for e in timeline[:n] if e[3] == session)
+            if click and before:
+                rows.add((user, ts, item, tuple(e[2] for e in before), in_session, "test" if day == ds else "train"))
+    return rows
+
+
+def test_the_recall_marts_hold_each_click_with_the_users_earlier_interactions(marts):
+    settings, summary = marts
+    got = mart(settings, "select user_id, ts, target_item, history_items, session_history, split from fct_recall_train "
+                         "union all select user_id, ts, target_item, history_items, session_history, split "
+                         "from fct_recall_test")
+    got = {(u, ts, item, tuple(history), session, split) for u, ts, item, history, session, split in got}
+    expected = expected_recall_samples(settings, DAYS[1])
+    assert got == expected
+    assert {r[-1] for r in got} == {"train", "test"}
+    assert summary["rows"]["fct_recall_test"] == sum(r[-1] == "test" for r in expected) > 0

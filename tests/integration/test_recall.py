@@ -1,0 +1,58 @@
+"""The recall models on the tiny world's marts: the comparison, the registered version of edgerec-recall, and the
+recall gate blessing on the floor, comparing with its champion and refusing below it."""
+
+import pytest
+
+from edgerec import registry
+from edgerec.reports import RecallGate
+from tests.integration.conftest import DAYS
+from training.recall.pipeline import gate_recall_day, train_recall_day
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def recall(marts):
+    settings = marts[0].replace(recall={"epochs": 1, "models": "pwprec_ls,gru4rec"})
+    return settings, train_recall_day(settings, DAYS[1])
+
+
+def test_training_compares_the_models_with_the_rules_and_registers_pwprec_ls(recall):
+    settings, summary = recall
+    table = (settings.layout(DAYS[1]).reports / "recall" / "comparison.md").read_text()
+    for row in ("| PWPRec(LS) |", "| GRU4Rec-Enhanced |", "| rule: most popular |",
+                "| rule: interacted before, latest first |"):
+        assert table.count(row) == 2, row  # one row on each task
+    assert "PWPRec(LS) over GRU4Rec-Enhanced, recall_at_1" in table and "SASRec" not in table
+    assert summary.comparison["png"].endswith(".png") and set(summary.checks) >= {
+        "user: PWPRec(LS) > GRU4Rec-Enhanced on recall_at_10",
+        "session: PWPRec(LS) > rule: most popular on recall_at_20"}
+
+    client = registry.connect(settings)
+    version = registry.get_version(client, summary.version, registry.RECALL_MODEL)
+    assert version.id == summary.version_id and version.tags["ds"] == DAYS[1]
+    assert version.tags["model"] == "pwprec_ls" and version.tags["task"] == "user"
+    assert float(version.tags["recall_at_20"]) == pytest.approx(summary.recall_at_20, abs=1e-6)
+    assert version.blessing is registry.Blessing.PENDING
+    assert registry.version_of_day(client, DAYS[1]) is None or \
+        registry.version_of_day(client, DAYS[1]).id != version.id  # the re-ranker's registry is another model
+
+
+def test_the_gate_blesses_on_the_floor_then_judges_against_the_champion(recall):
+    settings, summary = recall
+    first = gate_recall_day(settings.replace(recall={"min_recall_at_20": 0.0}), DAYS[1])
+    assert first.blessed and first.champion is None
+    assert first.recall_at_20 == pytest.approx(summary.recall_at_20, abs=1e-9)  # the registered checkpoint scores alike
+    client = registry.connect(settings)
+    assert registry.champion(client, registry.RECALL_MODEL).id == summary.version_id
+
+    second = train_recall_day(settings, DAYS[1])  # the same day again: a new version, judged against the first
+    judged = gate_recall_day(settings.replace(recall={"min_recall_at_20": 0.0, "tolerance": 0.0}), DAYS[1])
+    assert judged.version_id == second.version_id and judged.champion == summary.version_id
+    assert judged.champion_recall_at_20 == pytest.approx(first.recall_at_20, abs=1e-9)
+    assert second.recall_at_20 == summary.recall_at_20 and judged.blessed  # deterministic for a seed
+
+    refused = gate_recall_day(settings.replace(recall={"min_recall_at_20": 1.0}), DAYS[1])
+    assert not refused.blessed and "below the floor" in refused.reason
+    assert RecallGate.read(settings.layout(DAYS[1])).blessed is False
+    assert registry.get_version(client, second.version, registry.RECALL_MODEL).blessing is registry.Blessing.REFUSED

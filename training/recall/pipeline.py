@@ -1,0 +1,233 @@
+"""The recall stages of the daily pipeline, as plain functions of (settings, ds), for the DAG and the CLI.
+
+`train_recall_day`: train the recall models on both tasks, compare them with the reference rules on ds's test
+clicks, write and log the comparison, register the shipped model (PWPRec(LS), user-based task) as a new version of
+`edgerec-recall`. `gate_recall_day`: bless that version only if its Recall@20 reaches the floor and, when a
+champion exists, the champion's on the same clicks and negatives minus a tolerance.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgerec import registry
+from edgerec.alerts import Alert
+from edgerec.config import Settings
+from edgerec.errors import ConfigError, MissingInput, build_config
+from edgerec.gates import GateVerdict
+from edgerec.reports import RecallGate, RecallTraining
+from training.recall.compare import RecallComparison, TaskTable
+from training.recall.config import TASKS, RecallConfig
+from training.recall.data import Catalog, Samples, read_catalog, read_day, read_samples
+from training.recall.evaluation import RecallReport, UserBootstrap, eval_candidates, metric_table, ranks
+from training.recall.models import RECALL_MODELS, REGISTERED, build
+from training.recall.models.base import TwoTower
+from training.recall.rules import popularity, score_popular, score_recent
+from training.recall.trainer import fit, score
+from training.trainer import seed_everything
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "checkpoint/recall.pt"
+RULES = {"rule: most popular": "popular", "rule: interacted before, latest first": "recent"}
+
+
+def recall_config(settings: Settings) -> RecallConfig:
+    """RecallConfig from EDGEREC_RECALL_CONFIG (JSON), then EDGEREC_RECALL_EPOCHS."""
+    values = json.loads(settings.recall.config.read_text()) if settings.recall.config else {}
+    if settings.recall.epochs:
+        values["epochs"] = settings.recall.epochs
+    return build_config(RecallConfig, values, prefix="recall_config.")
+
+
+def models_to_train(settings: Settings) -> list[str]:
+    """EDGEREC_RECALL_MODELS in the comparison's order; the registered model always."""
+    if settings.recall.models.strip() == "all":
+        return list(RECALL_MODELS)
+    keys = {k.strip() for k in settings.recall.models.split(",") if k.strip()}
+    unknown = keys - set(RECALL_MODELS)
+    if unknown:
+        raise ConfigError(f"EDGEREC_RECALL_MODELS: unknown model(s) {', '.join(sorted(unknown))}; choose from "
+                          f"{', '.join(RECALL_MODELS)} or all")
+    return [k for k in RECALL_MODELS if k in keys | {REGISTERED}]
+
+
+def test_candidates(catalog: Catalog, test: Samples, cfg: RecallConfig) -> np.ndarray:
+    """Each test click's positive and sampled negatives, as item ids (every model maps them to its own items)."""
+    return catalog.item_ids[eval_candidates(test.target, len(catalog), cfg.eval_negatives, cfg.seed) - 1]
+
+
+def rule_reports(task: str, train: Samples, test: Samples, candidates: np.ndarray, n_items: int) -> dict:
+    counts = popularity(train, n_items)
+    scored = {"popular": score_popular(candidates, counts),
+              "recent": score_recent(candidates, test.history, counts)}
+    return {title: RecallReport(title, task, metric_table(ranks(scored[key]))) for title, key in RULES.items()}
+
+
+def train_recall_day(settings: Settings, ds: str, progress: Callable[[str], None] | None = None) -> RecallTraining:
+    """Train, compare, log and register. Raises NoTrainingData while either recall mart is empty."""
+    import mlflow
+
+    cfg, width, keys = recall_config(settings), settings.marts.recall_history, models_to_train(settings)
+    catalog, train, test = read_day(settings.duckdb_path, width)
+    registry.connect(settings)  # the tracking store and the experiment
+    day = settings.layout(ds)
+    tables: dict[str, TaskTable] = {}
+    with mlflow.start_run(run_name=f"recall-{ds}") as parent:
+        mlflow.log_params({"ds": ds, "kind": "recall", "train_clicks": len(train), "test_clicks": len(test),
+                           "items": len(catalog), **{f"recall.{k}": v for k, v in cfg.model_dump().items()}})
+        for task in TASKS:
+            task_train, task_test = train.for_task(task), test.for_task(task)
+            ids = test_candidates(catalog, task_test, cfg)
+            candidates = catalog.index(ids)
+            table = TaskTable(task, len(task_test), UserBootstrap(task_test.user))
+            for key in keys:
+                seed_everything(cfg.seed)
+                model = build(key, catalog, cfg, width)
+                if progress:
+                    progress(f"{model.name}, {task}-based task")
+                epochs = fit(model, task_train, cfg, task, len(catalog))
+                per_click = metric_table(ranks(score(model, task_test.history, candidates)))
+                report = table.reports[model.name] = RecallReport(model.name, task, per_click)
+                with mlflow.start_run(run_name=f"{model.name} ({task})", nested=True) as child:
+                    mlflow.log_params({"model": key, "task": task, "train_clicks": len(task_train),
+                                       "parameters": sum(p.numel() for p in model.parameters())})
+                    for e in epochs:
+                        mlflow.log_metrics({"train_loss": e.loss, "samples_per_s": e.samples_per_s,
+                                            "epoch_seconds": e.seconds}, step=e.epoch + 1)
+                    mlflow.log_metrics({m: report.mean(m) for m in report.per_click})
+                    if key == REGISTERED and task == cfg.task:
+                        registered = (model, child.info.run_id, report)
+            table.reports |= rule_reports(task, task_train, task_test, candidates, len(catalog))
+            tables[task] = table
+        comparison = RecallComparison(tables)
+        paths = comparison.write(day.reports / "recall")
+        for path in paths.values():
+            mlflow.log_artifact(str(path), artifact_path="recall_comparison")
+        model, run_id, report = registered
+        tags = {"ds": ds, "kind": "recall", "test_day": ds, "git_sha": registry.git_sha(), "model": REGISTERED,
+                "task": cfg.task, "train_clicks": str(len(train)), "items": str(len(catalog)),
+                **{m: f"{report.mean(m):.6f}" for m in report.per_click}}
+        with mlflow.start_run(run_id=run_id, nested=True):
+            number, vid = register(model, catalog, cfg, tags)
+    summary = RecallTraining(ds=ds, run_id=parent.info.run_id, registered_model=registry.RECALL_MODEL,
+                             version=number, version_id=vid, train_clicks=len(train), test_clicks=len(test),
+                             recall_at_20=report.mean("recall_at_20"),
+                             comparison={k: str(v) for k, v in paths.items()}, checks=comparison.checks)
+    summary.write(day)
+    log.info("recall comparison (ds=%s):\n%s", ds, comparison.to_markdown())
+    return summary
+
+
+def register(model: TwoTower, catalog: Catalog, cfg: RecallConfig, tags: dict[str, str]) -> tuple[str, str]:
+    """Log the model's checkpoint (weights, config, the catalog it was trained on) in the active run and register
+    it as a new version of edgerec-recall. Returns (registry number, version id)."""
+    import mlflow
+
+    run = mlflow.active_run()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(CHECKPOINT).name
+        saved = {"item_ids": torch.from_numpy(catalog.item_ids), "codes": torch.from_numpy(catalog.codes),
+                 "vocabularies": catalog.vocabularies}
+        torch.save({"model": model.key, "config": cfg.model_dump(), "width": model.width, "catalog": saved,
+                    "state_dict": model.state_dict()}, path)
+        mlflow.log_artifact(str(path), artifact_path=str(Path(CHECKPOINT).parent))
+    client = mlflow.MlflowClient()
+    if not client.search_registered_models(f"name = '{registry.RECALL_MODEL}'"):
+        client.create_registered_model(registry.RECALL_MODEL, description="the cloud's two-tower recall "
+                                       f"({RECALL_MODELS[REGISTERED].name}); one version per daily retrain")
+    vid = registry.version_id(tags["ds"], run.info.run_id)
+    version = client.create_model_version(registry.RECALL_MODEL, f"{run.info.artifact_uri}/checkpoint",
+                                          run_id=run.info.run_id,
+                                          tags={**tags, registry.VERSION_TAG: vid,
+                                                registry.BLESSED: registry.Blessing.PENDING.value})
+    return str(version.version), vid
+
+
+def load_version(client, version: registry.ModelVersion) -> tuple[TwoTower, Catalog]:
+    """A registered recall version's model and the catalog it was trained on."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = client.download_artifacts(version.run_id, CHECKPOINT, tmp)
+        except Exception as error:  # the store's own error types differ: a missing file is the case to name
+            raise MissingInput(f"recall {version.label} has no {CHECKPOINT} in its run {version.run_id}") from error
+        checkpoint = torch.load(local, weights_only=False)
+    saved = checkpoint["catalog"]
+    catalog = Catalog(saved["item_ids"].numpy(), saved["codes"].numpy(), saved["vocabularies"])
+    model = build(checkpoint["model"], catalog, RecallConfig(**checkpoint["config"]), checkpoint["width"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval(), catalog
+
+
+def recall_at_20(model: TwoTower, catalog: Catalog, settings: Settings, task: str, candidate_ids: np.ndarray) -> float:
+    """The model's Recall@20 on ds's test clicks of `task`, its history and candidates mapped to its own items."""
+    test = read_samples(settings.duckdb_path, "test", catalog, model.width, {}).for_task(task)
+    return float(metric_table(ranks(score(model, test.history, catalog.index(candidate_ids))))["recall_at_20"].mean())
+
+
+class RecallVerdict(RecallGate):
+    def gate_verdict(self, ds: str) -> GateVerdict:
+        alerts = () if self.blessed else (Alert(
+            level="warn", check="recall.evaluation_gate", observed=f"recall version {self.version} "
+            f"({self.version_id}) Recall@20 {self.recall_at_20:.4f}", threshold=self.reason, ds=ds),)
+        outcome = "blessed" if self.blessed else "refused"
+        return GateVerdict("recall_gate", ds, self.blessed,
+                           f"recall version {self.version} ({self.version_id}) {outcome}: {self.reason}", alerts)
+
+
+def judge_recall(value: float, floor: float, champion: float | None, tolerance: float) -> tuple[bool, str]:
+    """Blessed iff Recall@20 >= floor and (no champion, or >= the champion's - tolerance)."""
+    if not value >= floor:  # also refuses NaN
+        return False, f"Recall@20 {value:.4f} is below the floor {floor:.4f} (EDGEREC_RECALL_MIN_RECALL_AT_20)"
+    if champion is None:
+        return True, f"Recall@20 {value:.4f} >= floor {floor:.4f}; no champion to compare with"
+    if value < champion - tolerance:
+        return False, (f"Recall@20 {value:.4f} is below the champion's {champion:.4f} on the same clicks minus the "
+                       f"tolerance {tolerance:.4f} (EDGEREC_RECALL_TOLERANCE)")
+    return True, (f"Recall@20 {value:.4f} >= floor {floor:.4f} and >= the champion's {champion:.4f} minus "
+                  f"{tolerance:.4f}")
+
+
+def gate_recall_day(settings: Settings, ds: str) -> RecallVerdict:
+    """Judge the recall version trained for ds against the floor and the champion on ds's test clicks (the same
+    sampled negatives for both); tag the verdict and move the champion alias when blessed."""
+    client = registry.connect(settings)
+    candidate = registry.version_of_day(client, ds, registry.RECALL_MODEL)
+    if candidate is None:
+        raise MissingInput(f"no version of {registry.RECALL_MODEL} was trained for ds={ds}; run "
+                           f"`edgerec recall train --ds {ds}` first")
+    model, catalog = load_version(client, candidate)
+    cfg = model.cfg
+    today = read_catalog(settings.duckdb_path)
+    test = read_samples(settings.duckdb_path, "test", today, model.width, {}).for_task(cfg.task)
+    if not len(test):
+        raise MissingInput(f"no test clicks with a history in fct_recall_test for ds={ds}")
+    ids = test_candidates(today, test, cfg)
+    value = recall_at_20(model, catalog, settings, cfg.task, ids)
+    baseline = registry.champion(client, registry.RECALL_MODEL)
+    champion_value = None
+    if baseline is not None and baseline.number != candidate.number:
+        champion_model, champion_catalog = load_version(client, baseline)
+        champion_value = recall_at_20(champion_model, champion_catalog, settings, cfg.task, ids)
+    else:
+        baseline = None
+    blessed, reason = judge_recall(value, settings.recall.min_recall_at_20, champion_value, settings.recall.tolerance)
+    verdict = RecallVerdict(ds=ds, version=candidate.number, version_id=candidate.id, blessed=blessed,
+                            recall_at_20=value, floor=settings.recall.min_recall_at_20,
+                            champion=baseline.id if baseline else None, champion_recall_at_20=champion_value,
+                            tolerance=settings.recall.tolerance, reason=reason)
+    client.set_model_version_tag(registry.RECALL_MODEL, candidate.number, registry.BLESSED,
+                                 registry.Blessing.given(blessed).value)
+    client.set_model_version_tag(registry.RECALL_MODEL, candidate.number, registry.GATE, verdict.model_dump_json())
+    if blessed:
+        client.set_registered_model_alias(registry.RECALL_MODEL, registry.CHAMPION, candidate.number)
+    verdict.write(settings.layout(ds))
+    log.info("recall gate ds=%s version %s (%s): %s: %s", ds, candidate.number, candidate.id,
+             "BLESSED" if blessed else "REFUSED", reason)
+    return verdict
