@@ -12,6 +12,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ from training.recall.evaluation import RecallReport, UserBootstrap, eval_candida
 from training.recall.models import RECALL_MODELS, REGISTERED, build
 from training.recall.models.base import TwoTower
 from training.recall.rules import popularity, score_popular, score_recent
-from training.recall.trainer import fit, score
+from training.recall.trainer import Epoch, fit, score
 from training.trainer import seed_everything
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,39 @@ def rule_reports(task: str, train: Samples, test: Samples, candidates: np.ndarra
     return {title: RecallReport(title, task, metric_table(ranks(scored[key]))) for title, key in RULES.items()}
 
 
+@dataclass(frozen=True)
+class Trained:
+    key: str
+    task: str
+    model: TwoTower
+    epochs: list[Epoch]
+    report: RecallReport
+    train_clicks: int
+
+
+def train_and_compare(catalog: Catalog, train: Samples, test: Samples, cfg: RecallConfig, keys: list[str], width: int,
+                      progress: Callable[[str], None] | None = None) -> tuple[RecallComparison, list[Trained]]:
+    """Each model of `keys` trained on each task from the same seed and scored on that task's test clicks against the
+    same sampled negatives, beside the reference rules."""
+    tables: dict[str, TaskTable] = {}
+    trained = []
+    for task in TASKS:
+        task_train, task_test = train.for_task(task), test.for_task(task)
+        candidates = catalog.index(test_candidates(catalog, task_test, cfg))
+        table = tables[task] = TaskTable(task, len(task_test), UserBootstrap(task_test.user))
+        for key in keys:
+            seed_everything(cfg.seed)
+            model = build(key, catalog, cfg, width)
+            if progress:
+                progress(f"{model.name}, {task}-based task")
+            epochs = fit(model, task_train, cfg, task, len(catalog))
+            per_click = metric_table(ranks(score(model, task_test.history, candidates)))
+            report = table.reports[model.name] = RecallReport(model.name, task, per_click)
+            trained.append(Trained(key, task, model, epochs, report, len(task_train)))
+        table.reports |= rule_reports(task, task_train, task_test, candidates, len(catalog))
+    return RecallComparison(tables), trained
+
+
 def train_recall_day(settings: Settings, ds: str, progress: Callable[[str], None] | None = None) -> RecallTraining:
     """Train, compare, log and register. Raises NoTrainingData while either recall mart is empty."""
     import mlflow
@@ -78,44 +112,29 @@ def train_recall_day(settings: Settings, ds: str, progress: Callable[[str], None
     catalog, train, test = read_day(settings.duckdb_path, width)
     registry.connect(settings)  # the tracking store and the experiment
     day = settings.layout(ds)
-    tables: dict[str, TaskTable] = {}
+    comparison, trained = train_and_compare(catalog, train, test, cfg, keys, width, progress)
     with mlflow.start_run(run_name=f"recall-{ds}") as parent:
         mlflow.log_params({"ds": ds, "kind": "recall", "train_clicks": len(train), "test_clicks": len(test),
                            "items": len(catalog), **{f"recall.{k}": v for k, v in cfg.model_dump().items()}})
-        for task in TASKS:
-            task_train, task_test = train.for_task(task), test.for_task(task)
-            ids = test_candidates(catalog, task_test, cfg)
-            candidates = catalog.index(ids)
-            table = TaskTable(task, len(task_test), UserBootstrap(task_test.user))
-            for key in keys:
-                seed_everything(cfg.seed)
-                model = build(key, catalog, cfg, width)
-                if progress:
-                    progress(f"{model.name}, {task}-based task")
-                epochs = fit(model, task_train, cfg, task, len(catalog))
-                per_click = metric_table(ranks(score(model, task_test.history, candidates)))
-                report = table.reports[model.name] = RecallReport(model.name, task, per_click)
-                with mlflow.start_run(run_name=f"{model.name} ({task})", nested=True) as child:
-                    mlflow.log_params({"model": key, "task": task, "train_clicks": len(task_train),
-                                       "parameters": sum(p.numel() for p in model.parameters())})
-                    for e in epochs:
-                        mlflow.log_metrics({"train_loss": e.loss, "samples_per_s": e.samples_per_s,
-                                            "epoch_seconds": e.seconds}, step=e.epoch + 1)
-                    mlflow.log_metrics({m: report.mean(m) for m in report.per_click})
-                    if key == REGISTERED and task == cfg.task:
-                        registered = (model, child.info.run_id, report)
-            table.reports |= rule_reports(task, task_train, task_test, candidates, len(catalog))
-            tables[task] = table
-        comparison = RecallComparison(tables)
+        for t in trained:
+            with mlflow.start_run(run_name=f"{t.model.name} ({t.task})", nested=True) as child:
+                mlflow.log_params({"model": t.key, "task": t.task, "train_clicks": t.train_clicks,
+                                   "parameters": sum(p.numel() for p in t.model.parameters())})
+                for e in t.epochs:
+                    mlflow.log_metrics({"train_loss": e.loss, "samples_per_s": e.samples_per_s,
+                                        "epoch_seconds": e.seconds}, step=e.epoch + 1)
+                mlflow.log_metrics({m: t.report.mean(m) for m in t.report.per_click})
+                if t.key == REGISTERED and t.task == cfg.task:
+                    registered, run_id = t, child.info.run_id
         paths = comparison.write(day.reports / "recall")
         for path in paths.values():
             mlflow.log_artifact(str(path), artifact_path="recall_comparison")
-        model, run_id, report = registered
+        report = registered.report
         tags = {"ds": ds, "kind": "recall", "test_day": ds, "git_sha": registry.git_sha(), "model": REGISTERED,
                 "task": cfg.task, "train_clicks": str(len(train)), "items": str(len(catalog)),
                 **{m: f"{report.mean(m):.6f}" for m in report.per_click}}
         with mlflow.start_run(run_id=run_id, nested=True):
-            number, vid = register(model, catalog, cfg, tags)
+            number, vid = register(registered.model, catalog, cfg, tags)
     summary = RecallTraining(ds=ds, run_id=parent.info.run_id, registered_model=registry.RECALL_MODEL,
                              version=number, version_id=vid, train_clicks=len(train), test_clicks=len(test),
                              recall_at_20=report.mean("recall_at_20"),
