@@ -31,6 +31,14 @@ SUBSETS = (("dlcm", "dnn_rank"), (FULL_MODEL, BASELINE), (FULL_MODEL, "crban_hub
 NAN = Interval(float("nan"), float("nan"), float("nan"))
 
 
+def write_csv(path: Path, records: list[dict]) -> None:
+    """Rows of one shape as a CSV file with a header."""
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(records[0]))
+        writer.writeheader()
+        writer.writerows(records)
+
+
 @dataclass(frozen=True)
 class Row:
     name: str
@@ -126,10 +134,7 @@ class Comparison:
             path.parent.mkdir(parents=True, exist_ok=True)
         paths["md"].write_text(self.to_markdown())
         records = self.to_records()
-        with paths["csv"].open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(records[0]))
-            writer.writeheader()
-            writer.writerows(records)
+        write_csv(paths["csv"], records)
         curves = None if self.curves is None else {"initial": self.curves.initial, "by_model": self.curves.by_model}
         paths["json"].write_text(json.dumps({"rows": records, "checks": self.checks, "validation_curves": curves,
                                              "notes": list(self.notes)},

@@ -13,9 +13,32 @@ fails naming the field and its allowed range.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from edgerec.errors import ConfigError
+
+
+def knobs(path: Path | None, **overrides) -> dict:
+    """A config's values: the JSON file's (when given), then the overrides that are set."""
+    values = json.loads(path.read_text()) if path else {}
+    return values | {k: v for k, v in overrides.items() if v is not None}
+
+
+def select_models(value: str, choices: list[str], always: str, setting: str) -> list[str]:
+    """A comma-separated list of models (or `all`) in the order of `choices`, with `always` among them; an unknown
+    name fails naming `setting` and the choices."""
+    if value.strip() == "all":
+        return list(choices)
+    names = {n.strip() for n in value.split(",") if n.strip()}
+    unknown = names - set(choices)
+    if unknown:
+        raise ConfigError(f"{setting}: unknown model(s) {', '.join(sorted(unknown))}; choose from "
+                          f"{', '.join(choices)} or all")
+    return [n for n in choices if n in names | {always}]
 
 
 class TrainConfig(BaseModel):

@@ -24,7 +24,7 @@ from edgerec.gates import GateVerdict
 from edgerec.reports import EvaluationGate, ReplayGate, Servability, TrainingSummary
 from training import checkpoints
 from training.compare import Curves, compare, input_notes
-from training.config import TrainConfig
+from training.config import TrainConfig, knobs, select_models
 from training.data import Batch, DayData, count_requests, date_range, load_split, read_batches
 from training.evaluation import RankingReport, evaluate
 from training.models import FULL_MODEL, MODELS
@@ -37,23 +37,13 @@ log = logging.getLogger(__name__)
 
 def train_config(settings: Settings) -> TrainConfig:
     """TrainConfig from EDGEREC_TRAIN_CONFIG (JSON), then EDGEREC_TRAIN_EPOCHS and EDGEREC_TRAIN_DEVICE."""
-    values = json.loads(settings.train.config.read_text()) if settings.train.config else {}
-    values["device"] = settings.train.device
-    if settings.train.epochs:
-        values["epochs"] = settings.train.epochs
+    values = knobs(settings.train.config, device=settings.train.device, epochs=settings.train.epochs)
     return build_config(TrainConfig, values, prefix="train_config.")
 
 
 def models_to_train(settings: Settings) -> list[str]:
     """EDGEREC_TRAIN_MODELS in the paper's order; the full model always, since it is the one registered."""
-    if settings.train.models.strip() == "all":
-        return list(MODELS)
-    names = {n.strip() for n in settings.train.models.split(",") if n.strip()}
-    unknown = names - set(MODELS)
-    if unknown:
-        raise ConfigError(f"EDGEREC_TRAIN_MODELS: unknown model(s) {', '.join(sorted(unknown))}; "
-                          f"choose from {', '.join(MODELS)} or all")
-    return [n for n in MODELS if n in names | {FULL_MODEL}]
+    return select_models(settings.train.models, list(MODELS), FULL_MODEL, "EDGEREC_TRAIN_MODELS")
 
 
 def _data(settings: Settings, ds: str) -> tuple[dict, dict[str, int]]:

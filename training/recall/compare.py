@@ -4,12 +4,12 @@ checks (a paired interval above zero); written as markdown, CSV and a PNG."""
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from training.compare import write_csv
 from training.evaluation import Interval
 from training.recall.evaluation import NDCG_K, RecallReport, UserBootstrap
 
@@ -89,11 +89,7 @@ class RecallComparison:
         directory.mkdir(parents=True, exist_ok=True)
         paths = {ext: directory / f"comparison.{ext}" for ext in ("md", "csv", "png")}
         paths["md"].write_text(self.to_markdown())
-        records = self.to_records()
-        with paths["csv"].open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(records[0]))
-            writer.writeheader()
-            writer.writerows(records)
+        write_csv(paths["csv"], self.to_records())
         self.plot(paths["png"])
         return paths
 

@@ -8,7 +8,6 @@ champion exists, the champion's on the same clicks and negatives minus a toleran
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from collections.abc import Callable
@@ -21,9 +20,10 @@ import torch
 from edgerec import registry
 from edgerec.alerts import Alert
 from edgerec.config import Settings
-from edgerec.errors import ConfigError, MissingInput, build_config
+from edgerec.errors import MissingInput, build_config
 from edgerec.gates import GateVerdict
 from edgerec.reports import RecallGate, RecallTraining
+from training.config import knobs, select_models
 from training.recall.compare import RecallComparison, TaskTable
 from training.recall.config import TASKS, RecallConfig
 from training.recall.data import Catalog, Samples, read_catalog, read_day, read_samples
@@ -41,22 +41,13 @@ RULES = {"rule: most popular": "popular", "rule: interacted before, latest first
 
 def recall_config(settings: Settings) -> RecallConfig:
     """RecallConfig from EDGEREC_RECALL_CONFIG (JSON), then EDGEREC_RECALL_EPOCHS."""
-    values = json.loads(settings.recall.config.read_text()) if settings.recall.config else {}
-    if settings.recall.epochs:
-        values["epochs"] = settings.recall.epochs
-    return build_config(RecallConfig, values, prefix="recall_config.")
+    return build_config(RecallConfig, knobs(settings.recall.config, epochs=settings.recall.epochs),
+                        prefix="recall_config.")
 
 
 def models_to_train(settings: Settings) -> list[str]:
     """EDGEREC_RECALL_MODELS in the comparison's order; the registered model always."""
-    if settings.recall.models.strip() == "all":
-        return list(RECALL_MODELS)
-    keys = {k.strip() for k in settings.recall.models.split(",") if k.strip()}
-    unknown = keys - set(RECALL_MODELS)
-    if unknown:
-        raise ConfigError(f"EDGEREC_RECALL_MODELS: unknown model(s) {', '.join(sorted(unknown))}; choose from "
-                          f"{', '.join(RECALL_MODELS)} or all")
-    return [k for k in RECALL_MODELS if k in keys | {REGISTERED}]
+    return select_models(settings.recall.models, list(RECALL_MODELS), REGISTERED, "EDGEREC_RECALL_MODELS")
 
 
 def test_candidates(catalog: Catalog, test: Samples, cfg: RecallConfig) -> np.ndarray:
