@@ -24,6 +24,33 @@ class GateVerdict:
     blocks_day: bool = False  # a refusal fails the day rather than skipping what follows
 
 
+@dataclass(frozen=True)
+class Floor:
+    """A model gate's rule: a metric at least `floor` and, against a champion, at least its value minus `tolerance`
+    (the settings named where the reason cites them)."""
+
+    metric: str  # as the reason names it: "GAUC", "Recall@20"
+    floor: float
+    tolerance: float
+    floor_setting: str
+    tolerance_setting: str
+    digits: int = 5
+
+    def judge(self, value: float, champion: float | None) -> tuple[bool, str]:
+        """(blessed, reason): blessed iff value >= floor and (no champion, or value >= champion - tolerance)."""
+        f = f".{self.digits}f"
+        if not value >= self.floor:  # also refuses NaN
+            return False, f"{self.metric} {value:{f}} is below the floor {self.floor:{f}} ({self.floor_setting})"
+        if champion is None:
+            return True, (f"{self.metric} {value:{f}} >= floor {self.floor:{f}}; no champion to compare with, judged "
+                          "by the floor alone")
+        if value < champion - self.tolerance:
+            return False, (f"{self.metric} {value:{f}} is below the champion's {champion:{f}} on the same test set "
+                           f"minus the tolerance {self.tolerance:{f}} ({self.tolerance_setting})")
+        return True, (f"{self.metric} {value:{f}} >= floor {self.floor:{f}} and >= the champion's {champion:{f}} "
+                      f"minus {self.tolerance:{f}}")
+
+
 class GateRefused(AlertedFailure):
     """A gate refused: its alerts have been sent; `verdict` says whether the day stops."""
 

@@ -20,7 +20,7 @@ from edgerec.alerts import Alert
 from edgerec.config import Settings, write_text
 from edgerec.errors import ConfigError, MissingInput, NotBlessed, NoTrainingData, build_config
 from edgerec.features import load_spec
-from edgerec.gates import GateVerdict
+from edgerec.gates import Floor, GateVerdict
 from edgerec.reports import EvaluationGate, ReplayGate, Servability, TrainingSummary
 from training import checkpoints
 from training.compare import Curves, compare, input_notes
@@ -194,15 +194,8 @@ class Verdict(EvaluationGate):
 
 def judge(gauc: float, floor: float, champion_gauc: float | None, tolerance: float) -> tuple[bool, str]:
     """Blessed iff GAUC >= floor and (no champion, or GAUC >= champion GAUC - tolerance); the reason says why."""
-    if not gauc >= floor:  # also refuses NaN
-        return False, f"GAUC {gauc:.5f} is below the floor {floor:.5f} (EDGEREC_GATE_MIN_GAUC)"
-    if champion_gauc is None:
-        return True, f"GAUC {gauc:.5f} >= floor {floor:.5f}; no champion to compare with, judged by the floor alone"
-    if gauc < champion_gauc - tolerance:
-        return False, (f"GAUC {gauc:.5f} is below the champion's {champion_gauc:.5f} on the same test set minus "
-                       f"the tolerance {tolerance:.5f} (EDGEREC_GATE_TOLERANCE)")
-    return True, (f"GAUC {gauc:.5f} >= floor {floor:.5f} and >= the champion's {champion_gauc:.5f} minus "
-                  f"{tolerance:.5f}")
+    rule = Floor("GAUC", floor, tolerance, "EDGEREC_GATE_MIN_GAUC", "EDGEREC_GATE_TOLERANCE")
+    return rule.judge(gauc, champion_gauc)
 
 
 def gate_day(settings: Settings, ds: str, version: str | None = None) -> Verdict:

@@ -21,7 +21,7 @@ from edgerec import registry
 from edgerec.alerts import Alert
 from edgerec.config import Settings
 from edgerec.errors import MissingInput, build_config
-from edgerec.gates import GateVerdict
+from edgerec.gates import Floor, GateVerdict
 from edgerec.reports import RecallGate, RecallTraining
 from training.config import knobs, select_models
 from training.recall.compare import RecallComparison, TaskTable
@@ -193,15 +193,8 @@ class RecallVerdict(RecallGate):
 
 def judge_recall(value: float, floor: float, champion: float | None, tolerance: float) -> tuple[bool, str]:
     """Blessed iff Recall@20 >= floor and (no champion, or >= the champion's - tolerance)."""
-    if not value >= floor:  # also refuses NaN
-        return False, f"Recall@20 {value:.4f} is below the floor {floor:.4f} (EDGEREC_RECALL_MIN_RECALL_AT_20)"
-    if champion is None:
-        return True, f"Recall@20 {value:.4f} >= floor {floor:.4f}; no champion to compare with"
-    if value < champion - tolerance:
-        return False, (f"Recall@20 {value:.4f} is below the champion's {champion:.4f} on the same clicks minus the "
-                       f"tolerance {tolerance:.4f} (EDGEREC_RECALL_TOLERANCE)")
-    return True, (f"Recall@20 {value:.4f} >= floor {floor:.4f} and >= the champion's {champion:.4f} minus "
-                  f"{tolerance:.4f}")
+    rule = Floor("Recall@20", floor, tolerance, "EDGEREC_RECALL_MIN_RECALL_AT_20", "EDGEREC_RECALL_TOLERANCE", 4)
+    return rule.judge(value, champion)
 
 
 def gate_recall_day(settings: Settings, ds: str) -> RecallVerdict:
