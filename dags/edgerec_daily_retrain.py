@@ -1,14 +1,15 @@
 """Daily retrain of the EdgeRec re-ranker for one logical date (ds).
 
 simulate (embedded source) -> validate raw -> spark ingest -> sessionize -> requests -> bucketize
--> data quality (raw, features) -> dbt build (marts) -> data quality (marts) -> recall (the cloud's two-tower
-candidate generation: train, compare, register, gate) beside canary analysis (the day's logs per
-model version the devices ran) -> release decision (guardrails: the canary to stable, rolled back, or waiting), and
-train (the paper's models,
-MLflow, a new registered version) -> evaluation gate (blessed or refused, with the reason) -> export (the
-bundle) -> servability gate (ONNX parity, size, counted budgets) -> replay gate (the bundle on the next day's
-simulated users against the cloud's order) -> deploy (embeddings into the key-value store, bundle onto the CDN,
-each verified) -> promote to the canary channel.
+-> data quality (raw, features) -> dbt build (marts) -> data quality (marts), then three branches:
+- recall (the cloud's two-tower candidate generation): train and compare, register -> recall gate -> export (ONNX
+  user tower, item embeddings, ANN index);
+- canary analysis (the day's logs per model version the devices ran) -> release decision (guardrails: the canary to
+  stable, rolled back, or waiting);
+- train (the paper's models, MLflow, a new registered version) -> evaluation gate (blessed or refused, with the
+  reason) -> export (the bundle) -> servability gate (ONNX parity, size, counted budgets) -> replay gate (the bundle
+  on the next day's simulated users against the cloud's order) -> deploy (embeddings into the key-value store, bundle
+  onto the CDN, each verified) -> promote to the canary channel.
 A blocking data-quality failure fails its task, so nothing after it runs that day; every failed task
 alerts through the configured notifiers (edgerec.alerts).
 Thin wiring only: each task calls one function of the stages index (`pipeline.stages`; each is also a CLI
@@ -130,6 +131,11 @@ def edgerec_daily_retrain():
         with refusal_skips():
             return stages.recall_gate(load_settings(), ds).reason
 
+    @task
+    def export_recall(reason: str, ds: str | None = None) -> str:
+        """The blessed recall version as its signed bundle: ONNX user tower, item embeddings, HNSW index."""
+        return str(stages.export_recall(load_settings(), ds))
+
     @task(retries=0)  # a verdict does not change by retrying
     def evaluation_gate(version: dict, ds: str | None = None) -> dict:
         """Bless the version or refuse it; a refusal alerts and skips what follows (nothing unblessed ships)."""
@@ -180,7 +186,7 @@ def edgerec_daily_retrain():
     release_decision(judged)
     recall = train_recall()
     marts >> recall
-    recall_gate(recall)
+    export_recall(recall_gate(recall))
     promote_canary(deploy(replay_gate(servability_gate(export(evaluation_gate(version))))))
 
 

@@ -327,6 +327,11 @@ class Settings(BaseModel):
         return self.home / "bundles"
 
     @property
+    def recall_bundles_dir(self) -> Path:
+        """Exported recall bundles (user tower, item embeddings, ANN index), one immutable directory per version."""
+        return self.home / "recall_bundles"
+
+    @property
     def devices_dir(self) -> Path:
         """The bundles the simulated world's devices downloaded from the CDN (deploy.fleet), one per version."""
         return self.home / "devices"

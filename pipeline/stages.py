@@ -129,6 +129,13 @@ def recall_gate(settings: Settings, ds: str):
     return verdict
 
 
+def export_recall(settings: Settings, ds: str) -> Path:
+    """The blessed recall version as its signed bundle (user tower, item embeddings, ANN index)."""
+    from training.recall.pipeline import export_recall_day
+
+    return export_recall_day(settings, ds)
+
+
 def export(settings: Settings, ds: str, version: ModelVersion) -> Path:
     """The blessed version as a bundle."""
     from training.pipeline import export_day

@@ -210,7 +210,7 @@ def rerank_signature(model: CRBAN, candidates: int = 3, events: int = 2):
     return names, ["scores"], tuple(example), axes
 
 
-def _export_onnx(module: nn.Module, example: tuple, path: Path, inputs: list[str], outputs: list[str],
+def export_onnx(module: nn.Module, example: tuple, path: Path, inputs: list[str], outputs: list[str],
                  axes: dict | None = None) -> None:
     module.eval()
     with warnings.catch_warnings():  # the exporter warns about batch_first GRUs it handles correctly
@@ -273,7 +273,7 @@ def export_bundle(model: CRBAN, spec: dict, root: Path, *, version_id: str, sign
         onnx.save(step, tmp / STEP_MODELS[b])
         signatures[STEP_MODELS[b]] = graph_signature(step)
     inputs, outputs, example, axes = rerank_signature(model)
-    _export_onnx(RerankHead(model), example, tmp / RERANKER, inputs, outputs, axes)
+    export_onnx(RerankHead(model), example, tmp / RERANKER, inputs, outputs, axes)
     signatures[RERANKER] = _signature(inputs, outputs, example, axes)
     write_spec(spec, tmp / FEATURE_SPEC)
     files = [*(STEP_MODELS[b] for b in model.behaviours), RERANKER, FEATURE_SPEC]

@@ -58,7 +58,8 @@ def network_bytes(manifest: dict) -> int:
     return sum(f["bytes"] for f in manifest["files"].values())
 
 
-def _check_file(root: Path, entry: dict) -> Path:
+def check_file(root: Path, entry: dict) -> Path:
+    """The file of a manifest entry, present with its bytes and sha256; BundleError otherwise."""
     path = root / entry["path"]
     if not path.is_file():
         raise BundleError(f"bundle {root}: {entry['path']} is missing")
@@ -81,26 +82,32 @@ def unloadable(manifest: dict, runtime_version: int = RUNTIME_VERSION) -> str | 
     return None
 
 
-def verify_bundle(root: Path, *, runtime_version: int = RUNTIME_VERSION, trusted: dict | None = None) -> dict:
-    """The manifest of a bundle whose every file is present and intact, and, with `trusted` public keys (by key
-    id), whose manifest is signed by one of them (what the phone checks); BundleError otherwise."""
+def read_manifest(root: Path, trusted: dict | None, kind: str) -> dict:
+    """A bundle's manifest, after its signature by one of the `trusted` keys is checked (when given);
+    BundleError naming `kind` and the directory otherwise."""
     from edgerec.contracts.signing import SIGNATURE, SignatureError, check
 
-    root = Path(root)
     manifest_path = root / MANIFEST
     if not manifest_path.is_file():
-        raise BundleError(f"bundle {root}: {MANIFEST} is missing")
+        raise BundleError(f"{kind} {root}: {MANIFEST} is missing")
     if trusted is not None:
         signature = root / SIGNATURE
         try:
             check(manifest_path.read_bytes(), signature.read_bytes() if signature.exists() else None, trusted,
-                  f"bundle {root}")
+                  f"{kind} {root}")
         except SignatureError as e:
             raise BundleError(str(e)) from None
     try:
-        manifest = json.loads(manifest_path.read_text())
+        return json.loads(manifest_path.read_text())
     except json.JSONDecodeError as e:
-        raise BundleError(f"bundle {root}: {MANIFEST} is not JSON ({e})") from e
+        raise BundleError(f"{kind} {root}: {MANIFEST} is not JSON ({e})") from e
+
+
+def verify_bundle(root: Path, *, runtime_version: int = RUNTIME_VERSION, trusted: dict | None = None) -> dict:
+    """The manifest of a bundle whose every file is present and intact, and, with `trusted` public keys (by key
+    id), whose manifest is signed by one of them (what the phone checks); BundleError otherwise."""
+    root = Path(root)
+    manifest = read_manifest(root, trusted, "bundle")
     problem = unloadable(manifest, runtime_version)
     if problem:
         raise BundleError(f"bundle {root}: {problem}")
@@ -108,7 +115,7 @@ def verify_bundle(root: Path, *, runtime_version: int = RUNTIME_VERSION, trusted
         if name not in manifest["files"]:
             raise BundleError(f"bundle {root}: {MANIFEST} lists no {name}")
     for entry in manifest["files"].values():
-        _check_file(root, entry)
+        check_file(root, entry)
     spec_sha = canonical_sha(json.loads((root / FEATURE_SPEC).read_text()))
     if spec_sha != manifest["feature_spec_sha256"]:
         raise BundleError(f"bundle {root}: {FEATURE_SPEC} has sha256 {spec_sha[:12]}…, the manifest says "
@@ -116,7 +123,7 @@ def verify_bundle(root: Path, *, runtime_version: int = RUNTIME_VERSION, trusted
     for table, t in manifest["embeddings"].items():
         expected_lo = 0
         for shard in t["shards"]:
-            path = _check_file(root, shard)
+            path = check_file(root, shard)
             lo, hi = shard["rows"]
             rows = np.load(path, mmap_mode="r")
             if lo != expected_lo or rows.shape != (hi - lo, t["dim"]) or rows.dtype != np.dtype(t["dtype"]):

@@ -245,6 +245,8 @@ def _task_figure(settings, ds: str, task: str) -> str:
         "dbt_build": lambda: (d := reports.DbtBuild.read(day)) and
         ", ".join(f"{name} {n:,}" for name, n in d.rows.items()),
         "train": training, "evaluation_gate": gate, "servability_gate": servability, "train_recall": recall,
+        "export_recall": lambda: (r := reports.RecallTraining.read(day)) and
+        f"{settings.recall_bundles_dir / r.version_id}",
         "recall_gate": lambda: (g := reports.RecallGate.read(day)) and
         ("blessed" if g.blessed else "refused") + f": {g.reason}",
         "replay_gate": lambda: (r := reports.ReplayGate.read(day)) and

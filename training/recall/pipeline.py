@@ -20,7 +20,7 @@ import torch
 from edgerec import registry
 from edgerec.alerts import Alert
 from edgerec.config import Settings
-from edgerec.errors import MissingInput, build_config
+from edgerec.errors import MissingInput, NotBlessed, build_config
 from edgerec.gates import Floor, GateVerdict
 from edgerec.reports import RecallGate, RecallTraining
 from training.config import knobs, select_models
@@ -234,3 +234,34 @@ def gate_recall_day(settings: Settings, ds: str) -> RecallVerdict:
     log.info("recall gate ds=%s version %s (%s): %s: %s", ds, candidate.number, candidate.id,
              "BLESSED" if blessed else "REFUSED", reason)
     return verdict
+
+
+def export_recall_day(settings: Settings, ds: str) -> Path:
+    """The blessed recall version of ds as its bundle in settings.recall_bundles_dir/<version id>, signed. Bundles
+    are immutable: one already exported is verified and reused, never rewritten."""
+    from edgerec.contracts.bundle import BundleError
+    from edgerec.contracts.recall_bundle import verify_recall_bundle
+    from edgerec.contracts.signing import exporter_key
+    from training.recall.export import export_recall
+
+    client = registry.connect(settings)
+    version = registry.version_of_day(client, ds, registry.RECALL_MODEL)
+    if version is None or version.blessing is not registry.Blessing.PASSED:
+        raise NotBlessed(f"no blessed version of {registry.RECALL_MODEL} for ds={ds}"
+                         + (f" ({version.label} is {version.blessing.value})" if version else "")
+                         + f"; run `edgerec recall evaluate --ds {ds}` first")
+    root = settings.recall_bundles_dir / version.id
+    if root.exists():
+        try:
+            verify_recall_bundle(root)
+        except BundleError as e:
+            raise BundleError(f"{e}; the recall bundle of {version.id} is damaged: delete {root} and export "
+                              "again") from e
+        return root
+    model, catalog = load_version(client, version)
+    signer = exporter_key(settings.signing_key_path, settings.trusted_keys_dir, settings.release.signing_key is None)
+    manifest = export_recall(model, catalog, root, version_id=version.id, signer=signer,
+                             mlflow_version=version.number, run_id=version.run_id)
+    log.info("exported recall version %s (%s) to %s: %s items of %s dimensions", version.number, version.id, root,
+             f"{manifest['items']:,}", manifest["dim"])
+    return root

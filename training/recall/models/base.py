@@ -105,9 +105,9 @@ class CausalTransformer(nn.Module):
         self.norm = nn.LayerNorm(cfg.dim)
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        length = x.shape[1]
-        causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
-        allowed = causal.unsqueeze(0) & (valid.unsqueeze(1) | torch.eye(length, dtype=torch.bool, device=x.device))
+        position = torch.arange(x.shape[1], device=x.device)  # comparisons: onnxruntime has no boolean EyeLike
+        causal, itself = position[None, :] <= position[:, None], position[None, :] == position[:, None]
+        allowed = causal.unsqueeze(0) & (valid.unsqueeze(1) | itself)
         mask = (~allowed).repeat_interleave(self.heads, dim=0)  # [B * heads, L, L]: True = may not attend
         return self.norm(self.encoder(x, mask=mask))
 
