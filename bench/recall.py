@@ -2,10 +2,17 @@
 and the comparison of the first seed with the paper's claims as checks.
 
     python bench/recall.py --home STATE [--seeds 0,1,2] [--epochs N] [--models all]
+    python bench/recall.py --ann [--items 100000] [--dim 64] [--queries 1000]
 
 STATE is the state directory of a `make run` (its warehouse.duckdb holds the last day's recall marts). Nothing is
 registered. The paper's claims (PWPRec, eBay): PWPRec(LS) above GRU4Rec-Enhanced (+13% Recall@1) and SASRec,
 PWPRec(MI) above ComiRec-SA (+22% Recall@1); a claim holds here when its paired bootstrap interval is above zero.
+
+With --ann, the index the recall bundle ships (training.recall.export.build_index: IVF-Flat, inner product) over
+`--items` unit vectors drawn around 1,000 centres (embeddings cluster; uniform random vectors would be the hardest
+case, not the usual one), one thread: the build's seconds, recall@100 against exact search (faiss IndexFlatIP) for
+user-like queries (a mix of a few items plus noise), and each query's latency for 100 neighbours, one at a time.
+Targets: build <= 30 s, recall@100 >= 0.99, p99 <= 2 ms over 100k items.
 """
 
 from __future__ import annotations
@@ -23,14 +30,56 @@ from training.recall.models import RECALL_MODELS
 from training.recall.pipeline import models_to_train, recall_config, train_and_compare
 
 
+def ann(items: int, dim: int, queries: int, seed: int = 0) -> None:
+    import faiss
+    import numpy as np
+
+    from training.recall.export import build_index, index_lists
+
+    faiss.omp_set_num_threads(1)
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(1_000, dim))
+    vectors = (centres[rng.integers(0, len(centres), items)] + 0.5 * rng.normal(size=(items, dim))).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    mixes = vectors[rng.integers(0, items, (queries, 3))].sum(axis=1) + 0.3 * rng.normal(size=(queries, dim))
+    users = (mixes / np.linalg.norm(mixes, axis=1, keepdims=True)).astype(np.float32)
+    start = time.perf_counter()
+    index = build_index(vectors)
+    build_s = time.perf_counter() - start
+    exact = faiss.IndexFlatIP(dim)
+    exact.add(vectors)
+    _, truth = exact.search(users, 100)
+    latencies, found = [], []
+    for user in users:
+        start = time.perf_counter()
+        _, neighbours = index.search(user[None, :], 100)
+        latencies.append((time.perf_counter() - start) * 1000)
+        found.append(neighbours[0])
+    recall = np.mean([len(set(f) & set(t)) / 100 for f, t in zip(found, truth, strict=True)])
+    p50, p99 = np.percentile(latencies, [50, 99])
+    lists, probed = index_lists(items)
+    print(f"IVF-Flat ({lists} lists, {probed} probed) over {items:,} items of {dim} dimensions, one thread:")
+    print(f"  build {build_s:.1f} s (target <= 30 s)")
+    print(f"  recall@100 against exact search {recall:.4f} over {queries:,} queries (target >= 0.99)")
+    print(f"  query for 100 neighbours: p50 {p50:.2f} ms, p99 {p99:.2f} ms (target p99 <= 2 ms)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--home", type=Path, required=True, help="state directory of a make run")
+    parser.add_argument("--home", type=Path, help="state directory of a make run")
+    parser.add_argument("--ann", action="store_true", help="measure the ANN index instead")
+    parser.add_argument("--items", type=int, default=100_000, help="--ann: items in the index")
+    parser.add_argument("--dim", type=int, default=64, help="--ann: their dimension")
+    parser.add_argument("--queries", type=int, default=1_000, help="--ann: queries measured")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
     parser.add_argument("--epochs", type=int, default=None, help="passes over the train clicks")
     parser.add_argument("--models", default="all", help="comma-separated recall models or all")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.ann:
+        return ann(args.items, args.dim, args.queries)
+    if args.home is None:
+        parser.error("--home STATE (or --ann)")
     settings = load_settings({"EDGEREC_HOME": str(args.home)})
     settings = settings.replace(recall={"models": args.models, **({"epochs": args.epochs} if args.epochs else {})})
     cfg: RecallConfig = recall_config(settings)

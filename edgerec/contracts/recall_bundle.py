@@ -4,7 +4,7 @@
                           L-1) and valid [B, L] (which positions hold one) -> the user vector [B, dim], normalized
     item_ids.npy          int64 [N]: the item of each row
     item_embeddings.npy   float32 [N, dim]: the item tower's output of each row, what the user tower reads
-    index.faiss           an HNSW index (inner product) of the normalized item embeddings, row i = item_ids[i]
+    index.faiss           an inverted-file index (inner product) of the normalized item embeddings, row i = item_ids[i]
     manifest.json         format, version, dim, items, history length, index parameters, every file's sha256 and bytes
     manifest.sig          the manifest's Ed25519 signature
 
