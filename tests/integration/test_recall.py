@@ -1,12 +1,17 @@
-"""The recall models on the tiny world's marts: the comparison, the registered version of edgerec-recall, and the
-recall gate blessing on the floor, comparing with its champion and refusing below it."""
+"""The recall models on the tiny world's marts: the comparison, the registered version of edgerec-recall, the recall
+gate blessing on the floor, comparing with its champion and refusing below it, and the export of a blessed one."""
 
+import numpy as np
 import pytest
 
 from edgerec import registry
+from edgerec.contracts.bundle import BundleError
+from edgerec.contracts.recall_bundle import verify_recall_bundle
+from edgerec.contracts.signing import trusted_keys
+from edgerec.errors import NotBlessed
 from edgerec.reports import RecallGate
 from tests.integration.conftest import DAYS
-from training.recall.pipeline import gate_recall_day, train_recall_day
+from training.recall.pipeline import export_recall_day, gate_recall_day, train_recall_day
 
 pytestmark = pytest.mark.integration
 
@@ -56,3 +61,21 @@ def test_the_gate_blesses_on_the_floor_then_judges_against_the_champion(recall):
     assert not refused.blessed and "below the floor" in refused.reason
     assert RecallGate.read(settings.layout(DAYS[1])).blessed is False
     assert registry.get_version(client, second.version, registry.RECALL_MODEL).blessing is registry.Blessing.REFUSED
+
+
+def test_only_a_blessed_version_is_exported_and_its_bundle_is_signed_and_reused(recall):
+    settings, _ = recall
+    gate_recall_day(settings.replace(recall={"min_recall_at_20": 1.0}), DAYS[1])
+    with pytest.raises(NotBlessed, match=r"no blessed version of edgerec-recall for ds=2026-11-02 \(.* is false\)"):
+        export_recall_day(settings, DAYS[1])
+    blessed = gate_recall_day(settings.replace(recall={"min_recall_at_20": 0.0, "tolerance": 1.0}), DAYS[1])
+    root = export_recall_day(settings, DAYS[1])
+    assert root == settings.recall_bundles_dir / blessed.version_id
+    manifest = verify_recall_bundle(root, trusted=trusted_keys(settings.trusted_keys_dir))
+    assert manifest["version"] == blessed.version_id and manifest["mlflow"]["version"] == blessed.version
+    assert manifest["index"]["type"] == "IVFFlat" and manifest["items"] == len(np.load(root / "item_ids.npy"))
+    written = (root / "index.faiss").stat().st_mtime_ns
+    assert export_recall_day(settings, DAYS[1]) == root and (root / "index.faiss").stat().st_mtime_ns == written
+    (root / "item_ids.npy").write_bytes(b"not an array")
+    with pytest.raises(BundleError, match="the recall bundle of .* is damaged: delete"):
+        export_recall_day(settings, DAYS[1])
