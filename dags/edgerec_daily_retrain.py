@@ -133,7 +133,7 @@ def edgerec_daily_retrain():
 
     @task
     def export_recall(reason: str, ds: str | None = None) -> str:
-        """The blessed recall version as its signed bundle: ONNX user tower, item embeddings, HNSW index."""
+        """The blessed recall version as its signed bundle: ONNX user tower, item embeddings, ANN index."""
         return str(stages.export_recall(load_settings(), ds))
 
     @task(retries=0)  # a verdict does not change by retrying

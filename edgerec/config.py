@@ -87,8 +87,8 @@ class MartSettings(Section):
     recall_history: int = Field(50, ge=1, le=1_000, description=(
         "the recall marts: a sample's history holds at most this many interactions before its click"))
     recall_history_days: int = Field(30, ge=1, le=365, description=(
-        "the recall marts: ... over at most this many days before the click's day (the paper's user-based "
-        "samples read up to 30)"))
+        "the recall marts read interactions from this many days before their first train day, so that every "
+        "click's history can reach this far back (the paper's user-based samples read up to 30)"))
 
 
 class DbtSettings(Section):

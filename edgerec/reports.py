@@ -142,7 +142,7 @@ class RecallTraining(DayReport):
     version: str
     version_id: str
     train_clicks: int
-    test_clicks: int
+    test_clicks: int  # of the registered model's task, the clicks its Recall@20 is computed on
     recall_at_20: float
     comparison: dict[str, str]  # extension -> path
     checks: dict[str, bool]

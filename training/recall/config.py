@@ -31,5 +31,8 @@ class RecallConfig(BaseModel):
     batch: int = Field(256, ge=2, le=65_536, description="samples per batch")
     lr: float = Field(0.002, gt=0.0, le=1.0, description="Adam learning rate")
     epochs: int = Field(8, ge=1, le=1_000, description="passes over the train samples")
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of weights, batch order and negatives")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of weights, batch order and training negatives")
+    eval_seed: int = Field(0, ge=0, le=2**31 - 1,
+                           description="seed of the evaluation's sampled negatives (apart, so that seeds of the "
+                                       "models are compared on the same candidates)")
     task: Literal["user", "session"] = Field("user", description="the task of the registered model")

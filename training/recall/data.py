@@ -88,12 +88,17 @@ def right_aligned(lists: list, width: int, catalog: Catalog) -> tuple[np.ndarray
     return out, lengths
 
 
-def read_catalog(database: Path) -> Catalog:
+def read_items(database: Path) -> dict[str, np.ndarray]:
+    """dim_items' ids and features p1..p6, as columns."""
     with duckdb.connect(str(database), read_only=True) as con:
         items = con.execute(f"select item_id, {', '.join(ITEM_FEATURES)} from dim_items").fetchnumpy()
     if not len(items["item_id"]):
         raise MissingInput(f"dim_items in {database} is empty: run `edgerec dbt build` first")
-    return Catalog.of(items)
+    return items
+
+
+def read_catalog(database: Path) -> Catalog:
+    return Catalog.of(read_items(database))
 
 
 def read_samples(database: Path, split: str, catalog: Catalog, width: int, users: dict[str, int]) -> Samples:

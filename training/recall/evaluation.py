@@ -23,17 +23,27 @@ def eval_candidates(targets: np.ndarray, n_items: int, negatives: int, seed: int
     return np.concatenate([targets[:, None], drawn], axis=1)
 
 
-def ranks(scores: np.ndarray) -> np.ndarray:
-    """The positive's (column 0) 0-based rank among its candidates; ties count half, so a constant score ranks
-    it in the middle rather than first."""
+def ranks(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The positive's (column 0) place among its candidates: how many negatives score above it and how many tie with
+    it. A score that is not a number (a model that failed on the row) ranks the positive last."""
+    scores = np.where(np.isfinite(scores), scores, -np.inf)
     positive = scores[:, :1]
-    return (scores[:, 1:] > positive).sum(axis=1) + 0.5 * (scores[:, 1:] == positive).sum(axis=1)
+    above, tied = (scores[:, 1:] > positive).sum(axis=1), (scores[:, 1:] == positive).sum(axis=1)
+    failed = ~np.isfinite(positive[:, 0])
+    return np.where(failed, scores.shape[1] - 1, above), np.where(failed, 0, tied)
 
 
-def metric_table(rank: np.ndarray) -> dict[str, np.ndarray]:
-    """Per click: Recall@k (0/1) for each k and NDCG@10."""
-    table = {f"recall_at_{k}": (rank < k).astype(float) for k in KS}
-    table[f"ndcg_at_{NDCG_K}"] = np.where(rank < NDCG_K, 1.0 / np.log2(np.floor(rank) + 2), 0.0)
+# the discounted gain of each 0-based rank below NDCG_K, accumulated: GAINS[r] = sum of 1 / log2(j + 2) for j < r
+GAINS = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(NDCG_K) + 2))])
+
+
+def metric_table(place: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per click: Recall@k for each k and NDCG@10, in expectation over a random order of the tied candidates (the
+    positive's rank is equally likely to be any of above .. above + tied)."""
+    above, tied = (np.asarray(a, dtype=float) for a in place)
+    table = {f"recall_at_{k}": np.clip((k - above) / (tied + 1), 0.0, 1.0) for k in KS}
+    first, last = np.minimum(above, NDCG_K).astype(int), np.minimum(above + tied + 1, NDCG_K).astype(int)
+    table[f"ndcg_at_{NDCG_K}"] = (GAINS[last] - GAINS[first]) / (tied + 1)
     return table
 
 

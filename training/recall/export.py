@@ -1,5 +1,5 @@
 """A registered recall version as its bundle (edgerec.contracts.recall_bundle): the user tower as ONNX, the item
-tower's output for every item of its catalog, and an HNSW index of them.
+tower's output for every item of its catalog, and an inverted-file index of them.
 
 faiss (faiss-cpu from PyPI) rather than hnswlib: it is maintained by its authors with wheels for every platform we
 build on, has both graph (HNSW) and inverted-file indexes saved and loaded as one file with their parameters, and
@@ -27,7 +27,7 @@ from edgerec.contracts.signing import SIGNATURE, sign
 from edgerec.registry import RECALL_MODEL
 from training.export import OPSET, export_onnx
 from training.recall.data import Catalog
-from training.recall.models.base import TwoTower
+from training.recall.models.base import TwoTower, attendable
 
 PROBED_SHARE = 8  # probe one list in this many (and at least 16, all of a small catalog's)
 MIN_POINTS_PER_LIST = 39  # faiss's k-means wants this many training points per centroid
@@ -41,7 +41,7 @@ class UserTower(nn.Module):
         self.model = model
 
     def forward(self, history: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.model.user(history * valid.unsqueeze(-1), valid), dim=-1)
+        return F.normalize(self.model.user(history * valid.unsqueeze(-1), attendable(valid)), dim=-1)
 
 
 def index_lists(items: int) -> tuple[int, int]:

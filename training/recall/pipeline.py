@@ -26,7 +26,7 @@ from edgerec.reports import RecallGate, RecallTraining
 from training.config import knobs, select_models
 from training.recall.compare import RecallComparison, TaskTable
 from training.recall.config import TASKS, RecallConfig
-from training.recall.data import Catalog, Samples, read_catalog, read_day, read_samples
+from training.recall.data import Catalog, Samples, read_day, read_items, read_samples
 from training.recall.evaluation import RecallReport, UserBootstrap, eval_candidates, metric_table, ranks
 from training.recall.models import RECALL_MODELS, REGISTERED, build
 from training.recall.models.base import TwoTower
@@ -52,7 +52,7 @@ def models_to_train(settings: Settings) -> list[str]:
 
 def test_candidates(catalog: Catalog, test: Samples, cfg: RecallConfig) -> np.ndarray:
     """Each test click's positive and sampled negatives, as item ids (every model maps them to its own items)."""
-    return catalog.item_ids[eval_candidates(test.target, len(catalog), cfg.eval_negatives, cfg.seed) - 1]
+    return catalog.item_ids[eval_candidates(test.target, len(catalog), cfg.eval_negatives, cfg.eval_seed) - 1]
 
 
 def rule_reports(task: str, train: Samples, test: Samples, candidates: np.ndarray, n_items: int) -> dict:
@@ -127,7 +127,8 @@ def train_recall_day(settings: Settings, ds: str, progress: Callable[[str], None
         with mlflow.start_run(run_id=run_id, nested=True):
             number, vid = register(registered.model, catalog, cfg, tags)
     summary = RecallTraining(ds=ds, run_id=parent.info.run_id, registered_model=registry.RECALL_MODEL,
-                             version=number, version_id=vid, train_clicks=len(train), test_clicks=len(test),
+                             version=number, version_id=vid, train_clicks=len(train),
+                             test_clicks=len(test.for_task(cfg.task)),
                              recall_at_20=report.mean("recall_at_20"),
                              comparison={k: str(v) for k, v in paths.items()}, checks=comparison.checks)
     summary.write(day)
@@ -160,25 +161,29 @@ def register(model: TwoTower, catalog: Catalog, cfg: RecallConfig, tags: dict[st
     return str(version.version), vid
 
 
-def load_version(client, version: registry.ModelVersion) -> tuple[TwoTower, Catalog]:
-    """A registered recall version's model and the catalog it was trained on."""
+def load_version(client, version: registry.ModelVersion,
+                 items: dict[str, np.ndarray] | None = None) -> tuple[TwoTower, Catalog]:
+    """A registered recall version's model on the catalog it was trained on, or on `items` (today's dim_items)
+    coded with the feature values it learned: a newer catalog's items then get their own rows (their features and
+    hashed id), not the padding row."""
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = client.download_artifacts(version.run_id, CHECKPOINT, tmp)
         except Exception as error:  # the store's own error types differ: a missing file is the case to name
             raise MissingInput(f"recall {version.label} has no {CHECKPOINT} in its run {version.run_id}") from error
-        checkpoint = torch.load(local, weights_only=False)
+        checkpoint = torch.load(local, weights_only=True)  # tensors, numbers and strings: nothing to unpickle
     saved = checkpoint["catalog"]
-    catalog = Catalog(saved["item_ids"].numpy(), saved["codes"].numpy(), saved["vocabularies"])
+    if items is None:
+        catalog = Catalog(saved["item_ids"].numpy(), saved["codes"].numpy(), saved["vocabularies"])
+    else:
+        catalog = Catalog.of(items, saved["vocabularies"])
     model = build(checkpoint["model"], catalog, RecallConfig(**checkpoint["config"]), checkpoint["width"])
-    model.load_state_dict(checkpoint["state_dict"])
+    model.load_state_dict(checkpoint["state_dict"])  # the catalog's buffers are not in it: they follow `catalog`
     return model.eval(), catalog
 
 
-def recall_at_20(model: TwoTower, catalog: Catalog, settings: Settings, task: str, candidate_ids: np.ndarray) -> float:
-    """The model's Recall@20 on ds's test clicks of `task`, its history and candidates mapped to its own items."""
-    test = read_samples(settings.duckdb_path, "test", catalog, model.width, {}).for_task(task)
-    return float(metric_table(ranks(score(model, test.history, catalog.index(candidate_ids))))["recall_at_20"].mean())
+def recall_at_20(model: TwoTower, test: Samples, candidates: np.ndarray) -> float:
+    return float(metric_table(ranks(score(model, test.history, candidates)))["recall_at_20"].mean())
 
 
 class RecallVerdict(RecallGate):
@@ -205,19 +210,20 @@ def gate_recall_day(settings: Settings, ds: str) -> RecallVerdict:
     if candidate is None:
         raise MissingInput(f"no version of {registry.RECALL_MODEL} was trained for ds={ds}; run "
                            f"`edgerec recall train --ds {ds}` first")
-    model, catalog = load_version(client, candidate)
+    # Both models on today's items, so that they score the same clicks against the same negatives
+    items = read_items(settings.duckdb_path)
+    model, catalog = load_version(client, candidate, items)
     cfg = model.cfg
-    today = read_catalog(settings.duckdb_path)
-    test = read_samples(settings.duckdb_path, "test", today, model.width, {}).for_task(cfg.task)
+    test = read_samples(settings.duckdb_path, "test", catalog, model.width, {}).for_task(cfg.task)
     if not len(test):
         raise MissingInput(f"no test clicks with a history in fct_recall_test for ds={ds}")
-    ids = test_candidates(today, test, cfg)
-    value = recall_at_20(model, catalog, settings, cfg.task, ids)
+    candidates = catalog.index(test_candidates(catalog, test, cfg))
+    value = recall_at_20(model, test, candidates)
     baseline = registry.champion(client, registry.RECALL_MODEL)
     champion_value = None
     if baseline is not None and baseline.number != candidate.number:
-        champion_model, champion_catalog = load_version(client, baseline)
-        champion_value = recall_at_20(champion_model, champion_catalog, settings, cfg.task, ids)
+        champion, _ = load_version(client, baseline, items)
+        champion_value = recall_at_20(champion, test, candidates)
     else:
         baseline = None
     blessed, reason = judge_recall(value, settings.recall.min_recall_at_20, champion_value, settings.recall.tolerance)

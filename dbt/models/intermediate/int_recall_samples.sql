@@ -2,7 +2,9 @@
 
     An interaction is a click or a page view of an item; a click and the page view it opened (same request and
     item) are one interaction, with the page view's actions. Each interaction's history is the user's previous
-    `recall_history` interactions over the last `recall_history_days` days, oldest first, and
+    `recall_history` interactions, oldest first (ordered by time, then interaction key: one at the same millisecond
+    counts as before when its key sorts first), read from `recall_history_days` days before the first train day, so
+    every click, the earliest included, can reach that far back; and
     `session_history` says how many of the last of them are in the same session (the session-based task reads
     those alone). A click with a history is a sample: the target is its item. -#}
 
@@ -11,7 +13,7 @@ with
 events as (
 
     select * from {{ ref('stg_warehouse__interaction_events') }}
-    where ds between {{ edgerec.ds_minus(var('recall_history_days')) }} and {{ edgerec.ds_var() }}
+    where ds between {{ edgerec.ds_minus(var('train_days') + var('recall_history_days')) }} and {{ edgerec.ds_var() }}
 
 ),
 

@@ -35,6 +35,13 @@ class ItemTower(nn.Module):
         return out
 
 
+def attendable(valid: torch.Tensor) -> torch.Tensor:
+    """The positions the towers' attention may read: the history's, or, for a history without one known item, its
+    last (zero) position, so that no softmax runs over nothing (which gives NaN)."""
+    empty = ~valid.any(dim=1)
+    return torch.cat([valid[:, :-1], valid[:, -1:] | empty.unsqueeze(1)], dim=1)
+
+
 class TwoTower(nn.Module):
     """Subclasses set `key` and `name` and implement `user(history_embeddings, valid) -> [B, dim]` or, with
     `multi_interest`, `[B, K, dim]`. Histories are right-aligned: position L-1 is the latest interaction."""
@@ -53,7 +60,8 @@ class TwoTower(nn.Module):
 
     def encode(self, history_index: torch.Tensor) -> torch.Tensor:
         valid = history_index > 0
-        return F.normalize(self.user(self.items(history_index) * valid.unsqueeze(-1), valid), dim=-1)
+        history = self.items(history_index) * valid.unsqueeze(-1)
+        return F.normalize(self.user(history, attendable(valid)), dim=-1)
 
     def item_vectors(self, index: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.items(index), dim=-1)

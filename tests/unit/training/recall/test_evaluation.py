@@ -17,17 +17,25 @@ def test_negatives_never_hold_the_positive_and_the_same_seed_draws_the_same():
     assert (eval_candidates(targets, 3, 50, seed=7) == first).all()
 
 
-def test_the_positive_ranks_after_the_better_negatives_and_ties_count_half():
-    scores = np.array([[0.9, 0.1, 0.2], [0.5, 0.7, 0.5], [0.3, 0.3, 0.3]])
-    assert ranks(scores).tolist() == [0.0, 1.5, 1.0]
+def test_the_positive_ranks_after_the_better_negatives_with_its_ties_apart_and_a_failed_score_last():
+    scores = np.array([[0.9, 0.1, 0.2], [0.5, 0.7, 0.5], [0.3, 0.3, 0.3], [np.nan, 0.1, 0.2], [0.4, np.nan, 0.1]])
+    above, tied = ranks(scores)
+    assert above.tolist() == [0, 1, 0, 2, 0] and tied.tolist() == [0, 1, 2, 0, 0]
 
 
-def test_recall_and_ndcg_of_explicit_ranks():
-    table = metric_table(np.array([0.0, 4.0, 12.0]))
-    assert table["recall_at_1"].tolist() == [1, 0, 0]
-    assert table["recall_at_5"].tolist() == [1, 1, 0]
-    assert table["recall_at_20"].tolist() == [1, 1, 1]
-    assert table["ndcg_at_10"] == pytest.approx([1.0, 1 / np.log2(6), 0.0])
+def test_recall_and_ndcg_of_explicit_ranks_in_expectation_over_ties():
+    table = metric_table((np.array([0, 4, 12, 0, 9]), np.array([0, 0, 0, 3, 1])))
+    assert table["recall_at_1"].tolist() == [1, 0, 0, 0.25, 0]  # 4 tied in first place: first a quarter of the time
+    assert table["recall_at_5"].tolist() == [1, 1, 0, 1, 0]
+    assert table["recall_at_10"].tolist() == [1, 1, 0, 1, 0.5]
+    assert table["recall_at_20"].tolist() == [1, 1, 1, 1, 1]
+    tied_four = (1 + 1 / np.log2(3) + 1 / np.log2(4) + 1 / np.log2(5)) / 4
+    assert table["ndcg_at_10"] == pytest.approx([1.0, 1 / np.log2(6), 0.0, tied_four, 1 / np.log2(11) / 2])
+
+
+def test_a_constant_score_is_worth_what_a_random_order_is():
+    table = metric_table(ranks(np.zeros((1, 1001))))
+    assert table["recall_at_20"][0] == pytest.approx(20 / 1001)
 
 
 def test_the_bootstrap_resamples_users_not_clicks():

@@ -66,6 +66,42 @@ def test_order_matters_to_the_sequential_towers(key):
     assert not torch.allclose(users[0], users[1])
 
 
+# GRU4Rec-Enhanced reads its zero inputs before the history (its state moves through them); the others mask them
+@pytest.mark.parametrize("key", [k for k in RECALL_MODELS if k != "gru4rec"])
+def test_what_lies_at_the_padding_changes_no_user_and_an_empty_history_still_gives_one(key):
+    seed_everything(0)
+    model = build(key, catalog(), CFG, WIDTH).eval()
+    history = torch.randn(1, WIDTH, CFG.dim)
+    other = history.clone()
+    other[0, :3] = torch.randn(3, CFG.dim)
+    valid = torch.tensor([[False, False, False, True, True]])
+    with torch.no_grad():
+        assert torch.allclose(model.user(history, valid), model.user(other, valid), atol=1e-6)
+        empty = model.encode(torch.zeros(2, WIDTH, dtype=torch.long))
+    assert torch.isfinite(empty).all()
+
+
+def test_the_loss_leaves_out_negatives_that_are_the_positive():
+    model = build("pwprec_ls", catalog(), CFG.model_copy(update={"inverse_temperature": 1.0}), WIDTH).eval()
+    users = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    vectors = {3: torch.tensor([1.0, 0.0]), 4: torch.tensor([0.0, 1.0]), 5: torch.tensor([0.6, 0.8])}
+    model.encode = lambda history: users[: len(history)]
+    model.item_vectors = lambda index: torch.stack([vectors[int(i)] for i in index.flatten()]).reshape(
+        *index.shape, 2)
+    # batch negatives: clicks 0 and 2 share their target (3), so neither is the other's negative
+    loss = model.loss(torch.zeros(3, WIDTH, dtype=torch.long), torch.tensor([3, 4, 3]), None)
+    logits = users @ torch.stack([vectors[3], vectors[4], vectors[3]]).T
+    expected = [torch.log(torch.exp(logits[0, [0, 1]]).sum()) - logits[0, 0],
+                torch.log(torch.exp(logits[1]).sum()) - logits[1, 1],
+                torch.log(torch.exp(logits[2, [1, 2]]).sum()) - logits[2, 2]]
+    assert float(loss) == pytest.approx(float(torch.stack(expected).mean()), abs=1e-6)
+    # global negatives: a drawn negative equal to the target is left out
+    loss = model.loss(torch.zeros(2, WIDTH, dtype=torch.long), torch.tensor([3, 4]), torch.tensor([[3, 5], [5, 5]]))
+    first = torch.log(torch.exp(torch.tensor([1.0, 0.6])).sum()) - 1.0
+    second = torch.log(torch.exp(torch.tensor([1.0, 0.8, 0.8])).sum()) - 1.0
+    assert float(loss) == pytest.approx(float((first + second) / 2), abs=1e-6)
+
+
 def test_a_multi_interest_tower_scores_with_the_interest_nearest_the_candidates():
     model = build("pwprec_mi", catalog(), CFG, WIDTH)
     users = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
