@@ -23,6 +23,7 @@ from edgerec.config import Settings
 from edgerec.errors import MissingInput, NotBlessed, build_config
 from edgerec.gates import Floor, GateVerdict
 from edgerec.reports import RecallGate, RecallTraining
+from training.checkpoints import IncompatibleVersion
 from training.config import knobs, select_models
 from training.recall.compare import RecallComparison, TaskTable
 from training.recall.config import TASKS, RecallConfig
@@ -177,8 +178,11 @@ def load_version(client, version: registry.ModelVersion,
         catalog = Catalog(saved["item_ids"].numpy(), saved["codes"].numpy(), saved["vocabularies"])
     else:
         catalog = Catalog.of(items, saved["vocabularies"])
-    model = build(checkpoint["model"], catalog, RecallConfig(**checkpoint["config"]), checkpoint["width"])
-    model.load_state_dict(checkpoint["state_dict"])  # the catalog's buffers are not in it: they follow `catalog`
+    try:
+        model = build(checkpoint["model"], catalog, RecallConfig(**checkpoint["config"]), checkpoint["width"])
+        model.load_state_dict(checkpoint["state_dict"])  # the catalog's buffers are not in it: they follow `catalog`
+    except (KeyError, ValueError, RuntimeError) as error:  # a model, a knob or a weight this code no longer has
+        raise IncompatibleVersion(f"recall {version.label} cannot be rebuilt by this code: {error}") from None
     return model.eval(), catalog
 
 
@@ -221,12 +225,17 @@ def gate_recall_day(settings: Settings, ds: str) -> RecallVerdict:
     value = recall_at_20(model, test, candidates)
     baseline = registry.champion(client, registry.RECALL_MODEL)
     champion_value = None
+    incomparable = ""
     if baseline is not None and baseline.number != candidate.number:
-        champion, _ = load_version(client, baseline, items)
-        champion_value = recall_at_20(champion, test, candidates)
+        try:
+            champion, _ = load_version(client, baseline, items)
+            champion_value = recall_at_20(champion, test, candidates)
+        except IncompatibleVersion as error:  # the model code changed: no like-for-like baseline
+            incomparable, baseline = f"; the champion was not compared: {error}", None
     else:
         baseline = None
     blessed, reason = judge_recall(value, settings.recall.min_recall_at_20, champion_value, settings.recall.tolerance)
+    reason += incomparable
     verdict = RecallVerdict(ds=ds, version=candidate.number, version_id=candidate.id, blessed=blessed,
                             recall_at_20=value, floor=settings.recall.min_recall_at_20,
                             champion=baseline.id if baseline else None, champion_recall_at_20=champion_value,
