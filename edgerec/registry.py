@@ -195,6 +195,14 @@ def version_of_day(client, ds: str, model: str = REGISTERED_MODEL) -> ModelVersi
     return get_version(client, max(found, key=lambda v: int(v.version)).version, model) if found else None
 
 
+def record_verdict(client, model: str, number: str, blessed: bool, verdict_json: str) -> None:
+    """An evaluation gate's verdict on a version: BLESSED and GATE tags, and the champion alias when blessed."""
+    client.set_model_version_tag(model, number, BLESSED, Blessing.given(blessed).value)
+    client.set_model_version_tag(model, number, GATE, verdict_json)
+    if blessed:
+        client.set_registered_model_alias(model, CHAMPION, number)
+
+
 def champion(client, model: str = REGISTERED_MODEL) -> ModelVersion | None:
     from mlflow.exceptions import MlflowException
 

@@ -254,6 +254,26 @@ def write_shards(root: Path, table: str, rows: np.ndarray, rows_per_shard: int) 
     return {"rows": len(rows), "dim": int(rows.shape[1]), "dtype": str(rows.dtype), "shards": shards}
 
 
+def begin_bundle(root: Path, kind: str) -> Path:
+    """The `.partial` directory a bundle is written into; FileExistsError when the bundle exists (immutable)."""
+    root = Path(root)
+    if root.exists():
+        raise FileExistsError(f"{kind} {root} exists: bundles are immutable, export a new version instead")
+    tmp = root.with_name(f".{root.name}.partial")
+    tmp.mkdir(parents=True, exist_ok=False)
+    return tmp
+
+
+def seal_bundle(tmp: Path, root: Path, manifest: dict, signer: Ed25519PrivateKey | None) -> dict:
+    """Write the manifest and, with `signer`, its signature, then move the bundle into place whole (a crash leaves
+    only the .partial directory). Returns the manifest."""
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    if signer is not None:
+        (tmp / SIGNATURE).write_bytes(sign((tmp / MANIFEST).read_bytes(), signer))
+    tmp.rename(root)
+    return manifest
+
+
 def export_bundle(model: CRBAN, spec: dict, root: Path, *, version_id: str, signer: Ed25519PrivateKey | None = None,
                   mlflow_version: str | None = None, run_id: str | None = None,
                   rows_per_shard: int = DEFAULT_ROWS_PER_SHARD, dtype: str = "float16") -> dict:
@@ -261,12 +281,8 @@ def export_bundle(model: CRBAN, spec: dict, root: Path, *, version_id: str, sign
     its signature beside it (`manifest.sig`)."""
     if not isinstance(model, CRBAN):
         raise TypeError(f"only the CRBAN+HUBSM models can be exported (they have step encoders), not {model.name}")
-    root = Path(root)
-    if root.exists():
-        raise FileExistsError(f"bundle {root} exists: bundles are immutable, export a new version instead")
+    tmp = begin_bundle(root, "bundle")
     model = model.cpu().eval()
-    tmp = root.with_name(f".{root.name}.partial")
-    tmp.mkdir(parents=True, exist_ok=False)
     signatures = {}
     for b in model.behaviours:
         step = step_model(model.encoders[b], model.items.dim, b)
@@ -296,8 +312,4 @@ def export_bundle(model: CRBAN, spec: dict, root: Path, *, version_id: str, sign
         "embeddings": {name: write_shards(tmp, name, rows, rows_per_shard)
                        for name, rows in quantized_tables(model, dtype).items()},
     }
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    if signer is not None:
-        (tmp / SIGNATURE).write_bytes(sign((tmp / MANIFEST).read_bytes(), signer))
-    tmp.rename(root)  # whole or not at all: a crash leaves only the .partial directory
-    return manifest
+    return seal_bundle(tmp, Path(root), manifest, signer)

@@ -222,12 +222,7 @@ def gate_day(settings: Settings, ds: str, version: str | None = None) -> Verdict
     verdict = Verdict(ds=ds, version=candidate.number, version_id=candidate.id, blessed=blessed, gauc=gauc,
                       floor=settings.gate.min_gauc, champion=baseline.id if baseline else None,
                       champion_gauc=champion_gauc, tolerance=settings.gate.tolerance, reason=reason)
-    client.set_model_version_tag(registry.REGISTERED_MODEL, candidate.number, registry.BLESSED,
-                                 registry.Blessing.given(blessed).value)
-    client.set_model_version_tag(registry.REGISTERED_MODEL, candidate.number, registry.GATE,
-                                 verdict.model_dump_json())
-    if blessed:
-        client.set_registered_model_alias(registry.REGISTERED_MODEL, registry.CHAMPION, candidate.number)
+    registry.record_verdict(client, registry.REGISTERED_MODEL, candidate.number, blessed, verdict.model_dump_json())
     verdict.write(settings.layout(ds))
     log.info("evaluation gate ds=%s version %s (%s): %s: %s", ds, candidate.number, candidate.id,
              "BLESSED" if blessed else "REFUSED", reason)

@@ -240,11 +240,7 @@ def gate_recall_day(settings: Settings, ds: str) -> RecallVerdict:
                             recall_at_20=value, floor=settings.recall.min_recall_at_20,
                             champion=baseline.id if baseline else None, champion_recall_at_20=champion_value,
                             tolerance=settings.recall.tolerance, reason=reason)
-    client.set_model_version_tag(registry.RECALL_MODEL, candidate.number, registry.BLESSED,
-                                 registry.Blessing.given(blessed).value)
-    client.set_model_version_tag(registry.RECALL_MODEL, candidate.number, registry.GATE, verdict.model_dump_json())
-    if blessed:
-        client.set_registered_model_alias(registry.RECALL_MODEL, registry.CHAMPION, candidate.number)
+    registry.record_verdict(client, registry.RECALL_MODEL, candidate.number, blessed, verdict.model_dump_json())
     verdict.write(settings.layout(ds))
     log.info("recall gate ds=%s version %s (%s): %s: %s", ds, candidate.number, candidate.id,
              "BLESSED" if blessed else "REFUSED", reason)
