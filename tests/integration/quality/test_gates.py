@@ -173,8 +173,13 @@ def test_raw_passes_then_warns_on_bad_share_and_blocks_on_a_broken_catalog_and_v
     assert "[WARN] quality:raw ds=2026-11-02: raw.day.bad_share: observed 0.038462, expected <= 0.001" in caplog.text
 
 
-def write_marts(settings, days: dict[str, tuple[int, float]], test_rows: list[dict], drop=()) -> None:
-    """The marts database as dbt leaves it: test requests of the last day, and daily stats of every day."""
+RECALL_ROWS = [("u1", 7, 2_000, 1_000, 2, 1), ("u1", 8, 3_000, 2_000, 3, 2)]
+
+
+def write_marts(settings, days: dict[str, tuple[int, float]], test_rows: list[dict], drop=(),
+                recall_rows=tuple(RECALL_ROWS)) -> None:
+    """The marts database as dbt leaves it: test requests and recall samples (user, target, ts, last history ts,
+    history length, session part) of the last day, and daily stats of every day."""
     ds = max(days)
     write_day(settings, ds, test_rows)
     relation = f"read_parquet('{settings.dataset('features')}/ds={ds}/*.parquet', hive_partitioning = true)"
@@ -189,6 +194,11 @@ def write_marts(settings, days: dict[str, tuple[int, float]], test_rows: list[di
                     "mean_ie_length double)")
         for day, (requests, ctr) in days.items():
             con.execute("insert into rpt_daily_stats values (?, ?, ?, 2.0)", [day, requests, ctr])
+        for split, rows in (("train", []), ("test", recall_rows)):
+            con.execute(f"create or replace table fct_recall_{split} (user_id varchar, target_item bigint, ts bigint, "
+                        "last_history_ts bigint, history_length bigint, session_history bigint, ds date)")
+            for row in rows:
+                con.execute(f"insert into fct_recall_{split} values (?, ?, ?, ?, ?, ?, ?)", [*row, ds])
 
 
 def test_marts_warn_on_an_empty_train_split_and_block_on_a_ctr_jump(settings):
@@ -213,6 +223,29 @@ def test_marts_without_labels_block(settings):
         run_quality(settings, DAY1, "marts", notify=False)
     assert failed(report_of(settings, DAY1, "marts"))["fct_test_requests_schema.schema"]["observed"] == \
         "missing columns: n_labelled"
+
+
+def test_recall_samples_whose_history_follows_their_click_block(settings):
+    write_marts(settings, {DAY1: (120, 0.33)}, good_day())
+    report = run_quality(settings, DAY1, "marts", notify=False)
+    assert [r.name for r in report.failures] == ["marts.day.train_requests"]
+    leaking = [*RECALL_ROWS, ("u2", 9, 5_000, 5_001, 1, 0), ("u3", 9, 6_000, 5_000, 2, 3)]
+    write_marts(settings, {DAY1: (120, 0.33)}, good_day(), recall_rows=leaking)
+    with pytest.raises(QualityGateFailed, match="marts.fct_recall_test.no_recall_history_leakage"):
+        run_quality(settings, DAY1, "marts", notify=False)
+    bad = failed(report_of(settings, DAY1, "marts"))
+    assert set(bad) == {"fct_recall_test.no_recall_history_leakage", "fct_recall_test.session_within_history",
+                        "day.train_requests"}  # (a warning: the hand-made train split is empty)
+
+
+def test_marts_without_the_recall_samples_block_naming_them(settings):
+    write_marts(settings, {DAY1: (120, 0.33)}, good_day())
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        con.execute("drop table fct_recall_test")
+    with pytest.raises(QualityGateFailed, match="fct_recall_test_schema"):
+        run_quality(settings, DAY1, "marts", notify=False)
+    assert failed(report_of(settings, DAY1, "marts"))["fct_recall_test_schema.schema"]["observed"] == \
+        "missing columns: ds, history_length, last_history_ts, session_history, target_item, ts, user_id"
 
 
 def test_mart_codes_outside_the_days_vocabularies_block(settings):
