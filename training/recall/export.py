@@ -28,6 +28,7 @@ from training.recall.data import Catalog
 from training.recall.models.base import TwoTower, attendable
 
 PROBED_SHARE = 8  # probe one list in this many (and at least 16, all of a small catalog's)
+MIN_SCANNED = 12_500  # ... and enough lists to scan this many vectors: an eighth of 100k, where 0.99 was measured
 MIN_POINTS_PER_LIST = 39  # faiss's k-means wants this many training points per centroid
 
 
@@ -43,9 +44,11 @@ class UserTower(nn.Module):
 
 
 def index_lists(items: int) -> tuple[int, int]:
-    """(lists, probed lists) of the inverted file for `items` vectors."""
+    """(lists, probed lists) of the inverted file for `items` vectors: an eighth of the lists probed, and at least
+    enough to scan MIN_SCANNED vectors (a smaller catalog has fewer points per list to find its neighbours in)."""
     lists = max(1, min(round(4 * items ** 0.5), items // MIN_POINTS_PER_LIST))
-    return lists, min(lists, max(-(-lists // PROBED_SHARE), 16))
+    enough = -(-MIN_SCANNED * lists // max(items, 1))
+    return lists, min(lists, max(-(-lists // PROBED_SHARE), enough, 16))
 
 
 def build_index(vectors: np.ndarray):
