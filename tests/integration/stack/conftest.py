@@ -45,6 +45,7 @@ def on_stack(world, stack_settings, stack_dir, spark_cluster, mlflow_server, tmp
            "EDGEREC_SIM_CORRUPT_RATE": str(local.sim.corrupt_rate),
            "EDGEREC_SPARK_SHUFFLE_PARTITIONS": str(local.spark.shuffle_partitions),
            "EDGEREC_TRAIN_EPOCHS": "1", "EDGEREC_TRAIN_MODELS": "crban_hubsm_ie_ipv", "EDGEREC_GATE_MIN_GAUC": "0",
+           "EDGEREC_RECALL_EPOCHS": "1", "EDGEREC_RECALL_MIN_RECALL_AT_20": "0",
            # a one-epoch model of a tiny world is noise: the twins are under test here, the gates' judgement is
            # tested on its own (tests/integration/deploy/test_replay_gate.py)
            "EDGEREC_REPLAY_USERS": "0",

@@ -22,8 +22,8 @@ def test_the_daily_run_registered_tagged_and_exported_through_the_server(on_stac
     version = registry.version_of_day(registry.connect(settings), DAYS[1])
     assert version.tags[registry.BLESSED] == "true" and version.tags[registry.SERVABLE] == "true"
     with psycopg2.connect(mlflow_server.backend_uri) as conn, conn.cursor() as cur:  # the store is PostgreSQL
-        cur.execute("select value from model_version_tags where key = %s and version = %s",
-                    (registry.VERSION_TAG, int(version.number)))
+        cur.execute("select value from model_version_tags where key = %s and version = %s and name = %s",
+                    (registry.VERSION_TAG, int(version.number), registry.REGISTERED_MODEL))
         assert cur.fetchall() == [(version.id,)]
     env = mlflow_server.server.env
     s3 = boto3.client("s3", endpoint_url=env["MLFLOW_S3_ENDPOINT_URL"], region_name="us-east-1",
