@@ -71,9 +71,6 @@ class Samples:
         history = np.where(np.arange(width)[None, :] >= width - self.session[:, None], self.history, 0)[keep]
         return Samples(history, self.session[keep], self.session[keep], self.target[keep], self.user[keep])
 
-    def take(self, rows: np.ndarray) -> Samples:
-        return Samples(self.history[rows], self.length[rows], self.session[rows], self.target[rows], self.user[rows])
-
 
 def right_aligned(lists: list, width: int, catalog: Catalog) -> tuple[np.ndarray, np.ndarray]:
     """Item-id lists (oldest first) as [S, width] indices with the last entry at width - 1; longer lists keep

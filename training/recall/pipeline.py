@@ -52,8 +52,9 @@ def models_to_train(settings: Settings) -> list[str]:
 
 
 def test_candidates(catalog: Catalog, test: Samples, cfg: RecallConfig) -> np.ndarray:
-    """Each test click's positive and sampled negatives, as item ids (every model maps them to its own items)."""
-    return catalog.item_ids[eval_candidates(test.target, len(catalog), cfg.eval_negatives, cfg.eval_seed) - 1]
+    """Each test click's positive and sampled negatives, as item indices of `catalog` (the gate rebuilds every version
+    it compares on that one catalog)."""
+    return eval_candidates(test.target, len(catalog), cfg.eval_negatives, cfg.eval_seed)
 
 
 def rule_reports(task: str, train: Samples, test: Samples, candidates: np.ndarray, n_items: int) -> dict:
@@ -81,7 +82,7 @@ def train_and_compare(catalog: Catalog, train: Samples, test: Samples, cfg: Reca
     trained = []
     for task in TASKS:
         task_train, task_test = train.for_task(task), test.for_task(task)
-        candidates = catalog.index(test_candidates(catalog, task_test, cfg))
+        candidates = test_candidates(catalog, task_test, cfg)
         table = tables[task] = TaskTable(task, len(task_test), UserBootstrap(task_test.user))
         for key in keys:
             seed_everything(cfg.seed)
@@ -221,7 +222,7 @@ def gate_recall_day(settings: Settings, ds: str) -> RecallVerdict:
     test = read_samples(settings.duckdb_path, "test", catalog, model.width, {}).for_task(cfg.task)
     if not len(test):
         raise MissingInput(f"no test clicks with a history in fct_recall_test for ds={ds}")
-    candidates = catalog.index(test_candidates(catalog, test, cfg))
+    candidates = test_candidates(catalog, test, cfg)
     value = recall_at_20(model, test, candidates)
     baseline = registry.champion(client, registry.RECALL_MODEL)
     champion_value = None
