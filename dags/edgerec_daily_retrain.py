@@ -3,7 +3,8 @@
 simulate (embedded source) -> validate raw -> spark ingest -> sessionize -> requests -> bucketize
 -> data quality (raw, features) -> dbt build (marts) -> data quality (marts), then three branches:
 - recall (the cloud's two-tower candidate generation): train and compare, register -> recall gate -> export (ONNX
-  user tower, item embeddings, ANN index);
+  user tower, item embeddings, ANN index) -> deploy (batch user vectors into the key-value store, bundle onto the
+  CDN, verified) and point the `recall` channel at it;
 - canary analysis (the day's logs per model version the devices ran) -> release decision (guardrails: the canary to
   stable, rolled back, or waiting);
 - train (the paper's models, MLflow, a new registered version) -> evaluation gate (blessed or refused, with the
@@ -136,6 +137,11 @@ def edgerec_daily_retrain():
         """The blessed recall version as its signed bundle: ONNX user tower, item embeddings, ANN index."""
         return str(stages.export_recall(load_settings(), ds))
 
+    @task
+    def deploy_recall(bundle: str, ds: str | None = None) -> str:
+        """Batch user vectors into the KV and the recall bundle onto the CDN, verified; then the `recall` channel."""
+        return stages.deploy_recall(load_settings(), ds)
+
     @task(retries=0)  # a verdict does not change by retrying
     def evaluation_gate(version: dict, ds: str | None = None) -> dict:
         """Bless the version or refuse it; a refusal alerts and skips what follows (nothing unblessed ships)."""
@@ -186,7 +192,7 @@ def edgerec_daily_retrain():
     release_decision(judged)
     recall = train_recall()
     marts >> recall
-    export_recall(recall_gate(recall))
+    deploy_recall(export_recall(recall_gate(recall)))
     promote_canary(deploy(replay_gate(servability_gate(export(evaluation_gate(version))))))
 
 

@@ -22,7 +22,9 @@ from typing import NamedTuple
 from deploy.cdn import CHANNELS, ObjectStore
 from edgerec.errors import ConfigError, EdgeRecError
 
-CHANNEL_NAMES = ("canary", "stable")
+CHANNEL_NAMES = ("canary", "stable")  # the re-ranker's, followed by devices
+RECALL_CHANNEL = "recall"  # the recall version the paging API serves candidates from, to every user
+ALL_CHANNELS = (*CHANNEL_NAMES, RECALL_CHANNEL)
 MIN_KEY_BYTES = 32
 REPAIR = "`edgerec release repair` writes it again from the audit log"
 
@@ -66,8 +68,8 @@ def channel_key(name: str) -> str:
 
 
 def check_channel(name: str) -> str:
-    if name not in CHANNEL_NAMES:
-        raise ConfigError(f"unknown channel {name!r}: the channels are {', '.join(CHANNEL_NAMES)}")
+    if name not in ALL_CHANNELS:
+        raise ConfigError(f"unknown channel {name!r}: the channels are {', '.join(ALL_CHANNELS)}")
     return name
 
 

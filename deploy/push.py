@@ -27,7 +27,7 @@ from edgerec.contracts.signing import SIGNATURE
 from edgerec.errors import EdgeRecError, MissingInput
 
 log = logging.getLogger(__name__)
-DEPLOYED = "edgerec.deployed"  # model-version tag: where and when the version was deployed
+DEPLOYED = registry.DEPLOYED
 
 
 class NotReleasable(EdgeRecError):

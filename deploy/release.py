@@ -23,9 +23,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from deploy import audit
-from deploy.cdn import LOCKS, MODELS, model_key
+from deploy.cdn import LOCKS, MODELS, model_key, recall_key
 from deploy.channels import (
+    ALL_CHANNELS,
     CHANNEL_NAMES,
+    RECALL_CHANNEL,
     REPAIR,
     ForgedPointer,
     Pointer,
@@ -36,6 +38,7 @@ from deploy.channels import (
     write_channel,
 )
 from deploy.push import releasable
+from deploy.recall import deployed_recall, recall_record, releasable_recall, remove_recall, verify_recall
 from deploy.targets import Targets
 from deploy.verify import VerifyReport, verify_version
 from edgerec import registry
@@ -122,8 +125,13 @@ def current_pointer(targets: Targets, channel: str) -> Pointer | None:
     return pointer
 
 
+def model_of(channel: str) -> str:
+    """The registered model whose versions a channel points at (and whose alias, named like it, follows it)."""
+    return registry.RECALL_MODEL if channel == RECALL_CHANNEL else registry.REGISTERED_MODEL
+
+
 def _settle_all(targets: Targets, client) -> None:
-    for channel in CHANNEL_NAMES:
+    for channel in ALL_CHANNELS:
         _settle(targets, client, channel)
 
 
@@ -156,11 +164,16 @@ def _move(settings, targets: Targets, client, action: str, channel: str, version
     return pointer
 
 
-def _verified(targets: Targets, client, version: str, channels: bool = True) -> VerifyReport:
-    """The version's verification, refused on any failure (but the channels' own when `channels` is False: a
-    repair verifies the version it writes back while the pointer it replaces is broken)."""
-    found = releasable(client, version)
-    report = verify_version(targets, found.id, found.tags)
+def _verified(targets: Targets, client, version: str, channels: bool = True, channel: str = "stable"
+              ) -> VerifyReport:
+    """The version's verification for `channel`, refused on any failure (but the channels' own when `channels` is
+    False: a repair verifies the version it writes back while the pointer it replaces is broken)."""
+    if channel == RECALL_CHANNEL:
+        found = releasable_recall(client, version)
+        report = verify_recall(targets, found.id, found.tags)
+    else:
+        found = releasable(client, version)
+        report = verify_version(targets, found.id, found.tags)
     failures = [f"{f.check}: {f.detail}" for f in report.findings
                 if not f.passed and (channels or not f.check.startswith("channel."))]
     if failures:
@@ -169,8 +182,8 @@ def _verified(targets: Targets, client, version: str, channels: bool = True) -> 
 
 
 def _move_alias(client, channel: str, version_id: str) -> None:
-    found = registry.find_version(client, version_id)
-    client.set_registered_model_alias(registry.REGISTERED_MODEL, channel, found.number)
+    found = registry.find_version(client, version_id, model_of(channel))
+    client.set_registered_model_alias(model_of(channel), channel, found.number)
 
 
 def promote(settings, targets: Targets, version: str, channel: str, percent: float, reason: str) -> Pointer:
@@ -179,12 +192,14 @@ def promote(settings, targets: Targets, version: str, channel: str, percent: flo
     check_channel(channel)
     if not 0 <= percent <= 100:
         raise ReleaseError(f"rollout percent {percent} is outside 0..100")
+    if channel == RECALL_CHANNEL and percent != 100:
+        raise ReleaseError(f"the {RECALL_CHANNEL} channel serves every user: its rollout is 100%, not {percent}")
     client = registry.connect(settings)
-    vid = registry.find_version(client, version).id
+    vid = registry.find_version(client, version, model_of(channel)).id
     with release_lock(targets, f"promote {vid} to {channel}"):
         _settle_all(targets, client)
         current = current_pointer(targets, channel)
-        _verified(targets, client, vid)
+        _verified(targets, client, vid, channel=channel)
         previous = current.previous if current and current.version == vid else current.version if current else None
         return _move(settings, targets, client, "promote", channel, vid, previous, percent, reason, current)
 
@@ -200,7 +215,7 @@ def rollback(settings, targets: Targets, channel: str, reason: str) -> Pointer:
         if current is None or current.previous is None:
             raise ReleaseError(f"channel {channel} has no previous version to roll back to "
                                f"(current: {current.version if current else 'none'})")
-        _verified(targets, client, current.previous)
+        _verified(targets, client, current.previous, channel=channel)
         return _move(settings, targets, client, "rollback", channel, current.previous, current.version,
                      current.rollout_percent, reason, current)
 
@@ -209,6 +224,9 @@ def withdraw(settings, targets: Targets, channel: str, reason: str) -> Pointer:
     """Serve `channel`'s version to no device (rollout 0%): they fall back to stable's version or the cloud's order.
     The pointer keeps the version for the record (an audit `rollback`); a promote brings it back."""
     check_channel(channel)
+    if channel == RECALL_CHANNEL:
+        raise ReleaseError(f"the {RECALL_CHANNEL} channel cannot be withdrawn (the paging API needs candidates): roll "
+                           "it back instead")
     client = registry.connect(settings)
     with release_lock(targets, f"withdraw {channel}"):
         _settle_all(targets, client)
@@ -242,7 +260,7 @@ def repair(settings, targets: Targets, reason: str) -> dict[str, str]:
     client = registry.connect(settings)
     done = {}
     with release_lock(targets, "repair"):
-        for channel in CHANNEL_NAMES:
+        for channel in ALL_CHANNELS:
             before = audit.channel_state(targets.audit_log, channel).pending
             _settle(targets, client, channel)
             try:
@@ -256,7 +274,7 @@ def repair(settings, targets: Targets, reason: str) -> dict[str, str]:
                     targets.audit("repair", channel=channel, removed=str(error), why=reason)
                     done[channel] = "removed a pointer no release action wrote"
                     continue
-                _verified(targets, client, applied["to"], channels=False)
+                _verified(targets, client, applied["to"], channels=False, channel=channel)
                 _move(settings, targets, client, "repair", channel, applied["to"], applied["previous"],
                       applied["percent"], f"{reason} (was: {error})", None)
                 done[channel] = f"wrote the pointer to {applied['to']} again"
@@ -279,6 +297,22 @@ class DeployedVersion:
         if self.deployed_at is None:
             return None
         return (now - dt.datetime.fromisoformat(self.deployed_at)).total_seconds() / 86_400
+
+
+def deployed_recall_versions(targets: Targets) -> list[DeployedVersion]:
+    """The recall versions on the CDN, and which position of the recall channel holds each."""
+    pointer = current_pointer(targets, RECALL_CHANNEL)
+    holders = {pointer.version: RECALL_CHANNEL, pointer.previous: f"{RECALL_CHANNEL}:previous"} if pointer else {}
+    out = []
+    for v in deployed_recall(targets):
+        record = recall_record(targets, v)
+        deployed_at = record["deployed_at"] if record else None
+        if deployed_at is None:
+            raw = targets.cdn.get_bytes(recall_key(v, MANIFEST))
+            deployed_at = json.loads(raw)["created_at"] if raw else None
+        out.append(DeployedVersion(v, deployed_at, record is not None, True,
+                                   tuple(h for k, h in holders.items() if k == v)))
+    return out
 
 
 def deployed_versions(targets: Targets) -> list[DeployedVersion]:
@@ -304,14 +338,20 @@ def deployed_versions(targets: Targets) -> list[DeployedVersion]:
 
 def gc(settings, targets: Targets, retention_days: float, dry_run: bool = False,
        now: dt.datetime | None = None) -> list[DeployedVersion]:
-    """Remove the embeddings and bundle files of versions that no channel holds (as current or previous) and that
-    are older than the retention. Returns what was (or, with dry_run, would be) removed."""
+    """Remove the embeddings and bundle files of versions (re-ranker and recall) that no channel holds (as current
+    or previous) and that are older than the retention. Returns what was (or, with dry_run, would be) removed."""
     now = now or dt.datetime.now(dt.UTC)
     with release_lock(targets, "gc"):
-        doomed = [v for v in deployed_versions(targets)
-                  if not v.held_by and (v.age_days(now) or 0.0) > retention_days]
+        def old(versions: list[DeployedVersion]) -> list[DeployedVersion]:
+            return [v for v in versions if not v.held_by and (v.age_days(now) or 0.0) > retention_days]
+
+        doomed, recall = old(deployed_versions(targets)), old(deployed_recall_versions(targets))
         if dry_run:
-            return doomed
+            return doomed + recall
+        for v in recall:
+            remove_recall(targets, v.version)
+            targets.audit("gc", model=registry.RECALL_MODEL, version=v.version, deployed_at=v.deployed_at,
+                          why=f"older than {retention_days} days and held by no channel")
         for v in doomed:
             record = targets.kv.get_index(v.version)
             if record:
@@ -322,7 +362,7 @@ def gc(settings, targets: Targets, retention_days: float, dry_run: bool = False,
             targets.cdn.delete([k for k in keys if not k.endswith(f"/{MANIFEST}")])
             targets.audit("gc", version=v.version, deployed_at=v.deployed_at, why=f"older than {retention_days} "
                           f"days and held by no channel")
-    return doomed
+    return doomed + recall
 
 
 def plan_release(settings, action: str, channel: str, version: str) -> str:
@@ -336,9 +376,11 @@ def plan_release(settings, action: str, channel: str, version: str) -> str:
         current = current_pointer(targets, channel)
         client = registry.connect(settings)
         target = current.previous if action == "rollback" and current else version
+        if action != "rollback" and target:
+            target = registry.find_version(client, target, model_of(channel)).id
         if not target:
             raise ReleaseError(f"nothing to {action} on {channel} (current: {current.version if current else 'none'})")
-        report = _verified(targets, client, target)
+        report = _verified(targets, client, target, channel=channel)
     finally:
         targets.close()
     frm = current.version if current else "none"

@@ -167,6 +167,13 @@ class RecallSettings(Section):
         "`RecallConfig.eval_negatives` sampled items"))
     tolerance: float = Field(0.01, ge=0.0, le=1.0, description=(
         "Recall@20 a recall version may lose against its champion on the same clicks and negatives"))
+    candidates: int = Field(100, ge=1, le=1_000, description=(
+        "candidates the paging API takes from the recall's index per page"))
+    shown_limit: int = Field(3, ge=1, le=1_000, description=(
+        "an item shown this many times in a session is left out of the user's recall candidates"))
+    stream: str = Field("redis://127.0.0.1:6379/0?key=edgerec:events", description=(
+        "the client events' stream the near-real-time consumer reads (`edgerec recall nrt`): Redis Streams, "
+        "`redis://[:password@]host:port/db?key=STREAM` (the password is never printed)"))
 
 
 class ServabilitySettings(Section):

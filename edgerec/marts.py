@@ -116,7 +116,7 @@ def docs_generate(settings: Settings, ds: str) -> Path:
 
 
 MARTS = ("fct_train_requests", "fct_test_requests", "dim_items", "rpt_daily_stats", "rpt_version_daily",
-         "rpt_version_position_daily", "fct_recall_train", "fct_recall_test")
+         "rpt_version_position_daily", "fct_recall_train", "fct_recall_test", "fct_recall_users")
 
 
 def mart_rows(settings: Settings) -> dict[str, int]:

@@ -171,22 +171,22 @@ def get_version(client, number: str, model: str = REGISTERED_MODEL) -> ModelVers
 VERSION_ID = re.compile(r"v\d{8}-[0-9a-f]{8}")  # what version_id() makes
 
 
-def find_version(client, ref: str) -> ModelVersion:
-    """A version by registry number ("3") or by version id ("v20261103-1a2b3c4d"); MissingInput when there is no
-    such version, ConfigError when `ref` is neither (it never reaches the registry's query)."""
+def find_version(client, ref: str, model: str = REGISTERED_MODEL) -> ModelVersion:
+    """A version of `model` by registry number ("3") or by version id ("v20261103-1a2b3c4d"); MissingInput when
+    there is no such version, ConfigError when `ref` is neither (it never reaches the registry's query)."""
     from mlflow.exceptions import MlflowException
 
     if ref.isdigit() and len(ref) <= 9:
         try:
-            return get_version(client, ref)
+            return get_version(client, ref, model)
         except MlflowException:
-            raise MissingInput(f"{REGISTERED_MODEL} has no version {ref}") from None
+            raise MissingInput(f"{model} has no version {ref}") from None
     if not VERSION_ID.fullmatch(ref):
         raise ConfigError(f"{ref[:80]!r} is neither a registry number nor a version id like v20261103-1a2b3c4d")
-    found = client.search_model_versions(f"name = '{REGISTERED_MODEL}' and tags.`{VERSION_TAG}` = '{ref}'")
+    found = client.search_model_versions(f"name = '{model}' and tags.`{VERSION_TAG}` = '{ref}'")
     if not found:
-        raise MissingInput(f"no version of {REGISTERED_MODEL} has {VERSION_TAG} = {ref!r}")
-    return get_version(client, found[0].version)
+        raise MissingInput(f"no version of {model} has {VERSION_TAG} = {ref!r}")
+    return get_version(client, found[0].version, model)
 
 
 def version_of_day(client, ds: str, model: str = REGISTERED_MODEL) -> ModelVersion | None:
@@ -201,6 +201,22 @@ def record_verdict(client, model: str, number: str, blessed: bool, verdict_json:
     client.set_model_version_tag(model, number, GATE, verdict_json)
     if blessed:
         client.set_registered_model_alias(model, CHAMPION, number)
+
+
+DEPLOYED = "edgerec.deployed"  # model-version tag: where and when the version was deployed
+
+
+def recall_serving(client, ds: str) -> str | None:
+    """The recall version that served candidates on ds's logs: the newest one deployed for a day before ds (the
+    logs of ds were written before ds's own recall version was trained). None when no recall was deployed."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = client.search_model_versions(f"name = '{RECALL_MODEL}'")
+    except MlflowException:
+        return None
+    deployed = [ModelVersion.of(v) for v in found if DEPLOYED in v.tags and v.tags.get("ds", "") < ds]
+    return max(deployed, key=lambda v: (v.ds, int(v.number))).id if deployed else None
 
 
 def champion(client, model: str = REGISTERED_MODEL) -> ModelVersion | None:

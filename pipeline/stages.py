@@ -171,6 +171,14 @@ def deploy(settings: Settings, ds: str, version: ModelVersion):
     return deploy_day(settings, ds, version.id)
 
 
+def deploy_recall(settings: Settings, ds: str) -> str:
+    """The day's recall version: batch user vectors into the KV, its bundle onto the CDN, each verified; then the
+    `recall` channel points at it."""
+    from deploy.pipeline import deploy_recall_day
+
+    return deploy_recall_day(settings, ds)
+
+
 def promote_canary(settings: Settings, ds: str, version: ModelVersion) -> str:
     """Point `canary` at the version, verified again first."""
     from deploy.pipeline import canary_day

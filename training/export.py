@@ -275,10 +275,12 @@ def seal_bundle(tmp: Path, root: Path, manifest: dict, signer: Ed25519PrivateKey
 
 
 def export_bundle(model: CRBAN, spec: dict, root: Path, *, version_id: str, signer: Ed25519PrivateKey | None = None,
-                  mlflow_version: str | None = None, run_id: str | None = None,
+                  mlflow_version: str | None = None, run_id: str | None = None, recall_version: str | None = None,
                   rows_per_shard: int = DEFAULT_ROWS_PER_SHARD, dtype: str = "float16") -> dict:
     """Write the bundle of `model` into `root` (created; must not exist) and return its manifest; with `signer`,
-    its signature beside it (`manifest.sig`)."""
+    its signature beside it (`manifest.sig`). `recall_version`: the recall version that served the candidates of
+    the logs the model learned from (None: another candidate source, such as the simulator's cloud ranker); the
+    paging API pairs the two."""
     if not isinstance(model, CRBAN):
         raise TypeError(f"only the CRBAN+HUBSM models can be exported (they have step encoders), not {model.name}")
     tmp = begin_bundle(root, "bundle")
@@ -300,6 +302,7 @@ def export_bundle(model: CRBAN, spec: dict, root: Path, *, version_id: str, sign
         "behaviours": list(model.behaviours),
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "mlflow": {"registered_model": REGISTERED_MODEL, "version": mlflow_version, "run_id": run_id},
+        "recall_version": recall_version,
         "min_runtime_version": RUNTIME_VERSION,
         "onnx_opset": OPSET,
         "feature_spec_sha256": spec["sha256"],

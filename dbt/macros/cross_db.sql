@@ -78,17 +78,18 @@
     (cast({{ numerator }} as double) / nullif({{ denominator }}, 0))
 {%- endmacro %}
 
-{#- The values of the `rows` rows before this one in its partition, oldest first (a window over rows, not time). -#}
-{% macro preceding_list(value, partition_by, order_by, rows) %}
-    {{ return(adapter.dispatch('preceding_list', 'edgerec')(value, partition_by, order_by, rows)) }}
+{#- The values of the `rows` rows before this one in its partition, oldest first (a window over rows, not time);
+    with through_current, those and this row's. -#}
+{% macro preceding_list(value, partition_by, order_by, rows, through_current=false) %}
+    {{ return(adapter.dispatch('preceding_list', 'edgerec')(value, partition_by, order_by, rows, through_current)) }}
 {% endmacro %}
-{% macro default__preceding_list(value, partition_by, order_by, rows) -%}
+{% macro default__preceding_list(value, partition_by, order_by, rows, through_current) -%}
     list_transform(list_sort(list(struct_pack(k := ({{ order_by }}), v := {{ value }})) over (
         partition by {{ partition_by }} order by {{ order_by }}
-        rows between {{ rows }} preceding and 1 preceding)), lambda s: s.v)
+        rows between {{ rows }} preceding and {{ 'current row' if through_current else '1 preceding' }})), lambda s: s.v)
 {%- endmacro %}
-{% macro spark__preceding_list(value, partition_by, order_by, rows) -%}
+{% macro spark__preceding_list(value, partition_by, order_by, rows, through_current) -%}
     transform(array_sort(collect_list(struct(({{ order_by }}) as k, {{ value }} as v)) over (
         partition by {{ partition_by }} order by {{ order_by }}
-        rows between {{ rows }} preceding and 1 preceding)), s -> s.v)
+        rows between {{ rows }} preceding and {{ 'current row' if through_current else '1 preceding' }})), s -> s.v)
 {%- endmacro %}

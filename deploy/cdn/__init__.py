@@ -1,6 +1,7 @@
 """The CDN origin that clients fetch bundles and channel pointers from (docs/design.md):
 
     models/{version}/...        immutable: never rewritten with other bytes (Cache-Control: immutable)
+    recall/{version}/...        the recall's bundles, immutable too (read by the paging API, not by devices)
     channels/{name}.json        the small signed pointers, the only mutable objects (short max-age)
     locks/{name}                exclusive-create objects that serialize release actions
 
@@ -18,7 +19,7 @@ from edgerec.errors import EdgeRecError
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 SHORT = "public, max-age=60"
-MODELS, CHANNELS, LOCKS = "models", "channels", "locks"
+MODELS, RECALL, CHANNELS, LOCKS = "models", "recall", "channels", "locks"
 MAX_S3_ATTEMPTS = 6  # each request, throttling (503 SlowDown) included, with backoff
 
 
@@ -34,8 +35,12 @@ def model_key(version: str, path: str = "") -> str:
     return f"{MODELS}/{version}/{path}" if path else f"{MODELS}/{version}/"
 
 
+def recall_key(version: str, path: str = "") -> str:
+    return f"{RECALL}/{version}/{path}" if path else f"{RECALL}/{version}/"
+
+
 def cache_control(key: str) -> str:
-    return IMMUTABLE if key.startswith(f"{MODELS}/") else SHORT
+    return IMMUTABLE if key.startswith((f"{MODELS}/", f"{RECALL}/")) else SHORT
 
 
 class ObjectStore(abc.ABC):
@@ -73,7 +78,8 @@ class ObjectStore(abc.ABC):
             return False
         if recorded is not None:
             raise ImmutableObjectError(f"{self.url}/{key} exists with sha256 {recorded[:12]}…, not {sha256[:12]}…: "
-                                       f"objects under {MODELS}/ are never rewritten; export a new version")
+                                       f"objects under {MODELS}/ and {RECALL}/ are never rewritten; export a new "
+                                       "version")
         self.put_file(key, path, sha256)
         return True
 

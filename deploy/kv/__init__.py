@@ -6,6 +6,9 @@ One small interface, three backends chosen by URL:
     redis://host:6379/0[?prefix=edgerec]                   one hash per block of rows, written in bulk
     dynamodb://table[?endpoint_url=...&region=...]         one item per row, batch writes with retries
 Rows are opaque fixed-width bytes here; the index record says how to read them.
+
+Beside the rows by id, rows by string key (`put_keyed`): the recall's user vectors, keyed by user id, one table per
+kind (batch, nrt) and recall version.
 """
 
 from __future__ import annotations
@@ -65,6 +68,18 @@ class KVStore(abc.ABC):
     @abc.abstractmethod
     def delete_version(self, version: str, tables: dict[str, int]) -> None:
         """Remove the index record first (the version stops being served), then the rows of each table."""
+
+    @abc.abstractmethod
+    def put_keyed(self, version: str, table: str, keys: list[str], values: list[bytes]) -> None:
+        """values[i] becomes the row of keys[i] in (version, table), replacing what was there."""
+
+    @abc.abstractmethod
+    def get_keyed(self, version: str, table: str, keys: list[str]) -> list[bytes | None]:
+        """The rows of these keys, None where one is missing."""
+
+    @abc.abstractmethod
+    def delete_keyed(self, version: str, table: str) -> None:
+        """Remove every keyed row of (version, table)."""
 
     def close(self) -> None:  # noqa: B027 (optional)
         """Release connections."""

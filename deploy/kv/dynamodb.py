@@ -3,6 +3,7 @@
 Table (created here when missing; Terraform owns it in the cloud): partition key `pk` (S), sort key `sk` (S).
     pk = "{version}#{table}", sk = id as 10 digits, attribute v (B) = the row's bytes
     pk = "index",             sk = version,         attribute record (S) = the index record (JSON)
+    pk = "{version}#{table}#keyed", sk = the key,   attribute v (B) = a keyed row (the recall's user vectors)
 BatchWriteItem takes 25 items and may return some unprocessed (throttling): those are retried with exponential
 backoff and jitter until MAX_ATTEMPTS, then the push fails naming how many rows are still unwritten.
 """
@@ -92,12 +93,14 @@ class DynamoKV(KVStore):
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def get_rows(self, version: str, table: str, ids: np.ndarray, row_bytes: int) -> list[bytes | None]:
-        wanted = [f"{int(i):010d}" for i in ids]
+        return self._get(f"{version}#{table}", [f"{int(i):010d}" for i in ids])
+
+    def _get(self, pk: str, wanted: list[str]) -> list[bytes | None]:
+        """The v attribute of the items (pk, sk) for each sk wanted, 100 keys per BatchGetItem."""
         found: dict[str, bytes] = {}
         unique = sorted(set(wanted))
         for lo in range(0, len(unique), 100):
-            keys = [{"pk": {"S": f"{version}#{table}"}, "sk": {"S": sk}} for sk in unique[lo:lo + 100]]
-            request = {self.table: {"Keys": keys}}
+            request = {self.table: {"Keys": [{"pk": {"S": pk}, "sk": {"S": sk}} for sk in unique[lo:lo + 100]]}}
             while request:
                 answer = self._call(self.client.batch_get_item, RequestItems=request)
                 found |= {i["sk"]["S"]: i["v"]["B"] for i in answer["Responses"].get(self.table, [])}
@@ -126,6 +129,18 @@ class DynamoKV(KVStore):
 
     def versions(self) -> list[str]:
         return [i["sk"]["S"] for i in self._query(INDEX_PK, ProjectionExpression="sk")]
+
+    def put_keyed(self, version: str, table: str, keys: list[str], values: list[bytes]) -> None:
+        pk = {"S": f"{version}#{table}#keyed"}
+        self._write([{"PutRequest": {"Item": {"pk": pk, "sk": {"S": k}, "v": {"B": v}}}}
+                     for k, v in zip(keys, values, strict=True)])
+
+    def get_keyed(self, version: str, table: str, keys: list[str]) -> list[bytes | None]:
+        return self._get(f"{version}#{table}#keyed", keys)
+
+    def delete_keyed(self, version: str, table: str) -> None:
+        keys = self._query(f"{version}#{table}#keyed", ProjectionExpression="pk, sk")
+        self._write([{"DeleteRequest": {"Key": {"pk": k["pk"], "sk": k["sk"]}}} for k in keys])
 
     def delete_version(self, version: str, tables: dict[str, int]) -> None:
         self._call(self.client.delete_item, TableName=self.table, Key={"pk": {"S": INDEX_PK}, "sk": {"S": version}})

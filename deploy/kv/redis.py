@@ -4,6 +4,7 @@
                                              the row's bytes (HGET edgerec:emb:v..:brand:0 0000000042)
     {prefix}:idx:{version}                   the version's index record (JSON)
     {prefix}:versions                        the set of versions with an index record
+    {prefix}:keyed:{version}:{table}         a hash of keyed rows (the recall's user vectors): field = the key
 A block is written by one HSET of all its rows, and a whole shard's blocks go out pipelined. The commands are
 packed in bulk with numpy (fixed-width fields) rather than argument by argument: packing, not the server, is
 what limits a Python client here.
@@ -152,6 +153,19 @@ class RedisKV(KVStore):
             keys = [self._block_key(version, table, b) for b in range((rows + BLOCK_ROWS - 1) // BLOCK_ROWS)]
             for lo in range(0, len(keys), 1000):
                 self._call(self.client.unlink, *keys[lo:lo + 1000])
+
+    def put_keyed(self, version: str, table: str, keys: list[str], values: list[bytes]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for lo in range(0, len(keys), 1000):
+            pipe.hset(self._key("keyed", version, table), mapping=dict(zip(keys[lo:lo + 1000], values[lo:lo + 1000],
+                                                                            strict=True)))
+        self._call(pipe.execute)
+
+    def get_keyed(self, version: str, table: str, keys: list[str]) -> list[bytes | None]:
+        return self._call(self.client.hmget, self._key("keyed", version, table), keys) if keys else []
+
+    def delete_keyed(self, version: str, table: str) -> None:
+        self._call(self.client.unlink, self._key("keyed", version, table))
 
     def close(self) -> None:
         self.client.close()

@@ -18,6 +18,10 @@ create table if not exists embedding_rows (
     version text not null, tbl text not null, id integer not null, value blob not null,
     primary key (version, tbl, id)
 ) without rowid;
+create table if not exists keyed_rows (
+    version text not null, tbl text not null, key text not null, value blob not null,
+    primary key (version, tbl, key)
+) without rowid;
 create table if not exists version_index (version text primary key, record text not null);
 """
 
@@ -84,6 +88,22 @@ class SQLiteKV(KVStore):
     def delete_version(self, version: str, tables: dict[str, int]) -> None:
         self.db.execute("delete from version_index where version = ?", (version,))
         self.db.execute("delete from embedding_rows where version = ?", (version,))
+
+    def put_keyed(self, version: str, table: str, keys: list[str], values: list[bytes]) -> None:
+        with self.db:
+            self.db.execute("begin")
+            self.db.executemany("insert or replace into keyed_rows values (?, ?, ?, ?)",
+                                zip(repeat(version), repeat(table), keys, values, strict=False))
+
+    def get_keyed(self, version: str, table: str, keys: list[str]) -> list[bytes | None]:
+        unique = sorted(set(keys))
+        found = dict(self.db.execute(
+            f"select key, value from keyed_rows where version = ? and tbl = ? and key in "
+            f"({','.join('?' * len(unique))})", (version, table, *unique)).fetchall()) if unique else {}
+        return [found.get(k) for k in keys]
+
+    def delete_keyed(self, version: str, table: str) -> None:
+        self.db.execute("delete from keyed_rows where version = ? and tbl = ?", (version, table))
 
     def close(self) -> None:
         if getattr(self._local, "db", None) is not None:

@@ -2,12 +2,15 @@
 
     GET  /healthz                  the key-value store answers and the channels are readable
     GET  /v1/model?device_id=D     the version D should run (canary rollout, else stable) and its manifest URL
-    POST /v1/page                  {user_id, device_id, model_version, page_no} -> candidates (item_id, rank,
-                                   score, item features) and, per candidate, its item rows for that version
+    POST /v1/page                  {user_id, device_id, model_version, page_no, recall_version} -> candidates
+                                   (item_id, rank, score, item features), where they came from, and, per
+                                   candidate, its item rows for that version
 A client on a version whose embeddings are not in the store (unknown, or collected) gets 409 naming the version
 it should fetch; a client without a model gets the candidates alone. With device tokens (`auth.py`), /v1/model
 and /v1/page answer only a bearer token issued to the device the request names. Candidates come from a
-`CandidateSource`: in the embedded world, the simulator's cloud ranker.
+`CandidateSource`: the recall (`RecallCandidates`: the version on the `recall` channel, or the one the client's
+re-ranker was trained beside, while it is deployed) or, in the embedded world without one, the simulator's cloud
+ranker. A request naming a recall version that is not served gets the same 409, naming the one to use.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import json
 import math
 import re
 import time
-from typing import Annotated, Protocol
+from pathlib import Path
+from typing import Annotated, NamedTuple, Protocol
 
 import numpy as np
 from fastapi import FastAPI, Header, HTTPException, Query
@@ -26,20 +30,38 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from deploy.cdn import model_key
-from deploy.channels import CHANNEL_NAMES, REPAIR, ForgedPointer, assigned_version, read_channel
+from deploy.channels import CHANNEL_NAMES, RECALL_CHANNEL, REPAIR, ForgedPointer, assigned_version, read_channel
 from deploy.kv import KVError, row_dtype
+from deploy.nrt import hidden_items
+from deploy.recall import BATCH, NRT, fetch_recall, recall_record
 from deploy.serving.auth import DeviceTokens, TokenRefused
 from deploy.targets import Targets
 from edgerec.contracts.bundle import FEATURE_SPEC, MANIFEST, item_row_ids
 from edgerec.edge.runtime import ITEM_FEATURES, ItemCatalog
 from edgerec.features import encode_group
+from edgerec.recall import RecallRuntime, from_bytes
 
 POINTER_TTL_S = 5.0  # channel pointers are re-read this often (they are the only mutable objects)
 
 
+class Candidates(NamedTuple):
+    item_ids: np.ndarray
+    scores: np.ndarray  # best first
+    source: str  # "cloud ranker", or the recall's user embedding: "nrt", "batch" or "popularity" (no history)
+    recall_version: str | None = None
+
+
 class CandidateSource(Protocol):
-    def candidates(self, user_id: str, page_no: int, ts_ms: int) -> tuple[np.ndarray, np.ndarray]:
-        """Item ids and cloud scores, best first."""
+    def candidates(self, user_id: str, page_no: int, ts_ms: int, recall_version: str | None = None) -> Candidates:
+        """The page's candidates; `recall_version` asks for that recall version (RecallGone when not served)."""
+
+    def served(self, recall_version: str) -> bool:
+        """Whether candidates can come from that recall version."""
+
+
+class RecallGone(Exception):
+    def __init__(self, version: str, fetch: str | None):
+        self.version, self.fetch = version, fetch
 
 
 class SimulatedCloud:
@@ -51,11 +73,84 @@ class SimulatedCloud:
         self.sim = Simulator(cfg)
         self.catalog = ItemCatalog(self.sim.catalog.to_arrow())
 
-    def candidates(self, user_id: str, page_no: int, ts_ms: int) -> tuple[np.ndarray, np.ndarray]:
+    def candidates(self, user_id: str, page_no: int, ts_ms: int, recall_version: str | None = None) -> Candidates:
         match = re.fullmatch(r"u(\d+)", user_id)
         if match is None:
             raise HTTPException(422, f"unknown user {user_id!r}: the simulated world's users are u0000000, ...")
-        return self.sim.cloud_candidates(int(match.group(1)), ts_ms, seed=page_no)
+        return Candidates(*self.sim.cloud_candidates(int(match.group(1)), ts_ms, seed=page_no), "cloud ranker")
+
+    def served(self, recall_version: str) -> bool:
+        return False
+
+
+class RecallCandidates:
+    """The recall as the candidate source: the user's near-real-time vector, else their batch vector (both in the
+    KV under the recall version), else the most popular items; the `k` nearest items in the version's index, less
+    what the user deleted or was shown `shown_limit` times in the session (deploy.nrt), scores as the order."""
+
+    def __init__(self, targets: Targets, cache: Path, k: int = 100, shown_limit: int = 3,
+                 pointer_ttl_s: float = POINTER_TTL_S):
+        self.targets, self.cache, self.k, self.shown_limit = targets, cache, k, shown_limit
+        self.pointer_ttl_s, self._pointer, self._runtimes = pointer_ttl_s, (-math.inf, None), {}
+
+    def serving(self) -> str | None:
+        """The recall channel's version (re-read every pointer_ttl_s)."""
+        at, version = self._pointer
+        if time.monotonic() - at >= self.pointer_ttl_s:
+            pointer = read_channel(self.targets.cdn, RECALL_CHANNEL, self.targets.key)
+            version = pointer.version if pointer else None
+            self._pointer = (time.monotonic(), version)
+        return version
+
+    def served(self, version: str) -> bool:
+        return version in self._runtimes or recall_record(self.targets, version) is not None
+
+    def runtime(self, version: str) -> RecallRuntime:
+        if version not in self._runtimes:
+            if recall_record(self.targets, version) is None:
+                raise LookupError(version)
+            while len(self._runtimes) >= 2:  # the serving version and a client's pair
+                self._runtimes.pop(next(iter(self._runtimes)))
+            self._runtimes[version] = fetch_recall(self.targets, version, self.cache)
+        return self._runtimes[version]
+
+    def candidates(self, user_id: str, page_no: int, ts_ms: int, recall_version: str | None = None) -> Candidates:
+        version = recall_version or self.serving()
+        if version is None:
+            raise HTTPException(503, "no recall version is served yet: deploy one (`edgerec recall deploy`)")
+        try:
+            runtime = self.runtime(version)
+        except LookupError:
+            raise RecallGone(version, self.serving()) from None
+        hidden = hidden_items(self.targets.kv, version, user_id, self.shown_limit)
+        source, vector = "popularity", None
+        for table in (NRT, BATCH):
+            raw = self.targets.kv.get_keyed(version, table, [user_id])[0]
+            if raw:
+                source, vector = table, from_bytes(raw)
+                break
+        if vector is None:
+            items = runtime.popular_items(self.k + len(hidden))
+            scores = np.linspace(1.0, 0.0, len(items), endpoint=False, dtype=np.float32)  # the order is the score
+        else:
+            found, score = runtime.search(vector[None, :], self.k + len(hidden))
+            items, scores = found[0], score[0]
+        keep = (items >= 0) & ~np.isin(items, np.fromiter(hidden, dtype=np.int64, count=len(hidden)))
+        return Candidates(items[keep][:self.k], scores[keep][:self.k], source, version)
+
+
+class RecallFirst:
+    """The recall's candidates once a recall version is on its channel, the fallback's (the simulated cloud) before."""
+
+    def __init__(self, recall: RecallCandidates, fallback: CandidateSource):
+        self.recall, self.fallback = recall, fallback
+
+    def candidates(self, user_id: str, page_no: int, ts_ms: int, recall_version: str | None = None) -> Candidates:
+        use = self.recall if recall_version or self.recall.serving() else self.fallback
+        return use.candidates(user_id, page_no, ts_ms, recall_version)
+
+    def served(self, recall_version: str) -> bool:
+        return self.recall.served(recall_version)
 
 
 # request fields are bounded: anything else is a 422 naming the field, never a 500
@@ -69,6 +164,9 @@ class PageRequest(BaseModel):
     model_version: str | None = Field(None, pattern=VERSION,
                                       description="the bundle the client runs; null: no model on the device")
     page_no: int = Field(0, ge=0, le=10_000)
+    recall_version: str | None = Field(None, pattern=VERSION, description=(
+        "the recall version to take candidates from; null: the one the client's model was trained beside, while "
+        "it is deployed, else the recall channel's"))
 
 
 class VersionGone(Exception):
@@ -152,6 +250,11 @@ def create_app(targets: Targets, source: CandidateSource, catalog: ItemCatalog,
             "error": f"model version {exc.version} is not served (unknown or collected)",
             "fetch": exc.fetch, "manifest": model_key(exc.fetch, MANIFEST) if exc.fetch else None})
 
+    @app.exception_handler(RecallGone)
+    def recall_gone(request, exc: RecallGone):
+        return JSONResponse(status_code=409, content={
+            "error": f"recall version {exc.version} is not served (unknown or collected)", "use": exc.fetch})
+
     @app.get("/healthz")
     def healthz():
         try:
@@ -175,16 +278,26 @@ def create_app(targets: Targets, source: CandidateSource, catalog: ItemCatalog,
     def page(request: PageRequest, authorization: Annotated[str | None, Header()] = None):
         authorized(request.device_id, authorization)
         ts = int(time.time() * 1000)
-        item_ids, scores = source.candidates(request.user_id, request.page_no, ts)
+        layout, recall = None, request.recall_version
+        if request.model_version is not None:
+            try:
+                layout = tables(request.model_version)
+            except LookupError:
+                tables.cache_clear()
+                raise VersionGone(request.model_version, assigned_version(request.device_id, channels())) from None
+            paired = layout.manifest.get("recall_version")
+            recall = recall or (paired if paired and source.served(paired) else None)
+        found = source.candidates(request.user_id, request.page_no, ts, recall)
+        item_ids, scores = found.item_ids, found.scores
         features = catalog.features(item_ids)
         body = {"user_id": request.user_id, "page_no": request.page_no, "model_version": request.model_version,
+                "candidates_from": {"source": found.source, "recall_version": found.recall_version},
                 "candidates": [{"item_id": int(i), "rank": r, "score": round(float(s), 6),
                                 **{n: float(features[n][r]) for n in ITEM_FEATURES}}
                                for r, (i, s) in enumerate(zip(item_ids, scores, strict=True))]}
-        if request.model_version is None:
+        if layout is None:
             return body
         try:
-            layout = tables(request.model_version)
             codes = encode_group(layout.spec, "candidate", {**features, "cloud_score": scores})
             rows = layout.rows(targets, codes, item_ids)
         except LookupError:

@@ -4,6 +4,7 @@
                           L-1) and valid [B, L] (which positions hold one) -> the user vector [B, dim], normalized
     item_ids.npy          int64 [N]: the item of each row
     item_embeddings.npy   float32 [N, dim]: the item tower's output of each row, what the user tower reads
+    popular_items.npy     int64 [<= N]: items by clicks in the train window, most first (the users without a history)
     index.faiss           an inverted-file index (inner product) of the normalized item embeddings, row i = item_ids[i]
     manifest.json         format, version, dim, items, history length, index parameters, every file's sha256 and bytes
     manifest.sig          the manifest's Ed25519 signature
@@ -22,7 +23,8 @@ from edgerec.contracts.bundle import MANIFEST, BundleError, check_file, read_man
 
 RECALL_FORMAT = 1
 USER_TOWER, ITEM_IDS, ITEM_EMBEDDINGS, INDEX = "user_tower.onnx", "item_ids.npy", "item_embeddings.npy", "index.faiss"
-FILES = (USER_TOWER, ITEM_IDS, ITEM_EMBEDDINGS, INDEX)
+POPULAR = "popular_items.npy"
+FILES = (USER_TOWER, ITEM_IDS, ITEM_EMBEDDINGS, POPULAR, INDEX)
 
 
 def verify_recall_bundle(root: Path, *, trusted: dict | None = None) -> dict:
@@ -47,6 +49,10 @@ def verify_recall_bundle(root: Path, *, trusted: dict | None = None) -> dict:
     if vectors.shape != (items, dim) or vectors.dtype != np.float32:
         raise BundleError(f"recall bundle {root}: {ITEM_EMBEDDINGS} holds {vectors.dtype} {vectors.shape}, the "
                           f"manifest says float32 ({items}, {dim})")
+    popular = np.load(paths[POPULAR], mmap_mode="r")
+    if popular.ndim != 1 or popular.dtype != np.int64 or len(popular) > items:
+        raise BundleError(f"recall bundle {root}: {POPULAR} holds {popular.dtype} {popular.shape}, not int64 item ids "
+                          f"(at most {items})")
     index = faiss.read_index(str(paths[INDEX]))
     if (index.ntotal, index.d) != (items, dim):
         raise BundleError(f"recall bundle {root}: {INDEX} holds {index.ntotal} vectors of dimension {index.d}, the "

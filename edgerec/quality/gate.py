@@ -362,7 +362,8 @@ RECALL_COLUMNS = ("user_id", "target_item", "ts", "last_history_ts", "history_le
 
 def recall_tables(settings: Settings, ds: str, window: list[str]) -> list[Table]:
     """The recall model's samples (fct_recall_train, fct_recall_test): present with their columns, complete,
-    bounded, no history after its click, each split on its days."""
+    bounded, no history after its click, each split on its days; and its users' latest histories
+    (fct_recall_users), present, complete and bounded."""
     longest = int(settings.marts.recall_history)
     required = [*RECALL_COLUMNS, "ds"]
 
@@ -383,6 +384,13 @@ def recall_tables(settings: Settings, ds: str, window: list[str]) -> list[Table]
                 continue
             rows = con.execute(f"select {', '.join(RECALL_COLUMNS)}, cast(ds as varchar) as ds from {name}").df()
             tables.append(Table(name, rows, checks(days)))
+        name, user_columns = "fct_recall_users", ["user_id", "history_length"]
+        columns = frames.columns_of(con, name) if name in present else []
+        if set(user_columns) - set(columns):
+            tables.append(Table(f"{name}_schema", frames.schema_frame(columns), [columns_check(user_columns)]))
+        else:
+            rows = con.execute(f"select user_id, history_length from {name}").df()
+            tables.append(Table(name, rows, [not_null_check("user_id"), range_check("history_length", 1, longest)]))
     return tables
 
 

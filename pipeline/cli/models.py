@@ -13,7 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pipeline.cli.base import app, fail, group, settings_from_env
 
-recall_app = group("recall", "The cloud's recall (PWPRec two-tower candidate generation): train, evaluate.")
+recall_app = group("recall", "The cloud's recall (PWPRec two-tower candidate generation): train, evaluate, export, "
+                   "deploy, verify, and the near-real-time user embeddings (nrt, health).")
 
 
 @app.command()
@@ -212,3 +213,136 @@ def recall_evaluate(
     if not verdict.blessed:
         fail(summary, code=1)
     typer.secho(summary, fg="green")
+
+
+@recall_app.command("export")
+def recall_export(
+    ds: Annotated[str, typer.Option(help="logical date YYYY-MM-DD: export the blessed recall version trained for it")],
+) -> None:
+    """The blessed recall version as its signed bundle (ONNX user tower, item embeddings, popular items, ANN index),
+    checked on the served path against the model."""
+    from training.recall.pipeline import export_recall_day
+
+    typer.echo(export_recall_day(settings_from_env(), ds))
+
+
+@recall_app.command("deploy")
+def recall_deploy(
+    version: Annotated[str | None, typer.Argument(help="registry number or version id of edgerec-recall")] = None,
+    ds: Annotated[str | None, typer.Option(help="deploy the recall version trained for this day instead")] = None,
+    promote: Annotated[bool, typer.Option(help="then point the recall channel at it")] = False,
+) -> None:
+    """Batch user vectors into the key-value store and the bundle onto the CDN, each verified (a re-run resumes);
+    with --promote, then the `recall` channel (the paging API's candidates)."""
+    from deploy.pipeline import deploy_recall_day
+    from deploy.recall import deploy_recall
+    from deploy.targets import open_targets
+
+    settings = settings_from_env()
+    if (version is None) == (ds is None):
+        fail("name a VERSION or a --ds (one of them)", code=2)
+    if promote:
+        typer.secho(f"recall -> {deploy_recall_day(settings, ds or '', version)}", fg="green")
+        return
+    targets = open_targets(settings)
+    try:
+        if version is None:
+            from edgerec import registry
+
+            found = registry.version_of_day(registry.connect(settings), ds, registry.RECALL_MODEL)
+            if found is None:
+                fail(f"no version of {registry.RECALL_MODEL} was trained for ds={ds}", code=1)
+            version = found.id
+        report = deploy_recall(settings, targets, version)
+    finally:
+        targets.close()
+    typer.echo(report.to_markdown())
+    typer.secho(f"next: edgerec release promote {version} --channel recall --reason '...'", fg="green")
+
+
+@recall_app.command("verify")
+def recall_verify(version: Annotated[str, typer.Argument(help="registry number or version id of edgerec-recall")]
+                  ) -> None:
+    """Can the paging API serve this recall version: its files on the CDN (downloaded and hashed), its manifest
+    signed and the one the export checked, its batch user vectors in the KV. Exit 1 when not."""
+    from deploy.recall import verify_recall
+    from deploy.targets import open_targets
+    from edgerec import registry
+
+    settings = settings_from_env()
+    found = registry.find_version(registry.connect(settings), version, registry.RECALL_MODEL)
+    targets = open_targets(settings)
+    try:
+        report = verify_recall(targets, found.id, found.tags)
+    finally:
+        targets.close()
+    typer.echo(report.to_markdown())
+    if not report.passed:
+        fail(f"recall {found.id} cannot be served: {'; '.join(report.failures)}", code=1)
+
+
+@recall_app.command("nrt")
+def recall_nrt(
+    batch: Annotated[int, typer.Option(min=1, max=10_000, help="stream messages handled per batch")] = 500,
+    idle_exit: Annotated[float | None, typer.Option(help="stop after this many seconds without a message")] = None,
+) -> None:
+    """The near-real-time consumer: reads client events from EDGEREC_RECALL_STREAM and, on every click or page
+    view, re-embeds the user with the recall channel's version and writes the vector to the key-value store
+    (where the paging API looks first). Runs until interrupted; `edgerec recall health` checks it."""
+    import time
+
+    from deploy.channels import RECALL_CHANNEL, read_channel
+    from deploy.nrt import EventStream, consume
+    from deploy.recall import fetch_recall
+    from deploy.targets import open_targets
+
+    settings = settings_from_env()
+    targets = open_targets(settings)
+    stream = EventStream(settings.recall.stream)
+    cache = settings.home / "serving" / "recall"
+    loaded: dict = {}
+
+    def runtime():
+        if time.monotonic() - loaded.get("at", -1e9) >= 5.0:
+            pointer = read_channel(targets.cdn, RECALL_CHANNEL, targets.key)
+            if pointer is None:
+                fail("no recall version on the recall channel: deploy one first (`edgerec recall deploy --promote`)",
+                     code=1)
+            if loaded.get("version") != pointer.version:
+                loaded.update(version=pointer.version, runtime=fetch_recall(targets, pointer.version, cache))
+            loaded["at"] = time.monotonic()
+        return loaded["runtime"]
+
+    idle = {"since": time.monotonic(), "seen": 0}
+
+    def until(counts) -> bool:
+        if counts.messages != idle["seen"]:
+            idle.update(since=time.monotonic(), seen=counts.messages)
+        return idle_exit is not None and time.monotonic() - idle["since"] >= idle_exit
+
+    typer.echo(f"consuming {stream.url} ({stream.key}) as {stream.consumer}; Ctrl-C to stop")
+    try:
+        counts = consume(stream, targets.kv, runtime, shown_limit=settings.recall.shown_limit, batch=batch,
+                         until=until)
+        typer.echo(json.dumps(counts.summary()))
+    except KeyboardInterrupt:
+        typer.echo("stopped")
+    finally:
+        stream.close()
+        targets.close()
+
+
+@recall_app.command("health")
+def recall_health() -> None:
+    """Whether a near-real-time consumer reported in the last seconds, what each did, and the stream's lag; exit 1
+    when none is alive."""
+    from deploy.nrt import EventStream, health
+
+    stream = EventStream(settings_from_env().recall.stream, consumer="health-check")
+    try:
+        alive, lines = health(stream)
+    finally:
+        stream.close()
+    typer.echo("\n".join(lines))
+    if not alive:
+        fail("no near-real-time consumer reported recently: start `edgerec recall nrt`", code=1)

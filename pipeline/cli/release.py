@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pipeline.cli.base import app, fail, group, settings_from_env
 
-release_app = group("release", "Release channels (canary, stable): verify, promote, rollback, gc, status, "
+release_app = group("release", "Release channels (canary, stable; recall): verify, promote, rollback, gc, status, "
                   "list, analyse, decide, hold. Every change is signed, verified first, locked and written to the "
                   "audit log.")
 
@@ -73,7 +73,7 @@ def release_verify(version: Annotated[str, typer.Argument(help="registry number 
 @release_app.command("promote")
 def release_promote(
     version: Annotated[str, typer.Argument(help="registry number or version id")],
-    channel: Annotated[str, typer.Option(help="canary or stable")],
+    channel: Annotated[str, typer.Option(help="canary or stable (re-ranker), or recall (the recall's version, 100%)")],
     reason: Annotated[str, typer.Option(help="why, for the audit log")],
     percent: Annotated[float, typer.Option(help="share of devices that get it, 0..100")] = 100.0,
 ) -> None:
@@ -93,7 +93,7 @@ def release_promote(
 
 @release_app.command("rollback")
 def release_rollback(
-    channel: Annotated[str, typer.Option(help="canary or stable")],
+    channel: Annotated[str, typer.Option(help="canary, stable or recall")],
     reason: Annotated[str, typer.Option(help="why, for the audit log")],
 ) -> None:
     """Point a channel back at its previous version (verified first); rolling back again rolls forward."""

@@ -253,6 +253,7 @@ def _task_figure(settings, ds: str, task: str) -> str:
         f"{'passed' if r.passed else 'REFUSED'}: {r.reason}",
         "deploy": lambda: (t := reports.TrainingSummary.read(day)) and f"{t.version_id} on the KV and CDN",
         "promote_canary": lambda: (t := reports.TrainingSummary.read(day)) and f"canary -> {t.version_id}",
+        "deploy_recall": lambda: (r := reports.RecallTraining.read(day)) and f"recall -> {r.version_id}",
     }
     try:
         return figures[task]() or "" if task in figures else ""

@@ -37,6 +37,7 @@ def test_daily_dag_wiring(dagbag):
     assert dag.task_dict["train_recall"].upstream_task_ids == {"quality_marts"}  # beside the re-ranker's branch
     assert dag.task_dict["recall_gate"].upstream_task_ids == {"train_recall"}
     assert dag.task_dict["export_recall"].upstream_task_ids == {"recall_gate"}
+    assert dag.task_dict["deploy_recall"].upstream_task_ids == {"export_recall"}
     assert dag.task_dict["evaluation_gate"].upstream_task_ids == {"train"}
     assert dag.task_dict["export"].upstream_task_ids == {"evaluation_gate"}
     assert dag.task_dict["servability_gate"].upstream_task_ids == {"export"}

@@ -132,7 +132,8 @@ def test_the_spark_target_builds_the_same_marts(marts, tmp_path):
     assert result["target"] == "spark" and result["nodes"] == summary["nodes"]
     tables = tmp_path / "dbt" / "spark-warehouse" / "edgerec.db"
     with duckdb.connect() as con:
-        for name in ("fct_train_requests", "fct_test_requests", "dim_items", "fct_recall_train", "fct_recall_test"):
+        for name in ("fct_train_requests", "fct_test_requests", "dim_items", "fct_recall_train", "fct_recall_test",
+                     "fct_recall_users"):
             count = con.execute(f"select count(*) from read_parquet('{tables / name}/*.parquet')").fetchone()[0]
             assert count == summary["rows"][name], name
         histories = con.execute(f"select user_id, ts, history_items from read_parquet('{tables}/fct_recall_test/"
@@ -141,9 +142,9 @@ def test_the_spark_target_builds_the_same_marts(marts, tmp_path):
                                        "order by user_id, ts, target_item")  # the same lists, in the same order
 
 
-def expected_recall_samples(settings, ds: str) -> set[tuple]:
-    """The recall marts' rows computed another way, in Python from the sessionized events: a click and its page view
-    (same request and item) are one interaction; each click's history is the user's earlier ones."""
+def interaction_timelines(settings) -> dict[str, list[tuple]]:
+    """Each user's interactions computed another way, in Python from the sessionized events: a click and its page
+    view (same request and item) are one interaction. In time order: (ts, key, item, session, day, is_click)."""
     relation = f"read_parquet('{settings.dataset('sessionized_events')}/*/*.parquet', hive_partitioning = true)"
     with duckdb.connect() as con:
         events = con.execute(f"select user_id, session_key, coalesce(request_id, event_id), item_id, ts, "
@@ -157,9 +158,13 @@ def expected_recall_samples(settings, ds: str) -> set[tuple]:
     by_user: dict[str, list] = {}
     for (user, session, key, item), (ts, day, click) in interactions.items():
         by_user.setdefault(user, []).append((ts, key, item, session, day, click))
+    return {user: sorted(timeline) for user, timeline in by_user.items()}
+
+
+def expected_recall_samples(settings, ds: str) -> set[tuple]:
+    """The recall marts' rows: each click's history is the user's earlier interactions."""
     rows = set()
-    for user, timeline in by_user.items():
-        timeline.sort()
+    for user, timeline in interaction_timelines(settings).items():
         for n, (ts, _, item, session, day, click) in enumerate(timeline):
             before = timeline[:n][-settings.marts.recall_history:]
             in_session = sum(1 for e in timeline[:n] if e[3] == session)
@@ -178,3 +183,11 @@ def test_the_recall_marts_hold_each_click_with_the_users_earlier_interactions(ma
     assert got == expected
     assert {r[-1] for r in got} == {"train", "test"}
     assert summary["rows"]["fct_recall_test"] == sum(r[-1] == "test" for r in expected) > 0
+
+
+def test_the_recall_users_mart_holds_each_users_latest_interactions(marts):
+    settings, summary = marts
+    got = {user: tuple(items) for user, items in mart(settings, "select user_id, history_items from fct_recall_users")}
+    expected = {user: tuple(e[2] for e in timeline[-settings.marts.recall_history:])
+                for user, timeline in interaction_timelines(settings).items()}
+    assert got == expected and summary["rows"]["fct_recall_users"] == len(expected) > 0

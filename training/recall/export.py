@@ -21,7 +21,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from edgerec.contracts.bundle import file_entry
-from edgerec.contracts.recall_bundle import FILES, INDEX, ITEM_EMBEDDINGS, ITEM_IDS, RECALL_FORMAT, USER_TOWER
+from edgerec.contracts.recall_bundle import (
+    FILES,
+    INDEX,
+    ITEM_EMBEDDINGS,
+    ITEM_IDS,
+    POPULAR,
+    RECALL_FORMAT,
+    USER_TOWER,
+)
 from edgerec.registry import RECALL_MODEL
 from training.export import OPSET, begin_bundle, export_onnx, seal_bundle
 from training.recall.data import Catalog
@@ -67,10 +75,11 @@ def build_index(vectors: np.ndarray):
     return index
 
 
-def export_recall(model: TwoTower, catalog: Catalog, root: Path, *, version_id: str,
+def export_recall(model: TwoTower, catalog: Catalog, root: Path, *, version_id: str, clicks: np.ndarray | None = None,
                   signer: Ed25519PrivateKey | None = None, mlflow_version: str | None = None,
                   run_id: str | None = None) -> dict:
-    """Write the recall bundle of `model` into `root` (created; must not exist) and return its manifest."""
+    """Write the recall bundle of `model` into `root` (created; must not exist) and return its manifest. `clicks`
+    [N + 1] (by item index) orders the popular items; items never clicked are left out of them."""
     import faiss
 
     if model.multi_interest:
@@ -81,6 +90,9 @@ def export_recall(model: TwoTower, catalog: Catalog, root: Path, *, version_id: 
         embeddings = model.items(torch.arange(1, len(catalog) + 1)).numpy().astype(np.float32)
     np.save(tmp / ITEM_IDS, catalog.item_ids.astype(np.int64))
     np.save(tmp / ITEM_EMBEDDINGS, embeddings)
+    clicks = np.zeros(len(catalog) + 1) if clicks is None else np.asarray(clicks, dtype=float)
+    ranked = np.argsort(-clicks[1:], kind="stable")
+    np.save(tmp / POPULAR, catalog.item_ids[ranked[clicks[1:][ranked] > 0]].astype(np.int64))
     faiss.write_index(build_index(embeddings), str(tmp / INDEX))
     example = (torch.zeros(1, model.width, model.cfg.dim), torch.ones(1, model.width, dtype=torch.bool))
     export_onnx(UserTower(model), example, tmp / USER_TOWER, ["history", "valid"], ["user"],

@@ -27,7 +27,15 @@ from training.checkpoints import IncompatibleVersion
 from training.config import knobs, select_models
 from training.recall.compare import RecallComparison, TaskTable
 from training.recall.config import TASKS, RecallConfig
-from training.recall.data import Catalog, Samples, read_day, read_items, read_samples
+from training.recall.data import (
+    Catalog,
+    Samples,
+    read_day,
+    read_items,
+    read_samples,
+    read_user_histories,
+    right_aligned,
+)
 from training.recall.evaluation import RecallReport, UserBootstrap, eval_candidates, metric_table, ranks
 from training.recall.models import RECALL_MODELS, REGISTERED, build
 from training.recall.models.base import TwoTower
@@ -249,9 +257,11 @@ def gate_recall_day(settings: Settings, ds: str) -> RecallVerdict:
 
 
 def export_recall_day(settings: Settings, ds: str) -> Path:
-    """The blessed recall version of ds as its bundle in settings.recall_bundles_dir/<version id>, signed. Bundles
-    are immutable: one already exported is verified and reused, never rewritten."""
-    from edgerec.contracts.bundle import BundleError
+    """The blessed recall version of ds as its bundle in settings.recall_bundles_dir/<version id>, signed, and
+    checked on the served path: the bundle's ONNX tower must give the model's user vectors for ds's users. The
+    manifest's sha256 is recorded on the version (`BUNDLE_SHA`): the deploy ships only those bytes. Bundles are
+    immutable: one already exported is verified and reused, never rewritten."""
+    from edgerec.contracts.bundle import MANIFEST, BundleError, sha256_of
     from edgerec.contracts.recall_bundle import verify_recall_bundle
     from edgerec.contracts.signing import exporter_key
     from training.recall.export import export_recall
@@ -263,17 +273,44 @@ def export_recall_day(settings: Settings, ds: str) -> Path:
                          + (f" ({version.label} is {version.blessing.value})" if version else "")
                          + f"; run `edgerec recall evaluate --ds {ds}` first")
     root = settings.recall_bundles_dir / version.id
+    model, catalog = load_version(client, version)
     if root.exists():
         try:
             verify_recall_bundle(root)
         except BundleError as e:
             raise BundleError(f"{e}; the recall bundle of {version.id} is damaged: delete {root} and export "
                               "again") from e
-        return root
-    model, catalog = load_version(client, version)
-    signer = exporter_key(settings.signing_key_path, settings.trusted_keys_dir, settings.release.signing_key is None)
-    manifest = export_recall(model, catalog, root, version_id=version.id, signer=signer,
-                             mlflow_version=version.number, run_id=version.run_id)
-    log.info("exported recall version %s (%s) to %s: %s items of %s dimensions", version.number, version.id, root,
-             f"{manifest['items']:,}", manifest["dim"])
+    else:
+        train = read_samples(settings.duckdb_path, "train", catalog, settings.marts.recall_history, {})
+        signer = exporter_key(settings.signing_key_path, settings.trusted_keys_dir,
+                              settings.release.signing_key is None)
+        manifest = export_recall(model, catalog, root, version_id=version.id, clicks=popularity(train, len(catalog)),
+                                 signer=signer, mlflow_version=version.number, run_id=version.run_id)
+        log.info("exported recall version %s (%s) to %s: %s items of %s dimensions", version.number, version.id,
+                 root, f"{manifest['items']:,}", manifest["dim"])
+    check_served(model, catalog, root, read_user_histories(settings.duckdb_path, limit=SERVED_CHECK_USERS))
+    client.set_model_version_tag(registry.RECALL_MODEL, version.number, registry.BUNDLE_SHA,
+                                 sha256_of(root / MANIFEST))
     return root
+
+
+SERVED_CHECK_USERS = 512
+SERVED_TOLERANCE = 1e-4  # the largest difference of a user vector's component, ONNX against PyTorch
+
+
+def check_served(model: TwoTower, catalog: Catalog, root: Path, histories: list[list[int]]) -> float:
+    """The largest difference between the bundle's user vectors (edgerec.recall, as every consumer runs them) and
+    the model's own, over `histories`; BundleError above SERVED_TOLERANCE."""
+    from edgerec.contracts.bundle import BundleError
+    from edgerec.recall import RecallRuntime
+
+    runtime = RecallRuntime(root)
+    served, embedded = runtime.embed(histories)
+    index, _ = right_aligned(histories, model.width, catalog)
+    with torch.no_grad():
+        expected = model.encode(torch.from_numpy(index)).numpy()
+    gap = float(np.abs(served[embedded] - expected[embedded]).max()) if embedded.any() else 0.0
+    if gap > SERVED_TOLERANCE:
+        raise BundleError(f"recall bundle {root}: its user tower differs from the model by {gap:.2e} (more than "
+                          f"{SERVED_TOLERANCE:.0e}) on ds's users: the export is wrong, do not ship it")
+    return gap

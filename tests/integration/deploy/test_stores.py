@@ -54,6 +54,17 @@ def test_index_records_versions_and_delete(kv):
     assert kv.scan("v1", "brand", 5, 6).present == 0 and kv.scan("v2", "brand", 5, 6).present == 5
 
 
+def test_keyed_rows_round_trip_replace_and_delete_per_table(kv):
+    kv.put_keyed("v1", "batch", ["u1", "u2"], [b"\x00\x01", b"\x02\x03"])
+    kv.put_keyed("v1", "nrt", ["u1"], [b"\x09"])
+    kv.put_keyed("v1", "batch", ["u2"], [b"\x04\x05"])  # replaced
+    assert kv.get_keyed("v1", "batch", ["u2", "u1", "u3", "u2"]) == [b"\x04\x05", b"\x00\x01", None, b"\x04\x05"]
+    assert kv.get_keyed("v2", "batch", ["u1"]) == [None] and kv.get_keyed("v1", "batch", []) == []
+    kv.delete_keyed("v1", "batch")
+    assert kv.get_keyed("v1", "batch", ["u1", "u2"]) == [None, None] and kv.get_keyed("v1", "nrt", ["u1"]) == [b"\x09"]
+    assert kv.versions() == []  # keyed rows are not a version's index record
+
+
 def test_redis_hset_is_packed_as_resp():
     rows = np.array([[1.0], [2.0]], dtype=np.float16).view("V2").reshape(2)
     expected = (b"*6\r\n$4\r\nHSET\r\n$3\r\nk:0\r\n$10\r\n0000000007\r\n$2\r\n\x00<\r\n"

@@ -31,9 +31,9 @@ def test_the_daily_run_ships_a_version_to_canary(on_stack, daily_run, mlflow_cli
     settings, api = on_stack
     run, state, tasks = daily_run
     assert state == "success", tasks
-    assert set(tasks.values()) == {"success"} and len(tasks) == 22, tasks
+    assert set(tasks.values()) == {"success"} and len(tasks) == 23, tasks
     assert {"canary_analysis", "release_decision", "replay_gate"} <= set(tasks)  # the loop runs on the scheduler too
-    assert {"train_recall", "recall_gate", "export_recall"} <= set(tasks)
+    assert {"train_recall", "recall_gate", "export_recall", "deploy_recall"} <= set(tasks)
     version = registry.version_of_day(registry.connect(settings), DAYS[1])
     assert version.blessing == registry.Blessing.PASSED and version.servable == registry.Blessing.PASSED
     assert channel(settings, "canary").version == version.id

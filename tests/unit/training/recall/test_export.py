@@ -7,8 +7,16 @@ import torch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edgerec.contracts.bundle import BundleError
-from edgerec.contracts.recall_bundle import INDEX, ITEM_EMBEDDINGS, ITEM_IDS, USER_TOWER, verify_recall_bundle
+from edgerec.contracts.recall_bundle import (
+    INDEX,
+    ITEM_EMBEDDINGS,
+    ITEM_IDS,
+    POPULAR,
+    USER_TOWER,
+    verify_recall_bundle,
+)
 from edgerec.contracts.signing import SIGNATURE, key_id, sign
+from edgerec.recall import RecallRuntime
 from tests.unit.training.recall.test_models import CFG, WIDTH, catalog
 from training.recall.export import build_index, export_recall
 from training.recall.models import build
@@ -79,3 +87,29 @@ def test_bundles_are_immutable_and_only_one_vector_towers_ship(exported, tmp_pat
         export_recall(model, catalog(), root, version_id="v1")
     with pytest.raises(TypeError, match="several vectors per user"):
         export_recall(build("pwprec_mi", catalog(), CFG, WIDTH), catalog(), tmp_path / "v2", version_id="v2")
+
+
+def test_popular_items_are_the_clicked_ones_most_first(tmp_path):
+    model = build("pwprec_ls", catalog(), CFG, WIDTH).eval()
+    clicks = np.zeros(13)
+    clicks[[3, 1, 7]] = [5, 2, 9]  # item indices: ids 102, 100, 106
+    export_recall(model, catalog(), tmp_path / "v1", version_id="v1", clicks=clicks)
+    assert np.load(tmp_path / "v1" / POPULAR).tolist() == [106, 102, 100]
+
+
+def test_the_runtime_embeds_as_the_model_does_and_searches_the_index(exported):
+    model, root, _, trusted, _ = exported
+    runtime = RecallRuntime(root, trusted=trusted)
+    # ids 100.. are indices 1..; 999 is unknown: it keeps its place, masked, as in training
+    histories = [[100, 101, 102], [104, 999, 105, 106, 107, 108], [999], []]
+    users, embedded = runtime.embed(histories)
+    assert embedded.tolist() == [True, True, False, False] and not users[2:].any()
+    index = torch.tensor([[0, 0, 1, 2, 3], [0, 6, 7, 8, 9], [0, 0, 0, 0, 0]])  # the last WIDTH=5 entries
+    with torch.no_grad():
+        expected = model.encode(index).numpy()
+    assert np.abs(users[:2] - expected[:2]).max() < 1e-5
+    assert runtime.rows(np.array([111, 100, 5])).tolist() == [11, 0, -1]
+    items, scores = runtime.search(users[:1], 12)
+    exact = np.load(root / ITEM_IDS)[np.argsort(-(np.load(root / ITEM_EMBEDDINGS) / np.linalg.norm(
+        np.load(root / ITEM_EMBEDDINGS), axis=1, keepdims=True)) @ users[0])]
+    assert items[0].tolist() == exact.tolist() and (np.diff(scores[0]) <= 1e-6).all()
