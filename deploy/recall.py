@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from deploy.cdn import RECALL, recall_key
@@ -30,7 +30,7 @@ from edgerec.contracts.bundle import MANIFEST, sha256_of
 from edgerec.contracts.recall_bundle import FILES
 from edgerec.contracts.signing import SIGNATURE
 from edgerec.errors import MissingInput
-from edgerec.recall import RecallRuntime, to_bytes
+from edgerec.recall import RecallRuntime, to_bytes, user_histories
 
 log = logging.getLogger(__name__)
 BATCH, HISTORY, RECORD = "batch", "history", "recall"  # keyed tables of a recall version (and deploy.nrt's)
@@ -53,23 +53,11 @@ def releasable_recall(client, ref: str) -> registry.ModelVersion:
     return found
 
 
-def user_histories(database: Path, batch: int = USERS_PER_PUSH) -> Iterator[tuple[list[str], list[list[int]]]]:
-    """fct_recall_users in batches of (user ids, histories), by user id."""
-    import duckdb
-
-    if not Path(database).exists():
-        raise MissingInput(f"no marts database at {database}; run `edgerec dbt build` first")
-    with duckdb.connect(str(database), read_only=True) as con:
-        cursor = con.execute("select user_id, history_items from fct_recall_users order by user_id")
-        while rows := cursor.fetchmany(batch):
-            yield [r[0] for r in rows], [list(r[1]) for r in rows]
-
-
 def push_users(targets: Targets, runtime: RecallRuntime, database: Path,
                progress: Callable[[int], None] | None = None) -> dict:
     """Every user's batch vector into the KV, then the version's record; returns the record."""
     users, first, last = 0, None, None
-    for ids, histories in user_histories(database):
+    for ids, histories in user_histories(database, USERS_PER_PUSH):
         vectors, embedded = runtime.embed(histories)
         keep = [i for i, ok in enumerate(embedded) if ok]  # a history of items the version does not know: none
         targets.kv.put_keyed(runtime.version, BATCH, [ids[i] for i in keep], [to_bytes(vectors[i]) for i in keep])

@@ -7,12 +7,13 @@ consumer's, the paging API's candidates and the replay's recall arm. It runs onn
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from edgerec.contracts.recall_bundle import INDEX, ITEM_EMBEDDINGS, ITEM_IDS, POPULAR, USER_TOWER, verify_recall_bundle
+from edgerec.errors import MissingInput
 
 VECTOR_DTYPE = np.dtype("<f4")  # a user vector's bytes in the key-value store
 
@@ -84,3 +85,21 @@ def to_bytes(vector: np.ndarray) -> bytes:
 
 def from_bytes(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype=VECTOR_DTYPE).astype(np.float32)
+
+
+def user_histories(database: Path, batch: int = 4096) -> Iterator[tuple[list[str], list[list[int]]]]:
+    """fct_recall_users (each user's latest interactions at the end of the day built), in batches of (user ids,
+    histories oldest first), by user id."""
+    import duckdb
+
+    if not Path(database).exists():
+        raise MissingInput(f"no marts database at {database}; run `edgerec dbt build` first")
+    with duckdb.connect(str(database), read_only=True) as con:
+        cursor = con.execute("select user_id, history_items from fct_recall_users order by user_id")
+        while rows := cursor.fetchmany(batch):
+            yield [r[0] for r in rows], [list(r[1]) for r in rows]
+
+
+def histories_by_user(database: Path) -> dict[str, list[int]]:
+    """fct_recall_users as one dict: user id -> latest interactions."""
+    return {u: h for ids, batch in user_histories(database) for u, h in zip(ids, batch, strict=True)}

@@ -20,6 +20,7 @@ import numpy as np
 
 from edgerec.contracts.policy import CloudOrder
 from edgerec.edge.runtime import EdgeRuntime, ItemCatalog
+from edgerec.recall import RecallRuntime
 from edgerec.sim.config import SimConfig
 from edgerec.sim.engine import DAY_MS, Simulator
 from edgerec.sim.world import build_catalog
@@ -106,22 +107,54 @@ def paired_gains(cloud: np.ndarray, edge: np.ndarray, rounds: int = BOOTSTRAP_RO
     return out
 
 
+class RecallPages:
+    """A recall version as the simulator's candidate source: each page's candidates are the nearest items of the
+    user's vector, embedded from the user's history (fct_recall_users: the warehouse's, at the end of the day the
+    recall was trained on) and the session's clicks and page views so far, as the near-real-time consumer would have
+    it; popularity for a user without either."""
+
+    def __init__(self, runtime: RecallRuntime, histories: dict[str, list[int]]):
+        self.runtime, self.histories = runtime, histories
+
+    def __call__(self, user_id: str, t: int, session: list[dict], k: int) -> tuple[np.ndarray, np.ndarray]:
+        items, last = list(self.histories.get(user_id, [])), None
+        for event in session:
+            key = (event.get("request_id") or event["event_id"], event.get("item_id"))
+            if event["event_type"] in ("click", "page_view") and key != last:  # a click and its page view: once
+                items.append(event["item_id"])
+                last = key
+        vector, embedded = self.runtime.embed([items])
+        if not embedded[0]:
+            popular = self.runtime.popular_items(k)
+            return popular, np.linspace(1.0, 0.0, len(popular), endpoint=False)
+        found, scores = self.runtime.search(vector, min(k, len(self.runtime.item_ids)))
+        return found[0], scores[0]
+
+
 def replay(cfg: SimConfig, bundle: Path, day: dt.date, diversity: float | None = None,
            progress: Callable[[str, int], None] | None = None, trusted: dict | None = None, days: int = 1,
-           seeds: int = 1) -> dict:
+           seeds: int = 1, recall: RecallPages | None = None) -> dict:
     """Simulate `cfg.users` users on `days` days from `day` twice (cloud order, then the bundle on the device); the
     comparison, with paired intervals over user-days.
 
     `seeds` draws of users from the same world (its catalog and the model's items unchanged): draw k replays the
     users k * cfg.users .. (k + 1) * cfg.users - 1, each with its own seeded sessions; draw 0 holds the users the
-    world's logs (and so the model) came from, the others are users the model has never seen."""
+    world's logs (and so the model) came from, the others are users the model has never seen.
+
+    With `recall`, two arms more take each page's candidates from that recall version instead of the simulated
+    cloud ranker, with the cloud's order (the recall's scores) and with the bundle on the device: `out["recall"]`
+    compares the four."""
     client = cfg.client
     cloud = Arm("cloud order", client.page_size, int(client.cloud_delay_s * 1000))
     edge = Arm("EdgeRec", client.page_size, int(client.cloud_delay_s * 1000))
     runtime = EdgeRuntime(bundle, ItemCatalog(build_catalog(cfg.world, cfg.seed).to_arrow()), diversity=diversity,
                           trusted=trusted)
-    for arm, policy in ((cloud, CloudOrder()), (edge, runtime)):
-        sim = Simulator(cfg, policy)
+    arms = [(cloud, CloudOrder(), None), (edge, runtime, None)]
+    if recall is not None:
+        arms += [(Arm(RECALL_ARMS[0], client.page_size, int(client.cloud_delay_s * 1000)), CloudOrder(), recall),
+                 (Arm(RECALL_ARMS[1], client.page_size, int(client.cloud_delay_s * 1000)), runtime, recall)]
+    for arm, policy, candidates in arms:
+        sim = Simulator(cfg, policy, candidates=candidates)
         for d in range(days):
             for user in range(cfg.users * seeds):
                 sim.simulate_day(day + dt.timedelta(days=d), arm, users=[user])
@@ -146,7 +179,32 @@ def replay(cfg: SimConfig, bundle: Path, day: dt.date, diversity: float | None =
     out["units"] = len(units)
     out["intervals"] = paired_gains(np.array([cloud.by_unit.get(u, zero) for u in units], dtype=np.float64),
                                     np.array([edge.by_unit.get(u, zero) for u in units], dtype=np.float64))
+    if recall is not None:
+        out["recall"] = compare_sources([arm for arm, _, _ in arms], recall.runtime.version)
     return out
+
+
+RECALL_ARMS = ("PWPRec recall", "PWPRec recall + EdgeRec")
+
+
+def compare_sources(arms: list[Arm], recall_version: str) -> dict:
+    """The four arms (cloud ranker and recall, each without and with EdgeRec): counts, and the paired gains of the
+    recall over the cloud ranker and of re-ranking on each source's candidates."""
+    by_name = {arm.name: arm for arm in arms}
+    units = sorted(set().union(*(arm.by_unit for arm in arms)))
+    zero = [0] * len(UNIT_COUNTS)
+
+    def counts(name: str) -> np.ndarray:
+        return np.array([by_name[name].by_unit.get(u, zero) for u in units], dtype=np.float64)
+
+    pairs = {"PWPRec recall vs cloud ranker": ("cloud order", RECALL_ARMS[0]),
+             "EdgeRec on the recall's candidates": (RECALL_ARMS[0], RECALL_ARMS[1]),
+             "recall + EdgeRec vs cloud ranker + EdgeRec": ("EdgeRec", RECALL_ARMS[1])}
+    return {"version": recall_version, "units": len(units),
+            "arms": {arm.name: {k: v for k, v in arm.summary().items() if k in ("sessions", "exposures", "clicks",
+                                                                                 "ctr", "item_page_views")}
+                     for arm in arms},
+            "gains": {label: paired_gains(counts(a), counts(b)) for label, (a, b) in pairs.items()}}
 
 
 def lost_clicks(result: dict) -> str | None:
@@ -200,6 +258,18 @@ def to_markdown(result: dict) -> str:
               "| | gain | interval | the paper, online |", "|---|---|---|---|"]
     lines += [f"| {m} | {pct(g['value'])} | [{pct(g['low'])}, {pct(g['high'])}] | "
               f"{pct(PAPER_ONLINE[m]) if m in PAPER_ONLINE else ''} |" for m, g in result["intervals"].items()]
+    if "recall" in result:
+        sources = result["recall"]
+        lines += ["", f"Candidate sources: the simulated cloud ranker and the recall {sources['version']}, each "
+                      "with the cloud's order and with EdgeRec on the device:", "",
+                  "| arm | sessions | exposures (PV) | clicks | CTR | item page views |", "|---|---|---|---|---|---|"]
+        lines += [f"| {name} | {a['sessions']:,} | {a['exposures']:,} | {a['clicks']:,} | {a['ctr']:.4%} | "
+                  f"{a['item_page_views']:,} |" for name, a in sources["arms"].items()]
+        lines += ["", f"Paired gains in clicks over {sources['units']:,} user-days, 95% intervals:", "",
+                  "| comparison | clicks | interval | CTR |", "|---|---|---|---|"]
+        lines += [f"| {label} | {pct(g['clicks']['value'])} | [{pct(g['clicks']['low'])}, "
+                  f"{pct(g['clicks']['high'])}] | {pct(g['CTR']['value'])} |"
+                  for label, g in sources["gains"].items()]
     return "\n".join(lines)
 
 

@@ -74,14 +74,20 @@ def day_start_ms(day: dt.date) -> int:
     return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1000)
 
 
+# (user id, time, the session's events so far, how many) -> item ids and their scores, best first
+CandidateHook = Callable[[str, int, list[dict], int], tuple[np.ndarray, np.ndarray]]
+
+
 class Simulator:
     """Simulates users' days; events go to `emit` as raw-log dicts in the order they happen per user."""
 
     def __init__(self, cfg: SimConfig, policy: RerankPolicy | None = None, oracle: Oracle | None = None,
-                 policy_of: Callable[[str], RerankPolicy] | None = None):
+                 policy_of: Callable[[str], RerankPolicy] | None = None, candidates: CandidateHook | None = None):
         """`policy`: what every device runs (default: the cloud's order); `policy_of`: instead, each device's own
-        by its device id (the release channels' assignment, `deploy.fleet`)."""
+        by its device id (the release channels' assignment, `deploy.fleet`); `candidates`: another source of each
+        page's candidates than the simulated cloud ranker (a recall model, in the replay)."""
         self.cfg = cfg
+        self.candidates = candidates
         self.oracle = oracle
         self.catalog: Catalog = build_catalog(cfg.world, cfg.seed)
         self.policy: RerankPolicy = policy or CloudOrder()
@@ -214,7 +220,10 @@ class Simulator:
         since_rerank = 0  # exposures since the last re-rank, none clicked (the client's exposed_k rule)
         for page_no in range(client.max_pages):
             request_id = f"{session_id}-p{page_no}"
-            rows, scores, utility = self._cloud_page(user, rng, t, exposed, visible, viewed)
+            if self.candidates is None:
+                rows, scores, utility = self._cloud_page(user, rng, t, exposed, visible, viewed)
+            else:
+                rows, scores, utility = self._hooked_page(user, t, exposed, history)
             if len(rows) == 0:
                 break
             row_list, item_ids = rows.tolist(), cat.item_id[rows].tolist()
@@ -293,6 +302,17 @@ class Simulator:
             if t >= t_max:
                 break
         return t
+
+    def _hooked_page(self, user: User, t: int, exposed: np.ndarray, history: list[dict]) -> tuple:
+        """The `candidates` hook's answer to a page request, without the items already exposed in the session:
+        candidate rows, the hook's scores and the true long-term utility, in the hook's order."""
+        cat, want = self.catalog, self.cfg.client.candidates_per_request
+        ids, scores = self.candidates(user.user_id, t, history, want + int(exposed.sum()))
+        at = np.minimum(np.searchsorted(cat.item_id, ids), len(cat.item_id) - 1)
+        known = cat.item_id[at] == ids
+        keep = known & ~exposed[at]
+        rows, scores = at[keep][:want], np.asarray(scores)[keep][:want]
+        return rows, scores, long_term_utility(self.cfg.world, cat, user, rows)
 
     def _cloud_page(self, user: User, rng, t: int, exposed: np.ndarray, visible: list,
                     viewed: dict | None = None) -> tuple:

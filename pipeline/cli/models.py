@@ -148,12 +148,18 @@ def replay_command(
                                                          "[default: off]")] = None,
     out: Annotated[Path | None, typer.Option(help="report directory [default: $EDGEREC_HOME/reports/replay/"
                                                   "<version>]")] = None,
+    recall: Annotated[str | None, typer.Option(help="also take candidates from this recall version (a version id "
+                                                    "under $EDGEREC_HOME/recall_bundles, or `channel`: the recall "
+                                                    "channel's), with and without EdgeRec: four arms")] = None,
 ) -> None:
     """Closed-loop replay: the same users and seed twice, the cloud's order vs EdgeRec re-ranking on the device;
     prints clicks, CTR, page views, re-rankings per session, delays and re-rank times, the gains with 95% intervals
-    over user-days beside the paper's online A/B, and plots CTR by position."""
+    over user-days beside the paper's online A/B, and plots CTR by position. With --recall, the same with the
+    recall's candidates instead of the simulated cloud ranker's (users embedded from fct_recall_users' histories
+    and their session's clicks)."""
     from edgerec.contracts.signing import trusted_keys
-    from edgerec.edge.replay import replay, to_markdown, write
+    from edgerec.edge.replay import RecallPages, replay, to_markdown, write
+    from edgerec.recall import RecallRuntime, histories_by_user
     from edgerec.sim.config import load_sim_config
 
     settings = settings_from_env()
@@ -165,14 +171,38 @@ def replay_command(
         fail(f"no bundle at {root}: pass a bundle directory or a version id exported with `edgerec export`")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as progress:
-        task = progress.add_task("replaying", total=2 * cfg.users * seeds * days)
-        arms = {"cloud order": 0, "EdgeRec": cfg.users * seeds * days}
+        pages = None
+        if recall is not None:
+            pages = RecallPages(RecallRuntime(settings.recall_bundles_dir / _recall_version(settings, recall),
+                                              trusted=trusted_keys(settings.trusted_keys_dir)),
+                                histories_by_user(settings.duckdb_path))
+        per_arm = cfg.users * seeds * days
+        task = progress.add_task("replaying", total=(4 if pages else 2) * per_arm)
+        arms = {"cloud order": 0, "EdgeRec": per_arm, "PWPRec recall": 2 * per_arm,
+                "PWPRec recall + EdgeRec": 3 * per_arm}
         result = replay(cfg, root, day, diversity, progress=lambda arm, done: progress.update(
             task, completed=arms[arm] + done, description=f"replaying: {arm}"),
-            trusted=trusted_keys(settings.trusted_keys_dir), days=days, seeds=seeds)  # the device checks its bundle
+            trusted=trusted_keys(settings.trusted_keys_dir), days=days, seeds=seeds, recall=pages)
     paths = write(result, out or settings.home / "reports" / "replay" / result["version"])
     typer.echo(to_markdown(result))
     typer.echo(f"\nwritten: {paths['md']}, {paths['json']}, plot {paths['png']}")
+
+
+def _recall_version(settings, ref: str) -> str:
+    """A recall version id: `channel` for the recall channel's, else the id itself."""
+    if ref != "channel":
+        return ref
+    from deploy.channels import RECALL_CHANNEL, read_channel
+    from deploy.targets import open_targets
+
+    targets = open_targets(settings)
+    try:
+        pointer = read_channel(targets.cdn, RECALL_CHANNEL, targets.key)
+    finally:
+        targets.close()
+    if pointer is None:
+        fail("the recall channel points at nothing yet: deploy a recall version first (`edgerec recall deploy`)")
+    return pointer.version
 
 
 @recall_app.command("train")

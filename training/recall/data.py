@@ -112,14 +112,6 @@ def read_samples(database: Path, split: str, catalog: Catalog, width: int, users
     return Samples(history, length, session, target, user)
 
 
-def read_user_histories(database: Path, limit: int | None = None) -> list[list[int]]:
-    """fct_recall_users' histories (item ids, oldest first), by user id; the first `limit` users."""
-    with duckdb.connect(str(database), read_only=True) as con:
-        rows = con.execute("select history_items from fct_recall_users order by user_id"
-                           + (f" limit {int(limit)}" if limit else "")).fetchall()
-    return [list(r[0]) for r in rows]
-
-
 def read_day(database: Path, width: int) -> tuple[Catalog, Samples, Samples]:
     """The catalog and both splits; NoTrainingData when either split is empty."""
     catalog = read_catalog(database)

@@ -22,6 +22,7 @@ from edgerec.alerts import Alert
 from edgerec.config import Settings
 from edgerec.errors import MissingInput, NotBlessed, build_config
 from edgerec.gates import Floor, GateVerdict
+from edgerec.recall import user_histories
 from edgerec.reports import RecallGate, RecallTraining
 from training.checkpoints import IncompatibleVersion
 from training.config import knobs, select_models
@@ -33,7 +34,6 @@ from training.recall.data import (
     read_day,
     read_items,
     read_samples,
-    read_user_histories,
     right_aligned,
 )
 from training.recall.evaluation import RecallReport, UserBootstrap, eval_candidates, metric_table, ranks
@@ -288,7 +288,8 @@ def export_recall_day(settings: Settings, ds: str) -> Path:
                                  signer=signer, mlflow_version=version.number, run_id=version.run_id)
         log.info("exported recall version %s (%s) to %s: %s items of %s dimensions", version.number, version.id,
                  root, f"{manifest['items']:,}", manifest["dim"])
-    check_served(model, catalog, root, read_user_histories(settings.duckdb_path, limit=SERVED_CHECK_USERS))
+    _, histories = next(user_histories(settings.duckdb_path, SERVED_CHECK_USERS), ([], []))
+    check_served(model, catalog, root, histories)
     client.set_model_version_tag(registry.RECALL_MODEL, version.number, registry.BUNDLE_SHA,
                                  sha256_of(root / MANIFEST))
     return root

@@ -3,6 +3,7 @@ KV, bundle onto the CDN, both verified), the `recall` channel pointed at it, can
 vector (batch, then near-real-time from a Redis stream) or popularity, and what is refused on the way."""
 
 import json
+import shutil
 import uuid
 
 import numpy as np
@@ -18,7 +19,7 @@ from deploy.serving.app import embedded_app
 from deploy.targets import open_targets
 from edgerec import registry
 from edgerec.contracts.bundle import BundleError
-from edgerec.recall import RecallRuntime
+from edgerec.recall import RecallRuntime, histories_by_user
 from tests.integration.conftest import DAYS
 from training.recall.pipeline import export_recall_day, gate_recall_day, train_recall_day
 
@@ -27,9 +28,11 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def served(marts, tmp_path_factory):
-    home = tmp_path_factory.mktemp("recall-serving")
-    settings = marts[0].replace(recall={"epochs": 1, "models": "pwprec_ls", "min_recall_at_20": 0.0, "tolerance": 1.0},
-                                kv={"url": f"sqlite:///{home / 'kv.sqlite'}"}, cdn={"url": str(home / "cdn")})
+    home = tmp_path_factory.mktemp("recall-serving")  # a registry, KV and CDN of its own; the marts' database copied
+    settings = marts[0].replace(home=home, recall={"epochs": 1, "models": "pwprec_ls", "min_recall_at_20": 0.0,
+                                                   "tolerance": 1.0})
+    settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(marts[0].duckdb_path, settings.duckdb_path)
     trained = train_recall_day(settings, DAYS[1])
     gate_recall_day(settings, DAYS[1])
     export_recall_day(settings, DAYS[1])
@@ -42,13 +45,6 @@ def targets(served):
     found = open_targets(served[0])
     yield found
     found.close()
-
-
-def users_mart(settings) -> dict[str, list[int]]:
-    import duckdb
-
-    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
-        return {u: list(h) for u, h in con.execute("select user_id, history_items from fct_recall_users").fetchall()}
 
 
 def page(client, **request) -> dict:
@@ -72,7 +68,7 @@ def test_the_daily_deploy_verifies_the_version_and_points_the_recall_channel_at_
 def test_the_paging_api_serves_the_users_nearest_items_then_popularity_and_409s_an_unknown_recall(served, targets):
     settings, version = served
     runtime = RecallRuntime(settings.recall_bundles_dir / version)
-    user, history = sorted(users_mart(settings).items())[0]
+    user, history = sorted(histories_by_user(settings.duckdb_path).items())[0]
     client = TestClient(embedded_app(settings, users=30))
 
     body = page(client, user_id=user)
@@ -94,7 +90,7 @@ def test_the_paging_api_serves_the_users_nearest_items_then_popularity_and_409s_
 def test_stream_events_update_the_users_vector_and_hide_deleted_items(served, targets, redis_url):
     settings, version = served
     runtime = RecallRuntime(settings.recall_bundles_dir / version)
-    user, history = sorted(users_mart(settings).items())[1]
+    user, history = sorted(histories_by_user(settings.duckdb_path).items())[1]
     api = TestClient(embedded_app(settings, users=30))
     first = page(api, user_id=user)["candidates"]
     clicked, deleted = first[5]["item_id"], first[0]["item_id"]

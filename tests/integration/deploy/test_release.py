@@ -228,7 +228,7 @@ def test_a_pointer_copied_onto_another_channel_or_put_back_is_refused_and_repair
         current_pointer(targets, "stable")
     with pytest.raises(ForgedPointer, match="copied onto stable"):
         promote(settings, targets, V2, "stable", 100, "over a copied pointer")
-    assert repair(settings, targets, "copied pointer") == {"canary": "in order",
+    assert repair(settings, targets, "copied pointer") == {"canary": "in order", "recall": "in order",
                                                            "stable": f"wrote the pointer to {V1} again"}
     assert current_pointer(targets, "stable").version == V1 and alias(settings, "stable") == V1
     promote(settings, targets, V2, "stable", 100, "day 2")
@@ -297,7 +297,8 @@ def test_a_promote_killed_after_the_pointer_moved_is_finished_by_the_next_action
 
 def test_a_promote_killed_before_the_pointer_moved_is_abandoned(released):
     settings, targets = crash_promoting_v2_to_stable(released, "write_channel")
-    assert repair(settings, targets, "after a crash") == {"canary": "in order", "stable": "settled an unfinished move"}
+    assert repair(settings, targets, "after a crash") == {"canary": "in order", "recall": "in order",
+                                                          "stable": "settled an unfinished move"}
     pointer = current_pointer(targets, "stable")
     assert (pointer.version, pointer.sequence) == (V1, 1) and alias(settings, "stable") == V1
     [abandoned] = [a for a in audited(targets, "promote") if a["phase"] == "abandoned"]

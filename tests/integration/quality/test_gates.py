@@ -179,7 +179,7 @@ RECALL_ROWS = [("u1", 7, 2_000, 1_000, 2, 1), ("u1", 8, 3_000, 2_000, 3, 2)]
 def write_marts(settings, days: dict[str, tuple[int, float]], test_rows: list[dict], drop=(),
                 recall_rows=tuple(RECALL_ROWS)) -> None:
     """The marts database as dbt leaves it: test requests and recall samples (user, target, ts, last history ts,
-    history length, session part) of the last day, and daily stats of every day."""
+    history length, session part) of the last day, their users' latest histories, and daily stats of every day."""
     ds = max(days)
     write_day(settings, ds, test_rows)
     relation = f"read_parquet('{settings.dataset('features')}/ds={ds}/*.parquet', hive_partitioning = true)"
@@ -199,6 +199,8 @@ def write_marts(settings, days: dict[str, tuple[int, float]], test_rows: list[di
                         "last_history_ts bigint, history_length bigint, session_history bigint, ds date)")
             for row in rows:
                 con.execute(f"insert into fct_recall_{split} values (?, ?, ?, ?, ?, ?, ?)", [*row, ds])
+        con.execute("create or replace table fct_recall_users (user_id varchar, history_length bigint)")
+        con.execute("insert into fct_recall_users select distinct user_id, history_length from fct_recall_test")
 
 
 def test_marts_warn_on_an_empty_train_split_and_block_on_a_ctr_jump(settings):
@@ -236,6 +238,14 @@ def test_recall_samples_whose_history_follows_their_click_block(settings):
     bad = failed(report_of(settings, DAY1, "marts"))
     assert set(bad) == {"fct_recall_test.no_recall_history_leakage", "fct_recall_test.session_within_history",
                         "day.train_requests"}  # (a warning: the hand-made train split is empty)
+
+
+def test_recall_users_with_an_empty_history_block(settings):
+    write_marts(settings, {DAY1: (120, 0.33)}, good_day())
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        con.execute("insert into fct_recall_users values ('u9', 0)")
+    with pytest.raises(QualityGateFailed, match="marts.fct_recall_users.history_length"):
+        run_quality(settings, DAY1, "marts", notify=False)
 
 
 def test_marts_without_the_recall_samples_block_naming_them(settings):

@@ -94,3 +94,51 @@ def test_lost_clicks_only_with_the_whole_interval_below_zero():
     assert lost_clicks(result(-0.30, -0.20, 0.01)) is None  # a fall within noise is not a loss
     assert lost_clicks(result(0.01, 0.05, 0.09)) is None
     assert lost_clicks(result(float("nan"), float("nan"), float("nan"))) is None  # no clicks at all: nothing said
+
+
+class FirstItems:
+    """A candidate hook that answers every page with the catalog's first items, best first."""
+
+    def __init__(self, cfg):
+        from types import SimpleNamespace
+
+        from edgerec.sim.world import build_catalog
+
+        self.items = build_catalog(cfg.world, cfg.seed).item_id
+        self.runtime = SimpleNamespace(version="v20261104-0000abcd")
+        self.asked: list[int] = []
+
+    def __call__(self, user_id, t, session, k):
+        self.asked.append(k)
+        return self.items[:k], np.linspace(1.0, 0.0, k, endpoint=False)
+
+
+def test_a_candidate_hook_replaces_the_cloud_ranker_less_what_the_session_has_shown():
+    cfg = load_sim_config(users=20, seed=3)
+    hook, events = FirstItems(cfg), []
+    Simulator(cfg, candidates=hook).simulate_day(dt.date(2026, 11, 5), events.append)
+    pages = [e for e in events if e["event_type"] == "page_request"]
+    want = cfg.client.candidates_per_request
+    assert [c["item_id"] for c in pages[0]["candidates"]] == hook.items[:want].tolist()
+    later = next(p for p in pages if p["page_no"] == 1)  # a session's second page
+    shown = {e["item_id"] for e in events if e["event_type"] == "exposure" and e["session_id"] == later["session_id"]
+             and e["ts"] < later["ts"]}
+    second = [c["item_id"] for c in later["candidates"]]
+    assert shown and not shown & set(second)  # what the session showed is not sent again
+    assert second == [i for i in hook.items[:want + len(shown)].tolist() if i not in shown][:want]
+    assert hook.asked[0] == want
+
+
+def test_with_a_recall_the_replay_compares_four_arms(bundle):
+    cfg = load_sim_config(users=4, seed=3)
+    result = replay(cfg, bundle, dt.date(2026, 11, 5), recall=FirstItems(cfg))
+    sources = result["recall"]
+    assert list(sources["arms"]) == ["cloud order", "EdgeRec", "PWPRec recall", "PWPRec recall + EdgeRec"]
+    cloud = result["arms"]["cloud order"]
+    assert sources["arms"]["cloud order"] == {k: cloud[k] for k in sources["arms"]["cloud order"]}
+    assert sources["version"] == "v20261104-0000abcd" and sources["units"] > 0
+    gains = sources["gains"]["PWPRec recall vs cloud ranker"]["clicks"]
+    recall, cloud = sources["arms"]["PWPRec recall"]["clicks"], sources["arms"]["cloud order"]["clicks"]
+    assert gains["value"] == pytest.approx(recall / cloud - 1) and gains["low"] <= gains["high"]
+    table = to_markdown(result)
+    assert "| PWPRec recall + EdgeRec |" in table and "| EdgeRec on the recall's candidates |" in table
