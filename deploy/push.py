@@ -20,7 +20,15 @@ import numpy as np
 
 from deploy.cdn import model_key
 from deploy.targets import Targets
-from deploy.verify import VerifyReport, check_cdn, check_kv, index_record, manifest_files, rows_sha256, shipped_problems
+from deploy.verify import (
+    VerifyReport,
+    bundle_problems,
+    check_cdn,
+    check_kv,
+    index_record,
+    manifest_files,
+    rows_sha256,
+)
 from edgerec import registry
 from edgerec.contracts.bundle import EMBEDDINGS, MANIFEST, sha256_of, verify_bundle
 from edgerec.contracts.signing import SIGNATURE
@@ -142,9 +150,7 @@ def deploy_version(settings, targets: Targets, ref: str, progress: Callable[[str
         raise MissingInput(f"no bundle for {found.id} in {settings.bundles_dir}: run `edgerec export "
                            f"{found.id}` first")
     manifest = verify_bundle(root)
-    signature = root / SIGNATURE
-    problems = shipped_problems((root / MANIFEST).read_bytes(), signature.read_bytes() if signature.exists() else None,
-                                found.tags, targets.trusted, str(root / MANIFEST))
+    problems = bundle_problems(root, found.tags, targets.trusted)
     if problems:
         raise NotReleasable(f"{found.id} may not ship: {'; '.join(problems)}")
     total = sum(t["rows"] for t in manifest["embeddings"].values())

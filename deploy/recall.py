@@ -24,7 +24,7 @@ from pathlib import Path
 from deploy.cdn import RECALL, recall_key
 from deploy.push import DEPLOYED, DeployError, NotReleasable
 from deploy.targets import Targets
-from deploy.verify import VerifyReport, shipped_problems
+from deploy.verify import VerifyReport, bundle_problems, shipped_problems
 from edgerec import registry
 from edgerec.contracts.bundle import MANIFEST, sha256_of
 from edgerec.contracts.recall_bundle import FILES
@@ -135,9 +135,7 @@ def deploy_recall(settings, targets: Targets, ref: str, progress: Callable[[str,
         raise MissingInput(f"no recall bundle for {found.id} in {settings.recall_bundles_dir}: run `edgerec recall "
                            f"export --ds {found.ds}` first")
     runtime = RecallRuntime(root, trusted=targets.trusted)
-    signature = root / SIGNATURE
-    problems = shipped_problems((root / MANIFEST).read_bytes(), signature.read_bytes() if signature.exists() else None,
-                                found.tags, targets.trusted, str(root / MANIFEST))
+    problems = bundle_problems(root, found.tags, targets.trusted)
     if problems:
         raise NotReleasable(f"recall {found.id} may not ship: {'; '.join(problems)}")
     record = push_users(targets, runtime, settings.duckdb_path,

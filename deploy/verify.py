@@ -207,6 +207,13 @@ def shipped_problems(manifest: bytes, signature: bytes | None, tags: dict[str, s
     return problems
 
 
+def bundle_problems(root, tags: dict[str, str], trusted: dict) -> list[str]:
+    """`shipped_problems` of a local bundle directory's manifest and signature."""
+    signature = root / signing.SIGNATURE
+    return shipped_problems((root / MANIFEST).read_bytes(), signature.read_bytes() if signature.exists() else None,
+                            tags, trusted, str(root / MANIFEST))
+
+
 def verify_version(targets: Targets, version: str, tags: dict[str, str]) -> VerifyReport:
     report = VerifyReport(version)
     manifest, table_sha, small = check_cdn(targets.cdn, version, report)

@@ -29,6 +29,10 @@ def test_training_compares_the_models_with_the_rules_and_registers_pwprec_ls(rec
                 "| rule: interacted before, latest first |"):
         assert table.count(row) == 2, row  # one row on each task
     assert "PWPRec(LS) over GRU4Rec-Enhanced, recall_at_1" in table and "SASRec" not in table
+    whole = table.split("### Candidate generation over the whole catalog")[1]
+    for row in ("| PWPRec(LS) |", "| rule: most popular |", "| simulator's cloud ranker |"):
+        assert whole.count(row) == 1, row
+    assert "user: PWPRec(LS) > simulator's cloud ranker on catalog recall_at_100" in summary.checks
     assert summary.comparison["png"].endswith(".png") and set(summary.checks) >= {
         "user: PWPRec(LS) > GRU4Rec-Enhanced on recall_at_10",
         "session: PWPRec(LS) > rule: most popular on recall_at_20"}

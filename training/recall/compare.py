@@ -39,9 +39,15 @@ class TaskTable:
         return self.bootstrap.interval(self.reports[better].per_click[metric], self.reports[worse].per_click[metric])
 
 
+CLOUD_RANKER = "simulator's cloud ranker"
+# the whole catalog's candidate generation (user task): the registered model above the simulated cloud ranker
+CATALOG_CLAIMS = (("PWPRec(LS)", CLOUD_RANKER), ("PWPRec(LS)", "rule: most popular"))
+
+
 @dataclass
 class RecallComparison:
     tables: dict[str, TaskTable]
+    catalog: dict[str, np.ndarray] = field(default_factory=dict)  # per user-task test click: target in the 100?
 
     @property
     def checks(self) -> dict[str, bool]:
@@ -52,7 +58,13 @@ class RecallComparison:
             for better, worse, metric, _ in CLAIMS:
                 if better in table.reports and worse in table.reports:
                     out[f"{task}: {better} > {worse} on {metric}"] = table.gain(better, worse, metric).low > 0
+        for better, worse in CATALOG_CLAIMS:
+            if better in self.catalog and worse in self.catalog:
+                out[f"user: {better} > {worse} on catalog recall_at_100"] = self.catalog_gain(better, worse).low > 0
         return out
+
+    def catalog_gain(self, better: str, worse: str) -> Interval:
+        return self.tables["user"].bootstrap.interval(self.catalog[better], self.catalog[worse])
 
     def to_records(self) -> list[dict]:
         records = []
@@ -63,6 +75,10 @@ class RecallComparison:
                     value = table.interval(name, metric)
                     record |= {metric: value.value, f"{metric}_low": value.low, f"{metric}_high": value.high}
                 records.append(record)
+        for name, hits in self.catalog.items():
+            value = self.tables["user"].bootstrap.interval(hits)
+            records.append({"task": "user (whole catalog)", "row": name, "clicks": len(hits), "recall_at_100":
+                            value.value, "recall_at_100_low": value.low, "recall_at_100_high": value.high})
         return records
 
     def to_markdown(self) -> str:
@@ -82,6 +98,18 @@ class RecallComparison:
                     verdict = "passes" if gain.low > 0 else "fails"
                     said = f"; the paper: {paper:+.0%}" if paper is not None else ""
                     lines.append(f"- {better} over {worse}, {metric}: {_gain(gain)} ({verdict}{said})")
+            lines.append("")
+        if self.catalog:
+            bootstrap = self.tables["user"].bootstrap
+            lines += ["### Candidate generation over the whole catalog (user-based task)", "",
+                      "Recall@100: the share of test clicks whose item is among the 100 candidates a source gives at "
+                      "the click's time, all items eligible (the models: the nearest 100; the cloud ranker: its "
+                      "answer to a fresh page request).", "", "| source | Recall@100 |", "|---|---|"]
+            lines += [f"| {name} | {_cell(bootstrap.interval(hits))} |" for name, hits in self.catalog.items()]
+            lines.append("")
+            lines += [f"- {better} over {worse}: {_gain(self.catalog_gain(better, worse))} "
+                      f"({'passes' if self.catalog_gain(better, worse).low > 0 else 'fails'})"
+                      for better, worse in CATALOG_CLAIMS if better in self.catalog and worse in self.catalog]
             lines.append("")
         return "\n".join(lines)
 

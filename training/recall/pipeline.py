@@ -26,11 +26,12 @@ from edgerec.recall import user_histories
 from edgerec.reports import RecallGate, RecallTraining
 from training.checkpoints import IncompatibleVersion
 from training.config import knobs, select_models
-from training.recall.compare import RecallComparison, TaskTable
+from training.recall.compare import CLOUD_RANKER, RecallComparison, TaskTable
 from training.recall.config import TASKS, RecallConfig
 from training.recall.data import (
     Catalog,
     Samples,
+    read_clicks,
     read_day,
     read_items,
     read_samples,
@@ -105,6 +106,46 @@ def train_and_compare(catalog: Catalog, train: Samples, test: Samples, cfg: Reca
     return RecallComparison(tables), trained
 
 
+CATALOG_K = 100
+
+
+def catalog_recall(settings: Settings, model: TwoTower, catalog: Catalog, train: Samples, test: Samples
+                   ) -> dict[str, np.ndarray]:
+    """Per test click (user task): is the clicked item among the 100 candidates of each source, all items eligible:
+    the model's nearest, the most popular, and, on the simulated world, the simulator's cloud ranker's answer to a
+    fresh page request at the click's time (the reference the recall is to beat)."""
+    user_ids, times, targets = read_clicks(settings.duckdb_path, "test")
+    model.eval()
+    with torch.no_grad():
+        items = model.item_vectors(torch.arange(1, len(catalog) + 1))
+        hits = []
+        for lo in range(0, len(test), 256):
+            users = model.encode(torch.from_numpy(test.history[lo:lo + 256]))
+            nearest = torch.topk(users @ items.T, min(CATALOG_K, len(catalog)), dim=1).indices.numpy() + 1
+            hits.append((nearest == test.target[lo:lo + 256, None]).any(axis=1))
+    popular = np.argsort(-popularity(train, len(catalog))[1:], kind="stable")[:CATALOG_K] + 1
+    out = {"PWPRec(LS)": np.concatenate(hits).astype(float) if hits else np.zeros(0),
+           "rule: most popular": np.isin(test.target, popular).astype(float)}
+    if settings.source == "simulator":
+        out[CLOUD_RANKER] = cloud_ranker_hits(settings, user_ids, times, targets)
+    return out
+
+
+def cloud_ranker_hits(settings: Settings, user_ids: list[str], times: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Per click: is the item among the simulated cloud ranker's candidates for a fresh page request of its user at
+    its time."""
+    from edgerec.sim.config import load_sim_config
+    from edgerec.sim.engine import Simulator
+
+    sim = Simulator(load_sim_config(settings.sim.config, preset=settings.sim.world, users=settings.sim.users,
+                                    seed=settings.sim.seed))
+    hits = np.zeros(len(targets))
+    for n, (user, t, target) in enumerate(zip(user_ids, times, targets, strict=True)):
+        items, _ = sim.cloud_candidates(int(user.lstrip("u")), int(t))
+        hits[n] = float(target in items)
+    return hits
+
+
 def train_recall_day(settings: Settings, ds: str, progress: Callable[[str], None] | None = None) -> RecallTraining:
     """Train, compare, log and register. Raises NoTrainingData while either recall mart is empty."""
     import mlflow
@@ -114,6 +155,8 @@ def train_recall_day(settings: Settings, ds: str, progress: Callable[[str], None
     registry.connect(settings)  # the tracking store and the experiment
     day = settings.layout(ds)
     comparison, trained = train_and_compare(catalog, train, test, cfg, keys, width, progress)
+    shipped = next(t.model for t in trained if t.key == REGISTERED and t.task == cfg.task)
+    comparison.catalog = catalog_recall(settings, shipped, catalog, train, test)
     with mlflow.start_run(run_name=f"recall-{ds}") as parent:
         mlflow.log_params({"ds": ds, "kind": "recall", "train_clicks": len(train), "test_clicks": len(test),
                            "items": len(catalog), **{f"recall.{k}": v for k, v in cfg.model_dump().items()}})

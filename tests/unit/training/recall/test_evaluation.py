@@ -66,3 +66,23 @@ def test_the_rules_rank_history_items_latest_first_then_by_popularity():
 def test_the_recall_gate_judges_the_floor_then_the_champion(value, champion, blessed, says):
     passed, reason = judge_recall(value, floor=0.05, champion=champion, tolerance=0.01)
     assert passed is blessed and says in reason
+
+
+def test_the_whole_catalog_section_compares_the_sources_and_checks_the_model_against_the_cloud_ranker():
+    from training.recall.compare import CLOUD_RANKER, RecallComparison, TaskTable
+
+    users = np.array([0, 0, 1, 2, 3, 4])
+    table = TaskTable("user", 6, UserBootstrap(users, rounds=50))
+    comparison = RecallComparison({"user": table}, catalog={
+        "PWPRec(LS)": np.array([1.0, 1, 1, 1, 1, 0]), "rule: most popular": np.array([0.0, 0, 1, 0, 0, 0]),
+        CLOUD_RANKER: np.array([0.0, 0, 0, 1, 0, 0])})
+    text = comparison.to_markdown()
+    assert "### Candidate generation over the whole catalog (user-based task)" in text
+    assert "| PWPRec(LS) | 0.8333 [" in text and f"| {CLOUD_RANKER} | 0.1667 [" in text
+    assert f"- PWPRec(LS) over {CLOUD_RANKER}: +400.0% [" in text
+    assert comparison.checks == {f"user: PWPRec(LS) > {CLOUD_RANKER} on catalog recall_at_100": True,
+                                 "user: PWPRec(LS) > rule: most popular on catalog recall_at_100": True}
+    rows = [r for r in comparison.to_records() if r["task"] == "user (whole catalog)"]
+    assert [r["row"] for r in rows] == ["PWPRec(LS)", "rule: most popular", CLOUD_RANKER]
+    worse = RecallComparison({"user": table}, catalog={"PWPRec(LS)": np.zeros(6), CLOUD_RANKER: np.ones(6)})
+    assert worse.checks == {f"user: PWPRec(LS) > {CLOUD_RANKER} on catalog recall_at_100": False}
