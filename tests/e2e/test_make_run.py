@@ -15,9 +15,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from selenium.webdriver.common.by import By
 
+from deploy.serving.app import embedded_app
 from edgerec.config import DayLayout, load_settings, read_json
+from edgerec.recall import histories_by_user
 from edgerec.reports import (
     DbtBuild,
     EvaluationGate,
@@ -58,11 +61,11 @@ def two_days(tmp_path_factory):
     the bodies it received). The UI test looks at the same state."""
     tmp_path = tmp_path_factory.mktemp("two_days")
     with recording_webhook() as (url, received):
-        # the floor at 0 and no replay: a tiny world's model is noise, and the stages after a blessing are under
+        # the floors at 0 and no replay: a tiny world's models are noise, and the stages after a blessing are under
         # test here (the replay gate's judgement is tested in tests/integration/deploy/test_replay_gate.py); the
         # servability gate's budgets are counted from the bundle, so a loaded test machine needs no other budgets
         result = run(tmp_path, "--days", "2", EDGEREC_ALERT_WEBHOOK_URL=url, EDGEREC_GATE_MIN_GAUC="0.0",
-                     EDGEREC_REPLAY_USERS="0")
+                     EDGEREC_RECALL_MIN_RECALL_AT_20="0.0", EDGEREC_REPLAY_USERS="0")
         yield tmp_path, result, url, received
 
 
@@ -138,9 +141,22 @@ def test_run_builds_marts_and_data_docs_and_a_drifted_day_alerts_and_stops(two_d
     assert (canary["version"], canary["previous"], canary["rollout_percent"]) == (vid, None, 10.0)
     assert f"channel canary   {vid} for 10% of devices" in result.stdout
     audit = [json.loads(line) for line in (state / "release" / "audit.jsonl").read_text().splitlines()]
-    assert [(a["action"], a.get("phase")) for a in audit] == [("deploy", None), ("promote", "intent"),
-                                                             ("promote", "done")]
-    assert (canary["channel"], canary["sequence"], audit[-1]["sequence"]) == ("canary", 1, 1)
+    reranker = [a for a in audit if a.get("model") is None and a.get("channel", "canary") == "canary"]
+    assert [(a["action"], a.get("phase")) for a in reranker] == [("deploy", None), ("promote", "intent"),
+                                                                ("promote", "done")]
+    assert (canary["channel"], canary["sequence"], reranker[-1]["sequence"]) == ("canary", 1, 1)
+    # ... and the recall deployed beside it, on its own channel: the paging API serves its candidates with the
+    # embedding rows of the client's re-ranker version
+    pointer = json.loads((state / "cdn" / "channels" / "recall.json").read_text())
+    assert (pointer["version"], pointer["rollout_percent"]) == (recall.version_id, 100.0)
+    assert [(a["action"], a.get("phase")) for a in audit if a.get("model") == "edgerec-recall"
+            or a.get("channel") == "recall"] == [("deploy", None), ("promote", "intent"), ("promote", "done")]
+    settings = load_settings({"EDGEREC_HOME": str(state), "EDGEREC_SIM_USERS": "25"})
+    user = next(iter(histories_by_user(settings.duckdb_path)))
+    page = TestClient(embedded_app(settings, users=25)).post("/v1/page", json={
+        "user_id": user, "device_id": "dev-e2e", "model_version": vid}).json()
+    assert page["candidates_from"] == {"source": "batch", "recall_version": recall.version_id}
+    assert len(page["candidates"]) == 100 and len(page["rows"]["base64"]) == 100
     assert f"servability of {training.version_id}: " in result.stdout
     # The first day had no train days yet: a warning, sent to the webhook too (a tiny world may warn on more).
     assert {"level": "warn", "check": "marts.day.train_requests", "ds": FIRST} in [
