@@ -273,7 +273,8 @@ def export_day(settings: Settings, ds: str, version: str | None = None) -> Path:
     signer = exporter_key(settings.signing_key_path, settings.trusted_keys_dir, settings.release.signing_key is None)
     manifest = export_bundle(checkpoints.model_from_checkpoint(checkpoint, found.label), checkpoint["spec"], root,
                              version_id=found.id, signer=signer, mlflow_version=found.number, run_id=found.run_id,
-                             recall_version=registry.recall_serving(client, ds))
+                             recall_version=registry.recall_serving(client, ds) if settings.source == "external"
+                             else None)  # the simulated world's logs come from its own cloud ranker
     log.info("exported version %s (%s) to %s: %s bytes without embeddings", found.number, found.id, root,
              f"{sum(f['bytes'] for f in manifest['files'].values()):,}")
     return root

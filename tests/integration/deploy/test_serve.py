@@ -144,3 +144,34 @@ def test_with_device_tokens_only_the_tokens_device_is_answered(served):
     assert other.status_code == 403 and other.json()["detail"] == "the device token was issued to another device"
     assert client.get("/v1/model", params={"device_id": "dev-2"}, headers=mine).status_code == 403
     assert client.get("/healthz").status_code == 200  # health needs no token
+
+
+class AskedFor:
+    """A candidate source that records which recall version each page asked for; it serves `served` only."""
+
+    def __init__(self, cloud: SimulatedCloud, served: str):
+        self.cloud, self.served_version, self.asked = cloud, served, []
+
+    def candidates(self, user_id, page_no, ts_ms, recall_version=None):
+        self.asked.append(recall_version)
+        return self.cloud.candidates(user_id, page_no, ts_ms)
+
+    def served(self, recall_version):
+        return recall_version == self.served_version
+
+
+def test_a_client_gets_the_candidates_of_the_recall_its_model_was_trained_beside_while_it_is_served(served):
+    settings, targets, cloud, _ = served
+    manifest_file = targets.cdn.root / "models" / V1 / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    for recorded, expected in (("v20261031-0000a11c", "v20261031-0000a11c"), ("v20261030-00000010", None),
+                               (None, None)):
+        manifest_file.write_text(json.dumps({**manifest, "recall_version": recorded}))  # as the export records it
+        source = AskedFor(cloud, served="v20261031-0000a11c")
+        client = TestClient(create_app(targets, source, cloud.catalog, pointer_ttl_s=0))
+        page = {"user_id": "u0000003", "device_id": "dev-3", "model_version": V1}
+        assert client.post("/v1/page", json=page).status_code == 200
+        assert client.post("/v1/page", json={**page, "recall_version": "v20261029-0000beef"}).status_code == 200
+        assert client.post("/v1/page", json={**page, "model_version": None}).status_code == 200
+        # the pair while its recall is served, else the channel's (None); an explicit one wins; no model: no pair
+        assert source.asked == [expected, "v20261029-0000beef", None], recorded
