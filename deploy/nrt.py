@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -37,6 +38,8 @@ from edgerec.errors import ConfigError, EdgeRecError
 from edgerec.recall import RecallRuntime, to_bytes
 from edgerec.redact import redact_url
 
+# user ids the API accepts and the consumer stores: keys of every KV store (DynamoDB bounds a sort key to 1 KB)
+IDENTIFIER = r"^[A-Za-z0-9._:-]{1,128}$"
 log = logging.getLogger(__name__)
 GROUP = "edgerec-nrt"
 MAX_MESSAGE_BYTES = 64 << 10  # an event is a few hundred bytes; a page request with 100 candidates a few KB
@@ -161,6 +164,8 @@ class NearRealTime:
                 if raw is None or len(raw) > MAX_MESSAGE_BYTES:
                     raise ValueError(f"no event field of at most {MAX_MESSAGE_BYTES} bytes")
                 event = parse_event(raw)
+                if not re.fullmatch(IDENTIFIER, event.user_id):  # a key of the KV store, whose keys are bounded
+                    raise ValueError("user_id is not an identifier of at most 128 letters, digits or ._:-")
             except (ValidationError, ValueError) as e:
                 self.counts.invalid += 1
                 log.warning("stream message %s skipped: not a valid event (%s)", mid.decode(errors="replace"),

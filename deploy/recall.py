@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from deploy.push import DEPLOYED, DeployError, NotReleasable
 from deploy.targets import Targets
 from deploy.verify import VerifyReport, bundle_problems, shipped_problems
 from edgerec import registry
-from edgerec.contracts.bundle import MANIFEST, sha256_of
+from edgerec.contracts.bundle import MANIFEST, BundleError, sha256_of
 from edgerec.contracts.recall_bundle import FILES
 from edgerec.contracts.signing import SIGNATURE
 from edgerec.errors import MissingInput
@@ -170,20 +171,34 @@ def remove_recall(targets: Targets, version: str) -> None:
 
 def fetch_recall(targets: Targets, version: str, cache: Path) -> RecallRuntime:
     """A deployed recall version from the CDN, into `cache` once, loaded after its verification against the trusted
-    keys (BundleError when a file, its checksum, the index's dimension or the signature does not hold)."""
+    keys (BundleError when a file, its checksum, the index's dimension or the signature does not hold).
+
+    Only the bundle's own file names are fetched (never names read from the manifest before its signature is
+    checked), into a folder of this fetch alone, and kept only once they verify: a failed fetch leaves nothing
+    behind, so the next one starts clean."""
     root = Path(cache) / version
-    if not (root / MANIFEST).is_file():
-        raw = targets.cdn.get_bytes(recall_key(version, MANIFEST))
-        if raw is None:
-            raise MissingInput(f"recall {version} is not on {targets.cdn.url}: deploy it first")
-        partial = Path(cache) / f".{version}.partial"
-        partial.mkdir(parents=True, exist_ok=True)
-        for name in (*json.loads(raw)["files"], SIGNATURE):
+    if (root / MANIFEST).is_file():
+        try:
+            return RecallRuntime(root, trusted=targets.trusted)
+        except BundleError as e:  # altered on disk: fetched again
+            log.warning("cached recall %s does not verify (%s): fetching it again", version, e)
+            shutil.rmtree(root, ignore_errors=True)
+    raw = targets.cdn.get_bytes(recall_key(version, MANIFEST))
+    if raw is None:
+        raise MissingInput(f"recall {version} is not on {targets.cdn.url}: deploy it first")
+    Path(cache).mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{version}.", suffix=".partial", dir=cache))
+    try:
+        for name in (*FILES, SIGNATURE):
             data = targets.cdn.get_bytes(recall_key(version, name))
             if data is None:
                 raise MissingInput(f"recall {version}: {name} is not on {targets.cdn.url}")
             (partial / name).write_bytes(data)
         (partial / MANIFEST).write_bytes(raw)
-        shutil.rmtree(root, ignore_errors=True)  # an earlier fetch that died half-way
+        runtime = RecallRuntime(partial, trusted=targets.trusted)  # loaded into memory: the folder can move
+        shutil.rmtree(root, ignore_errors=True)
         partial.replace(root)
-    return RecallRuntime(root, trusted=targets.trusted)
+        runtime.root = root
+        return runtime
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)

@@ -18,9 +18,12 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import logging
 import math
 import re
+import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Annotated, NamedTuple, Protocol
 
@@ -30,18 +33,29 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from deploy.cdn import model_key
-from deploy.channels import CHANNEL_NAMES, RECALL_CHANNEL, REPAIR, ForgedPointer, assigned_version, read_channel
+from deploy.channels import (
+    CHANNEL_NAMES,
+    RECALL_CHANNEL,
+    REPAIR,
+    ForgedPointer,
+    Pointer,
+    assigned_version,
+    read_channel,
+)
 from deploy.kv import KVError, row_dtype
-from deploy.nrt import hidden_items
+from deploy.nrt import IDENTIFIER, hidden_items
 from deploy.recall import BATCH, NRT, fetch_recall, recall_record
 from deploy.serving.auth import DeviceTokens, TokenRefused
 from deploy.targets import Targets
-from edgerec.contracts.bundle import FEATURE_SPEC, MANIFEST, item_row_ids
+from edgerec.contracts.bundle import FEATURE_SPEC, MANIFEST, BundleError, item_row_ids
 from edgerec.edge.runtime import ITEM_FEATURES, ItemCatalog
+from edgerec.errors import MissingInput
 from edgerec.features import encode_group
 from edgerec.recall import RecallRuntime, from_bytes
 
 POINTER_TTL_S = 5.0  # channel pointers are re-read this often (they are the only mutable objects)
+RUNTIMES_KEPT = 4  # recall versions loaded at once: the channel's, the one before it, and room to switch
+log = logging.getLogger(__name__)
 
 
 class Candidates(NamedTuple):
@@ -91,37 +105,67 @@ class RecallCandidates:
     def __init__(self, targets: Targets, cache: Path, k: int = 100, shown_limit: int = 3,
                  pointer_ttl_s: float = POINTER_TTL_S):
         self.targets, self.cache, self.k, self.shown_limit = targets, cache, k, shown_limit
-        self.pointer_ttl_s, self._pointer, self._runtimes = pointer_ttl_s, (-math.inf, None), {}
+        self.pointer_ttl_s, self._pointer, self._seen = pointer_ttl_s, (-math.inf, None), 0
+        self._runtimes: OrderedDict[str, RecallRuntime] = OrderedDict()
+        self._lock = threading.Lock()  # page requests run in a thread pool; a version is fetched once
+
+    def _channel(self) -> Pointer | None:
+        """The recall channel's pointer (re-read every pointer_ttl_s); a 503 naming the problem when it is forged
+        or older than one already followed."""
+        at, pointer = self._pointer
+        if time.monotonic() - at >= self.pointer_ttl_s:
+            try:
+                pointer = read_channel(self.targets.cdn, RECALL_CHANNEL, self.targets.key)
+            except ForgedPointer as e:
+                raise HTTPException(503, f"the recall channel is not followed: {e}") from None
+            if pointer and pointer.sequence < self._seen:
+                raise HTTPException(503, f"the recall channel is not followed: its pointer has sequence "
+                                         f"{pointer.sequence} after {self._seen} was served, an older pointer put "
+                                         f"back; {REPAIR}")
+            self._seen = max(self._seen, pointer.sequence if pointer else 0)
+            self._pointer = (time.monotonic(), pointer)
+        return pointer
 
     def serving(self) -> str | None:
-        """The recall channel's version (re-read every pointer_ttl_s)."""
-        at, version = self._pointer
-        if time.monotonic() - at >= self.pointer_ttl_s:
-            pointer = read_channel(self.targets.cdn, RECALL_CHANNEL, self.targets.key)
-            version = pointer.version if pointer else None
-            self._pointer = (time.monotonic(), version)
-        return version
+        """The recall channel's version."""
+        pointer = self._channel()
+        return pointer.version if pointer else None
 
     def served(self, version: str) -> bool:
-        return version in self._runtimes or recall_record(self.targets, version) is not None
+        """Only the channel's version and the one before it (the pair of re-rankers trained before the last
+        promote), while deployed: a version collected, or never on the channel, is not served."""
+        pointer = self._channel()
+        return pointer is not None and version in (pointer.version, pointer.previous) and \
+            recall_record(self.targets, version) is not None
 
     def runtime(self, version: str) -> RecallRuntime:
-        if version not in self._runtimes:
+        with self._lock:
+            if version in self._runtimes:
+                self._runtimes.move_to_end(version)
+                return self._runtimes[version]
             if recall_record(self.targets, version) is None:
                 raise LookupError(version)
-            while len(self._runtimes) >= 2:  # the serving version and a client's pair
-                self._runtimes.pop(next(iter(self._runtimes)))
-            self._runtimes[version] = fetch_recall(self.targets, version, self.cache)
-        return self._runtimes[version]
+            runtime = self._runtimes[version] = fetch_recall(self.targets, version, self.cache)
+            while len(self._runtimes) > RUNTIMES_KEPT:
+                self._runtimes.popitem(last=False)  # the least recently used
+            return runtime
 
     def candidates(self, user_id: str, page_no: int, ts_ms: int, recall_version: str | None = None) -> Candidates:
         version = recall_version or self.serving()
         if version is None:
             raise HTTPException(503, "no recall version is served yet: deploy one (`edgerec recall deploy`)")
+        if recall_version is not None and not self.served(recall_version):
+            raise RecallGone(recall_version, self.serving())
         try:
             runtime = self.runtime(version)
-        except LookupError:
-            raise RecallGone(version, self.serving()) from None
+        except (LookupError, MissingInput, BundleError) as e:
+            current = self.serving()
+            if version != current:
+                raise RecallGone(version, current) from None
+            # the channel's own version: telling the client to use it would send it round in a loop
+            log.error("recall %s, the recall channel's version, cannot be served: %s", version, e)
+            raise HTTPException(503, f"the recall channel's version {version} cannot be served "
+                                     f"({type(e).__name__}; the API's log has the detail)") from None
         hidden = hidden_items(self.targets.kv, version, user_id, self.shown_limit)
         source, vector = "popularity", None
         for table in (NRT, BATCH):
@@ -154,7 +198,6 @@ class RecallFirst:
 
 
 # request fields are bounded: anything else is a 422 naming the field, never a 500
-IDENTIFIER = r"^[A-Za-z0-9._:-]{1,128}$"
 VERSION = r"^v[0-9]{8}-[0-9a-f]{8}$"
 
 

@@ -71,8 +71,10 @@ def test_bad_messages_are_counted_and_skipped_never_fatal(nrt):
     worker.apply([(b"1-0", {b"event": b"not json"}), (b"2-0", {b"other": b"{}"}),
                   (b"3-0", {b"event": b"x" * (MAX_MESSAGE_BYTES + 1)}),
                   message(4, event_type="click", item_id=-5),  # outside the contract
-                  message(5, event_type="click", item_id=106)])
-    assert (worker.counts.messages, worker.counts.invalid, worker.counts.interactions) == (5, 4, 1)
+                  message(5, event_type="click", item_id=106),
+                  message(6, event_type="click", item_id=107, user_id="u" * 129),  # no key of any KV store
+                  message(7, event_type="click", item_id=107, user_id="u 1")])
+    assert (worker.counts.messages, worker.counts.invalid, worker.counts.interactions) == (7, 6, 1)
     assert json.loads(kv.get_keyed("v1", NRT_HISTORY, ["u1"])[0])["items"] == [100, 101, 106]
 
 

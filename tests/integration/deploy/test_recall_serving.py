@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from deploy.channels import RECALL_CHANNEL, read_channel
+from deploy.channels import RECALL_CHANNEL, channel_key, read_channel
 from deploy.nrt import EventStream, consume, health
 from deploy.pipeline import deploy_recall_day
 from deploy.recall import fetch_recall, verify_recall
@@ -127,10 +127,27 @@ def test_a_recall_file_altered_on_the_cdn_is_refused_by_verify_the_api_and_a_rel
         assert report.failures[0].startswith("cdn.files: index.faiss has sha256 ")
         with pytest.raises(BundleError, match=r"index.faiss has sha256 .*, the manifest says"):
             fetch_recall(targets, version, tmp_path / "cache")
+        assert list((tmp_path / "cache").iterdir()) == []  # nothing kept that did not verify
         with pytest.raises(ReleaseError, match="fails verification: cdn.files: index.faiss"):
             promote(settings, targets, version, RECALL_CHANNEL, 100.0, "test")
     finally:
         index.write_bytes(original)
+    assert fetch_recall(targets, version, tmp_path / "cache").version == version  # the same cache, once repaired
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [version]
+
+
+def test_a_recall_pointer_that_is_not_one_answers_503_naming_the_channel(served, targets):
+    settings, version = served
+    key = channel_key(RECALL_CHANNEL)
+    original = targets.cdn.get_bytes(key)
+    targets.cdn.put_bytes(key, b'{"version": "v20990101-0badf00d"}')
+    try:
+        answer = TestClient(embedded_app(settings, users=30)).post(
+            "/v1/page", json={"user_id": "u0000001", "device_id": "dev-1"})
+        assert answer.status_code == 503
+        assert answer.json()["detail"].startswith("the recall channel is not followed: ")
+    finally:
+        targets.cdn.put_bytes(key, original)
 
 
 def test_the_recall_channel_serves_everyone_and_is_never_withdrawn(served, targets):
