@@ -32,7 +32,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from deploy.kv import KVStore
-from deploy.recall import HISTORY, NRT, NRT_HISTORY, SESSION
+from deploy.recall import HISTORY, NRT, NRT_HISTORY, SESSION, SESSION_SCOPE
 from edgerec.contracts.raw_log import Click, Delete, Exposure, PageView, parse_event
 from edgerec.errors import ConfigError, EdgeRecError
 from edgerec.recall import RecallRuntime, to_bytes
@@ -150,8 +150,8 @@ class NearRealTime:
     def version(self) -> str:
         return self.runtime.version
 
-    def _states(self, table: str, users: list[str]) -> dict[str, dict]:
-        return {u: json.loads(raw) for u, raw in zip(users, self.kv.get_keyed(self.version, table, users),
+    def _states(self, table: str, users: list[str], scope: str | None = None) -> dict[str, dict]:
+        return {u: json.loads(raw) for u, raw in zip(users, self.kv.get_keyed(scope or self.version, table, users),
                                                       strict=True) if raw}
 
     def apply(self, messages: list[tuple[bytes, dict]]) -> None:
@@ -175,7 +175,7 @@ class NearRealTime:
                 interactions.setdefault(event.user_id, []).append(([event.request_id or event.event_id,
                                                                     event.item_id], mid))
             if isinstance(event, Exposure | Delete) and event.session_id:
-                sessions.setdefault(event.user_id, []).append(event)
+                sessions.setdefault(event.user_id, []).append((mid, event))
         if interactions:
             self._embed(interactions)
         if sessions:
@@ -189,10 +189,11 @@ class NearRealTime:
         for user in users:
             state = states.get(user) or {"items": batch.get(user, {}).get("items", []), "last": None}
             for key, mid in interactions[user]:
-                if key == state["last"]:
-                    self.counts.duplicates += 1
+                if key == state["last"] or not _later(mid, state.get("stream_id")):  # the click's page view, or
+                    self.counts.duplicates += 1                                    # a message delivered again
                     continue
                 state["items"], state["last"] = [*state["items"], key[1]][-self.runtime.width:], key
+                state["stream_id"] = mid.decode()
                 self.counts.interactions += 1
                 received.append(stream_ms(mid))
             states[user] = state
@@ -207,23 +208,36 @@ class NearRealTime:
 
     def _sessions(self, sessions: dict[str, list]) -> None:
         users = sorted(sessions)
-        states = self._states(SESSION, users)
+        states = self._states(SESSION, users, SESSION_SCOPE)
         for user in users:
-            for event in sessions[user]:
+            for mid, event in sessions[user]:
                 state = states.get(user)
+                if state is not None and not _later(mid, state.get("stream_id")):
+                    continue  # delivered again after a crash before its acknowledgement
                 if state is None or state["session"] != event.session_id:
                     state = states[user] = {"session": event.session_id, "deleted": [], "shown": {}}
+                state["stream_id"] = mid.decode()
                 item = str(event.item_id)
                 if isinstance(event, Delete):
                     state["deleted"] = sorted({*state["deleted"], event.item_id})
                 else:
                     state["shown"][item] = state["shown"].get(item, 0) + 1
-        self.kv.put_keyed(self.version, SESSION, users, [json.dumps(states[u]).encode() for u in users])
+        self.kv.put_keyed(SESSION_SCOPE, SESSION, users, [json.dumps(states[u]).encode() for u in users])
 
 
-def hidden_items(kv: KVStore, version: str, user_id: str, shown_limit: int) -> set[int]:
-    """What the paging API leaves out of the user's candidates in their current session."""
-    raw = kv.get_keyed(version, SESSION, [user_id])[0]
+def _later(stream_id: bytes, than: str | None) -> bool:
+    """Whether a stream id comes after another (ids are "milliseconds-sequence"); anything comes after none."""
+    if than is None:
+        return True
+    ms, seq = stream_id.decode().split("-")
+    last_ms, last_seq = than.split("-")
+    return (int(ms), int(seq)) > (int(last_ms), int(last_seq))
+
+
+def hidden_items(kv: KVStore, user_id: str, shown_limit: int) -> set[int]:
+    """What the paging API leaves out of the user's candidates in their current session (whichever recall version
+    serves it)."""
+    raw = kv.get_keyed(SESSION_SCOPE, SESSION, [user_id])[0]
     if not raw:
         return set()
     state = json.loads(raw)

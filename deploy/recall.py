@@ -36,6 +36,8 @@ from edgerec.recall import RecallRuntime, to_bytes, user_histories
 log = logging.getLogger(__name__)
 BATCH, HISTORY, RECORD = "batch", "history", "recall"  # keyed tables of a recall version (and deploy.nrt's)
 NRT, NRT_HISTORY, SESSION = "nrt", "nrt_history", "session"
+# a session's deletes and exposures are the user's, not a version's: kept under this scope across promotes
+SESSION_SCOPE = "sessions"
 INDEX_KEY = "index"
 USERS_PER_PUSH = 4096
 
@@ -162,7 +164,7 @@ def deployed_recall(targets: Targets) -> list[str]:
 
 def remove_recall(targets: Targets, version: str) -> None:
     """A version's record first (it stops verifying), then its vectors, then its files (the manifest first)."""
-    for table in (RECORD, BATCH, HISTORY, NRT, NRT_HISTORY, SESSION):
+    for table in (RECORD, BATCH, HISTORY, NRT, NRT_HISTORY):
         targets.kv.delete_keyed(version, table)
     keys = targets.cdn.list(recall_key(version))
     targets.cdn.delete([k for k in keys if k.endswith(f"/{MANIFEST}")])

@@ -90,6 +90,8 @@ class SQLiteKV(KVStore):
         self.db.execute("delete from embedding_rows where version = ?", (version,))
 
     def put_keyed(self, version: str, table: str, keys: list[str], values: list[bytes]) -> None:
+        if len(keys) != len(values):
+            raise ValueError(f"{len(keys)} keys for {len(values)} values")
         with self.db:
             self.db.execute("begin")
             self.db.executemany("insert or replace into keyed_rows values (?, ?, ?, ?)",

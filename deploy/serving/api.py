@@ -166,7 +166,7 @@ class RecallCandidates:
             log.error("recall %s, the recall channel's version, cannot be served: %s", version, e)
             raise HTTPException(503, f"the recall channel's version {version} cannot be served "
                                      f"({type(e).__name__}; the API's log has the detail)") from None
-        hidden = hidden_items(self.targets.kv, version, user_id, self.shown_limit)
+        hidden = hidden_items(self.targets.kv, user_id, self.shown_limit)
         source, vector = "popularity", None
         for table in (NRT, BATCH):
             raw = self.targets.kv.get_keyed(version, table, [user_id])[0]

@@ -37,7 +37,7 @@ def test_interactions_extend_the_batch_history_and_the_vector_follows(nrt):
                   message(3, event_type="page_view", item_id=107),
                   message(4, event_type="exposure", item_id=103)])  # not an interaction
     state = json.loads(kv.get_keyed("v1", NRT_HISTORY, ["u1"])[0])
-    assert state == {"items": [100, 101, 105, 107], "last": ["e3", 107]}
+    assert state == {"items": [100, 101, 105, 107], "last": ["e3", 107], "stream_id": "1000003-0"}
     vector = from_bytes(kv.get_keyed("v1", NRT, ["u1"])[0])
     assert np.abs(vector - runtime.embed([[100, 101, 105, 107]])[0][0]).max() < 1e-6
     assert (worker.counts.interactions, worker.counts.duplicates, worker.counts.embedded) == (2, 1, 1)
@@ -47,6 +47,18 @@ def test_interactions_extend_the_batch_history_and_the_vector_follows(nrt):
                   message(7, event_type="click", item_id=110)])
     state = json.loads(kv.get_keyed("v1", NRT_HISTORY, ["u1"])[0])
     assert state["items"] == [105, 107, 108, 109, 110]  # the last WIDTH=5 interactions
+
+
+def test_messages_delivered_again_after_a_crash_count_once(nrt):
+    worker, kv, _ = nrt
+    batch = [message(1, event_type="click", item_id=105), message(2, event_type="exposure", item_id=103),
+             message(3, event_type="click", item_id=106), message(4, event_type="exposure", item_id=103)]
+    worker.apply(batch)
+    worker.apply(batch)  # written, then the consumer died before acknowledging: the stream sends them again
+    assert json.loads(kv.get_keyed("v1", NRT_HISTORY, ["u1"])[0])["items"] == [100, 101, 105, 106]
+    assert (worker.counts.interactions, worker.counts.duplicates) == (2, 2)
+    assert hidden_items(kv, "u1", shown_limit=2) == {103}
+    assert hidden_items(kv, "u1", shown_limit=3) == set()  # shown twice, not four times
 
 
 def test_a_user_without_any_history_starts_from_the_stream(nrt):
@@ -60,10 +72,10 @@ def test_deleted_and_over_shown_items_are_hidden_for_the_session_only(nrt):
     worker, kv, _ = nrt
     worker.apply([message(1, event_type="delete", item_id=102), message(2, event_type="exposure", item_id=103),
                   message(3, event_type="exposure", item_id=103), message(4, event_type="exposure", item_id=104)])
-    assert hidden_items(kv, "v1", "u1", shown_limit=2) == {102, 103}
+    assert hidden_items(kv, "u1", shown_limit=2) == {102, 103}
     worker.apply([message(5, event_type="exposure", item_id=104, session_id="s2")])  # a new session starts clean
-    assert hidden_items(kv, "v1", "u1", shown_limit=2) == set()
-    assert hidden_items(kv, "v1", "nobody", shown_limit=2) == set()
+    assert hidden_items(kv, "u1", shown_limit=2) == set()
+    assert hidden_items(kv, "nobody", shown_limit=2) == set()
 
 
 def test_bad_messages_are_counted_and_skipped_never_fatal(nrt):
