@@ -104,16 +104,21 @@ def verify_recall(targets: Targets, version: str, tags: dict[str, str]) -> Verif
     raw = targets.cdn.get_bytes(recall_key(version, MANIFEST))
     if not report.add("cdn.manifest", raw is not None, where + ("" if raw is not None else " is missing")):
         return report
-    manifest, bad = json.loads(raw), []
-    for name, entry in manifest["files"].items():
+    try:
+        files = json.loads(raw)["files"]
+        if not isinstance(files, dict) or not all(isinstance(e, dict) for e in files.values()):
+            raise TypeError
+        bad = [f"{name} is not in the manifest" for name in FILES if name not in files]
+    except (ValueError, KeyError, TypeError):
+        files, bad = {}, [f"{MANIFEST} is not a recall manifest (JSON with its files)"]
+    for name in (n for n in FILES if n in files):  # the bundle's own names only: the manifest is not trusted yet
         data = targets.cdn.get_bytes(recall_key(version, name))
         if data is None:
             bad.append(f"{name} is missing")
-        elif hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        elif hashlib.sha256(data).hexdigest() != files[name].get("sha256"):
             bad.append(f"{name} has sha256 {hashlib.sha256(data).hexdigest()[:12]}…, the manifest says "
-                       f"{entry['sha256'][:12]}…")
-    report.add("cdn.files", not bad, "; ".join(bad) if bad else f"{len(manifest['files'])} files match the "
-               "manifest's sha256")
+                       f"{str(files[name].get('sha256'))[:12]}…")
+    report.add("cdn.files", not bad, "; ".join(bad) if bad else f"{len(FILES)} files match the manifest's sha256")
     problems = shipped_problems(raw, targets.cdn.get_bytes(recall_key(version, SIGNATURE)), tags, targets.trusted,
                                 where)
     report.add("shipped", not problems, "; ".join(problems) if problems else

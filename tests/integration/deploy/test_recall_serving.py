@@ -136,6 +136,21 @@ def test_a_recall_file_altered_on_the_cdn_is_refused_by_verify_the_api_and_a_rel
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [version]
 
 
+def test_a_manifest_that_is_not_one_fails_verification_without_an_error(served, targets):
+    settings, version = served
+    key = f"recall/{version}/manifest.json"
+    original = targets.cdn.get_bytes(key)
+    found = registry.find_version(registry.connect(settings), version, registry.RECALL_MODEL)
+    try:
+        for broken in (b"not json", b'{"files": ["index.faiss"]}'):
+            targets.cdn.put_bytes(key, broken)
+            report = verify_recall(targets, version, found.tags)
+            assert [f.check for f in report.findings if not f.passed] == ["cdn.files", "shipped"]
+            assert report.failures[0] == "cdn.files: manifest.json is not a recall manifest (JSON with its files)"
+    finally:
+        targets.cdn.put_bytes(key, original)
+
+
 def test_a_recall_pointer_that_is_not_one_answers_503_naming_the_channel(served, targets):
     settings, version = served
     key = channel_key(RECALL_CHANNEL)
