@@ -63,7 +63,8 @@ class EventStream:
         options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         self.key = options.get("key", "edgerec:events")
         self.url = redact_url(url)
-        self.consumer = consumer or f"{socket.gethostname()}-{id(self):x}"
+        # a name that survives a restart: a restarted consumer reads its unacknowledged messages first
+        self.consumer = consumer or options.get("consumer") or socket.gethostname()
         self.maxlen = maxlen
         self._errors = (redis.ConnectionError, redis.TimeoutError, redis.ResponseError)
         self.client = redis.Redis.from_url(url.split("?")[0], socket_timeout=30, socket_connect_timeout=5)
@@ -127,7 +128,7 @@ class Counts:
     messages: int = 0
     invalid: int = 0
     interactions: int = 0
-    duplicates: int = 0  # a page view of the click it followed: one interaction
+    duplicates: int = 0  # a page view of the click it followed (one interaction), or a message delivered again
     embedded: int = 0
     delays_ms: list[float] = field(default_factory=list)  # stream receipt -> vector written, per interaction
 

@@ -169,7 +169,7 @@ def deployed_recall(targets: Targets) -> list[str]:
 
 def remove_recall(targets: Targets, version: str) -> None:
     """A version's record first (it stops verifying), then its vectors, then its files (the manifest first)."""
-    for table in (RECORD, BATCH, HISTORY, NRT, NRT_HISTORY):
+    for table in (RECORD, BATCH, HISTORY, NRT, NRT_HISTORY, SESSION):  # SESSION: rows kept per version before
         targets.kv.delete_keyed(version, table)
     keys = targets.cdn.list(recall_key(version))
     targets.cdn.delete([k for k in keys if k.endswith(f"/{MANIFEST}")])
@@ -187,7 +187,7 @@ def fetch_recall(targets: Targets, version: str, cache: Path) -> RecallRuntime:
     if (root / MANIFEST).is_file():
         try:
             return RecallRuntime(root, trusted=targets.trusted)
-        except BundleError as e:  # altered on disk: fetched again
+        except (BundleError, OSError) as e:  # altered, or being replaced by another process: fetched again
             log.warning("cached recall %s does not verify (%s): fetching it again", version, e)
             shutil.rmtree(root, ignore_errors=True)
     raw = targets.cdn.get_bytes(recall_key(version, MANIFEST))
@@ -204,8 +204,11 @@ def fetch_recall(targets: Targets, version: str, cache: Path) -> RecallRuntime:
         (partial / MANIFEST).write_bytes(raw)
         runtime = RecallRuntime(partial, trusted=targets.trusted)  # loaded into memory: the folder can move
         shutil.rmtree(root, ignore_errors=True)
-        partial.replace(root)
-        runtime.root = root
+        try:
+            partial.replace(root)
+            runtime.root = root
+        except OSError:  # another process (the API, the consumer) kept the same verified version first
+            pass
         return runtime
     finally:
         shutil.rmtree(partial, ignore_errors=True)

@@ -47,7 +47,7 @@ def exact_percentiles(values: np.ndarray, percentages: list[float]) -> list[floa
         position = (len(ordered) - 1) * percentage
         lower, higher = math.floor(position), math.ceil(position)
         low, high = float(ordered[lower]), float(ordered[higher])
-        out.append(low + (position - lower) * (high - low))
+        out.append(low if lower == higher or low == high else low + (position - lower) * (high - low))
     return out
 
 

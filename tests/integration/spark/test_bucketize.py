@@ -17,7 +17,7 @@ def test_exact_percentiles_interpolate_between_the_closest_ranks():
 def test_the_driver_computes_what_sparks_percentile_computes_bit_for_bit(spark):
     rng = np.random.default_rng(3)
     values = np.concatenate([rng.lognormal(0, 3, 2_000), -rng.random(500) * 1e-3, np.full(300, 0.1),
-                             rng.integers(0, 50, 1_000).astype(float)])
+                             rng.integers(0, 50, 1_000).astype(float), [np.inf] * 200, [-np.inf] * 200])
     df = spark.createDataFrame([(float(v), None) for v in values], "x double, empty double").repartition(5)
     for buckets in (7, 10, 100):
         qs = [i / buckets for i in range(1, buckets)]
