@@ -118,9 +118,15 @@ class EventStream:
         self.client.close()
 
 
+def _stream_order(message_id: bytes | str) -> tuple[int, int]:
+    """A stream id ("milliseconds-sequence") as the pair it is ordered by."""
+    ms, seq = (message_id.decode() if isinstance(message_id, bytes) else message_id).split("-")
+    return int(ms), int(seq)
+
+
 def stream_ms(message_id: bytes) -> int:
     """When the stream received a message: the first part of its id."""
-    return int(message_id.split(b"-")[0])
+    return _stream_order(message_id)[0]
 
 
 @dataclass
@@ -227,12 +233,8 @@ class NearRealTime:
 
 
 def _later(stream_id: bytes, than: str | None) -> bool:
-    """Whether a stream id comes after another (ids are "milliseconds-sequence"); anything comes after none."""
-    if than is None:
-        return True
-    ms, seq = stream_id.decode().split("-")
-    last_ms, last_seq = than.split("-")
-    return (int(ms), int(seq)) > (int(last_ms), int(last_seq))
+    """Whether a stream id comes after another; anything comes after none."""
+    return than is None or _stream_order(stream_id) > _stream_order(than)
 
 
 def hidden_items(kv: KVStore, user_id: str, shown_limit: int) -> set[int]:

@@ -169,7 +169,8 @@ def deployed_recall(targets: Targets) -> list[str]:
 
 def remove_recall(targets: Targets, version: str) -> None:
     """A version's record first (it stops verifying), then its vectors, then its files (the manifest first)."""
-    for table in (RECORD, BATCH, HISTORY, NRT, NRT_HISTORY, SESSION):  # SESSION: rows kept per version before
+    # SESSION: session rows that consumers before the SESSION_SCOPE wrote under a version
+    for table in (RECORD, BATCH, HISTORY, NRT, NRT_HISTORY, SESSION):
         targets.kv.delete_keyed(version, table)
     keys = targets.cdn.list(recall_key(version))
     targets.cdn.delete([k for k in keys if k.endswith(f"/{MANIFEST}")])

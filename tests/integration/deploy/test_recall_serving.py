@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from deploy.cdn import recall_key
 from deploy.channels import RECALL_CHANNEL, channel_key, read_channel
 from deploy.nrt import EventStream, consume, health
 from deploy.pipeline import deploy_recall_day
@@ -18,7 +19,7 @@ from deploy.release import ReleaseError, promote, rollback, withdraw
 from deploy.serving.app import embedded_app
 from deploy.targets import open_targets
 from edgerec import registry
-from edgerec.contracts.bundle import BundleError
+from edgerec.contracts.bundle import MANIFEST, BundleError
 from edgerec.recall import RecallRuntime, histories_by_user
 from tests.integration.conftest import DAYS
 from training.recall.pipeline import export_recall_day, gate_recall_day, train_recall_day
@@ -138,7 +139,7 @@ def test_a_recall_file_altered_on_the_cdn_is_refused_by_verify_the_api_and_a_rel
 
 def test_a_manifest_that_is_not_one_fails_verification_without_an_error(served, targets):
     settings, version = served
-    key = f"recall/{version}/manifest.json"
+    key = recall_key(version, MANIFEST)
     original = targets.cdn.get_bytes(key)
     found = registry.find_version(registry.connect(settings), version, registry.RECALL_MODEL)
     try:
