@@ -186,6 +186,15 @@ class ServabilitySettings(Section):
         " or `block`), `step_p99_ms`, `rerank_p99_ms`, `timing_runs`; docs/servability.md)"))
 
 
+class RulesSettings(Section):
+    """Business rules on the device"""
+
+    config: Path | None = Field(None, description=(
+        "JSON file of the business rules the next exported bundles carry in their manifest and the device applies "
+        "after scoring (`edgerec.contracts.rules.BusinessRules`: `remove_out_of_stock`, `demote_no_image`, "
+        "`category_cap`; [docs/rules.md](rules.md)); default: none"))
+
+
 class ReplaySettings(Section):
     """Replay gate"""
 
@@ -291,6 +300,7 @@ class Settings(BaseModel):
     gate: GateSettings = GateSettings()
     recall: RecallSettings = RecallSettings()
     servability: ServabilitySettings = ServabilitySettings()
+    rules: RulesSettings = RulesSettings()
     replay: ReplaySettings = ReplaySettings()
     mlflow: MlflowSettings = MlflowSettings()
     kv: KvSettings = KvSettings()

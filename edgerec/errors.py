@@ -6,6 +6,8 @@ exception is a bug and shows its traceback."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -73,3 +75,15 @@ def build_config(model: type[M], values: dict, prefix: str = "") -> M:
         return model(**values)
     except ValidationError as error:
         raise config_error(model, error, prefix) from None
+
+
+def json_config(model: type[M], path: Path | None, variable: str) -> M:
+    """`model` from the JSON object in the file that setting `variable` names (its defaults when None); a file that
+    cannot be read, is no JSON object or holds a bad value fails naming the setting and the file."""
+    try:
+        values = json.loads(Path(path).read_text()) if path else {}
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{variable}={path} is not a readable JSON file: {e}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{variable}={path} holds a {type(values).__name__}, not a JSON object")
+    return build_config(model, values, prefix=f"{variable.removeprefix('EDGEREC_').lower()}.")

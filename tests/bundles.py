@@ -20,16 +20,17 @@ def world_spec() -> dict:
     return make_spec(boundaries, WORLD_VOCAB, {"candidates": 100, "ie": 8, "ipv": 4}, fit={"tests": True})
 
 
-def make_bundle(root: Path, seed: int = 0, rows_per_shard: int = 65_536, signer=None) -> dict:
-    """Export an untrained small full model into root (named like a version id), signed by `signer` when given;
-    returns the manifest."""
+def make_bundle(root: Path, seed: int = 0, rows_per_shard: int = 65_536, signer=None, rules=None) -> dict:
+    """Export an untrained small full model into root (named like a version id), signed by `signer` when given,
+    with business `rules` in its manifest when given; returns the manifest."""
     torch.manual_seed(seed)
     spec = world_spec()
     model = build_model(FULL_MODEL, spec, SMALL).eval()
-    return export_bundle(model, spec, root, version_id=root.name, signer=signer, rows_per_shard=rows_per_shard)
+    return export_bundle(model, spec, root, version_id=root.name, signer=signer, rows_per_shard=rows_per_shard,
+                         rules=rules)
 
 
-def order_bundle(root: Path, reverse: bool, signer=None) -> dict:
+def order_bundle(root: Path, reverse: bool, signer=None, rules=None) -> dict:
     """A bundle whose re-ranker looks at nothing but the order the cloud sent the candidates in: it keeps that order
     (`reverse=False`), or turns it upside down (`reverse=True`: the cloud's last candidates first, a deliberately
     harmful version). make_bundle's, with `reranker.onnx` replaced by a graph of the same inputs and the manifest
@@ -42,7 +43,7 @@ def order_bundle(root: Path, reverse: bool, signer=None) -> dict:
     from edgerec.contracts.bundle import MANIFEST, RERANKER, file_entry
     from edgerec.contracts.signing import SIGNATURE, sign
 
-    manifest = make_bundle(root)
+    manifest = make_bundle(root, rules=rules)
     original = onnx.load(root / RERANKER)
     nodes = [helper.make_node("Shape", ["candidate_items"], ["count_1d"]),
              helper.make_node("Squeeze", ["count_1d"], ["count"]),

@@ -27,16 +27,17 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import Tensor, nn
 
 from edgerec.contracts.bundle import (
+    BASE_RUNTIME_VERSION,
     BUNDLE_FORMAT,
     EMBEDDINGS,
     FEATURE_SPEC,
     MANIFEST,
     RERANKER,
-    RUNTIME_VERSION,
     STEP_MODELS,
     file_entry,
     shard_name,
 )
+from edgerec.contracts.rules import RULES_RUNTIME_VERSION, BusinessRules
 from edgerec.contracts.signing import SIGNATURE, sign
 from edgerec.features import GROUPS, ITEM_CATEGORICAL, MATCH_FEATURES, write_spec
 from edgerec.registry import REGISTERED_MODEL
@@ -276,11 +277,14 @@ def seal_bundle(tmp: Path, root: Path, manifest: dict, signer: Ed25519PrivateKey
 
 def export_bundle(model: CRBAN, spec: dict, root: Path, *, version_id: str, signer: Ed25519PrivateKey | None = None,
                   mlflow_version: str | None = None, run_id: str | None = None, recall_version: str | None = None,
-                  rows_per_shard: int = DEFAULT_ROWS_PER_SHARD, dtype: str = "float16") -> dict:
+                  rows_per_shard: int = DEFAULT_ROWS_PER_SHARD, dtype: str = "float16",
+                  rules: BusinessRules | None = None) -> dict:
     """Write the bundle of `model` into `root` (created; must not exist) and return its manifest; with `signer`,
     its signature beside it (`manifest.sig`). `recall_version`: the recall version that served the candidates of
     the logs the model learned from (None: another candidate source, such as the simulator's cloud ranker); the
-    paging API pairs the two."""
+    paging API pairs the two. `rules`: the business rules the device applies after scoring (default: none); a
+    bundle with rules needs a runtime that applies them."""
+    rules = rules or BusinessRules()
     if not isinstance(model, CRBAN):
         raise TypeError(f"only the CRBAN+HUBSM models can be exported (they have step encoders), not {model.name}")
     tmp = begin_bundle(root, "bundle")
@@ -303,7 +307,8 @@ def export_bundle(model: CRBAN, spec: dict, root: Path, *, version_id: str, sign
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "mlflow": {"registered_model": REGISTERED_MODEL, "version": mlflow_version, "run_id": run_id},
         "recall_version": recall_version,
-        "min_runtime_version": RUNTIME_VERSION,
+        "min_runtime_version": RULES_RUNTIME_VERSION if rules.active else BASE_RUNTIME_VERSION,
+        "rules": rules.model_dump(),
         "onnx_opset": OPSET,
         "feature_spec_sha256": spec["sha256"],
         "gru_layers": model.encoders[model.behaviours[0]].item_gru.num_layers,  # of the step graphs' states

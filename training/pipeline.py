@@ -18,7 +18,7 @@ from pathlib import Path
 from edgerec import registry
 from edgerec.alerts import Alert
 from edgerec.config import Settings, write_text
-from edgerec.errors import ConfigError, MissingInput, NotBlessed, NoTrainingData, build_config
+from edgerec.errors import ConfigError, MissingInput, NotBlessed, NoTrainingData, build_config, json_config
 from edgerec.features import load_spec
 from edgerec.gates import Floor, GateVerdict
 from edgerec.reports import EvaluationGate, ReplayGate, Servability, TrainingSummary
@@ -256,6 +256,7 @@ def export_day(settings: Settings, ds: str, version: str | None = None) -> Path:
 
     Bundles are immutable: a bundle already exported is verified and reused, never rewritten."""
     from edgerec.contracts.bundle import BundleError, verify_bundle
+    from edgerec.contracts.rules import BusinessRules
     from edgerec.contracts.signing import exporter_key
     from training.export import export_bundle
 
@@ -274,7 +275,8 @@ def export_day(settings: Settings, ds: str, version: str | None = None) -> Path:
     manifest = export_bundle(checkpoints.model_from_checkpoint(checkpoint, found.label), checkpoint["spec"], root,
                              version_id=found.id, signer=signer, mlflow_version=found.number, run_id=found.run_id,
                              recall_version=registry.recall_serving(client, ds) if settings.source == "external"
-                             else None)  # the simulated world's logs come from its own cloud ranker
+                             else None,  # the simulated world's logs come from its own cloud ranker
+                             rules=json_config(BusinessRules, settings.rules.config, "EDGEREC_RULES_CONFIG"))
     log.info("exported version %s (%s) to %s: %s bytes without embeddings", found.number, found.id, root,
              f"{sum(f['bytes'] for f in manifest['files'].values()):,}")
     return root
@@ -283,15 +285,7 @@ def export_day(settings: Settings, ds: str, version: str | None = None) -> Path:
 def servability_budgets(settings: Settings):
     from training.servability import Budgets
 
-    path = settings.servability.config
-    try:
-        values = json.loads(path.read_text()) if path else {}
-    except (OSError, json.JSONDecodeError) as e:
-        raise ConfigError(f"EDGEREC_SERVABILITY_CONFIG={path} is not a readable JSON file: {e}") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"EDGEREC_SERVABILITY_CONFIG={path} holds a {type(values).__name__}, not an object of "
-                          "budgets")
-    return build_config(Budgets, values, prefix="servability_config.")
+    return json_config(Budgets, settings.servability.config, "EDGEREC_SERVABILITY_CONFIG")
 
 
 def servability_day(settings: Settings, ds: str, version: str | None = None):

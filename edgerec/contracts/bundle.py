@@ -4,7 +4,8 @@
     reranker.onnx                         candidates + stored behaviour encodings -> scores
     feature_spec.json                     the spec the codes were made with
     embeddings/{table}/shard-NNNNN.npy    the cloud-side item tables, fixed rows per shard
-    manifest.json                         every file's sha256 and bytes, signatures, tables, versions
+    manifest.json                         every file's sha256 and bytes, signatures, tables, versions, and the
+                                          business rules the device applies (edgerec.contracts.rules)
 
 `verify_bundle` is what both the servability gate and the edge runtime call before they trust a bundle: it
 refuses a missing file, a wrong checksum or size, a feature spec whose sha differs from the manifest's, and an
@@ -18,14 +19,18 @@ import json
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
 from edgerec.contracts.digest import canonical_sha
+from edgerec.contracts.rules import RULES_RUNTIME_VERSION, manifest_rules
 from edgerec.errors import EdgeRecError
 
 # 2: behaviour steps with a state input and output per GRU layer; 3: the re-ranker reads each event's match codes;
 # 4: the match codes start with the item id, and the re-ranker reads the candidates' item ids
 BUNDLE_FORMAT = 4
-RUNTIME_VERSION = 4  # the edge runtime's own version; a bundle names the lowest that can load it
+# the edge runtime's own version; a bundle names the lowest that can load it (5: applies the manifest's rules)
+RUNTIME_VERSION = RULES_RUNTIME_VERSION
+BASE_RUNTIME_VERSION = 4  # what a bundle without business rules needs
 MANIFEST = "manifest.json"
 FEATURE_SPEC = "feature_spec.json"
 STEP_MODELS = {"ie": "behavior_ie.onnx", "ipv": "behavior_ipv.onnx"}
@@ -111,6 +116,12 @@ def verify_bundle(root: Path, *, runtime_version: int = RUNTIME_VERSION, trusted
     problem = unloadable(manifest, runtime_version)
     if problem:
         raise BundleError(f"bundle {root}: {problem}")
+    try:
+        manifest_rules(manifest)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'rules'} = {x.get('input')!r}: {x['msg']}"
+                             for x in e.errors(include_url=False))
+        raise BundleError(f"bundle {root}: {MANIFEST} has rules this runtime cannot apply: {problems}") from None
     for name in (*STEP_MODELS.values(), RERANKER, FEATURE_SPEC):
         if name not in manifest["files"]:
             raise BundleError(f"bundle {root}: {MANIFEST} lists no {name}")

@@ -32,7 +32,8 @@ class RerankPolicy(Protocol):
         """Called with every client event as it happens (the place to encode behaviour on device)."""
 
     def rerank(self, ctx: RerankContext) -> np.ndarray | None:
-        """A permutation of range(len(ctx.item_ids)), or None to keep the current order."""
+        """A permutation of range(len(ctx.item_ids)), or None to keep the current order. Indices left out are
+        candidates not to show (a business rule removed them): distinct indices of a subset, in the new order."""
 
 
 CLOUD_ORDER = "cloud order"  # how reports and marts name the devices that ran no model (model_version null)

@@ -59,6 +59,9 @@ class Candidate(TypedDict):
     item_id: ItemId
     rank: NonNegInt
     score: NotRequired[float]
+    # what the cloud knows of the item as it serves the page, read by the device's business rules
+    out_of_stock: NotRequired[bool]
+    no_image: NotRequired[bool]
 
 
 class PageRequest(_Event):

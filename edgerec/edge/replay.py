@@ -1,11 +1,13 @@
 """Closed-loop replay: the same simulated users and seed twice, with the cloud's order and with EdgeRec re-ranking on
 the device, and the analogues of the paper's Table 3 and Fig. 5.
 
-Reported per arm: sessions, exposures, clicks, CTR, item page views, deletes, CTR by display position (plotted),
+Reported per arm: sessions, exposures, clicks, CTR, item page views, carts, buys, deletes, CTR by display position
+(plotted),
 re-rankings per session (the cloud re-ranks at each page request only; the paper: 3 vs 15), the delay from a
 behaviour to its first use by a ranker within its session (the cloud sees behaviour after `client.cloud_delay_s` and
 uses it at the next page request; the device at its next trigger), and the device's wall time per re-rank (p50/p99,
-everything the phone does at a trigger: reading the store, encoding the candidates, the network).
+everything the phone does at a trigger: reading the store, encoding the candidates, the network), and how often each
+business rule of the bundle fired. With other rules (`rules`), a third arm runs the same bundle under them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edgerec.contracts.policy import CloudOrder
+from edgerec.contracts.rules import BusinessRules
 from edgerec.edge.runtime import EdgeRuntime, ItemCatalog
 from edgerec.recall import RecallRuntime
 from edgerec.sim.config import SimConfig
@@ -26,7 +29,7 @@ from edgerec.sim.engine import DAY_MS, Simulator
 from edgerec.sim.world import build_catalog
 
 BEHAVIOURS = ("exposure", "click", "page_view", "delete")
-UNIT_COUNTS = ("exposure", "click", "page_view")  # counted per user and day: the units of the paired intervals
+UNIT_COUNTS = ("exposure", "click", "page_view", "buy")  # counted per user and day: the units of the paired intervals
 # The paper's online A/B (Gong et al. 2020, Table 3), EdgeRec against the cloud's order
 PAPER_ONLINE = {"exposures (PV)": 0.0157, "CTR": 0.0718, "clicks": 0.0887, "GMV": 0.1092}
 BOOTSTRAP_ROUNDS = 2000
@@ -58,9 +61,14 @@ class Arm:
             self.sessions.add(event["session_id"])
             self._waiting[user] = []
         self.counts[kind] = self.counts.get(kind, 0) + 1
+        if kind == "page_view":
+            for action in ("cart", "buy"):
+                self.counts[action] = self.counts.get(action, 0) + bool(event["actions"].get(action))
         if kind in UNIT_COUNTS:
-            self.by_unit.setdefault((user, event["ts"] // DAY_MS), [0] * len(UNIT_COUNTS))[
-                UNIT_COUNTS.index(kind)] += 1
+            unit = self.by_unit.setdefault((user, event["ts"] // DAY_MS), [0] * len(UNIT_COUNTS))
+            unit[UNIT_COUNTS.index(kind)] += 1
+            if kind == "page_view" and event["actions"].get("buy"):
+                unit[UNIT_COUNTS.index("buy")] += 1
         if kind == "exposure":
             self.exposures_at[event["position"]] += 1
         elif kind == "click":
@@ -77,6 +85,7 @@ class Arm:
         exposures, clicks = self.counts["exposure"], self.counts["click"]
         return {"sessions": len(self.sessions), "exposures": exposures, "clicks": clicks,
                 "ctr": clicks / exposures if exposures else float("nan"), "item_page_views": self.counts["page_view"],
+                "carts": self.counts.get("cart", 0), "buys": self.counts.get("buy", 0),
                 "deletes": self.counts["delete"], "page_requests": self.counts["page_request"],
                 "ctr_by_position": (self.clicks_at / np.maximum(self.exposures_at, 1)).round(5).tolist(),
                 "exposures_by_position": self.exposures_at.tolist()}
@@ -89,22 +98,32 @@ def _percentiles(values) -> dict:
 
 
 def paired_gains(cloud: np.ndarray, edge: np.ndarray, rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0) -> dict:
-    """EdgeRec's relative gain over the cloud's order in exposures, clicks, CTR and item page views, each with a 95%
-    interval: the units (user-days, the same in both arms) are resampled together, so what a user brings to both
-    arms cancels. cloud, edge [units, 3]: exposures, clicks, page views per unit."""
+    """EdgeRec's relative gain over the cloud's order in exposures, clicks, CTR, item page views and buys, each with a
+    95% interval: the units (user-days, the same in both arms) are resampled together, so what a user brings to both
+    arms cancels. cloud, edge [units, 4]: exposures, clicks, page views, buys per unit (UNIT_COUNTS)."""
     picks = np.random.default_rng(seed).integers(0, len(cloud), size=(rounds, len(cloud)))
     c, e = cloud[picks].sum(axis=1), edge[picks].sum(axis=1)  # [rounds, 3]
     with np.errstate(divide="ignore", invalid="ignore"):
         draws = {"exposures (PV)": e[:, 0] / c[:, 0], "clicks": e[:, 1] / c[:, 1],
-                 "CTR": (e[:, 1] / e[:, 0]) / (c[:, 1] / c[:, 0]), "item page views": e[:, 2] / c[:, 2]}
+                 "CTR": (e[:, 1] / e[:, 0]) / (c[:, 1] / c[:, 0]), "item page views": e[:, 2] / c[:, 2],
+                 "buys": e[:, 3] / c[:, 3]}
         ct, et = cloud.sum(axis=0), edge.sum(axis=0)
         values = {"exposures (PV)": et[0] / ct[0], "clicks": et[1] / ct[1], "CTR": (et[1] / et[0]) / (ct[1] / ct[0]),
-                  "item page views": et[2] / ct[2]}
+                  "item page views": et[2] / ct[2], "buys": et[3] / ct[3]}
     out = {}
     for metric, ratio in draws.items():
+        ratio = np.where(np.isfinite(ratio), ratio, np.nan)  # a draw without any in the base arm has no ratio
         low, high = np.nanpercentile(ratio, [2.5, 97.5]) - 1.0 if np.isfinite(ratio).any() else (np.nan, np.nan)
         out[metric] = {"value": float(values[metric] - 1.0), "low": float(low), "high": float(high)}
     return out
+
+
+def paired(base: Arm, other: Arm) -> tuple[int, dict]:
+    """(user-days, `paired_gains` of `other` over `base`) over the user-days of either arm."""
+    units = sorted(set(base.by_unit) | set(other.by_unit))
+    zero = [0] * len(UNIT_COUNTS)
+    return len(units), paired_gains(*(np.array([arm.by_unit.get(u, zero) for u in units], dtype=np.float64)
+                                      for arm in (base, other)))
 
 
 class RecallPages:
@@ -133,7 +152,7 @@ class RecallPages:
 
 def replay(cfg: SimConfig, bundle: Path, day: dt.date, diversity: float | None = None,
            progress: Callable[[str, int], None] | None = None, trusted: dict | None = None, days: int = 1,
-           seeds: int = 1, recall: RecallPages | None = None) -> dict:
+           seeds: int = 1, recall: RecallPages | None = None, rules: BusinessRules | None = None) -> dict:
     """Simulate `cfg.users` users on `days` days from `day` twice (cloud order, then the bundle on the device); the
     comparison, with paired intervals over user-days.
 
@@ -143,13 +162,19 @@ def replay(cfg: SimConfig, bundle: Path, day: dt.date, diversity: float | None =
 
     With `recall`, two arms more take each page's candidates from that recall version instead of the simulated
     cloud ranker, with the cloud's order (the recall's scores) and with the bundle on the device: `out["recall"]`
-    compares the four."""
+    compares the four.
+
+    With `rules`, one arm more runs the bundle under these business rules instead of its manifest's: `out["rules"]`
+    compares it with the EdgeRec arm."""
     client = cfg.client
     cloud = Arm("cloud order", client.page_size, int(client.cloud_delay_s * 1000))
     edge = Arm("EdgeRec", client.page_size, int(client.cloud_delay_s * 1000))
     runtime = EdgeRuntime(bundle, ItemCatalog(build_catalog(cfg.world, cfg.seed).to_arrow()), diversity=diversity,
                           trusted=trusted)
     arms = [(cloud, CloudOrder(), None), (edge, runtime, None)]
+    if rules is not None:
+        ruled = EdgeRuntime(bundle, runtime.items, diversity=diversity, trusted=trusted, rules=rules)
+        arms.append((Arm(RULES_ARM, client.page_size, int(client.cloud_delay_s * 1000)), ruled, None))
     if recall is not None:
         arms += [(Arm(RECALL_ARMS[0], client.page_size, int(client.cloud_delay_s * 1000)), CloudOrder(), recall),
                  (Arm(RECALL_ARMS[1], client.page_size, int(client.cloud_delay_s * 1000)), runtime, recall)]
@@ -170,21 +195,27 @@ def replay(cfg: SimConfig, bundle: Path, day: dt.date, diversity: float | None =
                                      "delay_to_first_use_s": {k: (v / 1000.0 if k != "n" and v is not None else v)
                                                               for k, v in _percentiles(delays).items()}}
     out["arms"]["EdgeRec"]["rerank_ms"] = _percentiles(runtime.stats.rerank_ms)
+    out["arms"]["EdgeRec"]["rules"] = {"rules": runtime.rules.model_dump(), "describe": runtime.rules.describe(),
+                                       "fired": runtime.stats.rules.as_dict()}
     c, e = out["arms"]["cloud order"], out["arms"]["EdgeRec"]
     out["gain"] = {"clicks": e["clicks"] / c["clicks"] - 1 if c["clicks"] else None,
                    "ctr": e["ctr"] / c["ctr"] - 1 if c["ctr"] else None,
                    "exposures": e["exposures"] / c["exposures"] - 1 if c["exposures"] else None}
-    units = sorted(set(cloud.by_unit) | set(edge.by_unit))
-    zero = [0] * len(UNIT_COUNTS)
-    out["units"] = len(units)
-    out["intervals"] = paired_gains(np.array([cloud.by_unit.get(u, zero) for u in units], dtype=np.float64),
-                                    np.array([edge.by_unit.get(u, zero) for u in units], dtype=np.float64))
+    out["units"], out["intervals"] = paired(cloud, edge)
+    if rules is not None:
+        arm, ruled = arms[2][0], arms[2][1]
+        units, gains = paired(edge, arm)
+        out["rules"] = {"rules": rules.model_dump(), "describe": rules.describe(), "fired": ruled.stats.rules.as_dict(),
+                        "arm": {k: v for k, v in arm.summary().items() if k in SOURCE_COLUMNS}, "units": units,
+                        "gains": gains}
     if recall is not None:
-        out["recall"] = compare_sources([arm for arm, _, _ in arms], recall.runtime.version)
+        out["recall"] = compare_sources([arm for arm, _, _ in arms if arm.name != RULES_ARM], recall.runtime.version)
     return out
 
 
 RECALL_ARMS = ("PWPRec recall", "PWPRec recall + EdgeRec")
+RULES_ARM = "EdgeRec + rules"
+SOURCE_COLUMNS = ("sessions", "exposures", "clicks", "ctr", "item_page_views", "carts", "buys")
 
 
 def compare_sources(arms: list[Arm], recall_version: str) -> dict:
@@ -201,9 +232,7 @@ def compare_sources(arms: list[Arm], recall_version: str) -> dict:
              "EdgeRec on the recall's candidates": (RECALL_ARMS[0], RECALL_ARMS[1]),
              "recall + EdgeRec vs cloud ranker + EdgeRec": ("EdgeRec", RECALL_ARMS[1])}
     return {"version": recall_version, "units": len(units),
-            "arms": {arm.name: {k: v for k, v in arm.summary().items() if k in ("sessions", "exposures", "clicks",
-                                                                                 "ctr", "item_page_views")}
-                     for arm in arms},
+            "arms": {arm.name: {k: v for k, v in arm.summary().items() if k in SOURCE_COLUMNS} for arm in arms},
             "gains": {label: paired_gains(counts(a), counts(b)) for label, (a, b) in pairs.items()}}
 
 
@@ -231,6 +260,8 @@ def to_markdown(result: dict) -> str:
             ("clicks", f"{c['clicks']:,}", f"{e['clicks']:,}", pct(result["gain"]["clicks"])),
             ("CTR", f"{c['ctr']:.4%}", f"{e['ctr']:.4%}", pct(result["gain"]["ctr"])),
             ("item page views", f"{c['item_page_views']:,}", f"{e['item_page_views']:,}", ""),
+            ("carts, buys", f"{c.get('carts', 0):,}, {c.get('buys', 0):,}", f"{e.get('carts', 0):,}, "
+             f"{e.get('buys', 0):,}", ""),
             ("deletes", f"{c['deletes']:,}", f"{e['deletes']:,}", ""),
             ("re-rankings per session", f"{c['reranks_per_session']:.1f}", f"{e['reranks_per_session']:.1f}", ""),
             ("delay from a behaviour to its first use", delay(c["delay_to_first_use_s"]),
@@ -258,6 +289,7 @@ def to_markdown(result: dict) -> str:
               "| | gain | interval | the paper, online |", "|---|---|---|---|"]
     lines += [f"| {m} | {pct(g['value'])} | [{pct(g['low'])}, {pct(g['high'])}] | "
               f"{pct(PAPER_ONLINE[m]) if m in PAPER_ONLINE else ''} |" for m, g in result["intervals"].items()]
+    lines += rules_markdown(result)
     if "recall" in result:
         sources = result["recall"]
         lines += ["", f"Candidate sources: the simulated cloud ranker and the recall {sources['version']}, each "
@@ -271,6 +303,33 @@ def to_markdown(result: dict) -> str:
                   f"{pct(g['clicks']['high'])}] | {pct(g['CTR']['value'])} |"
                   for label, g in sources["gains"].items()]
     return "\n".join(lines)
+
+
+def rules_markdown(result: dict) -> list[str]:
+    """How often the bundle's business rules fired and, with a rules arm, that arm against the bundle's own."""
+    def fired(counts: dict) -> str:
+        per = 1000.0 / max(counts["reranks"], 1)
+        return (f"{counts['reranks_changed']:,} of {counts['reranks']:,} re-ranks changed; per 1,000 re-ranks "
+                f"{counts['removed_out_of_stock'] * per:.0f} removed out of stock, "
+                f"{counts['demoted_no_image'] * per:.0f} demoted without an image, "
+                f"{counts['moved_by_cap'] * per:.0f} moved down by the category cap "
+                f"({counts['cap_unmet']:,} places where nothing fitted)")
+
+    own = result["arms"]["EdgeRec"].get("rules")
+    lines = [] if own is None else ["", f"Business rules of the bundle: {own['describe']}" + (
+        f"; {fired(own['fired'])}." if own["fired"]["reranks"] else ".")]
+    if "rules" in result:
+        r, e = result["rules"], result["arms"]["EdgeRec"]
+        pct = "{:+.2%}".format
+        lines += ["", f"The bundle under other rules ({r['describe']}): {fired(r['fired'])}.", "",
+                  "| arm | exposures (PV) | clicks | CTR | item page views | carts | buys |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {name} | {a['exposures']:,} | {a['clicks']:,} | {a['ctr']:.4%} | {a['item_page_views']:,} | "
+                  f"{a['carts']:,} | {a['buys']:,} |" for name, a in (("EdgeRec", e), (RULES_ARM, r["arm"]))]
+        lines += ["", f"{RULES_ARM} against EdgeRec over {r['units']:,} user-days, 95% intervals:", "",
+                  "| | gain | interval |", "|---|---|---|"]
+        lines += [f"| {m} | {pct(g['value'])} | [{pct(g['low'])}, {pct(g['high'])}] |" for m, g in r["gains"].items()]
+    return lines
 
 
 def plot(result: dict, path: Path) -> Path:

@@ -5,7 +5,8 @@
   event or trigger; a page view is encoded when it arrives, with its time of end.
 - At every trigger the unexposed cached candidates, in the cloud's order, are scored with the stored encodings and
   each event's age at the trigger, and shown best first; an optional diversity step (maximal marginal relevance
-  over item attributes) follows.
+  over item attributes) follows, and the business rules of the bundle's manifest (edgerec.edge.rules: demote
+  before the order, remove and cap after it).
 - The item rows arrive with the candidates, looked up for the runtime's model version (here: from the bundle's
   shards, the cloud's copy of them).
 - A bundle that fails verification is refused and the runtime keeps serving the one it has.
@@ -23,7 +24,9 @@ import pyarrow as pa
 
 from edgerec.contracts.bundle import BundleError
 from edgerec.contracts.policy import RerankContext
+from edgerec.contracts.rules import BusinessRules, manifest_rules
 from edgerec.edge.onnx_model import BundleModel, Encoded
+from edgerec.edge.rules import RuleCounts, apply_after_order, demoted
 from edgerec.edge.store import BehaviourStore
 from edgerec.errors import ConfigError
 from edgerec.features import (
@@ -40,6 +43,7 @@ from edgerec.features import (
 log = logging.getLogger(__name__)
 ITEM_FEATURES = (*ITEM_CATEGORICAL, *ITEM_SCORES)
 DAY_MS = 86_400_000
+OUT_OF_STOCK, NO_IMAGE = 1, 2  # bits of a page's candidate flags
 
 
 class ItemCatalog:
@@ -68,6 +72,7 @@ class RuntimeStats:
     first_use_delay_ms: list[int] = field(default_factory=list)
     reranks: int = 0
     events_encoded: int = 0
+    rules: RuleCounts = field(default_factory=RuleCounts)
 
 
 def mmr_order(relevance: np.ndarray, attributes: np.ndarray, lam: float) -> np.ndarray:
@@ -90,18 +95,24 @@ class EdgeRuntime:
     """A RerankPolicy (edgerec.contracts.policy) running a bundle on the device."""
 
     def __init__(self, bundle: Path, items: ItemCatalog, store: Path | str = ":memory:", lookback_days: int = 3,
-                 diversity: float | None = None, threads: int = 1, trusted: dict | None = None):
+                 diversity: float | None = None, threads: int = 1, trusted: dict | None = None,
+                 rules: BusinessRules | None = None):
         """`trusted`: the public keys (by key id) a bundle must be signed with, as the app ships them; None
-        checks the files against the manifest only (a bundle of one's own, as in the servability gate)."""
+        checks the files against the manifest only (a bundle of one's own, as in the servability gate).
+        `rules`: these business rules instead of the manifest's (a what-if in the replay; the phone has no such
+        option)."""
         if diversity is not None and not 0.0 <= diversity <= 1.0:
             raise ConfigError(f"diversity lambda must be within [0, 1], not {diversity}")
         self.items, self.store, self.diversity, self.threads = items, BehaviourStore(store), diversity, threads
         self.trusted = trusted
         self.lookback_ms = lookback_days * DAY_MS
         self.model: BundleModel = BundleModel(bundle, threads, trusted)
+        self.rules_override = rules
+        self.rules = rules or manifest_rules(self.model.manifest)
         self.stats = RuntimeStats()
         self._pending: dict[str, dict] = {}  # user -> the exposure not yet encoded (its delete may follow)
-        self._pages: dict[str, dict[int, tuple[int, float | None]]] = {}  # request_id -> item_id -> (rank, score)
+        # request_id -> item_id -> (rank, score, flags: OUT_OF_STOCK | NO_IMAGE bits)
+        self._pages: dict[str, dict[int, tuple[int, float | None, int]]] = {}
         self._page_of: dict[str, str] = {}  # user -> request_id of the current page
         self._last_use: dict[str, tuple[str, int]] = {}  # user -> (session, time) of the last re-rank
 
@@ -119,6 +130,7 @@ class EdgeRuntime:
         if model.spec["sha256"] != self.model.spec["sha256"]:
             log.info("bundle %s uses another feature spec", model.version)
         self.model = model
+        self.rules = self.rules_override or manifest_rules(model.manifest)
 
     # -- events ------------------------------------------------------------------------------------------
     def observe(self, event: dict) -> None:
@@ -132,7 +144,10 @@ class EdgeRuntime:
             self._pages.pop(self._page_of.get(user), None)
             self._page_of[user] = event["request_id"]
             # the score is optional in the contract (rank-only lists): a missing one encodes as missing, as in training
-            self._pages[event["request_id"]] = {c["item_id"]: (c["rank"], c.get("score")) for c in event["candidates"]}
+            self._pages[event["request_id"]] = {
+                c["item_id"]: (c["rank"], c.get("score"),
+                               OUT_OF_STOCK * bool(c.get("out_of_stock")) | NO_IMAGE * bool(c.get("no_image")))
+                for c in event["candidates"]}
         elif kind == "exposure":
             counters = self.store.count_exposure(user, event["item_id"], event["exposure_duration_ms"],
                                                  event["scroll_speed"], event["scroll_duration_ms"],
@@ -172,7 +187,7 @@ class EdgeRuntime:
         if page is None or len(ctx.item_ids) < 2:
             return None
         m, t = self.model, ctx.ts
-        ranks = np.array([page.get(int(i), (10**9, 0.0))[0] for i in ctx.item_ids])
+        ranks = np.array([page.get(int(i), (10**9,))[0] for i in ctx.item_ids])
         by_rank = np.argsort(ranks, kind="stable")  # the cloud's order: the model's input order
         cloud, rest = np.split(by_rank, [m.spec["sequence_lengths"]["candidates"]])
         ids = ctx.item_ids[cloud]
@@ -192,12 +207,34 @@ class EdgeRuntime:
             ages[b] = encode(m.spec["features"][AGE_FEATURE[b]], (t - ts) / 1000.0)
             self.stats.first_use_delay_ms += (t - ts[ts > last]).tolist()
         scores = m.rerank(m.rows(codes, ids), codes, ids, encoded, ages)
-        best = np.argsort(-scores, kind="stable")
-        if self.diversity is not None:
-            relevance = 1.0 / (1.0 + np.exp(-scores))
-            attributes = np.stack([values[n] for n in ITEM_CATEGORICAL], axis=1)
-            best = mmr_order(relevance, attributes, self.diversity)
+        shown = self._order(ctx.item_ids, scores, cloud, rest, values, page)
         self._last_use[ctx.user_id] = (ctx.session_id, t)
         self.stats.reranks += 1
         self.stats.rerank_ms.append((time.perf_counter() - started) * 1000.0)
-        return np.concatenate([cloud[best], rest])
+        return shown
+
+    def _order(self, item_ids: np.ndarray, scores: np.ndarray, cloud: np.ndarray, rest: np.ndarray, values: dict,
+               page: dict) -> np.ndarray:
+        """What is shown, as indices into item_ids: the scored candidates (`cloud`) best first (or by maximal marginal
+        relevance), then those beyond the model's list length (`rest`) in the cloud's order, under the rules."""
+        def ordered(log_p: np.ndarray | None) -> np.ndarray:
+            best = np.argsort(-scores if log_p is None else -log_p, kind="stable")
+            if self.diversity is not None:
+                relevance = 1.0 / (1.0 + np.exp(-scores)) if log_p is None else np.exp(log_p)
+                best = mmr_order(relevance, np.stack([values[n] for n in ITEM_CATEGORICAL], axis=1), self.diversity)
+            return np.concatenate([cloud[best], rest])
+
+        rules = self.rules
+        if not rules.active:
+            return ordered(None)
+        counts = self.stats.rules
+        flags = np.array([page.get(int(i), (0, None, 0))[2] for i in item_ids], dtype=np.int64)
+        no_image = (flags[cloud] & NO_IMAGE > 0) & (rules.demote_no_image < 1.0)
+        counts.demoted_no_image += int(no_image.sum())
+        unruled = ordered(demoted(scores, np.zeros_like(no_image), 1.0))
+        before = ordered(demoted(scores, no_image, rules.demote_no_image)) if no_image.any() else unruled
+        shown = apply_after_order(before, flags & OUT_OF_STOCK > 0, self.items.features(item_ids)["category"], rules,
+                                  counts)
+        counts.reranks += 1
+        counts.reranks_changed += int(not np.array_equal(shown, unruled))
+        return shown

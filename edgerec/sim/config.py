@@ -39,6 +39,11 @@ class WorldConfig(_Knobs):
     cloud_noise: float = Field(0.3, ge=0.0, le=10.0, description="noise of the cloud ranker's utility estimate")
     brand_is_item: bool = Field(False, description="every item is its own brand (a log whose only item attribute "
                                                    "besides its category is its identity)")
+    out_of_stock_share: float = Field(0.0, ge=0.0, le=1.0, description=(
+        "items out of stock (flagged in the page's candidates; a page view of one never leads to a cart or a buy)"))
+    no_image_share: float = Field(0.0, ge=0.0, le=1.0, description=(
+        "items without an image (flagged in the page's candidates; they draw fewer clicks: "
+        "behaviour.no_image_penalty)"))
 
 
 class BehaviourConfig(_Knobs):
@@ -60,6 +65,8 @@ class BehaviourConfig(_Knobs):
     leave_base: float = Field(0.004, ge=0.0, le=1.0, description="probability to leave after any exposure")
     leave_per_miss: float = Field(0.0008, ge=0.0, le=1.0, description="extra leave probability per miss in a row")
     explore_share: float = Field(0.25, ge=0.0, le=1.0, description="candidates from outside long-term interests")
+    no_image_penalty: float = Field(1.0, ge=0.0, le=10.0, description=(
+        "click logit lost by an item shown without an image (world.no_image_share)"))
     revisit_boost: float = Field(0.0, ge=0.0, le=20.0,
                                  description="click logit gained by an item the user viewed earlier in the session, "
                                              "decaying with the short-term half-life (0: no return to items)")

@@ -207,9 +207,10 @@ class Simulator:
                 np.array([item_ids[i] for i in order], dtype=np.int64), scores[order], history,
             )) if observes else None
             if new is not None:
-                if sorted(new.tolist()) != list(range(len(order))):
-                    raise ValueError(f"policy returned no permutation of {len(order)} candidates")
-                order = [order[j] for j in new.tolist()]
+                picked = new.tolist()
+                if len(set(picked)) != len(picked) or not all(0 <= j < len(order) for j in picked):
+                    raise ValueError(f"policy returned no permutation of (a subset of) {len(order)} candidates")
+                order = [order[j] for j in picked]  # those left out are not shown
             event("rerank", now, request_id=request_id, trigger=trigger, order=[item_ids[i] for i in order])
             if oracle is not None:
                 oracle(Trigger(request_id, now, [item_ids[i] for i in order], [appeal(i, now) for i in order],
@@ -227,10 +228,12 @@ class Simulator:
             if len(rows) == 0:
                 break
             row_list, item_ids = rows.tolist(), cat.item_id[rows].tolist()
+            out_of_stock, no_image = cat.out_of_stock[rows].tolist(), cat.no_image[rows]
             event("page_request", t, request_id=request_id, page_no=page_no, candidates=[
-                {"item_id": i, "rank": r, "score": s} if client.cloud_scores else {"item_id": i, "rank": r}
-                for r, (i, s) in enumerate(zip(item_ids, np.round(scores, 5).tolist(), strict=True))])
-            utility = utility.tolist()
+                self._candidate(i, r, s, oos, ni) for r, (i, s, oos, ni) in enumerate(zip(
+                    item_ids, np.round(scores, 5).tolist(), out_of_stock, no_image.tolist(), strict=True))])
+            # an item shown without an image draws fewer clicks; the cloud's ranker does not know it
+            utility = (utility - beh.no_image_penalty * no_image).tolist()
             cats, brands = cat.category[rows].tolist(), cat.brand[rows].tolist()
             quality = cat.quality[rows].tolist()
             price_gap = np.abs(cat.price_level[rows] - user.price_level).tolist()
@@ -268,7 +271,8 @@ class Simulator:
                 if u_click < p_click:
                     misses = 0
                     event("click", t, request_id=request_id, item_id=item_ids[i], position=position)
-                    t = self._page_view(user, item_ids[i], z, price_gap[i], request_id, t + 200, rng, event)
+                    t = self._page_view(user, item_ids[i], z, price_gap[i], request_id, t + 200, rng, event,
+                                        out_of_stock[i])
                     deep = beh.deep_action_boost if any(history[-1]["actions"][ACTION_NAMES[a]]
                                                         for a in _DEEP_ACTIONS) else 0.0
                     boost(st_cat, c, beh.click_boost_category + deep, t)
@@ -360,10 +364,22 @@ class Simulator:
         best_first = np.argsort(-estimate, kind="stable")
         return rows[best_first], estimate[best_first], utility[best_first]
 
+    def _candidate(self, item_id: int, rank: int, score: float, out_of_stock: bool, no_image: bool) -> dict:
+        """A page's candidate as the cloud logs it: the flags only where they are set."""
+        candidate = {"item_id": item_id, "rank": rank, "score": score} if self.cfg.client.cloud_scores else {
+            "item_id": item_id, "rank": rank}
+        if out_of_stock:
+            candidate["out_of_stock"] = True
+        if no_image:
+            candidate["no_image"] = True
+        return candidate
+
     def _page_view(self, user: User, item_id: int, z: float, price_gap: int, request_id: str, t: int,
-                   rng, event) -> int:
+                   rng, event, out_of_stock: bool = False) -> int:
         logits = _ACTION_INTERCEPT + _ACTION_UTILITY * z - _ACTION_PRICE_FIT * price_gap
         done = (rng.random(len(ACTION_NAMES)) < 1.0 / (1.0 + np.exp(-logits))).tolist()
+        if out_of_stock:  # drawn all the same, so the rest of the session is the same with or without the flag
+            done[ACTION_NAMES.index("cart")] = done[ACTION_NAMES.index("buy")] = False
         duration = int(min(600_000, max(1_000, 15_000 * math.exp(0.3 * z + 0.5 * rng.standard_normal()))))
         event("page_view", t, request_id=request_id, item_id=item_id, ipv_duration_ms=duration,
               actions=dict(zip(ACTION_NAMES, done, strict=True)))

@@ -16,7 +16,7 @@ from edgerec.contracts import CATALOG_ARROW_SCHEMA
 from edgerec.sim.config import WorldConfig
 
 FIRST_ITEM_ID = 1  # 0 stays free for padding in feature tables
-_CATALOG, _USER, _SESSION, _CORRUPT = 1, 2, 3, 4
+_CATALOG, _USER, _SESSION, _CORRUPT, _FLAGS = 1, 2, 3, 4, 5
 
 
 def rng_for(seed: int, purpose: int, *keys: int) -> np.random.Generator:
@@ -43,6 +43,8 @@ class Catalog:
     cvr_score: np.ndarray
     cat_start: np.ndarray
     cat_popularity: np.ndarray
+    out_of_stock: np.ndarray  # bool; the cloud flags it in the page's candidates, not in the catalog snapshot
+    no_image: np.ndarray  # bool; likewise
 
     def __len__(self) -> int:
         return len(self.item_id)
@@ -85,6 +87,7 @@ def build_catalog(cfg: WorldConfig, seed: int) -> Catalog:
     quality = rng.standard_normal(n)
     ctr_score = _sigmoid(-3.0 + 0.8 * quality + cfg.score_noise * rng.standard_normal(n))
     cvr_score = _sigmoid(-4.5 + 0.6 * quality + cfg.score_noise * rng.standard_normal(n))
+    flags = rng_for(seed, _FLAGS).random((2, n))  # an rng of their own: the other attributes stay as they were
     return Catalog(
         item_id=np.arange(FIRST_ITEM_ID, FIRST_ITEM_ID + n, dtype=np.int64),
         category=category.astype(np.int64),
@@ -98,6 +101,8 @@ def build_catalog(cfg: WorldConfig, seed: int) -> Catalog:
         cvr_score=np.round(cvr_score, 6),
         cat_start=cat_start,
         cat_popularity=popularity,
+        out_of_stock=flags[0] < cfg.out_of_stock_share,
+        no_image=flags[1] < cfg.no_image_share,
     )
 
 

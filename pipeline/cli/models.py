@@ -151,19 +151,25 @@ def replay_command(
     recall: Annotated[str | None, typer.Option(help="also take candidates from this recall version (a version id "
                                                     "under $EDGEREC_HOME/recall_bundles, or `channel`: the recall "
                                                     "channel's), with and without EdgeRec: four arms")] = None,
+    rules: Annotated[Path | None, typer.Option(help="also run the bundle under these business rules (a JSON file as "
+                                                    "EDGEREC_RULES_CONFIG) instead of its manifest's: one arm more, "
+                                                    "compared with the bundle's own")] = None,
 ) -> None:
     """Closed-loop replay: the same users and seed twice, the cloud's order vs EdgeRec re-ranking on the device;
     prints clicks, CTR, page views, re-rankings per session, delays and re-rank times, the gains with 95% intervals
     over user-days beside the paper's online A/B, and plots CTR by position. With --recall, the same with the
     recall's candidates instead of the simulated cloud ranker's (users embedded from fct_recall_users' histories
-    and their session's clicks)."""
+    and their session's clicks). Reports how often each business rule fired (docs/rules.md)."""
+    from edgerec.contracts.rules import BusinessRules
     from edgerec.contracts.signing import trusted_keys
-    from edgerec.edge.replay import RecallPages, replay, to_markdown, write
+    from edgerec.edge.replay import RECALL_ARMS, RULES_ARM, RecallPages, replay, to_markdown, write
+    from edgerec.errors import json_config
     from edgerec.recall import RecallRuntime, histories_by_user
     from edgerec.sim.config import load_sim_config
 
     settings = settings_from_env()
     root = Path(bundle) if Path(bundle).is_dir() else settings.bundles_dir / bundle
+    other_rules = json_config(BusinessRules, rules, "--rules") if rules is not None else None
     day = dt.date.fromisoformat(date) if date else settings.run.date + dt.timedelta(days=1)
     cfg = load_sim_config(settings.sim.config, preset=settings.sim.world, users=users, days=1, start_date=day,
                           seed=seed if seed is not None else settings.sim.seed)
@@ -177,12 +183,12 @@ def replay_command(
                                               trusted=trusted_keys(settings.trusted_keys_dir)),
                                 histories_by_user(settings.duckdb_path))
         per_arm = cfg.users * seeds * days
-        task = progress.add_task("replaying", total=(4 if pages else 2) * per_arm)
-        arms = {"cloud order": 0, "EdgeRec": per_arm, "PWPRec recall": 2 * per_arm,
-                "PWPRec recall + EdgeRec": 3 * per_arm}
+        names = ["cloud order", "EdgeRec", *([RULES_ARM] if other_rules else []), *(RECALL_ARMS if pages else [])]
+        task = progress.add_task("replaying", total=len(names) * per_arm)
+        arms = {name: k * per_arm for k, name in enumerate(names)}
         result = replay(cfg, root, day, diversity, progress=lambda arm, done: progress.update(
             task, completed=arms[arm] + done, description=f"replaying: {arm}"),
-            trusted=trusted_keys(settings.trusted_keys_dir), days=days, seeds=seeds, recall=pages)
+            trusted=trusted_keys(settings.trusted_keys_dir), days=days, seeds=seeds, recall=pages, rules=other_rules)
     paths = write(result, out or settings.home / "reports" / "replay" / result["version"])
     typer.echo(to_markdown(result))
     typer.echo(f"\nwritten: {paths['md']}, {paths['json']}, plot {paths['png']}")

@@ -47,5 +47,5 @@ def test_a_servability_config_that_is_not_json_is_named(tmp_path):
     with pytest.raises(ConfigError, match=f"EDGEREC_SERVABILITY_CONFIG={path} is not a readable JSON file"):
         servability_budgets(settings)
     path.write_text("[1, 2]")
-    with pytest.raises(ConfigError, match="holds a list, not an object of budgets"):
+    with pytest.raises(ConfigError, match="holds a list, not a JSON object"):
         servability_budgets(settings)

@@ -43,14 +43,18 @@ def test_diversity_runs_through_the_replay(bundle):
 def test_paired_gains_resample_the_same_units_in_both_arms():
     from edgerec.edge.replay import paired_gains
 
-    cloud = np.array([[10, 1, 1], [100, 10, 8], [50, 5, 5]], dtype=float)
-    doubled = paired_gains(cloud, cloud * [1, 2, 2])
+    cloud = np.array([[10, 1, 1, 0], [100, 10, 8, 2], [50, 5, 5, 1]], dtype=float)  # exposures, clicks, views, buys
+    doubled = paired_gains(cloud, cloud * [1, 2, 2, 3])
     assert doubled["clicks"] == {"value": 1.0, "low": 1.0, "high": 1.0}  # every unit doubled: no width
     assert doubled["CTR"]["value"] == pytest.approx(1.0) and doubled["exposures (PV)"]["value"] == 0.0
+    assert doubled["buys"]["value"] == pytest.approx(2.0)
     # users differ tenfold, yet a paired +10% on each stays narrow: what a user brings cancels
-    assert paired_gains(cloud, cloud * [1, 1.1, 1])["clicks"]["low"] == pytest.approx(0.1)
-    mixed = paired_gains(cloud, np.array([[10, 2, 1], [100, 9, 8], [50, 5, 5]], dtype=float))
+    assert paired_gains(cloud, cloud * [1, 1.1, 1, 1])["clicks"]["low"] == pytest.approx(0.1)
+    mixed = paired_gains(cloud, np.array([[10, 2, 1, 0], [100, 9, 8, 2], [50, 5, 5, 1]], dtype=float))
     assert mixed["clicks"]["low"] < mixed["clicks"]["value"] < mixed["clicks"]["high"]
+    # a draw without buys in the base arm has no ratio: left out of the interval, never an infinite bound
+    some = paired_gains(cloud, cloud + [0, 0, 0, 1])
+    assert np.isfinite([some["buys"]["low"], some["buys"]["high"]]).all() and some["buys"]["value"] == 1.0
 
 
 def test_several_days_give_intervals_over_user_days(bundle):
@@ -64,7 +68,7 @@ def test_several_days_give_intervals_over_user_days(bundle):
     assert {d for _, d in active} == {20762, 20763}  # both days, not only the first
     assert result["days"] == 2 and result["units"] == len(active)  # the user-days with a session, both arms alike
     gains = result["intervals"]
-    assert set(gains) == {"exposures (PV)", "clicks", "CTR", "item page views"}
+    assert set(gains) == {"exposures (PV)", "clicks", "CTR", "item page views", "buys"}
     assert gains["clicks"]["value"] == pytest.approx(result["gain"]["clicks"])
     assert gains["clicks"]["low"] <= gains["clicks"]["value"] <= gains["clicks"]["high"]
     assert "the paper, online" in to_markdown(result) and "| clicks |" in to_markdown(result)
@@ -142,3 +146,25 @@ def test_with_a_recall_the_replay_compares_four_arms(bundle):
     assert gains["value"] == pytest.approx(recall / cloud - 1) and gains["low"] <= gains["high"]
     table = to_markdown(result)
     assert "| PWPRec recall + EdgeRec |" in table and "| EdgeRec on the recall's candidates |" in table
+
+
+def test_other_rules_run_as_an_arm_of_their_own(bundle):
+    """--rules: the same bundle under other rules on the same users; the report counts what each rule did and the
+    out-of-stock removal leaves no flagged item shown."""
+    from edgerec.contracts.rules import BusinessRules, CategoryCap
+    from edgerec.edge.replay import RULES_ARM
+
+    cfg = load_sim_config(users=5, seed=3, world={"out_of_stock_share": 0.2, "no_image_share": 0.2})
+    rules = BusinessRules(remove_out_of_stock=True, demote_no_image=0.5, category_cap=CategoryCap(max_items=2,
+                                                                                                  window=4))
+    result = replay(cfg, bundle, dt.date(2026, 11, 5), rules=rules)
+    own, other = result["arms"]["EdgeRec"]["rules"], result["rules"]
+    assert own["describe"] == "none" and own["fired"]["reranks"] == 0
+    fired = other["fired"]
+    assert fired["reranks"] >= fired["reranks_changed"] > 0
+    assert fired["removed_out_of_stock"] > 0 and fired["demoted_no_image"] > 0 and fired["moved_by_cap"] > 0
+    assert other["arm"]["sessions"] == result["arms"]["EdgeRec"]["sessions"]
+    assert set(other["gains"]) == {"exposures (PV)", "clicks", "CTR", "item page views", "buys"}
+    table = to_markdown(result)
+    assert f"| {RULES_ARM} |" in table and "Business rules of the bundle: none." in table
+    assert "removed out of stock" in table

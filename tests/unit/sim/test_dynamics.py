@@ -143,3 +143,61 @@ def test_an_unknown_world_and_inverted_list_lengths_are_refused():
     with pytest.raises(ConfigError, match=r"client.min_candidates_per_request \(40\) is above "
                                           r"client.candidates_per_request \(30\)"):
         load_sim_config(client={"candidates_per_request": 30, "min_candidates_per_request": 40})
+
+
+def test_flagged_items_are_flagged_on_the_page_and_behave_so():
+    """Out of stock: flagged, never carted or bought; without an image: flagged, clicked less (the cloud ranks them
+    as any other). The default world flags nothing, so its logs are as before the flags."""
+    flags = {"world": {"out_of_stock_share": 0.5, "no_image_share": 0.5}, "behaviour": {"no_image_penalty": 3.0}}
+    sim, events = run_in_memory(users=60, seed=3, **flags)
+    assert 0.45 < sim.catalog.out_of_stock.mean() < 0.55 and 0.45 < sim.catalog.no_image.mean() < 0.55
+    flagged = {c["item_id"]: c for e in events if e["event_type"] == "page_request" for c in e["candidates"]}
+    rows = sim.catalog.row_of(np.array(list(flagged)))
+    assert [c.get("out_of_stock", False) for c in flagged.values()] == sim.catalog.out_of_stock[rows].tolist()
+    assert [c.get("no_image", False) for c in flagged.values()] == sim.catalog.no_image[rows].tolist()
+    out_of_stock = {i for i, c in flagged.items() if c.get("out_of_stock")}
+    views = [e for e in events if e["event_type"] == "page_view"]
+    assert any(e["item_id"] in out_of_stock for e in views)
+    assert not any(e["actions"]["cart"] or e["actions"]["buy"] for e in views if e["item_id"] in out_of_stock)
+    assert any(e["actions"]["buy"] for e in views if e["item_id"] not in out_of_stock)
+    exposed, clicked = defaultdict(int), defaultdict(int)
+    for e in events:
+        if e["event_type"] in ("exposure", "click"):
+            (exposed if e["event_type"] == "exposure" else clicked)[flagged[e["item_id"]].get("no_image", False)] += 1
+    assert clicked[True] / exposed[True] < 0.5 * clicked[False] / exposed[False]
+    _, plain = run_in_memory(users=20, seed=3)
+    assert not any(set(c) - {"item_id", "rank", "score"} for e in plain if e["event_type"] == "page_request"
+                   for c in e["candidates"])
+
+
+def test_a_policy_may_leave_candidates_out_and_they_are_not_shown():
+    """A policy returning a subset (a business rule removed the rest): those candidates are never exposed and the
+    rerank event lists what is shown; a repeated index is refused."""
+    from edgerec.sim.engine import Simulator
+
+    class EveryOther:
+        model_version = "v-test"
+
+        def observe(self, event):
+            pass
+
+        def rerank(self, ctx):
+            return np.arange(0, len(ctx.item_ids), 2)
+
+    events = []
+    Simulator(load_sim_config(users=5, seed=3), EveryOther()).simulate_day(load_sim_config().start_date,
+                                                                           events.append)
+    pages = {e["request_id"]: [c["item_id"] for c in e["candidates"]] for e in events
+             if e["event_type"] == "page_request"}
+    first = {e["request_id"]: e["order"] for e in events if e["event_type"] == "rerank" and e["trigger"] == "page"}
+    assert first and all(order == pages[r][::2] for r, order in first.items())
+    left_out = {(r, i) for r, items in pages.items() for i in items[1::2]}  # on that page (a later one may show it)
+    assert not left_out & {(e["request_id"], e["item_id"]) for e in events if e["event_type"] == "exposure"}
+
+    class Repeats(EveryOther):
+        def rerank(self, ctx):
+            return np.zeros(len(ctx.item_ids), dtype=np.int64)
+
+    with pytest.raises(ValueError, match=r"no permutation of \(a subset of\)"):
+        Simulator(load_sim_config(users=1, seed=3), Repeats()).simulate_day(load_sim_config().start_date,
+                                                                             lambda e: None)
