@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from typing_extensions import TypedDict
 
 EVENT_TYPES = ("page_request", "exposure", "click", "page_view", "delete", "rerank")
@@ -118,11 +118,26 @@ class Delete(_Event):
     reason: Literal[DELETE_REASONS] = "other"  # type: ignore[valid-type]
 
 
+class Exploration(_Strict):
+    """How a device of the exploration bucket shuffled the order it shows: within windows of `window` display
+    positions whose boundaries sit at positions = offset (mod window) (edgerec.edge.exploration)."""
+
+    window: Annotated[int, Field(ge=2, le=MAX_CANDIDATES)]
+    offset: Annotated[int, Field(ge=0, lt=MAX_CANDIDATES)]
+
+    @model_validator(mode="after")
+    def _offset_within_window(self) -> Exploration:
+        if self.offset >= self.window:
+            raise ValueError(f"offset {self.offset} is not below window {self.window}")
+        return self
+
+
 class Rerank(_Event):
     event_type: Literal["rerank"]
     request_id: NonEmptyStr
     trigger: Literal[RERANK_TRIGGERS]  # type: ignore[valid-type]
     order: Annotated[list[ItemId], Field(max_length=MAX_CANDIDATES)]
+    exploration: Exploration | None = None  # set by the exploration bucket's devices: the order was shuffled
 
 
 EVENT_MODELS: dict[str, type[_Event]] = {

@@ -84,6 +84,10 @@ class ClientConfig(_Knobs):
                                  description="probability that each item the user viewed earlier in the session is "
                                              "among a page's candidates again, as a search result page lists it "
                                              "again (0: never; exposed items otherwise never come back)")
+    exploration_share: float = Field(0.0, ge=0.0, le=1.0, description=(
+        "devices in the exploration bucket (by a hash of the device id): each order they show is shuffled within "
+        "windows of exploration_window display positions and logged as such (0: none)"))
+    exploration_window: int = Field(5, ge=2, le=100, description="display positions an exploration window spans")
     page_size: int = Field(50, ge=1, le=100, description="items displayed per page")
     max_pages: int = Field(8, ge=1, le=1_000, description="page requests per session at most")
     max_per_category: int = Field(15, ge=1, le=100, description="the cloud's cap on candidates per category")

@@ -17,6 +17,7 @@ import numpy as np
 
 from edgerec.contracts import ACTION_NAMES
 from edgerec.contracts.policy import CloudOrder, RerankContext, RerankPolicy
+from edgerec.edge.exploration import explore_order, in_bucket
 from edgerec.sim.config import SimConfig
 from edgerec.sim.world import (
     _SESSION,
@@ -148,6 +149,8 @@ class Simulator:
         trigger_k, page_size = client.trigger_k, client.page_size
         user_id, device_id, app_version = user.user_id, user.device_id, client.app_version
         model_version = policy.model_version
+        explores = in_bucket(device_id, client.exploration_share)
+        offset = 0  # of the current page's exploration windows
 
         def record(ev: dict) -> dict:
             history.append(ev)
@@ -198,10 +201,13 @@ class Simulator:
                 z += value * 0.5 ** ((now - t0) / half_life_ms)
             return z
 
-        def rerank(trigger: str, now: int, page: tuple) -> None:
-            nonlocal order, since_rerank
+        def rerank(trigger: str, now: int, page: tuple, shown: int) -> None:
+            """The policy's order of the page's unexposed candidates (shown from display position `shown` on), shuffled
+            within windows on a device of the exploration bucket, logged."""
+            nonlocal order, since_rerank, offset
             request_id, item_ids, scores = page
             since_rerank = 0
+            previous = order
             new = policy.rerank(RerankContext(
                 user_id, device_id, session_id, request_id, now, trigger,
                 np.array([item_ids[i] for i in order], dtype=np.int64), scores[order], history,
@@ -211,7 +217,13 @@ class Simulator:
                 if len(set(picked)) != len(picked) or not all(0 <= j < len(order) for j in picked):
                     raise ValueError(f"policy returned no permutation of (a subset of) {len(order)} candidates")
                 order = [order[j] for j in picked]  # those left out are not shown
-            event("rerank", now, request_id=request_id, trigger=trigger, order=[item_ids[i] for i in order])
+            logged = {}
+            if explores:
+                window = client.exploration_window
+                offset = int(rng.integers(window)) if shown == 0 else offset
+                order = explore_order(previous, order, shown, window, offset, rng)
+                logged["exploration"] = {"window": window, "offset": offset}
+            event("rerank", now, request_id=request_id, trigger=trigger, order=[item_ids[i] for i in order], **logged)
             if oracle is not None:
                 oracle(Trigger(request_id, now, [item_ids[i] for i in order], [appeal(i, now) for i in order],
                                [utility[i] for i in order], [float(scores[i]) for i in order],
@@ -244,7 +256,7 @@ class Simulator:
             order = list(range(len(rows)))
 
             page = (request_id, item_ids, scores)
-            rerank("page", t, page)
+            rerank("page", t, page, 0)
             for position in range(page_size):
                 if not order or t >= t_max:
                     break
@@ -301,7 +313,7 @@ class Simulator:
                 if u_leave < leave_base + leave_per_miss * misses:
                     return t
                 if trigger is not None and order:
-                    rerank(trigger, t, page)
+                    rerank(trigger, t, page, position + 1)
             t += 400  # the next page loads
             if t >= t_max:
                 break

@@ -201,3 +201,26 @@ def test_a_policy_may_leave_candidates_out_and_they_are_not_shown():
     with pytest.raises(ValueError, match=r"no permutation of \(a subset of\)"):
         Simulator(load_sim_config(users=1, seed=3), Repeats()).simulate_day(load_sim_config().start_date,
                                                                              lambda e: None)
+
+
+def test_devices_of_the_exploration_bucket_shuffle_within_windows_and_say_so():
+    """Every re-rank of an exploring device is logged with its window and the page's offset; the first one shuffles
+    the cloud's order within the windows (each item stays in the window of its rank). The default world explores
+    nothing."""
+    sim, events = run_in_memory(users=30, seed=3, client={"exploration_share": 1.0, "exploration_window": 4})
+    pages = {e["request_id"]: [c["item_id"] for c in e["candidates"]] for e in events
+             if e["event_type"] == "page_request"}
+    reranks = [e for e in events if e["event_type"] == "rerank"]
+    assert reranks and all(e["exploration"]["window"] == 4 for e in reranks)
+    offsets = {}
+    for e in reranks:
+        assert offsets.setdefault(e["request_id"], e["exploration"]["offset"]) == e["exploration"]["offset"]
+    shuffled = 0
+    for e in (e for e in reranks if e["trigger"] == "page"):
+        rank = {item: r for r, item in enumerate(pages[e["request_id"]])}
+        offset = e["exploration"]["offset"]
+        assert all((rank[item] - offset) // 4 == (p - offset) // 4 for p, item in enumerate(e["order"]))
+        shuffled += e["order"] != pages[e["request_id"]]
+    assert shuffled > 0
+    _, plain = run_in_memory(users=10, seed=3)
+    assert not any("exploration" in e for e in plain if e["event_type"] == "rerank")

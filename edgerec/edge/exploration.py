@@ -1,0 +1,114 @@
+"""The exploration bucket: what its clients do to the shown order, and what their logs say about position bias.
+
+A small share of devices (`in_bucket`, by a hash of the device id) shuffle what they show within windows of W
+consecutive display positions, the windows' boundaries shifted by a random offset per page, and log each re-rank
+with `exploration` (window and offset). A window is shuffled once, before its first position is shown: a re-rank
+within it (a click, a delete) reorders only the windows after it (`explore_order`). So every item of a window is
+equally likely at each of its positions whatever happened at the positions before, and how often a position is
+clicked, against the other positions of the same window, is how often it is examined. The offsets differ from page
+to page, so windows overlap across pages and tie every position to position 0.
+
+`examination` estimates the curve: click ~ Poisson(e[position] * a[window]) with a free level a per window
+(whatever the items and the session bring), fitted by its conditional likelihood, the share of each window's clicks
+at each of its exposed positions: the minorization-maximization update of Hunter (2004) for choice models. e[0] = 1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+DEFAULT_WINDOW = 5
+
+
+def in_bucket(device_id: str, share: float) -> bool:
+    """Whether a device explores: a hash of its id below `share` (stable across days and apart from the release
+    channels' own assignment)."""
+    if share <= 0.0:
+        return False
+    digest = hashlib.sha256(f"exploration:{device_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+def explore(n: int, shown_before: int, window: int, offset: int, rng: np.random.Generator) -> np.ndarray:
+    """A permutation of n candidates about to be shown from display position `shown_before` on, shuffled within
+    windows of `window` display positions whose boundaries sit at positions = offset (mod window)."""
+    windows = (shown_before + np.arange(n) - offset) // window
+    order = np.arange(n)
+    for w in np.unique(windows):
+        members = np.flatnonzero(windows == w)
+        order[members] = members[rng.permutation(len(members))]
+    return order
+
+
+def explore_order(previous: list[int], ranked: list[int], shown_before: int, window: int, offset: int,
+                  rng: np.random.Generator) -> list[int]:
+    """What an exploring device shows at a re-rank: the rest of the window being shown as it was (`previous`, the order
+    before the re-rank), then the re-ranker's order of the others (`ranked`, possibly without some candidates: a rule
+    removed them), shuffled within the windows from the next boundary on."""
+    rest_of_window = (offset - shown_before) % window if shown_before else 0  # nothing shown yet: no window begun
+    still = set(ranked)
+    kept = [i for i in previous[:rest_of_window] if i in still]
+    others = [i for i in ranked if i not in set(kept)]
+    return kept + [others[j] for j in explore(len(others), shown_before + len(kept), window, offset, rng).tolist()]
+
+
+def window_of(position: int, offset: int, window: int) -> int:
+    return (position - offset) // window
+
+
+def examination(windows: np.ndarray, positions: np.ndarray, clicks: np.ndarray, n_positions: int,
+                iterations: int = 500, tolerance: float = 1e-10) -> np.ndarray:
+    """The examination of each display position relative to position 0, from exposures in explored windows.
+
+    windows [N] (any id, one per window of one re-rank), positions [N] in [0, n_positions), clicks [N] 0/1 ->
+    e [n_positions]; NaN where a position was never exposed in a window with a click."""
+    windows, positions, clicks = (np.asarray(a) for a in (windows, positions, clicks))
+    _, window = np.unique(windows, return_inverse=True)
+    clicks_in = np.bincount(window, weights=clicks)  # per window
+    clicked_at = np.bincount(positions, weights=clicks, minlength=n_positions)
+    seen = np.bincount(positions, minlength=n_positions) > 0
+    informative = clicks_in[window] > 0  # a window without a click says nothing about its positions
+    e = np.where(seen, 1.0, np.nan)
+    for _ in range(iterations):
+        level = np.bincount(window, weights=np.nan_to_num(e[positions]))  # sum of e over each window's exposures
+        weight = np.where(informative, clicks_in[window] / np.maximum(level[window], 1e-300), 0.0)
+        denominator = np.bincount(positions, weights=weight, minlength=n_positions)
+        new = np.where(seen & (denominator > 0), clicked_at / np.where(denominator > 0, denominator, 1.0), np.nan)
+        if not new[0] > 0:
+            return np.full(n_positions, np.nan)
+        new = new / new[0]
+        done = np.nanmax(np.abs(new - e)) < tolerance if np.isfinite(new).any() else True
+        e = new
+        if done:
+            break
+    return e
+
+
+def explored_exposures(events) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(window ids, display positions, clicked 0/1) of the exposures of explored pages, from raw log events in their
+    order per user. A window is one page's (its request's) window of display positions; an exposure is clicked when
+    a click of the same request and position follows."""
+    explored: dict[str, tuple[int, int]] = {}  # request -> (window, offset) of its re-ranks
+    row_of: dict[tuple[str, int], int] = {}  # (request, position) -> row of its exposure
+    windows: list[tuple[str, int]] = []
+    positions: list[int] = []
+    clicks: list[int] = []
+    for e in events:
+        kind = e["event_type"]
+        if kind == "rerank" and e.get("exploration"):
+            explored[e["request_id"]] = (e["exploration"]["window"], e["exploration"]["offset"])
+        elif kind == "exposure" and e.get("request_id") in explored:
+            window, offset = explored[e["request_id"]]
+            row_of[e["request_id"], e["position"]] = len(positions)
+            windows.append((e["request_id"], window_of(e["position"], offset, window)))
+            positions.append(e["position"])
+            clicks.append(0)
+        elif kind == "click":
+            row = row_of.get((e.get("request_id"), e["position"]))
+            if row is not None:
+                clicks[row] = 1
+    ids = {w: i for i, w in enumerate(dict.fromkeys(windows))}
+    return (np.array([ids[w] for w in windows], dtype=np.int64), np.array(positions, dtype=np.int64),
+            np.array(clicks, dtype=np.float64))
