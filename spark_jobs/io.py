@@ -12,7 +12,8 @@ def read_partitions(spark: SparkSession, root: Path, days: list[str]) -> DataFra
     paths = [str(root / f"ds={d}") for d in days if (root / f"ds={d}").exists()]
     if not paths:
         return None
-    return spark.read.option("basePath", str(root)).parquet(*paths)
+    # mergeSchema: partitions written before an optional field joined the contract lack its column
+    return spark.read.option("basePath", str(root)).option("mergeSchema", "true").parquet(*paths)
 
 
 def write_partitions(df: DataFrame, root: Path) -> None:

@@ -31,9 +31,12 @@ def _kind(name: str) -> Column:
 
 
 def logged_triggers(day: DataFrame) -> DataFrame:
+    """The logged re-ranks: origin `explored` where the device belongs to the exploration bucket (the order it showed
+    was shuffled on purpose: the marts keep such requests out of training), else `logged`."""
+    explored = F.col("exploration").isNotNull() if "exploration" in day.columns else F.lit(False)
     return day.where(_kind("rerank")).select(
         "user_id", "session_key", "request_id", "trigger", F.col("ts").alias("trigger_ts"),
-        F.lit("logged").alias("origin"))
+        F.when(explored, "explored").otherwise("logged").alias("origin"))
 
 
 def derived_triggers(day: DataFrame, k: int) -> DataFrame:

@@ -14,6 +14,11 @@ final as (
 
     select * from requests
     where n_labelled > 0
+    {%- if split == 'train' %}
+        -- the exploration bucket shuffled these orders on purpose: kept for testing (positions at random), not
+        -- trained on
+        and trigger_origin != 'explored'
+    {%- endif %}
 
 )
 

@@ -59,22 +59,25 @@ def window_of(position: int, offset: int, window: int) -> int:
 
 
 def examination(windows: np.ndarray, positions: np.ndarray, clicks: np.ndarray, n_positions: int,
-                iterations: int = 500, tolerance: float = 1e-10) -> np.ndarray:
-    """The examination of each display position relative to position 0, from exposures in explored windows.
+                weights: np.ndarray | None = None, iterations: int = 500, tolerance: float = 1e-10) -> np.ndarray:
+    """The examination of each display position (or band of positions) relative to the first, from exposures in
+    explored windows.
 
-    windows [N] (any id, one per window of one re-rank), positions [N] in [0, n_positions), clicks [N] 0/1 ->
-    e [n_positions]; NaN where a position was never exposed in a window with a click."""
+    windows [N] (any id, one per window of one page), positions [N] in [0, n_positions), clicks [N] 0/1, weights [N]
+    (a bootstrap's: the same within a window; default 1) -> e [n_positions]; NaN where a position was never exposed
+    in a window with a click."""
     windows, positions, clicks = (np.asarray(a) for a in (windows, positions, clicks))
+    weights = np.ones(len(positions)) if weights is None else np.asarray(weights, dtype=np.float64)
     _, window = np.unique(windows, return_inverse=True)
-    clicks_in = np.bincount(window, weights=clicks)  # per window
-    clicked_at = np.bincount(positions, weights=clicks, minlength=n_positions)
-    seen = np.bincount(positions, minlength=n_positions) > 0
+    clicks_in = np.bincount(window, weights=clicks * weights)  # per window
+    clicked_at = np.bincount(positions, weights=clicks * weights, minlength=n_positions)
+    seen = np.bincount(positions, weights=weights, minlength=n_positions) > 0
     informative = clicks_in[window] > 0  # a window without a click says nothing about its positions
     e = np.where(seen, 1.0, np.nan)
     for _ in range(iterations):
-        level = np.bincount(window, weights=np.nan_to_num(e[positions]))  # sum of e over each window's exposures
-        weight = np.where(informative, clicks_in[window] / np.maximum(level[window], 1e-300), 0.0)
-        denominator = np.bincount(positions, weights=weight, minlength=n_positions)
+        level = np.bincount(window, weights=np.nan_to_num(e[positions]) * weights)  # sum of e over each window
+        share = np.where(informative, clicks_in[window] / np.maximum(level[window], 1e-300), 0.0)
+        denominator = np.bincount(positions, weights=share * weights, minlength=n_positions)
         new = np.where(seen & (denominator > 0), clicked_at / np.where(denominator > 0, denominator, 1.0), np.nan)
         if not new[0] > 0:
             return np.full(n_positions, np.nan)
@@ -86,29 +89,48 @@ def examination(windows: np.ndarray, positions: np.ndarray, clicks: np.ndarray, 
     return e
 
 
-def explored_exposures(events) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(window ids, display positions, clicked 0/1) of the exposures of explored pages, from raw log events in their
-    order per user. A window is one page's (its request's) window of display positions; an exposure is clicked when
-    a click of the same request and position follows."""
-    explored: dict[str, tuple[int, int]] = {}  # request -> (window, offset) of its re-ranks
-    row_of: dict[tuple[str, int], int] = {}  # (request, position) -> row of its exposure
-    windows: list[tuple[str, int]] = []
-    positions: list[int] = []
-    clicks: list[int] = []
-    for e in events:
+class ExploredExposures:
+    """Collects, from raw log events in their order per user (a simulator's `emit`, or a log read in order), the
+    exposures of explored pages: their window (one page's window of display positions), display position, whether a
+    click of the same request and position followed, and the user (`arrays`)."""
+
+    def __init__(self):
+        self.explored: dict[str, tuple[int, int]] = {}  # request -> (window, offset) of its re-ranks
+        self.row_of: dict[tuple[str, int], int] = {}  # (request, position) -> row of its exposure
+        self.windows: list[tuple[str, int]] = []
+        self.positions: list[int] = []
+        self.clicks: list[int] = []
+        self.users: list[str] = []
+
+    def __call__(self, e: dict) -> None:
         kind = e["event_type"]
         if kind == "rerank" and e.get("exploration"):
-            explored[e["request_id"]] = (e["exploration"]["window"], e["exploration"]["offset"])
-        elif kind == "exposure" and e.get("request_id") in explored:
-            window, offset = explored[e["request_id"]]
-            row_of[e["request_id"], e["position"]] = len(positions)
-            windows.append((e["request_id"], window_of(e["position"], offset, window)))
-            positions.append(e["position"])
-            clicks.append(0)
+            self.explored[e["request_id"]] = (e["exploration"]["window"], e["exploration"]["offset"])
+        elif kind == "exposure" and e.get("request_id") in self.explored:
+            window, offset = self.explored[e["request_id"]]
+            self.row_of[e["request_id"], e["position"]] = len(self.positions)
+            self.windows.append((e["request_id"], window_of(e["position"], offset, window)))
+            self.positions.append(e["position"])
+            self.clicks.append(0)
+            self.users.append(e["user_id"])
         elif kind == "click":
-            row = row_of.get((e.get("request_id"), e["position"]))
+            row = self.row_of.get((e.get("request_id"), e["position"]))
             if row is not None:
-                clicks[row] = 1
-    ids = {w: i for i, w in enumerate(dict.fromkeys(windows))}
-    return (np.array([ids[w] for w in windows], dtype=np.int64), np.array(positions, dtype=np.int64),
-            np.array(clicks, dtype=np.float64))
+                self.clicks[row] = 1
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(window ids, positions, clicks 0/1, user ids) as arrays, window and user ids numbered from 0."""
+        windows = {w: i for i, w in enumerate(dict.fromkeys(self.windows))}
+        users = {u: i for i, u in enumerate(dict.fromkeys(self.users))}
+        return (np.array([windows[w] for w in self.windows], dtype=np.int64),
+                np.array(self.positions, dtype=np.int64), np.array(self.clicks, dtype=np.float64),
+                np.array([users[u] for u in self.users], dtype=np.int64))
+
+
+def explored_exposures(events) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(window ids, display positions, clicked 0/1) of the exposures of explored pages in `events`
+    (ExploredExposures)."""
+    collected = ExploredExposures()
+    for e in events:
+        collected(e)
+    return collected.arrays()[:3]

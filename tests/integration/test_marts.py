@@ -33,7 +33,7 @@ def test_marts_split_train_before_ds_and_test_on_ds(marts):
     assert summary["rows"]["fct_test_requests"] == labelled[DAYS[1]]
     assert mart(settings, "select distinct cast(ds as varchar) from fct_test_requests") == [(DAYS[1],)]
     assert mart(settings, "select distinct cast(ds as varchar) from fct_train_requests") == [(DAYS[0],)]
-    assert summary["nodes"]["unit_test"] == 2 and summary["nodes"]["test"] >= 50
+    assert summary["nodes"]["unit_test"] == 3 and summary["nodes"]["test"] >= 50
 
 
 def test_daily_stats_agree_with_the_spark_summary(marts, world):

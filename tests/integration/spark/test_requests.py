@@ -62,6 +62,17 @@ def test_logged_triggers_candidates_and_labels(spark, items):
     assert got["click"].candidates[0].category == 13 % 3 and got["click"].candidates[0].cloud_score == 0.8
 
 
+def test_a_rerank_of_the_exploration_bucket_is_an_explored_trigger(spark, items):
+    explored = [dict(e, exploration={"window": 3, "offset": 1}) if e["event_type"] == "rerank" and
+                e["trigger"] == "click" else e for e in SESSION]
+    got = requests(spark, items, explored)
+    assert {t: r.origin for t, r in got.items()} == {"page": "logged", "click": "explored", "delete": "logged"}
+    # events written before the field joined the contract have no such column: their re-ranks are logged ones
+    older = build_requests(frame(spark, SESSION, sessionized=True).drop("exploration"), items, DS,
+                           lookback_ms=3 * 86_400_000, m=50, n=30, k=5).collect()
+    assert sorted(r.origin for r in older) == ["logged"] * 3
+
+
 def test_sequences_hold_only_what_happened_before_the_trigger(spark, items):
     got = requests(spark, items, SESSION)
     assert got["page"].ie == [] and got["page"].ipv == []

@@ -62,6 +62,14 @@ def test_examination_from_explored_windows():
     clicks += [0, 0, 0]
     e = examination(np.array(windows), np.array(positions), np.array(clicks, dtype=float), 5)
     assert np.allclose(e[:3], [1.0, 0.5, 0.125]) and np.isnan(e[3:]).all()
+    # a bootstrap weight counts a window that many times: twice the windows over {1, 2} change nothing
+    weights = np.where(np.array(windows) >= 100, 2.0, 1.0)
+    assert np.allclose(examination(np.array(windows), np.array(positions), np.array(clicks, dtype=float), 5,
+                                   weights=weights)[:3], [1.0, 0.5, 0.125])
+    # counting the windows over {0, 1} with a click at 1 three times: e1 / e0 = 9 / 6
+    weights = np.where((np.array(windows) >= 6) & (np.array(windows) < 9), 3.0, 1.0)
+    assert np.allclose(examination(np.array(windows), np.array(positions), np.array(clicks, dtype=float), 5,
+                                   weights=weights)[:3], [1.0, 1.5, 0.375])
 
 
 def test_examination_recovers_a_known_curve_whatever_the_order_brings():
@@ -88,7 +96,7 @@ def test_examination_recovers_a_known_curve_whatever_the_order_brings():
 def test_the_explored_exposures_of_a_log():
     """Two pages, one explored (window 3, offset 1: windows {0}, {1, 2, 3}, {4, 5, 6}); a click on position 2."""
     def event(kind, request, **fields):
-        return {"event_type": kind, "request_id": request, "event_id": f"{request}-{kind}"} | fields
+        return {"event_type": kind, "request_id": request, "event_id": f"{request}-{kind}", "user_id": "u1"} | fields
 
     events = [event("rerank", "r1", exploration={"window": 3, "offset": 1}),
               *(event("exposure", "r1", position=p) for p in range(5)),
