@@ -254,20 +254,27 @@ def _blessed_version(client, ds: str, version: str | None) -> registry.ModelVers
 def export_day(settings: Settings, ds: str, version: str | None = None) -> Path:
     """Export the day's blessed version (or `version`) into settings.bundles_dir/<version id>; returns the bundle.
 
-    Bundles are immutable: a bundle already exported is verified and reused, never rewritten."""
+    Bundles are immutable: a bundle already exported is verified and reused, never rewritten; one whose business
+    rules differ from EDGEREC_RULES_CONFIG's is refused (the rules are part of the version)."""
     from edgerec.contracts.bundle import BundleError, verify_bundle
-    from edgerec.contracts.rules import BusinessRules
+    from edgerec.contracts.rules import BusinessRules, manifest_rules
     from edgerec.contracts.signing import exporter_key
     from training.export import export_bundle
 
+    rules = json_config(BusinessRules, settings.rules.config, "EDGEREC_RULES_CONFIG")
     client = registry.connect(settings)
     found = _blessed_version(client, ds, version)
     root = settings.bundles_dir / found.id
     if root.exists():
         try:
-            verify_bundle(root)
+            exported = verify_bundle(root)
         except BundleError as e:
             raise BundleError(f"{e}; the bundle of {found.id} is damaged: delete {root} and export again") from e
+        shipped = manifest_rules(exported)
+        if shipped != rules:
+            raise ConfigError(f"the bundle of {found.id} was exported with the rules {shipped.describe()!r}, "
+                              f"EDGEREC_RULES_CONFIG says {rules.describe()!r}: a version's rules do not change; set "
+                              f"the rules back, or delete {root} to export it again with the new ones")
         log.info("bundle %s already exported and intact", root)
         return root
     checkpoint = checkpoints.load_checkpoint(client, found)  # read once: the model and the spec it was trained on
@@ -276,7 +283,7 @@ def export_day(settings: Settings, ds: str, version: str | None = None) -> Path:
                              version_id=found.id, signer=signer, mlflow_version=found.number, run_id=found.run_id,
                              recall_version=registry.recall_serving(client, ds) if settings.source == "external"
                              else None,  # the simulated world's logs come from its own cloud ranker
-                             rules=json_config(BusinessRules, settings.rules.config, "EDGEREC_RULES_CONFIG"))
+                             rules=rules)
     log.info("exported version %s (%s) to %s: %s bytes without embeddings", found.number, found.id, root,
              f"{sum(f['bytes'] for f in manifest['files'].values()):,}")
     return root

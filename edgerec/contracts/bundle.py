@@ -122,6 +122,8 @@ def verify_bundle(root: Path, *, runtime_version: int = RUNTIME_VERSION, trusted
         problems = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'rules'} = {x.get('input')!r}: {x['msg']}"
                              for x in e.errors(include_url=False))
         raise BundleError(f"bundle {root}: {MANIFEST} has rules this runtime cannot apply: {problems}") from None
+    except ValueError as e:
+        raise BundleError(f"bundle {root}: {MANIFEST} has {e}") from None
     for name in (*STEP_MODELS.values(), RERANKER, FEATURE_SPEC):
         if name not in manifest["files"]:
             raise BundleError(f"bundle {root}: {MANIFEST} lists no {name}")

@@ -52,5 +52,12 @@ class BusinessRules(BaseModel):
 
 
 def manifest_rules(manifest: dict) -> BusinessRules:
-    """The rules a manifest ships (none without the section); ValueError naming the problem when they are bad."""
-    return BusinessRules.model_validate(manifest.get("rules") or {})
+    """The rules a manifest ships (none without the section); ValueError naming the problem when they are bad, or
+    when they are active in a bundle that names a runtime older than the first to apply them (which would serve the
+    bundle without them)."""
+    values = manifest.get("rules")
+    rules = BusinessRules() if values is None else BusinessRules.model_validate(values)
+    if rules.active and manifest.get("min_runtime_version", 0) < RULES_RUNTIME_VERSION:
+        raise ValueError(f"rules ({rules.describe()}) in a bundle for runtime version "
+                         f"{manifest.get('min_runtime_version', 0)}; they need {RULES_RUNTIME_VERSION}")
+    return rules

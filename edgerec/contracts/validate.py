@@ -71,6 +71,7 @@ _ERROR_REASONS = {
     "string_too_short": BadRowReason.OUT_OF_RANGE,
     "literal_error": BadRowReason.OUT_OF_RANGE,
     "finite_number": BadRowReason.OUT_OF_RANGE,
+    "value_error": BadRowReason.OUT_OF_RANGE,  # the contract's validators bound one field by another
 }
 _DS_RE = re.compile(r"ds=([^/]+)")
 DAY_MS = 86_400_000

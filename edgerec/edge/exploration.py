@@ -47,7 +47,9 @@ def explore_order(previous: list[int], ranked: list[int], shown_before: int, win
     """What an exploring device shows at a re-rank: the rest of the window being shown as it was (`previous`, the order
     before the re-rank), then the re-ranker's order of the others (`ranked`, possibly without some candidates: a rule
     removed them), shuffled within the windows from the next boundary on."""
-    rest_of_window = (offset - shown_before) % window if shown_before else 0  # nothing shown yet: no window begun
+    # nothing shown yet: no window begun. A candidate of the begun window that a rule removed leaves a gap that the
+    # re-ranker's order fills: that window is not a clean draw (rules and exploration together only)
+    rest_of_window = (offset - shown_before) % window if shown_before else 0
     still = set(ranked)
     kept = [i for i in previous[:rest_of_window] if i in still]
     others = [i for i in ranked if i not in set(kept)]
@@ -108,13 +110,14 @@ class ExploredExposures:
             self.explored[e["request_id"]] = (e["exploration"]["window"], e["exploration"]["offset"])
         elif kind == "exposure" and e.get("request_id") in self.explored:
             window, offset = self.explored[e["request_id"]]
-            self.row_of[e["request_id"], e["position"]] = len(self.positions)
-            self.windows.append((e["request_id"], window_of(e["position"], offset, window)))
-            self.positions.append(e["position"])
+            position = e.get("position", 0)  # optional in the contract, 0 by default
+            self.row_of[e["request_id"], position] = len(self.positions)
+            self.windows.append((e["request_id"], window_of(position, offset, window)))
+            self.positions.append(position)
             self.clicks.append(0)
             self.users.append(e["user_id"])
         elif kind == "click":
-            row = self.row_of.get((e.get("request_id"), e["position"]))
+            row = self.row_of.get((e.get("request_id"), e.get("position", 0)))
             if row is not None:
                 self.clicks[row] = 1
 

@@ -176,8 +176,10 @@ def replay(cfg: SimConfig, bundle: Path, day: dt.date, diversity: float | None =
         ruled = EdgeRuntime(bundle, runtime.items, diversity=diversity, trusted=trusted, rules=rules)
         arms.append((Arm(RULES_ARM, client.page_size, int(client.cloud_delay_s * 1000)), ruled, None))
     if recall is not None:
+        # a runtime of its own: the device's store and counts start empty, as in the EdgeRec arm
         arms += [(Arm(RECALL_ARMS[0], client.page_size, int(client.cloud_delay_s * 1000)), CloudOrder(), recall),
-                 (Arm(RECALL_ARMS[1], client.page_size, int(client.cloud_delay_s * 1000)), runtime, recall)]
+                 (Arm(RECALL_ARMS[1], client.page_size, int(client.cloud_delay_s * 1000)),
+                  EdgeRuntime(bundle, runtime.items, diversity=diversity, trusted=trusted), recall)]
     for arm, policy, candidates in arms:
         sim = Simulator(cfg, policy, candidates=candidates)
         for d in range(days):

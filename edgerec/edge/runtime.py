@@ -184,7 +184,13 @@ class EdgeRuntime:
         if ctx.user_id in self._pending:
             self._encode_exposure(self._pending.pop(ctx.user_id))
         page = self._pages.get(ctx.request_id)
-        if page is None or len(ctx.item_ids) < 2:
+        if page is None:
+            return None
+        if len(ctx.item_ids) < 2:  # nothing to order; the rules still say whether it may be shown
+            if self.rules.remove_out_of_stock and len(ctx.item_ids) and \
+                    page.get(int(ctx.item_ids[0]), (0, None, 0))[2] & OUT_OF_STOCK:
+                self.stats.rules.removed_out_of_stock += 1
+                return np.zeros(0, dtype=np.int64)
             return None
         m, t = self.model, ctx.ts
         ranks = np.array([page.get(int(i), (10**9,))[0] for i in ctx.item_ids])

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from edgerec import registry
-from edgerec.errors import NotBlessed
+from edgerec.errors import ConfigError, NotBlessed
 from edgerec.reports import Servability
 from tests.integration.conftest import DAYS
 from training.pipeline import export_day, gate_day, servability_day, train_day
@@ -29,7 +29,7 @@ def trained(marts, tmp_path_factory):
     return settings, train_day(settings, DAYS[1])
 
 
-def test_only_a_blessed_version_is_exported_and_its_bundle_is_immutable(trained):
+def test_only_a_blessed_version_is_exported_and_its_bundle_is_immutable(trained, tmp_path):
     settings, summary = trained
     with pytest.raises(NotBlessed, match=f"version {summary['version']} .* is not blessed"):
         export_day(settings, DAYS[1])
@@ -41,6 +41,13 @@ def test_only_a_blessed_version_is_exported_and_its_bundle_is_immutable(trained)
     assert manifest["feature_spec_sha256"] == json.loads((root / "feature_spec.json").read_text())["sha256"]
     written = (root / "manifest.json").stat().st_mtime_ns
     assert export_day(settings, DAYS[1], version=summary["version_id"]) == root  # by id: reused as it is
+    assert (root / "manifest.json").stat().st_mtime_ns == written
+    assert manifest["rules"]["remove_out_of_stock"] is False and manifest["min_runtime_version"] == 4  # no rules
+    rules = tmp_path / "rules.json"
+    rules.write_text('{"remove_out_of_stock": true}')
+    with pytest.raises(ConfigError, match="exported with the rules 'none', EDGEREC_RULES_CONFIG says 'remove out of "
+                                          "stock': a version's rules do not change"):
+        export_day(settings.replace(rules={"config": rules}), DAYS[1])
     assert (root / "manifest.json").stat().st_mtime_ns == written
 
 

@@ -39,6 +39,15 @@ def test_every_event_type_parses(event_type):
     assert event.user_id == "u1"
 
 
+def test_the_optional_flags_of_candidates_and_of_explored_reranks():
+    page = parse_event(line("page_request", candidates=[{"item_id": 1, "rank": 0, "out_of_stock": True,
+                                                        "no_image": False}, {"item_id": 2, "rank": 1}]))
+    assert page.candidates[0]["out_of_stock"] is True and "out_of_stock" not in page.candidates[1]
+    assert parse_event(line("rerank")).exploration is None
+    explored = parse_event(line("rerank", exploration={"window": 5, "offset": 4})).exploration
+    assert (explored.window, explored.offset) == (5, 4)
+
+
 def test_minimal_event_needs_only_the_required_fields():
     event = parse_event(json.dumps({"event_id": "e", "event_type": "exposure", "user_id": "u", "ts": 5,
                                     "item_id": 3}))
@@ -69,6 +78,10 @@ def test_minimal_event_needs_only_the_required_fields():
         (line("exposure", scroll_speed=float("inf")).replace(b"Infinity", b"1e400"), "out_of_range"),
         (line("exposure").replace(b'"scroll_speed": 1.5', b'"scroll_speed": NaN'), "out_of_range"),
         (line("page_request").replace(b'"score": 0.5', b'"score": Infinity'), "out_of_range"),
+        (line("page_request", candidates=[{"item_id": 1, "rank": 0, "out_of_stock": "yes"}]), "wrong_type"),
+        (line("rerank", exploration={"window": 1, "offset": 0}), "out_of_range"),
+        (line("rerank", exploration={"window": 5, "offset": 5}), "out_of_range"),
+        (line("rerank", exploration={"offset": 0}), "missing_field"),
     ],
 )
 def test_contract_violations_get_their_reason(raw, reason):

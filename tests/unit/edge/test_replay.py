@@ -149,8 +149,7 @@ def test_with_a_recall_the_replay_compares_four_arms(bundle):
 
 
 def test_other_rules_run_as_an_arm_of_their_own(bundle):
-    """--rules: the same bundle under other rules on the same users; the report counts what each rule did and the
-    out-of-stock removal leaves no flagged item shown."""
+    """--rules: the same bundle under other rules on the same users; the report counts what each rule did."""
     from edgerec.contracts.rules import BusinessRules, CategoryCap
     from edgerec.edge.replay import RULES_ARM
 

@@ -36,7 +36,16 @@ def test_the_rule_set_refuses_what_cannot_work():
         BusinessRules(demote_no_image=0.0)
     with pytest.raises(ValueError, match="Extra inputs"):
         BusinessRules(remove_sold_out=True)
-    assert manifest_rules({}) == BusinessRules()  # a bundle from before the rules applies none
+    for max_items, window in ((0, 5), (1, 1), (1, 101)):
+        with pytest.raises(ValueError, match="max_items|window"):
+            CategoryCap(max_items=max_items, window=window)
+    assert manifest_rules({}) == manifest_rules({"rules": None}) == BusinessRules()  # a bundle from before the rules
+    with pytest.raises(ValueError, match="valid dictionary"):
+        manifest_rules({"rules": []})
+    active = {"remove_out_of_stock": True}
+    assert manifest_rules({"rules": active, "min_runtime_version": 5}).remove_out_of_stock
+    with pytest.raises(ValueError, match="in a bundle for runtime version 4; they need 5"):
+        manifest_rules({"rules": active, "min_runtime_version": 4})  # an older runtime would serve it without them
 
 
 def test_a_rules_file_that_is_wrong_names_the_setting(tmp_path):
@@ -122,6 +131,32 @@ def test_the_runtime_applies_the_manifests_rules_after_scoring(kept_order, rules
         assert {k: counts[k] for k in expected} == expected
 
 
+def test_a_lone_candidate_out_of_stock_is_not_shown(kept_order):
+    runtime = EdgeRuntime(kept_order(BusinessRules(remove_out_of_stock=True)), ItemCatalog(ITEMS))
+    runtime.observe(FLAGGED_PAGE)
+    lone = runtime.rerank(RerankContext("u1", "d1", "s1", "r1", 0, "exposed_k", np.array([2]), np.zeros(1), []))
+    assert lone.tolist() == [] and runtime.stats.rules.removed_out_of_stock == 1
+    assert runtime.rerank(RerankContext("u1", "d1", "s1", "r1", 0, "exposed_k", np.array([3]), np.zeros(1),
+                                        [])) is None
+
+
+def test_on_a_simulated_day_nothing_out_of_stock_is_shown(bundle):
+    from edgerec.sim.config import load_sim_config
+    from edgerec.sim.engine import Simulator
+    from edgerec.sim.world import build_catalog
+
+    cfg = load_sim_config(users=5, seed=3, world={"out_of_stock_share": 0.3})
+    runtime = EdgeRuntime(bundle, ItemCatalog(build_catalog(cfg.world, cfg.seed).to_arrow()),
+                          rules=BusinessRules(remove_out_of_stock=True))
+    events = []
+    Simulator(cfg, runtime).simulate_day(cfg.start_date, events.append)
+    flagged = {(e["request_id"], c["item_id"]) for e in events if e["event_type"] == "page_request"
+               for c in e["candidates"] if c.get("out_of_stock")}
+    shown = {(e["request_id"], e["item_id"]) for e in events if e["event_type"] == "exposure"}
+    assert flagged and shown and not flagged & shown
+    assert runtime.stats.rules.removed_out_of_stock > 0
+
+
 def test_rules_given_to_the_runtime_replace_the_manifests(kept_order):
     runtime = EdgeRuntime(kept_order(BusinessRules(remove_out_of_stock=True)), ItemCatalog(ITEMS),
                           rules=BusinessRules(demote_no_image=0.01))
@@ -136,6 +171,10 @@ def test_a_manifest_with_rules_the_runtime_cannot_apply_is_refused(kept_order):
     with pytest.raises(BundleError, match="cannot apply: demote_no_image = 0: Input should be greater than 0$"):
         verify_bundle(root)
     manifest["rules"] = {"remove_out_of_stock": True}
+    manifest["min_runtime_version"] = BASE_RUNTIME_VERSION
+    (root / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="has rules \\(remove out of stock\\) in a bundle for runtime version 4"):
+        verify_bundle(root)
     manifest["min_runtime_version"] = RUNTIME_VERSION + 1
     (root / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match=f"needs runtime version {RUNTIME_VERSION + 1}"):

@@ -198,9 +198,13 @@ def test_a_policy_may_leave_candidates_out_and_they_are_not_shown():
         def rerank(self, ctx):
             return np.zeros(len(ctx.item_ids), dtype=np.int64)
 
-    with pytest.raises(ValueError, match=r"no permutation of \(a subset of\)"):
-        Simulator(load_sim_config(users=1, seed=3), Repeats()).simulate_day(load_sim_config().start_date,
-                                                                             lambda e: None)
+    class OutOfRange(EveryOther):
+        def rerank(self, ctx):
+            return np.array([len(ctx.item_ids)])
+
+    for bad in (Repeats(), OutOfRange()):
+        with pytest.raises(ValueError, match=r"no permutation of \(a subset of\)"):
+            Simulator(load_sim_config(users=1, seed=3), bad).simulate_day(load_sim_config().start_date, lambda e: None)
 
 
 def test_devices_of_the_exploration_bucket_shuffle_within_windows_and_say_so():
