@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from edgerec.edge.exploration import ExploredExposures, examination
+from edgerec.edge.exploration import ExploredExposures, examination_by_band
 from edgerec.sim.config import WORLDS, load_sim_config
 from edgerec.sim.engine import Simulator
 
@@ -46,23 +46,14 @@ def main() -> None:
     Simulator(cfg).simulate_day(cfg.start_date, collected)
     windows, positions, clicks, users = collected.arrays()
     simulated_s = time.perf_counter() - started
-    bands = -(-cfg.client.page_size // BAND)
-    band = positions // BAND
     started = time.perf_counter()
-    estimate = examination(windows, band, clicks, bands)
-    estimated_s = time.perf_counter() - started
-    rng = np.random.default_rng(0)
-    draws = np.array([examination(windows, band, clicks, bands, weights=rng.poisson(1.0, users.max() + 1)[users])
-                      for _ in range(args.rounds)])
-    low, high = np.nanpercentile(draws, [2.5, 97.5], axis=0)
-    exam = np.exp(-cfg.behaviour.position_decay * np.arange(bands * BAND)).reshape(bands, BAND).mean(axis=1)
+    by_band = examination_by_band(windows, positions, clicks, users, cfg.client.page_size, BAND, args.rounds)
+    estimated_s = (time.perf_counter() - started) / (args.rounds + 1)
+    exam = np.exp(-cfg.behaviour.position_decay * np.arange(len(by_band) * BAND)).reshape(-1, BAND).mean(axis=1)
     truth = exam / exam[0]
-    ctr = np.bincount(band, weights=clicks, minlength=bands) / np.maximum(np.bincount(band, minlength=bands), 1)
-    naive = ctr / ctr[0]
-    rows = [{"positions": f"{b * BAND}-{b * BAND + BAND - 1}", "truth": round(float(truth[b]), 4),
-             "estimate": round(float(estimate[b]), 4), "low": round(float(low[b]), 4), "high": round(float(high[b]), 4),
-             "error": round(float(estimate[b] / truth[b] - 1), 4), "naive": round(float(naive[b]), 4)}
-            for b in range(bands)]
+    rows = [{"positions": b["positions"], "truth": round(float(t), 4), "estimate": round(b["estimate"], 4),
+             "low": round(b["low"], 4), "high": round(b["high"], 4), "error": round(b["estimate"] / t - 1, 4),
+             "naive": round(b["raw_ctr_ratio"], 4)} for b, t in zip(by_band, truth, strict=True)]
     result = {"world": args.world, "users": args.users, "share": args.share, "window": args.window,
               "seed": args.seed, "explored_exposures": int(len(positions)), "clicks": int(clicks.sum()),
               "simulate_s": round(simulated_s, 1), "estimate_s": round(estimated_s, 1), "bands": rows,

@@ -16,6 +16,7 @@ at each of its exposed positions: the minorization-maximization update of Hunter
 from __future__ import annotations
 
 import hashlib
+import warnings
 
 import numpy as np
 
@@ -107,7 +108,8 @@ class ExploredExposures:
     def __call__(self, e: dict) -> None:
         kind = e["event_type"]
         if kind == "rerank" and e.get("exploration"):
-            self.explored[e["request_id"]] = (e["exploration"]["window"], e["exploration"]["offset"])
+            x = e["exploration"]  # a dict, or the contract's model when read through the validator
+            self.explored[e["request_id"]] = (x["window"], x["offset"]) if isinstance(x, dict) else (x.window, x.offset)
         elif kind == "exposure" and e.get("request_id") in self.explored:
             window, offset = self.explored[e["request_id"]]
             position = e.get("position", 0)  # optional in the contract, 0 by default
@@ -137,3 +139,26 @@ def explored_exposures(events) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     for e in events:
         collected(e)
     return collected.arrays()[:3]
+
+
+def examination_by_band(windows: np.ndarray, positions: np.ndarray, clicks: np.ndarray, users: np.ndarray,
+                        n_positions: int, band: int = 5, rounds: int = 20, seed: int = 0) -> list[dict]:
+    """The examination of each band of `band` display positions relative to the first band, with a 95% interval from
+    a Poisson bootstrap over users (`rounds` draws), and beside it the raw click-through rate by band relative to the
+    first (what the log says without the windows). One dict per band."""
+    bands = -(-n_positions // band)
+    of = positions // band
+    estimate = examination(windows, of, clicks, bands)
+    rng = np.random.default_rng(seed)
+    draws = np.array([examination(windows, of, clicks, bands, weights=rng.poisson(1.0, users.max() + 1)[users])
+                      for _ in range(rounds)]) if rounds else np.full((1, bands), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a band no draw could tie to the first: its interval is NaN
+        low, high = np.nanpercentile(draws, [2.5, 97.5], axis=0)
+        exposures = np.bincount(of, minlength=bands)
+        clicked = np.bincount(of, weights=clicks, minlength=bands)
+        ctr = clicked / np.maximum(exposures, 1)
+        naive = ctr / ctr[0] if ctr[0] else np.full(bands, np.nan)
+    return [{"positions": f"{b * band}-{b * band + band - 1}", "estimate": float(estimate[b]), "low": float(low[b]),
+             "high": float(high[b]), "raw_ctr_ratio": float(naive[b]), "exposures": int(exposures[b]),
+             "clicks": int(clicked[b])} for b in range(bands)]

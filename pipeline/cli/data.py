@@ -13,7 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pipeline.cli.base import app, fail, group, settings_from_env
 
-logs_app = group("logs", "Raw client logs: validate against the contract; check a raw zone before a backfill.")
+logs_app = group("logs", "Raw client logs: validate against the contract; check a raw zone before a backfill; the "
+                         "exploration bucket's position bias.")
 sim_app = group("sim", "Behaviour simulator diagnostics.")
 raw_app = group("raw", "The raw-zone stages of the daily DAG, for one ds.")
 spark_app = group("spark", "Spark jobs for one ds: ingest, sessionize, requests, bucketize, or all.")
@@ -109,6 +110,45 @@ def logs_check(
     if not as_json and days_back(ready[-1], len(ready) - 1) == ready:  # consecutive days: one backfill
         typer.echo(f"\nready: EDGEREC_SOURCE=external EDGEREC_RAW_DIR={raw} edgerec run --date {ready[-1]} "
                    f"--days {len(ready)}")
+
+
+@logs_app.command("positions")
+def logs_positions(
+    path: Annotated[Path, typer.Argument(help="a raw-zone events/ root, a ds=... partition or a file")],
+    band: Annotated[int, typer.Option(min=1, max=100, help="display positions per band")] = 5,
+    positions: Annotated[int, typer.Option(min=1, max=1_000, help="display positions to estimate")] = 50,
+    rounds: Annotated[int, typer.Option(min=0, max=1_000, help="bootstrap draws over users for the intervals")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="print the curve as JSON")] = False,
+) -> None:
+    """Position bias from the exploration bucket: how much each band of display positions is looked at, relative to
+    the first, from the exposures and clicks of the re-ranks logged with `exploration` (docs/exploration.md), with
+    bootstrap intervals, beside the raw click-through rate by position. Rows that break the contract are left out."""
+    from edgerec.edge.exploration import ExploredExposures, examination_by_band
+    from edgerec.sim.stats import read_events
+
+    events, skipped = read_events(path)
+    collected = ExploredExposures()
+    for event in sorted(events, key=lambda e: (e["user_id"], e["ts"])):  # stable: the log's order at equal times
+        collected(event)
+    windows, shown, clicks, users = collected.arrays()
+    shown_at = shown < positions
+    if not shown_at.any():
+        fail(f"no exposure under an explored re-rank in {path}: no device of an exploration bucket logged there "
+             "(re-ranks with `exploration`, docs/exploration.md)", code=1)
+    curve = examination_by_band(windows[shown_at], shown[shown_at], clicks[shown_at], users[shown_at], positions,
+                                band, rounds)
+    if as_json:
+        typer.echo(json.dumps({"path": str(path), "explored_exposures": int(shown_at.sum()),
+                               "clicks": int(clicks[shown_at].sum()), "bad_rows_left_out": skipped,
+                               "bands": curve}, indent=2))
+        return
+    typer.echo(f"{path}: {int(shown_at.sum()):,} explored exposures, {int(clicks[shown_at].sum()):,} clicks"
+               + (f" ({skipped:,} bad rows left out)" if skipped else "") + "\n")
+    typer.echo("| positions | examination (95% interval) | raw CTR by position | exposures | clicks |")
+    typer.echo("|---|---|---|---|---|")
+    for b in curve:
+        typer.echo(f"| {b['positions']} | {b['estimate']:.3f} [{b['low']:.3f}, {b['high']:.3f}] | "
+                   f"{b['raw_ctr_ratio']:.3f} | {b['exposures']:,} | {b['clicks']:,} |")
 
 
 @sim_app.command("stats")

@@ -105,3 +105,32 @@ def test_the_explored_exposures_of_a_log():
     windows, positions, clicks = explored_exposures(events)
     assert positions.tolist() == [0, 1, 2, 3, 4] and clicks.tolist() == [0, 0, 1, 0, 0]
     assert windows.tolist() == [0, 1, 1, 1, 2]
+
+
+def test_the_positions_command_reads_the_bucket_from_a_raw_log(tmp_path):
+    """`edgerec logs positions`: the curve by band from the explored re-ranks of a simulated log written to disk; a
+    log without any names what is missing."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from edgerec.sim.config import load_sim_config
+    from edgerec.sim.writer import simulate
+    from pipeline.cli import app
+
+    explored = tmp_path / "explored"
+    simulate(load_sim_config(users=40, seed=3, client={"exploration_share": 1.0}), explored)
+    result = CliRunner().invoke(app, ["logs", "positions", str(explored / "events"), "--rounds", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    curve = json.loads(result.output)
+    assert curve["explored_exposures"] > 1000 and curve["clicks"] > 0 and len(curve["bands"]) == 10
+    first = curve["bands"][0]
+    assert first["positions"] == "0-4" and first["estimate"] == 1.0 and first["raw_ctr_ratio"] == 1.0
+    assert sum(b["exposures"] for b in curve["bands"]) == curve["explored_exposures"]
+    table = CliRunner().invoke(app, ["logs", "positions", str(explored / "events"), "--rounds", "0"]).output
+    assert "| positions | examination (95% interval) |" in table and "| 45-49 |" in table
+
+    plain = tmp_path / "plain"
+    simulate(load_sim_config(users=5, seed=3), plain)
+    refused = CliRunner().invoke(app, ["logs", "positions", str(plain / "events")])
+    assert refused.exit_code == 1 and "no exposure under an explored re-rank" in refused.output
