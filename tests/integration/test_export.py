@@ -49,6 +49,9 @@ def test_only_a_blessed_version_is_exported_and_its_bundle_is_immutable(trained,
                                           "stock': a version's rules do not change"):
         export_day(settings.replace(rules={"config": rules}), DAYS[1])
     assert (root / "manifest.json").stat().st_mtime_ns == written
+    shutil.rmtree(root)  # the remedy the message names: export it again, now with the rules
+    ruled = json.loads((export_day(settings.replace(rules={"config": rules}), DAYS[1]) / "manifest.json").read_text())
+    assert ruled["rules"]["remove_out_of_stock"] is True and ruled["min_runtime_version"] == 5
 
 
 def test_servability_gate_tags_the_version_and_writes_the_report(trained):
