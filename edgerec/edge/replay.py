@@ -2,12 +2,12 @@
 the device, and the analogues of the paper's Table 3 and Fig. 5.
 
 Reported per arm: sessions, exposures, clicks, CTR, item page views, carts, buys, deletes, CTR by display position
-(plotted),
-re-rankings per session (the cloud re-ranks at each page request only; the paper: 3 vs 15), the delay from a
-behaviour to its first use by a ranker within its session (the cloud sees behaviour after `client.cloud_delay_s` and
-uses it at the next page request; the device at its next trigger), and the device's wall time per re-rank (p50/p99,
-everything the phone does at a trigger: reading the store, encoding the candidates, the network), and how often each
-business rule of the bundle fired. With other rules (`rules`), a third arm runs the same bundle under them.
+(plotted), re-rankings per session (the cloud re-ranks at each page request only; the paper: 3 vs 15), the delay
+from a behaviour to its first use by a ranker within its session (the cloud sees behaviour after
+`client.cloud_delay_s` and uses it at the next page request; the device at its next trigger), the device's wall time
+per re-rank (p50/p99, everything the phone does at a trigger: reading the store, encoding the candidates, the
+network), and how often each business rule of the bundle fired. With other rules (`rules`), a third arm runs the
+same bundle under them.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def paired_gains(cloud: np.ndarray, edge: np.ndarray, rounds: int = BOOTSTRAP_RO
     95% interval: the units (user-days, the same in both arms) are resampled together, so what a user brings to both
     arms cancels. cloud, edge [units, 4]: exposures, clicks, page views, buys per unit (UNIT_COUNTS)."""
     picks = np.random.default_rng(seed).integers(0, len(cloud), size=(rounds, len(cloud)))
-    c, e = cloud[picks].sum(axis=1), edge[picks].sum(axis=1)  # [rounds, 3]
+    c, e = cloud[picks].sum(axis=1), edge[picks].sum(axis=1)  # [rounds, 4]
     with np.errstate(divide="ignore", invalid="ignore"):
         draws = {"exposures (PV)": e[:, 0] / c[:, 0], "clicks": e[:, 1] / c[:, 1],
                  "CTR": (e[:, 1] / e[:, 0]) / (c[:, 1] / c[:, 0]), "item page views": e[:, 2] / c[:, 2],

@@ -108,7 +108,7 @@ class EdgeRuntime:
         self.lookback_ms = lookback_days * DAY_MS
         self.model: BundleModel = BundleModel(bundle, threads, trusted)
         self.rules_override = rules
-        self.rules = rules or manifest_rules(self.model.manifest)
+        self.rules = rules if rules is not None else manifest_rules(self.model.manifest)
         self.stats = RuntimeStats()
         self._pending: dict[str, dict] = {}  # user -> the exposure not yet encoded (its delete may follow)
         # request_id -> item_id -> (rank, score, flags: OUT_OF_STOCK | NO_IMAGE bits)
@@ -130,7 +130,7 @@ class EdgeRuntime:
         if model.spec["sha256"] != self.model.spec["sha256"]:
             log.info("bundle %s uses another feature spec", model.version)
         self.model = model
-        self.rules = self.rules_override or manifest_rules(model.manifest)
+        self.rules = self.rules_override if self.rules_override is not None else manifest_rules(model.manifest)
 
     # -- events ------------------------------------------------------------------------------------------
     def observe(self, event: dict) -> None:

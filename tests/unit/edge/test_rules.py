@@ -161,6 +161,9 @@ def test_rules_given_to_the_runtime_replace_the_manifests(kept_order):
     runtime = EdgeRuntime(kept_order(BusinessRules(remove_out_of_stock=True)), ItemCatalog(ITEMS),
                           rules=BusinessRules(demote_no_image=0.01))
     assert rerank(runtime) == [0, 1, 2, 4, 3]
+    # no rules at all instead of the manifest's: item 2, out of stock, is shown
+    assert rerank(EdgeRuntime(kept_order(BusinessRules(remove_out_of_stock=True)), ItemCatalog(ITEMS),
+                              rules=BusinessRules())) == [0, 1, 2, 3, 4]
 
 
 def test_a_manifest_with_rules_the_runtime_cannot_apply_is_refused(kept_order):
