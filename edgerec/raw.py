@@ -104,6 +104,9 @@ class RawDayCheck:
     list_lengths: list[int] = field(default_factory=list)
     candidates: int = 0
     scored: int = 0  # candidates carrying a cloud score
+    out_of_stock: int = 0  # candidates flagged out of stock (read by the device's business rules)
+    no_image: int = 0  # candidates flagged without an image
+    explored: int = 0  # re-ranks of an exploration bucket's devices (shuffled on purpose; kept out of training)
     items: set[int] = field(default_factory=set)  # every item the day's events name
     catalog_items: int | None = None  # None: no catalog for the day
     problems: list[str] = field(default_factory=list)
@@ -123,6 +126,9 @@ class RawDayCheck:
             "list_length": {"min": lengths[0], "median": lengths[len(lengths) // 2], "max": lengths[-1]}
             if lengths else None,
             "share_scored": round(self.scored / self.candidates, 4) if self.candidates else None,
+            "share_out_of_stock": round(self.out_of_stock / self.candidates, 4) if self.candidates else None,
+            "share_no_image": round(self.no_image / self.candidates, 4) if self.candidates else None,
+            "explored_reranks": self.explored,
             "catalog_items": self.catalog_items, "items_named": len(self.items),
             "problems": self.problems, "ready": not self.problems,
         }
@@ -173,8 +179,11 @@ def check_raw_zone(raw: Path, days: list[str] | None, max_bad_share: float) -> l
                 day.list_lengths.append(len(event.candidates))
                 day.candidates += len(event.candidates)
                 day.scored += sum("score" in c for c in event.candidates)
+                day.out_of_stock += sum(bool(c.get("out_of_stock")) for c in event.candidates)
+                day.no_image += sum(bool(c.get("no_image")) for c in event.candidates)
             elif isinstance(event, Rerank):
                 day.reranked.add(event.request_id)
+                day.explored += event.exploration is not None
 
         validator = LogValidator()
         report = validator.validate_path(events, on_event=count)
@@ -213,5 +222,12 @@ def render_raw_check(raw: Path, checks: list[RawDayCheck]) -> str:
     for c in checks:
         if c.events_by_type:
             lines.append(f"{c.ds}  " + ", ".join(f"{k} {n:,}" for k, n in sorted(c.events_by_type.items())))
+        if c.out_of_stock or c.no_image:
+            lines.append(f"{c.ds}  candidates flagged: {c.out_of_stock / c.candidates:.1%} out of stock, "
+                         f"{c.no_image / c.candidates:.1%} without an image (the business rules read them, "
+                         "docs/rules.md)")
+        if c.explored:
+            lines.append(f"{c.ds}  re-ranks of an exploration bucket: {c.explored:,}; kept out of training, "
+                         "`edgerec logs positions` reads them (docs/exploration.md)")
         lines += [f"{c.ds}  problem: {p}" for p in c.problems]
     return "\n".join(lines)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from edgerec.contracts import CATALOG_ARROW_SCHEMA
 from edgerec.errors import MissingInput
-from edgerec.raw import BadShareExceeded, check_bad_share, check_raw_zone
+from edgerec.raw import BadShareExceeded, check_bad_share, check_raw_zone, render_raw_check
 from pipeline.cli import app
 
 pytestmark = pytest.mark.unit
@@ -38,7 +38,8 @@ def test_the_worked_adapter_writes_two_days_the_contract_accepts_whole(shop_raw)
         "ds": "2019-03-01", "files": 1, "rows": 12, "bad_share": 0.0, "bad_by_reason": {}, "unknown_item_rows": 0,
         "events_by_type": {"click": 2, "exposure": 5, "page_request": 3, "page_view": 2}, "page_requests": 3,
         "share_with_logged_reranks": 0.0, "list_length": {"min": 2, "median": 3, "max": 4}, "share_scored": 0.0,
-        "catalog_items": 6, "items_named": 6, "problems": [], "ready": True,
+        "share_out_of_stock": 0.0, "share_no_image": 0.0, "explored_reranks": 0, "catalog_items": 6,
+        "items_named": 6, "problems": [], "ready": True,
     }
     assert (second.ds, second.rows, second.problems) == ("2019-03-02", 4, [])
     with gzip.open(shop_raw / "events" / "ds=2019-03-01" / "part-00000.jsonl.gz", "rt") as f:
@@ -118,3 +119,20 @@ def test_a_day_above_the_bad_share_names_the_fix_for_its_most_common_reason(tmp_
         check_bad_share(10, {"ts_outside_partition": 6, "wrong_type": 1}, 0.01, "raw events ds=2019-03-01",
                         tmp_path / "bad_rows.jsonl")
     check_bad_share(100, {"wrong_type": 1}, 0.01, "raw events ds=2019-03-01", tmp_path / "bad_rows.jsonl")
+
+
+def test_the_check_counts_flagged_candidates_and_explored_reranks(tmp_path):
+    raw = tmp_path / "raw"
+    flagged = {"event_id": "p", "user_id": "u", "ts": MAR_1, "event_type": "page_request", "request_id": "r",
+               "candidates": [{"item_id": 1, "rank": 0, "out_of_stock": True}, {"item_id": 2, "rank": 1},
+                              {"item_id": 1, "rank": 2, "no_image": True}, {"item_id": 2, "rank": 3}]}
+    explored = {"event_id": "x", "user_id": "u", "ts": MAR_1 + 1, "event_type": "rerank", "request_id": "r",
+                "trigger": "page", "order": [2, 1], "exploration": {"window": 2, "offset": 1}}
+    plain = explored | {"event_id": "y", "exploration": None}
+    write_day(raw, "2019-03-01", [flagged, explored, plain])
+    [day] = check_raw_zone(raw, None, max_bad_share=0.0)
+    d = day.to_dict()
+    assert (d["share_out_of_stock"], d["share_no_image"], d["explored_reranks"]) == (0.25, 0.25, 1)
+    text = render_raw_check(raw, [day])
+    assert "2019-03-01  candidates flagged: 25.0% out of stock, 25.0% without an image" in text
+    assert "2019-03-01  re-ranks of an exploration bucket: 1; kept out of training" in text
