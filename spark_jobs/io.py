@@ -7,13 +7,14 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 
 
-def read_partitions(spark: SparkSession, root: Path, days: list[str]) -> DataFrame | None:
-    """The given ds partitions of a dataset that exist (None when none does), with the ds column."""
+def read_partitions(spark: SparkSession, root: Path, days: list[str], merge_schema: bool = False) -> DataFrame | None:
+    """The given ds partitions of a dataset that exist (None when none does), with the ds column. `merge_schema`:
+    the union of the partitions' columns (each file's footer read), for days written before an optional field of the
+    contract existed."""
     paths = [str(root / f"ds={d}") for d in days if (root / f"ds={d}").exists()]
     if not paths:
         return None
-    # mergeSchema: partitions written before an optional field joined the contract lack its column
-    return spark.read.option("basePath", str(root)).option("mergeSchema", "true").parquet(*paths)
+    return spark.read.option("basePath", str(root)).option("mergeSchema", str(merge_schema).lower()).parquet(*paths)
 
 
 def write_partitions(df: DataFrame, root: Path) -> None:

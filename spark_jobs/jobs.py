@@ -101,7 +101,8 @@ def run_sessionize(spark: SparkSession, settings: Settings, ds: str) -> dict:
 
 def run_requests(spark: SparkSession, settings: Settings, ds: str) -> dict:
     window = days_back(ds, settings.features.lookback_days)
-    events = _require(read_partitions(spark, settings.dataset("sessionized_events"), window),
+    # the lookback reaches days written before rerank.exploration joined the contract
+    events = _require(read_partitions(spark, settings.dataset("sessionized_events"), window, merge_schema=True),
                       f"sessionized events ds={ds}")
     items = _require(read_partitions(spark, settings.dataset("items"), [ds]), f"items ds={ds}").drop("ds")
     features = settings.features

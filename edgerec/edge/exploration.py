@@ -123,6 +123,14 @@ class ExploredExposures:
             if row is not None:
                 self.clicks[row] = 1
 
+    @classmethod
+    def of(cls, events) -> ExploredExposures:
+        """The explored exposures of `events`, in their order per user."""
+        collected = cls()
+        for e in events:
+            collected(e)
+        return collected
+
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(window ids, positions, clicks 0/1, user ids) as arrays, window and user ids numbered from 0."""
         windows = {w: i for i, w in enumerate(dict.fromkeys(self.windows))}
@@ -130,15 +138,6 @@ class ExploredExposures:
         return (np.array([windows[w] for w in self.windows], dtype=np.int64),
                 np.array(self.positions, dtype=np.int64), np.array(self.clicks, dtype=np.float64),
                 np.array([users[u] for u in self.users], dtype=np.int64))
-
-
-def explored_exposures(events) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(window ids, display positions, clicked 0/1) of the exposures of explored pages in `events`
-    (ExploredExposures)."""
-    collected = ExploredExposures()
-    for e in events:
-        collected(e)
-    return collected.arrays()[:3]
 
 
 def examination_by_band(windows: np.ndarray, positions: np.ndarray, clicks: np.ndarray, users: np.ndarray,

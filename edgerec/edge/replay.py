@@ -197,22 +197,26 @@ def replay(cfg: SimConfig, bundle: Path, day: dt.date, diversity: float | None =
                                      "delay_to_first_use_s": {k: (v / 1000.0 if k != "n" and v is not None else v)
                                                               for k, v in _percentiles(delays).items()}}
     out["arms"]["EdgeRec"]["rerank_ms"] = _percentiles(runtime.stats.rerank_ms)
-    out["arms"]["EdgeRec"]["rules"] = {"rules": runtime.rules.model_dump(), "describe": runtime.rules.describe(),
-                                       "fired": runtime.stats.rules.as_dict()}
+    out["arms"]["EdgeRec"]["rules"] = _rules_report(runtime)
     c, e = out["arms"]["cloud order"], out["arms"]["EdgeRec"]
     out["gain"] = {"clicks": e["clicks"] / c["clicks"] - 1 if c["clicks"] else None,
                    "ctr": e["ctr"] / c["ctr"] - 1 if c["ctr"] else None,
                    "exposures": e["exposures"] / c["exposures"] - 1 if c["exposures"] else None}
     out["units"], out["intervals"] = paired(cloud, edge)
     if rules is not None:
-        arm, ruled = arms[2][0], arms[2][1]
+        arm, ruled, _ = arms[2]
         units, gains = paired(edge, arm)
-        out["rules"] = {"rules": rules.model_dump(), "describe": rules.describe(), "fired": ruled.stats.rules.as_dict(),
-                        "arm": {k: v for k, v in arm.summary().items() if k in SOURCE_COLUMNS}, "units": units,
-                        "gains": gains}
+        out["rules"] = _rules_report(ruled) | {
+            "arm": {k: v for k, v in arm.summary().items() if k in SOURCE_COLUMNS}, "units": units, "gains": gains}
     if recall is not None:
         out["recall"] = compare_sources([arm for arm, _, _ in arms if arm.name != RULES_ARM], recall.runtime.version)
     return out
+
+
+def _rules_report(runtime: EdgeRuntime) -> dict:
+    """The business rules a runtime applied and how often each fired."""
+    return {"rules": runtime.rules.model_dump(), "describe": runtime.rules.describe(),
+            "fired": runtime.stats.rules.as_dict()}
 
 
 RECALL_ARMS = ("PWPRec recall", "PWPRec recall + EdgeRec")

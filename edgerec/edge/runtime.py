@@ -187,8 +187,7 @@ class EdgeRuntime:
         if page is None:
             return None
         if len(ctx.item_ids) < 2:  # nothing to order; the rules still say whether it may be shown
-            if self.rules.remove_out_of_stock and len(ctx.item_ids) and \
-                    page.get(int(ctx.item_ids[0]), (0, None, 0))[2] & OUT_OF_STOCK:
+            if self.rules.remove_out_of_stock and len(ctx.item_ids) and _flags(page, ctx.item_ids)[0] & OUT_OF_STOCK:
                 self.stats.rules.removed_out_of_stock += 1
                 return np.zeros(0, dtype=np.int64)
             return None
@@ -234,13 +233,18 @@ class EdgeRuntime:
         if not rules.active:
             return ordered(None)
         counts = self.stats.rules
-        flags = np.array([page.get(int(i), (0, None, 0))[2] for i in item_ids], dtype=np.int64)
+        flags = _flags(page, item_ids)
         no_image = (flags[cloud] & NO_IMAGE > 0) & (rules.demote_no_image < 1.0)
         counts.demoted_no_image += int(no_image.sum())
-        unruled = ordered(demoted(scores, np.zeros_like(no_image), 1.0))
+        unruled = ordered(None)
         before = ordered(demoted(scores, no_image, rules.demote_no_image)) if no_image.any() else unruled
         shown = apply_after_order(before, flags & OUT_OF_STOCK > 0, self.items.features(item_ids)["category"], rules,
                                   counts)
         counts.reranks += 1
         counts.reranks_changed += int(not np.array_equal(shown, unruled))
         return shown
+
+
+def _flags(page: dict, item_ids: np.ndarray) -> np.ndarray:
+    """The OUT_OF_STOCK | NO_IMAGE bits the page's candidates carry, for item_ids [N] (0: unflagged or unknown)."""
+    return np.array([page.get(int(i), (0, None, 0))[2] for i in item_ids], dtype=np.int64)

@@ -127,10 +127,8 @@ def logs_positions(
     from edgerec.sim.stats import read_events
 
     events, skipped = read_events(path)
-    collected = ExploredExposures()
-    for event in sorted(events, key=lambda e: (e["user_id"], e["ts"])):  # stable: the log's order at equal times
-        collected(event)
-    windows, shown, clicks, users = collected.arrays()
+    # stable: the log's order at equal times
+    windows, shown, clicks, users = ExploredExposures.of(sorted(events, key=lambda e: (e["user_id"], e["ts"]))).arrays()
     shown_at = shown < positions
     if not shown_at.any():
         fail(f"no exposure under an explored re-rank in {path}: no device of an exploration bucket logged there "

@@ -4,7 +4,7 @@ from the clicks of explored windows."""
 import numpy as np
 import pytest
 
-from edgerec.edge.exploration import examination, explore, explore_order, explored_exposures, in_bucket
+from edgerec.edge.exploration import ExploredExposures, examination, explore, explore_order, in_bucket
 
 pytestmark = pytest.mark.unit
 
@@ -102,7 +102,7 @@ def test_the_explored_exposures_of_a_log():
               *(event("exposure", "r1", position=p) for p in range(5)),
               event("click", "r1", position=2),
               event("rerank", "r2"), event("exposure", "r2", position=0), event("click", "r2", position=0)]
-    windows, positions, clicks = explored_exposures(events)
+    windows, positions, clicks, _ = ExploredExposures.of(events).arrays()
     assert positions.tolist() == [0, 1, 2, 3, 4] and clicks.tolist() == [0, 0, 1, 0, 0]
     assert windows.tolist() == [0, 1, 1, 1, 2]
 
