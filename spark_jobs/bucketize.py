@@ -90,7 +90,7 @@ def encoded_schema(requests_schema: pa.Schema) -> pa.Schema:
     fields = [requests_schema.field(k) for k in KEYS]
     for group, (prefix, _) in SOURCES.items():
         fields += [pa.field(f"{prefix}_item_id", ints)] + [pa.field(f"{prefix}_{n}", ints) for n in GROUPS[group]]
-    fields += [pa.field(n, ints) for n in ("label", "mask", "ie_ts", "ipv_end_ts")]
+    fields += [pa.field(n, ints) for n in ("label", "mask", "shown_position", "ie_ts", "ipv_end_ts")]
     return pa.schema(fields)
 
 
@@ -121,13 +121,16 @@ def encode_batch(batch: pa.RecordBatch, spec: dict, schema: pa.Schema) -> pa.Rec
     candidates = batch.column("candidates")
     out["label"] = lists(candidates, "label", lambda v: pc.fill_null(pc.cast(v, pa.int64()), 0))
     out["mask"] = lists(candidates, "label", lambda v: pc.cast(pc.is_valid(v), pa.int64()))
+    # where the candidate was shown, for position-bias corrections in training (0 where unlabelled: read with mask)
+    out["shown_position"] = lists(candidates, "shown_position", lambda v: pc.fill_null(pc.cast(v, pa.int64()), 0))
     out["ie_ts"] = lists(batch.column("ie"), "ts")
     out["ipv_end_ts"] = lists(batch.column("ipv"), "end_ts")
     return pa.RecordBatch.from_pydict(out, schema=schema)
 
 
 def apply_spec(requests: DataFrame, spec: dict) -> DataFrame:
-    """Model inputs per request: parallel int arrays per feature (cand_*, ie_*, ipv_*), labels and mask.
+    """Model inputs per request: parallel int arrays per feature (cand_*, ie_*, ipv_*), labels, mask and the
+    labelled candidates' display positions.
 
     The encoding is edgerec.features.encode itself, applied to Arrow batches: the device's function, and
     vectorized, where Spark's array functions would run interpreted element by element.

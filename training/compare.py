@@ -83,6 +83,7 @@ class Comparison:
     checks: dict[str, bool]  # the paper's order and separations, the rules, subsets and collapse, each named
     curves: Curves | None = None
     notes: tuple[str, ...] = ()  # what the reader must know about the inputs (`input_notes`)
+    explored: tuple[Row, ...] = ()  # the models on the exploration bucket's test requests, when there are any
 
     def row(self, name: str) -> Row:
         return next(r for r in self.rows if r.name == name)
@@ -107,12 +108,25 @@ class Comparison:
                      "label class skipped. NDCG@k and clicks@k over the labelled candidates of each request.")
         lines.extend(f"Note: {note}" for note in self.notes)
         lines.append("")
+        if self.explored:
+            lines += self.explored_markdown()
         lines.extend(f"- {'yes' if ok else 'NO '} {check}" for check, ok in self.checks.items())
         if self.curves is not None:
             lines += ["", *self.curves.to_markdown()]
         return "\n".join(lines) + "\n"
 
+    def explored_markdown(self) -> list[str]:
+        first = self.explored[0].report
+        lines = [f"On the exploration bucket's test requests ({first.requests:,} with both labels): their order was "
+                 "shuffled within windows as it was shown, so their labels carry less of the shown order's position "
+                 "bias (docs/exploration.md).", "",
+                 "| model | GAUC [95% CI] | gain vs DLCM [95% CI] |", "|---|---|---|"]
+        lines += [f"| {r.title} | {r.report.gauc} | {r.gain.value:+.2%} [{r.gain.low:+.2%}, {r.gain.high:+.2%}] |"
+                  for r in self.explored]
+        return [*lines, f"| initial order | {first.gauc_initial:.5f} | |", ""]
+
     def to_records(self) -> list[dict]:
+        explored = {r.name: r.report.gauc for r in self.explored}
         records = []
         for r in self.rows:
             rep = r.report
@@ -122,6 +136,9 @@ class Comparison:
             for k in KS:
                 record |= {f"ndcg@{k}": rep.ndcg[k], f"ndcg@{k}_initial": rep.ndcg_initial[k],
                            f"clicks@{k}": rep.clicks[k], f"clicks@{k}_initial": rep.clicks_initial[k]}
+            on_bucket = explored.get(r.name, NAN)
+            record |= {"gauc_explored": on_bucket.value, "gauc_explored_low": on_bucket.low,
+                       "gauc_explored_high": on_bucket.high}
             records.append(record | {"gauc_initial_order": rep.gauc_initial, "paper_gauc": r.paper_gauc,
                                      "paper_gain": r.paper_gain,
                                      "collapsed": bool(self.curves and self.curves.collapsed(r.name))})
@@ -188,21 +205,22 @@ def input_notes(spec: dict) -> tuple[str, ...]:
 
 
 def compare(reports: dict[str, RankingReport], rules: dict[str, RankingReport] | None = None,
-            curves: Curves | None = None, rounds: int = 200, seed: int = 0, notes: tuple[str, ...] = ()
-            ) -> Comparison:
+            curves: Curves | None = None, rounds: int = 200, seed: int = 0, notes: tuple[str, ...] = (),
+            explored: dict[str, RankingReport] | None = None) -> Comparison:
     """Rows in the paper's order for the models present, then the hand rules (RULES) given; gains against DLCM
-    when it was trained."""
-    rules = rules or {}
+    when it was trained. `explored`: the models' reports on the exploration bucket's test requests."""
+    rules, explored = rules or {}, explored or {}
     names = [n for n in MODELS if n in reports]
-    base = reports.get(BASELINE)
 
-    def row(name: str, title: str, report: RankingReport) -> Row:
+    def row(name: str, title: str, report: RankingReport, base: RankingReport | None) -> Row:
         return Row(name, title, report, paired_gain(report.per_request, base.per_request, rounds, seed) if base
                    else NAN)
 
-    rows = [row(n, MODELS[n].title, reports[n]) for n in names] + [row(n, RULES[n], rules[n]) for n in RULES
-                                                                   if n in rules]
-    return Comparison(rows, order_checks(reports, rules, curves, rounds, seed), curves, notes)
+    base = reports.get(BASELINE)
+    rows = [row(n, MODELS[n].title, reports[n], base) for n in names] + [
+        row(n, RULES[n], rules[n], base) for n in RULES if n in rules]
+    on_bucket = tuple(row(n, MODELS[n].title, explored[n], explored.get(BASELINE)) for n in names if n in explored)
+    return Comparison(rows, order_checks(reports, rules, curves, rounds, seed), curves, notes, on_bucket)
 
 
 def order_checks(reports: dict[str, RankingReport], rules: dict[str, RankingReport] | None = None,

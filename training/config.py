@@ -74,5 +74,13 @@ class TrainConfig(BaseModel):
     min_item_count: int = Field(10, ge=0, le=1_000_000,
                                 description="an item table row read fewer times than this by the train requests is "
                                             "not learned: it reads the table's out-of-vocabulary row (0: learn all)")
+    position_bias: Literal["none", "feature", "ipw"] = Field(
+        "none", description="correction of the labels' position bias (training/position_bias.py, docs/exploration.md): "
+                            "none; feature: the shown position as a training-only logit offset; ipw: clicks weighted "
+                            "by 1 / examination of their position, from `propensities`")
+    propensities: Path | None = Field(None, description="examination curve for ipw, as `edgerec logs positions "
+                                                        "RAW/events --json` writes it")
+    propensity_clip: float = Field(0.1, gt=0.0, le=1.0,
+                                   description="ipw: the smallest examination a weight divides by")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of weights and batch order")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU")

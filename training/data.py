@@ -49,6 +49,7 @@ class Batch:
     candidates: np.ndarray  # [B] real candidates per request
     label: np.ndarray  # [B, K] 1 clicked, 0 not
     mask: np.ndarray  # [B, K] 1 where labelled (the only places the loss and metrics look)
+    shown_position: np.ndarray  # [B, K] display position where labelled (training-only: position-bias corrections)
     ie_item: np.ndarray  # [B, m]
     ie: np.ndarray  # [B, m, F_ie]
     ie_length: np.ndarray  # [B]
@@ -76,8 +77,8 @@ class Batch:
         k, m, n = (max(int(lengths.max(initial=0)), 1) for lengths in (self.candidates, self.ie_length,
                                                                      self.ipv_length))
         return Batch(self.rerank_id, self.candidate_item[:, :k], self.candidate[:, :k], self.candidates,
-                     self.label[:, :k], self.mask[:, :k], self.ie_item[:, :m], self.ie[:, :m], self.ie_length,
-                     self.ipv_item[:, :n], self.ipv[:, :n], self.ipv_length)
+                     self.label[:, :k], self.mask[:, :k], self.shown_position[:, :k], self.ie_item[:, :m],
+                     self.ie[:, :m], self.ie_length, self.ipv_item[:, :n], self.ipv[:, :n], self.ipv_length)
 
     def batches(self, size: int, seed: int | None = None) -> Iterator[Batch]:
         """Batches of `size` requests, each trimmed (`trimmed`): in this order, or shuffled by a permutation drawn
@@ -98,7 +99,8 @@ def to_batch(table: pa.Table | pa.RecordBatch, spec: dict) -> Batch:
         groups[group] = (items, features, count)
     label, _ = pad(table.column("label"), widths["candidate"])
     mask, _ = pad(table.column("mask"), widths["candidate"])
-    return Batch(table.column("rerank_id").to_pylist(), *groups["candidate"], label, mask, *groups["ie"],
+    shown, _ = pad(table.column("shown_position"), widths["candidate"])
+    return Batch(table.column("rerank_id").to_pylist(), *groups["candidate"], label, mask, shown, *groups["ie"],
                  *groups["ipv"])
 
 
@@ -154,9 +156,14 @@ def holdout(part: str | None, share: float) -> str:
     return f"(hash(user_id || ':validation') % 10000) {'<' if part == 'validation' else '>='} {round(share * 10_000)}"
 
 
-def count_requests(database: Path, split: str, part: str | None = None, share: float = 0.0) -> int:
+EXPLORED = "trigger_origin = 'explored'"  # the exploration bucket's requests (shown in a shuffled order)
+
+
+def count_requests(database: Path, split: str, part: str | None = None, share: float = 0.0,
+                   where: str = "true") -> int:
     with duckdb.connect(str(database), read_only=True) as con:
-        return int(con.execute(f"select count(*) from {_table(split)} where {holdout(part, share)}").fetchone()[0])
+        return int(con.execute(f"select count(*) from {_table(split)} where {holdout(part, share)} and ({where})"
+                               ).fetchone()[0])
 
 
 def date_range(database: Path, split: str) -> tuple[str, str]:
@@ -174,13 +181,16 @@ def _table(split: str) -> str:
 
 def read_batches(database: Path, split: str, spec: dict, batch_requests: int = 512,
                  limit: int | None = None, shuffle_seed: int | None = None, part: str | None = None,
-                 share: float = 0.0) -> Iterator[Batch]:
+                 share: float = 0.0, where: str = "true") -> Iterator[Batch]:
     """Stream one split of the marts in batches of whole requests: in a stable order (by rerank_id), or
-    shuffled by a seeded hash of rerank_id (the same seed gives the same order); `part` and `share` as `holdout`."""
+    shuffled by a seeded hash of rerank_id (the same seed gives the same order); `part` and `share` as `holdout`;
+    `where` a further SQL condition on the requests (EXPLORED, say)."""
     table = _table(split)
-    columns = ["rerank_id", "label", "mask", *(f"{p}_item_id" for p in PREFIXES.values()), *ENCODED_FEATURE_COLUMNS]
+    columns = ["rerank_id", "label", "mask", "shown_position", *(f"{p}_item_id" for p in PREFIXES.values()),
+               *ENCODED_FEATURE_COLUMNS]
     order = "rerank_id" if shuffle_seed is None else f"hash(rerank_id || ':{int(shuffle_seed)}'), rerank_id"
-    query = f"select {', '.join(columns)} from {table} where {holdout(part, share)} order by {order}" + (
+    query = (f"select {', '.join(columns)} from {table} where {holdout(part, share)} and ({where}) "
+             f"order by {order}") + (
         f" limit {int(limit)}" if limit is not None else "")
     # no progress bar: a long read would draw one into the training log (or a benchmark's output)
     with duckdb.connect(str(database), read_only=True) as con:
@@ -191,10 +201,12 @@ def read_batches(database: Path, split: str, spec: dict, batch_requests: int = 5
                 yield to_batch(record_batch, spec)
 
 
-def load_split(database: Path, split: str, spec: dict, part: str | None = None, share: float = 0.0) -> Batch:
-    """One split (or part of the train split, as `holdout`) as one in-memory Batch in rerank_id order: read and
-    padded once, then batched every epoch by `Batch.batches` (a day's marts are a few hundred MB at most)."""
-    parts = list(read_batches(database, split, spec, 65_536, part=part, share=share))
+def load_split(database: Path, split: str, spec: dict, part: str | None = None, share: float = 0.0,
+               where: str = "true") -> Batch:
+    """One split (or part of the train split, as `holdout`; or its requests `where`) as one in-memory Batch in
+    rerank_id order: read and padded once, then batched every epoch by `Batch.batches` (a day's marts are a few
+    hundred MB at most)."""
+    parts = list(read_batches(database, split, spec, 65_536, part=part, share=share, where=where))
     if not parts:
         raise MissingInput(f"no {split} requests{f' in the {part} part' if part else ''} in {database}")
     if len(parts) == 1:
@@ -206,17 +218,22 @@ def load_split(database: Path, split: str, spec: dict, part: str | None = None, 
 @dataclass(frozen=True)
 class DayData:
     """A training day's marts in memory: the requests trained on, the held-out users' requests that pick the best
-    epoch (None when every user would be held out, or none is), and the test day's requests."""
+    epoch (None when every user would be held out, or none is), the test day's requests, and among them the
+    exploration bucket's (None when no device explored), whose display positions were shuffled: there a model is
+    judged free of the position bias of the order that was shown."""
 
     fit: Batch
     validation: Batch | None
     test: Batch
+    explored: Batch | None = None
 
     @classmethod
     def load(cls, database: Path, spec: dict, share: float) -> DayData:
+        test = load_split(database, "test", spec)
+        explored = load_split(database, "test", spec, where=EXPLORED) if count_requests(
+            database, "test", where=EXPLORED) else None
         held_out = count_requests(database, "train", "validation", share) if share else 0
         if held_out == 0 or held_out >= count_requests(database, "train"):  # nothing to stop on, or to train on
-            return cls(load_split(database, "train", spec), None, load_split(database, "test", spec))
+            return cls(load_split(database, "train", spec), None, test, explored)
         return cls(load_split(database, "train", spec, part="fit", share=share),
-                   load_split(database, "train", spec, part="validation", share=share),
-                   load_split(database, "test", spec))
+                   load_split(database, "train", spec, part="validation", share=share), test, explored)

@@ -102,6 +102,7 @@ def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | Non
     window = date_range(settings.duckdb_path, "train")
     champion, starts = parents(settings, client, names)
     reports: dict[str, RankingReport] = {}
+    explored: dict[str, RankingReport] = {}
     data = DayData.load(settings.duckdb_path, spec, cfg.validation_share)  # read and padded once for every model
     held_out = len(data.validation) if data.validation is not None else 0
     curves = Curves({}, initial_order_gauc(data.validation.batches(cfg.batch_requests))) if held_out else None
@@ -137,6 +138,9 @@ def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | Non
                                    "best_epoch": next((r.epoch + 1 for r in reversed(history) if r.kept), kept),
                                    "warm_start_from": trained.parent or "none"})
                 mlflow.log_metrics(_metrics(report))
+                if trained.explored is not None:
+                    mlflow.log_metrics({"gauc_explored": trained.explored.gauc.value})
+                    explored[name] = trained.explored
                 checkpoints.log_checkpoint(model, cfg, spec)  # the model's next day may start from it
             reports[name] = report
             if curves is not None:
@@ -144,7 +148,7 @@ def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | Non
             if name == FULL_MODEL:
                 full, full_run, full_parent = model, child.info.run_id, trained.parent
         comparison = compare(reports, evaluate_rules(settings, spec, data.test, cfg), curves,
-                             notes=input_notes(spec))
+                             notes=input_notes(spec), explored=explored)
         paths = comparison.write(day.comparison)
         for path in paths.values():
             mlflow.log_artifact(str(path), artifact_path="comparison")

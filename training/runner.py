@@ -28,6 +28,7 @@ from training.config import TrainConfig
 from training.data import Batch, DayData, row_counts
 from training.evaluation import RankingReport, evaluate
 from training.models import Reranker, build_model
+from training.position_bias import PositionCorrection
 from training.trainer import EpochResult, fit, score, seed_everything, validation_gauc
 
 log = logging.getLogger(__name__)
@@ -46,12 +47,15 @@ def train_and_test(model: Reranker, data: DayData, cfg: TrainConfig, device: tor
                    ) -> tuple[list[EpochResult], RankingReport, float]:
     """Fit `model` (item rows restricted to those the fit requests read often enough), early stopping on the
     held-out requests when there are any, and score it on the test requests: (epochs, test report, seconds the
-    test took). `warm`: the model holds a parent's weights (`fit`), and trains at cfg.warm_start_lr."""
+    test took). `warm`: the model holds a parent's weights (`fit`), and trains at cfg.warm_start_lr; the loss
+    corrects the position bias as cfg.position_bias says (training.position_bias)."""
     model.items.restrict(row_counts(data.fit.batches(cfg.batch_requests), model.items))
     validate = None if data.validation is None else (
         lambda m: validation_gauc(m, data.validation.batches(cfg.batch_requests), device))
+    correction = PositionCorrection.of(cfg, data.fit.shown_position.shape[1])
     history = fit(model, lambda epoch: data.fit.batches(cfg.batch_requests, seed=cfg.seed * 1_000 + epoch),
-                  cfg.model_copy(update={"lr": cfg.warm_start_lr}) if warm else cfg, device, on_epoch, validate, warm)
+                  cfg.model_copy(update={"lr": cfg.warm_start_lr}) if warm else cfg, device, on_epoch, validate, warm,
+                  correction)
     start = time.perf_counter()
     return history, evaluate_on_test(data.test, model, cfg, device), time.perf_counter() - start
 
@@ -66,6 +70,7 @@ class Trained:
     report: RankingReport
     seconds: dict[str, float]  # phases: load (the day's marts, once per worker), fit, validation, test
     parent: str | None = None  # the version whose weights it started from (None: from random weights)
+    explored: RankingReport | None = None  # on the exploration bucket's test requests, when there are any
 
     @property
     def samples_per_s(self) -> float:
@@ -115,16 +120,17 @@ def train_one(database: Path, spec: dict, cfg: TrainConfig, name: str, device: s
             log.warning("%s trains from random weights: %s", name, e)
             parent = None
     history, report, tested = train_and_test(model, data, cfg, torch.device(device), warm=parent is not None)
+    explored = None if data.explored is None else evaluate_on_test(data.explored, model, cfg, torch.device(device))
     seconds = {"load": loaded, "fit": sum(r.seconds for r in history),
                "validation": sum(r.validation_seconds for r in history), "test": tested}
     log.info("%s: %d epochs, %.0f candidate-samples/s; %s", name, len(history),
              sum(r.samples for r in history) / max(seconds["fit"], 1e-9),
              ", ".join(f"{phase} {s:.1f} s" for phase, s in seconds.items()))
     return Trained(name, {k: v.detach().cpu() for k, v in model.state_dict().items()}, history, report, seconds,
-                   parent.version if parent else None)
+                   parent.version if parent else None, explored)
 
 
-def _init_worker(level: int) -> None:
+def init_worker(level: int) -> None:
     torch.set_num_threads(1)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
 
@@ -181,7 +187,7 @@ def train_models(database: Path, spec: dict, cfg: TrainConfig, names: list[str],
     workers = workers or default_workers(len(names))
     log.info("training %d models in %d worker process(es), one thread each", len(names), workers)
     context = multiprocessing.get_context("spawn")  # no fork of a process holding torch's and MLflow's threads
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker,
                              initargs=(logging.getLogger().getEffectiveLevel(),)) as pool:
         started = sorted(names, key=lambda n: COST_ORDER.index(n) if n in COST_ORDER else -1)
         with _no_main_script_in_workers(), _allocator_kept_in_workers():  # the workers start at the submits

@@ -23,6 +23,7 @@ from training.config import TrainConfig
 from training.data import Batch, to_inputs
 from training.evaluation import request_aucs
 from training.models import Reranker
+from training.position_bias import PositionCorrection
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +59,15 @@ class EpochResult:
 
 
 def train_epoch(model: Reranker, optimizer: torch.optim.Optimizer, batches: Iterable[Batch],
-                device: torch.device, epoch: int = 0) -> EpochResult:
+                device: torch.device, epoch: int = 0, correction: PositionCorrection | None = None) -> EpochResult:
     model.train()
     start, total_loss, labelled, requests, samples = time.perf_counter(), 0.0, 0, 0, 0
     for batch in batches:
         label = torch.from_numpy(batch.label).to(device)
         mask = torch.from_numpy(batch.mask).to(device)
-        loss = model.loss(model(to_inputs(batch).to(device), scored=mask > 0), label, mask)
+        logits = model(to_inputs(batch).to(device), scored=mask > 0)
+        loss = model.loss(logits, label, mask) if correction is None else correction.loss(
+            model, logits, label, mask, torch.from_numpy(batch.shown_position).to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -85,7 +88,8 @@ def learning_rate(cfg: TrainConfig, epoch: int) -> float:
 
 def fit(model: Reranker, epoch_batches: Callable[[int], Iterable[Batch]], cfg: TrainConfig,
         device: torch.device, on_epoch: Callable[[EpochResult], None] | None = None,
-        validate: Callable[[Reranker], float] | None = None, warm: bool = False) -> list[EpochResult]:
+        validate: Callable[[Reranker], float] | None = None, warm: bool = False,
+        correction: PositionCorrection | None = None) -> list[EpochResult]:
     """Train for up to cfg.epochs; `epoch_batches(epoch)` yields that epoch's batches (shuffled by the caller).
 
     With `validate` (the model's GAUC on held-out requests, `validation_gauc`), training stops after cfg.patience
@@ -94,9 +98,13 @@ def fit(model: Reranker, epoch_batches: Callable[[int], Iterable[Batch]], cfg: T
 
     `warm`: the model starts from a parent version's weights (`checkpoints.warm_start`). Those weights are then the
     first to beat: an epoch is kept only if it scores above them, and training that never does leaves them in
-    place, so a day's fine-tuning cannot end worse than its start on the held-out requests."""
+    place, so a day's fine-tuning cannot end worse than its start on the held-out requests.
+
+    `correction`: the loss under a position-bias correction (training.position_bias); its own parameters train
+    beside the model's, and nothing of it reaches validation, scoring or the model's weights."""
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    extra = [] if correction is None else correction.to(device).parameters()
+    optimizer = torch.optim.Adam([*model.parameters(), *extra], lr=cfg.lr)
     history: list[EpochResult] = []
     best_gauc, best_state, since_best = -math.inf, None, 0
     if warm and validate is not None:
@@ -107,7 +115,7 @@ def fit(model: Reranker, epoch_batches: Callable[[int], Iterable[Batch]], cfg: T
     for epoch in range(cfg.epochs):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, epoch)
-        result = train_epoch(model, optimizer, epoch_batches(epoch), device, epoch)
+        result = train_epoch(model, optimizer, epoch_batches(epoch), device, epoch, correction)
         if validate is not None:
             start = time.perf_counter()
             gauc = validate(model)

@@ -74,6 +74,9 @@ renamed as (
         -- labels (1 clicked, 0 not) where mask = 1, the candidates the user saw
         cast(label as {{ edgerec.list_type('bigint') }}) as label,
         cast(mask as {{ edgerec.list_type('bigint') }}) as mask,
+        -- where each labelled candidate was shown (display position, 0 where mask = 0): training-only, for
+        -- position-bias corrections; null in partitions written before it was added
+        cast(shown_position as {{ edgerec.list_type('bigint') }}) as shown_position,
         -- event times, for point-in-time checks
         cast(ie_ts as {{ edgerec.list_type('bigint') }}) as ie_ts,
         cast(ipv_end_ts as {{ edgerec.list_type('bigint') }}) as ipv_end_ts

@@ -161,3 +161,17 @@ def examination_by_band(windows: np.ndarray, positions: np.ndarray, clicks: np.n
     return [{"positions": f"{b * band}-{b * band + band - 1}", "estimate": float(estimate[b]), "low": float(low[b]),
              "high": float(high[b]), "raw_ctr_ratio": float(naive[b]), "exposures": int(exposures[b]),
              "clicks": int(clicked[b])} for b in range(bands)]
+
+
+def examination_curve(events, positions: int = 50, band: int = 5, rounds: int = 20) -> dict | None:
+    """The examination curve of a log (`edgerec logs positions --json`, and what position-bias training reads):
+    the explored exposures of `events` at display positions below `positions`, their clicks, and the bands of
+    `examination_by_band`; None when no device of an exploration bucket logged there."""
+    # stable: the log's order at equal times
+    windows, shown, clicks, users = ExploredExposures.of(sorted(events, key=lambda e: (e["user_id"], e["ts"]))).arrays()
+    kept = shown < positions
+    if not kept.any():
+        return None
+    return {"explored_exposures": int(kept.sum()), "clicks": int(clicks[kept].sum()),
+            "bands": examination_by_band(windows[kept], shown[kept], clicks[kept], users[kept], positions, band,
+                                         rounds)}

@@ -123,28 +123,22 @@ def logs_positions(
     """Position bias from the exploration bucket: how much each band of display positions is looked at, relative to
     the first, from the exposures and clicks of the re-ranks logged with `exploration` (docs/exploration.md), with
     bootstrap intervals, beside the raw click-through rate by position. Rows that break the contract are left out."""
-    from edgerec.edge.exploration import ExploredExposures, examination_by_band
+    from edgerec.edge.exploration import examination_curve
     from edgerec.sim.stats import read_events
 
     events, skipped = read_events(path)
-    # stable: the log's order at equal times
-    windows, shown, clicks, users = ExploredExposures.of(sorted(events, key=lambda e: (e["user_id"], e["ts"]))).arrays()
-    shown_at = shown < positions
-    if not shown_at.any():
+    curve = examination_curve(events, positions, band, rounds)
+    if curve is None:
         fail(f"no exposure under an explored re-rank in {path}: no device of an exploration bucket logged there "
              "(re-ranks with `exploration`, docs/exploration.md)", code=1)
-    curve = examination_by_band(windows[shown_at], shown[shown_at], clicks[shown_at], users[shown_at], positions,
-                                band, rounds)
     if as_json:
-        typer.echo(json.dumps({"path": str(path), "explored_exposures": int(shown_at.sum()),
-                               "clicks": int(clicks[shown_at].sum()), "bad_rows_left_out": skipped,
-                               "bands": curve}, indent=2))
+        typer.echo(json.dumps({"path": str(path), "bad_rows_left_out": skipped} | curve, indent=2))
         return
-    typer.echo(f"{path}: {int(shown_at.sum()):,} explored exposures, {int(clicks[shown_at].sum()):,} clicks"
+    typer.echo(f"{path}: {curve['explored_exposures']:,} explored exposures, {curve['clicks']:,} clicks"
                + (f" ({skipped:,} bad rows left out)" if skipped else "") + "\n")
     typer.echo("| positions | examination (95% interval) | raw CTR by position | exposures | clicks |")
     typer.echo("|---|---|---|---|---|")
-    for b in curve:
+    for b in curve["bands"]:
         typer.echo(f"| {b['positions']} | {b['estimate']:.3f} [{b['low']:.3f}, {b['high']:.3f}] | "
                    f"{b['raw_ctr_ratio']:.3f} | {b['exposures']:,} | {b['clicks']:,} |")
 

@@ -313,10 +313,13 @@ class Reranker(nn.Module):
         raise NotImplementedError
 
     @staticmethod
-    def loss(logits: Tensor, label: Tensor, mask: Tensor) -> Tensor:
-        """Binary cross-entropy over the labelled candidates only (mask 1); unlabelled ones get no gradient."""
+    def loss(logits: Tensor, label: Tensor, mask: Tensor, weight: Tensor | None = None) -> Tensor:
+        """Binary cross-entropy over the labelled candidates only (mask 1), each weighted by `weight` (default 1;
+        training.position_bias); unlabelled ones get no gradient."""
         labelled = mask > 0
         losses = F.binary_cross_entropy_with_logits(logits, label.to(logits.dtype), reduction="none")
+        if weight is not None:
+            losses = losses * weight
         return torch.where(labelled, losses, 0.0).sum() / labelled.sum().clamp(min=1)
 
 

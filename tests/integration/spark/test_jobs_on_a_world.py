@@ -84,6 +84,11 @@ def test_labels_match_the_log(spark, world):
                       & (F.col("c.item_id") == exposures.item_id), "left")
     assert seen.where(F.col("c.label").isNull() & F.col("exp_ts").isNotNull()).count() == 0  # masked: never shown
     assert seen.where((F.col("c.label") == 0) & (F.col("exp_ts") < F.col("trigger_ts"))).count() == 0
+    # a label's display position is its exposure's (the simulator shows an item once per request)
+    shown = events.where("event_type = 'exposure'").select("request_id", "item_id", F.col("position").alias("at"))
+    placed = cands.where(F.col("c.label").isNotNull()).join(
+        shown, (cands.request_id == shown.request_id) & (F.col("c.item_id") == shown.item_id))
+    assert placed.count() > 1_000 and placed.where(F.col("c.shown_position") != F.col("at")).count() == 0
 
 
 def test_derived_triggers_agree_with_logged_ones(spark, world):
@@ -126,6 +131,7 @@ def test_spark_encoding_equals_the_numpy_function(spark, world):
                 assert getattr(encoded[rid], f"{prefix}_{name}") == expected, (rid, name)
                 compared += len(values)
         assert encoded[rid].mask == [0 if c.label is None else 1 for c in row.candidates]
+        assert encoded[rid].shown_position == [c.shown_position or 0 for c in row.candidates]
     assert compared > 10_000
 
 

@@ -62,6 +62,15 @@ def test_logged_triggers_candidates_and_labels(spark, items):
     assert got["click"].candidates[0].category == 13 % 3 and got["click"].candidates[0].cloud_score == 0.8
 
 
+def test_a_labelled_candidate_carries_the_display_position_of_its_first_exposure(spark, items):
+    shown_again = [*SESSION, exposure(20_000, "e12", 15, 300, 7), exposure(20_300, "e13", 11, 300, 8)]
+    got = requests(spark, items, shown_again)
+    assert [(c.item_id, c.shown_position) for c in got["page"].candidates] == [
+        (11, 0), (12, 1), (13, 2), (14, 3), (15, 4), (16, None)]  # 15 and 11 shown again later: first exposures
+    # the candidates not yet exposed at the delete
+    assert [(c.item_id, c.shown_position) for c in got["delete"].candidates] == [(15, 4), (16, None)]
+
+
 def test_a_rerank_of_the_exploration_bucket_is_an_explored_trigger(spark, items):
     explored = [dict(e, exploration={"window": 3, "offset": 1}) if e["event_type"] == "rerank" and
                 e["trigger"] == "click" else e for e in SESSION]

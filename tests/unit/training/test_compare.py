@@ -116,3 +116,18 @@ def test_a_day_without_cloud_scores_says_that_the_baselines_saw_the_rank_only(tm
     paths = compare(PAPER_ORDER, rounds=50, notes=notes).write(lambda extension: tmp_path / f"table.{extension}")
     assert f"\nNote: {notes[0]}\n" in paths["md"].read_text()
     assert json.loads(paths["json"].read_text())["notes"] == list(notes)
+
+
+def test_the_exploration_bucket_s_requests_get_their_own_table_and_columns(tmp_path):
+    explored = {"dlcm": report(5, otherwise=0.45), "crban_hubsm_ie_ipv": report(8, otherwise=0.45)}
+    comparison = compare(PAPER_ORDER, rounds=50, explored=explored)
+    assert [(r.name, round(r.gain.value, 4)) for r in comparison.explored] == [("dlcm", 0.0),
+                                                                               ("crban_hubsm_ie_ipv", 0.12)]
+    paths = comparison.write(lambda extension: tmp_path / f"table.{extension}")
+    table = paths["md"].read_text()
+    assert "On the exploration bucket's test requests (200 with both labels)" in table
+    assert "| CRBAN+HUBSM(IE&IPV) | 0.93333 [" in table.split("exploration bucket")[1]
+    records = {r["model"]: r for r in json.loads(paths["json"].read_text())["rows"]}
+    assert records["crban_hubsm_ie_ipv"]["gauc_explored"] == pytest.approx(0.93333, abs=1e-5)
+    assert np.isnan(records["dnn_rank"]["gauc_explored"])  # not scored there
+    assert "exploration bucket" not in compare(PAPER_ORDER, rounds=50).to_markdown()  # none: no table

@@ -7,7 +7,7 @@ import pytest
 
 from edgerec.errors import MissingInput
 from edgerec.features import GROUPS
-from training.data import DayData, count_requests, load_split, pad, read_batches
+from training.data import EXPLORED, DayData, count_requests, load_split, pad, read_batches
 
 pytestmark = pytest.mark.unit
 SPEC = {"sequence_lengths": {"candidates": 4, "ie": 3, "ipv": 2}}
@@ -23,7 +23,8 @@ def test_pad_fills_with_zero_cuts_long_lists_and_handles_slices_and_nulls():
 
 
 def request(i: int, n_candidates: int, n_ie: int) -> dict:
-    row = {"rerank_id": f"r{i}", "label": [1] + [0] * (n_candidates - 1), "mask": [1, 1] + [0] * (n_candidates - 2)}
+    row = {"rerank_id": f"r{i}", "trigger_origin": "logged", "label": [1] + [0] * (n_candidates - 1),
+           "mask": [1, 1] + [0] * (n_candidates - 2), "shown_position": [7, 3] + [0] * (n_candidates - 2)}
     for group, prefix in (("candidate", "cand"), ("ie", "ie"), ("ipv", "ipv")):
         length = {"candidate": n_candidates, "ie": n_ie, "ipv": 1}[group]
         row[f"{prefix}_item_id"] = [100 * i + j for j in range(1, length + 1)]
@@ -47,6 +48,7 @@ def test_marts_stream_in_whole_requests_padded_to_the_spec(tmp_path):
     assert first.candidate.shape == (2, 4, len(GROUPS["candidate"]))
     assert first.candidate[1, :, 0].tolist() == [1, 1, 1, 0]  # the first feature's codes, then padding
     assert first.label.tolist() == [[1, 0, 0, 0], [1, 0, 0, 0]] and first.mask.tolist() == [[1, 1, 0, 0], [1, 1, 0, 0]]
+    assert first.shown_position.tolist() == [[7, 3, 0, 0], [7, 3, 0, 0]]
     assert first.ie_length.tolist() == [0, 1] and first.ie.shape == (2, 3, len(GROUPS["ie"]))
     assert last.candidate_item.tolist() == [[401, 402, 403, 404]] and last.ie_length.tolist() == [3]
     assert last.ipv.shape == (1, 2, len(GROUPS["ipv"])) and last.ipv_length.tolist() == [1]
@@ -120,6 +122,16 @@ def test_a_day_in_memory_holds_out_whole_users_or_none(tmp_path):
     assert without.validation is None and len(without.fit) == 400
     everyone = DayData.load(database, SPEC, share=0.999)  # all users held out would leave nothing to train on
     assert everyone.validation is None and len(everyone.fit) == 400
+    assert day.explored is None  # no device of the test day explored
+
+
+def test_a_day_keeps_the_exploration_bucket_s_test_requests_apart_too(tmp_path):
+    database = tmp_path / "marts.duckdb"
+    test = [r | {"trigger_origin": "explored" if i in (1, 4) else "logged"} for i, r in enumerate(users_of_four(6))]
+    write_marts(database, users_of_four(8), test)
+    day = DayData.load(database, SPEC, share=0.0)
+    assert len(day.test) == 6 and day.explored.rerank_id == ["r001", "r004"]
+    assert count_requests(database, "test", where=EXPLORED) == 2
 
 
 def test_an_empty_split_is_refused_naming_it(tmp_path):

@@ -19,7 +19,7 @@ def batch(rerank_ids: list[str], items: list[list[int]]) -> Batch:
     zeros = np.zeros_like(candidate_item)
     empty = np.zeros((len(items), 1), dtype=np.int64)
     return Batch(rerank_ids, candidate_item, zeros[..., None], np.array([len(i) for i in items]), zeros, zeros,
-                 empty, empty[..., None], np.zeros(len(items), dtype=np.int64), empty, empty[..., None],
+                 zeros, empty, empty[..., None], np.zeros(len(items), dtype=np.int64), empty, empty[..., None],
                  np.zeros(len(items), dtype=np.int64))
 
 

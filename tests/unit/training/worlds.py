@@ -35,5 +35,6 @@ def random_batch(requests: int, seed: int = 0, candidates: int = 6, ie: int = 5,
     label = (mask & (rng.random((requests, candidates)) < 0.4)).astype(np.int64)
     ie_item, ie_codes = padded(ie, len(GROUPS["ie"]), n_ie)
     ipv_item, ipv_codes = padded(ipv, len(GROUPS["ipv"]), n_ipv)
-    return Batch([f"r{i}" for i in range(requests)], cand_item, cand, n_cand, label, mask, ie_item, ie_codes, n_ie,
+    return Batch([f"r{i}" for i in range(requests)], cand_item, cand, n_cand, label, mask,
+                 np.where(mask > 0, np.arange(candidates)[None, :], 0), ie_item, ie_codes, n_ie,
                  ipv_item, ipv_codes, n_ipv)
