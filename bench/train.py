@@ -49,7 +49,8 @@ def synthetic_batch(requests: int, rng: np.random.Generator) -> Batch:
     mask = ((np.arange(K)[None, :] < n_cand[:, None]) & (rng.random((requests, K)) < 0.28)).astype(np.int64)
     label = (mask & (rng.random((requests, K)) < 0.03)).astype(np.int64)
     return Batch([str(i) for i in range(requests)], *group(K, len(GROUPS["candidate"]), n_cand), n_cand, label, mask,
-                 np.where(mask > 0, np.arange(K)[None, :], 0), *group(M, len(GROUPS["ie"]), n_ie), n_ie,
+                 np.where(mask > 0, np.arange(K)[None, :], 0), np.zeros_like(label), np.zeros_like(label),
+                 *group(M, len(GROUPS["ie"]), n_ie), n_ie,
                  *group(N, len(GROUPS["ipv"]), n_ipv), n_ipv)
 
 

@@ -90,14 +90,18 @@ def encoded_schema(requests_schema: pa.Schema) -> pa.Schema:
     fields = [requests_schema.field(k) for k in KEYS]
     for group, (prefix, _) in SOURCES.items():
         fields += [pa.field(f"{prefix}_item_id", ints)] + [pa.field(f"{prefix}_{n}", ints) for n in GROUPS[group]]
-    fields += [pa.field(n, ints) for n in ("label", "mask", "shown_position", "ie_ts", "ipv_end_ts")]
+    fields += [pa.field(n, ints) for n in ("label", "mask", "shown_position", "cart", "buy", "ie_ts", "ipv_end_ts")]
     return pa.schema(fields)
 
 
 def _values(column: pa.ListArray, name: str) -> tuple[pa.Array, pa.Array]:
-    """Offsets (from 0) and the flat values of one struct field of a list<struct> column."""
+    """Offsets (from 0) and the flat values of one struct field of a list<struct> column; nulls where the struct has
+    no such field (requests written before it joined them)."""
     offsets = pc.subtract(column.offsets, column.offsets[0])
-    return offsets, column.flatten().field(name)
+    flat = column.flatten()
+    if flat.type.get_field_index(name) < 0:
+        return offsets, pa.nulls(len(flat), pa.int64())
+    return offsets, flat.field(name)
 
 
 def _as_numbers(values: pa.Array):
@@ -123,14 +127,17 @@ def encode_batch(batch: pa.RecordBatch, spec: dict, schema: pa.Schema) -> pa.Rec
     out["mask"] = lists(candidates, "label", lambda v: pc.cast(pc.is_valid(v), pa.int64()))
     # where the candidate was shown, for position-bias corrections in training (0 where unlabelled: read with mask)
     out["shown_position"] = lists(candidates, "shown_position", lambda v: pc.fill_null(pc.cast(v, pa.int64()), 0))
+    # what a click led to, for the cart and buy heads (0 where not clicked: read with label)
+    for action in ("cart", "buy"):
+        out[action] = lists(candidates, action, lambda v: pc.fill_null(pc.cast(v, pa.int64()), 0))
     out["ie_ts"] = lists(batch.column("ie"), "ts")
     out["ipv_end_ts"] = lists(batch.column("ipv"), "end_ts")
     return pa.RecordBatch.from_pydict(out, schema=schema)
 
 
 def apply_spec(requests: DataFrame, spec: dict) -> DataFrame:
-    """Model inputs per request: parallel int arrays per feature (cand_*, ie_*, ipv_*), labels, mask and the
-    labelled candidates' display positions.
+    """Model inputs per request: parallel int arrays per feature (cand_*, ie_*, ipv_*), labels, mask, the
+    labelled candidates' display positions and the clicked ones' cart and buy labels.
 
     The encoding is edgerec.features.encode itself, applied to Arrow batches: the device's function, and
     vectorized, where Spark's array functions would run interpreted element by element.

@@ -144,7 +144,9 @@ def run_bucketize(spark: SparkSession, settings: Settings, ds: str) -> dict:
     if len(train_days) < len(window):
         log.warning("bucketize ds=%s: no requests for train days %s; the train split holds %d of %d days",
                     ds, sorted(set(window) - set(train_days)), len(train_days), len(window))
-    train = read_partitions(spark, root, train_days)
+    # merged: train days written before a field joined the requests (shown_position, say) read it as null (and
+    # encode_batch fills a field no day has)
+    train = read_partitions(spark, root, train_days, merge_schema=True)
     encoded = (apply_spec(train, spec) if train is not None
                else spark.createDataFrame([], apply_spec(requests, spec).schema))
     write_partition(encoded.withColumnRenamed("ds", "request_ds"), settings.dataset("train_features"), ds)

@@ -4,6 +4,8 @@ For a trigger at time T on page request r:
 - candidates: r's candidates not exposed before T, in the cloud's order, with item features and cloud score;
   label 1 if clicked at or after T, 0 if exposed at or after T without a click, null (masked) if never exposed;
   shown_position, the display position of its first exposure (null where the label is);
+  cart and buy, 1 if a page view of it on this page request after its click added it to the cart (bought it), 0 if
+  not; null where it was not clicked at or after T (the labels of the cart and buy heads, given a click);
 - ie: the user's last m exposures strictly before T (within the lookback), each with e1..e7 of the paper;
 - ipv: the user's last n page views that ended by T, each with d1..d12.
 What caused the trigger is known at T: the delete of a delete trigger, the page view a click trigger returns
@@ -83,21 +85,24 @@ def triggers(day: DataFrame, k: int) -> DataFrame:
 
 def candidate_lists(day: DataFrame, items: DataFrame) -> DataFrame:
     """Per page request: every candidate in cloud order with features, first exposure (its time and display
-    position) and first click."""
+    position), first click, and whether a page view of it on the page carted or bought it."""
     by_item = ("request_id", "item_id")
     exposed = day.where(_kind("exposure")).groupBy(*by_item).agg(
         F.min("ts").alias("exposed_ts"), F.min_by("position", F.struct("ts", "event_id")).alias("shown_position"))
     clicked = day.where(_kind("click")).groupBy(*by_item).agg(F.min("ts").alias("clicked_ts"))
+    viewed = day.where(_kind("page_view")).groupBy(*by_item).agg(
+        *[F.max(F.col(f"actions.{a}").cast("int")).alias(f"{a}_done") for a in ("cart", "buy")])
     candidates = (
         day.where(_kind("page_request"))
         .select("request_id", F.explode("candidates").alias("c"))
         .select("request_id", "c.item_id", "c.rank", F.col("c.score").alias("cloud_score"))
         .join(exposed, list(by_item), "left")
         .join(clicked, list(by_item), "left")
+        .join(viewed, list(by_item), "left")
         .join(F.broadcast(items), "item_id", "left")
     )
     element = F.struct("rank", "item_id", "cloud_score", *ITEM_FEATURES, "exposed_ts", "shown_position",
-                       "clicked_ts")
+                       "clicked_ts", "cart_done", "buy_done")
     return candidates.groupBy("request_id").agg(F.array_sort(F.collect_list(element)).alias("all_candidates"))
 
 
@@ -108,7 +113,8 @@ def _point_in_time_candidates(max_candidates: int) -> Column:
         c["rank"].alias("rank"), c["item_id"].alias("item_id"), c["cloud_score"].alias("cloud_score"),
         *[c[f].alias(f) for f in ITEM_FEATURES],
         F.when(c["clicked_ts"] >= t, 1).when(c["exposed_ts"] >= t, 0).alias("label"),
-        F.when(c["exposed_ts"] >= t, c["shown_position"]).alias("shown_position")))
+        F.when(c["exposed_ts"] >= t, c["shown_position"]).alias("shown_position"),
+        *[F.when(c["clicked_ts"] >= t, F.coalesce(c[f"{a}_done"], F.lit(0))).alias(a) for a in ("cart", "buy")]))
     return labelled
 
 

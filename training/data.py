@@ -50,6 +50,8 @@ class Batch:
     label: np.ndarray  # [B, K] 1 clicked, 0 not
     mask: np.ndarray  # [B, K] 1 where labelled (the only places the loss and metrics look)
     shown_position: np.ndarray  # [B, K] display position where labelled (training-only: position-bias corrections)
+    cart: np.ndarray  # [B, K] 1 where a click led to a cart, 0 otherwise (the cart head's label, given a click)
+    buy: np.ndarray  # [B, K] 1 where a click led to a purchase, 0 otherwise
     ie_item: np.ndarray  # [B, m]
     ie: np.ndarray  # [B, m, F_ie]
     ie_length: np.ndarray  # [B]
@@ -77,7 +79,8 @@ class Batch:
         k, m, n = (max(int(lengths.max(initial=0)), 1) for lengths in (self.candidates, self.ie_length,
                                                                      self.ipv_length))
         return Batch(self.rerank_id, self.candidate_item[:, :k], self.candidate[:, :k], self.candidates,
-                     self.label[:, :k], self.mask[:, :k], self.shown_position[:, :k], self.ie_item[:, :m],
+                     self.label[:, :k], self.mask[:, :k], self.shown_position[:, :k], self.cart[:, :k],
+                     self.buy[:, :k], self.ie_item[:, :m],
                      self.ie[:, :m], self.ie_length, self.ipv_item[:, :n], self.ipv[:, :n], self.ipv_length)
 
     def batches(self, size: int, seed: int | None = None) -> Iterator[Batch]:
@@ -99,9 +102,9 @@ def to_batch(table: pa.Table | pa.RecordBatch, spec: dict) -> Batch:
         groups[group] = (items, features, count)
     label, _ = pad(table.column("label"), widths["candidate"])
     mask, _ = pad(table.column("mask"), widths["candidate"])
-    shown, _ = pad(table.column("shown_position"), widths["candidate"])
-    return Batch(table.column("rerank_id").to_pylist(), *groups["candidate"], label, mask, shown, *groups["ie"],
-                 *groups["ipv"])
+    shown, cart, buy = (pad(table.column(name), widths["candidate"])[0] for name in ("shown_position", "cart", "buy"))
+    return Batch(table.column("rerank_id").to_pylist(), *groups["candidate"], label, mask, shown, cart, buy,
+                 *groups["ie"], *groups["ipv"])
 
 
 def chronological(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -186,7 +189,8 @@ def read_batches(database: Path, split: str, spec: dict, batch_requests: int = 5
     shuffled by a seeded hash of rerank_id (the same seed gives the same order); `part` and `share` as `holdout`;
     `where` a further SQL condition on the requests (EXPLORED, say)."""
     table = _table(split)
-    columns = ["rerank_id", "label", "mask", "shown_position", *(f"{p}_item_id" for p in PREFIXES.values()),
+    columns = ["rerank_id", "label", "mask", "shown_position", "cart", "buy",
+               *(f"{p}_item_id" for p in PREFIXES.values()),
                *ENCODED_FEATURE_COLUMNS]
     order = "rerank_id" if shuffle_seed is None else f"hash(rerank_id || ':{int(shuffle_seed)}'), rerank_id"
     query = (f"select {', '.join(columns)} from {table} where {holdout(part, share)} and ({where}) "

@@ -77,6 +77,9 @@ renamed as (
         -- where each labelled candidate was shown (display position, 0 where mask = 0): training-only, for
         -- position-bias corrections; null in partitions written before it was added
         cast(shown_position as {{ edgerec.list_type('bigint') }}) as shown_position,
+        -- what a click led to on its page view (1 carted, bought; 0 where label = 0): the cart and buy heads' labels
+        cast(cart as {{ edgerec.list_type('bigint') }}) as cart,
+        cast(buy as {{ edgerec.list_type('bigint') }}) as buy,
         -- event times, for point-in-time checks
         cast(ie_ts as {{ edgerec.list_type('bigint') }}) as ie_ts,
         cast(ipv_end_ts as {{ edgerec.list_type('bigint') }}) as ipv_end_ts

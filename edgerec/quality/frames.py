@@ -17,7 +17,7 @@ import pandas as pd
 from edgerec.features import ENCODED_FEATURE_COLUMNS, ENCODED_KEYS, GROUPS, PREFIXES
 
 LIST_COLUMNS = (*(f"{p}_item_id" for p in PREFIXES.values()), *ENCODED_FEATURE_COLUMNS,
-                "label", "mask", "shown_position", "ie_ts", "ipv_end_ts")
+                "label", "mask", "shown_position", "cart", "buy", "ie_ts", "ipv_end_ts")
 FEATURE_COLUMNS = (*ENCODED_KEYS, *LIST_COLUMNS)  # the features dataset, as spark_jobs.bucketize writes it
 
 # One row per request: the figures the row-level checks need.

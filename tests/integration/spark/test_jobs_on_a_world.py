@@ -132,6 +132,8 @@ def test_spark_encoding_equals_the_numpy_function(spark, world):
                 compared += len(values)
         assert encoded[rid].mask == [0 if c.label is None else 1 for c in row.candidates]
         assert encoded[rid].shown_position == [c.shown_position or 0 for c in row.candidates]
+        assert (encoded[rid].cart, encoded[rid].buy) == ([c.cart or 0 for c in row.candidates],
+                                                         [c.buy or 0 for c in row.candidates])
     assert compared > 10_000
 
 
@@ -156,6 +158,27 @@ def test_train_days_are_encoded_again_with_the_test_days_spec(spark, world, tmp_
     assert sum(again[rid].ie_e1_duration_ms != own[rid].ie_e1_duration_ms for rid in raw) > len(raw) / 2
     first = dataset(spark, source, "train_features", DAYS[0])  # no day before the first: an empty partition
     assert first is not None and first.count() == 0 and "cand_cloud_score" in first.columns
+
+
+def test_train_days_written_before_the_newer_candidate_fields_encode_them_as_zeros(spark, world, tmp_path):
+    """Day 1's requests as an older requests job wrote them (no display position, cart or buy per candidate):
+    day 2's bucketize still encodes them, those lists all zeros, and its own day keeps its values."""
+    source = world[0]
+    settings = load_settings({"EDGEREC_HOME": str(tmp_path)})
+    shutil.copytree(source.dataset("items"), settings.dataset("items"))
+    shutil.copytree(source.dataset("requests") / f"ds={DAYS[1]}", settings.dataset("requests") / f"ds={DAYS[1]}")
+    newer = ("shown_position", "cart", "buy")
+    old = dataset(spark, source, "requests", DAYS[0])
+    kept = [f.name for f in old.schema["candidates"].dataType.elementType.fields if f.name not in newer]
+    old = old.withColumn("candidates", F.transform("candidates", lambda c: F.struct(*[c[f].alias(f) for f in kept])))
+    old.drop("ds").write.parquet(str(settings.dataset("requests") / f"ds={DAYS[0]}"))
+    run_jobs(settings, DAYS[1], ["bucketize"], spark=spark)
+    again = dataset(spark, settings, "train_features", DAYS[1])
+    assert again.count() == old.count() > 100
+    for name in newer:
+        assert again.where(F.exists(name, lambda v: v != 0)).count() == 0, name
+    own = dataset(spark, settings, "features", DAYS[1])
+    assert own.where(F.exists("shown_position", lambda v: v > 0)).count() > 100
 
 
 def test_spec_is_the_same_whatever_the_partitioning(spark, world):

@@ -71,6 +71,18 @@ def test_a_labelled_candidate_carries_the_display_position_of_its_first_exposure
     assert [(c.item_id, c.shown_position) for c in got["delete"].candidates] == [(15, 4), (16, None)]
 
 
+def test_a_clicked_candidate_carries_what_its_page_view_did_and_the_others_nothing(spark, items):
+    bought = [*SESSION, ev("click", 14_300, "e12", request_id="r0", item_id=15, position=4),
+              ev("page_view", 14_400, "e13", request_id="r0", item_id=15, ipv_duration_ms=5_000, done=("buy",))]
+    got = requests(spark, items, bought)
+    assert [(c.item_id, c.label, c.cart, c.buy) for c in got["page"].candidates] == [
+        (11, 0, None, None), (12, 1, 1, 0), (13, 0, None, None), (14, 0, None, None), (15, 1, 0, 1),
+        (16, None, None, None)]
+    # the click on 12 came before this trigger: no cart label of it here
+    assert [(c.item_id, c.cart, c.buy) for c in got["click"].candidates] == [
+        (13, None, None), (14, None, None), (15, 0, 1), (16, None, None)]
+
+
 def test_a_rerank_of_the_exploration_bucket_is_an_explored_trigger(spark, items):
     explored = [dict(e, exploration={"window": 3, "offset": 1}) if e["event_type"] == "rerank" and
                 e["trigger"] == "click" else e for e in SESSION]

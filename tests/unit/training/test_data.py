@@ -24,7 +24,8 @@ def test_pad_fills_with_zero_cuts_long_lists_and_handles_slices_and_nulls():
 
 def request(i: int, n_candidates: int, n_ie: int) -> dict:
     row = {"rerank_id": f"r{i}", "trigger_origin": "logged", "label": [1] + [0] * (n_candidates - 1),
-           "mask": [1, 1] + [0] * (n_candidates - 2), "shown_position": [7, 3] + [0] * (n_candidates - 2)}
+           "mask": [1, 1] + [0] * (n_candidates - 2), "shown_position": [7, 3] + [0] * (n_candidates - 2),
+           "cart": [1] + [0] * (n_candidates - 1), "buy": [0] * n_candidates}
     for group, prefix in (("candidate", "cand"), ("ie", "ie"), ("ipv", "ipv")):
         length = {"candidate": n_candidates, "ie": n_ie, "ipv": 1}[group]
         row[f"{prefix}_item_id"] = [100 * i + j for j in range(1, length + 1)]
@@ -49,6 +50,7 @@ def test_marts_stream_in_whole_requests_padded_to_the_spec(tmp_path):
     assert first.candidate[1, :, 0].tolist() == [1, 1, 1, 0]  # the first feature's codes, then padding
     assert first.label.tolist() == [[1, 0, 0, 0], [1, 0, 0, 0]] and first.mask.tolist() == [[1, 1, 0, 0], [1, 1, 0, 0]]
     assert first.shown_position.tolist() == [[7, 3, 0, 0], [7, 3, 0, 0]]
+    assert first.cart.tolist() == [[1, 0, 0, 0], [1, 0, 0, 0]] and not first.buy.any()
     assert first.ie_length.tolist() == [0, 1] and first.ie.shape == (2, 3, len(GROUPS["ie"]))
     assert last.candidate_item.tolist() == [[401, 402, 403, 404]] and last.ie_length.tolist() == [3]
     assert last.ipv.shape == (1, 2, len(GROUPS["ipv"])) and last.ipv_length.tolist() == [1]

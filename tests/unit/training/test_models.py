@@ -331,7 +331,8 @@ def test_a_batch_trimmed_to_its_longest_lists_scores_and_trains_as_the_padded_on
     padded = Batch(batch.rerank_id, *(np.pad(getattr(batch, f), [(0, 0), (0, extra)] + [(0, 0)] * (getattr(
         batch, f).ndim - 2)) if extra else getattr(batch, f) for f, extra in (
         ("candidate_item", 3), ("candidate", 3), ("candidates", 0), ("label", 3), ("mask", 3), ("shown_position", 3),
-        ("ie_item", 3), ("ie", 3), ("ie_length", 0), ("ipv_item", 3), ("ipv", 3), ("ipv_length", 0))))
+        ("cart", 3), ("buy", 3), ("ie_item", 3), ("ie", 3), ("ie_length", 0), ("ipv_item", 3), ("ipv", 3),
+        ("ipv_length", 0))))
     trimmed = padded.trimmed()
     assert (trimmed.candidate.shape[1], trimmed.ie.shape[1], trimmed.ipv.shape[1]) == (
         int(batch.candidates.max()), int(batch.ie_length.max()), max(int(batch.ipv_length.max()), 1))
@@ -348,8 +349,8 @@ def test_a_batch_trimmed_to_its_longest_lists_scores_and_trains_as_the_padded_on
     assert torch.allclose(full, cut, atol=1e-6) and full_loss == pytest.approx(cut_loss, abs=1e-6)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(full_grads, cut_grads, strict=True))
     nothing = Batch(batch.rerank_id[:1], *(getattr(padded, f)[:1] * 0 for f in (
-        "candidate_item", "candidate", "candidates", "label", "mask", "shown_position", "ie_item", "ie", "ie_length",
-        "ipv_item", "ipv", "ipv_length"))).trimmed()
+        "candidate_item", "candidate", "candidates", "label", "mask", "shown_position", "cart", "buy", "ie_item", "ie",
+        "ie_length", "ipv_item", "ipv", "ipv_length"))).trimmed()
     assert (nothing.candidate.shape[1], nothing.ie.shape[1], nothing.ipv.shape[1]) == (1, 1, 1)  # never 0 steps
 
 

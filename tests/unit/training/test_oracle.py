@@ -19,8 +19,8 @@ def batch(rerank_ids: list[str], items: list[list[int]]) -> Batch:
     zeros = np.zeros_like(candidate_item)
     empty = np.zeros((len(items), 1), dtype=np.int64)
     return Batch(rerank_ids, candidate_item, zeros[..., None], np.array([len(i) for i in items]), zeros, zeros,
-                 zeros, empty, empty[..., None], np.zeros(len(items), dtype=np.int64), empty, empty[..., None],
-                 np.zeros(len(items), dtype=np.int64))
+                 zeros, zeros, zeros, empty, empty[..., None], np.zeros(len(items), dtype=np.int64), empty,
+                 empty[..., None], np.zeros(len(items), dtype=np.int64))
 
 
 def test_the_nth_rerank_of_a_request_with_the_same_candidates_matches():

@@ -22,6 +22,7 @@ def batch(candidates: list[list[int]], views: list[list[int]], labels: list[list
     return Batch([f"r{i}" for i in range(b)], padded(candidates, k), np.zeros((b, k, 9), dtype=np.int64),
                  np.array([len(c) for c in candidates]), padded(labels, k),
                  padded([[1] * len(c) for c in candidates], k), padded([list(range(len(c))) for c in candidates], k),
+                 np.zeros((b, k), dtype=np.int64), np.zeros((b, k), dtype=np.int64),
                  np.zeros((b, 1), dtype=np.int64),
                  np.zeros((b, 1, 15), dtype=np.int64), np.zeros(b, dtype=np.int64), padded(views, n),
                  np.zeros((b, n, 20), dtype=np.int64), np.array([len(v) for v in views]))

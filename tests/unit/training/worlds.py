@@ -36,5 +36,6 @@ def random_batch(requests: int, seed: int = 0, candidates: int = 6, ie: int = 5,
     ie_item, ie_codes = padded(ie, len(GROUPS["ie"]), n_ie)
     ipv_item, ipv_codes = padded(ipv, len(GROUPS["ipv"]), n_ipv)
     return Batch([f"r{i}" for i in range(requests)], cand_item, cand, n_cand, label, mask,
-                 np.where(mask > 0, np.arange(candidates)[None, :], 0), ie_item, ie_codes, n_ie,
+                 np.where(mask > 0, np.arange(candidates)[None, :], 0), label & (rng.random(label.shape) < 0.3),
+                 label & (rng.random(label.shape) < 0.1), ie_item, ie_codes, n_ie,
                  ipv_item, ipv_codes, n_ipv)
