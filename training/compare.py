@@ -18,9 +18,15 @@ import numpy as np
 
 from training.evaluation import Interval, RankingReport, paired_gain
 from training.models import BASELINE, FULL_MODEL, MODELS, PAPER_GAUC
+from training.models.base import HEADS
 from training.rules import RULES
 
 KS = (5, 10)
+GMV_K = 10
+
+
+def _gmv(by_k: dict[int, float]) -> str:
+    return f"{by_k[GMV_K]:.3f}" if GMV_K in by_k else ""
 # A validation GAUC within this of the initial order's is the list order itself (scores monotone in the position)
 COLLAPSE_TOLERANCE = 1e-6
 # "DLCM not below the initial order": its paired interval's lower end within this relative margin of it or above
@@ -92,20 +98,26 @@ class Comparison:
         first = self.rows[0].report
         lines = [
             "| model | GAUC [95% CI] | gain vs DLCM [95% CI] | "
-            + " | ".join(f"NDCG@{k} | clicks@{k}" for k in KS) + " | paper GAUC | paper gain |",
-            "|---|---|---|" + "---|---|" * len(KS) + "---|---|",
+            + " | ".join(f"NDCG@{k} | clicks@{k}" for k in KS) + f" | GMV@{GMV_K} | paper GAUC | paper gain |",
+            "|---|---|---|" + "---|---|" * len(KS) + "---|---|---|",
         ]
         for r in self.rows:
             rep = r.report
             lines.append(
                 f"| {r.title} | {rep.gauc} | {r.gain.value:+.2%} [{r.gain.low:+.2%}, {r.gain.high:+.2%}] | "
-                + " | ".join(f"{rep.ndcg[k]:.4f} | {rep.clicks[k]:.3f}" for k in KS)
+                + " | ".join(f"{rep.ndcg[k]:.4f} | {rep.clicks[k]:.3f}" for k in KS) + f" | {_gmv(rep.gmv)}"
                 + (" | | |" if r.paper_gauc is None else f" | {r.paper_gauc:.5f} | {r.paper_gain:+.2%} |"))
         lines.append(f"| initial order | {first.gauc_initial:.5f} | | " + " | ".join(
-            f"{first.ndcg_initial[k]:.4f} | {first.clicks_initial[k]:.3f}" for k in KS) + " | | |")
+            f"{first.ndcg_initial[k]:.4f} | {first.clicks_initial[k]:.3f}" for k in KS)
+            + f" | {_gmv(first.gmv_initial)} | | |")
         lines.append("")
         lines.append(f"{first.requests:,} test requests with both labels (GAUC, Eq. 12); {first.skipped:,} with one "
-                     "label class skipped. NDCG@k and clicks@k over the labelled candidates of each request.")
+                     "label class skipped. NDCG@k and clicks@k over the labelled candidates of each request; "
+                     f"GMV@{GMV_K}, what its {GMV_K} best sold, in price units (the lowest price level's price).")
+        heads = [f"{r.title}: " + ", ".join(f"{h} {auc:.4f}" for h, auc in r.report.head_auc.items())
+                 for r in self.rows if r.report.head_auc]
+        if heads:
+            lines.append("Multi-task heads, AUC over the clicked candidates: " + "; ".join(heads) + ".")
         lines.extend(f"Note: {note}" for note in self.notes)
         lines.append("")
         if self.explored:
@@ -135,7 +147,9 @@ class Comparison:
                       "gain_high": r.gain.high, "requests": rep.requests, "skipped": rep.skipped}
             for k in KS:
                 record |= {f"ndcg@{k}": rep.ndcg[k], f"ndcg@{k}_initial": rep.ndcg_initial[k],
-                           f"clicks@{k}": rep.clicks[k], f"clicks@{k}_initial": rep.clicks_initial[k]}
+                           f"clicks@{k}": rep.clicks[k], f"clicks@{k}_initial": rep.clicks_initial[k],
+                           f"gmv@{k}": rep.gmv.get(k, NAN.value), f"gmv@{k}_initial": rep.gmv_initial.get(k, NAN.value)}
+            record |= {f"{head}_auc": rep.head_auc.get(head, NAN.value) for head in HEADS[1:]}
             on_bucket = explored.get(r.name, NAN)
             record |= {"gauc_explored": on_bucket.value, "gauc_explored_low": on_bucket.low,
                        "gauc_explored_high": on_bucket.high}

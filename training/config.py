@@ -74,6 +74,13 @@ class TrainConfig(BaseModel):
     min_item_count: int = Field(10, ge=0, le=1_000_000,
                                 description="an item table row read fewer times than this by the train requests is "
                                             "not learned: it reads the table's out-of-vocabulary row (0: learn all)")
+    heads: Literal["click", "click_cart_buy"] = Field(
+        "click", description="what the CRBAN models learn (training/models/base.py, docs/design.md): the click; or "
+                             "click, cart given a click and buy given a click over the shared network, ranked by "
+                             "p(click) x (1 + cart_value p(cart|click) + buy_value p(buy|click) x price)")
+    cart_value: float = Field(0.5, ge=0.0, le=100.0, description="click_cart_buy: the weight of a cart in the score")
+    buy_value: float = Field(1.0, ge=0.0, le=100.0,
+                             description="click_cart_buy: the weight of a purchase, per price unit, in the score")
     position_bias: Literal["none", "feature", "ipw"] = Field(
         "none", description="correction of the labels' position bias (training/position_bias.py, docs/exploration.md): "
                             "none; feature: the shown position as a training-only logit offset; ipw: clicks weighted "

@@ -19,7 +19,7 @@ import torch
 
 from edgerec.errors import MissingInput
 from edgerec.features import ENCODED_FEATURE_COLUMNS, GROUPS, ITEM_CATEGORICAL, PREFIXES
-from training.models.base import HASH_MULTIPLIER, Inputs, ItemTables
+from training.models.base import HASH_MULTIPLIER, PRICE_INDEX, Inputs, ItemTables, price_units
 
 SPLITS = {"train": "fct_train_requests", "test": "fct_test_requests"}
 
@@ -61,6 +61,14 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.rerank_id)
+
+    def sold(self) -> np.ndarray:
+        """[B, K] what each candidate sold, in price units (`price_units`) where bought, else 0: GMV@k's values."""
+        return self.buy * price_units(self.candidate[..., PRICE_INDEX])
+
+    def per_request(self, values: np.ndarray) -> list[np.ndarray]:
+        """Rows of a [B, K] array cut to each request's real candidates."""
+        return [values[i, :n] for i, n in enumerate(self.candidates.tolist())]
 
     @property
     def samples(self) -> int:

@@ -71,6 +71,11 @@ def clicks_at_k(scores: np.ndarray, labels: np.ndarray, k: int) -> int:
     return int(_top_k_labels(scores, labels, k).sum())
 
 
+def gmv_at_k(scores: np.ndarray, values: np.ndarray, k: int) -> float:
+    """What the k best-scored candidates sold: the sum of their values (price where bought, else 0)."""
+    return float(_top_k_labels(scores, values, k).sum())
+
+
 @dataclass(frozen=True)
 class Interval:
     value: float
@@ -91,7 +96,7 @@ def bootstrap(statistic, n: int, rounds: int = 200, seed: int = 0, level: float 
 
 @dataclass(frozen=True)
 class RankingReport:
-    """GAUC with its interval, and NDCG@k / clicks@k of the model's order and of the initial order."""
+    """GAUC with its interval, and NDCG@k / clicks@k / GMV@k of the model's order and of the initial order."""
 
     gauc: Interval
     requests: int
@@ -102,6 +107,11 @@ class RankingReport:
     clicks_initial: dict[int, float]
     per_request: RequestAucs = field(compare=False, repr=False)  # for paired comparisons on the same requests
     per_request_initial: RequestAucs = field(compare=False, repr=False)  # the initial order's, the same way
+    # GMV@k: per request, the value (price units, training.models.base.price_units) its k best candidates sold
+    gmv: dict[int, float] = field(default_factory=dict)
+    gmv_initial: dict[int, float] = field(default_factory=dict)
+    gmv_per_request: dict[int, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+    head_auc: dict[str, float] = field(default_factory=dict)  # cart and buy heads, among the clicked candidates
 
     @property
     def gauc_initial(self) -> float:
@@ -110,21 +120,26 @@ class RankingReport:
 
 
 def evaluate(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray], masks: Sequence[np.ndarray],
-             ks: Sequence[int] = (5, 10), rounds: int = 200, seed: int = 0) -> RankingReport:
-    """All metrics for one model on one test set. The initial order is the candidates' list order."""
+             ks: Sequence[int] = (5, 10), rounds: int = 200, seed: int = 0,
+             values: Sequence[np.ndarray] | None = None) -> RankingReport:
+    """All metrics for one model on one test set. The initial order is the candidates' list order. `values`: per
+    request what each candidate sold (price where bought, else 0), for GMV@k."""
     per_request = request_aucs(scores, labels, masks)
     low, high = bootstrap(per_request.gauc, len(per_request.aucs), rounds, seed) if len(per_request.aucs) else \
         (float("nan"), float("nan"))
     initial_order = [-np.arange(len(np.asarray(y)), dtype=np.float64) for y in labels]
     per_request_initial = request_aucs(initial_order, labels, masks)
-    ndcg, ndcg0, clicks, clicks0 = ({k: [] for k in ks} for _ in range(4))
-    for s, y, m in zip(scores, labels, masks, strict=True):
+    ndcg, ndcg0, clicks, clicks0, gmv, gmv0 = ({k: [] for k in ks} for _ in range(6))
+    values = values if values is not None else [np.zeros(len(np.asarray(y))) for y in labels]
+    for s, y, m, v in zip(scores, labels, masks, values, strict=True):
         seen = np.asarray(m) == 1
-        s, y = np.asarray(s, dtype=np.float64)[seen], np.asarray(y)[seen]
+        s, y, v = np.asarray(s, dtype=np.float64)[seen], np.asarray(y)[seen], np.asarray(v, dtype=np.float64)[seen]
         initial = -np.arange(len(y), dtype=np.float64)
         for k in ks:
             clicks[k].append(clicks_at_k(s, y, k))
             clicks0[k].append(clicks_at_k(initial, y, k))
+            gmv[k].append(gmv_at_k(s, v, k))
+            gmv0[k].append(gmv_at_k(initial, v, k))
             value, value0 = ndcg_at_k(s, y, k), ndcg_at_k(initial, y, k)
             if value is not None:
                 ndcg[k].append(value)
@@ -134,7 +149,28 @@ def evaluate(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray], masks: 
         return {k: float(np.mean(v)) if v else float("nan") for k, v in values.items()}
 
     return RankingReport(Interval(per_request.gauc(), low, high), len(per_request.aucs), per_request.skipped,
-                         mean(ndcg), mean(ndcg0), mean(clicks), mean(clicks0), per_request, per_request_initial)
+                         mean(ndcg), mean(ndcg0), mean(clicks), mean(clicks0), per_request, per_request_initial,
+                         mean(gmv), mean(gmv0), {k: np.asarray(v) for k, v in gmv.items()})
+
+
+def paired_mean_gain(model: np.ndarray, baseline: np.ndarray, rounds: int = 200, seed: int = 0) -> Interval:
+    """Relative gain of the mean of a per-request figure (GMV@k, say) over a baseline's on the same requests, with a
+    paired bootstrap interval."""
+    if len(model) != len(baseline):
+        raise ValueError("paired_mean_gain needs both models scored on the same requests")
+
+    def gain(rows: np.ndarray | None = None) -> float:
+        a, b = (model, baseline) if rows is None else (model[rows], baseline[rows])
+        return float(a.mean() / b.mean() - 1.0) if b.mean() else float("nan")
+
+    low, high = bootstrap(gain, len(model), rounds, seed)
+    return Interval(gain(), low, high)
+
+
+def pooled_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """AUC of scores against 0/1 labels over all rows together (ties count half); NaN with one class only."""
+    auc = request_auc(np.asarray(scores, dtype=np.float64), np.asarray(labels))
+    return float("nan") if auc is None else auc
 
 
 def paired_gain(model: RequestAucs, baseline: RequestAucs, rounds: int = 200, seed: int = 0) -> Interval:

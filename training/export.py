@@ -41,7 +41,15 @@ from edgerec.contracts.rules import RULES_RUNTIME_VERSION, BusinessRules
 from edgerec.contracts.signing import SIGNATURE, sign
 from edgerec.features import GROUPS, ITEM_CATEGORICAL, MATCH_FEATURES, write_spec
 from edgerec.registry import REGISTERED_MODEL
-from training.models.base import HASH_MULTIPLIER, N_ITEM, N_ITEM_PART, match_codes, steps_mask, weighted_sum
+from training.models.base import (
+    HASH_MULTIPLIER,
+    N_ITEM,
+    N_ITEM_PART,
+    PRICE_INDEX,
+    match_codes,
+    steps_mask,
+    weighted_sum,
+)
 from training.models.crban import CRBAN, BehaviourEncoder
 
 OPSET = 17
@@ -181,7 +189,7 @@ class RerankHead(nn.Module):
             values, rest = pooled_columns[2 * i:2 * i + 2]
             first = (first + weights @ (fused @ values.t())
                      + torch.cat([mass, weighted_sum(weights, same)], dim=-1) @ rest.t())
-        return m.score[2](torch.relu(first)).squeeze(-1)
+        return m.ranked(m.score[2](torch.relu(first)), candidate_codes[:, PRICE_INDEX])
 
 
 def graph_signature(graph: onnx.ModelProto) -> dict:

@@ -87,7 +87,8 @@ def evaluate_rules(settings: Settings, spec: dict, test: Batch, cfg: TrainConfig
     """The hand rules' reports on the test mart, their popularity counted over the whole train window."""
     rules = HandRules(click_counts(read_batches(settings.duckdb_path, "train", spec, cfg.batch_requests)))
     scored = score_rules(rules, test.batches(cfg.batch_requests))
-    return {name: evaluate(*triple) for name, triple in scored.items()}
+    sold = [v for batch in test.batches(cfg.batch_requests) for v in batch.per_request(batch.sold())]
+    return {name: evaluate(*triple, values=sold) for name, triple in scored.items()}
 
 
 def train_day(settings: Settings, ds: str, progress: Callable[[str], None] | None = None) -> dict:

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -39,7 +39,8 @@ COST_ORDER = ("crban_hubsm_ie_ipv", "crban_huism_ie_ipv", "crban_hubsm_ie", "crb
 
 def evaluate_on_test(test: Batch, model: Reranker, cfg: TrainConfig, device: torch.device) -> RankingReport:
     scored = score(model, test.batches(cfg.batch_requests), device)
-    return evaluate(scored.scores, scored.labels, scored.masks)
+    return replace(evaluate(scored.scores, scored.labels, scored.masks, values=scored.values),
+                   head_auc=scored.head_aucs())
 
 
 def train_and_test(model: Reranker, data: DayData, cfg: TrainConfig, device: torch.device,

@@ -13,7 +13,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -21,8 +21,9 @@ import torch
 from edgerec.errors import ConfigError
 from training.config import TrainConfig
 from training.data import Batch, to_inputs
-from training.evaluation import request_aucs
+from training.evaluation import pooled_auc, request_aucs
 from training.models import Reranker
+from training.models.base import HEADS, multitask_loss
 from training.position_bias import PositionCorrection
 
 log = logging.getLogger(__name__)
@@ -65,9 +66,14 @@ def train_epoch(model: Reranker, optimizer: torch.optim.Optimizer, batches: Iter
     for batch in batches:
         label = torch.from_numpy(batch.label).to(device)
         mask = torch.from_numpy(batch.mask).to(device)
-        logits = model(to_inputs(batch).to(device), scored=mask > 0)
+        multitask = getattr(model, "heads", 1) > 1
+        out = model(to_inputs(batch).to(device), scored=mask > 0, **({"heads": True} if multitask else {}))
+        logits = out[..., 0] if multitask else out
         loss = model.loss(logits, label, mask) if correction is None else correction.loss(
             model, logits, label, mask, torch.from_numpy(batch.shown_position).to(device))
+        if multitask:
+            loss = multitask_loss(out, label, mask, torch.from_numpy(batch.cart).to(device),
+                                  torch.from_numpy(batch.buy).to(device), loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -156,25 +162,42 @@ def initial_order_gauc(batches: Iterable[Batch]) -> float:
 
 @dataclass(frozen=True)
 class Scored:
-    """Per request: the model's scores, labels and mask of its real candidates, in the initial order. Only the
-    labelled candidates (mask 1) are scored: every metric reads those alone, and the others' scores are 0."""
+    """Per request: the model's scores, labels and mask of its real candidates, in the initial order, and what each
+    sold (price units where bought, else 0). Only the labelled candidates (mask 1) are scored: every metric reads
+    those alone, and the others' scores are 0. A multi-task model's cart and buy heads, with their labels, over the
+    clicked candidates of all requests: `heads`."""
 
     rerank_id: list[str]
     scores: list[np.ndarray]
     labels: list[np.ndarray]
     masks: list[np.ndarray]
+    values: list[np.ndarray]
+    heads: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # head -> (logits, labels)
+
+    def head_aucs(self) -> dict[str, float]:
+        return {head: pooled_auc(logits, target) for head, (logits, target) in self.heads.items()}
 
 
 @torch.no_grad()
 def score(model: Reranker, batches: Iterable[Batch], device: torch.device) -> Scored:
     model.to(device).eval()
-    ids, scores, labels, masks = [], [], [], []
+    ids, scores, labels, masks, values = [], [], [], [], []
+    heads: dict[str, list] = {h: ([], []) for h in HEADS[1:]} if getattr(model, "heads", 1) > 1 else {}
     for batch in batches:
         labelled = torch.from_numpy(batch.mask).to(device) > 0  # the list context still reads every candidate
-        logits = model(to_inputs(batch).to(device), scored=labelled).float().cpu().numpy()
+        inputs = to_inputs(batch).to(device)
+        logits = model(inputs, scored=labelled).float().cpu().numpy()
         for i, n in enumerate(batch.candidates.tolist()):
             scores.append(logits[i, :n])
             labels.append(batch.label[i, :n])
             masks.append(batch.mask[i, :n])
+        values.extend(batch.per_request(batch.sold()))
         ids.extend(batch.rerank_id)
-    return Scored(ids, scores, labels, masks)
+        if heads:
+            out = model(inputs, scored=labelled, heads=True).float().cpu().numpy()
+            clicked = (batch.mask > 0) & (batch.label > 0)
+            for h, (head_logits, targets) in heads.items():
+                head_logits.append(out[..., HEADS.index(h)][clicked])
+                targets.append(getattr(batch, h)[clicked])
+    return Scored(ids, scores, labels, masks, values,
+                  {h: (np.concatenate(a), np.concatenate(b)) for h, (a, b) in heads.items() if a})

@@ -283,8 +283,41 @@ def pool_by_request(weights: Tensor, values: Tensor, request: Tensor) -> Tensor:
     return (laid @ values)[request, slot]
 
 
-def mlp(input_size: int, hidden: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(input_size, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+def mlp(input_size: int, hidden: int, outputs: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(input_size, hidden), nn.ReLU(), nn.Linear(hidden, outputs))
+
+
+HEADS = ("click", "cart", "buy")  # click_cart_buy: p(click), p(cart | click), p(buy | click)
+PRICE_INDEX = ITEM_CATEGORICAL.index("price_level")
+
+
+def price_units(codes: Tensor | np.ndarray) -> Tensor | np.ndarray:
+    """An item's price in units of the lowest price level, from its price_level code (level + 2; 0 and 1, unknown,
+    count as the lowest): level + 1. The catalog carries levels, not prices; GMV figures are in these units."""
+    levels = codes - 1
+    return levels.clamp(min=1) if isinstance(levels, Tensor) else np.maximum(levels, 1)
+
+
+def value_score(heads: Tensor, price: Tensor, cart_value: float, buy_value: float) -> Tensor:
+    """The expected value of showing a candidate, as a logit-like score: logit p(click) + log(1 + cart_value
+    p(cart | click) + buy_value p(buy | click) x price) for heads [..., 3] (HEADS order) and price [...]. For a rare
+    click, sigmoid of it is p(click) times the value a click brings, so the device's rules (demotion multiplies the
+    click probability) and MMR read it as they read a click logit."""
+    click, cart, buy = heads.unbind(-1)
+    return click + torch.log1p(cart_value * torch.sigmoid(cart) + buy_value * torch.sigmoid(buy) * price)
+
+
+def multitask_loss(heads: Tensor, label: Tensor, mask: Tensor, cart: Tensor, buy: Tensor,
+                   click_loss: Tensor) -> Tensor:
+    """click_cart_buy's loss: the click loss (`click_loss`, as computed for the click head alone) plus the
+    cross-entropy of the cart and buy heads over the clicked candidates (each given the click), heads [B, K, 3]."""
+    clicked = (mask > 0) & (label > 0)
+    n = clicked.sum().clamp(min=1)
+    total = click_loss
+    for i, target in ((1, cart), (2, buy)):
+        losses = F.binary_cross_entropy_with_logits(heads[..., i], target.to(heads.dtype), reduction="none")
+        total = total + torch.where(clicked, losses, 0.0).sum() / n
+    return total
 
 
 class Reranker(nn.Module):
@@ -332,14 +365,24 @@ class ContextAwareReranker(Reranker):
     def __init__(self, spec: dict, cfg: TrainConfig, pooled_dim: int):
         super().__init__(spec, cfg)
         self.context_gru = gru(self.candidate_dim, cfg, cfg.context_layers)
-        self.score = mlp(pooled_dim * len(self.behaviours) + 2 * cfg.hidden, cfg.mlp)
+        self.heads = len(HEADS) if cfg.heads == "click_cart_buy" else 1
+        self.values = (cfg.cart_value, cfg.buy_value)
+        self.score = mlp(pooled_dim * len(self.behaviours) + 2 * cfg.hidden, cfg.mlp, self.heads)
+
+    def ranked(self, outputs: Tensor, price_codes: Tensor) -> Tensor:
+        """[N] the score the candidates are ranked by, from the scoring MLP's outputs [N, heads] and their
+        price_level codes [N]: the click logit, or with click_cart_buy the value score (`value_score`)."""
+        if self.heads == 1:
+            return outputs.squeeze(-1)
+        return value_score(outputs, price_units(price_codes).to(outputs.dtype), *self.values)
 
     def attend(self, x: Inputs, behaviour: str, candidate: Tensor, request: Tensor, match: Tensor) -> Tensor:
         """[N, pooled_dim]: the behaviours of each scored candidate's request, pooled with o_i as the query and
         the candidate's match indicators with each event ([N, L, M])."""
         raise NotImplementedError
 
-    def forward(self, x: Inputs, scored: Tensor | None = None) -> Tensor:
+    def forward(self, x: Inputs, scored: Tensor | None = None, heads: bool = False) -> Tensor:
+        """[B, K] scores (`ranked`); with `heads`, [B, K, heads] the logits of each head."""
         features = self.candidate_features(x)  # [B, K, D]
         outputs, _ = self.context_gru(features)  # the context reads every candidate, scored or not
         request, flat = scored_positions(x, scored)
@@ -349,5 +392,8 @@ class ContextAwareReranker(Reranker):
         parts = [self.attend(x, b, candidate, request, match_indicators(
                      candidate_codes, match_codes(getattr(x, f"{b}_item"), getattr(x, b)).index_select(0, request)))
                  for b in self.behaviours]
-        logits = self.score(torch.cat([*parts, candidate, context], dim=-1)).squeeze(-1)
-        return scatter_scores(logits, flat, features.shape)
+        outputs = self.score(torch.cat([*parts, candidate, context], dim=-1))  # [N, heads]
+        if heads:
+            return torch.stack([scatter_scores(o, flat, features.shape) for o in outputs.unbind(-1)], dim=-1)
+        price = x.candidate[..., PRICE_INDEX].flatten().index_select(0, flat)
+        return scatter_scores(self.ranked(outputs, price), flat, features.shape)

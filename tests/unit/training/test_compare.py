@@ -44,6 +44,7 @@ def test_the_paper_order_passes_every_check_and_is_written(tmp_path):
     assert "| CRBAN+HUBSM(IE&IPV) | 0.96667 [" in table and "+16.00% [" in table and "| +2.00% |" in table
     assert "| rule: viewed before first | 0.60000 [" in table and "-28.00% [" in table
     assert "| initial order | 0.66667 |" in table  # the click is second in the list: above 2 of 3
+    assert "| GMV@10 | paper GAUC |" in table and "| 0.000 | 0.64825 | +2.00% |" in table  # nothing sold here
     assert "- CRBAN+HUBSM(IE&IPV): 0.70000, 0.75000, 0.80000\n" in table and "collapsed" not in table.split(
         "Validation GAUC")[1]
     assert paths["csv"].read_text().splitlines()[0].startswith("model,title,gauc,gauc_low,gauc_high,gain_vs_dlcm")
@@ -131,3 +132,15 @@ def test_the_exploration_bucket_s_requests_get_their_own_table_and_columns(tmp_p
     assert records["crban_hubsm_ie_ipv"]["gauc_explored"] == pytest.approx(0.93333, abs=1e-5)
     assert np.isnan(records["dnn_rank"]["gauc_explored"])  # not scored there
     assert "exploration bucket" not in compare(PAPER_ORDER, rounds=50).to_markdown()  # none: no table
+
+
+def test_a_multitask_model_s_heads_are_reported_with_the_table(tmp_path):
+    from dataclasses import replace
+
+    reports = dict(PAPER_ORDER) | {"crban_hubsm_ie_ipv": replace(PAPER_ORDER["crban_hubsm_ie_ipv"],
+                                                                  head_auc={"cart": 0.71, "buy": 0.64})}
+    paths = compare(reports, rounds=50).write(lambda extension: tmp_path / f"table.{extension}")
+    assert ("Multi-task heads, AUC over the clicked candidates: CRBAN+HUBSM(IE&IPV): cart 0.7100, buy 0.6400."
+            in paths["md"].read_text())
+    records = {r["model"]: r for r in json.loads(paths["json"].read_text())["rows"]}
+    assert records["crban_hubsm_ie_ipv"]["buy_auc"] == 0.64 and np.isnan(records["dlcm"]["buy_auc"])

@@ -4,7 +4,17 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from training.evaluation import clicks_at_k, evaluate, ndcg_at_k, paired_gain, request_auc, request_aucs
+from training.evaluation import (
+    clicks_at_k,
+    evaluate,
+    gmv_at_k,
+    ndcg_at_k,
+    paired_gain,
+    paired_mean_gain,
+    pooled_auc,
+    request_auc,
+    request_aucs,
+)
 
 pytestmark = pytest.mark.unit
 A = np.array
@@ -71,3 +81,26 @@ def test_gauc_of_the_initial_order_and_the_paired_gain_over_a_baseline():
     assert gain.low <= gain.value <= gain.high
     with pytest.raises(ValueError, match="same requests"):
         paired_gain(better.per_request, request_aucs([A([1.0, 0])], [A([1, 0])], [A([1, 1])]))
+
+
+def test_gmv_at_k_sums_what_the_k_best_sold_and_evaluate_reports_it_against_the_initial_order():
+    assert gmv_at_k(np.array([0.1, 0.9, 0.5]), np.array([3.0, 0.0, 2.0]), 2) == 2.0  # 0.9 sold nothing, 0.5 sold 2
+    labels = [np.array([0, 1, 1]), np.array([1, 0])]
+    scores = [np.array([0.1, 0.9, 0.5]), np.array([0.2, 0.8])]
+    masks = [np.array([1, 1, 1]), np.array([1, 0])]  # the second request's 0.8 candidate is unlabelled
+    values = [np.array([0.0, 0.0, 4.0]), np.array([2.0, 5.0])]
+    report = evaluate(scores, labels, masks, ks=(1, 2), rounds=10, values=values)
+    assert report.gmv == {1: 1.0, 2: 3.0}  # request 1: top-1 sold 0, top-2 sold 4; request 2: its one labelled sold 2
+    assert report.gmv_initial == {1: 1.0, 2: 1.0}  # the list order: 0, 0 then 2
+    assert report.gmv_per_request[2].tolist() == [4.0, 2.0]
+    assert evaluate(scores, labels, masks, ks=(1,), rounds=10).gmv == {1: 0.0}  # no values: nothing sold
+
+
+def test_paired_mean_gain_and_pooled_auc():
+    gain = paired_mean_gain(np.array([2.0, 4.0, 6.0]), np.array([2.0, 2.0, 2.0]), rounds=50)
+    assert gain.value == pytest.approx(1.0) and gain.low <= 1.0 <= gain.high
+    assert np.isnan(paired_mean_gain(np.ones(3), np.zeros(3), rounds=5).value)
+    with pytest.raises(ValueError, match="same requests"):
+        paired_mean_gain(np.ones(3), np.ones(2))
+    assert pooled_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == 0.75
+    assert np.isnan(pooled_auc(np.array([0.1, 0.2]), np.array([1, 1])))

@@ -359,3 +359,15 @@ def test_the_same_bundle_gets_the_same_verdict_quiet_and_with_both_cores_saturat
             p.wait()
     assert quiet.passed and loaded.verdict() == quiet.verdict()
     assert loaded.costs == quiet.costs and loaded.estimated_ms == quiet.estimated_ms
+
+
+def test_a_multitask_bundle_scores_the_value_as_pytorch_does(tmp_path):
+    """click_cart_buy: the shipped graph ranks by the value score (the three heads and the price), equal to the
+    model's own scores, and the servability gate passes it."""
+    torch.manual_seed(0)
+    model = build_model("crban_hubsm_ie_ipv", TINY_SPEC, TINY.model_copy(update={"heads": "click_cart_buy"})).eval()
+    root = tmp_path / "v20261102-abcdef13"
+    export_bundle(model, TINY_SPEC, root, version_id=root.name, mlflow_version="3", run_id="r" * 32)
+    report = check_servability(root, model, [random_batch(12, seed=s) for s in range(2)], FAST)
+    assert report.passed, report.failures
+    assert {c.name: c for c in report.checks}["max abs score difference"].figure <= 1e-5
