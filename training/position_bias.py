@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from edgerec.errors import ConfigError, MissingInput
+from training.config import TrainConfig
 
 MODES = ("none", "feature", "ipw")
 
@@ -92,7 +93,7 @@ class PositionCorrection:
         self.clip = clip
 
     @classmethod
-    def of(cls, cfg, positions: int) -> PositionCorrection:
+    def of(cls, cfg: TrainConfig, positions: int) -> PositionCorrection:
         """The correction a TrainConfig asks for, over display positions 0..positions-1 (the lists' width)."""
         propensity = read_propensities(cfg.propensities, positions) if cfg.position_bias == "ipw" else None
         return cls(cfg.position_bias, positions, propensity, cfg.propensity_clip)
