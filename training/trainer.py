@@ -23,7 +23,7 @@ from training.config import TrainConfig
 from training.data import Batch, to_inputs
 from training.evaluation import pooled_auc, request_aucs
 from training.models import Reranker
-from training.models.base import HEADS, multitask_loss
+from training.models.base import HEADS, PRICE_INDEX, multitask_loss
 from training.position_bias import PositionCorrection
 
 log = logging.getLogger(__name__)
@@ -186,7 +186,12 @@ def score(model: Reranker, batches: Iterable[Batch], device: torch.device) -> Sc
     for batch in batches:
         labelled = torch.from_numpy(batch.mask).to(device) > 0  # the list context still reads every candidate
         inputs = to_inputs(batch).to(device)
-        logits = model(inputs, scored=labelled).float().cpu().numpy()
+        if heads:  # one pass: the heads, and the score ranked by from them (0 where unscored, as `forward` gives)
+            out = model(inputs, scored=labelled, heads=True)
+            ranked = torch.where(labelled, model.ranked(out, inputs.candidate[..., PRICE_INDEX]), 0.0)
+            logits, out = ranked.float().cpu().numpy(), out.float().cpu().numpy()
+        else:
+            logits = model(inputs, scored=labelled).float().cpu().numpy()
         for i, n in enumerate(batch.candidates.tolist()):
             scores.append(logits[i, :n])
             labels.append(batch.label[i, :n])
@@ -194,7 +199,6 @@ def score(model: Reranker, batches: Iterable[Batch], device: torch.device) -> Sc
         values.extend(batch.per_request(batch.sold()))
         ids.extend(batch.rerank_id)
         if heads:
-            out = model(inputs, scored=labelled, heads=True).float().cpu().numpy()
             clicked = (batch.mask > 0) & (batch.label > 0)
             for h, (head_logits, targets) in heads.items():
                 head_logits.append(out[..., HEADS.index(h)][clicked])

@@ -79,3 +79,18 @@ def test_a_multitask_model_learns_its_heads_and_ranks_by_value():
     price = price_units(x.candidate[..., 3]).float()
     expected = value_score(heads, price, 0.5, 1.0)
     assert torch.allclose(scores[real], expected[real], atol=1e-5)
+
+
+def test_scoring_a_multitask_model_gives_its_ranked_scores_and_the_heads_over_the_clicked():
+    from training.trainer import score
+
+    torch.manual_seed(0)
+    model = build_model("crban_hubsm_ie_ipv", SPEC, MULTI).eval()
+    batch = random_batch(6, seed=3)
+    scored = score(model, [batch], torch.device("cpu"))
+    with torch.no_grad():
+        expected = model(to_inputs(batch), scored=torch.from_numpy(batch.mask) > 0).numpy()
+    for i, n in enumerate(batch.candidates.tolist()):
+        assert np.allclose(scored.scores[i], expected[i, :n], atol=1e-6)
+    clicked = int(((batch.mask > 0) & (batch.label > 0)).sum())
+    assert set(scored.heads) == {"cart", "buy"} and len(scored.heads["buy"][0]) == clicked
