@@ -6,8 +6,10 @@ Reported per arm: sessions, exposures, clicks, CTR, item page views, carts, buys
 from a behaviour to its first use by a ranker within its session (the cloud sees behaviour after
 `client.cloud_delay_s` and uses it at the next page request; the device at its next trigger), the device's wall time
 per re-rank (p50/p99, everything the phone does at a trigger: reading the store, encoding the candidates, the
-network), and how often each business rule of the bundle fired. With other rules (`rules`), a third arm runs the
-same bundle under them.
+network), how often each business rule of the bundle fired, and GMV: what the buys sold, in price units
+(`edgerec.contracts.catalog.price_units`). With other rules (`rules`), one arm more runs the same bundle under them;
+with another bundle (`against`), one arm more runs that bundle on the device: either is compared with the EdgeRec
+arm on the same users.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgerec.contracts.catalog import price_units
 from edgerec.contracts.policy import CloudOrder
 from edgerec.contracts.rules import BusinessRules
 from edgerec.edge.runtime import EdgeRuntime, ItemCatalog
@@ -29,7 +32,8 @@ from edgerec.sim.engine import DAY_MS, Simulator
 from edgerec.sim.world import build_catalog
 
 BEHAVIOURS = ("exposure", "click", "page_view", "delete")
-UNIT_COUNTS = ("exposure", "click", "page_view", "buy")  # counted per user and day: the units of the paired intervals
+# counted per user and day, the units of the paired intervals; gmv: what the buys sold, in price units
+UNIT_COUNTS = ("exposure", "click", "page_view", "buy", "gmv")
 # The paper's online A/B (Gong et al. 2020, Table 3), EdgeRec against the cloud's order
 PAPER_ONLINE = {"exposures (PV)": 0.0157, "CTR": 0.0718, "clicks": 0.0887, "GMV": 0.1092}
 BOOTSTRAP_ROUNDS = 2000
@@ -42,13 +46,14 @@ class Arm:
     name: str
     page_size: int
     cloud_delay_ms: int
+    prices: dict = field(default_factory=dict)  # item id -> price units, for GMV
     sessions: set = field(default_factory=set)
     counts: dict = field(default_factory=lambda: dict.fromkeys(("exposure", "click", "page_view", "delete",
                                                                  "page_request", "rerank"), 0))
     exposures_at: np.ndarray = None
     clicks_at: np.ndarray = None
     delays_ms: list = field(default_factory=list)
-    by_unit: dict = field(default_factory=dict)  # (user, day number) -> [exposures, clicks, page views]
+    by_unit: dict = field(default_factory=dict)  # (user, day number) -> counts in UNIT_COUNTS order
     _waiting: dict = field(default_factory=dict)  # user -> behaviour times the cloud has not used yet
 
     def __post_init__(self):
@@ -68,7 +73,10 @@ class Arm:
             unit = self.by_unit.setdefault((user, event["ts"] // DAY_MS), [0] * len(UNIT_COUNTS))
             unit[UNIT_COUNTS.index(kind)] += 1
             if kind == "page_view" and event["actions"].get("buy"):
+                sold = self.prices[event["item_id"]]
                 unit[UNIT_COUNTS.index("buy")] += 1
+                unit[UNIT_COUNTS.index("gmv")] += sold
+                self.counts["gmv"] = self.counts.get("gmv", 0) + sold
         if kind == "exposure":
             self.exposures_at[event["position"]] += 1
         elif kind == "click":
@@ -86,6 +94,7 @@ class Arm:
         return {"sessions": len(self.sessions), "exposures": exposures, "clicks": clicks,
                 "ctr": clicks / exposures if exposures else float("nan"), "item_page_views": self.counts["page_view"],
                 "carts": self.counts.get("cart", 0), "buys": self.counts.get("buy", 0),
+                "gmv": self.counts.get("gmv", 0),
                 "deletes": self.counts["delete"], "page_requests": self.counts["page_request"],
                 "ctr_by_position": (self.clicks_at / np.maximum(self.exposures_at, 1)).round(5).tolist(),
                 "exposures_by_position": self.exposures_at.tolist()}
@@ -98,18 +107,18 @@ def _percentiles(values) -> dict:
 
 
 def paired_gains(cloud: np.ndarray, edge: np.ndarray, rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0) -> dict:
-    """EdgeRec's relative gain over the cloud's order in exposures, clicks, CTR, item page views and buys, each with a
-    95% interval: the units (user-days, the same in both arms) are resampled together, so what a user brings to both
-    arms cancels. cloud, edge [units, 4]: exposures, clicks, page views, buys per unit (UNIT_COUNTS)."""
-    picks = np.random.default_rng(seed).integers(0, len(cloud), size=(rounds, len(cloud)))
-    c, e = cloud[picks].sum(axis=1), edge[picks].sum(axis=1)  # [rounds, 4]
+    """EdgeRec's relative gain over the cloud's order in exposures, clicks, CTR, item page views, buys and GMV, each
+    with a 95% interval: the units (user-days, the same in both arms) are resampled together, so what a user brings
+    to both arms cancels. cloud, edge [units, 5]: exposures, clicks, page views, buys, GMV per unit (UNIT_COUNTS)."""
+    picks = np.random.default_rng(seed).integers(0, max(len(cloud), 1), size=(rounds, len(cloud)))  # none: no gain
+    c, e = cloud[picks].sum(axis=1), edge[picks].sum(axis=1)  # [rounds, 5]
     with np.errstate(divide="ignore", invalid="ignore"):
         draws = {"exposures (PV)": e[:, 0] / c[:, 0], "clicks": e[:, 1] / c[:, 1],
                  "CTR": (e[:, 1] / e[:, 0]) / (c[:, 1] / c[:, 0]), "item page views": e[:, 2] / c[:, 2],
-                 "buys": e[:, 3] / c[:, 3]}
+                 "buys": e[:, 3] / c[:, 3], "GMV": e[:, 4] / c[:, 4]}
         ct, et = cloud.sum(axis=0), edge.sum(axis=0)
         values = {"exposures (PV)": et[0] / ct[0], "clicks": et[1] / ct[1], "CTR": (et[1] / et[0]) / (ct[1] / ct[0]),
-                  "item page views": et[2] / ct[2], "buys": et[3] / ct[3]}
+                  "item page views": et[2] / ct[2], "buys": et[3] / ct[3], "GMV": et[4] / ct[4]}
     out = {}
     for metric, ratio in draws.items():
         ratio = np.where(np.isfinite(ratio), ratio, np.nan)  # a draw without any in the base arm has no ratio
@@ -123,7 +132,7 @@ def paired(base: Arm, other: Arm) -> tuple[int, dict]:
     units = sorted(set(base.by_unit) | set(other.by_unit))
     zero = [0] * len(UNIT_COUNTS)
     return len(units), paired_gains(*(np.array([arm.by_unit.get(u, zero) for u in units], dtype=np.float64)
-                                      for arm in (base, other)))
+                                      .reshape(len(units), len(UNIT_COUNTS)) for arm in (base, other)))
 
 
 class RecallPages:
@@ -152,7 +161,8 @@ class RecallPages:
 
 def replay(cfg: SimConfig, bundle: Path, day: dt.date, diversity: float | None = None,
            progress: Callable[[str, int], None] | None = None, trusted: dict | None = None, days: int = 1,
-           seeds: int = 1, recall: RecallPages | None = None, rules: BusinessRules | None = None) -> dict:
+           seeds: int = 1, recall: RecallPages | None = None, rules: BusinessRules | None = None,
+           against: Path | None = None) -> dict:
     """Simulate `cfg.users` users on `days` days from `day` twice (cloud order, then the bundle on the device); the
     comparison, with paired intervals over user-days.
 
@@ -165,37 +175,48 @@ def replay(cfg: SimConfig, bundle: Path, day: dt.date, diversity: float | None =
     compares the four.
 
     With `rules`, one arm more runs the bundle under these business rules instead of its manifest's: `out["rules"]`
-    compares it with the EdgeRec arm."""
+    compares it with the EdgeRec arm. With `against`, one arm more runs that other bundle on the device (a
+    challenger, say a multi-task model against today's click model): `out["against"]` compares it with the EdgeRec
+    arm."""
     client = cfg.client
-    cloud = Arm("cloud order", client.page_size, int(client.cloud_delay_s * 1000))
-    edge = Arm("EdgeRec", client.page_size, int(client.cloud_delay_s * 1000))
-    runtime = EdgeRuntime(bundle, ItemCatalog(build_catalog(cfg.world, cfg.seed).to_arrow()), diversity=diversity,
-                          trusted=trusted)
+    catalog = build_catalog(cfg.world, cfg.seed)
+    prices = dict(zip(catalog.item_id.tolist(), price_units(catalog.price_level).tolist(), strict=True))
+
+    def arm(name: str) -> Arm:
+        return Arm(name, client.page_size, int(client.cloud_delay_s * 1000), prices=prices)
+
+    cloud, edge = arm("cloud order"), arm("EdgeRec")
+    runtime = EdgeRuntime(bundle, ItemCatalog(catalog.to_arrow()), diversity=diversity, trusted=trusted)
     arms = [(cloud, CloudOrder(), None), (edge, runtime, None)]
+    extra = {}  # out key -> (arm, its runtime): the arms compared with the EdgeRec arm
     if rules is not None:
-        ruled = EdgeRuntime(bundle, runtime.items, diversity=diversity, trusted=trusted, rules=rules)
-        arms.append((Arm(RULES_ARM, client.page_size, int(client.cloud_delay_s * 1000)), ruled, None))
+        extra["rules"] = (arm(RULES_ARM), EdgeRuntime(bundle, runtime.items, diversity=diversity, trusted=trusted,
+                                                      rules=rules))
+    if against is not None:
+        extra["against"] = (arm(AGAINST_ARM), EdgeRuntime(against, runtime.items, diversity=diversity,
+                                                          trusted=trusted))
+    arms += [(a, policy, None) for a, policy in extra.values()]
     if recall is not None:
         # a runtime of its own: the device's store and counts start empty, as in the EdgeRec arm
-        arms += [(Arm(RECALL_ARMS[0], client.page_size, int(client.cloud_delay_s * 1000)), CloudOrder(), recall),
-                 (Arm(RECALL_ARMS[1], client.page_size, int(client.cloud_delay_s * 1000)),
-                  EdgeRuntime(bundle, runtime.items, diversity=diversity, trusted=trusted), recall)]
-    for arm, policy, candidates in arms:
+        arms += [(arm(RECALL_ARMS[0]), CloudOrder(), recall),
+                 (arm(RECALL_ARMS[1]), EdgeRuntime(bundle, runtime.items, diversity=diversity, trusted=trusted),
+                  recall)]
+    for each, policy, candidates in arms:
         sim = Simulator(cfg, policy, candidates=candidates)
         for d in range(days):
             for user in range(cfg.users * seeds):
-                sim.simulate_day(day + dt.timedelta(days=d), arm, users=[user])
+                sim.simulate_day(day + dt.timedelta(days=d), each, users=[user])
                 if progress:
-                    progress(arm.name, d * cfg.users * seeds + user + 1)
+                    progress(each.name, d * cfg.users * seeds + user + 1)
     out = {"version": runtime.model_version, "day": str(day), "days": days, "users": cfg.users * seeds,
            "seeds": seeds, "seed": cfg.seed, "diversity": diversity, "arms": {}}
-    for arm in (cloud, edge):
-        s = arm.summary()
-        reranks = s["page_requests"] if arm is cloud else arm.counts["rerank"]
-        delays = arm.delays_ms if arm is cloud else runtime.stats.first_use_delay_ms
-        out["arms"][arm.name] = s | {"reranks_per_session": reranks / max(s["sessions"], 1),
-                                     "delay_to_first_use_s": {k: (v / 1000.0 if k != "n" and v is not None else v)
-                                                              for k, v in _percentiles(delays).items()}}
+    for each in (cloud, edge):
+        s = each.summary()
+        reranks = s["page_requests"] if each is cloud else each.counts["rerank"]
+        delays = each.delays_ms if each is cloud else runtime.stats.first_use_delay_ms
+        out["arms"][each.name] = s | {"reranks_per_session": reranks / max(s["sessions"], 1),
+                                      "delay_to_first_use_s": {k: (v / 1000.0 if k != "n" and v is not None else v)
+                                                               for k, v in _percentiles(delays).items()}}
     out["arms"]["EdgeRec"]["rerank_ms"] = _percentiles(runtime.stats.rerank_ms)
     out["arms"]["EdgeRec"]["rules"] = _rules_report(runtime)
     c, e = out["arms"]["cloud order"], out["arms"]["EdgeRec"]
@@ -203,13 +224,13 @@ def replay(cfg: SimConfig, bundle: Path, day: dt.date, diversity: float | None =
                    "ctr": e["ctr"] / c["ctr"] - 1 if c["ctr"] else None,
                    "exposures": e["exposures"] / c["exposures"] - 1 if c["exposures"] else None}
     out["units"], out["intervals"] = paired(cloud, edge)
-    if rules is not None:
-        arm, ruled, _ = arms[2]
-        units, gains = paired(edge, arm)
-        out["rules"] = _rules_report(ruled) | {
-            "arm": {k: v for k, v in arm.summary().items() if k in SOURCE_COLUMNS}, "units": units, "gains": gains}
+    for key, (other, policy) in extra.items():
+        units, gains = paired(edge, other)
+        out[key] = {"arm": {k: v for k, v in other.summary().items() if k in SOURCE_COLUMNS}, "units": units,
+                    "gains": gains} | (_rules_report(policy) if key == "rules" else {"version": policy.model_version})
     if recall is not None:
-        out["recall"] = compare_sources([arm for arm, _, _ in arms if arm.name != RULES_ARM], recall.runtime.version)
+        out["recall"] = compare_sources([a for a, _, _ in arms if a.name not in (RULES_ARM, AGAINST_ARM)],
+                                        recall.runtime.version)
     return out
 
 
@@ -221,7 +242,8 @@ def _rules_report(runtime: EdgeRuntime) -> dict:
 
 RECALL_ARMS = ("PWPRec recall", "PWPRec recall + EdgeRec")
 RULES_ARM = "EdgeRec + rules"
-SOURCE_COLUMNS = ("sessions", "exposures", "clicks", "ctr", "item_page_views", "carts", "buys")
+AGAINST_ARM = "other bundle"
+SOURCE_COLUMNS = ("sessions", "exposures", "clicks", "ctr", "item_page_views", "carts", "buys", "gmv")
 
 
 def compare_sources(arms: list[Arm], recall_version: str) -> dict:
@@ -268,6 +290,8 @@ def to_markdown(result: dict) -> str:
             ("item page views", f"{c['item_page_views']:,}", f"{e['item_page_views']:,}", ""),
             ("carts, buys", f"{c.get('carts', 0):,}, {c.get('buys', 0):,}", f"{e.get('carts', 0):,}, "
              f"{e.get('buys', 0):,}", ""),
+            ("GMV (price units)", f"{c.get('gmv', 0):,}", f"{e.get('gmv', 0):,}",
+             pct(e["gmv"] / c["gmv"] - 1 if c.get("gmv") else None)),
             ("deletes", f"{c['deletes']:,}", f"{e['deletes']:,}", ""),
             ("re-rankings per session", f"{c['reranks_per_session']:.1f}", f"{e['reranks_per_session']:.1f}", ""),
             ("delay from a behaviour to its first use", delay(c["delay_to_first_use_s"]),
@@ -296,6 +320,10 @@ def to_markdown(result: dict) -> str:
     lines += [f"| {m} | {pct(g['value'])} | [{pct(g['low'])}, {pct(g['high'])}] | "
               f"{pct(PAPER_ONLINE[m]) if m in PAPER_ONLINE else ''} |" for m, g in result["intervals"].items()]
     lines += rules_markdown(result)
+    if "against" in result:
+        other = result["against"]
+        lines += ["", f"Against another bundle: {other['version']} on the device, the same users:"]
+        lines += versus_markdown(result, other, f"{AGAINST_ARM} ({other['version']})")
     if "recall" in result:
         sources = result["recall"]
         lines += ["", f"Candidate sources: the simulated cloud ranker and the recall {sources['version']}, each "
@@ -325,16 +353,24 @@ def rules_markdown(result: dict) -> list[str]:
     lines = [] if own is None else ["", f"Business rules of the bundle: {own['describe']}" + (
         f"; {fired(own['fired'])}." if own["fired"]["reranks"] else ".")]
     if "rules" in result:
-        r, e = result["rules"], result["arms"]["EdgeRec"]
-        pct = "{:+.2%}".format
-        lines += ["", f"The bundle under other rules ({r['describe']}): {fired(r['fired'])}.", "",
-                  "| arm | exposures (PV) | clicks | CTR | item page views | carts | buys |",
-                  "|---|---|---|---|---|---|---|"]
-        lines += [f"| {name} | {a['exposures']:,} | {a['clicks']:,} | {a['ctr']:.4%} | {a['item_page_views']:,} | "
-                  f"{a['carts']:,} | {a['buys']:,} |" for name, a in (("EdgeRec", e), (RULES_ARM, r["arm"]))]
-        lines += ["", f"{RULES_ARM} against EdgeRec over {r['units']:,} user-days, 95% intervals:", "",
-                  "| | gain | interval |", "|---|---|---|"]
-        lines += [f"| {m} | {pct(g['value'])} | [{pct(g['low'])}, {pct(g['high'])}] |" for m, g in r["gains"].items()]
+        lines += ["", f"The bundle under other rules ({result['rules']['describe']}): "
+                      f"{fired(result['rules']['fired'])}."]
+        lines += versus_markdown(result, result["rules"], RULES_ARM)
+    return lines
+
+
+def versus_markdown(result: dict, other: dict, name: str) -> list[str]:
+    """An arm compared with the EdgeRec arm on the same users (`out["rules"]`, `out["against"]`): both arms' counts,
+    then its paired gains over EdgeRec."""
+    pct = "{:+.2%}".format
+    lines = ["", "| arm | exposures (PV) | clicks | CTR | item page views | carts | buys | GMV |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {arm} | {a['exposures']:,} | {a['clicks']:,} | {a['ctr']:.4%} | {a['item_page_views']:,} | "
+              f"{a['carts']:,} | {a['buys']:,} | {a.get('gmv', 0):,} |"
+              for arm, a in ((f"EdgeRec ({result['version']})", result["arms"]["EdgeRec"]), (name, other["arm"]))]
+    lines += ["", f"{name} against EdgeRec over {other['units']:,} user-days, 95% intervals:", "",
+              "| | gain | interval |", "|---|---|---|"]
+    lines += [f"| {m} | {pct(g['value'])} | [{pct(g['low'])}, {pct(g['high'])}] |" for m, g in other["gains"].items()]
     return lines
 
 

@@ -154,27 +154,33 @@ def replay_command(
     rules: Annotated[Path | None, typer.Option(help="also run the bundle under these business rules (a JSON file as "
                                                     "EDGEREC_RULES_CONFIG) instead of its manifest's: one arm more, "
                                                     "compared with the bundle's own")] = None,
+    against: Annotated[str | None, typer.Option(help="also run this other bundle (a directory or a version id) on "
+                                                     "the device: one arm more, compared with --bundle's on the "
+                                                     "same users (clicks, buys, GMV)")] = None,
 ) -> None:
     """Closed-loop replay: the same users and seed twice, the cloud's order vs EdgeRec re-ranking on the device;
     prints clicks, CTR, page views, re-rankings per session, delays and re-rank times, the gains with 95% intervals
     over user-days beside the paper's online A/B, and plots CTR by position. With --recall, the same with the
     recall's candidates instead of the simulated cloud ranker's (users embedded from fct_recall_users' histories
-    and their session's clicks). Reports how often each business rule fired (docs/rules.md)."""
+    and their session's clicks). Reports how often each business rule fired (docs/rules.md). With --against, a
+    challenger bundle (say a multi-task model, docs/multitask.md) against --bundle on the same users."""
     from edgerec.contracts.rules import BusinessRules
     from edgerec.contracts.signing import trusted_keys
-    from edgerec.edge.replay import RECALL_ARMS, RULES_ARM, RecallPages, replay, to_markdown, write
+    from edgerec.edge.replay import AGAINST_ARM, RECALL_ARMS, RULES_ARM, RecallPages, replay, to_markdown, write
     from edgerec.errors import json_config
     from edgerec.recall import RecallRuntime, histories_by_user
     from edgerec.sim.config import load_sim_config
 
     settings = settings_from_env()
-    root = Path(bundle) if Path(bundle).is_dir() else settings.bundles_dir / bundle
+    root, other = (None if ref is None else Path(ref) if Path(ref).is_dir() else settings.bundles_dir / ref
+                   for ref in (bundle, against))
     other_rules = json_config(BusinessRules, rules, "--rules") if rules is not None else None
     day = dt.date.fromisoformat(date) if date else settings.run.date + dt.timedelta(days=1)
     cfg = load_sim_config(settings.sim.config, preset=settings.sim.world, users=users, days=1, start_date=day,
                           seed=seed if seed is not None else settings.sim.seed)
-    if not root.is_dir():
-        fail(f"no bundle at {root}: pass a bundle directory or a version id exported with `edgerec export`")
+    for path in (root, other):
+        if path is not None and not path.is_dir():
+            fail(f"no bundle at {path}: pass a bundle directory or a version id exported with `edgerec export`", 1)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as progress:
         pages = None
@@ -183,12 +189,14 @@ def replay_command(
                                               trusted=trusted_keys(settings.trusted_keys_dir)),
                                 histories_by_user(settings.duckdb_path))
         per_arm = cfg.users * seeds * days
-        names = ["cloud order", "EdgeRec", *([RULES_ARM] if other_rules else []), *(RECALL_ARMS if pages else [])]
+        names = ["cloud order", "EdgeRec", *([RULES_ARM] if other_rules else []), *([AGAINST_ARM] if other else []),
+                 *(RECALL_ARMS if pages else [])]
         task = progress.add_task("replaying", total=len(names) * per_arm)
         arms = {name: k * per_arm for k, name in enumerate(names)}
         result = replay(cfg, root, day, diversity, progress=lambda arm, done: progress.update(
             task, completed=arms[arm] + done, description=f"replaying: {arm}"),
-            trusted=trusted_keys(settings.trusted_keys_dir), days=days, seeds=seeds, recall=pages, rules=other_rules)
+            trusted=trusted_keys(settings.trusted_keys_dir), days=days, seeds=seeds, recall=pages, rules=other_rules,
+            against=other)
     paths = write(result, out or settings.home / "reports" / "replay" / result["version"])
     typer.echo(to_markdown(result))
     typer.echo(f"\nwritten: {paths['md']}, {paths['json']}, plot {paths['png']}")

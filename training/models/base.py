@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from edgerec.contracts.catalog import price_units as catalog_price_units
 from edgerec.features import AGE_FEATURE, GROUPS, ITEM_CATEGORICAL, ITEM_SCORES, MATCH_FEATURES, MATCH_INDEX
 from training.config import TrainConfig
 
@@ -292,10 +293,10 @@ PRICE_INDEX = ITEM_CATEGORICAL.index("price_level")
 
 
 def price_units(codes: Tensor | np.ndarray) -> Tensor | np.ndarray:
-    """An item's price in units of the lowest price level, from its price_level code (level + 2; 0 and 1, unknown,
-    count as the lowest): level + 1. The catalog carries levels, not prices; GMV figures are in these units."""
-    levels = codes - 1
-    return levels.clamp(min=1) if isinstance(levels, Tensor) else np.maximum(levels, 1)
+    """An item's price in units of the lowest price level (`edgerec.contracts.catalog.price_units`) from its
+    price_level code (level + 2; 0 and 1, unknown, count as the lowest level)."""
+    levels = codes - 2
+    return catalog_price_units(levels.clamp(min=0) if isinstance(levels, Tensor) else np.maximum(levels, 0))
 
 
 def value_score(heads: Tensor, price: Tensor, cart_value: float, buy_value: float) -> Tensor:

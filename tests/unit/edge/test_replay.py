@@ -9,6 +9,7 @@ import pytest
 from edgerec.edge.replay import replay, to_markdown, write
 from edgerec.sim.config import load_sim_config
 from edgerec.sim.engine import Simulator
+from tests.bundles import make_bundle, order_bundle
 
 pytestmark = pytest.mark.unit
 
@@ -43,18 +44,36 @@ def test_diversity_runs_through_the_replay(bundle):
 def test_paired_gains_resample_the_same_units_in_both_arms():
     from edgerec.edge.replay import paired_gains
 
-    cloud = np.array([[10, 1, 1, 0], [100, 10, 8, 2], [50, 5, 5, 1]], dtype=float)  # exposures, clicks, views, buys
-    doubled = paired_gains(cloud, cloud * [1, 2, 2, 3])
+    # exposures, clicks, page views, buys, GMV per user-day
+    cloud = np.array([[10, 1, 1, 0, 0], [100, 10, 8, 2, 5], [50, 5, 5, 1, 3]], dtype=float)
+    doubled = paired_gains(cloud, cloud * [1, 2, 2, 3, 4])
     assert doubled["clicks"] == {"value": 1.0, "low": 1.0, "high": 1.0}  # every unit doubled: no width
     assert doubled["CTR"]["value"] == pytest.approx(1.0) and doubled["exposures (PV)"]["value"] == 0.0
-    assert doubled["buys"]["value"] == pytest.approx(2.0)
+    assert doubled["buys"]["value"] == pytest.approx(2.0) and doubled["GMV"]["value"] == pytest.approx(3.0)
     # users differ tenfold, yet a paired +10% on each stays narrow: what a user brings cancels
-    assert paired_gains(cloud, cloud * [1, 1.1, 1, 1])["clicks"]["low"] == pytest.approx(0.1)
-    mixed = paired_gains(cloud, np.array([[10, 2, 1, 0], [100, 9, 8, 2], [50, 5, 5, 1]], dtype=float))
+    assert paired_gains(cloud, cloud * [1, 1.1, 1, 1, 1])["clicks"]["low"] == pytest.approx(0.1)
+    mixed = paired_gains(cloud, np.array([[10, 2, 1, 0, 0], [100, 9, 8, 2, 5], [50, 5, 5, 1, 3]], dtype=float))
     assert mixed["clicks"]["low"] < mixed["clicks"]["value"] < mixed["clicks"]["high"]
     # a draw without buys in the base arm has no ratio: left out of the interval, never an infinite bound
-    some = paired_gains(cloud, cloud + [0, 0, 0, 1])
+    some = paired_gains(cloud, cloud + [0, 0, 0, 1, 2])
     assert np.isfinite([some["buys"]["low"], some["buys"]["high"]]).all() and some["buys"]["value"] == 1.0
+    assert some["GMV"]["value"] == pytest.approx(0.75)  # (8 + 3 x 2) / 8 - 1
+    nobody = paired_gains(np.zeros((0, 5)), np.zeros((0, 5)))  # no user had a session: no gain, not a crash
+    assert np.isnan([nobody["clicks"]["value"], nobody["clicks"]["low"], nobody["clicks"]["high"]]).all()
+
+
+def test_an_arm_counts_what_the_buys_sold_at_the_items_prices():
+    from edgerec.edge.replay import Arm
+
+    arm = Arm("EdgeRec", page_size=4, cloud_delay_ms=0, prices={7: 3, 8: 1})
+    base = {"user_id": "u1", "session_id": "s1", "ts": 86_400_000 + 5}
+    for item, actions in ((7, {"buy": True}), (8, {"cart": True, "buy": True}), (7, {})):
+        arm(base | {"event_type": "page_view", "item_id": item, "actions": actions})
+    arm({"user_id": "u2", "session_id": "s2", "ts": 5, "event_type": "page_view", "item_id": 7,
+         "actions": {"buy": True}})
+    summary = arm.summary()
+    assert (summary["item_page_views"], summary["carts"], summary["buys"], summary["gmv"]) == (4, 1, 3, 7)
+    assert arm.by_unit == {("u1", 1): [0, 0, 3, 2, 4], ("u2", 0): [0, 0, 1, 1, 3]}
 
 
 def test_several_days_give_intervals_over_user_days(bundle):
@@ -68,7 +87,7 @@ def test_several_days_give_intervals_over_user_days(bundle):
     assert {d for _, d in active} == {20762, 20763}  # both days, not only the first
     assert result["days"] == 2 and result["units"] == len(active)  # the user-days with a session, both arms alike
     gains = result["intervals"]
-    assert set(gains) == {"exposures (PV)", "clicks", "CTR", "item page views", "buys"}
+    assert set(gains) == {"exposures (PV)", "clicks", "CTR", "item page views", "buys", "GMV"}
     assert gains["clicks"]["value"] == pytest.approx(result["gain"]["clicks"])
     assert gains["clicks"]["low"] <= gains["clicks"]["value"] <= gains["clicks"]["high"]
     assert "the paper, online" in to_markdown(result) and "| clicks |" in to_markdown(result)
@@ -163,7 +182,53 @@ def test_other_rules_run_as_an_arm_of_their_own(bundle):
     assert fired["reranks"] >= fired["reranks_changed"] > 0
     assert fired["removed_out_of_stock"] > 0 and fired["demoted_no_image"] > 0 and fired["moved_by_cap"] > 0
     assert other["arm"]["sessions"] == result["arms"]["EdgeRec"]["sessions"]
-    assert set(other["gains"]) == {"exposures (PV)", "clicks", "CTR", "item page views", "buys"}
+    assert set(other["gains"]) == {"exposures (PV)", "clicks", "CTR", "item page views", "buys", "GMV"}
     table = to_markdown(result)
     assert f"| {RULES_ARM} |" in table and "Business rules of the bundle: none." in table
     assert "removed out of stock" in table
+
+
+def test_another_bundle_runs_as_an_arm_compared_with_the_first(bundle, tmp_path):
+    """--against: a second bundle on the device for the same users. Against itself it gains exactly nothing (the
+    arms are the same users and seed); a bundle that turns the cloud's list upside down differs, and is named."""
+    from edgerec.edge.replay import AGAINST_ARM
+
+    cfg = load_sim_config(users=5, seed=3)
+    itself = replay(cfg, bundle, dt.date(2026, 11, 5), against=bundle)["against"]
+    assert itself["version"] == bundle.name and itself["units"] > 0
+    # (buys and GMV too, where 5 users bought anything at all)
+    assert {m: g["value"] for m, g in itself["gains"].items() if m not in ("buys", "GMV")} == {
+        "exposures (PV)": 0.0, "clicks": 0.0, "CTR": 0.0, "item page views": 0.0}
+    reversed_ = tmp_path / "v20261104-0000dead"
+    order_bundle(reversed_, reverse=True)
+    result = replay(cfg, bundle, dt.date(2026, 11, 5), against=reversed_)
+    other, edge = result["against"], result["arms"]["EdgeRec"]
+    assert other["version"] == reversed_.name and other["arm"]["sessions"] == edge["sessions"]
+    assert other["arm"]["clicks"] != edge["clicks"]
+    assert other["gains"]["clicks"]["value"] == pytest.approx(other["arm"]["clicks"] / edge["clicks"] - 1)
+    assert "gmv" in other["arm"] and set(other["gains"]) >= {"buys", "GMV"}
+    table = to_markdown(result)
+    assert f"| {AGAINST_ARM} ({reversed_.name}) |" in table and "| GMV |" in table
+
+
+def test_the_replay_command_runs_a_challenger_and_names_a_missing_bundle(tmp_path):
+    from typer.testing import CliRunner
+
+    from edgerec.contracts.signing import exporter_key
+    from pipeline.cli import app
+
+    home = tmp_path / "home"
+    env = {"EDGEREC_HOME": str(home)}
+    bundle = tmp_path / "v20261104-0000beef"  # signed with the home's key, as an export signs it
+    make_bundle(bundle, signer=exporter_key(home / "release" / "signing" / "ed25519.pem", home / "release" / "trusted",
+                                            embedded=True))
+    missing = tmp_path / "nowhere"
+    refused = CliRunner().invoke(app, ["replay", "--bundle", str(bundle), "--against", str(missing)], env=env)
+    assert refused.exit_code == 1 and f"no bundle at {missing}" in refused.output
+    result = CliRunner().invoke(app, ["replay", "--bundle", str(bundle), "--against", str(bundle), "--users", "5",
+                                      "--date", "2026-11-05", "--out", str(tmp_path / "out")], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"Against another bundle: {bundle.name} on the device" in result.output
+    against = json.loads((tmp_path / "out" / "replay.json").read_text())["against"]
+    assert against["version"] == bundle.name and against["units"] > 0
+    assert against["gains"]["exposures (PV)"]["value"] == 0.0  # the same bundle on the same users
