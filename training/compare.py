@@ -27,6 +27,13 @@ GMV_K = 10
 
 def _gmv(by_k: dict[int, float]) -> str:
     return f"{by_k[GMV_K]:.3f}" if GMV_K in by_k else ""
+
+
+def _gain(gain: Interval) -> str:
+    """A gain over DLCM with its interval; blank where DLCM was not trained."""
+    return "" if np.isnan(gain.value) else f"{gain.value:+.2%} [{gain.low:+.2%}, {gain.high:+.2%}]"
+
+
 # A validation GAUC within this of the initial order's is the list order itself (scores monotone in the position)
 COLLAPSE_TOLERANCE = 1e-6
 # "DLCM not below the initial order": its paired interval's lower end within this relative margin of it or above
@@ -104,7 +111,7 @@ class Comparison:
         for r in self.rows:
             rep = r.report
             lines.append(
-                f"| {r.title} | {rep.gauc} | {r.gain.value:+.2%} [{r.gain.low:+.2%}, {r.gain.high:+.2%}] | "
+                f"| {r.title} | {rep.gauc} | {_gain(r.gain)} | "
                 + " | ".join(f"{rep.ndcg[k]:.4f} | {rep.clicks[k]:.3f}" for k in KS) + f" | {_gmv(rep.gmv)}"
                 + (" | | |" if r.paper_gauc is None else f" | {r.paper_gauc:.5f} | {r.paper_gain:+.2%} |"))
         lines.append(f"| initial order | {first.gauc_initial:.5f} | | " + " | ".join(
@@ -133,7 +140,7 @@ class Comparison:
                  "shuffled within windows as it was shown, so their labels carry less of the shown order's position "
                  "bias (docs/exploration.md).", "",
                  "| model | GAUC [95% CI] | gain vs DLCM [95% CI] |", "|---|---|---|"]
-        lines += [f"| {r.title} | {r.report.gauc} | {r.gain.value:+.2%} [{r.gain.low:+.2%}, {r.gain.high:+.2%}] |"
+        lines += [f"| {r.title} | {r.report.gauc} | {_gain(r.gain)} |"
                   for r in self.explored]
         return [*lines, f"| initial order | {first.gauc_initial:.5f} | |", ""]
 

@@ -144,3 +144,9 @@ def test_a_multitask_model_s_heads_are_reported_with_the_table(tmp_path):
             in paths["md"].read_text())
     records = {r["model"]: r for r in json.loads(paths["json"].read_text())["rows"]}
     assert records["crban_hubsm_ie_ipv"]["buy_auc"] == 0.64 and np.isnan(records["dlcm"]["buy_auc"])
+
+
+def test_without_dlcm_the_gain_column_is_blank_not_nan():
+    table = compare({"crban_hubsm_ie_ipv": PAPER_ORDER["crban_hubsm_ie_ipv"]}, rounds=50).to_markdown()
+    row = next(line for line in table.splitlines() if line.startswith("| CRBAN+HUBSM(IE&IPV) |"))
+    assert row.split(" | ")[2] == "" and "nan" not in table
