@@ -53,7 +53,7 @@ def evaluate(
     from training.pipeline import gate_day
 
     verdict = gate_day(settings_from_env(), ds, version)
-    typer.echo(json.dumps(verdict.to_dict(), indent=2))
+    typer.echo(verdict.model_dump_json(indent=2))
     summary = verdict.gate_verdict(ds).summary
     if not verdict.blessed:
         fail(summary, code=1)

@@ -74,6 +74,23 @@ def test_gate_blesses_on_the_floor_then_refuses_below_it_and_keeps_the_champion(
     assert report.blessed is False and report.version == summary["version"]
 
 
+def test_the_evaluate_command_prints_the_verdict_and_exits_1_when_refused(trained):
+    import json
+
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    settings, summary = trained
+    env = {"EDGEREC_HOME": str(settings.home), "EDGEREC_SIM_USERS": "30", "EDGEREC_GATE_MIN_GAUC": "0.999"}
+    result = CliRunner().invoke(app, ["evaluate", "--ds", DAYS[1], "--version", str(summary["version"])], env=env)
+    assert result.exit_code == 1, result.output
+    printed, error = result.output.split("\nerror: ")
+    verdict = json.loads(printed)
+    assert verdict["version"] == str(summary["version"]) and verdict["blessed"] is False
+    assert error.startswith(f"version {summary['version']} ({summary['version_id']}) refused: GAUC")
+
+
 def test_with_warm_start_each_model_starts_from_its_weights_in_the_champions_daily_run(trained):
     settings, first = trained
     assert first["warm_start_from"] is None  # warm start off: random weights
