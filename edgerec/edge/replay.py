@@ -46,7 +46,7 @@ class Arm:
     name: str
     page_size: int
     cloud_delay_ms: int
-    prices: dict = field(default_factory=dict)  # item id -> price units, for GMV
+    prices: dict  # item id -> price units, for GMV
     sessions: set = field(default_factory=set)
     counts: dict = field(default_factory=lambda: dict.fromkeys(("exposure", "click", "page_view", "delete",
                                                                  "page_request", "rerank"), 0))
@@ -127,12 +127,16 @@ def paired_gains(cloud: np.ndarray, edge: np.ndarray, rounds: int = BOOTSTRAP_RO
     return out
 
 
+def unit_counts(arm: Arm, units: list) -> np.ndarray:
+    """[units, UNIT_COUNTS] the arm's counts on these user-days (zeros where it had none; [0, 5] for none)."""
+    zero = [0] * len(UNIT_COUNTS)
+    return np.array([arm.by_unit.get(u, zero) for u in units], dtype=np.float64).reshape(len(units), len(UNIT_COUNTS))
+
+
 def paired(base: Arm, other: Arm) -> tuple[int, dict]:
     """(user-days, `paired_gains` of `other` over `base`) over the user-days of either arm."""
     units = sorted(set(base.by_unit) | set(other.by_unit))
-    zero = [0] * len(UNIT_COUNTS)
-    return len(units), paired_gains(*(np.array([arm.by_unit.get(u, zero) for u in units], dtype=np.float64)
-                                      .reshape(len(units), len(UNIT_COUNTS)) for arm in (base, other)))
+    return len(units), paired_gains(unit_counts(base, units), unit_counts(other, units))
 
 
 class RecallPages:
@@ -251,10 +255,9 @@ def compare_sources(arms: list[Arm], recall_version: str) -> dict:
     recall over the cloud ranker and of re-ranking on each source's candidates."""
     by_name = {arm.name: arm for arm in arms}
     units = sorted(set().union(*(arm.by_unit for arm in arms)))
-    zero = [0] * len(UNIT_COUNTS)
 
     def counts(name: str) -> np.ndarray:
-        return np.array([by_name[name].by_unit.get(u, zero) for u in units], dtype=np.float64)
+        return unit_counts(by_name[name], units)
 
     pairs = {"PWPRec recall vs cloud ranker": ("cloud order", RECALL_ARMS[0]),
              "EdgeRec on the recall's candidates": (RECALL_ARMS[0], RECALL_ARMS[1]),

@@ -180,7 +180,7 @@ def replay_command(
                           seed=seed if seed is not None else settings.sim.seed)
     for path in (root, other):
         if path is not None and not path.is_dir():
-            fail(f"no bundle at {path}: pass a bundle directory or a version id exported with `edgerec export`", 1)
+            fail(f"no bundle at {path}: pass a bundle directory or a version id exported with `edgerec export`")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as progress:
         pages = None

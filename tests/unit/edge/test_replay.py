@@ -23,6 +23,8 @@ def test_replay_compares_both_arms_and_writes_the_report(bundle, tmp_path):
     assert result["version"] == bundle.name and cloud["sessions"] == edge["sessions"] > 0  # the same users
     for arm in (cloud, edge):
         assert arm["ctr"] == pytest.approx(arm["clicks"] / arm["exposures"])
+        # each buy sold at its item's price: level + 1, from 1 to the world's number of levels
+        assert arm["buys"] <= arm["gmv"] <= arm["buys"] * cfg.world.n_price_levels
         assert len(arm["ctr_by_position"]) == cfg.client.page_size
         assert sum(arm["exposures_by_position"]) == arm["exposures"]
     assert cloud["reranks_per_session"] == pytest.approx(cloud["page_requests"] / cloud["sessions"])
@@ -60,6 +62,16 @@ def test_paired_gains_resample_the_same_units_in_both_arms():
     assert some["GMV"]["value"] == pytest.approx(0.75)  # (8 + 3 x 2) / 8 - 1
     nobody = paired_gains(np.zeros((0, 5)), np.zeros((0, 5)))  # no user had a session: no gain, not a crash
     assert np.isnan([nobody["clicks"]["value"], nobody["clicks"]["low"], nobody["clicks"]["high"]]).all()
+
+
+def test_arms_without_any_user_day_compare_to_no_gain_instead_of_crashing():
+    from edgerec.edge.replay import RECALL_ARMS, Arm, compare_sources, paired
+
+    arms = [Arm(name, page_size=4, cloud_delay_ms=0, prices={}) for name in ("cloud order", "EdgeRec", *RECALL_ARMS)]
+    units, gains = paired(arms[0], arms[1])
+    assert units == 0 and np.isnan(gains["GMV"]["value"])
+    sources = compare_sources(arms, "r1")
+    assert sources["units"] == 0 and np.isnan(sources["gains"]["PWPRec recall vs cloud ranker"]["clicks"]["value"])
 
 
 def test_an_arm_counts_what_the_buys_sold_at_the_items_prices():
@@ -207,8 +219,12 @@ def test_another_bundle_runs_as_an_arm_compared_with_the_first(bundle, tmp_path)
     assert other["arm"]["clicks"] != edge["clicks"]
     assert other["gains"]["clicks"]["value"] == pytest.approx(other["arm"]["clicks"] / edge["clicks"] - 1)
     assert "gmv" in other["arm"] and set(other["gains"]) >= {"buys", "GMV"}
-    table = to_markdown(result)
-    assert f"| {AGAINST_ARM} ({reversed_.name}) |" in table and "| GMV |" in table
+    # each arm its own device: the EdgeRec arm's re-rank count is its own, the same as without the other arm
+    alone = replay(cfg, bundle, dt.date(2026, 11, 5))
+    assert edge["rerank_ms"]["n"] == alone["arms"]["EdgeRec"]["rerank_ms"]["n"] and edge["clicks"] == alone[
+        "arms"]["EdgeRec"]["clicks"]
+    section = to_markdown(result).split("Against another bundle")[1]
+    assert f"| {AGAINST_ARM} ({reversed_.name}) |" in section and "| GMV |" in section
 
 
 def test_the_replay_command_runs_a_challenger_and_names_a_missing_bundle(tmp_path):
@@ -224,7 +240,7 @@ def test_the_replay_command_runs_a_challenger_and_names_a_missing_bundle(tmp_pat
                                             embedded=True))
     missing = tmp_path / "nowhere"
     refused = CliRunner().invoke(app, ["replay", "--bundle", str(bundle), "--against", str(missing)], env=env)
-    assert refused.exit_code == 1 and f"no bundle at {missing}" in refused.output
+    assert refused.exit_code == 2 and f"no bundle at {missing}" in refused.output
     result = CliRunner().invoke(app, ["replay", "--bundle", str(bundle), "--against", str(bundle), "--users", "5",
                                       "--date", "2026-11-05", "--out", str(tmp_path / "out")], env=env)
     assert result.exit_code == 0, result.output
