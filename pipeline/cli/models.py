@@ -147,7 +147,7 @@ def replay_command(
     diversity: Annotated[float | None, typer.Option(help="MMR lambda in [0, 1] after scoring (1: relevance only) "
                                                          "[default: off]")] = None,
     out: Annotated[Path | None, typer.Option(help="report directory [default: $EDGEREC_HOME/reports/replay/"
-                                                  "<version>]")] = None,
+                                                  "<version>, or <version>-vs-<other> with --against]")] = None,
     recall: Annotated[str | None, typer.Option(help="also take candidates from this recall version (a version id "
                                                     "under $EDGEREC_HOME/recall_bundles, or `channel`: the recall "
                                                     "channel's), with and without EdgeRec: four arms")] = None,
@@ -197,7 +197,8 @@ def replay_command(
             task, completed=arms[arm] + done, description=f"replaying: {arm}"),
             trusted=trusted_keys(settings.trusted_keys_dir), days=days, seeds=seeds, recall=pages, rules=other_rules,
             against=other)
-    paths = write(result, out or settings.home / "reports" / "replay" / result["version"])
+    name = result["version"] + (f"-vs-{result['against']['version']}" if "against" in result else "")
+    paths = write(result, out or settings.home / "reports" / "replay" / name)
     typer.echo(to_markdown(result))
     typer.echo(f"\nwritten: {paths['md']}, {paths['json']}, plot {paths['png']}")
 

@@ -242,9 +242,10 @@ def test_the_replay_command_runs_a_challenger_and_names_a_missing_bundle(tmp_pat
     refused = CliRunner().invoke(app, ["replay", "--bundle", str(bundle), "--against", str(missing)], env=env)
     assert refused.exit_code == 2 and f"no bundle at {missing}" in refused.output
     result = CliRunner().invoke(app, ["replay", "--bundle", str(bundle), "--against", str(bundle), "--users", "5",
-                                      "--date", "2026-11-05", "--out", str(tmp_path / "out")], env=env)
+                                      "--date", "2026-11-05"], env=env)
     assert result.exit_code == 0, result.output
     assert f"Against another bundle: {bundle.name} on the device" in result.output
-    against = json.loads((tmp_path / "out" / "replay.json").read_text())["against"]
+    out = home / "reports" / "replay" / f"{bundle.name}-vs-{bundle.name}"  # not the plain replay's directory
+    against = json.loads((out / "replay.json").read_text())["against"]
     assert against["version"] == bundle.name and against["units"] > 0
     assert against["gains"]["exposures (PV)"]["value"] == 0.0  # the same bundle on the same users
