@@ -231,7 +231,8 @@ def replay(cfg: SimConfig, bundle: Path, day: dt.date, diversity: float | None =
     for key, (other, policy) in extra.items():
         units, gains = paired(edge, other)
         out[key] = {"arm": {k: v for k, v in other.summary().items() if k in SOURCE_COLUMNS}, "units": units,
-                    "gains": gains} | (_rules_report(policy) if key == "rules" else {"version": policy.model_version})
+                    "gains": gains} | _rules_report(policy) | ({"version": policy.model_version} if key == "against"
+                                                             else {})
     if recall is not None:
         out["recall"] = compare_sources([a for a, _, _ in arms if a.name not in (RULES_ARM, AGAINST_ARM)],
                                         recall.runtime.version)
@@ -325,7 +326,9 @@ def to_markdown(result: dict) -> str:
     lines += rules_markdown(result)
     if "against" in result:
         other = result["against"]
-        lines += ["", f"Against another bundle: {other['version']} on the device, the same users:"]
+        lines += ["", f"Against another bundle: {other['version']} on the device, the same users (its business "
+                      f"rules: {other['describe']}" + (f"; {fired(other['fired'])}" if other["fired"]["reranks"]
+                                                       else "") + "):"]
         lines += versus_markdown(result, other, f"{AGAINST_ARM} ({other['version']})")
     if "recall" in result:
         sources = result["recall"]
@@ -342,16 +345,18 @@ def to_markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def fired(counts: dict) -> str:
+    """How often a runtime's business rules fired, per 1,000 re-ranks."""
+    per = 1000.0 / max(counts["reranks"], 1)
+    return (f"{counts['reranks_changed']:,} of {counts['reranks']:,} re-ranks changed; per 1,000 re-ranks "
+            f"{counts['removed_out_of_stock'] * per:.0f} removed out of stock, "
+            f"{counts['demoted_no_image'] * per:.0f} demoted without an image, "
+            f"{counts['moved_by_cap'] * per:.0f} moved down by the category cap "
+            f"({counts['cap_unmet']:,} places where nothing fitted)")
+
+
 def rules_markdown(result: dict) -> list[str]:
     """How often the bundle's business rules fired and, with a rules arm, that arm against the bundle's own."""
-    def fired(counts: dict) -> str:
-        per = 1000.0 / max(counts["reranks"], 1)
-        return (f"{counts['reranks_changed']:,} of {counts['reranks']:,} re-ranks changed; per 1,000 re-ranks "
-                f"{counts['removed_out_of_stock'] * per:.0f} removed out of stock, "
-                f"{counts['demoted_no_image'] * per:.0f} demoted without an image, "
-                f"{counts['moved_by_cap'] * per:.0f} moved down by the category cap "
-                f"({counts['cap_unmet']:,} places where nothing fitted)")
-
     own = result["arms"]["EdgeRec"].get("rules")
     lines = [] if own is None else ["", f"Business rules of the bundle: {own['describe']}" + (
         f"; {fired(own['fired'])}." if own["fired"]["reranks"] else ".")]

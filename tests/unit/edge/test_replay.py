@@ -219,12 +219,14 @@ def test_another_bundle_runs_as_an_arm_compared_with_the_first(bundle, tmp_path)
     assert other["arm"]["clicks"] != edge["clicks"]
     assert other["gains"]["clicks"]["value"] == pytest.approx(other["arm"]["clicks"] / edge["clicks"] - 1)
     assert "gmv" in other["arm"] and set(other["gains"]) >= {"buys", "GMV"}
+    assert other["describe"] == "none"  # the other bundle's own rules (its manifest has none)
     # each arm its own device: the EdgeRec arm's re-rank count is its own, the same as without the other arm
     alone = replay(cfg, bundle, dt.date(2026, 11, 5))
     assert edge["rerank_ms"]["n"] == alone["arms"]["EdgeRec"]["rerank_ms"]["n"] and edge["clicks"] == alone[
         "arms"]["EdgeRec"]["clicks"]
     section = to_markdown(result).split("Against another bundle")[1]
     assert f"| {AGAINST_ARM} ({reversed_.name}) |" in section and "| GMV |" in section
+    assert section.startswith(f": {reversed_.name} on the device, the same users (its business rules: none):")
 
 
 def test_the_replay_command_runs_a_challenger_and_names_a_missing_bundle(tmp_path):
@@ -249,3 +251,16 @@ def test_the_replay_command_runs_a_challenger_and_names_a_missing_bundle(tmp_pat
     against = json.loads((out / "replay.json").read_text())["against"]
     assert against["version"] == bundle.name and against["units"] > 0
     assert against["gains"]["exposures (PV)"]["value"] == 0.0  # the same bundle on the same users
+
+
+def test_the_other_bundle_s_own_rules_are_reported_with_its_arm(bundle, tmp_path):
+    from edgerec.contracts.rules import BusinessRules
+
+    ruled = tmp_path / "v20261104-0000cafe"
+    order_bundle(ruled, reverse=False, rules=BusinessRules(remove_out_of_stock=True))
+    cfg = load_sim_config(users=5, seed=3, world={"out_of_stock_share": 0.2})
+    result = replay(cfg, bundle, dt.date(2026, 11, 5), against=ruled)
+    other = result["against"]
+    assert other["describe"] != "none" and other["fired"]["removed_out_of_stock"] > 0
+    assert result["arms"]["EdgeRec"]["rules"]["fired"]["removed_out_of_stock"] == 0  # the first bundle has none
+    assert "removed out of stock" in to_markdown(result).split("Against another bundle")[1]
