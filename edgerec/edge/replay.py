@@ -256,16 +256,13 @@ def compare_sources(arms: list[Arm], recall_version: str) -> dict:
     recall over the cloud ranker and of re-ranking on each source's candidates."""
     by_name = {arm.name: arm for arm in arms}
     units = sorted(set().union(*(arm.by_unit for arm in arms)))
-
-    def counts(name: str) -> np.ndarray:
-        return unit_counts(by_name[name], units)
-
     pairs = {"PWPRec recall vs cloud ranker": ("cloud order", RECALL_ARMS[0]),
              "EdgeRec on the recall's candidates": (RECALL_ARMS[0], RECALL_ARMS[1]),
              "recall + EdgeRec vs cloud ranker + EdgeRec": ("EdgeRec", RECALL_ARMS[1])}
     return {"version": recall_version, "units": len(units),
             "arms": {arm.name: {k: v for k, v in arm.summary().items() if k in SOURCE_COLUMNS} for arm in arms},
-            "gains": {label: paired_gains(counts(a), counts(b)) for label, (a, b) in pairs.items()}}
+            "gains": {label: paired_gains(unit_counts(by_name[a], units), unit_counts(by_name[b], units))
+                      for label, (a, b) in pairs.items()}}
 
 
 def lost_clicks(result: dict) -> str | None:

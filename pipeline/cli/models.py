@@ -172,8 +172,11 @@ def replay_command(
     from edgerec.sim.config import load_sim_config
 
     settings = settings_from_env()
-    root, other = (None if ref is None else Path(ref) if Path(ref).is_dir() else settings.bundles_dir / ref
-                   for ref in (bundle, against))
+
+    def bundle_dir(ref: str) -> Path:
+        return Path(ref) if Path(ref).is_dir() else settings.bundles_dir / ref
+
+    root, other = bundle_dir(bundle), bundle_dir(against) if against else None
     other_rules = json_config(BusinessRules, rules, "--rules") if rules is not None else None
     day = dt.date.fromisoformat(date) if date else settings.run.date + dt.timedelta(days=1)
     cfg = load_sim_config(settings.sim.config, preset=settings.sim.world, users=users, days=1, start_date=day,
