@@ -103,6 +103,22 @@ def branch_dropout(model: Reranker, p: float = 0.25) -> Reranker:
     return model
 
 
+def gated(model: Reranker, behaviours: tuple[str, ...] | None = None) -> Reranker:
+    """Each pool of `behaviours` (default: every behaviour type) enters the score times a learned scalar that starts
+    at 0: the model starts as the one without those inputs and takes them up as far as the gradient finds them
+    useful."""
+    attend = model.attend
+    model.gates = torch.nn.ParameterDict({b: torch.nn.Parameter(torch.zeros(())) for b in behaviours or
+                                          model.behaviours})
+
+    def gated_attend(x, behaviour, candidate, request, match):
+        pooled = attend(x, behaviour, candidate, request, match)
+        return pooled * model.gates[behaviour] if behaviour in model.gates else pooled
+
+    model.attend = gated_attend
+    return model
+
+
 def no_match(model: Reranker) -> Reranker:
     """Match indicators zeroed: the attention must tell 'the same item' from the learned item rows alone."""
     for attention in getattr(model, "attention", {}).values():
@@ -161,9 +177,12 @@ VARIANTS: dict[str, Variant] = {
                           lambda m: no_list_scores(revision2(m))),
     "r2_match_pooled": ("r2 + match indicators pooled", R2, lambda m: m),
     "r2_rare_rows_oov": ("r2 + rows seen < 10 times read the OOV row", {}, revision2),
-    "shipped": ("both (revision 3, as shipped)", {}, lambda m: m),
+    "shipped": ("as shipped (revision 4)", {}, lambda m: m),
     "match_counts": ("shipped + the log count of matching events", {}, match_counts),
     "branch_dropout": ("shipped + each behaviour pool dropped with p 0.25 in training", {}, branch_dropout),
+    "gated": ("shipped + every behaviour pool through a learned gate starting at 0", {}, gated),
+    "gated_ie": ("shipped + the exposures' pool through a learned gate starting at 0", {},
+                 lambda m: gated(m, ("ie",))),
 }
 
 

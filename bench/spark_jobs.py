@@ -72,8 +72,10 @@ def shuffles(event_log_dir: Path) -> dict[str, dict]:
     return figures
 
 
-def measure(home: Path) -> dict:
-    with tempfile.TemporaryDirectory() as event_log:
+def measure(home: Path, keep: Path | None = None) -> dict:
+    with tempfile.TemporaryDirectory() as scratch:
+        event_log = str(keep or scratch)
+        Path(event_log).mkdir(parents=True, exist_ok=True)
         conf = {"spark.eventLog.enabled": "true", "spark.eventLog.dir": event_log, "spark.eventLog.compress": "false",
                 "spark.eventLog.rolling.enabled": "true"}  # the events_* files read below
         env = {**os.environ, "PYSPARK_SUBMIT_ARGS": " ".join(f"--conf {k}={v}" for k, v in conf.items())
@@ -93,6 +95,8 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=4, help="the second run has this many times the data (0: skip)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "edgerec-bench-spark",
                         help="where simulated worlds are kept between runs")
+    parser.add_argument("--event-log", type=Path, default=None,
+                        help="keep each run's Spark event log in DIR/<events>-<time> (plans, stages)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -102,7 +106,7 @@ def main() -> None:
     for size in sizes:
         home, lines = prepare(args.work, size)
         print(f"{lines:,} events: running the four stages in a fresh JVM ...", flush=True)
-        r = measure(home)
+        r = measure(home, args.event_log / f"{lines}-{time.strftime('%Y%m%dT%H%M%S')}" if args.event_log else None)
         rows.append((lines, r))
         print(f"{lines:>10,} events  total {r['total_s']:.1f}s  {lines / r['total_s']:>9,.0f} events/s end to end  "
               f"(JVM+session {r['session_s']:.1f}s; requests {r['requests']['requests']:,})")
