@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=4, help="the second run has this many times the data (0: skip)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "edgerec-bench-spark",
                         help="where simulated worlds are kept between runs")
-    parser.add_argument("--event-log", type=Path, default=None,
+    parser.add_argument("--event-log", type=Path, default=None, metavar="DIR",
                         help="keep each run's Spark event log in DIR/<events>-<time> (plans, stages)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
