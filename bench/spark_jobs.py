@@ -11,6 +11,7 @@ data in <= 4.4x the time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -73,9 +74,9 @@ def shuffles(event_log_dir: Path) -> dict[str, dict]:
 
 
 def measure(home: Path, keep: Path | None = None) -> dict:
-    with tempfile.TemporaryDirectory() as scratch:
-        event_log = str(keep or scratch)
-        Path(event_log).mkdir(parents=True, exist_ok=True)
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+    with contextlib.nullcontext(str(keep)) if keep else tempfile.TemporaryDirectory() as event_log:
         conf = {"spark.eventLog.enabled": "true", "spark.eventLog.dir": event_log, "spark.eventLog.compress": "false",
                 "spark.eventLog.rolling.enabled": "true"}  # the events_* files read below
         env = {**os.environ, "PYSPARK_SUBMIT_ARGS": " ".join(f"--conf {k}={v}" for k, v in conf.items())

@@ -231,8 +231,9 @@ def replay(cfg: SimConfig, bundle: Path, day: dt.date, diversity: float | None =
     for key, (other, policy) in extra.items():
         units, gains = paired(edge, other)
         out[key] = {"arm": {k: v for k, v in other.summary().items() if k in SOURCE_COLUMNS}, "units": units,
-                    "gains": gains} | _rules_report(policy) | ({"version": policy.model_version} if key == "against"
-                                                             else {})
+                    "gains": gains} | _rules_report(policy)
+        if key == "against":
+            out[key]["version"] = policy.model_version
     if recall is not None:
         out["recall"] = compare_sources([a for a, _, _ in arms if a.name not in (RULES_ARM, AGAINST_ARM)],
                                         recall.runtime.version)
@@ -324,8 +325,7 @@ def to_markdown(result: dict) -> str:
     if "against" in result:
         other = result["against"]
         lines += ["", f"Against another bundle: {other['version']} on the device, the same users (its business "
-                      f"rules: {other['describe']}" + (f"; {fired(other['fired'])}" if other["fired"]["reranks"]
-                                                       else "") + "):"]
+                      f"rules: {rules_in_effect(other)}):"]
         lines += versus_markdown(result, other, f"{AGAINST_ARM} ({other['version']})")
     if "recall" in result:
         sources = result["recall"]
@@ -352,11 +352,15 @@ def fired(counts: dict) -> str:
             f"({counts['cap_unmet']:,} places where nothing fitted)")
 
 
+def rules_in_effect(report: dict) -> str:
+    """A runtime's business rules (`_rules_report`) and, where it re-ranked, how often they fired."""
+    return report["describe"] + (f"; {fired(report['fired'])}" if report["fired"]["reranks"] else "")
+
+
 def rules_markdown(result: dict) -> list[str]:
     """How often the bundle's business rules fired and, with a rules arm, that arm against the bundle's own."""
     own = result["arms"]["EdgeRec"].get("rules")
-    lines = [] if own is None else ["", f"Business rules of the bundle: {own['describe']}" + (
-        f"; {fired(own['fired'])}." if own["fired"]["reranks"] else ".")]
+    lines = [] if own is None else ["", f"Business rules of the bundle: {rules_in_effect(own)}."]
     if "rules" in result:
         lines += ["", f"The bundle under other rules ({result['rules']['describe']}): "
                       f"{fired(result['rules']['fired'])}."]
