@@ -186,6 +186,27 @@ def match_indicators(candidate_codes: Tensor, event_codes: Tensor) -> Tensor:
     return same.to(torch.float32)
 
 
+def real_pairs(lengths: Tensor, steps: int, request: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The real (query, event) pairs of queries from `request` [N] over behaviours of `lengths` [B] padded to `steps`:
+    (mask [N, steps], each pair's query [P], step [P] and event as an index into the flattened [B * steps]).
+
+    The attentions compute their pair terms for these alone: a padding step's weight is 0 whatever its term, and
+    most steps of a batch are padding (page views: 6-7 a request on average, padded to the longest, 30)."""
+    mask = steps_mask(lengths, steps).index_select(0, request)
+    query_of, step = mask.nonzero(as_tuple=True)  # in the mask's row-major order, as `scatter_pairs` reads
+    # index_select, not advanced indexing, wherever a gradient flows back through the gather: its backward adds
+    # rows back with index_add, far faster on the CPU than the deterministic index_put of advanced indexing
+    return mask, query_of, step, request.index_select(0, query_of) * steps + step
+
+
+def scatter_pairs(values: Tensor, mask: Tensor, fill: float) -> Tensor:
+    """[P] values of the real pairs (`real_pairs`) into [N, L], `fill` at the padding steps."""
+    return values.new_full(mask.shape, fill).masked_scatter(mask, values)
+
+
+MASKED = -1e9  # the energy of a padding step: its weight exp(MASKED - mass) is exactly 0
+
+
 class BahdanauAttention(nn.Module):
     """Additive attention (Bahdanau et al. 2015), the paper's behaviour attention, with two additions:
 
@@ -229,20 +250,20 @@ class BahdanauAttention(nn.Module):
 
     def forward(self, query: Tensor, keys: Tensor, values: Tensor, lengths: Tensor, request: Tensor,
                 match: Tensor) -> Tensor:
-        # index_select, not keys[request]: its backward adds rows back with index_add, far faster on the CPU than
-        # the deterministic index_put that advanced indexing takes
-        mask = steps_mask(lengths, keys.size(1)).index_select(0, request)
-        return self.pool(query, self.key(keys).index_select(0, request), values, mask, match, request)
+        mask, query_of, step, event = real_pairs(lengths, keys.size(1), request)
+        projected = self.key(keys).flatten(0, 1).index_select(0, event) + self.pair_inputs(query, match,
+                                                                                         (query_of, step))
+        return self.pool(scatter_pairs(self.energy(projected), mask, MASKED), values, match, request)
 
-    def pool(self, query: Tensor, projected: Tensor, values: Tensor, mask: Tensor, match: Tensor,
-             request: Tensor) -> Tensor:
-        """query [N, Dq], projected keys [N, L, units], values [B, L, Dv], mask [N, L], match [N, L, M], request [N]
-        -> [N, Dv + 1 + M]."""
-        weights, mass = self.weights(projected + self.pair_inputs(query, match), mask)
+    def pool(self, energy: Tensor, values: Tensor, match: Tensor, request: Tensor) -> Tensor:
+        """energy [N, L] (MASKED at padding steps), values [B, L, Dv], match [N, L, M], request [N] -> [N, Dv + 1 +
+        M]."""
+        weights, mass = self.normalised(energy)
         return torch.cat([pool_by_request(weights, values, request), mass, weighted_sum(weights, match)], dim=-1)
 
-    def pair_inputs(self, query: Tensor, match: Tensor) -> Tensor:
-        """W_q q_n + W_m m_nj of every pair: query [N, Dq], match [N, L, M] -> [N, L, units].
+    def pair_inputs(self, query: Tensor, match: Tensor, pairs: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """W_q q_n + W_m m_nj of every pair: query [N, Dq], match [N, L, M] -> [N, L, units]; or of the pairs given
+        as (query index [P], step [P]) -> [P, units].
 
         m_nj holds M 0/1 indicators, so W_m m takes 2^M values: each query's projection plus each of them is a
         [N * 2^M, units] table that every pair reads by its index, instead of a product and a sum per pair."""
@@ -250,14 +271,21 @@ class BahdanauAttention(nn.Module):
         table = (self.query(query).unsqueeze(1) + self.match(self.every_match)).flatten(0, 1)
         first = torch.arange(query.size(0), device=match.device).unsqueeze(1) * rows  # [N, 1]: each query's rows
         pair = (match @ self.bit_values).squeeze(-1).long() + first  # [N, L]
-        return F.embedding(pair, table)  # one Gather in the exported graph
+        return F.embedding(pair if pairs is None else pair[pairs], table)  # one Gather in the exported graph
+
+    def energy(self, projected: Tensor) -> Tensor:
+        """v^T tanh(W_q q_n + W_k k_j + W_m m_nj): [..., units] -> [...]."""
+        # v as a [units, 1] matrix: one GEMM over all the rows (a 1-D right operand is far slower in onnxruntime)
+        return (torch.tanh(projected) @ self.v.unsqueeze(-1)).squeeze(-1)
 
     def weights(self, projected: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """(weights [N, L], log partition [N, 1]) from W_q q_n + W_k k_j + W_m m_nj [N, L, units] and the mask [N or
         1, L]."""
-        # v as a [units, 1] matrix: one GEMM over N*L rows (a 1-D right operand is far slower in onnxruntime)
-        hidden = torch.tanh(projected)
-        energy = (hidden @ self.v.unsqueeze(-1)).squeeze(-1).masked_fill(~mask, -1e9)  # mask broadcasts
+        return self.normalised(self.energy(projected).masked_fill(~mask, MASKED))  # the mask broadcasts
+
+    @staticmethod
+    def normalised(energy: Tensor) -> tuple[Tensor, Tensor]:
+        """(weights, log partition [N, 1]) of the energies [N, L], MASKED at padding steps."""
         # log(1 + sum exp e) over real steps without overflow: softplus of the log-sum-exp (0 with no events); the
         # 1 is the null event's exp 0, so it is the softmax's normaliser as well as the soft count
         mass = F.softplus(torch.logsumexp(energy, dim=-1, keepdim=True))

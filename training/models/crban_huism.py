@@ -25,7 +25,8 @@ from training.models.base import (
     EventAge,
     Inputs,
     pool_by_request,
-    steps_mask,
+    real_pairs,
+    scatter_pairs,
     vocab_sizes,
 )
 
@@ -48,12 +49,13 @@ class DinAttention(nn.Module):
                 match: Tensor) -> Tensor:
         first, d = self.unit[0], self.dim
         w_q, w_k, w_d, w_p, w_m = first.weight.split([d, d, d, d, len(MATCH_FEATURES)], dim=1)
-        k = keys.index_select(0, request)  # [N, L, D]
-        hidden = (F.linear(query, w_q + w_d, first.bias).unsqueeze(1) + F.linear(keys, w_k - w_d).index_select(
-            0, request) + F.linear(query.unsqueeze(1) * k, w_p) + F.linear(match, w_m))
+        mask, query_of, step, event = real_pairs(lengths, keys.size(1), request)  # the real pairs alone: [P]
+        k = keys.flatten(0, 1).index_select(0, event)  # [P, D]
+        hidden = (F.linear(query, w_q + w_d, first.bias).index_select(0, query_of)
+                  + F.linear(keys, w_k - w_d).flatten(0, 1).index_select(0, event)
+                  + F.linear(query.index_select(0, query_of) * k, w_p) + F.linear(match[query_of, step], w_m))
         weights = self.unit[2](self.unit[1](hidden)).squeeze(-1)
-        weights = weights * steps_mask(lengths, keys.size(1)).index_select(0, request).to(weights.dtype)
-        return pool_by_request(weights, values, request)
+        return pool_by_request(scatter_pairs(weights, mask, 0.0), values, request)
 
 
 class CRBANHUISM(ContextAwareReranker):

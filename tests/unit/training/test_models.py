@@ -159,6 +159,34 @@ def test_bahdanau_attention_shape_and_ignores_padding_steps():
     assert 0.0 < weight_sum < 1.0 and torch.allclose(weight_sum, 1 - torch.exp(-mass))  # the null event takes the rest
 
 
+def test_the_attention_computes_the_real_pairs_energy_alone_and_pools_as_over_every_pair():
+    """Training computes the energy of the real (query, event) pairs only; the result and its gradients equal the
+    energy of every pair with the padding steps masked (the form the exported re-ranker computes), for queries out
+    of request order and requests of 5, 2 and 0 events."""
+    torch.manual_seed(0)
+    attention = BahdanauAttention(query_dim=3, key_dim=4, units=5)
+    query, keys, values = torch.randn(5, 3), torch.randn(3, 5, 4), torch.randn(3, 5, 2)
+    lengths, request = torch.tensor([5, 2, 0]), torch.tensor([1, 0, 2, 1, 0])
+    match = torch.randint(0, 2, (5, 5, 3)).float()
+
+    def dense() -> Tensor:
+        mask = torch.arange(5).unsqueeze(0) < lengths.index_select(0, request).unsqueeze(1)
+        weights, mass = attention.weights(attention.key(keys)[request] + attention.pair_inputs(query, match), mask)
+        return torch.cat([torch.einsum("nl,nld->nd", weights, values[request]), mass,
+                          torch.einsum("nl,nlm->nm", weights, match)], dim=-1)
+
+    expected = dense()
+    expected.square().sum().backward()
+    expected_grads = [p.grad.clone() for p in attention.parameters()]
+    attention.zero_grad()
+    out = attention(query, keys, values, lengths, request, match)
+    out.square().sum().backward()
+    assert torch.allclose(out, expected, atol=1e-6)
+    assert torch.equal(out[2], torch.zeros(2 + 1 + 3))  # request 2 has no events
+    for grad, expected_grad in zip((p.grad for p in attention.parameters()), expected_grads, strict=True):
+        assert torch.allclose(grad, expected_grad, atol=1e-5)
+
+
 def test_match_indicators_compare_known_codes_only():
     candidates = torch.tensor([[7, 3, 5], [8, 0, 5]])  # item, category, brand; the second's category is unknown
     events = torch.tensor([[[7, 3, 5], [9, 3, 6], [0, 0, 0]]])  # one request's 3 events, broadcast over candidates
