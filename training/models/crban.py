@@ -30,6 +30,7 @@ from training.models.base import (
     ContextAwareReranker,
     EventAge,
     Inputs,
+    by_length,
     gru,
     vocab_sizes,
 )
@@ -64,15 +65,19 @@ class BehaviourEncoder(nn.Module):
         """Attention keys from stored item encodings [..., H] and the events' age codes [...] at the trigger."""
         return self.age.add_to(item_enc, age)
 
-    def encodings(self, items: Tensor, codes: Tensor) -> tuple[Tensor, Tensor]:
-        """(item encodings [B, L, H], fused encodings [B, L, 2H]): what the phone stores per event."""
+    def encodings(self, items: Tensor, codes: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(item encodings [B, L, H], fused encodings [B, L, 2H]): what the phone stores per event; with the rows'
+        `lengths`, 0 after each row's real steps (`by_length`)."""
         item_in, action_in = self.event_inputs(items, codes)
-        item_enc, _ = self.item_gru(item_in)
-        action_enc, _ = self.action_gru(action_in)
+        if lengths is None:
+            (item_enc, _), (action_enc, _) = self.item_gru(item_in), self.action_gru(action_in)
+        else:
+            item_enc, action_enc = by_length(self.item_gru, item_in, lengths), by_length(self.action_gru, action_in,
+                                                                                         lengths)
         return item_enc, torch.cat([action_enc, item_enc], dim=-1)
 
-    def forward(self, items: Tensor, codes: Tensor) -> tuple[Tensor, Tensor]:
-        item_enc, fused = self.encodings(items, codes)
+    def forward(self, items: Tensor, codes: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        item_enc, fused = self.encodings(items, codes, lengths)
         return self.keys(item_enc, codes[..., self.age_index]), fused
 
 
@@ -97,7 +102,8 @@ class CRBAN(ContextAwareReranker):
     def behaviour_encodings(self, x: Inputs, behaviour: str) -> tuple[Tensor, Tensor]:
         """(keys [B, L, H], fused encodings [B, L, 2H]) of one behaviour type."""
         codes, item_ids = getattr(x, behaviour), getattr(x, f"{behaviour}_item")
-        return self.encoders[behaviour](self.items(codes[..., :N_ITEM], item_ids), codes)
+        return self.encoders[behaviour](self.items(codes[..., :N_ITEM], item_ids), codes,
+                                        getattr(x, f"{behaviour}_length"))
 
     def attend(self, x: Inputs, behaviour: str, candidate: Tensor, request: Tensor, match: Tensor) -> Tensor:
         keys, values = self.behaviour_encodings(x, behaviour)

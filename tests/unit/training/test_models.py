@@ -18,9 +18,11 @@ from training.models.base import (
     BahdanauAttention,
     CodeEmbedding,
     ItemTables,
+    by_length,
     last_state,
     match_codes,
     match_indicators,
+    steps_mask,
 )
 from training.models.crban import BehaviourEncoder
 from training.models.crban_huism import DinAttention
@@ -108,6 +110,34 @@ def test_code_embedding_keeps_features_apart():
     assert out.shape == (2, 4)
     assert torch.equal(out[0, :2], emb.table.weight[1]) and torch.equal(out[0, 2:], emb.table.weight[3 + 1])
     assert torch.equal(out[1, :2], emb.table.weight[2]) and torch.equal(out[1, 2:], emb.table.weight[3 + 4])
+
+
+def test_a_gru_run_by_length_gives_the_real_steps_outputs_of_one_run_over_every_step():
+    """Six page-view-like rows of 1 step and two of 10: the short ones run apart over 1 step (a saving of 54 of 80
+    row-steps), so their outputs after it are 0; the real steps' outputs equal one GRU over all rows and steps."""
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(3, 4, num_layers=2, batch_first=True)
+    inputs = torch.randn(8, 10, 3)
+    lengths = torch.tensor([1, 10, 1, 1, 1, 10, 1, 1])
+    with torch.no_grad():
+        expected, _ = gru(inputs)
+        out = by_length(gru, inputs, lengths)
+    real = steps_mask(lengths, 10)
+    assert torch.allclose(out[real], expected[real], atol=1e-6)
+    assert torch.equal(out[lengths == 1, 1:], torch.zeros(6, 9, 4))
+
+
+def test_a_gru_run_by_length_keeps_one_group_when_a_split_saves_little_and_handles_empty_rows():
+    """Exposure-like rows (5, 10, 10, 10 steps): a split would save 5 of 40 row-steps, under a fifth, so one GRU
+    call over every step, as without lengths. Rows without a step give zeros."""
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(3, 4, batch_first=True)
+    inputs = torch.randn(4, 10, 3)
+    with torch.no_grad():
+        expected, _ = gru(inputs)
+        assert torch.equal(by_length(gru, inputs, torch.tensor([5, 10, 10, 10])), expected)
+        assert torch.equal(by_length(gru, inputs, torch.zeros(4, dtype=torch.long)), torch.zeros(4, 10, 4))
+        assert by_length(gru, inputs[:0], torch.zeros(0, dtype=torch.long)).shape == (0, 10, 4)
 
 
 def test_last_state():
