@@ -14,14 +14,21 @@ With --home, the marts of the state directory's last `make run` day are trained 
 per model the epochs, its candidate-samples/s and the seconds of each phase (reading the marts, fitting,
 validation, scoring the test day), and the wall time of the whole day. With several state directories (the default
 world's, then one of `EDGEREC_SIM_WORLD=revisit`: 100k items, lists of 20-30), it also prints each model's
-candidate-samples/s on the later ones as a share of the first's (target: >= 0.5).
+candidate-samples/s on the later ones as a share of the first's (target: >= 0.5), and for the HUBSM models the
+highest share their behaviour encoders alone would allow: those cost the same per request in any world, so a world
+of short lists cannot train faster per candidate than its candidates a request over their time, whatever the rest
+of the model costs.
+
+Every measurement runs with the training workers' allocator settings (training.runner.ALLOCATOR_ENV).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +38,7 @@ from edgerec.features import GROUPS
 from training.config import TrainConfig
 from training.data import Batch, to_inputs
 from training.models import MODELS, build_model
+from training.runner import ALLOCATOR_ENV
 from training.trainer import pick_device, seed_everything
 
 K, M, N, VOCAB = 100, 50, 30, 12
@@ -93,6 +101,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="with --home: worker processes (0: one per core)")
     parser.add_argument("--epochs", type=int, default=None, help="with --home: most epochs [TrainConfig's]")
     args = parser.parse_args()
+    if any(os.environ.get(name) != value for name, value in ALLOCATOR_ENV.items()):
+        # measured as the training workers run: glibc reads its allocator settings when the process starts
+        os.execve(sys.executable, [sys.executable, *sys.argv], os.environ | ALLOCATOR_ENV)
     if args.home:
         return compare_days(args.home, args.workers, args.epochs)
     torch.set_num_threads(args.threads)
@@ -110,17 +121,56 @@ def main() -> None:
               f"{labelled:>8,.0f} labelled candidates/s{target}")
 
 
-def day(home: Path, workers: int, epochs: int | None) -> dict[str, float]:
-    """Train every model on the marts of `home` as the pipeline does; prints a line per model and returns each
-    model's candidate-samples/s."""
+@dataclass
+class Day:
+    """One home's measured day: each model's candidate-samples/s, the fit requests' mean real candidates, and the
+    milliseconds a request of each behaviour type's HUBSM encoders (`encoder_ms`)."""
+
+    rates: dict[str, float]
+    candidates: float
+    encoders: dict[str, float]
+
+
+def marts(home: Path) -> tuple[Path, str, dict]:
+    """(the warehouse, the day, its feature spec) of `home`'s marts' test day."""
     from edgerec.config import load_settings
     from edgerec.features import load_spec
     from training.data import date_range
-    from training.runner import default_workers, train_models
 
     settings = load_settings(os.environ | {"EDGEREC_HOME": str(home)})
     ds = date_range(settings.duckdb_path, "test")[0]
-    spec = load_spec(settings.layout(ds).feature_spec)
+    return settings.duckdb_path, ds, load_spec(settings.layout(ds).feature_spec)
+
+
+def encoder_ms(fit: Batch, spec: dict, cfg: TrainConfig, batches: int = 6) -> dict[str, float]:
+    """Milliseconds a request of each behaviour type's HUBSM encoders alone (item rows, the item and action GRUs,
+    forward and backward, one thread) over `batches` of the fit requests, after a warm-up batch. Per request it is
+    the same work whatever the list length, so it bounds a world's candidate-samples/s from above: its mean real
+    candidates a request / this time, with every other part of the model free."""
+    torch.set_num_threads(1)
+    seed_everything(0)
+    model = build_model("crban_hubsm_ie_ipv", spec, cfg)
+    sample = list(fit.batches(cfg.batch_requests, seed=0))[:batches + 1]
+    costs = {}
+    for behaviour in model.behaviours:
+        requests, seconds = 0, 0.0
+        for i, batch in enumerate(sample):
+            start = time.perf_counter()
+            keys, fused = model.behaviour_encodings(to_inputs(batch), behaviour)
+            (keys.sum() + fused.sum()).backward()
+            if i:
+                requests, seconds = requests + len(batch), seconds + time.perf_counter() - start
+        costs[behaviour] = 1000 * seconds / max(requests, 1)
+    return costs
+
+
+def day(home: Path, workers: int, epochs: int | None) -> Day:
+    """Train every model on the marts of `home` as the pipeline does (prints a line per model), then time the
+    behaviour encoders alone (`encoder_ms`)."""
+    from training.data import DayData
+    from training.runner import default_workers, train_models
+
+    database, ds, spec = marts(home)
     cfg = TrainConfig(device="cpu", **({"epochs": epochs} if epochs else {}))
     names = list(MODELS)
     workers = workers or default_workers(len(names))
@@ -130,26 +180,46 @@ def day(home: Path, workers: int, epochs: int | None) -> dict[str, float]:
     start = time.perf_counter()
     print(f"{'model':<20} {'epochs':>6} {'samples/s':>10} {'load s':>7} {'fit s':>7} {'valid. s':>8} {'test s':>7}")
     rates = {}
-    for trained in train_models(settings.duckdb_path, spec, cfg, names, torch.device("cpu"), workers):
+    for trained in train_models(database, spec, cfg, names, torch.device("cpu"), workers):
         s = trained.seconds
         rates[trained.name] = trained.samples_per_s
         print(f"{trained.name:<20} {len(trained.history):>6} {trained.samples_per_s:>10,.0f} {s['load']:>7.1f} "
               f"{s['fit']:>7.1f} {s['validation']:>8.1f} {s['test']:>7.1f}", flush=True)
-    print(f"wall time of the day's training: {time.perf_counter() - start:.1f} s\n")
-    return rates
+    print(f"wall time of the day's training: {time.perf_counter() - start:.1f} s")
+    fit = DayData.load(database, spec, cfg.validation_share).fit
+    result = Day(rates, fit.samples / len(fit), encoder_ms(fit, spec, cfg))
+    print(f"fit requests: {result.candidates:.1f} real candidates, {fit.mask.sum() / fit.samples:.0%} of them "
+          "labelled; the HUBSM encoders alone, forward and backward, one thread: "
+          + ", ".join(f"{b.upper()} {ms:.3f} ms" for b, ms in result.encoders.items()) + " a request\n")
+    return result
+
+
+def ceiling_share(later: Day, behaviours: tuple[str, ...], first_rate: float) -> float:
+    """The highest share of `first_rate` (candidate-samples/s) a model reading `behaviours` could reach on `later`'s
+    day if nothing but its behaviour encoders cost anything: candidates a request / encoder seconds a request."""
+    return later.candidates / (sum(later.encoders[b] for b in behaviours) / 1000) / first_rate
 
 
 def compare_days(homes: list[Path], workers: int, epochs: int | None) -> None:
     """Each home's day, then per model the candidate-samples/s of every later home as a share of the first's
-    (target for a large catalog with short lists: within 2x of the default world's, a share >= 0.5)."""
-    rates = [day(home, workers, epochs) for home in homes]
+    (target for a large catalog with short lists: within 2x of the default world's, a share >= 0.5). For the
+    HUBSM models, the ceiling their behaviour encoders alone put on each later home's share (`encoder_ms`): a
+    ceiling under 0.5 says the target cannot be met by that model without cheaper encoders per request."""
+    from training.models.crban import CRBAN
+
+    days = [day(home, workers, epochs) for home in homes]
     if len(homes) < 2:
         return
-    print(f"{'model':<20} " + " ".join(f"{f'home {i + 1}':>10}" for i in range(len(homes))) + "  share of home 1")
-    for name in rates[0]:
-        shares = [r[name] / rates[0][name] for r in rates[1:]]
-        print(f"{name:<20} " + " ".join(f"{r[name]:>10,.0f}" for r in rates) + "  "
-              + ", ".join(f"{x:.2f} ({'met' if x >= 0.5 else 'MISSED'})" for x in shares))
+    first = days[0].rates
+    print(f"{'model':<20} " + " ".join(f"{f'home {i + 1}':>10}" for i in range(len(homes))) + "  share of home 1"
+          + "  (ceiling set by the encoders)")
+    for name in first:
+        shares = [d.rates[name] / first[name] for d in days[1:]]
+        behaviours = MODELS[name].behaviours if issubclass(MODELS[name], CRBAN) else ()
+        ceilings = [ceiling_share(d, behaviours, first[name]) for d in days[1:]] if behaviours else []
+        print(f"{name:<20} " + " ".join(f"{d.rates[name]:>10,.0f}" for d in days) + "  "
+              + ", ".join(f"{x:.2f} ({'met' if x >= 0.5 else 'MISSED'})" for x in shares)
+              + (f"  ({', '.join(f'{c:.2f}' for c in ceilings)})" if ceilings else ""))
 
 
 if __name__ == "__main__":
