@@ -37,24 +37,21 @@ from training.config import TrainConfig
 from training.data import date_range
 from training.evaluation import paired_gain
 from training.models import build_model
-from training.models.base import BahdanauAttention, Reranker, mlp, pool_by_request, weighted_sum
+from training.models.base import MASKED, BahdanauAttention, Reranker, mlp, pool_by_request
 from training.pipeline import daily_checkpoints, evaluate_rules
 from training.runner import Parent, day_data, evaluate_on_test, train_and_test
 from training.trainer import initial_order_gauc, seed_everything
 
 
-def revision2_pool(self: BahdanauAttention, query: Tensor, projected: Tensor, values: Tensor, mask: Tensor,
-                   match: Tensor, request: Tensor, softmax: str = "null") -> Tensor:
+def revision2_pool(self: BahdanauAttention, energy: Tensor, values: Tensor, match: Tensor, request: Tensor,
+                   softmax: str = "null") -> Tensor:
     """The pool before the fix: [sum_j a_nj values_j, log partition], without the pooled match indicators; with
-    softmax="plain", without the null event either."""
-    hidden = torch.tanh(projected + self.query(query).unsqueeze(1) + self.match(match))
-    energy = (hidden @ self.v.unsqueeze(-1)).squeeze(-1).masked_fill(~mask, -1e9)
+    softmax="plain", without the null event either. The energies are revision 2's (MASKED at padding steps)."""
     if softmax == "plain":
         mass = torch.logsumexp(energy, -1, keepdim=True)
-        weights = torch.softmax(energy, dim=-1) * mask
+        weights = torch.softmax(energy, dim=-1) * (energy != MASKED)  # a request without events pools nothing
     else:
-        mass = F.softplus(torch.logsumexp(energy, dim=-1, keepdim=True))
-        weights = torch.exp(energy - mass)
+        weights, mass = self.normalised(energy)
     return torch.cat([pool_by_request(weights, values, request), mass], dim=-1)
 
 
@@ -68,11 +65,11 @@ def revision2(model: Reranker, softmax: str = "null") -> Reranker:
     return model
 
 
-def counted_pool(self: BahdanauAttention, query: Tensor, projected: Tensor, values: Tensor, mask: Tensor,
-                 match: Tensor, request: Tensor) -> Tensor:
+def counted_pool(self: BahdanauAttention, energy: Tensor, values: Tensor, match: Tensor, request: Tensor) -> Tensor:
     """The shipped pool plus log(1 + sum_j m_nj): how many events match the candidate, whatever the attention."""
-    pooled = BahdanauAttention.pool(self, query, projected, values, mask, match, request)
-    return torch.cat([pooled, torch.log1p(weighted_sum(mask.to(match.dtype), match))], dim=-1)
+    pooled = BahdanauAttention.pool(self, energy, values, match, request)
+    real = (energy != MASKED).to(match.dtype).unsqueeze(-1)  # every padding step's energy is MASKED exactly
+    return torch.cat([pooled, torch.log1p((match * real).sum(dim=1))], dim=-1)
 
 
 def match_counts(model: Reranker) -> Reranker:

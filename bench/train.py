@@ -25,6 +25,7 @@ Every measurement runs with the training workers' allocator settings (training.r
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import time
@@ -101,9 +102,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="with --home: worker processes (0: one per core)")
     parser.add_argument("--epochs", type=int, default=None, help="with --home: most epochs [TrainConfig's]")
     args = parser.parse_args()
-    if any(os.environ.get(name) != value for name, value in ALLOCATOR_ENV.items()):
-        # measured as the training workers run: glibc reads its allocator settings when the process starts
-        os.execve(sys.executable, [sys.executable, *sys.argv], os.environ | ALLOCATOR_ENV)
+    if any(name not in os.environ for name in ALLOCATOR_ENV):
+        # measured as the training workers run (a value the user set wins, as there): glibc reads its allocator
+        # settings when the process starts
+        os.execve(sys.executable, sys.orig_argv, ALLOCATOR_ENV | os.environ)
     if args.home:
         return compare_days(args.home, args.workers, args.epochs)
     torch.set_num_threads(args.threads)
@@ -150,16 +152,16 @@ def encoder_ms(fit: Batch, spec: dict, cfg: TrainConfig, batches: int = 6) -> di
     torch.set_num_threads(1)
     seed_everything(0)
     model = build_model("crban_hubsm_ie_ipv", spec, cfg)
-    sample = list(fit.batches(cfg.batch_requests, seed=0))[:batches + 1]
+    sample = [to_inputs(b) for b in itertools.islice(fit.batches(cfg.batch_requests, seed=0), batches + 1)]
     costs = {}
     for behaviour in model.behaviours:
         requests, seconds = 0, 0.0
-        for i, batch in enumerate(sample):
+        for i, x in enumerate(sample):
             start = time.perf_counter()
-            keys, fused = model.behaviour_encodings(to_inputs(batch), behaviour)
+            keys, fused = model.behaviour_encodings(x, behaviour)
             (keys.sum() + fused.sum()).backward()
             if i:
-                requests, seconds = requests + len(batch), seconds + time.perf_counter() - start
+                requests, seconds = requests + len(x.candidates), seconds + time.perf_counter() - start
         costs[behaviour] = 1000 * seconds / max(requests, 1)
     return costs
 

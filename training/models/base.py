@@ -146,8 +146,8 @@ def gru(input_size: int, cfg: TrainConfig, layers: int | None = None) -> nn.GRU:
     return nn.GRU(input_size, cfg.hidden, num_layers=layers or cfg.gru_layers, batch_first=True)
 
 
-def by_length(gru: nn.GRU, inputs: Tensor, lengths: Tensor, groups: int = 4) -> Tensor:
-    """gru(inputs)'s outputs [B, L, H] at each row's real steps (what follows them differs: 0 after the longest row
+def by_length(rnn: nn.GRU, inputs: Tensor, lengths: Tensor, groups: int = 4) -> Tensor:
+    """rnn(inputs)'s outputs [B, L, H] at each row's real steps (what follows them differs: 0 after the longest row
     of its group), the rows run in groups of similar length (at most `groups`, cut at the length quantiles), each
     group over its longest row's steps only.
 
@@ -156,21 +156,25 @@ def by_length(gru: nn.GRU, inputs: Tensor, lengths: Tensor, groups: int = 4) -> 
     padding. Each extra group costs a gather and a GRU call, so rows join the next group unless running them apart
     saves at least a fifth of the batch's row-steps (exposures, mostly full windows, stay one group)."""
     order = torch.argsort(lengths, stable=True)
-    ascending = lengths.index_select(0, order).tolist()  # each row's length, shortest first
-    if not ascending or ascending[-1] == 0:
-        return inputs.new_zeros(*inputs.shape[:2], gru.hidden_size)
+    ascending = lengths.index_select(0, order).clamp(max=inputs.size(1)).tolist()  # each row's, shortest first
+    if not ascending:
+        return inputs.new_zeros(*inputs.shape[:2], rnn.hidden_size)
     ends = sorted({len(ascending) * (g + 1) // groups for g in range(groups)} - {0})
     cuts, start = [], 0
     for end, later in zip(ends, ends[1:], strict=False):
         if (end - start) * (ascending[later - 1] - ascending[end - 1]) * 5 >= len(ascending) * ascending[-1]:
             cuts.append(end)
             start = end
-    parts, start = [], 0
-    for end in [*cuts, len(ascending)]:
-        steps = max(ascending[end - 1], 1)
-        outputs, _ = gru(inputs.index_select(0, order[start:end])[:, :steps])
-        parts.append(F.pad(outputs, (0, 0, 0, inputs.size(1) - steps)))
-        start = end
+
+    def run(rows: Tensor | None, end: int) -> Tensor:
+        steps = max(ascending[end - 1], 1)  # a group of empty rows runs one step: the GRU stays in the graph
+        outputs, _ = rnn((inputs if rows is None else inputs.index_select(0, rows))[:, :steps])
+        return F.pad(outputs, (0, 0, 0, inputs.size(1) - steps))
+
+    if not cuts:  # one group: the rows in their own order
+        return run(None, len(ascending))
+    starts = [0, *cuts]
+    parts = [run(order[lo:hi], hi) for lo, hi in zip(starts, [*cuts, len(ascending)], strict=True)]
     return torch.cat(parts).index_select(0, torch.argsort(order))
 
 
@@ -222,8 +226,8 @@ def real_pairs(lengths: Tensor, steps: int, request: Tensor) -> tuple[Tensor, Te
     most steps of a batch are padding (page views: 6-7 a request on average, padded to the longest, 30)."""
     mask = steps_mask(lengths, steps).index_select(0, request)
     query_of, step = mask.nonzero(as_tuple=True)  # in the mask's row-major order, as `scatter_pairs` reads
-    # index_select, not advanced indexing, wherever a gradient flows back through the gather: its backward adds
-    # rows back with index_add, far faster on the CPU than the deterministic index_put of advanced indexing
+    # the callers gather with index_select, not advanced indexing, wherever a gradient flows back: its backward
+    # adds rows back with index_add, far faster on the CPU than the deterministic index_put of advanced indexing
     return mask, query_of, step, request.index_select(0, query_of) * steps + step
 
 
@@ -297,9 +301,12 @@ class BahdanauAttention(nn.Module):
         [N * 2^M, units] table that every pair reads by its index, instead of a product and a sum per pair."""
         rows = len(self.every_match)
         table = (self.query(query).unsqueeze(1) + self.match(self.every_match)).flatten(0, 1)
-        first = torch.arange(query.size(0), device=match.device).unsqueeze(1) * rows  # [N, 1]: each query's rows
-        pair = (match @ self.bit_values).squeeze(-1).long() + first  # [N, L]
-        return F.embedding(pair if pairs is None else pair[pairs], table)  # one Gather in the exported graph
+        if pairs is None:  # [N, L]: each query's rows start at its index times `rows`
+            first = torch.arange(query.size(0), device=match.device).unsqueeze(1) * rows
+        else:  # [P]: each pair's indicators and its query's first row
+            match, first = match[pairs], pairs[0] * rows
+        pair = (match @ self.bit_values).squeeze(-1).long() + first
+        return F.embedding(pair, table)  # one Gather in the exported graph
 
     def energy(self, projected: Tensor) -> Tensor:
         """v^T tanh(W_q q_n + W_k k_j + W_m m_nj): [..., units] -> [...]."""
@@ -308,7 +315,7 @@ class BahdanauAttention(nn.Module):
 
     def weights(self, projected: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """(weights [N, L], log partition [N, 1]) from W_q q_n + W_k k_j + W_m m_nj [N, L, units] and the mask [N or
-        1, L]."""
+        1, L]: the padded form, which the exported re-ranker computes (one request, no padding to skip)."""
         return self.normalised(self.energy(projected).masked_fill(~mask, MASKED))  # the mask broadcasts
 
     @staticmethod

@@ -66,8 +66,9 @@ class BehaviourEncoder(nn.Module):
         return self.age.add_to(item_enc, age)
 
     def encodings(self, items: Tensor, codes: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """(item encodings [B, L, H], fused encodings [B, L, 2H]): what the phone stores per event; with the rows'
-        `lengths`, 0 after each row's real steps (`by_length`)."""
+        """(item encodings [B, L, H], fused encodings [B, L, 2H]): what the phone stores per event. With the rows'
+        `lengths`, the GRUs run rows of similar length together (`by_length`): the same at the real steps, not after
+        them."""
         item_in, action_in = self.event_inputs(items, codes)
         if lengths is None:
             (item_enc, _), (action_enc, _) = self.item_gru(item_in), self.action_gru(action_in)

@@ -112,32 +112,42 @@ def test_code_embedding_keeps_features_apart():
     assert torch.equal(out[1, :2], emb.table.weight[2]) and torch.equal(out[1, 2:], emb.table.weight[3 + 4])
 
 
-def test_a_gru_run_by_length_gives_the_real_steps_outputs_of_one_run_over_every_step():
-    """Six page-view-like rows of 1 step and two of 10: the short ones run apart over 1 step (a saving of 54 of 80
-    row-steps), so their outputs after it are 0; the real steps' outputs equal one GRU over all rows and steps."""
+def test_a_gru_run_by_length_gives_the_real_steps_outputs_and_gradients_of_one_run_over_every_step():
+    """Five page-view-like rows of 1 step, one empty and two of 10: the short ones run apart over 1 step (a saving
+    of 54 of 80 row-steps), so their outputs after it are 0; the real steps' outputs, and the gradients of a loss on
+    them, equal one GRU over all rows and steps."""
     torch.manual_seed(0)
     gru = torch.nn.GRU(3, 4, num_layers=2, batch_first=True)
-    inputs = torch.randn(8, 10, 3)
-    lengths = torch.tensor([1, 10, 1, 1, 1, 10, 1, 1])
-    with torch.no_grad():
-        expected, _ = gru(inputs)
-        out = by_length(gru, inputs, lengths)
+    inputs = torch.randn(8, 10, 3, requires_grad=True)
+    lengths = torch.tensor([1, 10, 0, 1, 1, 10, 1, 1])
     real = steps_mask(lengths, 10)
+
+    def gradients(outputs: Tensor) -> list[Tensor]:
+        grads = torch.autograd.grad(outputs[real].square().sum(), [inputs, *gru.parameters()])
+        return [g.clone() for g in grads]
+
+    expected, _ = gru(inputs)
+    out = by_length(gru, inputs, lengths)
     assert torch.allclose(out[real], expected[real], atol=1e-6)
-    assert torch.equal(out[lengths == 1, 1:], torch.zeros(6, 9, 4))
+    assert torch.equal(out[lengths <= 1, 1:], torch.zeros(6, 9, 4))
+    for grad, expected_grad in zip(gradients(out), gradients(expected), strict=True):
+        assert torch.allclose(grad, expected_grad, atol=1e-5)
 
 
 def test_a_gru_run_by_length_keeps_one_group_when_a_split_saves_little_and_handles_empty_rows():
     """Exposure-like rows (5, 10, 10, 10 steps): a split would save 5 of 40 row-steps, under a fifth, so one GRU
-    call over every step, as without lengths. Rows without a step give zeros."""
+    call over every step, as without lengths. Rows without a step run one step, so the GRU stays in the graph (its
+    weights get a gradient, as over padding before); an empty batch gives an empty result."""
     torch.manual_seed(0)
     gru = torch.nn.GRU(3, 4, batch_first=True)
     inputs = torch.randn(4, 10, 3)
-    with torch.no_grad():
-        expected, _ = gru(inputs)
-        assert torch.equal(by_length(gru, inputs, torch.tensor([5, 10, 10, 10])), expected)
-        assert torch.equal(by_length(gru, inputs, torch.zeros(4, dtype=torch.long)), torch.zeros(4, 10, 4))
-        assert by_length(gru, inputs[:0], torch.zeros(0, dtype=torch.long)).shape == (0, 10, 4)
+    expected, _ = gru(inputs)
+    assert torch.equal(by_length(gru, inputs, torch.tensor([5, 10, 10, 10])), expected)
+    empty = by_length(gru, inputs, torch.zeros(4, dtype=torch.long))
+    assert torch.equal(empty[:, :1], expected[:, :1]) and torch.equal(empty[:, 1:], torch.zeros(4, 9, 4))
+    empty.sum().backward()
+    assert all(p.grad is not None for p in gru.parameters())
+    assert by_length(gru, inputs[:0], torch.zeros(0, dtype=torch.long)).shape == (0, 10, 4)
 
 
 def test_last_state():
@@ -328,6 +338,29 @@ def test_din_attention_weighs_each_event_by_its_key_and_sums_the_values_unnormal
     assert out.shape == (3, 5)
     assert torch.allclose(out[:2], expected, atol=1e-6)
     assert torch.equal(out[2], torch.zeros(5))  # no behaviour: a zero pool
+
+
+def test_din_attention_computes_the_real_pairs_alone_and_pools_as_over_every_pair():
+    """As for the additive attention: queries out of request order over requests of 5, 2 and 0 events, the packed
+    form's pools and gradients equal the unit's over every pair with the padding steps weighted 0."""
+    torch.manual_seed(0)
+    attention = DinAttention(dim=3, units=4)
+    query, keys, values = torch.randn(5, 3), torch.randn(3, 5, 3), torch.randn(3, 5, 2)
+    lengths, request = torch.tensor([5, 2, 0]), torch.tensor([1, 0, 2, 1, 0])
+    match = torch.randint(0, 2, (5, 5, 3)).float()
+    q, k = query.unsqueeze(1).expand(5, 5, 3), keys[request]
+    weights = attention.unit(torch.cat([q, k, q - k, q * k, match], dim=-1))[..., 0]
+    real = torch.arange(5).unsqueeze(0) < lengths[request].unsqueeze(1)
+    expected = torch.einsum("nl,nld->nd", weights * real, values[request])
+    expected.square().sum().backward()
+    expected_grads = [p.grad.clone() for p in attention.parameters()]
+    attention.zero_grad()
+    out = attention(query, keys, values, lengths, request, match)
+    out.square().sum().backward()
+    assert torch.allclose(out, expected, atol=1e-6)
+    assert torch.equal(out[2], torch.zeros(2))  # request 2 has no events
+    for grad, expected_grad in zip((p.grad for p in attention.parameters()), expected_grads, strict=True):
+        assert torch.allclose(grad, expected_grad, atol=1e-5)
 
 
 def test_huism_weighs_the_events_by_their_age_at_the_trigger():
