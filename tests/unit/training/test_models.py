@@ -199,6 +199,20 @@ def test_bahdanau_attention_shape_and_ignores_padding_steps():
     assert 0.0 < weight_sum < 1.0 and torch.allclose(weight_sum, 1 - torch.exp(-mass))  # the null event takes the rest
 
 
+def assert_equal_with_gradients(attention: torch.nn.Module, expected: Tensor, *inputs: Tensor) -> Tensor:
+    """attention(*inputs) equals `expected` (a reference computed from the same weights), and so do the gradients
+    of the weights (of the sum of squares); returns the output."""
+    expected.square().sum().backward()
+    expected_grads = [p.grad.clone() for p in attention.parameters()]
+    attention.zero_grad()
+    out = attention(*inputs)
+    out.square().sum().backward()
+    assert torch.allclose(out, expected, atol=1e-6)
+    for grad, expected_grad in zip((p.grad for p in attention.parameters()), expected_grads, strict=True):
+        assert torch.allclose(grad, expected_grad, atol=1e-5)
+    return out
+
+
 def test_the_attention_computes_the_real_pairs_energy_alone_and_pools_as_over_every_pair():
     """Training computes the energy of the real (query, event) pairs only; the result and its gradients equal the
     energy of every pair with the padding steps masked (the form the exported re-ranker computes), for queries out
@@ -215,16 +229,8 @@ def test_the_attention_computes_the_real_pairs_energy_alone_and_pools_as_over_ev
         return torch.cat([torch.einsum("nl,nld->nd", weights, values[request]), mass,
                           torch.einsum("nl,nlm->nm", weights, match)], dim=-1)
 
-    expected = dense()
-    expected.square().sum().backward()
-    expected_grads = [p.grad.clone() for p in attention.parameters()]
-    attention.zero_grad()
-    out = attention(query, keys, values, lengths, request, match)
-    out.square().sum().backward()
-    assert torch.allclose(out, expected, atol=1e-6)
+    out = assert_equal_with_gradients(attention, dense(), query, keys, values, lengths, request, match)
     assert torch.equal(out[2], torch.zeros(2 + 1 + 3))  # request 2 has no events
-    for grad, expected_grad in zip((p.grad for p in attention.parameters()), expected_grads, strict=True):
-        assert torch.allclose(grad, expected_grad, atol=1e-5)
 
 
 def test_match_indicators_compare_known_codes_only():
@@ -352,15 +358,8 @@ def test_din_attention_computes_the_real_pairs_alone_and_pools_as_over_every_pai
     weights = attention.unit(torch.cat([q, k, q - k, q * k, match], dim=-1))[..., 0]
     real = torch.arange(5).unsqueeze(0) < lengths[request].unsqueeze(1)
     expected = torch.einsum("nl,nld->nd", weights * real, values[request])
-    expected.square().sum().backward()
-    expected_grads = [p.grad.clone() for p in attention.parameters()]
-    attention.zero_grad()
-    out = attention(query, keys, values, lengths, request, match)
-    out.square().sum().backward()
-    assert torch.allclose(out, expected, atol=1e-6)
+    out = assert_equal_with_gradients(attention, expected, query, keys, values, lengths, request, match)
     assert torch.equal(out[2], torch.zeros(2))  # request 2 has no events
-    for grad, expected_grad in zip((p.grad for p in attention.parameters()), expected_grads, strict=True):
-        assert torch.allclose(grad, expected_grad, atol=1e-5)
 
 
 def test_huism_weighs_the_events_by_their_age_at_the_trigger():
