@@ -37,9 +37,10 @@ import torch
 
 from edgerec.features import GROUPS
 from training.config import TrainConfig
-from training.data import Batch, to_inputs
+from training.data import Batch, DayData, to_inputs
 from training.models import MODELS, build_model
-from training.runner import ALLOCATOR_ENV
+from training.models.crban import CRBAN
+from training.runner import ALLOCATOR_ENV, default_workers, train_models
 from training.trainer import pick_device, seed_everything
 
 K, M, N, VOCAB = 100, 50, 30, 12
@@ -169,9 +170,6 @@ def encoder_ms(fit: Batch, spec: dict, cfg: TrainConfig, batches: int = 6) -> di
 def day(home: Path, workers: int, epochs: int | None) -> Day:
     """Train every model on the marts of `home` as the pipeline does (prints a line per model), then time the
     behaviour encoders alone (`encoder_ms`)."""
-    from training.data import DayData
-    from training.runner import default_workers, train_models
-
     database, ds, spec = marts(home)
     cfg = TrainConfig(device="cpu", **({"epochs": epochs} if epochs else {}))
     names = list(MODELS)
@@ -207,8 +205,6 @@ def compare_days(homes: list[Path], workers: int, epochs: int | None) -> None:
     (target for a large catalog with short lists: within 2x of the default world's, a share >= 0.5). For the
     HUBSM models, the ceiling their behaviour encoders alone put on each later home's share (`encoder_ms`): a
     ceiling under 0.5 says the target cannot be met by that model without cheaper encoders per request."""
-    from training.models.crban import CRBAN
-
     days = [day(home, workers, epochs) for home in homes]
     if len(homes) < 2:
         return

@@ -224,7 +224,7 @@ def test_the_attention_computes_the_real_pairs_energy_alone_and_pools_as_over_ev
     match = torch.randint(0, 2, (5, 5, 3)).float()
 
     def dense() -> Tensor:
-        mask = torch.arange(5).unsqueeze(0) < lengths.index_select(0, request).unsqueeze(1)
+        mask = steps_mask(lengths, 5)[request]
         weights, mass = attention.weights(attention.key(keys)[request] + attention.pair_inputs(query, match), mask)
         return torch.cat([torch.einsum("nl,nld->nd", weights, values[request]), mass,
                           torch.einsum("nl,nlm->nm", weights, match)], dim=-1)
@@ -356,7 +356,7 @@ def test_din_attention_computes_the_real_pairs_alone_and_pools_as_over_every_pai
     match = torch.randint(0, 2, (5, 5, 3)).float()
     q, k = query.unsqueeze(1).expand(5, 5, 3), keys[request]
     weights = attention.unit(torch.cat([q, k, q - k, q * k, match], dim=-1))[..., 0]
-    real = torch.arange(5).unsqueeze(0) < lengths[request].unsqueeze(1)
+    real = steps_mask(lengths, 5)[request]
     expected = torch.einsum("nl,nld->nd", weights * real, values[request])
     out = assert_equal_with_gradients(attention, expected, query, keys, values, lengths, request, match)
     assert torch.equal(out[2], torch.zeros(2))  # request 2 has no events
