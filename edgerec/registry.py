@@ -8,13 +8,17 @@ tracking server (PostgreSQL + S3, docs/design.md) through EDGEREC_MLFLOW_TRACKIN
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import subprocess
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from edgerec.config import REPO_ROOT, Settings
@@ -48,25 +52,53 @@ def connect(settings: Settings):
         # MLflow prints a tracking server's URI in every run's link: a password in it would reach the logs
         raise ConfigError(f"EDGEREC_MLFLOW_TRACKING_URI holds a password ({redact_url(uri)}): give the tracking "
                           "server's credentials in MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD instead")
-    if uri is None:
-        settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
-        uri = f"sqlite:///{settings.mlflow_dir / 'mlflow.db'}"
-    if uri.startswith(("http://", "https://")):
-        _check_answers(uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        experiment = mlflow.get_experiment_by_name(EXPERIMENT)
-    except Exception as error:  # any store's failure to open: a missing database, a refused login, ...
-        text = scrub(str(error)).strip()  # the whole text first: a cut URL would no longer match
-        reason = text.splitlines()[0][:200] if text else type(error).__name__
-        raise ConfigError(f"cannot open the MLflow store {redact_url(uri)}: {reason}; check "
-                          "EDGEREC_MLFLOW_TRACKING_URI (and MLFLOW_TRACKING_USERNAME/PASSWORD for a server)") from None
-    if experiment is None:
-        artifacts = None if settings.mlflow.tracking_uri else (settings.mlflow_dir / "artifacts").as_uri()
-        mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
-    mlflow.set_experiment(EXPERIMENT)
+    with contextlib.ExitStack() as opening:
+        if uri is None:
+            settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+            uri = f"sqlite:///{settings.mlflow_dir / 'mlflow.db'}"
+            # the first opening creates the database's tables: two tasks side by side on a scheduler (train and
+            # train_recall) would both migrate it, and one fail
+            opening.enter_context(_locked(settings.mlflow_dir / ".opening.lock"))
+        if uri.startswith(("http://", "https://")):
+            _check_answers(uri)
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        try:
+            experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+        except Exception as error:  # any store's failure to open: a missing database, a refused login, ...
+            text = scrub(str(error)).strip()  # the whole text first: a cut URL would no longer match
+            reason = text.splitlines()[0][:200] if text else type(error).__name__
+            raise ConfigError(f"cannot open the MLflow store {redact_url(uri)}: {reason}; check EDGEREC_MLFLOW_"
+                              "TRACKING_URI (and MLFLOW_TRACKING_USERNAME/PASSWORD for a server)") from None
+        if experiment is None:
+            artifacts = None if settings.mlflow.tracking_uri else (settings.mlflow_dir / "artifacts").as_uri()
+            create_experiment(EXPERIMENT, artifacts)
+        mlflow.set_experiment(EXPERIMENT)
     return MlflowClient()
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on path, held by one process at a time (released when the process dies)."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def create_experiment(name: str, artifact_location: str | None) -> None:
+    """Create the experiment unless it exists. Two tasks of a first day (train and train_recall, side by side on a
+    scheduler) may both find it missing: the one that creates it second takes the first one's."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow.create_experiment(name, artifact_location=artifact_location)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
 
 
 def _check_answers(uri: str, timeout_s: float = 10.0) -> None:

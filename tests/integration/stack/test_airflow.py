@@ -3,15 +3,12 @@ throwaway PostgreSQL database. One daily run, triggered through the REST API, ru
 on the cluster, the registry on the MLflow server) and ships a version to `canary`; the release DAG's approval is
 answered through the REST API."""
 
-import subprocess
-
 import pytest
 
 from deploy.channels import read_channel
 from deploy.targets import open_targets
 from edgerec import registry
 from pipeline import stack
-from pipeline.services import tool
 from tests.integration.conftest import DAYS
 from tests.integration.stack.outputs import assert_same_day
 
@@ -65,25 +62,3 @@ def test_a_release_runs_only_once_approved_through_the_api(on_stack, daily_run, 
     assert api.task_states(RELEASE, approved) == {"plan": "success", "approve": "success", "apply": "success"}
     assert channel(settings, "stable").version == version.id
 
-
-def test_airflows_own_backfill_runs_the_missing_day_and_leaves_the_done_one(on_stack, daily_run):
-    """`airflow backfill create` over both days, after the second ran: the scheduler runs the first day (its data
-    tasks; training has no train days yet) and, by the default reprocess behaviour, not the second again."""
-    settings, api = on_stack
-    assert daily_run[1] == "success"
-    done = subprocess.run([tool("airflow"), "backfill", "create", "--dag-id", stack.DAILY_DAG, "--from-date", DAYS[0],
-                           "--to-date", DAYS[1], "--max-active-runs", "1"], env=api.airflow.env, capture_output=True,
-                          text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
-
-    def backfilled():
-        return [r for r in api.runs(stack.DAILY_DAG) if r["run_type"] == "backfill"]
-
-    runs = api.until("the backfill's run created", backfilled)
-    assert [r["logical_date"][:10] for r in runs] == [DAYS[0]]
-    assert api.wait_run(stack.DAILY_DAG, runs[0]["dag_run_id"], settings.stack.run_timeout_s) == "success"
-    tasks = api.task_states(stack.DAILY_DAG, runs[0]["dag_run_id"])
-    assert {tasks[t] for t in ("simulate_raw", "spark_ingest", "spark_bucketize", "dbt_build", "quality_marts")} == {
-        "success"}, tasks
-    assert tasks["train"] == "skipped", tasks  # the first day has no train days
-    assert [r["logical_date"][:10] for r in api.runs(stack.DAILY_DAG)] == DAYS  # the second day not run again
