@@ -15,10 +15,8 @@ import re
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from edgerec.config import REPO_ROOT, Settings
@@ -57,8 +55,8 @@ def connect(settings: Settings):
             settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
             uri = f"sqlite:///{settings.mlflow_dir / 'mlflow.db'}"
             # the first opening creates the database's tables: two tasks side by side on a scheduler (train and
-            # train_recall) would both migrate it, and one fail
-            opening.enter_context(_locked(settings.mlflow_dir / ".opening.lock"))
+            # train_recall) would both migrate it, and one fail; the lock goes with the file's closing
+            fcntl.flock(opening.enter_context((settings.mlflow_dir / ".opening.lock").open("a")), fcntl.LOCK_EX)
         if uri.startswith(("http://", "https://")):
             _check_answers(uri)
         mlflow.set_tracking_uri(uri)
@@ -75,17 +73,6 @@ def connect(settings: Settings):
             create_experiment(EXPERIMENT, artifacts)
         mlflow.set_experiment(EXPERIMENT)
     return MlflowClient()
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on path, held by one process at a time (released when the process dies)."""
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def create_experiment(name: str, artifact_location: str | None) -> None:

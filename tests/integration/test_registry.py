@@ -50,7 +50,7 @@ def test_tasks_opening_a_new_embedded_store_at_the_same_moment_all_open_it(tmp_p
     tasks = [subprocess.Popen([sys.executable, "-c", OPEN_AT_SIGNAL, str(home), str(tmp_path / f"ready-{i}"), str(go)],
                               stderr=subprocess.PIPE, text=True) for i in range(4)]
     while not all((tmp_path / f"ready-{i}").exists() for i in range(4)):
-        assert all(task.poll() is None for task in tasks), [task.stderr.read() for task in tasks]
+        assert all(task.poll() is None for task in tasks), [t.stderr.read() for t in tasks if t.poll() is not None]
         time.sleep(0.05)
     go.touch()
     errors = [task.communicate(timeout=120)[1] for task in tasks]
