@@ -53,21 +53,24 @@ def child(home: str) -> None:
 
 
 def shuffles(event_log_dir: Path) -> dict[str, dict]:
-    """Per stage of the pipeline (the Spark job description run_jobs sets): shuffles and bytes written."""
+    """Per stage of the pipeline (the Spark job description run_jobs sets): Spark jobs and stages run (the fixed cost
+    a small day pays), shuffles and bytes written."""
     stage_of_job: dict[int, str] = {}
-    figures: dict[str, dict] = defaultdict(lambda: {"shuffles": 0, "shuffle_mb": 0.0})
+    figures: dict[str, dict] = defaultdict(lambda: {"jobs": 0, "stages": 0, "shuffles": 0, "shuffle_mb": 0.0})
     for log in event_log_dir.rglob("events_*"):
         for line in log.read_text().splitlines():
             event = json.loads(line)
             if event["Event"] == "SparkListenerJobStart":
                 name = (event.get("Properties") or {}).get("spark.job.description", "").split(" ")[0]
                 stage_of_job.update({stage: name for stage in event["Stage IDs"]})
+                figures[name]["jobs"] += 1
             elif event["Event"] == "SparkListenerStageCompleted":
                 info = event["Stage Info"]
+                stage = figures[stage_of_job.get(info["Stage ID"], "")]
+                stage["stages"] += 1  # run ones only: a stage whose shuffle output is reused never completes
                 written = sum(int(a.get("Value", 0)) for a in info.get("Accumulables", [])
                               if a.get("Name") == "internal.metrics.shuffle.write.bytesWritten")
                 if written:
-                    stage = figures[stage_of_job.get(info["Stage ID"], "")]
                     stage["shuffles"] += 1
                     stage["shuffle_mb"] += written / 1e6
     return figures
@@ -112,9 +115,10 @@ def main() -> None:
         print(f"{lines:>10,} events  total {r['total_s']:.1f}s  {lines / r['total_s']:>9,.0f} events/s end to end  "
               f"(JVM+session {r['session_s']:.1f}s; requests {r['requests']['requests']:,})")
         for stage in STAGES:
-            s = r["shuffles"].get(stage, {"shuffles": 0, "shuffle_mb": 0.0})
+            s = r["shuffles"].get(stage, {"jobs": 0, "stages": 0, "shuffles": 0, "shuffle_mb": 0.0})
             print(f"    {stage:<11} {r[f'{stage}_s']:7.1f}s {lines / r[f'{stage}_s']:>10,.0f} events/s  "
-                  f"{s['shuffles']:>2} shuffles  {s['shuffle_mb']:8.1f} MB shuffled", flush=True)
+                  f"{s['jobs']:>3} jobs {s['stages']:>3} stages {s['shuffles']:>3} shuffles  "
+                  f"{s['shuffle_mb']:8.1f} MB shuffled", flush=True)
     if len(rows) == 2:
         (n1, r1), (n2, r2) = rows
         print(f"data x{n2 / n1:.2f} -> time x{r2['total_s'] / r1['total_s']:.2f} (target <= 4.4 for 4x)")

@@ -27,6 +27,10 @@ from edgerec.contracts import ACTION_NAMES
 ITEM_FEATURES = ("category", "brand", "gender", "price_level", "age_level", "bc_type", "ctr_score", "cvr_score")
 TRIGGER_COLUMNS = ("user_id", "session_key", "request_id", "trigger", "trigger_ts", "origin")
 NO_DELETE = "none"
+# a page request and its candidates belong to one user: keys carry the user first, so the one partitioning by user
+# (build_requests) serves every grouping, window and join (spark_jobs.session lets joins use it)
+BY_REQUEST = ("user_id", "request_id")
+BY_ITEM = ("user_id", "request_id", "item_id")
 
 
 def _kind(name: str) -> Column:
@@ -44,29 +48,29 @@ def logged_triggers(day: DataFrame) -> DataFrame:
 
 def derived_triggers(day: DataFrame, k: int) -> DataFrame:
     """Triggers by the client's rules, for page requests that logged no re-rank at all."""
-    logged = day.where(_kind("rerank")).select("request_id").distinct()
+    logged = day.where(_kind("rerank")).select(*BY_REQUEST).distinct()
     # events without a request id still enter sequences, but cannot trigger a re-rank of a page
-    ev = day.where(F.col("request_id").isNotNull()).join(logged, "request_id", "left_anti")
+    ev = day.where(F.col("request_id").isNotNull()).join(logged, list(BY_REQUEST), "left_anti")
     cols = ("user_id", "session_key", "request_id")
     page = ev.where(_kind("page_request")).select(*cols, F.lit("page").alias("trigger"), F.col("ts").alias("t"))
-    view_end = ev.where(_kind("page_view")).groupBy("request_id", "item_id").agg(
+    view_end = ev.where(_kind("page_view")).groupBy(*BY_ITEM).agg(
         F.min(F.col("ts") + F.col("ipv_duration_ms")).alias("view_end"))
-    click = (ev.where(_kind("click")).join(view_end, ["request_id", "item_id"], "left")
+    click = (ev.where(_kind("click")).join(view_end, list(BY_ITEM), "left")
              .select(*cols, F.lit("click").alias("trigger"), F.coalesce("view_end", "ts").alias("t")))
     delete = ev.where(_kind("delete")).select(*cols, F.lit("delete").alias("trigger"), F.col("ts").alias("t"))
 
-    clicked = ev.where(_kind("click")).select("request_id", "item_id").distinct().withColumn("clicked", F.lit(1))
-    deleted = ev.where(_kind("delete")).select("request_id", "item_id").distinct().withColumn("deleted", F.lit(1))
-    in_request = Window.partitionBy("request_id").orderBy("ts", "event_id")
+    clicked = ev.where(_kind("click")).select(*BY_ITEM).distinct().withColumn("clicked", F.lit(1))
+    deleted = ev.where(_kind("delete")).select(*BY_ITEM).distinct().withColumn("deleted", F.lit(1))
+    in_request = Window.partitionBy(*BY_REQUEST).orderBy("ts", "event_id")
     exposures = (
         ev.where(_kind("exposure"))
-        .join(clicked, ["request_id", "item_id"], "left").join(deleted, ["request_id", "item_id"], "left")
+        .join(clicked, list(BY_ITEM), "left").join(deleted, list(BY_ITEM), "left")
         .fillna(0, ["clicked", "deleted"])
         # a click or a delete re-ranks, which restarts the count of unclicked exposures
         .withColumn("segment", F.coalesce(F.sum(F.col("clicked") + F.col("deleted")).over(
             in_request.rowsBetween(Window.unboundedPreceding, -1)), F.lit(0)))
         .withColumn("unclicked_no", F.sum(1 - F.col("clicked")).over(
-            Window.partitionBy("request_id", "segment").orderBy("ts", "event_id")
+            Window.partitionBy(*BY_REQUEST, "segment").orderBy("ts", "event_id")
             .rowsBetween(Window.unboundedPreceding, 0)))
     )
     exposed_k = exposures.where(
@@ -79,31 +83,30 @@ def derived_triggers(day: DataFrame, k: int) -> DataFrame:
 def triggers(day: DataFrame, k: int) -> DataFrame:
     """Every trigger of the day with a unique rerank_id (request_id-<n>, n in time order)."""
     both = logged_triggers(day).unionByName(derived_triggers(day, k))
-    order = Window.partitionBy("request_id").orderBy("trigger_ts", "trigger")
+    order = Window.partitionBy(*BY_REQUEST).orderBy("trigger_ts", "trigger")
     return both.withColumn("rerank_id", F.concat_ws("-", "request_id", F.row_number().over(order).cast("string")))
 
 
 def candidate_lists(day: DataFrame, items: DataFrame) -> DataFrame:
     """Per page request: every candidate in cloud order with features, first exposure (its time and display
     position), first click, and whether a page view of it on the page carted or bought it."""
-    by_item = ("request_id", "item_id")
-    exposed = day.where(_kind("exposure")).groupBy(*by_item).agg(
+    exposed = day.where(_kind("exposure")).groupBy(*BY_ITEM).agg(
         F.min("ts").alias("exposed_ts"), F.min_by("position", F.struct("ts", "event_id")).alias("shown_position"))
-    clicked = day.where(_kind("click")).groupBy(*by_item).agg(F.min("ts").alias("clicked_ts"))
-    viewed = day.where(_kind("page_view")).groupBy(*by_item).agg(
+    clicked = day.where(_kind("click")).groupBy(*BY_ITEM).agg(F.min("ts").alias("clicked_ts"))
+    viewed = day.where(_kind("page_view")).groupBy(*BY_ITEM).agg(
         *[F.max(F.col(f"actions.{a}").cast("int")).alias(f"{a}_done") for a in ("cart", "buy")])
     candidates = (
         day.where(_kind("page_request"))
-        .select("request_id", F.explode("candidates").alias("c"))
-        .select("request_id", "c.item_id", "c.rank", F.col("c.score").alias("cloud_score"))
-        .join(exposed, list(by_item), "left")
-        .join(clicked, list(by_item), "left")
-        .join(viewed, list(by_item), "left")
+        .select(*BY_REQUEST, F.explode("candidates").alias("c"))
+        .select(*BY_REQUEST, "c.item_id", "c.rank", F.col("c.score").alias("cloud_score"))
+        .join(exposed, list(BY_ITEM), "left")
+        .join(clicked, list(BY_ITEM), "left")
+        .join(viewed, list(BY_ITEM), "left")
         .join(F.broadcast(items), "item_id", "left")
     )
     element = F.struct("rank", "item_id", "cloud_score", *ITEM_FEATURES, "exposed_ts", "shown_position",
                        "clicked_ts", "cart_done", "buy_done")
-    return candidates.groupBy("request_id").agg(F.array_sort(F.collect_list(element)).alias("all_candidates"))
+    return candidates.groupBy(*BY_REQUEST).agg(F.array_sort(F.collect_list(element)).alias("all_candidates"))
 
 
 def _point_in_time_candidates(max_candidates: int) -> Column:
@@ -170,7 +173,7 @@ def history_counts(trig: DataFrame, events: DataFrame) -> DataFrame:
                                          F.lit(0).alias("is_ipv"), F.lit(0).alias("prio"), "rerank_id")))
     upto = Window.partitionBy("user_id").orderBy("t", "prio", "rerank_id").rowsBetween(Window.unboundedPreceding, 0)
     return (timeline.withColumn("k_ie", F.sum("is_ie").over(upto)).withColumn("k_ipv", F.sum("is_ipv").over(upto))
-            .where(F.col("rerank_id").isNotNull()).select("rerank_id", "k_ie", "k_ipv"))
+            .where(F.col("rerank_id").isNotNull()).select("user_id", "rerank_id", "k_ie", "k_ipv"))
 
 
 def _last_before(trig: DataFrame, blocks: DataFrame, k_col: str, size: int, out: str) -> DataFrame:
@@ -192,11 +195,11 @@ def build_requests(events: DataFrame, items: DataFrame, ds: str, *, lookback_ms:
     trig = triggers(day, k)
     counts = history_counts(trig, events)
     t = F.col("trigger_ts")
-    # the sequences first, the candidate lists last: each join shuffles the rows it gets, and a trigger's
-    # candidates are its widest part
-    with_ie = _last_before(trig.join(counts, "rerank_id"), exposure_history(events, items, m), "k_ie", m, "_ie")
+    # the sequences first, the candidate lists last: a trigger's candidates are its widest part
+    with_counts = trig.join(counts, ["user_id", "rerank_id"])
+    with_ie = _last_before(with_counts, exposure_history(events, items, m), "k_ie", m, "_ie")
     with_ipv = _last_before(with_ie, view_history(events, items, n), "k_ipv", n, "_ipv")
-    with_cands = (with_ipv.join(candidate_lists(day, items), "request_id", "left")
+    with_cands = (with_ipv.join(candidate_lists(day, items), list(BY_REQUEST), "left")
                   # a trigger whose page request is not in the day (quarantined, say) has no candidates
                   .withColumn("all_candidates", F.coalesce("all_candidates", F.array()))
                   .withColumn("candidates", _point_in_time_candidates(max_candidates)))

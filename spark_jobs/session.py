@@ -41,6 +41,8 @@ def spark_session(settings: Settings, app_name: str = "edgerec") -> SparkSession
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")  # reruns replace their ds only
         .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")  # ds stays a string
+        # a join on (user_id, x) of two sides partitioned by user_id alone needs no shuffle (spark_jobs.requests)
+        .config("spark.sql.requireAllClusterKeysForCoPartition", "false")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
     )
