@@ -1,4 +1,4 @@
-"""Spark jobs end to end: events/s including JVM start, and per stage its seconds, shuffles and shuffled bytes.
+"""Spark jobs end to end: events/s including JVM start; per stage its seconds, Spark jobs and stages, shuffles, bytes.
 
     python bench/spark_jobs.py [--events 1000000] [--scale 4] [--work DIR]
 
