@@ -52,7 +52,7 @@ def child(home: str) -> None:
     print(json.dumps(result))
 
 
-def shuffles(event_log_dir: Path) -> dict[str, dict]:
+def spark_figures(event_log_dir: Path) -> dict[str, dict]:
     """Per stage of the pipeline (the Spark job description run_jobs sets): Spark jobs and stages run (the fixed cost
     a small day pays), shuffles and bytes written."""
     stage_of_job: dict[int, str] = {}
@@ -89,7 +89,7 @@ def measure(home: Path, keep: Path | None = None) -> dict:
         if out.returncode != 0:
             sys.exit(f"spark jobs failed:\n{out.stderr[-4000:]}")
         result = json.loads(out.stdout.strip().splitlines()[-1])
-        result["shuffles"] = shuffles(Path(event_log))
+        result["spark"] = spark_figures(Path(event_log))
     return result
 
 
@@ -115,7 +115,7 @@ def main() -> None:
         print(f"{lines:>10,} events  total {r['total_s']:.1f}s  {lines / r['total_s']:>9,.0f} events/s end to end  "
               f"(JVM+session {r['session_s']:.1f}s; requests {r['requests']['requests']:,})")
         for stage in STAGES:
-            s = r["shuffles"].get(stage, {"jobs": 0, "stages": 0, "shuffles": 0, "shuffle_mb": 0.0})
+            s = r["spark"].get(stage, {"jobs": 0, "stages": 0, "shuffles": 0, "shuffle_mb": 0.0})
             print(f"    {stage:<11} {r[f'{stage}_s']:7.1f}s {lines / r[f'{stage}_s']:>10,.0f} events/s  "
                   f"{s['jobs']:>3} jobs {s['stages']:>3} stages {s['shuffles']:>3} shuffles  "
                   f"{s['shuffle_mb']:8.1f} MB shuffled", flush=True)

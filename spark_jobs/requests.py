@@ -27,8 +27,9 @@ from edgerec.contracts import ACTION_NAMES
 ITEM_FEATURES = ("category", "brand", "gender", "price_level", "age_level", "bc_type", "ctr_score", "cvr_score")
 TRIGGER_COLUMNS = ("user_id", "session_key", "request_id", "trigger", "trigger_ts", "origin")
 NO_DELETE = "none"
-# a page request and its candidates belong to one user: keys carry the user first, so the one partitioning by user
-# (build_requests) serves every grouping, window and join (spark_jobs.session lets joins use it)
+# a request id names one page request of one user (the contract's rule): every key of a request or its items holds
+# the user too, so two sides shuffled by the user alone (histories, windows) join without shuffling again
+# (spark.sql.requireAllClusterKeysForCoPartition=false in spark_jobs.session)
 BY_REQUEST = ("user_id", "request_id")
 BY_ITEM = ("user_id", "request_id", "item_id")
 
@@ -81,7 +82,7 @@ def derived_triggers(day: DataFrame, k: int) -> DataFrame:
 
 
 def triggers(day: DataFrame, k: int) -> DataFrame:
-    """Every trigger of the day with a unique rerank_id (request_id-<n>, n in time order)."""
+    """Every trigger of the day with its rerank_id (request_id-<n>, n in time order within the user's request)."""
     both = logged_triggers(day).unionByName(derived_triggers(day, k))
     order = Window.partitionBy(*BY_REQUEST).orderBy("trigger_ts", "trigger")
     return both.withColumn("rerank_id", F.concat_ws("-", "request_id", F.row_number().over(order).cast("string")))
@@ -125,7 +126,7 @@ def exposure_history(events: DataFrame, items: DataFrame, m: int) -> DataFrame:
     """The users' exposures as blocks of m in time order, each exposure with its cumulative e1..e5."""
     so_far = Window.partitionBy("user_id", "item_id").orderBy("ts", "event_id").rowsBetween(
         Window.unboundedPreceding, 0)
-    deletes = events.where(_kind("delete")).groupBy("user_id", "request_id", "item_id").agg(
+    deletes = events.where(_kind("delete")).groupBy(*BY_ITEM).agg(
         F.min("ts").alias("deleted_ts"), F.min("reason").alias("delete_reason"))
     exposures = (
         events.where(_kind("exposure"))
@@ -134,7 +135,7 @@ def exposure_history(events: DataFrame, items: DataFrame, m: int) -> DataFrame:
         .withColumn("e3_max_scroll_speed", F.max("scroll_speed").over(so_far))
         .withColumn("e4_max_scroll_duration_ms", F.max("scroll_duration_ms").over(so_far))
         .withColumn("e5_scroll_count", F.sum("scroll_count").over(so_far))
-        .join(deletes, ["user_id", "request_id", "item_id"], "left")
+        .join(deletes, list(BY_ITEM), "left")
         .join(F.broadcast(items), "item_id", "left")
     )
     element = F.struct("idx", "ts", "item_id", *ITEM_FEATURES, "e1_duration_ms", "e2_count", "e3_max_scroll_speed",

@@ -66,7 +66,7 @@ class Candidate(TypedDict):
 
 class PageRequest(_Event):
     event_type: Literal["page_request"]
-    request_id: NonEmptyStr
+    request_id: NonEmptyStr  # one page request of one user: another user's events never carry it
     page_no: NonNegInt = 0
     candidates: Annotated[list[Candidate], Field(max_length=MAX_CANDIDATES)]
 

@@ -152,26 +152,26 @@ def test_lookback_bounds_the_sequences(spark, items):
     assert [e.item_id for e in got["click"].ie] == [11, 12]  # the 4-day-old exposure is outside 3 days
 
 
-
 def shuffles_planned(df) -> int:
-    """The shuffles in df's plan (adaptive execution off: a plan fixed before it runs)."""
-    plan = df._jdf.queryExecution().executedPlan().toString()
-    return plan.count("Exchange hashpartitioning")
+    """The exchanges named in df's plan (adaptive execution off: a plan fixed before it runs)."""
+    return df._jdf.queryExecution().executedPlan().toString().count("Exchange hashpartitioning")
 
 
-def test_keys_that_start_with_the_user_let_joins_reuse_the_partitioning_of_their_sides(spark, items):
-    """Every key of the job starts with user_id, so a join of two sides partitioned by keys that start with it needs
-    no shuffle of its own; requiring all of a join's keys (Spark's default) plans more shuffles."""
-    events = frame(spark, SESSION, sessionized=True)
-    planned = {}
+def test_joins_reuse_a_sides_partitioning_by_the_user(spark, items):
+    """The session lets a join reuse sides hash-partitioned by a subset of its keys (the user, say: every key of the
+    job holds it); Spark's default, requiring all of a join's keys, plans more shuffles."""
+    confs = ("spark.sql.adaptive.enabled", "spark.sql.requireAllClusterKeysForCoPartition")
+    before = {name: spark.conf.get(name) for name in confs}
+    assert before[confs[1]] == "false"  # spark_jobs.session's setting
+    events, planned = frame(spark, SESSION, sessionized=True), {}
     try:
-        spark.conf.set("spark.sql.adaptive.enabled", "false")
+        spark.conf.set(confs[0], "false")
         for require_all in ("true", "false"):
-            spark.conf.set("spark.sql.requireAllClusterKeysForCoPartition", require_all)
+            spark.conf.set(confs[1], require_all)
             planned[require_all] = shuffles_planned(
                 build_requests(events, items, DS, lookback_ms=86_400_000, m=50, n=30, k=5))
     finally:
-        spark.conf.set("spark.sql.adaptive.enabled", "true")
-        spark.conf.set("spark.sql.requireAllClusterKeysForCoPartition", "false")
+        for name, value in before.items():
+            spark.conf.set(name, value)
     # the plan's text names a shared subtree's exchanges wherever it is used; a Spark upgrade may recount them
     assert planned == {"true": 58, "false": 45}
