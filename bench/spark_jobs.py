@@ -115,7 +115,7 @@ def main() -> None:
         print(f"{lines:>10,} events  total {r['total_s']:.1f}s  {lines / r['total_s']:>9,.0f} events/s end to end  "
               f"(JVM+session {r['session_s']:.1f}s; requests {r['requests']['requests']:,})")
         for stage in STAGES:
-            s = r["spark"].get(stage, {"jobs": 0, "stages": 0, "shuffles": 0, "shuffle_mb": 0.0})
+            s = r["spark"][stage]  # a defaultdict: a stage that ran no Spark job reads as zeros
             print(f"    {stage:<11} {r[f'{stage}_s']:7.1f}s {lines / r[f'{stage}_s']:>10,.0f} events/s  "
                   f"{s['jobs']:>3} jobs {s['stages']:>3} stages {s['shuffles']:>3} shuffles  "
                   f"{s['shuffle_mb']:8.1f} MB shuffled", flush=True)
