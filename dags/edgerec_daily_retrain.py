@@ -1,6 +1,6 @@
 """Daily retrain of the EdgeRec re-ranker for one logical date (ds).
 
-simulate (embedded source) -> validate raw -> spark ingest -> sessionize -> requests -> bucketize
+simulate (embedded source) -> validate raw -> spark (ingest -> sessionize -> requests -> bucketize, one task)
 -> data quality (raw, features) -> dbt build (marts) -> data quality (marts), then three branches:
 - recall (the cloud's two-tower candidate generation): train and compare, register -> recall gate -> export (ONNX
   user tower, item embeddings, ANN index) -> deploy (batch user vectors into the key-value store, bundle onto the
@@ -76,12 +76,12 @@ def edgerec_daily_retrain():
         """Check the day's raw logs against the contract; quarantine bad rows; fail above the threshold."""
         return stages.validate_raw(load_settings(), ds)["quarantine"]
 
-    def spark_job(name: str):
-        @task(task_id=f"spark_{name}")
-        def run(ds: str | None = None) -> dict:
-            return stages.spark(load_settings(), ds, name)
-
-        return run()
+    @task
+    def spark(ds: str | None = None) -> dict:
+        """Ingest -> sessionize -> requests -> bucketize, one Spark application for the four: a small day's cost is
+        each application's start and cold planning, not its events. A retry reruns the four (each overwrites its ds
+        partitions); a failure names the job."""
+        return stages.spark(load_settings(), ds)
 
     def quality(layer: str):
         @task(task_id=f"quality_{layer}", retries=0)  # data does not get better by retrying
@@ -181,10 +181,10 @@ def edgerec_daily_retrain():
         """Point `canary` at the version for EDGEREC_RELEASE_CANARY_PERCENT of devices (verified again first)."""
         return stages.promote_canary(load_settings(), ds, ModelVersion.from_dict(version))
 
-    spark = [spark_job(name) for name in ("ingest", "sessionize", "requests", "bucketize")]
-    simulate_raw() >> validate_raw() >> spark[0] >> spark[1] >> spark[2] >> spark[3]
+    jobs = spark()
+    simulate_raw() >> validate_raw() >> jobs
     # One gate at a time: they share the Great Expectations project (its config and Data Docs site).
-    marts = spark[3] >> quality("raw") >> quality("features") >> dbt_build() >> quality("marts")
+    marts = jobs >> quality("raw") >> quality("features") >> dbt_build() >> quality("marts")
     version = train()
     marts >> version
     judged = canary_analysis()

@@ -166,9 +166,10 @@ def task_failure_alert(context: Mapping[str, Any]) -> Alert | None:
     ti = context.get("ti") or context.get("task_instance")
     dag_id = getattr(ti, "dag_id", "?")
     task_id = getattr(ti, "task_id", "?")
-    return Alert(level="error", check=f"task {dag_id}.{task_id} failed", observed=f"{type(error).__name__}: {error}",
-                 threshold="success", ds=str(context.get("ds", "?")), docs=getattr(ti, "log_url", None),
-                 source=dag_id)
+    notes = "".join(f" ({note})" for note in getattr(error, "__notes__", ()))  # where in the task it failed
+    return Alert(level="error", check=f"task {dag_id}.{task_id} failed",
+                 observed=f"{type(error).__name__}: {error}{notes}", threshold="success",
+                 ds=str(context.get("ds", "?")), docs=getattr(ti, "log_url", None), source=dag_id)
 
 
 def on_task_failure(context: Mapping[str, Any]) -> None:

@@ -39,11 +39,11 @@ def validate_raw(settings: Settings, ds: str) -> dict:
 
 
 # -- warehouse (spark_jobs, edgerec.marts, edgerec.quality) ---------------------------------------------------------
-def spark(settings: Settings, ds: str, job: str) -> dict:
-    """One Spark job (ingest, sessionize, requests, bucketize) for the day; its figures."""
-    from spark_jobs.jobs import run_jobs
+def spark(settings: Settings, ds: str) -> dict:
+    """The day's four Spark jobs (ingest, sessionize, requests, bucketize) in one Spark session; their figures."""
+    from spark_jobs.jobs import JOBS, run_jobs
 
-    return run_jobs(settings, ds, [job])[job]
+    return run_jobs(settings, ds, list(JOBS))
 
 
 def quality(settings: Settings, ds: str, layer: str):

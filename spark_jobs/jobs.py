@@ -174,6 +174,9 @@ def run_jobs(settings: Settings, ds: str, names: list[str], spark: SparkSession 
         start = time.perf_counter()
         try:
             result[name] = JOBS[name](spark, settings, ds)
+        except Exception as error:
+            error.add_note(f"in the Spark job {name} for ds={ds}")  # the jobs run as one task: say which one failed
+            raise
         finally:
             spark.sparkContext.setJobDescription(None)  # type: ignore[arg-type]
         result[f"{name}_s"] = round(time.perf_counter() - start, 2)

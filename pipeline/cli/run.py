@@ -190,9 +190,13 @@ def _task_figure(settings, ds: str, task: str) -> str:
         q = reports.QualityChecks.read(day, layer=layer)
         return q and f"{'passed' if q.passed else 'BLOCKED'}: {q.checks} checks, {q.failed_warn} warnings"
 
-    def spark(job: str, text) -> str:
-        figures = getattr(reports.SparkSummary.read(day), job, None)
-        return figures and text(figures)
+    def spark() -> str:
+        s = reports.SparkSummary.read(day)
+        return s and ", ".join(filter(None, [
+            s.ingest and f"{s.ingest['rows_out']:,} rows ({s.ingest['bad_share']:.2%} quarantined)",
+            s.sessionize and f"{s.sessionize['sessions']:,} sessions",
+            s.requests and f"{s.requests['requests']:,} requests (label rate {s.requests['label_rate']})",
+            s.bucketize and f"feature spec {s.bucketize['feature_spec_sha256'][:12]}"]))
 
     def servability() -> str:
         r = reports.Servability.read(day)
@@ -235,11 +239,7 @@ def _task_figure(settings, ds: str, task: str) -> str:
         "release_decision": lambda: (d := reports.ReleaseDecision.read(day)) and
         f"{d.action}: {'; '.join(d.reasons)}{f'; {d.done}' if d.done else ''}",
         "validate_raw": lambda: (v := reports.RawValidation.read(day)) and f"{v.good:,} good rows, {v.bad:,} bad",
-        "spark_ingest": lambda: spark("ingest", lambda s: f"{s['rows_out']:,} rows, {s['bad_share']:.2%} quarantined"),
-        "spark_sessionize": lambda: spark("sessionize", lambda s: f"{s['sessions']:,} sessions"),
-        "spark_requests": lambda: spark("requests", lambda s: f"{s['requests']:,} requests, label rate "
-                                                              f"{s['label_rate']}"),
-        "spark_bucketize": lambda: spark("bucketize", lambda s: f"feature spec {s['feature_spec_sha256'][:12]}"),
+        "spark": spark,
         "quality_raw": lambda: quality("raw"), "quality_features": lambda: quality("features"),
         "quality_marts": lambda: quality("marts"),
         "dbt_build": lambda: (d := reports.DbtBuild.read(day)) and

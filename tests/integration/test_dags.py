@@ -22,11 +22,9 @@ def test_dags_import_without_errors(dagbag):
 def test_daily_dag_wiring(dagbag):
     dag = dagbag.dags["edgerec_daily_retrain"]
     assert dag.task_dict["validate_raw"].upstream_task_ids == {"simulate_raw"}
-    chain = ["validate_raw", "spark_ingest", "spark_sessionize", "spark_requests", "spark_bucketize"]
-    for upstream, downstream in zip(chain, chain[1:], strict=False):
-        assert dag.task_dict[downstream].upstream_task_ids == {upstream}
+    assert dag.task_dict["spark"].upstream_task_ids == {"validate_raw"}  # the four Spark jobs, one application
     assert dag.task_dict["validate_raw"].trigger_rule == "none_failed"  # runs when simulation is skipped
-    assert dag.task_dict["quality_raw"].upstream_task_ids == {"spark_bucketize"}
+    assert dag.task_dict["quality_raw"].upstream_task_ids == {"spark"}
     assert dag.task_dict["quality_features"].upstream_task_ids == {"quality_raw"}
     assert dag.task_dict["dbt_build"].upstream_task_ids == {"quality_features"}
     assert dag.task_dict["quality_marts"].upstream_task_ids == {"dbt_build"}

@@ -85,3 +85,20 @@ def test_an_external_backfill_whose_days_are_not_in_the_raw_zone_stops_before_an
                              f"2019-03-02, 2019-03-03 (2019-03-01 .. 2019-03-03 asked); `edgerec logs check "
                              f"{tmp_path}/raw` lists the days it holds\n")
     assert not (tmp_path / "home").exists()
+
+
+def test_the_spark_tasks_line_gives_each_jobs_figure_that_ran(tmp_path):
+    from edgerec.config import load_settings
+    from edgerec.reports import SparkSummary
+    from pipeline.cli.run import _task_figure
+
+    settings = load_settings({"EDGEREC_HOME": str(tmp_path)})
+    day = settings.layout("2026-11-03")
+    assert _task_figure(settings, "2026-11-03", "spark") == ""  # no summary: no figure, no error
+    SparkSummary.record(day, "ingest", {"rows_out": 12345, "bad_share": 0.0012})
+    SparkSummary.record(day, "sessionize", {"sessions": 310})
+    assert _task_figure(settings, "2026-11-03", "spark") == "12,345 rows (0.12% quarantined), 310 sessions"
+    SparkSummary.record(day, "requests", {"requests": 2048, "label_rate": 0.0625})
+    SparkSummary.record(day, "bucketize", {"feature_spec_sha256": "0123456789abcdef"})
+    assert _task_figure(settings, "2026-11-03", "spark") == (
+        "12,345 rows (0.12% quarantined), 310 sessions, 2,048 requests (label rate 0.0625), feature spec 0123456789ab")

@@ -207,8 +207,9 @@ def test_ingest_fails_above_the_bad_share_after_quarantining(spark, tmp_path):
     settings = load_settings({"EDGEREC_HOME": str(tmp_path), "EDGEREC_SIM_USERS": "10",
                               "EDGEREC_SIM_CORRUPT_RATE": "0.05"})
     simulate_day(settings, DAYS[0])
-    with pytest.raises(BadShareExceeded, match=r"spark ingest ds=2026-11-01: .* above the threshold 1\.00%"):
+    with pytest.raises(BadShareExceeded, match=r"spark ingest ds=2026-11-01: .* above the threshold 1\.00%") as error:
         run_jobs(settings, DAYS[0], ["ingest"], spark=spark)
+    assert error.value.__notes__ == ["in the Spark job ingest for ds=2026-11-01"]  # the DAG's one Spark task says which
     quarantine = read_partitions(spark, settings.dataset("quarantine"), [DAYS[0]])
     assert quarantine.where(F.col("reason") == str(BadRowReason.INVALID_JSON)).count() > 0
     assert read_partitions(spark, settings.dataset("events"), [DAYS[0]]) is None  # nothing passed on

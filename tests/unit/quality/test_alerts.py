@@ -76,13 +76,17 @@ def test_email_names_the_alerts_and_an_unreachable_server_is_logged(caplog):
 
 
 class _TaskInstance:
-    dag_id, task_id, log_url = "edgerec_daily_retrain", "spark_ingest", "http://airflow/log"
+    dag_id, task_id, log_url = "edgerec_daily_retrain", "spark", "http://airflow/log"
 
 
 def test_a_failed_task_alerts_with_its_error_unless_it_already_alerted():
     alert = task_failure_alert({"ti": _TaskInstance(), "ds": "2026-11-05", "exception": ValueError("bad day")})
-    assert alert == Alert(level="error", check="task edgerec_daily_retrain.spark_ingest failed",
+    assert alert == Alert(level="error", check="task edgerec_daily_retrain.spark failed",
                           observed="ValueError: bad day", threshold="success", ds="2026-11-05",
                           docs="http://airflow/log", source="edgerec_daily_retrain")
+    noted = ValueError("bad day")
+    noted.add_note("in the Spark job requests for ds=2026-11-05")
+    alert = task_failure_alert({"ti": _TaskInstance(), "ds": "2026-11-05", "exception": noted})
+    assert alert.observed == "ValueError: bad day (in the Spark job requests for ds=2026-11-05)"
     assert task_failure_alert({"ti": _TaskInstance(), "ds": "2026-11-05",
                                "exception": AlertedFailure("quality gate")}) is None
