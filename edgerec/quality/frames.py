@@ -52,6 +52,12 @@ def request_frame(con: duckdb.DuckDBPyConnection, relation: str) -> pd.DataFrame
     return con.execute(f"select {REQUEST_FIGURES} from {relation}").df()
 
 
+def request_user_frame(con: duckdb.DuckDBPyConnection, relation: str) -> pd.DataFrame:
+    """Each (request_id, user_id) pair of the day's events once: a request id in two rows is shared by two users,
+    which the contract forbids (the requests job keys every request by its user)."""
+    return con.execute(f"select distinct request_id, user_id from {relation} where request_id is not null").df()
+
+
 def code_frame(con: duckdb.DuckDBPyConnection, relation: str, spec: Mapping) -> pd.DataFrame:
     """One row per encoded feature column: its smallest and largest code and the vocabulary it must fit."""
     columns = [(f"{PREFIXES[g]}_{name}", name) for g, names in GROUPS.items() for name in names]

@@ -136,8 +136,8 @@ def columns_check(expected: list[str]) -> Check:
                  f"columns include {', '.join(expected)}")
 
 
-def unique_check(column: str) -> Check:
-    return Check(f"{column}_unique", _gxe().ExpectColumnValuesToBeUnique(column=column), "unique")
+def unique_check(column: str, name: str | None = None) -> Check:
+    return Check(name or f"{column}_unique", _gxe().ExpectColumnValuesToBeUnique(column=column), "unique")
 
 
 def not_null_check(column: str) -> Check:
@@ -211,11 +211,16 @@ def raw_tables(settings: Settings, ds: str, cfg: QualityConfig) -> tuple[list[Ta
                            "first")
     metrics = {"events": validation.good, "bad_share": validation.bad / max(validation.rows, 1)}
     items = pq.read_table(day.raw_items).to_pandas()
+    if not (settings.dataset("events") / f"ds={ds}").exists():
+        raise MissingInput(f"no ingested events for ds={ds} in {settings.dataset('events')}; run the Spark jobs")
+    with duckdb.connect() as con:
+        request_users = frames.request_user_frame(con, frames.parquet_relation(settings.dataset("events"), ds))
     checks = cfg.raw
     tables = [
         Table("items", items, [columns_check(CATALOG_ARROW_SCHEMA.names), unique_check("item_id"),
                                *[range_check(c, 0, None) for c in ITEM_CATEGORICAL],
                                range_check("ctr_score", 0, 1), range_check("cvr_score", 0, 1)]),
+        Table("events", request_users, [unique_check("request_id", name="request_id_of_one_user")]),
         Table("day", pd.DataFrame([metrics]), metric_checks(metrics, {"events": checks.events,
                                                                        "bad_share": checks.bad_share})),
     ]
@@ -438,7 +443,8 @@ def _observed(result) -> Any:
         return "missing columns: " + ", ".join(mismatched.get("missing") or []) if mismatched.get("missing") \
             else f"columns differ: {mismatched}"
     if res.get("unexpected_count") is not None:
-        sample = ", ".join(str(v) for v in (res.get("partial_unexpected_list") or [])[:3])
+        # each value once: a uniqueness check lists every copy of a repeated value
+        sample = ", ".join(list(dict.fromkeys(str(v) for v in res.get("partial_unexpected_list") or []))[:3])
         return (f"{res['unexpected_count']:,} of {res.get('element_count', 0):,} rows"
                 + (f" (e.g. {sample})" if sample and res["unexpected_count"] else ""))
     return _round(res.get("observed_value"))

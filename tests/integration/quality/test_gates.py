@@ -1,6 +1,8 @@
 """The quality gates on small crafted inputs: each suite passes on good data and blocks on the bad case."""
 
 
+import shutil
+
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -8,6 +10,7 @@ import pytest
 
 from edgerec.config import load_settings
 from edgerec.contracts.catalog import CATALOG_ARROW_SCHEMA
+from edgerec.errors import MissingInput
 from edgerec.features import BUCKETIZED, ITEM_CATEGORICAL, make_spec, write_spec
 from edgerec.quality.config import Bound, load_quality_config
 from edgerec.quality.frames import FEATURE_COLUMNS, LIST_COLUMNS
@@ -144,10 +147,17 @@ def test_same_day_again_passes_after_a_blocked_day_is_left_out_of_the_baseline(s
     assert report.failures == [] and "features.drift: no earlier days" in " ".join(report.skipped)
 
 
-def write_raw(settings, ds: str, items: dict, good=5_000, bad=2) -> None:
+def write_raw(settings, ds: str, items: dict, good=5_000, bad=2,
+              requests=(("q1", "u1"), ("q1", "u1"), ("q2", "u2"), (None, "u3"))) -> None:
+    """The raw day as the raw gate reads it: the catalog, the validation report and the ingested events' (request
+    id, user) pairs (None: an event of no request)."""
     day = settings.layout(ds)
     day.raw_items.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table(items, schema=CATALOG_ARROW_SCHEMA), day.raw_items)
+    events = settings.dataset("events") / f"ds={ds}"
+    events.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"request_id": [r for r, _ in requests], "user_id": [u for _, u in requests]}),
+                   events / "part-0.parquet")
     RawValidation(ds=ds, files=1, rows=good + bad, good=good, bad=bad, bad_share=bad / (good + bad), good_by_type={},
                   bad_by_reason={"invalid_json": bad}, quarantine="", max_bad_share=0.01).write(day)
 
@@ -171,6 +181,22 @@ def test_raw_passes_then_warns_on_bad_share_and_blocks_on_a_broken_catalog_and_v
     assert bad["drift.event_volume_change<=block"]["observed"] == 0.9
     assert "day.bad_share" not in str(error.value)  # a warning does not block
     assert "[WARN] quality:raw ds=2026-11-02: raw.day.bad_share: observed 0.038462, expected <= 0.001" in caplog.text
+
+
+def test_raw_blocks_a_request_id_that_two_users_share(settings):
+    write_raw(settings, DAY1, ITEMS, requests=(("q1", "u1"), ("q1", "u2"), ("q2", "u2"), ("q2", "u2")))
+    with pytest.raises(QualityGateFailed, match=r"raw.events.request_id_of_one_user"):
+        run_quality(settings, DAY1, "raw", notify=False)
+    bad = failed(report_of(settings, DAY1, "raw"))
+    assert set(bad) == {"events.request_id_of_one_user"}
+    assert bad["events.request_id_of_one_user"]["observed"] == "2 of 3 rows (e.g. q1)"
+
+
+def test_raw_says_to_run_the_spark_jobs_when_the_days_events_are_missing(settings):
+    write_raw(settings, DAY1, ITEMS)
+    shutil.rmtree(settings.dataset("events") / f"ds={DAY1}")
+    with pytest.raises(MissingInput, match=r"no ingested events for ds=2026-11-01 in .*; run the Spark jobs"):
+        run_quality(settings, DAY1, "raw", notify=False)
 
 
 RECALL_ROWS = [("u1", 7, 2_000, 1_000, 2, 1), ("u1", 8, 3_000, 2_000, 3, 2)]
