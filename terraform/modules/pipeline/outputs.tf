@@ -1,6 +1,6 @@
 output "spark_application_id" {
   value       = aws_emrserverless_application.spark.id
-  description = "EMR Serverless application the Spark tasks submit spark_jobs/main.py to."
+  description = "EMR Serverless application the DAG's Spark task submits spark_jobs/main.py to."
 }
 
 output "spark_job_role_arn" {
