@@ -19,8 +19,8 @@ from email.message import EmailMessage
 from typing import Any, Literal, Protocol
 
 from edgerec.config import Settings, load_settings
-from edgerec.errors import EdgeRecError
-from edgerec.redact import host_only
+from edgerec.errors import EdgeRecError, with_notes
+from edgerec.redact import host_only, scrub
 
 log = logging.getLogger("edgerec.alerts")
 
@@ -166,9 +166,8 @@ def task_failure_alert(context: Mapping[str, Any]) -> Alert | None:
     ti = context.get("ti") or context.get("task_instance")
     dag_id = getattr(ti, "dag_id", "?")
     task_id = getattr(ti, "task_id", "?")
-    notes = "".join(f" ({note})" for note in getattr(error, "__notes__", ()))  # where in the task it failed
     return Alert(level="error", check=f"task {dag_id}.{task_id} failed",
-                 observed=f"{type(error).__name__}: {error}{notes}", threshold="success",
+                 observed=scrub(f"{type(error).__name__}: {with_notes(error)}"), threshold="success",
                  ds=str(context.get("ds", "?")), docs=getattr(ti, "log_url", None), source=dag_id)
 
 

@@ -17,6 +17,11 @@ M = TypeVar("M", bound=BaseModel)
 _RANGE_WORDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
 
 
+def with_notes(error: BaseException) -> str:
+    """The error's message and then its notes (`add_note`: where it happened), on one line."""
+    return str(error) + "".join(f" ({note})" for note in getattr(error, "__notes__", ()))
+
+
 class EdgeRecError(Exception):
     """A problem with the configuration, the inputs or the state, named in the message."""
 

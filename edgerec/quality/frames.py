@@ -55,7 +55,8 @@ def request_frame(con: duckdb.DuckDBPyConnection, relation: str) -> pd.DataFrame
 def request_user_frame(con: duckdb.DuckDBPyConnection, relation: str) -> pd.DataFrame:
     """Each (request_id, user_id) pair of the day's events once: a request id in two rows is shared by two users,
     which the contract forbids (the requests job keys every request by its user)."""
-    return con.execute(f"select distinct request_id, user_id from {relation} where request_id is not null").df()
+    return con.execute(f"select distinct request_id, user_id from {relation} "
+                       "where nullif(request_id, '') is not null").df()  # '': an event of no page request
 
 
 def code_frame(con: duckdb.DuckDBPyConnection, relation: str, spec: Mapping) -> pd.DataFrame:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from edgerec.errors import EdgeRecError
+from edgerec.errors import EdgeRecError, with_notes
 
 
 class _Commands(typer.core.TyperGroup):
@@ -15,7 +15,7 @@ class _Commands(typer.core.TyperGroup):
         try:
             return super().invoke(ctx)
         except EdgeRecError as error:
-            fail(str(error), error.exit_code)
+            fail(with_notes(error), error.exit_code)
 
 
 app = typer.Typer(cls=_Commands, help="`edgerec`: one sub-command per pipeline stage; every stage runs without "

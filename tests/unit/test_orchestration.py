@@ -102,3 +102,15 @@ def test_the_spark_tasks_line_gives_each_jobs_figure_that_ran(tmp_path):
     SparkSummary.record(day, "bucketize", {"feature_spec_sha256": "0123456789abcdef"})
     assert _task_figure(settings, "2026-11-03", "spark") == (
         "12,345 rows (0.12% quarantined), 310 sessions, 2,048 requests (label rate 0.0625), feature spec 0123456789ab")
+
+
+def test_the_dags_spark_task_runs_the_four_jobs_in_order_in_one_call(tmp_path, monkeypatch):
+    import spark_jobs.jobs as jobs
+    from edgerec.config import load_settings
+    from pipeline import stages
+
+    calls = []
+    monkeypatch.setattr(jobs, "run_jobs", lambda settings, ds, names: calls.append((ds, names)) or {"ran": names})
+    assert stages.spark(load_settings({"EDGEREC_HOME": str(tmp_path)}), "2026-11-03") == {
+        "ran": ["ingest", "sessionize", "requests", "bucketize"]}
+    assert calls == [("2026-11-03", ["ingest", "sessionize", "requests", "bucketize"])]

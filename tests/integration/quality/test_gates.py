@@ -148,9 +148,9 @@ def test_same_day_again_passes_after_a_blocked_day_is_left_out_of_the_baseline(s
 
 
 def write_raw(settings, ds: str, items: dict, good=5_000, bad=2,
-              requests=(("q1", "u1"), ("q1", "u1"), ("q2", "u2"), (None, "u3"))) -> None:
+              requests=(("q1", "u1"), ("q1", "u1"), ("q2", "u2"), (None, "u3"), ("", "u1"), ("", "u2"))) -> None:
     """The raw day as the raw gate reads it: the catalog, the validation report and the ingested events' (request
-    id, user) pairs (None: an event of no request)."""
+    id, user) pairs (None or "": an event of no request)."""
     day = settings.layout(ds)
     day.raw_items.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table(items, schema=CATALOG_ARROW_SCHEMA), day.raw_items)

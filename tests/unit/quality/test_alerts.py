@@ -88,5 +88,8 @@ def test_a_failed_task_alerts_with_its_error_unless_it_already_alerted():
     noted.add_note("in the Spark job requests for ds=2026-11-05")
     alert = task_failure_alert({"ti": _TaskInstance(), "ds": "2026-11-05", "exception": noted})
     assert alert.observed == "ValueError: bad day (in the Spark job requests for ds=2026-11-05)"
+    leaky = ConnectionError("cannot reach postgresql://edgerec:s3cret@db:5432/marts")
+    alert = task_failure_alert({"ti": _TaskInstance(), "ds": "2026-11-05", "exception": leaky})
+    assert "s3cret" not in alert.observed and alert.observed.startswith("ConnectionError: cannot reach postgresql://")
     assert task_failure_alert({"ti": _TaskInstance(), "ds": "2026-11-05",
                                "exception": AlertedFailure("quality gate")}) is None
