@@ -43,14 +43,12 @@ def test_anything_else_is_a_bug_and_keeps_its_traceback(tmp_path, monkeypatch):
 
 
 def test_an_error_says_where_it_happened_when_it_carries_a_note(tmp_path, monkeypatch):
-    import spark_jobs.jobs as jobs
-
     def missing(settings, ds, names):
         error = MissingInput("no input: events ds=2026-11-01; run the upstream job for this ds first")
         error.add_note("in the Spark job sessionize for ds=2026-11-01")
         raise error
 
-    monkeypatch.setattr(jobs, "run_jobs", missing)
+    monkeypatch.setattr("spark_jobs.jobs.run_jobs", missing)
     result = CliRunner().invoke(app, ["spark", "run", "sessionize", "--ds", "2026-11-01"],
                                 env={"EDGEREC_HOME": str(tmp_path)})
     assert result.exit_code == 1

@@ -4,9 +4,12 @@ error a failed run shows (the full output goes to the run's log file); which log
 import pytest
 from typer.testing import CliRunner
 
-from edgerec.config import DAG_START, check_logical_date
+from edgerec.config import DAG_START, check_logical_date, load_settings
 from edgerec.errors import ConfigError
+from edgerec.reports import SparkSummary
+from pipeline import stages
 from pipeline.cli import app
+from pipeline.cli.run import _task_figure
 from pipeline.orchestration import DagRun, TaskRun, TaskTracker, tail_errors
 
 pytestmark = pytest.mark.unit
@@ -88,10 +91,6 @@ def test_an_external_backfill_whose_days_are_not_in_the_raw_zone_stops_before_an
 
 
 def test_the_spark_tasks_line_gives_each_jobs_figure_that_ran(tmp_path):
-    from edgerec.config import load_settings
-    from edgerec.reports import SparkSummary
-    from pipeline.cli.run import _task_figure
-
     settings = load_settings({"EDGEREC_HOME": str(tmp_path)})
     day = settings.layout("2026-11-03")
     assert _task_figure(settings, "2026-11-03", "spark") == ""  # no summary: no figure, no error
@@ -105,12 +104,9 @@ def test_the_spark_tasks_line_gives_each_jobs_figure_that_ran(tmp_path):
 
 
 def test_the_dags_spark_task_runs_the_four_jobs_in_order_in_one_call(tmp_path, monkeypatch):
-    import spark_jobs.jobs as jobs
-    from edgerec.config import load_settings
-    from pipeline import stages
-
     calls = []
-    monkeypatch.setattr(jobs, "run_jobs", lambda settings, ds, names: calls.append((ds, names)) or {"ran": names})
+    monkeypatch.setattr("spark_jobs.jobs.run_jobs",
+                        lambda settings, ds, names: calls.append((ds, names)) or {"ran": names})
     assert stages.spark(load_settings({"EDGEREC_HOME": str(tmp_path)}), "2026-11-03") == {
         "ran": ["ingest", "sessionize", "requests", "bucketize"]}
     assert calls == [("2026-11-03", ["ingest", "sessionize", "requests", "bucketize"])]
