@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.machinery
 import json
 import logging
+import os
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -12,6 +15,22 @@ import pytest
 
 from edgerec.sim.config import load_sim_config
 from edgerec.sim.engine import simulate_in_memory
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # an xdist worker's __main__ has neither a file nor a spec, which pyspark.sql.connect (imported by Great
+    # Expectations) takes for a doctest run and exits; a spec named __main__ also keeps multiprocessing's spawned
+    # training workers from importing a main script
+    sys.modules["__main__"].__spec__ = importlib.machinery.ModuleSpec("__main__", None)
+
+
+def pytest_collection_modifyitems(items):
+    """`make test` runs two xdist workers (`--dist loadgroup`): a module's tests share one worker, so its fixtures are
+    built once, but each end-to-end test, minutes long, is a group of its own. A test marked with its own
+    `xdist_group` (the tests of one expensive fixture) keeps it."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            group = item.nodeid if item.get_closest_marker("e2e") else item.module.__name__
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

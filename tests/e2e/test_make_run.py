@@ -70,6 +70,7 @@ def two_days(tmp_path_factory):
         yield tmp_path, result, url, received
 
 
+@pytest.mark.xdist_group("two_days")  # one worker builds the fixture for both its tests
 def test_run_builds_marts_and_data_docs_and_a_drifted_day_alerts_and_stops(two_days):
     tmp_path, result, url, received = two_days
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -217,6 +218,7 @@ def status_without_login(url: str) -> int:
         return error.code
 
 
+@pytest.mark.xdist_group("two_days")
 def test_ui_shows_the_days_run_on_the_dag_page_and_its_version_on_the_model_page_behind_logins(two_days, tmp_path):
     state = two_days[0] / "state"
     assert two_days[1].returncode == 0, "the run before left no finished day to look at"

@@ -9,7 +9,8 @@ from pipeline import stack
 from pipeline.services import running
 from tests.integration.conftest import DAYS
 
-pytestmark = [pytest.mark.integration, pytest.mark.stack]
+# one worker of `make test-stack` starts the services these modules share (the world, the cluster, MLflow, Airflow)
+pytestmark = [pytest.mark.integration, pytest.mark.stack, pytest.mark.xdist_group("stack_services")]
 
 
 @pytest.fixture(scope="module")
