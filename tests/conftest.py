@@ -23,16 +23,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     sys.modules["__main__"].__spec__ = importlib.machinery.ModuleSpec("__main__", None)
 
 
-def pytest_collection_modifyitems(items):
-    """`make test` runs two xdist workers (`--dist loadgroup`): a module's tests share one worker, so its fixtures are
-    built once, but each end-to-end test, minutes long, is a group of its own. A test marked with its own
-    `xdist_group` (the tests of one expensive fixture) keeps it."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            group = item.nodeid if item.get_closest_marker("e2e") else item.module.__name__
-            item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture(scope="session")
 def world_events():
     """About three thousand sessions of the default world."""

@@ -8,7 +8,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -19,7 +18,7 @@ from fastapi.testclient import TestClient
 from selenium.webdriver.common.by import By
 
 from deploy.serving.app import embedded_app
-from edgerec.config import DayLayout, load_settings, read_json
+from edgerec.config import load_settings
 from edgerec.recall import histories_by_user
 from edgerec.reports import (
     DbtBuild,
@@ -32,28 +31,11 @@ from edgerec.reports import (
     SparkSummary,
     TrainingSummary,
 )
-from tests import past_logs
 from tests.browser import body_text, headless_chromium, send_basic_auth, wait_for_text, wait_until
 from tests.conftest import recording_webhook
+from tests.e2e.runs import DS, EDGEREC, FIRST, alerts_of, day_of, run
 
 pytestmark = pytest.mark.e2e
-EDGEREC = str(Path(sys.executable).with_name("edgerec"))
-DS = "2026-11-05"
-FIRST = "2026-11-04"
-
-
-def run(tmp_path, *args, **env):
-    environ = {**os.environ, "EDGEREC_HOME": str(tmp_path / "state"), "EDGEREC_SIM_USERS": "25", **env}
-    return subprocess.run([EDGEREC, "run", "--date", DS, "--days", "1", *args], env=environ, capture_output=True,
-                          text=True, timeout=900)
-
-
-def day_of(state: Path, ds: str) -> DayLayout:
-    return load_settings({"EDGEREC_HOME": str(state)}).layout(ds)
-
-
-def alerts_of(received) -> list[dict]:
-    return [alert for body in received for alert in body["alerts"]]
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +52,6 @@ def two_days(tmp_path_factory):
         yield tmp_path, result, url, received
 
 
-@pytest.mark.xdist_group("two_days")  # one worker builds the fixture for both its tests
 def test_run_builds_marts_and_data_docs_and_a_drifted_day_alerts_and_stops(two_days):
     tmp_path, result, url, received = two_days
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -218,7 +199,6 @@ def status_without_login(url: str) -> int:
         return error.code
 
 
-@pytest.mark.xdist_group("two_days")
 def test_ui_shows_the_days_run_on_the_dag_page_and_its_version_on_the_model_page_behind_logins(two_days, tmp_path):
     state = two_days[0] / "state"
     assert two_days[1].returncode == 0, "the run before left no finished day to look at"
@@ -265,83 +245,3 @@ def test_ui_shows_the_days_run_on_the_dag_page_and_its_version_on_the_model_page
     # the passwords are in their files only: never printed, never logged
     shown = [out, *(state / "logs").glob("ui-*.log")]
     assert all(secret not in path.read_text() for path in shown for secret in (airflow_password, mlflow_password))
-
-
-def test_a_blocking_check_stops_the_day_before_the_marts(tmp_path, webhook):
-    url, received = webhook
-    strict = tmp_path / "quality.yml"
-    strict.write_text(Path("edgerec/quality/thresholds.yml").read_text().replace(
-        "requests: {min: 100, level: block}", "requests: {min: 1000000, level: block}"))
-    result = run(tmp_path, EDGEREC_QUALITY_CONFIG=str(strict), EDGEREC_ALERT_WEBHOOK_URL=url)
-    assert result.returncode != 0
-    day = day_of(tmp_path / "state", DS)
-    assert QualityChecks.read(day, layer="features").passed is False
-    assert DbtBuild.read(day) is None and QualityChecks.read(day, layer="marts") is None
-    blocking = [a for a in alerts_of(received) if a["level"] == "block"]
-    assert [(a["check"], a["threshold"], a["ds"]) for a in blocking] == [
-        ("features.day.requests", ">= 1e+06", DS)]
-    assert not [a for a in alerts_of(received) if a["level"] == "error"]  # the gate alerted; no second alert
-
-
-def test_run_fails_on_a_corrupted_day_says_why_and_alerts(tmp_path, webhook):
-    url, received = webhook
-    result = run(tmp_path, EDGEREC_SIM_CORRUPT_RATE="0.2", EDGEREC_ALERT_WEBHOOK_URL=url)
-    assert result.returncode != 0
-    assert "above the threshold 1.00%" in result.stdout + result.stderr
-    assert f"the daily DAG failed for ds={DS}" in result.stderr
-    [alert] = alerts_of(received)  # the DAG's failure notifier
-    assert alert["level"] == "error" and alert["check"] == "task edgerec_daily_retrain.validate_raw failed"
-    assert alert["ds"] == DS and "above the threshold 1.00%" in alert["observed"]
-    assert QualityChecks.read(day_of(tmp_path / "state", DS), layer="features") is None
-
-
-def test_logs_from_a_team_s_past_run_every_task_of_their_day(tmp_path):
-    """Client logs from 2019 (long before any default date) in an external raw zone: a three-day backfill runs every
-    task of each day in order instead of silently doing nothing, and leaves each day's marts, reports and (from the
-    second day, the first with a train day) its model version."""
-    raw, state, days = tmp_path / "raw", tmp_path / "state", past_logs.DAYS
-    past_logs.write_logs(raw)
-    result = subprocess.run([EDGEREC, "run", "--date", days[-1], "--days", "3"], capture_output=True, text=True,
-                            timeout=900, env={**os.environ, "EDGEREC_HOME": str(state),
-                                              "EDGEREC_SOURCE": "external", "EDGEREC_RAW_DIR": str(raw),
-                                              **past_logs.lenient_env(tmp_path)})
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    table = result.stdout[result.stdout.index("== 3 days of edgerec_daily_retrain =="):].splitlines()
-    rows = [line.split() for line in table[2:5]]
-    assert [row[0] for row in rows] == days
-    assert rows[0][3:] == ["0", "no", "version", "trained"]
-    for ds, row in zip(days[1:], rows[1:], strict=True):
-        vid = TrainingSummary.read(day_of(state, ds)).version_id
-        assert vid.startswith(f"v{ds.replace('-', '')}-") and row[3] == "0" and row[4] == vid, row
-        assert int(row[1]) >= 14 and row[2] == "1"  # every task ran but simulate_raw, skipped and saying why
-    for ds in days:
-        past_logs.assert_day_done(day_of(state, ds))
-    assert "EDGEREC_SOURCE=external: client logs arrive in the raw zone" in result.stdout
-
-
-def test_the_revisit_world_runs_end_to_end_with_the_hand_rules_beside_the_models(tmp_path):
-    """The second world (docs/worlds.md): rank-only lists of 20-30 items from a 100k-item catalog whose brand is the
-    item itself. Its days pass the gates, the comparison holds the hand rules, and the bundle stays within its size
-    budget although the brand table has 100k rows."""
-    # 60 users' CTR moves by more than half from one day to the next (a session clicks many times here): the drift
-    # gate is under test elsewhere, so it only warns in this run
-    quality = tmp_path / "quality.yml"
-    quality.write_text(Path("edgerec/quality/thresholds.yml").read_text().replace(
-        "ctr_change: {warn: 0.2, block: 0.5}", "ctr_change: {warn: 0.2, block: 100.0}"))
-    result = run(tmp_path, "--days", "2", EDGEREC_SIM_WORLD="revisit", EDGEREC_SIM_USERS="60",
-                 EDGEREC_GATE_MIN_GAUC="0.0", EDGEREC_QUALITY_CONFIG=str(quality))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    state = tmp_path / "state"
-    spec = json.loads((state / "warehouse" / "feature_spec" / f"ds={DS}" / "feature_spec.json").read_text())
-    assert spec["features"]["brand"]["vocab_size"] == 100_002 and spec["features"]["cloud_score"]["boundaries"] == []
-    comparison = read_json(day_of(state, DS).comparison("json"))
-    titles = [row["title"] for row in comparison["rows"]]
-    assert titles[-3:] == ["rule: viewed before first", "rule: most recently viewed first",
-                           "rule: most clicked in the train window first"]
-    assert any(name.startswith("CRBAN+HUBSM(IE&IPV) > rule: viewed before first") for name in comparison["checks"])
-    assert set(comparison["validation_curves"]["by_model"]) == {row["model"] for row in comparison["rows"][:6]}
-    training = TrainingSummary.read(day_of(state, DS))
-    servability = Servability.read(day_of(state, DS))
-    assert servability.passed, servability.checks
-    manifest = json.loads((state / "bundles" / training.version_id / "manifest.json").read_text())
-    assert manifest["embeddings"]["brand"]["rows"] == 100_002 and len(manifest["embeddings"]["brand"]["shards"]) <= 16

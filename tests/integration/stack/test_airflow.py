@@ -12,8 +12,7 @@ from pipeline import stack
 from tests.integration.conftest import DAYS
 from tests.integration.stack.outputs import assert_same_day
 
-# one worker of `make test-stack` starts the services these modules share (the world, the cluster, MLflow, Airflow)
-pytestmark = [pytest.mark.integration, pytest.mark.stack, pytest.mark.xdist_group("stack_services")]
+pytestmark = [pytest.mark.integration, pytest.mark.stack]
 RELEASE = "edgerec_release"
 
 

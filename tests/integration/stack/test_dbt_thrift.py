@@ -9,8 +9,7 @@ from pipeline import stack
 from pipeline.services import running
 from tests.integration.conftest import DAYS
 
-# one worker of `make test-stack` starts the services these modules share (the world, the cluster, MLflow, Airflow)
-pytestmark = [pytest.mark.integration, pytest.mark.stack, pytest.mark.xdist_group("stack_services")]
+pytestmark = [pytest.mark.integration, pytest.mark.stack]
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,7 @@ from pipeline import stack
 from pipeline.services import ServiceError
 from tests.integration.conftest import DAYS
 
-# one worker of `make test-stack` starts the services these modules share (the world, the cluster, MLflow, Airflow)
-pytestmark = [pytest.mark.integration, pytest.mark.stack, pytest.mark.xdist_group("stack_services")]
+pytestmark = [pytest.mark.integration, pytest.mark.stack]
 
 
 def test_the_daily_run_registered_tagged_and_exported_through_the_server(on_stack, daily_run, mlflow_server,

@@ -12,8 +12,7 @@ from spark_jobs.package import package_jobs
 from tests.integration.conftest import DAYS
 from tests.integration.stack.outputs import assert_same_day
 
-# one worker of `make test-stack` starts the services these modules share (the world, the cluster, MLflow, Airflow)
-pytestmark = [pytest.mark.integration, pytest.mark.stack, pytest.mark.xdist_group("stack_services")]
+pytestmark = [pytest.mark.integration, pytest.mark.stack]
 
 
 def test_spark_submit_on_the_cluster_writes_what_local_mode_writes(world, spark_cluster, tmp_path):
