@@ -1,11 +1,14 @@
 """The at-scale twins, started once per test session on 127.0.0.1 (pipeline/stack.py): opt-in, `pytest -m stack`."""
 
 import shutil
+import subprocess
 
 import pytest
 
 from edgerec.config import load_settings
 from pipeline import stack
+from pipeline.services import tool
+from tests import past_logs
 from tests.integration.conftest import DAYS
 
 
@@ -74,3 +77,33 @@ def daily_run(on_stack):
     return run, state, api.task_states(stack.DAILY_DAG, run)
 
 
+
+
+def backfill(api, days: list[str]) -> subprocess.CompletedProcess:
+    """`airflow backfill create` over days, one run at a time, as docs/operations.md tells a team to run it."""
+    return subprocess.run([tool("airflow"), "backfill", "create", "--dag-id", stack.DAILY_DAG, "--from-date", days[0],
+                           "--to-date", days[-1], "--max-active-runs", "1"], env=api.airflow.env,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.fixture(scope="session")
+def past_backfill(stack_settings, tmp_path_factory):
+    """(settings of the DAG's tasks, the logged-in API, the `airflow backfill create` it ran) of a scheduler of its own
+    whose raw zone holds the 2019 days of tests/past_logs.py (test_airflow_backfill.py)."""
+    home = tmp_path_factory.mktemp("past-state")
+    past_logs.write_logs(home / "raw")
+    env = {"EDGEREC_HOME": str(home), "EDGEREC_SOURCE": "external", **past_logs.lenient_env(home),
+           "EDGEREC_SPARK_SHUFFLE_PARTITIONS": "2", "EDGEREC_TRAIN_EPOCHS": "1",
+           "EDGEREC_TRAIN_MODELS": "crban_hubsm_ie_ipv", "EDGEREC_RECALL_EPOCHS": "1",
+           "EDGEREC_REPLAY_USERS": "0"}  # 25 users' replay is noise; the replay gate is tested on its own
+    with stack.running_airflow(stack_settings, tmp_path_factory.mktemp("past-airflow"), env) as api:
+        api.unpause(stack.DAILY_DAG)
+        yield load_settings(env), api, backfill(api, past_logs.DAYS)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def backfill_beside_the_other_tests(request):
+    """When the backfill test is selected, its scheduler starts with the group's first test and backfills while the
+    others run: the group's two long parts side by side, sharing the cores (as a team's one machine would)."""
+    if any(item.path.name == "test_airflow_backfill.py" for item in request.session.items):
+        request.getfixturevalue("past_backfill")

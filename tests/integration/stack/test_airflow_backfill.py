@@ -2,51 +2,28 @@
 external raw zone (tests/past_logs.py), on a scheduler of its own (LocalExecutor, a throwaway PostgreSQL database)
 whose tasks run Spark in local mode and keep the registry in the state directory: the set-up of a team with one
 machine and a scheduler. The stack's scheduler (test_airflow.py) serves the simulated world: one environment serves
-a scheduler's whole session."""
+a scheduler's whole session. The backfill starts with the group's first test (`past_backfill` in conftest.py) and runs
+beside the others."""
 
 import itertools
-import subprocess
 
 import pytest
 
 from edgerec import registry
-from edgerec.config import load_settings
 from pipeline import stack
-from pipeline.services import tool
 from tests import past_logs
+from tests.integration.stack.conftest import backfill
 
 pytestmark = [pytest.mark.integration, pytest.mark.stack]
 
 
-@pytest.fixture(scope="module")
-def past_airflow(stack_settings, tmp_path_factory):
-    """(settings of the DAG's tasks, the logged-in API) of a state directory whose raw zone holds the 2019 days."""
-    home = tmp_path_factory.mktemp("past-state")
-    past_logs.write_logs(home / "raw")
-    env = {"EDGEREC_HOME": str(home), "EDGEREC_SOURCE": "external", **past_logs.lenient_env(home),
-           "EDGEREC_SPARK_SHUFFLE_PARTITIONS": "2", "EDGEREC_TRAIN_EPOCHS": "1",
-           "EDGEREC_TRAIN_MODELS": "crban_hubsm_ie_ipv", "EDGEREC_RECALL_EPOCHS": "1",
-           "EDGEREC_REPLAY_USERS": "0"}  # 25 users' replay is noise; the replay gate is tested on its own
-    with stack.running_airflow(stack_settings, tmp_path_factory.mktemp("past-airflow"), env) as api:
-        yield load_settings(env), api
-
-
-def backfill(api, days: list[str]) -> subprocess.CompletedProcess:
-    """`airflow backfill create` over days, one run at a time, as docs/operations.md tells a team to run it."""
-    return subprocess.run([tool("airflow"), "backfill", "create", "--dag-id", stack.DAILY_DAG, "--from-date", days[0],
-                           "--to-date", days[-1], "--max-active-runs", "1"], env=api.airflow.env,
-                          capture_output=True, text=True, timeout=300, check=False)
-
-
-def test_airflows_own_backfill_runs_a_team_s_days_from_2019_in_order(past_airflow, stack_settings):
+def test_airflows_own_backfill_runs_a_team_s_days_from_2019_in_order(past_backfill, stack_settings):
     """The scheduler runs the three days one at a time, oldest first, every task of each but the simulation
     (training from the second day, the first with a train day); each day leaves its reports, marts and (from the
     second day) its blessed version. A second backfill over the same days creates no run: a done day is not run
     again (`--reprocess-behavior none`, the default)."""
-    settings, api = past_airflow
+    settings, api, done = past_backfill
     days = past_logs.DAYS
-    api.unpause(stack.DAILY_DAG)
-    done = backfill(api, days)
     assert done.returncode == 0, done.stdout + done.stderr
 
     def backfilled():
