@@ -77,8 +77,6 @@ def daily_run(on_stack):
     return run, state, api.task_states(stack.DAILY_DAG, run)
 
 
-
-
 def backfill(api, days: list[str]) -> subprocess.CompletedProcess:
     """`airflow backfill create` over days, one run at a time, as docs/operations.md tells a team to run it."""
     return subprocess.run([tool("airflow"), "backfill", "create", "--dag-id", stack.DAILY_DAG, "--from-date", days[0],
