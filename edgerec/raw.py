@@ -108,6 +108,9 @@ class RawDayCheck:
     no_image: int = 0  # candidates flagged without an image
     explored: int = 0  # re-ranks of an exploration bucket's devices (shuffled on purpose; kept out of training)
     items: set[int] = field(default_factory=set)  # every item the day's events name
+    request_users: dict[str, str] = field(default_factory=dict)  # request id -> the user of its first event
+    shared_request_ids: set[str] = field(default_factory=set)  # request ids more than one user's events carry
+    repeated_page_requests: int = 0  # page_request events whose request id an earlier page_request had
     catalog_items: int | None = None  # None: no catalog for the day
     problems: list[str] = field(default_factory=list)
 
@@ -128,7 +131,8 @@ class RawDayCheck:
             "share_scored": round(self.scored / self.candidates, 4) if self.candidates else None,
             "share_out_of_stock": round(self.out_of_stock / self.candidates, 4) if self.candidates else None,
             "share_no_image": round(self.no_image / self.candidates, 4) if self.candidates else None,
-            "explored_reranks": self.explored,
+            "explored_reranks": self.explored, "shared_request_ids": len(self.shared_request_ids),
+            "repeated_page_requests": self.repeated_page_requests,
             "catalog_items": self.catalog_items, "items_named": len(self.items),
             "problems": self.problems, "ready": not self.problems,
         }
@@ -174,7 +178,11 @@ def check_raw_zone(raw: Path, days: list[str] | None, max_bad_share: float) -> l
             day.items.update(named)
             if catalog is not None and any(i not in catalog for i in named):
                 day.unknown_item_rows += 1
+            request_id = getattr(event, "request_id", None)
+            if request_id and day.request_users.setdefault(request_id, event.user_id) != event.user_id:
+                day.shared_request_ids.add(request_id)
             if isinstance(event, PageRequest):
+                day.repeated_page_requests += event.request_id in day.page_requests
                 day.page_requests.add(event.request_id)
                 day.list_lengths.append(len(event.candidates))
                 day.candidates += len(event.candidates)
@@ -195,6 +203,15 @@ def check_raw_zone(raw: Path, days: list[str] | None, max_bad_share: float) -> l
             most = max(sorted(reasons), key=reasons.get)
             day.problems.append(f"{day.bad_share:.2%} of the rows are bad, above EDGEREC_QUALITY_MAX_BAD_SHARE "
                                 f"{max_bad_share:.2%}; most are {most}: {FIXES[most]}")
+        if day.shared_request_ids:
+            day.problems.append(
+                f"{len(day.shared_request_ids):,} request id(s) carried by more than one user's events (e.g. "
+                f"{min(day.shared_request_ids)!r}): a request id names one page request of one user; make the "
+                "adapter's ids unique per page request (prefix them with the user id, say)")
+        if day.repeated_page_requests:
+            day.problems.append(
+                f"{day.repeated_page_requests:,} page_request event(s) repeat an earlier page request's id: each "
+                "shown list is one page_request with its own request id (a list shown again is a new page request)")
         if day.rows and not day.page_requests:
             day.problems.append("no page_request events: nothing to re-rank (each shown list is one page_request "
                                 "with its candidates)")

@@ -38,8 +38,8 @@ def test_the_worked_adapter_writes_two_days_the_contract_accepts_whole(shop_raw)
         "ds": "2019-03-01", "files": 1, "rows": 12, "bad_share": 0.0, "bad_by_reason": {}, "unknown_item_rows": 0,
         "events_by_type": {"click": 2, "exposure": 5, "page_request": 3, "page_view": 2}, "page_requests": 3,
         "share_with_logged_reranks": 0.0, "list_length": {"min": 2, "median": 3, "max": 4}, "share_scored": 0.0,
-        "share_out_of_stock": 0.0, "share_no_image": 0.0, "explored_reranks": 0, "catalog_items": 6,
-        "items_named": 6, "problems": [], "ready": True,
+        "share_out_of_stock": 0.0, "share_no_image": 0.0, "explored_reranks": 0, "shared_request_ids": 0,
+        "repeated_page_requests": 0, "catalog_items": 6, "items_named": 6, "problems": [], "ready": True,
     }
     assert (second.ds, second.rows, second.problems) == ("2019-03-02", 4, [])
     with gzip.open(shop_raw / "events" / "ds=2019-03-01" / "part-00000.jsonl.gz", "rt") as f:
@@ -136,3 +136,23 @@ def test_the_check_counts_flagged_candidates_and_explored_reranks(tmp_path):
     text = render_raw_check(raw, [day])
     assert "2019-03-01  candidates flagged: 25.0% out of stock, 25.0% without an image" in text
     assert "2019-03-01  re-ranks of an exploration bucket: 1; kept out of training" in text
+
+
+def test_a_request_id_two_users_carry_or_two_page_requests_repeat_is_named_before_any_spark_job(tmp_path):
+    raw = tmp_path / "raw"
+    shared = page(MAR_1, 1) | {"event_id": "q1", "user_id": "v"}  # another user's list under r1
+    click = {"event_id": "c", "user_id": "w", "ts": MAR_1 + 9, "event_type": "click", "item_id": 1,
+             "request_id": "r2"}  # a third user clicking on u's list r2
+    again = page(MAR_1, 3) | {"event_id": "p3b", "ts": MAR_1 + 30}  # u's list r3, logged as a second page request
+    write_day(raw, "2019-03-01", [page(MAR_1, 1), page(MAR_1, 2), page(MAR_1, 3), shared, click, again])
+    write_day(raw, "2019-03-02", [page(MAR_2, 1), page(MAR_2, 2) | {"user_id": "v"}])
+    first, second = check_raw_zone(raw, None, max_bad_share=0.0)
+    assert (first.to_dict()["shared_request_ids"], first.to_dict()["repeated_page_requests"]) == (2, 2)
+    assert first.problems == [
+        "2 request id(s) carried by more than one user's events (e.g. 'r1'): a request id names one page request of "
+        "one user; make the adapter's ids unique per page request (prefix them with the user id, say)",
+        "2 page_request event(s) repeat an earlier page request's id: each shown list is one page_request with its "
+        "own request id (a list shown again is a new page request)"]
+    # two users, each with request ids of their own: ready
+    assert (second.to_dict()["shared_request_ids"], second.to_dict()["repeated_page_requests"], second.problems) == (
+        0, 0, [])
