@@ -4,8 +4,10 @@ import json
 
 import pyarrow as pa
 import pytest
+from pydantic import ValidationError
 
 from edgerec.contracts import CATALOG_ARROW_SCHEMA, LogValidator, parse_event
+from edgerec.contracts.flat import flatten
 from edgerec.contracts.validate import ds_of_path, find_catalog
 from edgerec.errors import ContractError
 
@@ -46,6 +48,13 @@ def test_the_optional_flags_of_candidates_and_of_explored_reranks():
     assert parse_event(line("rerank")).exploration is None
     explored = parse_event(line("rerank", exploration={"window": 5, "offset": 4})).exploration
     assert (explored.window, explored.offset) == (5, 4)
+
+
+def test_an_empty_request_id_of_an_event_of_no_page_request_flattens_to_null_as_a_missing_one():
+    assert [flatten(parse_event(line("click", request_id=v)))["request_id"] for v in ("", None, ..., "r1")] == [
+        None, None, None, "r1"]
+    with pytest.raises(ValidationError, match="request_id"):  # a page request's own id is never empty
+        parse_event(line("page_request", request_id=""))
 
 
 def test_minimal_event_needs_only_the_required_fields():
