@@ -226,7 +226,7 @@ def comparison(days: list[Day]) -> list[str]:
         behaviours = MODELS[name].behaviours if issubclass(MODELS[name], CRBAN) else ()
         ceilings = [ceiling_share(d, behaviours, rate) for d in days[1:]] if behaviours else []
         lines.append(f"{name:<20} " + " ".join(f"{d.rates[name]:>10,.0f}" for d in days) + "  "
-                     + ", ".join(f"{x:.2f} ({'met' if x >= 0.5 else 'MISSED'})" for x in shares)
+                     + ", ".join(f"{x:.3f} ({'met' if x >= 0.5 else 'MISSED'})" for x in shares)
                      + f"  ({', '.join(f'{x:.2f}' for x in per_labelled)})"
                      + (f"  [{', '.join(f'{c:.2f}' for c in ceilings)}]" if ceilings else ""))
     floors = [FLOOR] + [FLOOR / 2] * (len(days) - 1)

@@ -27,8 +27,8 @@ def test_the_comparison_gives_each_models_share_per_candidate_and_per_labelled_o
     later = bench.Day(rates={"dlcm": 50_000.0, "crban_hubsm_ie_ipv": 12_000.0}, candidates=20.0, labelled=0.8,
                       encoders={"ie": 0.5, "ipv": 0.25})
     assert bench.comparison([first, later])[1:] == [
-        "dlcm                    100,000     50,000  0.50 (met)  (1.60)",
-        "crban_hubsm_ie_ipv       40,000     12,000  0.30 (MISSED)  (0.96)  [0.67]",
+        "dlcm                    100,000     50,000  0.500 (met)  (1.60)",
+        "crban_hubsm_ie_ipv       40,000     12,000  0.300 (MISSED)  (0.96)  [0.67]",
         "crban_hubsm_ie_ipv against the design's floor: home 1 40,000 >= 20,000 met, home 2 12,000 >= 10,000 met"]
     slow = bench.Day(rates={"dlcm": 50_000.0, "crban_hubsm_ie_ipv": 9_000.0}, candidates=20.0, labelled=0.8,
                      encoders={"ie": 0.5, "ipv": 0.25})
