@@ -57,9 +57,11 @@ def flatten(event: BaseModel) -> dict:
     """One event as a flat row: every field of FLAT_EVENT_SCHEMA, None where its type has no such field."""
     values = event.__dict__  # validated already; nested models are the only values that need dumping
     row = {name: values.get(name) for name in FLAT_EVENT_FIELDS}
-    # an event of no page request may say so with "" as well as null: both mean none, so it triggers nothing
-    # downstream (the requests job would take "" for a page request of its own)
-    row["request_id"] = row["request_id"] or None
+    # an event of no page request, or of no client session, may say so with "" as well as null: both mean none
+    # downstream (the requests job would take "" for a page request of its own, sessionize for one session of
+    # every such user's events)
+    for name in ("request_id", "session_id"):
+        row[name] = row[name] or None
     for name in _NESTED_MODELS:
         if isinstance(row[name], BaseModel):
             row[name] = row[name].__dict__

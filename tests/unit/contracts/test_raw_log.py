@@ -50,9 +50,11 @@ def test_the_optional_flags_of_candidates_and_of_explored_reranks():
     assert (explored.window, explored.offset) == (5, 4)
 
 
-def test_an_empty_request_id_of_an_event_of_no_page_request_flattens_to_null_as_a_missing_one():
+def test_an_empty_request_or_session_id_flattens_to_null_as_a_missing_one():
     assert [flatten(parse_event(line("click", request_id=v)))["request_id"] for v in ("", None, ..., "r1")] == [
         None, None, None, "r1"]
+    assert [flatten(parse_event(line("exposure", session_id=v)))["session_id"] for v in ("", None, ..., "s1")] == [
+        None, None, None, "s1"]
     with pytest.raises(ValidationError, match="request_id"):  # a page request's own id is never empty
         parse_event(line("page_request", request_id=""))
 
