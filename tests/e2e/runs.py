@@ -11,12 +11,15 @@ from edgerec.config import DayLayout, load_settings
 EDGEREC = str(Path(sys.executable).with_name("edgerec"))
 DS = "2026-11-05"
 FIRST = "2026-11-04"
+# a bound on a hung run, not a check of speed: a three-day run took 904 s on a slow 2-core host beside the other
+# worker's tests, against about 330 s alone
+RUN_TIMEOUT_S = 2400
 
 
 def run(tmp_path, *args, **env):
     environ = {**os.environ, "EDGEREC_HOME": str(tmp_path / "state"), "EDGEREC_SIM_USERS": "25", **env}
     return subprocess.run([EDGEREC, "run", "--date", DS, "--days", "1", *args], env=environ, capture_output=True,
-                          text=True, timeout=900)
+                          text=True, timeout=RUN_TIMEOUT_S)
 
 
 def day_of(state: Path, ds: str) -> DayLayout:

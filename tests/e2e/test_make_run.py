@@ -33,7 +33,7 @@ from edgerec.reports import (
 )
 from tests.browser import body_text, headless_chromium, send_basic_auth, wait_for_text, wait_until
 from tests.conftest import recording_webhook
-from tests.e2e.runs import DS, EDGEREC, FIRST, alerts_of, day_of, run
+from tests.e2e.runs import DS, EDGEREC, FIRST, RUN_TIMEOUT_S, alerts_of, day_of, run
 
 pytestmark = pytest.mark.e2e
 
@@ -151,7 +151,7 @@ def test_run_builds_marts_and_data_docs_and_a_drifted_day_alerts_and_stops(two_d
     drifted = tmp_path / "drifted.json"
     drifted.write_text(json.dumps({"behaviour": {"base_click_logit": -3.3}}))
     result = subprocess.run([EDGEREC, "run", "--date", "2026-11-06", "--days", "1"], capture_output=True, text=True,
-                            timeout=900, env=dict(os.environ, EDGEREC_HOME=str(state), EDGEREC_SIM_USERS="25",
+                            timeout=RUN_TIMEOUT_S, env=dict(os.environ, EDGEREC_HOME=str(state), EDGEREC_SIM_USERS="25",
                                                   EDGEREC_SIM_CONFIG=str(drifted), EDGEREC_ALERT_WEBHOOK_URL=url))
     assert result.returncode != 0
     assert "the daily DAG failed for ds=2026-11-06" in result.stderr

@@ -7,7 +7,7 @@ import pytest
 
 from edgerec.reports import TrainingSummary
 from tests import past_logs
-from tests.e2e.runs import EDGEREC, day_of
+from tests.e2e.runs import EDGEREC, RUN_TIMEOUT_S, day_of
 
 pytestmark = pytest.mark.e2e
 
@@ -19,7 +19,7 @@ def test_logs_from_a_team_s_past_run_every_task_of_their_day(tmp_path):
     raw, state, days = tmp_path / "raw", tmp_path / "state", past_logs.DAYS
     past_logs.write_logs(raw)
     result = subprocess.run([EDGEREC, "run", "--date", days[-1], "--days", "3"], capture_output=True, text=True,
-                            timeout=900, env={**os.environ, "EDGEREC_HOME": str(state),
+                            timeout=RUN_TIMEOUT_S, env={**os.environ, "EDGEREC_HOME": str(state),
                                               "EDGEREC_SOURCE": "external", "EDGEREC_RAW_DIR": str(raw),
                                               **past_logs.lenient_env(tmp_path)})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
