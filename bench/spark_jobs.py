@@ -76,7 +76,7 @@ def spark_figures(event_log_dir: Path) -> dict[str, dict]:
     return figures
 
 
-def measure(home: Path, keep: Path | None = None) -> dict:
+def measure(home: Path, keep: Path | None = None, java_options: str | None = None) -> dict:
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
     with contextlib.nullcontext(str(keep)) if keep else tempfile.TemporaryDirectory() as event_log:
@@ -84,6 +84,8 @@ def measure(home: Path, keep: Path | None = None) -> dict:
                 "spark.eventLog.rolling.enabled": "true"}  # the events_* files read below
         env = {**os.environ, "PYSPARK_SUBMIT_ARGS": " ".join(f"--conf {k}={v}" for k, v in conf.items())
                + " pyspark-shell"}
+        if java_options:
+            env["EDGEREC_SPARK_JAVA_OPTIONS"] = java_options
         out = subprocess.run([sys.executable, __file__, "--child", str(home)], capture_output=True, text=True,
                              env=env)
         if out.returncode != 0:
@@ -101,16 +103,25 @@ def main() -> None:
                         help="where simulated worlds are kept between runs")
     parser.add_argument("--event-log", type=Path, default=None, metavar="DIR",
                         help="keep each run's Spark event log in DIR/<events>-<time> (plans, stages)")
+    parser.add_argument("--java-options", default=None, metavar="OPTS",
+                        help="the JVMs' options (EDGEREC_SPARK_JAVA_OPTIONS; default: the setting's), e.g. "
+                             "-XX:TieredStopAtLevel=4 for the JIT's full tiers")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args.child)
+    from edgerec.config import load_settings
+
+    java_options = args.java_options or load_settings().spark.java_options
     sizes = [args.events] + ([args.events * args.scale] if args.scale else [])
     rows = []
     for size in sizes:
         home, lines = prepare(args.work, size)
-        print(f"{lines:,} events: running the four stages in a fresh JVM ...", flush=True)
-        r = measure(home, args.event_log / f"{lines}-{time.strftime('%Y%m%dT%H%M%S')}" if args.event_log else None)
+        settings = load_settings({"EDGEREC_HOME": str(home), "EDGEREC_SPARK_JAVA_OPTIONS": java_options})
+        jvm = settings.spark.jvm_options(settings.layout(DS).raw_events_bytes) or "the JVM's defaults"
+        print(f"{lines:,} events: running the four stages in a fresh JVM ({java_options}: {jvm}) ...", flush=True)
+        r = measure(home, args.event_log / f"{lines}-{time.strftime('%Y%m%dT%H%M%S')}" if args.event_log else None,
+                    java_options)
         rows.append((lines, r))
         print(f"{lines:>10,} events  total {r['total_s']:.1f}s  {lines / r['total_s']:>9,.0f} events/s end to end  "
               f"(JVM+session {r['session_s']:.1f}s; requests {r['requests']['requests']:,})")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -64,6 +65,10 @@ def run_dbt(settings: Settings, ds: str, command: list[str]) -> subprocess.Compl
     env = dict(os.environ, EDGEREC_HOME=str(settings.home), DBT_SEND_ANONYMOUS_USAGE_STATS="false",
                EDGEREC_DBT_SPARK_METHOD=dbt.spark_method, EDGEREC_DBT_SPARK_HOST=dbt.spark_host,
                EDGEREC_DBT_SPARK_PORT=str(dbt.spark_port), EDGEREC_DBT_SPARK_SCHEMA=dbt.spark_schema)
+    options = settings.spark.jvm_options(settings.layout(ds).raw_events_bytes)
+    if dbt.target == "spark" and dbt.spark_method == "session" and options:
+        # dbt-spark's session starts a JVM of its own in dbt's process: the options the Spark jobs' would have
+        env.setdefault("PYSPARK_SUBMIT_ARGS", f"--driver-java-options {shlex.quote(options)} pyspark-shell")
     log.info("dbt %s ds=%s (target %s)", " ".join(command), ds, settings.dbt.target)
     state.mkdir(parents=True, exist_ok=True)  # the working directory: dbt-spark's session keeps its tables here
     result = subprocess.run(args, env=env, cwd=state, capture_output=True, text=True)

@@ -29,25 +29,36 @@ def check_master_reachable(master: str, timeout_s: float = 5.0) -> None:
                       "EDGEREC_SPARK_MASTER and that the cluster runs")
 
 
-def spark_session(settings: Settings, app_name: str = "edgerec") -> SparkSession:
+def session_conf(settings: Settings, day_bytes: int | None = None) -> dict[str, str]:
+    """The Spark configuration every session of the pipeline starts with, for a day of day_bytes of raw events."""
+    conf = {
+        "spark.sql.shuffle.partitions": str(settings.spark.shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.sources.partitionOverwriteMode": "dynamic",  # reruns replace their ds only
+        "spark.sql.sources.partitionColumnTypeInference.enabled": "false",  # ds stays a string
+        # a join on (user_id, x) of two sides partitioned by user_id alone needs no shuffle (spark_jobs.requests)
+        "spark.sql.requireAllClusterKeysForCoPartition": "false",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+    }
+    if settings.spark.master.startswith("local"):
+        conf["spark.driver.memory"] = settings.spark.driver_memory
+    options = settings.spark.jvm_options(day_bytes)
+    if options:
+        # PySpark's launcher starts the driver's JVM with them; on a cluster the executors are JVMs of their own
+        conf["spark.driver.extraJavaOptions"] = conf["spark.executor.extraJavaOptions"] = options
+    return conf
+
+
+def spark_session(settings: Settings, app_name: str = "edgerec", day_bytes: int | None = None) -> SparkSession:
+    """The session (an existing one of this process as it is); a new JVM's options fit a day of day_bytes."""
     check_master_reachable(settings.spark.master)
     if settings.spark.master.startswith("local"):
         # local executors run the contract check in Python: the driver's interpreter, with the project
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = (
-        SparkSession.builder.appName(app_name)
-        .master(settings.spark.master)
-        .config("spark.sql.shuffle.partitions", str(settings.spark.shuffle_partitions))
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.sources.partitionOverwriteMode", "dynamic")  # reruns replace their ds only
-        .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")  # ds stays a string
-        # a join on (user_id, x) of two sides partitioned by user_id alone needs no shuffle (spark_jobs.requests)
-        .config("spark.sql.requireAllClusterKeysForCoPartition", "false")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-    )
-    if settings.spark.master.startswith("local"):
-        builder = builder.config("spark.driver.memory", settings.spark.driver_memory)
+    builder = SparkSession.builder.appName(app_name).master(settings.spark.master)
+    for key, value in session_conf(settings, day_bytes).items():
+        builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark

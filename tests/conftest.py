@@ -35,8 +35,9 @@ def spark():
     from edgerec.config import load_settings
     from spark_jobs.session import spark_session
 
-    session = spark_session(load_settings({"EDGEREC_SPARK_SHUFFLE_PARTITIONS": "2",
-                                           "EDGEREC_SPARK_DRIVER_MEMORY": "2g"}), "edgerec-tests")
+    # the tests' days are tiny: the JIT's quick tier (what `auto` picks for a day of them)
+    session = spark_session(load_settings({"EDGEREC_SPARK_SHUFFLE_PARTITIONS": "2", "EDGEREC_SPARK_DRIVER_MEMORY": "2g",
+                                           "EDGEREC_SPARK_JAVA_OPTIONS": "-XX:TieredStopAtLevel=1"}), "edgerec-tests")
     yield session
     session.stop()
     logging.getLogger("py4j").setLevel(logging.ERROR)  # it logs at exit, after pytest closed its streams

@@ -82,5 +82,5 @@ def test_config_show_prints_every_setting_and_no_secret(tmp_path):
     result = CliRunner().invoke(app, ["config", "show"], env=env)
     assert result.exit_code == 0
     assert "s3cret" not in result.output and "tok3n" not in result.output and "k3y" not in result.output
-    assert len(result.output.splitlines()) == len(variables()) == 73
+    assert len(result.output.splitlines()) == len(variables()) == 74
     assert "EDGEREC_KV_URL" in result.output and "redis://:***@cache.internal:6379/0" in result.output
