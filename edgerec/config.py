@@ -68,10 +68,10 @@ class FeatureSettings(Section):
         "the feature spec is fit on the requests of up to this many days before ds (ds itself when none exist)"))
 
 
+# HotSpot's top tier spends CPU compiling code a small day runs a few times: measured in docs/performance.md ("The
+# test suite"), the quick tier took 35-44% less CPU on a 2 MB day, the full JIT 36% less wall time on a 73 MB one
 QUICK_JIT = "-XX:TieredStopAtLevel=1"
-# HotSpot's top tier compiles code a small day runs a few times: the quick tier took a third less CPU on a 2 MB day
-# (30k events) and 36% more wall time on a 73 MB one (1M events); where between they cross is not measured
-QUICK_JIT_BELOW_BYTES = 16 * 2**20
+QUICK_JIT_BELOW_BYTES = 16 * 2**20  # between 2 and 73 MB, where the two cross is not measured
 
 
 class SparkSettings(Section):
@@ -83,13 +83,14 @@ class SparkSettings(Section):
     driver_memory: str = Field("4g", description="driver memory in local mode")
     java_options: str = Field("auto", description=(
         "JVM options of the driver and the executors (`spark.driver.extraJavaOptions`, `spark.executor."
-        "extraJavaOptions`); `auto`: the JIT's quick tier (`-XX:TieredStopAtLevel=1`) for a day whose raw events "
-        "take under 16 MB, the JVM's defaults above or when the size is not known here (docs/performance.md); any "
-        "other value is used as it is"))
+        f"extraJavaOptions`); `auto`: the JIT's quick tier (`{QUICK_JIT}`) for a day whose raw events take under "
+        f"{QUICK_JIT_BELOW_BYTES // 2**20} MB, the JVM's defaults above or when they are not on this machine "
+        "(docs/performance.md); any other value is used as it is, e.g. `-XX:TieredStopAtLevel=4` for the JVM's full "
+        "JIT whatever the day"))
 
     def jvm_options(self, day_bytes: int | None) -> str:
         """java_options for a day whose raw events take day_bytes (None: not known): `auto` resolved."""
-        if self.java_options != "auto":
+        if self.java_options.strip().lower() != "auto":
             return self.java_options
         return QUICK_JIT if day_bytes is not None and day_bytes < QUICK_JIT_BELOW_BYTES else ""
 
@@ -414,9 +415,16 @@ class DayLayout:
 
     @property
     def raw_events_bytes(self) -> int | None:
-        """What the day's raw events take where this process sees them (None: not here; only a cluster reads them)."""
+        """What the day's raw events take on this machine (None: they are not here)."""
         events = self.raw_events
+        if events.is_file():
+            return events.stat().st_size
         return sum(f.stat().st_size for f in events.rglob("*") if f.is_file()) if events.is_dir() else None
+
+    @property
+    def jvm_options(self) -> str:
+        """The Spark JVMs' options for this day (EDGEREC_SPARK_JAVA_OPTIONS, `auto` resolved by its size)."""
+        return self.settings.spark.jvm_options(self.raw_events_bytes)
 
     @property
     def raw_items(self) -> Path:

@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from edgerec.config import REPO_ROOT, Settings
@@ -53,6 +54,21 @@ def check_thrift_server(settings: Settings, timeout_s: float = 5.0) -> None:
                           "(EDGEREC_DBT_TARGET=duckdb)") from None
 
 
+def dbt_env(settings: Settings, ds: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """dbt's environment: dbt/profiles.yml reads the connection from these variables."""
+    dbt = settings.dbt
+    env = dict(environ, EDGEREC_HOME=str(settings.home), DBT_SEND_ANONYMOUS_USAGE_STATS="false",
+               EDGEREC_DBT_SPARK_METHOD=dbt.spark_method, EDGEREC_DBT_SPARK_HOST=dbt.spark_host,
+               EDGEREC_DBT_SPARK_PORT=str(dbt.spark_port), EDGEREC_DBT_SPARK_SCHEMA=dbt.spark_schema)
+    options = settings.layout(ds).jvm_options
+    if dbt.target == "spark" and dbt.spark_method == "session" and options:
+        # dbt-spark's session starts a JVM of its own in dbt's process: the options the Spark jobs' would have, ahead
+        # of any the caller set (PySpark splits the variable as a command line)
+        env["PYSPARK_SUBMIT_ARGS"] = (f"--driver-java-options {shlex.quote(options)} "
+                                      + environ.get("PYSPARK_SUBMIT_ARGS", "pyspark-shell"))
+    return env
+
+
 def run_dbt(settings: Settings, ds: str, command: list[str]) -> subprocess.CompletedProcess:
     """Run one dbt command on the project for ds; its target/ and logs/ go to HOME/dbt."""
     state = settings.home / "dbt"
@@ -61,14 +77,7 @@ def run_dbt(settings: Settings, ds: str, command: list[str]) -> subprocess.Compl
             "--log-path", str(state / "logs"), "--vars", json.dumps(dbt_vars(settings, ds))]
     if settings.dbt.target == "spark" and settings.dbt.spark_method == "thrift":
         check_thrift_server(settings)
-    dbt = settings.dbt  # dbt/profiles.yml reads the connection from these variables
-    env = dict(os.environ, EDGEREC_HOME=str(settings.home), DBT_SEND_ANONYMOUS_USAGE_STATS="false",
-               EDGEREC_DBT_SPARK_METHOD=dbt.spark_method, EDGEREC_DBT_SPARK_HOST=dbt.spark_host,
-               EDGEREC_DBT_SPARK_PORT=str(dbt.spark_port), EDGEREC_DBT_SPARK_SCHEMA=dbt.spark_schema)
-    options = settings.spark.jvm_options(settings.layout(ds).raw_events_bytes)
-    if dbt.target == "spark" and dbt.spark_method == "session" and options:
-        # dbt-spark's session starts a JVM of its own in dbt's process: the options the Spark jobs' would have
-        env.setdefault("PYSPARK_SUBMIT_ARGS", f"--driver-java-options {shlex.quote(options)} pyspark-shell")
+    env = dbt_env(settings, ds, os.environ)
     log.info("dbt %s ds=%s (target %s)", " ".join(command), ds, settings.dbt.target)
     state.mkdir(parents=True, exist_ok=True)  # the working directory: dbt-spark's session keeps its tables here
     result = subprocess.run(args, env=env, cwd=state, capture_output=True, text=True)

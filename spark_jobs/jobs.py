@@ -167,7 +167,7 @@ def run_jobs(settings: Settings, ds: str, names: list[str], spark: SparkSession 
     from spark_jobs.session import spark_session
 
     started = time.perf_counter()
-    spark = spark or spark_session(settings, f"edgerec-{'-'.join(names)}-{ds}", settings.layout(ds).raw_events_bytes)
+    spark = spark or spark_session(settings, f"edgerec-{'-'.join(names)}-{ds}", settings.layout(ds).jvm_options)
     result: dict = {"session_s": round(time.perf_counter() - started, 2)}
     for name in names:
         spark.sparkContext.setJobDescription(f"{name} ds={ds}")  # labels the job's Spark jobs in the UI and logs

@@ -29,8 +29,9 @@ def check_master_reachable(master: str, timeout_s: float = 5.0) -> None:
                       "EDGEREC_SPARK_MASTER and that the cluster runs")
 
 
-def session_conf(settings: Settings, day_bytes: int | None = None) -> dict[str, str]:
-    """The Spark configuration every session of the pipeline starts with, for a day of day_bytes of raw events."""
+def session_conf(settings: Settings, java_options: str = "") -> dict[str, str]:
+    """The Spark configuration every session of the pipeline starts with; java_options: its JVMs' (a day's
+    `DayLayout.jvm_options`)."""
     conf = {
         "spark.sql.shuffle.partitions": str(settings.spark.shuffle_partitions),
         "spark.sql.session.timeZone": "UTC",
@@ -43,21 +44,21 @@ def session_conf(settings: Settings, day_bytes: int | None = None) -> dict[str, 
     }
     if settings.spark.master.startswith("local"):
         conf["spark.driver.memory"] = settings.spark.driver_memory
-    options = settings.spark.jvm_options(day_bytes)
-    if options:
+    if java_options:
         # PySpark's launcher starts the driver's JVM with them; on a cluster the executors are JVMs of their own
-        conf["spark.driver.extraJavaOptions"] = conf["spark.executor.extraJavaOptions"] = options
+        conf["spark.driver.extraJavaOptions"] = conf["spark.executor.extraJavaOptions"] = java_options
     return conf
 
 
-def spark_session(settings: Settings, app_name: str = "edgerec", day_bytes: int | None = None) -> SparkSession:
-    """The session (an existing one of this process as it is); a new JVM's options fit a day of day_bytes."""
+def spark_session(settings: Settings, app_name: str = "edgerec", java_options: str = "") -> SparkSession:
+    """A new session, or this process's existing one: that keeps the JVM it started with (its options and memory),
+    and takes the SQL settings anew."""
     check_master_reachable(settings.spark.master)
     if settings.spark.master.startswith("local"):
         # local executors run the contract check in Python: the driver's interpreter, with the project
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name).master(settings.spark.master)
-    for key, value in session_conf(settings, day_bytes).items():
+    for key, value in session_conf(settings, java_options).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")

@@ -32,12 +32,11 @@ def world_events():
 @pytest.fixture(scope="session")
 def spark():
     """The one Spark session of the test run."""
-    from edgerec.config import load_settings
+    from edgerec.config import QUICK_JIT, load_settings
     from spark_jobs.session import spark_session
 
-    # the tests' days are tiny: the JIT's quick tier (what `auto` picks for a day of them)
-    session = spark_session(load_settings({"EDGEREC_SPARK_SHUFFLE_PARTITIONS": "2", "EDGEREC_SPARK_DRIVER_MEMORY": "2g",
-                                           "EDGEREC_SPARK_JAVA_OPTIONS": "-XX:TieredStopAtLevel=1"}), "edgerec-tests")
+    settings = load_settings({"EDGEREC_SPARK_SHUFFLE_PARTITIONS": "2", "EDGEREC_SPARK_DRIVER_MEMORY": "2g"})
+    session = spark_session(settings, "edgerec-tests", QUICK_JIT)  # what `auto` gives the tests' tiny days
     yield session
     session.stop()
     logging.getLogger("py4j").setLevel(logging.ERROR)  # it logs at exit, after pytest closed its streams

@@ -12,7 +12,7 @@ EDGEREC = str(Path(sys.executable).with_name("edgerec"))
 DS = "2026-11-05"
 FIRST = "2026-11-04"
 # a bound on a hung run, not a check of speed: a three-day run took 904 s on a slow 2-core host beside the other
-# worker's tests, against about 330 s alone
+# worker's tests, against about 330 s alone (a hang costs CI up to this much, inside its 90-minute limit)
 RUN_TIMEOUT_S = 2400
 
 

@@ -151,8 +151,9 @@ def test_run_builds_marts_and_data_docs_and_a_drifted_day_alerts_and_stops(two_d
     drifted = tmp_path / "drifted.json"
     drifted.write_text(json.dumps({"behaviour": {"base_click_logit": -3.3}}))
     result = subprocess.run([EDGEREC, "run", "--date", "2026-11-06", "--days", "1"], capture_output=True, text=True,
-                            timeout=RUN_TIMEOUT_S, env=dict(os.environ, EDGEREC_HOME=str(state), EDGEREC_SIM_USERS="25",
-                                                  EDGEREC_SIM_CONFIG=str(drifted), EDGEREC_ALERT_WEBHOOK_URL=url))
+                            timeout=RUN_TIMEOUT_S,
+                            env=dict(os.environ, EDGEREC_HOME=str(state), EDGEREC_SIM_USERS="25",
+                                     EDGEREC_SIM_CONFIG=str(drifted), EDGEREC_ALERT_WEBHOOK_URL=url))
     assert result.returncode != 0
     assert "the daily DAG failed for ds=2026-11-06" in result.stderr
     blocking = [a for a in alerts_of(received) if a["level"] == "block"]

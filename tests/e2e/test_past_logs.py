@@ -19,9 +19,9 @@ def test_logs_from_a_team_s_past_run_every_task_of_their_day(tmp_path):
     raw, state, days = tmp_path / "raw", tmp_path / "state", past_logs.DAYS
     past_logs.write_logs(raw)
     result = subprocess.run([EDGEREC, "run", "--date", days[-1], "--days", "3"], capture_output=True, text=True,
-                            timeout=RUN_TIMEOUT_S, env={**os.environ, "EDGEREC_HOME": str(state),
-                                              "EDGEREC_SOURCE": "external", "EDGEREC_RAW_DIR": str(raw),
-                                              **past_logs.lenient_env(tmp_path)})
+                            timeout=RUN_TIMEOUT_S,
+                            env={**os.environ, "EDGEREC_HOME": str(state), "EDGEREC_SOURCE": "external",
+                                 "EDGEREC_RAW_DIR": str(raw), **past_logs.lenient_env(tmp_path)})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     table = result.stdout[result.stdout.index("== 3 days of edgerec_daily_retrain =="):].splitlines()
     rows = [line.split() for line in table[2:5]]
