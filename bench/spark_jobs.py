@@ -118,7 +118,7 @@ def main() -> None:
     for size in sizes:
         home, lines = prepare(args.work, size)
         settings = load_settings({"EDGEREC_HOME": str(home), "EDGEREC_SPARK_JAVA_OPTIONS": java_options})
-        jvm = settings.spark.jvm_options(settings.layout(DS).raw_events_bytes) or "the JVM's defaults"
+        jvm = settings.layout(DS).jvm_options or "the JVM's defaults"
         print(f"{lines:,} events: running the four stages in a fresh JVM ({java_options}: {jvm}) ...", flush=True)
         r = measure(home, args.event_log / f"{lines}-{time.strftime('%Y%m%dT%H%M%S')}" if args.event_log else None,
                     java_options)

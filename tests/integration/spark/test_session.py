@@ -1,3 +1,5 @@
+"""The Spark session tests/conftest.py starts, as its JVM sees it."""
+
 import pytest
 
 pytestmark = pytest.mark.integration
