@@ -80,7 +80,8 @@ class SparkSettings(Section):
     master: str = Field("local[*]", description="Spark master: a cluster URL runs the same jobs there")
     shuffle_partitions: int = Field(4, ge=1, le=100_000, description=(
         "`spark.sql.shuffle.partitions` (raise it on a cluster)"))
-    driver_memory: str = Field("4g", description="driver memory in local mode")
+    driver_memory: str = Field("4g", pattern=r"^[0-9]+[kmgtKMGT]?$", description=(
+        "driver memory in local mode, a JVM size (`4g`, `2048m`): the JVM exits at start on any other"))
     java_options: str = Field("auto", description=(
         "JVM options of the driver and the executors (`spark.driver.extraJavaOptions`, `spark.executor."
         f"extraJavaOptions`); `auto`: the JIT's quick tier (`{QUICK_JIT}`) for a day whose raw events take under "

@@ -6,6 +6,7 @@ import os
 import socket
 import sys
 
+from pyspark.errors import PySparkRuntimeError
 from pyspark.sql import SparkSession
 
 from edgerec.config import Settings
@@ -60,6 +61,20 @@ def spark_session(settings: Settings, app_name: str = "edgerec", java_options: s
     builder = SparkSession.builder.appName(app_name).master(settings.spark.master)
     for key, value in session_conf(settings, java_options).items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    try:
+        spark = builder.getOrCreate()
+    except PySparkRuntimeError as error:
+        if error.getCondition() != "JAVA_GATEWAY_EXITED":
+            raise
+        raise ConfigError(jvm_exited_message(settings, java_options)) from error
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def jvm_exited_message(settings: Settings, java_options: str) -> str:
+    """What a driver's JVM that exits at start (PySpark says only "Java gateway process exited") tells the user: the
+    options it was given and the settings behind them (the JVM printed its own reason above)."""
+    given = [f"driver memory {settings.spark.driver_memory}"] if settings.spark.master.startswith("local") else []
+    given.append(f"JVM options {java_options!r}" if java_options else "no JVM options")
+    return (f"Spark's JVM exited as it started ({', '.join(given)}; its own reason is printed above): check "
+            "EDGEREC_SPARK_JAVA_OPTIONS, EDGEREC_SPARK_DRIVER_MEMORY and that Java 17 or later is installed")

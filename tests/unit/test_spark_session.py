@@ -3,6 +3,7 @@
 import pytest
 
 from edgerec.config import load_settings
+from edgerec.errors import ConfigError
 from edgerec.marts import dbt_env
 from spark_jobs import jobs, session
 from spark_jobs.session import session_conf
@@ -83,3 +84,18 @@ def test_dbt_s_in_process_session_gets_the_day_s_options_ahead_of_the_caller_s(t
                            "EDGEREC_DBT_SPARK_METHOD": "session"})  # no raw events here: the JVM's defaults
     for other in (thrift, duckdb, large):
         assert "PYSPARK_SUBMIT_ARGS" not in dbt_env(other, DS, {})
+
+
+def test_a_jvm_that_exits_at_start_is_told_with_its_options_and_the_settings_behind_them():
+    local = load_settings({"EDGEREC_SPARK_DRIVER_MEMORY": "3g"})
+    assert session.jvm_exited_message(local, "-Xbad") == (
+        "Spark's JVM exited as it started (driver memory 3g, JVM options '-Xbad'; its own reason is printed above): "
+        "check EDGEREC_SPARK_JAVA_OPTIONS, EDGEREC_SPARK_DRIVER_MEMORY and that Java 17 or later is installed")
+    cluster = load_settings({"EDGEREC_SPARK_MASTER": "spark://127.0.0.1:7077"})
+    assert session.jvm_exited_message(cluster, "").startswith("Spark's JVM exited as it started (no JVM options; ")
+
+
+def test_a_driver_memory_the_jvm_would_refuse_is_a_configuration_error():
+    assert load_settings({"EDGEREC_SPARK_DRIVER_MEMORY": "2048M"}).spark.driver_memory == "2048M"
+    with pytest.raises(ConfigError, match="EDGEREC_SPARK_DRIVER_MEMORY = '4 GB'"):
+        load_settings({"EDGEREC_SPARK_DRIVER_MEMORY": "4 GB"})
