@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 
 def sessionize(events: DataFrame, gap_ms: int) -> DataFrame:
-    """Adds session_key (the client's session_id, or user_id-gap-<first ts>) and seq (1.. within it)."""
+    """Adds session_key (the client's session_id, or user_id-gap-<first ts>) and seq (1.. within the user's session)."""
     by_user = Window.partitionBy("user_id").orderBy("ts", "event_id")
     no_id = events.where(F.col("session_id").isNull())
     gap_split = (
@@ -23,7 +23,9 @@ def sessionize(events: DataFrame, gap_ms: int) -> DataFrame:
     )
     with_id = events.where(F.col("session_id").isNotNull()).withColumn("session_key", F.col("session_id"))
     keyed = with_id.unionByName(gap_split)
-    return keyed.withColumn("seq", F.row_number().over(Window.partitionBy("session_key").orderBy("ts", "event_id")))
+    # a session is (user_id, session_key) everywhere downstream: two users' clients can draw the same session_id
+    in_session = Window.partitionBy("user_id", "session_key").orderBy("ts", "event_id")
+    return keyed.withColumn("seq", F.row_number().over(in_session))
 
 
 def session_stats(sessionized: DataFrame) -> DataFrame:

@@ -27,6 +27,17 @@ def test_client_session_ids_are_kept_and_gaps_split_the_rest(spark):
     assert {r.session_key for r in longer.where("user_id = 'u2'").collect()} == {f"u2-gap-{T0}"}
 
 
+def test_two_users_whose_clients_drew_the_same_session_id_keep_their_own_sessions(spark):
+    rows = [ev("exposure", 0, "a1", item_id=1), ev("exposure", 1000, "b1", user="u2", item_id=2),
+            ev("click", 2000, "a2", item_id=1), ev("click", 3000, "b2", user="u2", item_id=2)]
+    sessionized = sessionize(frame(spark, rows), gap_ms=30 * MIN)
+    assert sorted((r.event_id, r.user_id, r.session_key, r.seq) for r in sessionized.collect()) == [
+        ("a1", "u1", "s1", 1), ("a2", "u1", "s1", 2), ("b1", "u2", "s1", 1), ("b2", "u2", "s1", 2)]
+    stats = session_stats(sessionized).collect()
+    assert sorted((r.user_id, r.session_key, r.events, r.clicks) for r in stats) == [
+        ("u1", "s1", 2, 1), ("u2", "s1", 2, 1)]
+
+
 def test_session_stats(spark):
     rows = [ev("page_request", 0, "p", request_id="r", candidates=[]), ev("exposure", 1000, "e1", item_id=1),
             ev("exposure", 2000, "e2", item_id=2), ev("click", 3000, "c", item_id=2)]
