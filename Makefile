@@ -3,9 +3,8 @@ SHELL := /bin/bash
 VENV ?= .venv
 BIN := $(VENV)/bin
 export EDGEREC_HOME ?= $(CURDIR)/.edgerec
-# test workers (pytest-xdist), each taking whole test files (its fixtures built once) in the order tests/conftest.py
-# gives them, the longest first: the long tests wait on JVM starts, planning and subprocesses as much as on the
-# cores, so two share a 2-core machine
+# test workers (pytest-xdist), each taking whole test files (its fixtures built once): the long tests wait on JVM
+# starts, planning and subprocesses as much as on the cores, so two share a 2-core machine
 TEST_WORKERS ?= 2
 
 .PHONY: help setup run run-stack ui test test-stack test-fast lint bench clean
@@ -26,7 +25,7 @@ ui: setup ## after a run: the Airflow and MLflow UIs on 127.0.0.1 behind logins,
 	$(BIN)/edgerec ui
 
 test: setup ## run the whole test suite (TEST_WORKERS=0: in this process, one test at a time)
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-stack: setup ## the at-scale twins' tests (pytest -m stack: a Spark cluster, Airflow's scheduler, ...)
 	$(BIN)/pytest -m stack

@@ -10,7 +10,6 @@ import os
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
 
 import pytest
 
@@ -22,24 +21,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # Expectations) takes for a doctest run and exits; a spec named __main__ also keeps multiprocessing's spawned
     # training workers from importing a main script
     sys.modules["__main__"].__spec__ = importlib.machinery.ModuleSpec("__main__", None)
-
-TESTS = Path(__file__).parent
-
-
-# The order in which `make test`'s workers take whole files (`--no-loadscope-reorder` keeps it): the long end-to-end
-# files first, one pair per worker, and the many short unit files last, to even out the end. Left to xdist, files go
-# by their number of tests, most first, so the one- and two-test end-to-end files ran last, one worker alone on them.
-SUITE_ORDER = ("e2e", "integration", "unit")
-
-
-def suite_rank(path: Path) -> int:
-    """Where a test file under tests/ goes in SUITE_ORDER (files of no tier after them all)."""
-    tier = path.relative_to(TESTS).parts[0] if path.is_relative_to(TESTS) else None
-    return SUITE_ORDER.index(tier) if tier in SUITE_ORDER else len(SUITE_ORDER)
-
-
-def pytest_collection_modifyitems(items):
-    items.sort(key=lambda item: suite_rank(item.path))  # stable: a file's tests keep their order
 
 
 @pytest.fixture(scope="session")
