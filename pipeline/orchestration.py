@@ -8,8 +8,9 @@ import shutil
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edgerec.config import DAGS_FOLDER, Settings, check_logical_date
@@ -106,32 +107,121 @@ class DagRun:
         return next((t for t in self.tasks if t.state not in ("success", "skipped")), None)
 
 
-def test_dag(settings: Settings, dag_id: str, ds: str, log_path: Path,
-             on_task: Callable[[TaskRun], None] | None = None) -> DagRun:
-    """Run one DAG for one logical date in-process (`check_logical_date` first). Everything Airflow and the tasks
-    print (Spark, dbt, training) goes to `log_path`; `on_task` hears of each task as it ends.
+DAY_LINE = re.compile(r"^\[EDGEREC DAY\] (?P<edge>start|end) ds=(?P<ds>\S+)(?: code=(?P<code>-?\d+))?$")
+
+
+@dataclass
+class DaysTracker:
+    """Follows the output of one process that runs several days (`_test_days_here`): each day's `dags test` output
+    between "[EDGEREC DAY] start ds=D" and "[EDGEREC DAY] end ds=D code=N", its tasks followed by a TaskTracker."""
+
+    clock: Callable[[], float] = time.monotonic
+    days: list[DagRun] = field(default_factory=list)
+    current: DagRun | None = None
+    tracker: TaskTracker | None = None
+
+    def feed(self, line: str) -> tuple[str, str | TaskRun] | None:
+        """What this line says: ("start", ds), ("task", the task that ended), ("end", ds) or nothing."""
+        if m := DAY_LINE.match(line.rstrip("\n")):
+            if m["edge"] == "start":
+                self.current, self.tracker = DagRun(m["ds"], 0, []), TaskTracker(self.clock)
+                return "start", m["ds"]
+            if self.current is not None:
+                self.days.append(replace(self.current, code=int(m["code"] or 1)))
+                self.current = self.tracker = None
+            return "end", m["ds"]
+        if self.tracker and (ended := self.tracker.feed(line)):
+            self.current.tasks.append(ended)
+            return "task", ended
+        return None
+
+    def finish(self, code: int) -> list[DagRun]:
+        """The days that ran, given the process's exit code: a day it died in ends with that code (or 1)."""
+        if self.current is not None:
+            self.days.append(replace(self.current, code=code or 1))
+            self.current = self.tracker = None
+        return self.days
+
+
+def run_days(settings: Settings, dag_id: str, days: list[str], on_day: Callable[[str], None] | None = None,
+             on_task: Callable[[str, TaskRun], None] | None = None) -> list[DagRun]:
+    """Run one DAG for each logical date, oldest first, with Airflow in-process (`dags test`), all the days in one
+    process: they share its imports and the Spark driver's JVM, warm after the first day. It stops at the first day
+    that fails. Everything a day prints (Airflow, Spark, dbt, training) goes to its `run_log`; `on_day` hears of each
+    day as it starts, `on_task` of each task as it ends.
 
     Retries default to none here: an interactive run should fail fast and say why.
     """
-    check_logical_date(ds)
+    for ds in days:
+        check_logical_date(ds)
     init_airflow(settings)
     env = airflow_env(settings)
     if "EDGEREC_RUN_TASK_RETRIES" not in os.environ:
         env["EDGEREC_RUN_TASK_RETRIES"] = "0"
     env["PYTHONUNBUFFERED"] = "1"  # a piped stdout is block-buffered: each task's lines would arrive late
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    tracker, tasks = TaskTracker(), []
-    with log_path.open("w") as log, subprocess.Popen([_airflow(), "dags", "test", dag_id, ds], env=env, text=True,
-                                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+    tracker, early, log = DaysTracker(), [], None
+    with subprocess.Popen(_days_command(dag_id, days), env=env, text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT) as proc:
         for line in proc.stdout:
-            log.write(line)
-            ended = tracker.feed(line)
-            if ended:
-                tasks.append(ended)
-                log.flush()
-                if on_task:
-                    on_task(ended)
-    return DagRun(ds, proc.returncode, tasks)
+            said = tracker.feed(line)
+            if said and said[0] == "start":
+                path = settings.layout(said[1]).run_log
+                path.parent.mkdir(parents=True, exist_ok=True)
+                log = path.open("w")
+                log.writelines(early)  # what the process printed before its first day (Airflow's start)
+                early = []
+                if on_day:
+                    on_day(said[1])
+            elif log is None:
+                early.append(line)
+            else:
+                log.write(line)
+                if said and said[0] == "task":
+                    log.flush()
+                    if on_task:
+                        on_task(tracker.current.ds, said[1])
+                elif said and said[0] == "end":
+                    log.close()
+                    log = None
+        if log is not None:
+            log.close()
+    ran = tracker.finish(proc.returncode)
+    if early:  # printed before any day or after the last: the next day's log (or the last one's) says why it ended
+        ds = days[min(len(ran), len(days) - 1)]
+        settings.layout(ds).run_log.parent.mkdir(parents=True, exist_ok=True)
+        with settings.layout(ds).run_log.open("a" if ds in {day.ds for day in ran} else "w") as log:
+            log.writelines(early)
+    return ran
+
+
+def _days_command(dag_id: str, days: list[str]) -> list[str]:
+    return [sys.executable, "-m", "pipeline.orchestration", dag_id, *days]
+
+
+def _test_days_here(dag_id: str, days: list[str]) -> int:
+    """In the process run_days starts: `airflow dags test` for each day in turn, between the lines DaysTracker
+    reads; the exit code of the first day that fails, 0 when all succeed."""
+    from airflow.cli import cli_parser
+    from airflow.configuration import write_default_airflow_configuration_if_needed
+
+    write_default_airflow_configuration_if_needed()  # as `airflow`'s own entry point does before a command
+    parser = cli_parser.get_parser()
+    for ds in days:
+        print(f"[EDGEREC DAY] start ds={ds}", flush=True)
+        code = 0
+        try:
+            args = parser.parse_args(["dags", "test", dag_id, ds])
+            args.func(args)
+        except SystemExit as exit_:  # "DagRun failed", or argparse's
+            code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+        except Exception:  # told in the day's log; the day ends failed
+            traceback.print_exc()
+            code = 1
+        sys.stderr.flush()
+        print(f"[EDGEREC DAY] end ds={ds} code={code}", flush=True)
+        if code:
+            return code
+    return 0
 
 
 def tail_errors(log_path: Path, lines: int = 25) -> str:
@@ -140,3 +230,7 @@ def tail_errors(log_path: Path, lines: int = 25) -> str:
     start = max((i for i, line in enumerate(text) if "Traceback (most recent call last)" in line), default=None)
     shown = text[start:start + 60] if start is not None else text[-lines:]
     return "\n".join(shown)
+
+
+if __name__ == "__main__":
+    sys.exit(_test_days_here(sys.argv[1], sys.argv[2:]))

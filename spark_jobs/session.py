@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -11,6 +12,9 @@ from pyspark.sql import SparkSession
 
 from edgerec.config import Settings
 from edgerec.errors import ConfigError
+
+log = logging.getLogger(__name__)
+ASKED_JAVA_OPTIONS = "spark.edgerec.javaOptions"  # the java_options a session's JVM was started with
 
 
 def check_master_reachable(master: str, timeout_s: float = 5.0) -> None:
@@ -48,12 +52,14 @@ def session_conf(settings: Settings, java_options: str = "") -> dict[str, str]:
     if java_options:
         # PySpark's launcher starts the driver's JVM with them; on a cluster the executors are JVMs of their own
         conf["spark.driver.extraJavaOptions"] = conf["spark.executor.extraJavaOptions"] = java_options
+    conf[ASKED_JAVA_OPTIONS] = java_options  # as asked: Spark adds its own to extraJavaOptions
     return conf
 
 
 def spark_session(settings: Settings, app_name: str = "edgerec", java_options: str = "") -> SparkSession:
-    """A new session, or this process's existing one: that keeps the JVM it started with (its options and memory),
-    and takes the SQL settings anew."""
+    """A new session, or this process's existing one (the days of one `edgerec run` share its warm JVM): that keeps
+    the JVM it started with, its options and memory (PySpark starts one JVM per process and keeps it even past a
+    session's stop), and takes the SQL settings anew."""
     check_master_reachable(settings.spark.master)
     if settings.spark.master.startswith("local"):
         # local executors run the contract check in Python: the driver's interpreter, with the project
@@ -67,6 +73,10 @@ def spark_session(settings: Settings, app_name: str = "edgerec", java_options: s
         if error.getCondition() != "JAVA_GATEWAY_EXITED":
             raise
         raise ConfigError(jvm_exited_message(settings, java_options)) from error
+    started_with = spark.sparkContext.getConf().get(ASKED_JAVA_OPTIONS, "")  # the context's: its JVM's start
+    if started_with != java_options:
+        log.warning("this process's Spark JVM keeps the JVM options it started with (%r), not %r: a JVM's options "
+                    "are set at its start", started_with, java_options)
     spark.sparkContext.setLogLevel("WARN")
     return spark
 

@@ -106,7 +106,7 @@ def run(
     and training print goes to $EDGEREC_HOME/logs/run_ds=D.log. A failed day stops the run: the days after it need
     its outputs."""
     from edgerec.config import check_logical_date, days_back
-    from pipeline.orchestration import tail_errors, test_dag
+    from pipeline.orchestration import run_days, tail_errors
 
     settings = settings_from_env()
     wanted = days_back(check_logical_date(date or str(settings.run.date)), (days or settings.run.days) - 1)
@@ -117,28 +117,34 @@ def run(
              f"{', '.join(absent) if len(absent) <= 5 else f'{len(absent)} of the {len(wanted)} days'} "
              f"({wanted[0]} .. {wanted[-1]} asked); `edgerec logs check {settings.raw}` lists the days it holds",
              code=1)
-    done = []
-    for ds in wanted:
-        log_path = settings.layout(ds).run_log
-        typer.secho(f"\n== edgerec_daily_retrain ds={ds} (full log: {log_path}) ==", fg="cyan", bold=True)
 
-        def on_task(task, ds=ds) -> None:
-            colour = {"success": "green", "skipped": "yellow"}.get(task.state, "red")
-            figure = _task_figure(settings, ds, task.task) if task.state == "success" else task.reason
-            typer.echo(f"  {task.task:<18} {task.seconds:7.1f} s  " + typer.style(f"{task.state:<8}", fg=colour)
-                       + f"  {figure}".rstrip())
+    def on_day(ds: str) -> None:
+        typer.secho(f"\n== edgerec_daily_retrain ds={ds} (full log: {settings.layout(ds).run_log}) ==", fg="cyan",
+                    bold=True)
 
-        day = test_dag(settings, "edgerec_daily_retrain", ds, log_path, on_task)
-        done.append(day)
+    def on_task(ds: str, task) -> None:
+        colour = {"success": "green", "skipped": "yellow"}.get(task.state, "red")
+        figure = _task_figure(settings, ds, task.task) if task.state == "success" else task.reason
+        typer.echo(f"  {task.task:<18} {task.seconds:7.1f} s  " + typer.style(f"{task.state:<8}", fg=colour)
+                   + f"  {figure}".rstrip())
+
+    done = run_days(settings, "edgerec_daily_retrain", wanted, on_day, on_task)
+    for day in done:
+        log_path = settings.layout(day.ds).run_log
         if day.code != 0 or day.failed:
             typer.echo(tail_errors(log_path), err=True)
             _show_days(settings, done, wanted)
-            fail(f"the daily DAG failed for ds={ds} (airflow exit code {day.code}"
+            fail(f"the daily DAG failed for ds={day.ds} (airflow exit code {day.code}"
                  + (f", task {day.failed.task} {day.failed.state}" if day.failed else "")
-                 + f"); the full log is {log_path}, the reports {settings.layout(ds).reports}", day.code or 1)
+                 + f"); the full log is {log_path}, the reports {settings.layout(day.ds).reports}", day.code or 1)
         if not day.tasks:
             _show_days(settings, done, wanted)
-            fail(f"Airflow ran no task of edgerec_daily_retrain for ds={ds}; its log is {log_path}", 1)
+            fail(f"Airflow ran no task of edgerec_daily_retrain for ds={day.ds}; its log is {log_path}", 1)
+    if len(done) < len(wanted):  # the process ended between two days
+        log_path = settings.layout(wanted[len(done)]).run_log
+        typer.echo(tail_errors(log_path), err=True)
+        _show_days(settings, done, wanted)
+        fail(f"Airflow stopped before ds={wanted[len(done)]} ran; its log is {log_path}", 1)
     _show_day(settings, wanted[-1])
     if len(wanted) > 1:
         _show_days(settings, done, wanted)

@@ -1,16 +1,18 @@
 """Following `airflow dags test` output: one line per task with its seconds, state and why it was skipped, and the
 error a failed run shows (the full output goes to the run's log file); which logical dates the DAGs can run."""
 
+import sys
+
 import pytest
 from typer.testing import CliRunner
 
 from edgerec.config import DAG_START, check_logical_date, load_settings
 from edgerec.errors import ConfigError
 from edgerec.reports import SparkSummary
-from pipeline import stages
+from pipeline import orchestration, stages
 from pipeline.cli import app
 from pipeline.cli.run import _task_figure
-from pipeline.orchestration import DagRun, TaskRun, TaskTracker, tail_errors
+from pipeline.orchestration import DagRun, DaysTracker, TaskRun, TaskTracker, tail_errors
 
 pytestmark = pytest.mark.unit
 
@@ -110,3 +112,62 @@ def test_the_dags_spark_task_runs_the_four_jobs_in_order_in_one_call(tmp_path, m
     assert stages.spark(load_settings({"EDGEREC_HOME": str(tmp_path)}), "2026-11-03") == {
         "ran": ["ingest", "sessionize", "requests", "bucketize"]}
     assert calls == [("2026-11-03", ["ingest", "sessionize", "requests", "bucketize"])]
+
+
+def day_output(ds: str, code: int | None, tasks: str = OUTPUT) -> str:
+    """What the days' process prints for one day (code None: it died in the day)."""
+    return f"[EDGEREC DAY] start ds={ds}\n{tasks}" + (f"[EDGEREC DAY] end ds={ds} code={code}\n" if code is not None
+                                                      else "")
+
+
+def test_a_process_of_several_days_tells_each_day_its_tasks_and_exit_code():
+    tracker, said = DaysTracker(clock=iter(range(100)).__next__), []
+    first_line = OUTPUT.splitlines(True)[0]  # a task that started and never ended
+    output = "Airflow starting\n" + day_output("2026-11-01", 0) + day_output("2026-11-02", 1, first_line)
+    for line in output.splitlines(True):
+        if got := tracker.feed(line):
+            said.append((got[0], got[1] if isinstance(got[1], str) else got[1].task))
+    assert said == [("start", "2026-11-01"), ("task", "simulate_raw"), ("task", "train"), ("task", "export"),
+                    ("end", "2026-11-01"), ("start", "2026-11-02"), ("end", "2026-11-02")]
+    days = tracker.finish(1)
+    assert [(d.ds, d.code, [t.task for t in d.tasks]) for d in days] == [
+        ("2026-11-01", 0, ["simulate_raw", "train", "export"]), ("2026-11-02", 1, [])]
+    assert [(t.state, t.reason) for t in days[0].tasks] == [
+        ("success", ""), ("skipped", "no train days in the marts yet"), ("unknown", "")]
+
+
+def test_a_day_the_process_died_in_ends_with_its_exit_code_or_else_1():
+    for code, expected in ((-9, -9), (0, 1)):
+        tracker = DaysTracker()
+        for line in day_output("2026-11-01", None).splitlines(True):
+            tracker.feed(line)
+        assert [(d.ds, d.code, len(d.tasks)) for d in tracker.finish(code)] == [("2026-11-01", expected, 3)]
+
+
+def test_each_day_s_output_goes_to_its_log_and_what_came_before_to_the_first(tmp_path, monkeypatch):
+    settings = load_settings({"EDGEREC_HOME": str(tmp_path)})
+    script = "import sys; sys.stdout.write(sys.argv[1]); sys.exit(int(sys.argv[2]))"
+    printed = "Airflow starting\n" + day_output("2026-11-01", 0) + day_output("2026-11-02", None)
+    monkeypatch.setattr(orchestration, "init_airflow", lambda settings: None)
+    monkeypatch.setattr(orchestration, "_days_command", lambda dag, days: [sys.executable, "-c", script, printed, "3"])
+    heard = []
+    days = orchestration.run_days(settings, "edgerec_daily_retrain", ["2026-11-01", "2026-11-02", "2026-11-03"],
+                                  on_day=heard.append, on_task=lambda ds, task: heard.append((ds, task.task)))
+    assert [(d.ds, d.code) for d in days] == [("2026-11-01", 0), ("2026-11-02", 3)]
+    assert heard == ["2026-11-01", ("2026-11-01", "simulate_raw"), ("2026-11-01", "train"), ("2026-11-01", "export"),
+                     "2026-11-02", ("2026-11-02", "simulate_raw"), ("2026-11-02", "train"), ("2026-11-02", "export")]
+    first = settings.layout("2026-11-01").run_log.read_text()
+    assert first.startswith("Airflow starting\n2026-12-02T09:35:47Z") and first.endswith("code=0\n")
+    assert settings.layout("2026-11-02").run_log.read_text() == OUTPUT
+    assert not settings.layout("2026-11-03").run_log.exists()
+
+
+def test_what_the_process_printed_before_it_ended_between_two_days_goes_to_the_next_day_s_log(tmp_path, monkeypatch):
+    settings = load_settings({"EDGEREC_HOME": str(tmp_path)})
+    printed = day_output("2026-11-01", 0) + "MemoryError\n"
+    monkeypatch.setattr(orchestration, "init_airflow", lambda settings: None)
+    monkeypatch.setattr(orchestration, "_days_command", lambda dag, days: [
+        sys.executable, "-c", "import sys; sys.stdout.write(sys.argv[1]); sys.exit(1)", printed])
+    days = orchestration.run_days(settings, "edgerec_daily_retrain", ["2026-11-01", "2026-11-02"])
+    assert [(d.ds, d.code) for d in days] == [("2026-11-01", 0)]
+    assert settings.layout("2026-11-02").run_log.read_text() == "MemoryError\n"

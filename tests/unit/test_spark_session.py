@@ -43,6 +43,7 @@ def test_the_options_reach_the_driver_and_the_executors_and_a_cluster_keeps_its_
     assert cluster["spark.executor.extraJavaOptions"] == "-Xss4m" and "spark.driver.memory" not in cluster
     none = session_conf(load_settings({}), "")
     assert not {"spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"} & set(none)
+    assert (local[session.ASKED_JAVA_OPTIONS], none[session.ASKED_JAVA_OPTIONS]) == ("-XX:TieredStopAtLevel=1", "")
 
 
 def test_a_day_s_raw_events_are_measured_on_this_machine(tmp_path):

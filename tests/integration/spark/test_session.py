@@ -1,5 +1,6 @@
-"""The Spark session tests/conftest.py starts, as its JVM sees it; a JVM that will not start."""
+"""The Spark sessions the pipeline starts, as their JVMs see them; a JVM that will not start."""
 
+import json
 import os
 import subprocess
 import sys
@@ -28,3 +29,28 @@ def test_a_java_option_the_jvm_refuses_fails_naming_the_setting(tmp_path):
     assert ("Spark's JVM exited as it started (driver memory 1g, JVM options '-Xss1q'; its own reason is "
             "printed above): check EDGEREC_SPARK_JAVA_OPTIONS") in " ".join(result.stderr.split())
     assert "Invalid thread stack size: -Xss1q" in result.stderr and "Traceback" not in result.stderr
+
+
+SESSIONS = """
+import json, sys
+from edgerec.config import load_settings
+from spark_jobs.session import spark_session
+
+settings = load_settings({"EDGEREC_SPARK_DRIVER_MEMORY": "1g"})
+def jvm(options):
+    spark = spark_session(settings, "edgerec-test", options)
+    runtime = spark._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    return [runtime.getName(), [a for a in runtime.getInputArguments() if a.startswith("-XX:Tiered")]]
+print(json.dumps([jvm("-XX:TieredStopAtLevel=1"), jvm("-XX:TieredStopAtLevel=1"), jvm("")]))
+"""
+
+
+def test_the_process_s_jvm_is_kept_with_the_options_it_started_with_and_says_so():
+    """The days of one `edgerec run` share the JVM of their process; a day that wants other options is told that the
+    JVM keeps those it started with."""
+    result = subprocess.run([sys.executable, "-c", SESSIONS], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (first, quick), (again, quick_again), (other, kept) = json.loads(result.stdout.splitlines()[-1])
+    assert first == again == other and quick == quick_again == kept == ["-XX:TieredStopAtLevel=1"]
+    assert ("this process's Spark JVM keeps the JVM options it started with ('-XX:TieredStopAtLevel=1'), not ''"
+            in result.stderr) and result.stderr.count("keeps the JVM options") == 1
