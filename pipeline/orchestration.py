@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -99,15 +100,25 @@ class DagRun:
     code: int
     tasks: list[TaskRun]
 
+    @property
+    def final(self) -> list[TaskRun]:
+        """Each task's last attempt, in the order the tasks first ended (a retried task ends once per attempt)."""
+        return list({t.task: t for t in self.tasks}.values())
+
     def count(self, state: str) -> int:
-        return sum(t.state == state for t in self.tasks)
+        return sum(t.state == state for t in self.final)
 
     @property
     def failed(self) -> TaskRun | None:
-        return next((t for t in self.tasks if t.state not in ("success", "skipped")), None)
+        return next((t for t in self.final if t.state not in ("success", "skipped")), None)
+
+    @property
+    def ok(self) -> bool:
+        """Airflow said the run succeeded, a task ran, and every task's last attempt succeeded or skipped."""
+        return self.code == 0 and bool(self.tasks) and self.failed is None
 
 
-DAY_LINE = re.compile(r"^\[EDGEREC DAY\] (?P<edge>start|end) ds=(?P<ds>\S+)(?: code=(?P<code>-?\d+))?$")
+DAY_LINE = re.compile(r"^\[EDGEREC DAY\] (?:start ds=(?P<start>\S+)|end ds=(?P<end>\S+) code=(?P<code>-?\d+))$")
 
 
 @dataclass
@@ -120,16 +131,17 @@ class DaysTracker:
     current: DagRun | None = None
     tracker: TaskTracker | None = None
 
-    def feed(self, line: str) -> tuple[str, str | TaskRun] | None:
-        """What this line says: ("start", ds), ("task", the task that ended), ("end", ds) or nothing."""
+    def feed(self, line: str) -> tuple[str, str | TaskRun | DagRun] | None:
+        """What this line says: ("start", ds), ("task", the task that ended), ("end", the day) or nothing."""
         if m := DAY_LINE.match(line.rstrip("\n")):
-            if m["edge"] == "start":
-                self.current, self.tracker = DagRun(m["ds"], 0, []), TaskTracker(self.clock)
-                return "start", m["ds"]
-            if self.current is not None:
-                self.days.append(replace(self.current, code=int(m["code"] or 1)))
-                self.current = self.tracker = None
-            return "end", m["ds"]
+            if m["start"]:
+                self._close(1)  # a day still open at the next one's start never said how it ended
+                self.current, self.tracker = DagRun(m["start"], 0, []), TaskTracker(self.clock)
+                return "start", m["start"]
+            if self.current is not None and self.current.ds == m["end"]:
+                self._close(int(m["code"]))
+                return "end", self.days[-1]
+            return None
         if self.tracker and (ended := self.tracker.feed(line)):
             self.current.tasks.append(ended)
             return "task", ended
@@ -137,18 +149,21 @@ class DaysTracker:
 
     def finish(self, code: int) -> list[DagRun]:
         """The days that ran, given the process's exit code: a day it died in ends with that code (or 1)."""
-        if self.current is not None:
-            self.days.append(replace(self.current, code=code or 1))
-            self.current = self.tracker = None
+        self._close(code or 1)
         return self.days
 
+    def _close(self, code: int) -> None:
+        if self.current is not None:
+            self.days.append(replace(self.current, code=code))
+            self.current = self.tracker = None
 
-def run_days(settings: Settings, dag_id: str, days: list[str], on_day: Callable[[str], None] | None = None,
-             on_task: Callable[[str, TaskRun], None] | None = None) -> list[DagRun]:
+
+def test_days(settings: Settings, dag_id: str, days: list[str], on_day: Callable[[str], None] | None = None,
+              on_task: Callable[[str, TaskRun], None] | None = None) -> list[DagRun]:
     """Run one DAG for each logical date, oldest first, with Airflow in-process (`dags test`), all the days in one
-    process: they share its imports and the Spark driver's JVM, warm after the first day. It stops at the first day
-    that fails. Everything a day prints (Airflow, Spark, dbt, training) goes to its `run_log`; `on_day` hears of each
-    day as it starts, `on_task` of each task as it ends.
+    process: they share its imports and the Spark driver's JVM, warm after the first day. The first day that does
+    not end `ok` stops it. Everything a day prints (Airflow, Spark, dbt, training) goes to its `run_log`; `on_day`
+    hears of each day as it starts, `on_task` of each task as it ends.
 
     Retries default to none here: an interactive run should fail fast and say why.
     """
@@ -159,15 +174,16 @@ def run_days(settings: Settings, dag_id: str, days: list[str], on_day: Callable[
     if "EDGEREC_RUN_TASK_RETRIES" not in os.environ:
         env["EDGEREC_RUN_TASK_RETRIES"] = "0"
     env["PYTHONUNBUFFERED"] = "1"  # a piped stdout is block-buffered: each task's lines would arrive late
-    tracker, early, log = DaysTracker(), [], None
-    with subprocess.Popen(_days_command(dag_id, days), env=env, text=True, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT) as proc:
+    tracker, early, log, stopped = DaysTracker(), [], None, False
+    proc = subprocess.Popen(_days_command(dag_id, days), env=env, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
         for line in proc.stdout:
             said = tracker.feed(line)
             if said and said[0] == "start":
-                path = settings.layout(said[1]).run_log
-                path.parent.mkdir(parents=True, exist_ok=True)
-                log = path.open("w")
+                if log is not None:
+                    log.close()
+                log = _open_log(settings, said[1], "w")
                 log.writelines(early)  # what the process printed before its first day (Airflow's start)
                 early = []
                 if on_day:
@@ -183,44 +199,75 @@ def run_days(settings: Settings, dag_id: str, days: list[str], on_day: Callable[
                 elif said and said[0] == "end":
                     log.close()
                     log = None
+                    if not said[1].ok:  # as the run judges a day: the days after it need its outputs
+                        stopped = True
+                        break
+    except BaseException:
+        proc.kill()  # the caller failed or was interrupted: no day runs on without it
+        raise
+    finally:
         if log is not None:
             log.close()
-    ran = tracker.finish(proc.returncode)
-    if early:  # printed before any day or after the last: the next day's log (or the last one's) says why it ended
-        ds = days[min(len(ran), len(days) - 1)]
-        settings.layout(ds).run_log.parent.mkdir(parents=True, exist_ok=True)
-        with settings.layout(ds).run_log.open("a" if ds in {day.ds for day in ran} else "w") as log:
+        if stopped:
+            proc.kill()
+        proc.stdout.close()
+        code = proc.wait()
+    ran = tracker.finish(code)
+    if ran and ran[-1].code == 0 and code != 0 and not stopped:  # it failed after its last day said it succeeded
+        ran[-1] = replace(ran[-1], code=code)
+    if early:  # printed after the last day that ran (or before any): its log says why the process ended
+        with _open_log(settings, ran[-1].ds if ran else days[0], "a" if ran else "w") as log:
             log.writelines(early)
     return ran
 
 
+def _open_log(settings: Settings, ds: str, mode: str):
+    path = settings.layout(ds).run_log
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.open(mode)
+
+
 def _days_command(dag_id: str, days: list[str]) -> list[str]:
-    return [sys.executable, "-m", "pipeline.orchestration", dag_id, *days]
+    # -P: the user's working directory must not shadow the project's packages in the process that runs every task
+    return [sys.executable, "-P", "-m", "pipeline.orchestration", dag_id, *days]
 
 
 def _test_days_here(dag_id: str, days: list[str]) -> int:
-    """In the process run_days starts: `airflow dags test` for each day in turn, between the lines DaysTracker
+    """In the process test_days starts: `airflow dags test` for each day in turn, between the lines DaysTracker
     reads; the exit code of the first day that fails, 0 when all succeed."""
     from airflow.cli import cli_parser
     from airflow.configuration import write_default_airflow_configuration_if_needed
 
     write_default_airflow_configuration_if_needed()  # as `airflow`'s own entry point does before a command
     parser = cli_parser.get_parser()
+
+    def dags_test(ds: str) -> None:
+        args = parser.parse_args(["dags", "test", dag_id, ds])
+        args.func(args)
+
     for ds in days:
-        print(f"[EDGEREC DAY] start ds={ds}", flush=True)
-        code = 0
-        try:
-            args = parser.parse_args(["dags", "test", dag_id, ds])
-            args.func(args)
-        except SystemExit as exit_:  # "DagRun failed", or argparse's
-            code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
-        except Exception:  # told in the day's log; the day ends failed
-            traceback.print_exc()
-            code = 1
+        print(f"\n[EDGEREC DAY] start ds={ds}", flush=True)  # on a line of its own, whatever came before
+        code = _exit_code(functools.partial(dags_test, ds))
         sys.stderr.flush()
-        print(f"[EDGEREC DAY] end ds={ds} code={code}", flush=True)
+        print(f"\n[EDGEREC DAY] end ds={ds} code={code}", flush=True)
         if code:
             return code
+    return 0
+
+
+def _exit_code(command: Callable[[], object]) -> int:
+    """A command's exit code as a process would have it: 0 on return, SystemExit's code, 1 on an exception (its
+    traceback or SystemExit's message printed)."""
+    try:
+        command()
+    except SystemExit as exit_:  # "DagRun failed" (printed, as the interpreter prints it), or argparse's code
+        if exit_.code is None or isinstance(exit_.code, int):
+            return int(exit_.code or 0)
+        print(exit_.code, file=sys.stderr)
+        return 1
+    except Exception:  # told in the day's log; the day ends failed
+        traceback.print_exc()
+        return 1
     return 0
 
 

@@ -106,7 +106,7 @@ def run(
     and training print goes to $EDGEREC_HOME/logs/run_ds=D.log. A failed day stops the run: the days after it need
     its outputs."""
     from edgerec.config import check_logical_date, days_back
-    from pipeline.orchestration import run_days, tail_errors
+    from pipeline.orchestration import tail_errors, test_days
 
     settings = settings_from_env()
     wanted = days_back(check_logical_date(date or str(settings.run.date)), (days or settings.run.days) - 1)
@@ -128,7 +128,7 @@ def run(
         typer.echo(f"  {task.task:<18} {task.seconds:7.1f} s  " + typer.style(f"{task.state:<8}", fg=colour)
                    + f"  {figure}".rstrip())
 
-    done = run_days(settings, "edgerec_daily_retrain", wanted, on_day, on_task)
+    done = test_days(settings, "edgerec_daily_retrain", wanted, on_day, on_task)
     for day in done:
         log_path = settings.layout(day.ds).run_log
         if day.code != 0 or day.failed:
@@ -140,11 +140,11 @@ def run(
         if not day.tasks:
             _show_days(settings, done, wanted)
             fail(f"Airflow ran no task of edgerec_daily_retrain for ds={day.ds}; its log is {log_path}", 1)
-    if len(done) < len(wanted):  # the process ended between two days
-        log_path = settings.layout(wanted[len(done)]).run_log
+    if len(done) < len(wanted):  # the process ended between two days, or before the first
+        log_path = settings.layout(done[-1].ds if done else wanted[0]).run_log
         typer.echo(tail_errors(log_path), err=True)
         _show_days(settings, done, wanted)
-        fail(f"Airflow stopped before ds={wanted[len(done)]} ran; its log is {log_path}", 1)
+        fail(f"Airflow stopped before ds={wanted[len(done)]} ran; the last lines it printed are in {log_path}", 1)
     _show_day(settings, wanted[-1])
     if len(wanted) > 1:
         _show_days(settings, done, wanted)

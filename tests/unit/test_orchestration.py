@@ -2,6 +2,7 @@
 error a failed run shows (the full output goes to the run's log file); which logical dates the DAGs can run."""
 
 import sys
+from dataclasses import replace
 
 import pytest
 from typer.testing import CliRunner
@@ -120,15 +121,23 @@ def day_output(ds: str, code: int | None, tasks: str = OUTPUT) -> str:
                                                       else "")
 
 
+DONE = "".join(OUTPUT.splitlines(True)[:5])  # a day whose one task succeeded
+
+
+def told(what) -> str:
+    return what if isinstance(what, str) else what.task if isinstance(what, TaskRun) else f"{what.ds} {what.code}"
+
+
 def test_a_process_of_several_days_tells_each_day_its_tasks_and_exit_code():
     tracker, said = DaysTracker(clock=iter(range(100)).__next__), []
     first_line = OUTPUT.splitlines(True)[0]  # a task that started and never ended
-    output = "Airflow starting\n" + day_output("2026-11-01", 0) + day_output("2026-11-02", 1, first_line)
+    output = ("Airflow starting\n" + day_output("2026-11-01", 0) + "[EDGEREC DAY] end ds=2026-11-01 code=0\n"
+              + day_output("2026-11-02", 1, first_line))
     for line in output.splitlines(True):
         if got := tracker.feed(line):
-            said.append((got[0], got[1] if isinstance(got[1], str) else got[1].task))
+            said.append((got[0], told(got[1])))
     assert said == [("start", "2026-11-01"), ("task", "simulate_raw"), ("task", "train"), ("task", "export"),
-                    ("end", "2026-11-01"), ("start", "2026-11-02"), ("end", "2026-11-02")]
+                    ("end", "2026-11-01 0"), ("start", "2026-11-02"), ("end", "2026-11-02 1")]  # a stray end: none
     days = tracker.finish(1)
     assert [(d.ds, d.code, [t.task for t in d.tasks]) for d in days] == [
         ("2026-11-01", 0, ["simulate_raw", "train", "export"]), ("2026-11-02", 1, [])]
@@ -136,38 +145,79 @@ def test_a_process_of_several_days_tells_each_day_its_tasks_and_exit_code():
         ("success", ""), ("skipped", "no train days in the marts yet"), ("unknown", "")]
 
 
-def test_a_day_the_process_died_in_ends_with_its_exit_code_or_else_1():
+def test_a_day_the_process_died_in_ends_with_its_exit_code_or_else_1_and_one_never_ended_with_1():
     for code, expected in ((-9, -9), (0, 1)):
         tracker = DaysTracker()
         for line in day_output("2026-11-01", None).splitlines(True):
             tracker.feed(line)
         assert [(d.ds, d.code, len(d.tasks)) for d in tracker.finish(code)] == [("2026-11-01", expected, 3)]
+    tracker = DaysTracker()
+    for line in (day_output("2026-11-01", None) + day_output("2026-11-02", 0)).splitlines(True):
+        tracker.feed(line)
+    assert [(d.ds, d.code) for d in tracker.finish(0)] == [("2026-11-01", 1), ("2026-11-02", 0)]
+
+
+def test_a_retried_task_counts_by_its_last_attempt_and_a_day_is_ok_when_airflow_and_each_task_say_so():
+    retried = DagRun("2026-11-03", 0, [TaskRun("spark", 1.0, "up_for_retry"), TaskRun("spark", 1.0, "success"),
+                                       TaskRun("train", 1.0, "skipped")])
+    assert (retried.count("success"), retried.count("up_for_retry"), retried.failed, retried.ok) == (1, 0, None, True)
+    assert not replace(retried, code=1).ok and not DagRun("2026-11-03", 0, []).ok
+    assert not DagRun("2026-11-03", 0, [TaskRun("spark", 1.0, "success"), TaskRun("train", 1.0, "failed")]).ok
+
+
+def fake_process(monkeypatch, printed: str, code: int) -> None:
+    """test_days' process replaced by one that prints `printed` and exits with `code`."""
+    script = "import sys; sys.stdout.write(sys.argv[1]); sys.exit(int(sys.argv[2]))"
+    monkeypatch.setattr(orchestration, "init_airflow", lambda settings: None)
+    monkeypatch.setattr(orchestration, "_days_command",
+                        lambda dag, days: [sys.executable, "-c", script, printed, str(code)])
 
 
 def test_each_day_s_output_goes_to_its_log_and_what_came_before_to_the_first(tmp_path, monkeypatch):
     settings = load_settings({"EDGEREC_HOME": str(tmp_path)})
-    script = "import sys; sys.stdout.write(sys.argv[1]); sys.exit(int(sys.argv[2]))"
-    printed = "Airflow starting\n" + day_output("2026-11-01", 0) + day_output("2026-11-02", None)
-    monkeypatch.setattr(orchestration, "init_airflow", lambda settings: None)
-    monkeypatch.setattr(orchestration, "_days_command", lambda dag, days: [sys.executable, "-c", script, printed, "3"])
+    fake_process(monkeypatch, "Airflow starting\n" + day_output("2026-11-01", 0, DONE)
+                 + day_output("2026-11-02", None), 3)
     heard = []
-    days = orchestration.run_days(settings, "edgerec_daily_retrain", ["2026-11-01", "2026-11-02", "2026-11-03"],
-                                  on_day=heard.append, on_task=lambda ds, task: heard.append((ds, task.task)))
+    days = orchestration.test_days(settings, "edgerec_daily_retrain", ["2026-11-01", "2026-11-02", "2026-11-03"],
+                                   on_day=heard.append, on_task=lambda ds, task: heard.append((ds, task.task)))
     assert [(d.ds, d.code) for d in days] == [("2026-11-01", 0), ("2026-11-02", 3)]
-    assert heard == ["2026-11-01", ("2026-11-01", "simulate_raw"), ("2026-11-01", "train"), ("2026-11-01", "export"),
-                     "2026-11-02", ("2026-11-02", "simulate_raw"), ("2026-11-02", "train"), ("2026-11-02", "export")]
+    assert heard == ["2026-11-01", ("2026-11-01", "simulate_raw"), "2026-11-02", ("2026-11-02", "simulate_raw"),
+                     ("2026-11-02", "train"), ("2026-11-02", "export")]
     first = settings.layout("2026-11-01").run_log.read_text()
     assert first.startswith("Airflow starting\n2026-12-02T09:35:47Z") and first.endswith("code=0\n")
     assert settings.layout("2026-11-02").run_log.read_text() == OUTPUT
     assert not settings.layout("2026-11-03").run_log.exists()
 
 
-def test_what_the_process_printed_before_it_ended_between_two_days_goes_to_the_next_day_s_log(tmp_path, monkeypatch):
+def test_what_the_process_printed_after_its_last_day_goes_to_that_day_s_log_and_its_exit_code_fails_it(
+        tmp_path, monkeypatch):
     settings = load_settings({"EDGEREC_HOME": str(tmp_path)})
-    printed = day_output("2026-11-01", 0) + "MemoryError\n"
-    monkeypatch.setattr(orchestration, "init_airflow", lambda settings: None)
-    monkeypatch.setattr(orchestration, "_days_command", lambda dag, days: [
-        sys.executable, "-c", "import sys; sys.stdout.write(sys.argv[1]); sys.exit(1)", printed])
-    days = orchestration.run_days(settings, "edgerec_daily_retrain", ["2026-11-01", "2026-11-02"])
-    assert [(d.ds, d.code) for d in days] == [("2026-11-01", 0)]
-    assert settings.layout("2026-11-02").run_log.read_text() == "MemoryError\n"
+    settings.layout("2026-11-02").run_log.parent.mkdir(parents=True)
+    settings.layout("2026-11-02").run_log.write_text("the log of an earlier run\n")
+    fake_process(monkeypatch, day_output("2026-11-01", 0, DONE) + "MemoryError\n", 1)
+    days = orchestration.test_days(settings, "edgerec_daily_retrain", ["2026-11-01", "2026-11-02"])
+    assert [(d.ds, d.code) for d in days] == [("2026-11-01", 1)]
+    assert settings.layout("2026-11-01").run_log.read_text().endswith("code=0\nMemoryError\n")
+    assert settings.layout("2026-11-02").run_log.read_text() == "the log of an earlier run\n"
+
+
+def test_a_day_that_is_not_ok_stops_the_days_after_it(tmp_path, monkeypatch):
+    settings = load_settings({"EDGEREC_HOME": str(tmp_path)})
+    failed_task = OUTPUT.replace("new_state=success", "new_state=failed")
+    fake_process(monkeypatch, day_output("2026-11-01", 0, failed_task) + "the next day starting\n"
+                 + day_output("2026-11-02", 0), 0)
+    days = orchestration.test_days(settings, "edgerec_daily_retrain", ["2026-11-01", "2026-11-02"])
+    assert [(d.ds, d.code, d.failed.task) for d in days] == [("2026-11-01", 0, "simulate_raw")]
+    assert not settings.layout("2026-11-02").run_log.exists()
+
+
+@pytest.mark.parametrize(("raised", "code", "printed"), [
+    (None, 0, ""), (SystemExit(None), 0, ""), (SystemExit(0), 0, ""), (SystemExit(2), 2, ""),
+    (SystemExit("DagRun failed"), 1, "DagRun failed\n"), (KeyError("ds"), 1, "KeyError: 'ds'\n")])
+def test_a_day_s_command_ends_with_the_exit_code_a_process_would_have(raised, code, printed, capsys):
+    def command():
+        if raised is not None:
+            raise raised
+
+    assert orchestration._exit_code(command) == code
+    assert capsys.readouterr().err.endswith(printed)
