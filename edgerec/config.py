@@ -72,6 +72,7 @@ class FeatureSettings(Section):
 # test suite"), the quick tier took 35-44% less CPU on a 2 MB day, the full JIT 36% less wall time on a 73 MB one
 QUICK_JIT = "-XX:TieredStopAtLevel=1"
 QUICK_JIT_BELOW_BYTES = 16 * 2**20  # between 2 and 73 MB, where the two cross is not measured
+FULL_JIT = "-XX:TieredStopAtLevel=4"  # the JVM's default, said explicitly: an empty setting would mean `auto`
 
 
 class SparkSettings(Section):
@@ -86,14 +87,23 @@ class SparkSettings(Section):
         "JVM options of the driver and the executors (`spark.driver.extraJavaOptions`, `spark.executor."
         f"extraJavaOptions`); `auto`: the JIT's quick tier (`{QUICK_JIT}`) for a day whose raw events take under "
         f"{QUICK_JIT_BELOW_BYTES // 2**20} MB, the JVM's defaults above or when they are not on this machine "
-        "(docs/performance.md); any other value is used as it is, e.g. `-XX:TieredStopAtLevel=4` for the JVM's full "
-        "JIT whatever the day"))
+        "(docs/performance.md; the days of one `edgerec run` share one JVM, resolved by the largest of them here); "
+        f"any other value is used as it is, e.g. `{FULL_JIT}` for the JVM's full JIT whatever the day"))
 
     def jvm_options(self, day_bytes: int | None) -> str:
         """java_options for a day whose raw events take day_bytes (None: not known): `auto` resolved."""
         if self.java_options.strip().lower() != "auto":
             return self.java_options
         return QUICK_JIT if day_bytes is not None and day_bytes < QUICK_JIT_BELOW_BYTES else ""
+
+    def shared_jvm_options(self, days_bytes: list[int | None]) -> str | None:
+        """The java_options of one JVM that runs all these days (`edgerec run`'s days share one): `auto` resolved by
+        the largest day on this machine, the quick tier only when it is small. None: nothing to resolve (a set
+        value, or no day here yet: each day resolves its own, and the first day's holds)."""
+        known = [size for size in days_bytes if size is not None]
+        if self.java_options.strip().lower() != "auto" or not known:
+            return None
+        return self.jvm_options(max(known)) or FULL_JIT
 
 
 class MartSettings(Section):

@@ -174,6 +174,9 @@ def test_days(settings: Settings, dag_id: str, days: list[str], on_day: Callable
     if "EDGEREC_RUN_TASK_RETRIES" not in os.environ:
         env["EDGEREC_RUN_TASK_RETRIES"] = "0"
     env["PYTHONUNBUFFERED"] = "1"  # a piped stdout is block-buffered: each task's lines would arrive late
+    shared = settings.spark.shared_jvm_options([settings.layout(ds).raw_events_bytes for ds in days])
+    if shared is not None:  # the days share one JVM: its options suit the largest of them, not only the first
+        env["EDGEREC_SPARK_JAVA_OPTIONS"] = shared
     tracker, early, log, stopped = DaysTracker(), [], None, False
     proc = subprocess.Popen(_days_command(dag_id, days), env=env, text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)

@@ -221,3 +221,17 @@ def test_a_day_s_command_ends_with_the_exit_code_a_process_would_have(raised, co
 
     assert orchestration._exit_code(command) == code
     assert capsys.readouterr().err.endswith(printed)
+
+
+def test_the_days_process_starts_spark_with_the_options_of_the_run_s_largest_day(tmp_path, monkeypatch):
+    settings = load_settings({"EDGEREC_HOME": str(tmp_path)})
+    for ds, size in (("2026-11-01", 2**20), ("2026-11-02", 64 * 2**20)):
+        settings.layout(ds).raw_events.mkdir(parents=True)
+        with (settings.layout(ds).raw_events / "part-0.jsonl.gz").open("wb") as events:
+            events.truncate(size)  # sparse: its size is what counts
+    monkeypatch.delenv("EDGEREC_SPARK_JAVA_OPTIONS", raising=False)
+    monkeypatch.setattr(orchestration, "init_airflow", lambda settings: None)
+    monkeypatch.setattr(orchestration, "_days_command", lambda dag, days: [sys.executable, "-c", (
+        "import os; print('[EDGEREC DAY] start ds=2026-11-01'); print(os.environ['EDGEREC_SPARK_JAVA_OPTIONS'])")])
+    orchestration.test_days(settings, "edgerec_daily_retrain", ["2026-11-01", "2026-11-02"])
+    assert settings.layout("2026-11-01").run_log.read_text() == "-XX:TieredStopAtLevel=4\n"

@@ -100,3 +100,10 @@ def test_a_driver_memory_the_jvm_would_refuse_is_a_configuration_error():
     assert load_settings({"EDGEREC_SPARK_DRIVER_MEMORY": "2048M"}).spark.driver_memory == "2048M"
     with pytest.raises(ConfigError, match="EDGEREC_SPARK_DRIVER_MEMORY = '4 GB'"):
         load_settings({"EDGEREC_SPARK_DRIVER_MEMORY": "4 GB"})
+
+
+def test_the_days_of_one_run_share_the_options_of_their_largest_day_here():
+    auto, set_ = load_settings({}).spark, load_settings({"EDGEREC_SPARK_JAVA_OPTIONS": "-Xss4m"}).spark
+    assert auto.shared_jvm_options([2 * MB, None, 73 * MB]) == "-XX:TieredStopAtLevel=4"  # not "": that means auto
+    assert auto.shared_jvm_options([None, 2 * MB, 16 * MB - 1]) == "-XX:TieredStopAtLevel=1"
+    assert auto.shared_jvm_options([None, None]) is None and set_.shared_jvm_options([2 * MB, 73 * MB]) is None
