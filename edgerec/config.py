@@ -90,9 +90,14 @@ class SparkSettings(Section):
         "(docs/performance.md; the days of one `edgerec run` share one JVM, resolved by the largest of them here); "
         f"any other value is used as it is, e.g. `{FULL_JIT}` for the JVM's full JIT whatever the day"))
 
+    @property
+    def auto_jvm_options(self) -> bool:
+        """java_options is `auto` (in any case, with any spaces): resolved by the size of the days."""
+        return self.java_options.strip().lower() == "auto"
+
     def jvm_options(self, day_bytes: int | None) -> str:
         """java_options for a day whose raw events take day_bytes (None: not known): `auto` resolved."""
-        if self.java_options.strip().lower() != "auto":
+        if not self.auto_jvm_options:
             return self.java_options
         return QUICK_JIT if day_bytes is not None and day_bytes < QUICK_JIT_BELOW_BYTES else ""
 
@@ -101,7 +106,7 @@ class SparkSettings(Section):
         the largest day on this machine, the quick tier only when it is small. None: nothing to resolve (a set
         value, or no day here yet: each day resolves its own, and the first day's holds)."""
         known = [size for size in days_bytes if size is not None]
-        if self.java_options.strip().lower() != "auto" or not known:
+        if not self.auto_jvm_options or not known:
             return None
         return self.jvm_options(max(known)) or FULL_JIT
 
