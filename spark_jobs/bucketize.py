@@ -2,7 +2,8 @@
 
 Boundaries are exact quantiles (Spark's `percentile`, computed on the driver from the sample), so they do not depend
 on how the data is partitioned; the requests they are fit on are a deterministic hash sample. Encoding uses
-edgerec.features.encode, the function the device runs.
+edgerec.features.encode, the function the device runs. The requests name items by id: each item feature is encoded
+once per item of the request day's catalog, and a request's lists take their codes from there by item id.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyspark import Broadcast
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
@@ -81,6 +83,7 @@ def fit_spec(requests: DataFrame, items: DataFrame, *, num_buckets: int, max_req
 
 
 KEYS = ENCODED_KEYS
+ITEM_FEATURES = (*ITEM_CATEGORICAL, *ITEM_SCORES)
 SOURCES = {group: (PREFIXES[group], column) for group, column in
            (("candidate", "candidates"), ("ie", "ie"), ("ipv", "ipv"))}
 
@@ -109,8 +112,30 @@ def _as_numbers(values: pa.Array):
         pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)  # nulls become NaN: the padding index
 
 
-def encode_batch(batch: pa.RecordBatch, spec: dict, schema: pa.Schema) -> pa.RecordBatch:
-    """Model inputs of a batch of requests, each feature encoded by edgerec.features.encode."""
+def item_codes(catalog: pa.Table, spec: dict) -> dict[str, np.ndarray]:
+    """Each item feature's codes for one day's catalog: `item_id` sorted, and per feature one code per id with a
+    last 0 (the padding index, as for a null value) for ids the catalog lacks. An id listed twice keeps its first
+    row."""
+    ids, first = np.unique(catalog.column("item_id").to_numpy(zero_copy_only=False), return_index=True)
+    rows = catalog.take(pa.array(first, type=pa.int64()))
+    return {"item_id": ids, **{name: np.append(encode(spec["features"][name], _as_numbers(rows.column(name))), 0)
+                               for name in ITEM_FEATURES}}
+
+
+def _catalog_rows(codes: dict[str, np.ndarray], item_ids: pa.Array) -> np.ndarray:
+    """The row of each item id in item_codes' arrays; the padding row for a null id or one the catalog lacks."""
+    ids = codes["item_id"]
+    wanted = pc.fill_null(item_ids, 0).to_numpy(zero_copy_only=False).astype(ids.dtype, copy=False)
+    at = np.minimum(np.searchsorted(ids, wanted), max(len(ids) - 1, 0))
+    known = pc.is_valid(item_ids).to_numpy(zero_copy_only=False)
+    if len(ids):
+        known = known & (ids[at] == wanted)
+    return np.where(known, at, len(ids))
+
+
+def encode_batch(batch: pa.RecordBatch, spec: dict, schema: pa.Schema, codes: dict[str, np.ndarray]) -> pa.RecordBatch:
+    """Model inputs of a batch of requests, each feature encoded by edgerec.features.encode; item features by their
+    item's codes in `codes` (item_codes of the requests' day)."""
     features, out = spec["features"], {k: batch.column(k) for k in KEYS}
 
     def lists(column, name, fn=lambda v: v):
@@ -120,8 +145,12 @@ def encode_batch(batch: pa.RecordBatch, spec: dict, schema: pa.Schema) -> pa.Rec
     for group, (prefix, source) in SOURCES.items():
         column = batch.column(source)
         out[f"{prefix}_item_id"] = lists(column, "item_id")
+        offsets, item_ids = _values(column, "item_id")
+        rows = _catalog_rows(codes, item_ids)
         for name in GROUPS[group]:
-            out[f"{prefix}_{name}"] = lists(column, name, lambda v, f=features[name]: encode(f, _as_numbers(v)))
+            out[f"{prefix}_{name}"] = (
+                pa.ListArray.from_arrays(offsets, pa.array(codes[name][rows], type=pa.int64())) if name in ITEM_FEATURES
+                else lists(column, name, lambda v, f=features[name]: encode(f, _as_numbers(v))))
     candidates = batch.column("candidates")
     out["label"] = lists(candidates, "label", lambda v: pc.fill_null(pc.cast(v, pa.int64()), 0))
     out["mask"] = lists(candidates, "label", lambda v: pc.cast(pc.is_valid(v), pa.int64()))
@@ -135,18 +164,20 @@ def encode_batch(batch: pa.RecordBatch, spec: dict, schema: pa.Schema) -> pa.Rec
     return pa.RecordBatch.from_pydict(out, schema=schema)
 
 
-def apply_spec(requests: DataFrame, spec: dict) -> DataFrame:
+def apply_spec(requests: DataFrame, spec: dict, codes: Broadcast) -> DataFrame:
     """Model inputs per request: parallel int arrays per feature (cand_*, ie_*, ipv_*), labels, mask, the
     labelled candidates' display positions and the clicked ones' cart and buy labels.
 
     The encoding is edgerec.features.encode itself, applied to Arrow batches: the device's function, and
-    vectorized, where Spark's array functions would run interpreted element by element.
+    vectorized, where Spark's array functions would run interpreted element by element. `codes`: item_codes of the
+    requests' day, as a broadcast (once per executor, not in each task's closure); the caller releases it once the
+    result is written.
     """
     requests = requests.select(*KEYS, "candidates", "ie", "ipv")
     schema = encoded_schema(to_arrow_schema(requests.schema))
 
     def encode_all(batches):
         for batch in batches:
-            yield encode_batch(batch, spec, schema)
+            yield encode_batch(batch, spec, schema, codes.value)
 
     return requests.mapInArrow(encode_all, from_arrow_schema(schema))

@@ -6,6 +6,7 @@ figures in the day's Spark summary (`edgerec.reports.SparkSummary`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from edgerec.errors import MissingInput
 from edgerec.features import load_spec, write_spec
 from edgerec.raw import check_bad_share
 from edgerec.reports import SparkSummary
-from spark_jobs.bucketize import apply_spec, fit_spec
+from spark_jobs.bucketize import ITEM_FEATURES, apply_spec, fit_spec, item_codes
 from spark_jobs.ingest import (
     BROADCAST_MAX_COPIES,
     check_catalog,
@@ -104,9 +105,8 @@ def run_requests(spark: SparkSession, settings: Settings, ds: str) -> dict:
     # the lookback reaches days written before rerank.exploration joined the contract
     events = _require(read_partitions(spark, settings.dataset("sessionized_events"), window, merge_schema=True),
                       f"sessionized events ds={ds}")
-    items = _require(read_partitions(spark, settings.dataset("items"), [ds]), f"items ds={ds}").drop("ds")
     features = settings.features
-    requests = build_requests(events, items, ds, lookback_ms=features.lookback_days * DAY_MS,
+    requests = build_requests(events, ds, lookback_ms=features.lookback_days * DAY_MS,
                               m=features.ie_length, n=features.ipv_length, k=features.trigger_k)
     write_partitions(requests, settings.dataset("requests"))
     written = _require(read_partitions(spark, settings.dataset("requests"), [ds]), f"requests ds={ds}")
@@ -135,8 +135,6 @@ def run_bucketize(spark: SparkSession, settings: Settings, ds: str) -> dict:
                     lengths=lengths, fit={"days": fit_days, "num_buckets": settings.features.num_buckets})
     path = write_spec(spec, settings.layout(ds).feature_spec)
     spec = load_spec(path)
-    requests = _require(read_partitions(spark, root, [ds]), f"requests ds={ds}")
-    write_partitions(apply_spec(requests, spec), settings.dataset("features"))
     # The train days again, with this day's spec: a model trained on them, tested on ds and shipped with this
     # spec then sees one encoding everywhere (each day's own features were encoded with that day's spec).
     window = days_back(ds, settings.marts.train_days)[:-1]
@@ -144,12 +142,26 @@ def run_bucketize(spark: SparkSession, settings: Settings, ds: str) -> dict:
     if len(train_days) < len(window):
         log.warning("bucketize ds=%s: no requests for train days %s; the train split holds %d of %d days",
                     ds, sorted(set(window) - set(train_days)), len(train_days), len(window))
-    # merged: train days written before a field joined the requests (shown_position, say) read it as null (and
-    # encode_batch fills a field no day has)
-    train = read_partitions(spark, root, train_days, merge_schema=True)
-    encoded = (apply_spec(train, spec) if train is not None
-               else spark.createDataFrame([], apply_spec(requests, spec).schema))
-    write_partition(encoded.withColumnRenamed("ds", "request_ds"), settings.dataset("train_features"), ds)
+    broadcasts: list = []
+
+    def encoded(day: str) -> DataFrame:
+        """A day's requests encoded by the spec, their item features from that day's catalog (the one its
+        requests were built beside)."""
+        catalog = _require(read_partitions(spark, settings.dataset("items"), [day]), f"items ds={day}")
+        codes = spark.sparkContext.broadcast(item_codes(catalog.select("item_id", *ITEM_FEATURES).toArrow(), spec))
+        broadcasts.append(codes)
+        # read one day at a time: a train day written before a field joined the requests (shown_position, say)
+        # lacks it, and encode_batch fills a field the day lacks
+        return apply_spec(_require(read_partitions(spark, root, [day]), f"requests ds={day}"), spec, codes)
+
+    try:
+        own, train_parts = encoded(ds), [encoded(d) for d in train_days]  # every catalog found before a write
+        write_partitions(own, settings.dataset("features"))
+        train = functools.reduce(DataFrame.unionByName, train_parts, spark.createDataFrame([], own.schema))
+        write_partition(train.withColumnRenamed("ds", "request_ds"), settings.dataset("train_features"), ds)
+    finally:
+        for codes in broadcasts:
+            codes.destroy()  # the catalogs' codes, on the driver and every executor
     return _record(settings, ds, "bucketize", {"feature_spec": str(path), "feature_spec_sha256": spec["sha256"],
                                                "fit_days": fit_days, "train_days_encoded": train_days})
 

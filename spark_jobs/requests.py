@@ -1,13 +1,15 @@
 """requests: one row per re-ranking trigger with its point-in-time inputs and labels.
 
 For a trigger at time T on page request r:
-- candidates: r's candidates not exposed before T, in the cloud's order, with item features and cloud score;
+- candidates: r's candidates not exposed before T, in the cloud's order, with the cloud's score;
   label 1 if clicked at or after T, 0 if exposed at or after T without a click, null (masked) if never exposed;
   shown_position, the display position of its first exposure (null where the label is);
   cart and buy, 1 if a page view of it on this page request after its click added it to the cart (bought it), 0 if
   not; null where it was not clicked at or after T (the labels of the cart and buy heads, given a click);
 - ie: the user's last m exposures strictly before T (within the lookback), each with e1..e7 of the paper;
 - ipv: the user's last n page views that ended by T, each with d1..d12.
+Candidates and events name their item by id only: the item features are the catalog's, joined where the requests
+are encoded (spark_jobs.bucketize), so a page's candidate list is not carried with every feature once per trigger.
 What caused the trigger is known at T: the delete of a delete trigger, the page view a click trigger returns
 from. Nothing else at or after T is: an exposure at T's own millisecond was caused by the re-rank.
 Triggers come from logged `rerank` events; for page requests without any, they are derived by the client's
@@ -24,7 +26,6 @@ from pyspark.sql import functions as F
 
 from edgerec.contracts import ACTION_NAMES
 
-ITEM_FEATURES = ("category", "brand", "gender", "price_level", "age_level", "bc_type", "ctr_score", "cvr_score")
 TRIGGER_COLUMNS = ("user_id", "session_key", "request_id", "trigger", "trigger_ts", "origin")
 NO_DELETE = "none"
 # a request id names one page request of one user (the contract's rule): every key of a request or its items holds
@@ -88,8 +89,8 @@ def triggers(day: DataFrame, k: int) -> DataFrame:
     return both.withColumn("rerank_id", F.concat_ws("-", "request_id", F.row_number().over(order).cast("string")))
 
 
-def candidate_lists(day: DataFrame, items: DataFrame) -> DataFrame:
-    """Per page request: every candidate in cloud order with features, first exposure (its time and display
+def candidate_lists(day: DataFrame) -> DataFrame:
+    """Per page request: every candidate in cloud order with its cloud score, first exposure (its time and display
     position), first click, and whether a page view of it on the page carted or bought it."""
     exposed = day.where(_kind("exposure")).groupBy(*BY_ITEM).agg(
         F.min("ts").alias("exposed_ts"), F.min_by("position", F.struct("ts", "event_id")).alias("shown_position"))
@@ -103,9 +104,8 @@ def candidate_lists(day: DataFrame, items: DataFrame) -> DataFrame:
         .join(exposed, list(BY_ITEM), "left")
         .join(clicked, list(BY_ITEM), "left")
         .join(viewed, list(BY_ITEM), "left")
-        .join(F.broadcast(items), "item_id", "left")
     )
-    element = F.struct("rank", "item_id", "cloud_score", *ITEM_FEATURES, "exposed_ts", "shown_position",
+    element = F.struct("rank", "item_id", "cloud_score", "exposed_ts", "shown_position",
                        "clicked_ts", "cart_done", "buy_done")
     return candidates.groupBy(*BY_REQUEST).agg(F.array_sort(F.collect_list(element)).alias("all_candidates"))
 
@@ -115,14 +115,13 @@ def _point_in_time_candidates(max_candidates: int) -> Column:
     unexposed = F.filter("all_candidates", lambda c: c["exposed_ts"].isNull() | (c["exposed_ts"] >= t))
     labelled = F.transform(F.slice(unexposed, 1, max_candidates), lambda c: F.struct(
         c["rank"].alias("rank"), c["item_id"].alias("item_id"), c["cloud_score"].alias("cloud_score"),
-        *[c[f].alias(f) for f in ITEM_FEATURES],
         F.when(c["clicked_ts"] >= t, 1).when(c["exposed_ts"] >= t, 0).alias("label"),
         F.when(c["exposed_ts"] >= t, c["shown_position"]).alias("shown_position"),
         *[F.when(c["clicked_ts"] >= t, F.coalesce(c[f"{a}_done"], F.lit(0))).alias(a) for a in ("cart", "buy")]))
     return labelled
 
 
-def exposure_history(events: DataFrame, items: DataFrame, m: int) -> DataFrame:
+def exposure_history(events: DataFrame, m: int) -> DataFrame:
     """The users' exposures as blocks of m in time order, each exposure with its cumulative e1..e5."""
     so_far = Window.partitionBy("user_id", "item_id").orderBy("ts", "event_id").rowsBetween(
         Window.unboundedPreceding, 0)
@@ -136,19 +135,16 @@ def exposure_history(events: DataFrame, items: DataFrame, m: int) -> DataFrame:
         .withColumn("e4_max_scroll_duration_ms", F.max("scroll_duration_ms").over(so_far))
         .withColumn("e5_scroll_count", F.sum("scroll_count").over(so_far))
         .join(deletes, list(BY_ITEM), "left")
-        .join(F.broadcast(items), "item_id", "left")
     )
-    element = F.struct("idx", "ts", "item_id", *ITEM_FEATURES, "e1_duration_ms", "e2_count", "e3_max_scroll_speed",
+    element = F.struct("idx", "ts", "item_id", "e1_duration_ms", "e2_count", "e3_max_scroll_speed",
                        "e4_max_scroll_duration_ms", "e5_scroll_count", "deleted_ts", "delete_reason")
     return _blocks(exposures, "ts", element, m)
 
 
-def view_history(events: DataFrame, items: DataFrame, n: int) -> DataFrame:
+def view_history(events: DataFrame, n: int) -> DataFrame:
     """The users' page views as blocks of n in order of their end."""
-    views = (events.where(_kind("page_view"))
-             .withColumn("end_ts", F.col("ts") + F.col("ipv_duration_ms"))
-             .join(F.broadcast(items), "item_id", "left"))
-    element = F.struct("idx", "ts", "end_ts", "item_id", *ITEM_FEATURES, "ipv_duration_ms",
+    views = events.where(_kind("page_view")).withColumn("end_ts", F.col("ts") + F.col("ipv_duration_ms"))
+    element = F.struct("idx", "ts", "end_ts", "item_id", "ipv_duration_ms",
                        *[F.col(f"actions.{a}").alias(a) for a in ACTION_NAMES])
     return _blocks(views, "end_ts", element, n)
 
@@ -189,7 +185,7 @@ def _last_before(trig: DataFrame, blocks: DataFrame, k_col: str, size: int, out:
     return joined.withColumn(out, F.array_sort(window)).drop("_hi", "_lo", "_lo_el", "_hi_el")
 
 
-def build_requests(events: DataFrame, items: DataFrame, ds: str, *, lookback_ms: int, m: int, n: int, k: int,
+def build_requests(events: DataFrame, ds: str, *, lookback_ms: int, m: int, n: int, k: int,
                    max_candidates: int = 100) -> DataFrame:
     """Re-ranking requests of day `ds` from sessionized events of ds and the lookback days before it."""
     day = events.where(F.col("ds") == ds)
@@ -198,14 +194,14 @@ def build_requests(events: DataFrame, items: DataFrame, ds: str, *, lookback_ms:
     t = F.col("trigger_ts")
     # the sequences first, the candidate lists last: a trigger's candidates are its widest part
     with_counts = trig.join(counts, ["user_id", "rerank_id"])
-    with_ie = _last_before(with_counts, exposure_history(events, items, m), "k_ie", m, "_ie")
-    with_ipv = _last_before(with_ie, view_history(events, items, n), "k_ipv", n, "_ipv")
-    with_cands = (with_ipv.join(candidate_lists(day, items), list(BY_REQUEST), "left")
+    with_ie = _last_before(with_counts, exposure_history(events, m), "k_ie", m, "_ie")
+    with_ipv = _last_before(with_ie, view_history(events, n), "k_ipv", n, "_ipv")
+    with_cands = (with_ipv.join(candidate_lists(day), list(BY_REQUEST), "left")
                   # a trigger whose page request is not in the day (quarantined, say) has no candidates
                   .withColumn("all_candidates", F.coalesce("all_candidates", F.array()))
                   .withColumn("candidates", _point_in_time_candidates(max_candidates)))
     ie = F.transform(F.filter("_ie", lambda e: e["ts"] >= t - lookback_ms), lambda e: F.struct(
-        e["ts"].alias("ts"), e["item_id"].alias("item_id"), *[e[f].alias(f) for f in ITEM_FEATURES],
+        e["ts"].alias("ts"), e["item_id"].alias("item_id"),
         *[e[f].alias(f) for f in ("e1_duration_ms", "e2_count", "e3_max_scroll_speed", "e4_max_scroll_duration_ms",
                                   "e5_scroll_count")],
         # the delete that triggers this re-rank is known to it: it is why the client re-ranks
@@ -213,7 +209,7 @@ def build_requests(events: DataFrame, items: DataFrame, ds: str, *, lookback_ms:
         ((t - e["ts"]) / 1000.0).alias("e7_age_s")))
     ipv = F.transform(F.filter("_ipv", lambda e: e["end_ts"] >= t - lookback_ms), lambda e: F.struct(
         e["ts"].alias("ts"), e["end_ts"].alias("end_ts"), e["item_id"].alias("item_id"),
-        *[e[f].alias(f) for f in ITEM_FEATURES], e["ipv_duration_ms"].alias("d1_duration_ms"),
+        e["ipv_duration_ms"].alias("d1_duration_ms"),
         *[e[a].alias(a) for a in ACTION_NAMES], ((t - e["end_ts"]) / 1000.0).alias("d12_age_s")))
     labels = F.transform("candidates", lambda c: c["label"])
     return (

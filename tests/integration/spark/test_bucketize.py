@@ -1,8 +1,10 @@
 import numpy as np
+import pyarrow as pa
 import pytest
 from pyspark.sql import functions as F
 
-from spark_jobs.bucketize import _quantiles, exact_percentiles
+from edgerec.features import BUCKETIZED, ENCODED_KEYS, ITEM_CATEGORICAL, make_spec
+from spark_jobs.bucketize import _quantiles, encode_batch, encoded_schema, exact_percentiles, item_codes
 
 pytestmark = pytest.mark.integration
 
@@ -24,3 +26,37 @@ def test_the_driver_computes_what_sparks_percentile_computes_bit_for_bit(spark):
         expected = df.agg(F.percentile("x", qs)).first()[0]
         assert exact_percentiles(values, qs) == expected  # exact equality: the same arithmetic as Spark's
         assert _quantiles(df, ("x", "empty"), buckets) == {"x": sorted(set(expected)), "empty": []}
+
+
+# categorical codes: a value v in [0, 4) is v + 2, another 1, null 0; bucketized at 0.5: below 1, above 2, null 0
+SPEC = make_spec({name: [0.5] for name in BUCKETIZED}, {name: 4 for name in ITEM_CATEGORICAL},
+                 {"ie": 3, "ipv": 3, "candidates": 3}, {})
+CATALOG = pa.table({"item_id": [30, 10, 20, 10], **{name: [3, 0, 1, 2] for name in ITEM_CATEGORICAL},
+                    "ctr_score": [0.9, 0.1, None, 0.7], "cvr_score": [0.0, 0.0, 0.0, 0.0]})
+
+
+def test_a_catalogs_item_codes_are_one_row_per_id_and_a_padding_row():
+    codes = item_codes(CATALOG, SPEC)
+    assert codes["item_id"].tolist() == [10, 20, 30]
+    # item 10 is listed twice: its first row (category 0, ctr 0.1) counts
+    assert codes["category"].tolist() == [2, 3, 5, 0]
+    assert codes["ctr_score"].tolist() == [1, 0, 2, 0]
+    empty = item_codes(CATALOG.slice(0, 0), SPEC)
+    assert empty["item_id"].tolist() == [] and empty["brand"].tolist() == [0]
+
+
+def test_requests_take_their_item_features_from_the_catalog_by_id():
+    request = {key: "x" for key in ENCODED_KEYS} | {"trigger_ts": 5}
+    batch = pa.RecordBatch.from_pylist([request | {
+        "candidates": [{"item_id": 30, "cloud_score": 0.2, "label": 1}, {"item_id": 99, "cloud_score": 0.8,
+                                                                          "label": None},
+                       {"item_id": 10, "cloud_score": None, "label": 0}],
+        "ie": [{"item_id": 20, "ts": 1}, {"item_id": None, "ts": 2}], "ipv": [{"item_id": 10, "end_ts": 3}]}])
+    out = encode_batch(batch, SPEC, encoded_schema(batch.schema), item_codes(CATALOG, SPEC)).to_pylist()[0]
+    assert (out["cand_item_id"], out["cand_category"], out["cand_ctr_score"]) == ([30, 99, 10], [5, 0, 2], [2, 0, 1])
+    assert out["cand_cloud_score"] == [1, 2, 0]  # not an item feature: the request's own value
+    assert (out["label"], out["mask"]) == ([1, 0, 0], [1, 0, 1])
+    # an id the catalog lacks and a null id: the padding code, as a null feature value
+    assert (out["ie_item_id"], out["ie_brand"], out["ie_ctr_score"]) == ([20, None], [3, 0], [0, 0])
+    assert (out["ipv_item_id"], out["ipv_age_level"]) == ([10], [2])
+    assert out["ie_ts"] == [1, 2] and out["ipv_end_ts"] == [3]

@@ -8,11 +8,12 @@ from pyspark.sql import functions as F
 from edgerec.config import load_settings
 from edgerec.contracts import BadRowReason
 from edgerec.contracts.validate import day_bounds_ms
+from edgerec.errors import MissingInput
 from edgerec.features import GROUPS, encode, load_spec
 from edgerec.raw import BadShareExceeded, simulate_day
 from edgerec.reports import SparkSummary
 from edgerec.sim.corrupt import CORRUPTION_REASONS
-from spark_jobs.bucketize import fit_spec
+from spark_jobs.bucketize import ITEM_FEATURES, fit_spec
 from spark_jobs.io import read_partitions
 from spark_jobs.jobs import JOBS, run_jobs
 from tests.integration.conftest import DAYS
@@ -96,10 +97,9 @@ def test_derived_triggers_agree_with_logged_ones(spark, world):
 
     settings, _, results = world
     events = read_partitions(spark, settings.dataset("sessionized_events"), DAYS)
-    items = dataset(spark, settings, "items", DAYS[1]).drop("ds")
     kwargs = {"lookback_ms": 3 * 86_400_000, "m": 50, "n": 30, "k": 5}
-    logged = build_requests(events, items, DAYS[1], **kwargs).where("trigger = 'click'")
-    derived = build_requests(events.where("event_type != 'rerank'"), items, DAYS[1], **kwargs) \
+    logged = build_requests(events, DAYS[1], **kwargs).where("trigger = 'click'")
+    derived = build_requests(events.where("event_type != 'rerank'"), DAYS[1], **kwargs) \
         .where("trigger = 'click'")
     def pairs(df, name):
         return df.select("request_id", F.try_element_at("ipv", F.lit(-1))["item_id"].alias("viewed"),
@@ -114,9 +114,21 @@ def test_derived_triggers_agree_with_logged_ones(spark, world):
     assert both.where(F.col("logged_cands") != F.col("derived_cands")).count() == 0
 
 
+def raw_values(elements, name, catalog):
+    """A feature's raw values along a request's list: an item feature from the catalog by the element's item id."""
+    if name in ITEM_FEATURES:
+        return [getattr(catalog[e.item_id], name) if e.item_id in catalog else None for e in elements]
+    return [getattr(e, name) for e in elements]
+
+
+def catalog_of(spark, settings, ds):
+    return {r.item_id: r for r in dataset(spark, settings, "items", ds).collect()}
+
+
 def test_spark_encoding_equals_the_numpy_function(spark, world):
     settings, _, _ = world
     spec = load_spec(settings.layout(DAYS[1]).feature_spec)
+    catalog = catalog_of(spark, settings, DAYS[1])
     raw = {r.rerank_id: r for r in dataset(spark, settings, "requests", DAYS[1]).limit(200).collect()}
     encoded = {r.rerank_id: r for r in dataset(spark, settings, "features", DAYS[1])
                .where(F.col("rerank_id").isin(list(raw))).collect()}
@@ -126,7 +138,7 @@ def test_spark_encoding_equals_the_numpy_function(spark, world):
     for rid, row in raw.items():
         for group, (prefix, source) in sources.items():
             for name in GROUPS[group]:
-                values = [getattr(e, name) for e in getattr(row, source)]
+                values = raw_values(getattr(row, source), name, catalog)
                 expected = encode(spec["features"][name], values).tolist()
                 assert getattr(encoded[rid], f"{prefix}_{name}") == expected, (rid, name)
                 compared += len(values)
@@ -151,13 +163,26 @@ def test_train_days_are_encoded_again_with_the_test_days_spec(spark, world, tmp_
     again = {r.rerank_id: r for r in dataset(spark, settings, "train_features", DAYS[1]).collect()}
     own = {r.rerank_id: r for r in dataset(spark, source, "features", DAYS[0]).collect()}
     assert set(again) == set(raw) and {str(r.request_ds) for r in again.values()} == {DAYS[0]}
+    catalog = catalog_of(spark, settings, DAYS[0])  # day 1's requests take day 1's item features
     for rid in list(raw)[:50]:
         for name in GROUPS["ie"]:
-            values = [getattr(e, name) for e in raw[rid].ie]
+            values = raw_values(raw[rid].ie, name, catalog)
             assert getattr(again[rid], f"ie_{name}") == encode(spec["features"][name], values).tolist(), (rid, name)
     assert sum(again[rid].ie_e1_duration_ms != own[rid].ie_e1_duration_ms for rid in raw) > len(raw) / 2
     first = dataset(spark, source, "train_features", DAYS[0])  # no day before the first: an empty partition
     assert first is not None and first.count() == 0 and "cand_cloud_score" in first.columns
+
+
+def test_a_train_day_without_its_catalog_stops_bucketize_naming_it(spark, world, tmp_path):
+    """A train day's requests take their item features from that day's catalog: without it, bucketize says which
+    day's items to produce, and writes nothing."""
+    source = world[0]
+    settings = load_settings({"EDGEREC_HOME": str(tmp_path)})
+    shutil.copytree(source.dataset("requests"), settings.dataset("requests"))
+    shutil.copytree(source.dataset("items") / f"ds={DAYS[1]}", settings.dataset("items") / f"ds={DAYS[1]}")
+    with pytest.raises(MissingInput, match=f"no input: items ds={DAYS[0]}; run the upstream job"):
+        run_jobs(settings, DAYS[1], ["bucketize"], spark=spark)
+    assert not settings.dataset("train_features").exists() and not settings.dataset("features").exists()
 
 
 def test_train_days_written_before_the_newer_candidate_fields_encode_them_as_zeros(spark, world, tmp_path):

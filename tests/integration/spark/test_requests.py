@@ -31,15 +31,8 @@ SESSION = [
 ]
 
 
-@pytest.fixture(scope="module")
-def items(spark):
-    rows = [(i, i % 3, 100 + i, 1, 2, 3, 0, 0.05, 0.01) for i in ITEMS]
-    return spark.createDataFrame(rows, "item_id long, category long, brand long, gender long, price_level long, "
-                                       "age_level long, bc_type long, ctr_score double, cvr_score double")
-
-
-def requests(spark, items, rows, k=5, m=50):
-    out = build_requests(frame(spark, rows, sessionized=True), items, DS, lookback_ms=3 * 86_400_000, m=m, n=30,
+def requests(spark, rows, k=5, m=50):
+    out = build_requests(frame(spark, rows, sessionized=True), DS, lookback_ms=3 * 86_400_000, m=m, n=30,
                          k=k).collect()
     by_trigger = {r.trigger: r for r in out}
     assert len(by_trigger) == len(out), "one trigger of each kind in these sessions"
@@ -50,8 +43,8 @@ def labels(row):
     return [(c.item_id, c.label) for c in row.candidates]
 
 
-def test_logged_triggers_candidates_and_labels(spark, items):
-    got = requests(spark, items, SESSION)
+def test_logged_triggers_candidates_and_labels(spark):
+    got = requests(spark, SESSION)
     assert {t: (r.trigger_ts - T0, r.origin, r.rerank_id) for t, r in got.items()} == {
         "page": (0, "logged", "r0-1"), "click": (13_200, "logged", "r0-2"), "delete": (13_900, "logged", "r0-3")}
     # exposed at or after the trigger without a click: 0; clicked after: 1; never exposed: masked (None)
@@ -59,22 +52,26 @@ def test_logged_triggers_candidates_and_labels(spark, items):
     assert labels(got["click"]) == [(13, 0), (14, 0), (15, 0), (16, None)]
     assert labels(got["delete"]) == [(15, 0), (16, None)]
     assert (got["page"].n_candidates, got["page"].n_labelled, got["page"].n_clicks) == (6, 5, 1)
-    assert got["click"].candidates[0].category == 13 % 3 and got["click"].candidates[0].cloud_score == 0.8
+    assert got["click"].candidates[0].cloud_score == 0.8
+    # items by id only: their features are the catalog's, joined where the requests are encoded
+    assert set(got["click"].candidates[0].asDict()) == {"rank", "item_id", "cloud_score", "label", "shown_position",
+                                                         "cart", "buy"}
+    assert "category" not in got["click"].ie[0].asDict() and "category" not in got["click"].ipv[0].asDict()
 
 
-def test_a_labelled_candidate_carries_the_display_position_of_its_first_exposure(spark, items):
+def test_a_labelled_candidate_carries_the_display_position_of_its_first_exposure(spark):
     shown_again = [*SESSION, exposure(20_000, "e12", 15, 300, 7), exposure(20_300, "e13", 11, 300, 8)]
-    got = requests(spark, items, shown_again)
+    got = requests(spark, shown_again)
     assert [(c.item_id, c.shown_position) for c in got["page"].candidates] == [
         (11, 0), (12, 1), (13, 2), (14, 3), (15, 4), (16, None)]  # 15 and 11 shown again later: first exposures
     # the candidates not yet exposed at the delete
     assert [(c.item_id, c.shown_position) for c in got["delete"].candidates] == [(15, 4), (16, None)]
 
 
-def test_a_clicked_candidate_carries_what_its_page_view_did_and_the_others_nothing(spark, items):
+def test_a_clicked_candidate_carries_what_its_page_view_did_and_the_others_nothing(spark):
     bought = [*SESSION, ev("click", 14_300, "e12", request_id="r0", item_id=15, position=4),
               ev("page_view", 14_400, "e13", request_id="r0", item_id=15, ipv_duration_ms=5_000, done=("buy",))]
-    got = requests(spark, items, bought)
+    got = requests(spark, bought)
     assert [(c.item_id, c.label, c.cart, c.buy) for c in got["page"].candidates] == [
         (11, 0, None, None), (12, 1, 1, 0), (13, 0, None, None), (14, 0, None, None), (15, 1, 0, 1),
         (16, None, None, None)]
@@ -83,19 +80,19 @@ def test_a_clicked_candidate_carries_what_its_page_view_did_and_the_others_nothi
         (13, None, None), (14, None, None), (15, 0, 1), (16, None, None)]
 
 
-def test_a_rerank_of_the_exploration_bucket_is_an_explored_trigger(spark, items):
+def test_a_rerank_of_the_exploration_bucket_is_an_explored_trigger(spark):
     explored = [dict(e, exploration={"window": 3, "offset": 1}) if e["event_type"] == "rerank" and
                 e["trigger"] == "click" else e for e in SESSION]
-    got = requests(spark, items, explored)
+    got = requests(spark, explored)
     assert {t: r.origin for t, r in got.items()} == {"page": "logged", "click": "explored", "delete": "logged"}
     # events written before the field joined the contract have no such column: their re-ranks are logged ones
-    older = build_requests(frame(spark, SESSION, sessionized=True).drop("exploration"), items, DS,
+    older = build_requests(frame(spark, SESSION, sessionized=True).drop("exploration"), DS,
                            lookback_ms=3 * 86_400_000, m=50, n=30, k=5).collect()
     assert sorted(r.origin for r in older) == ["logged"] * 3
 
 
-def test_sequences_hold_only_what_happened_before_the_trigger(spark, items):
-    got = requests(spark, items, SESSION)
+def test_sequences_hold_only_what_happened_before_the_trigger(spark):
+    got = requests(spark, SESSION)
     assert got["page"].ie == [] and got["page"].ipv == []
     click = got["click"]
     assert [(e.item_id, e.e1_duration_ms, e.e2_count, e.e6_delete_reason, e.e7_age_s) for e in click.ie] == [
@@ -109,22 +106,22 @@ def test_sequences_hold_only_what_happened_before_the_trigger(spark, items):
     assert delete.ie[-1].e4_max_scroll_duration_ms == 150
 
 
-def test_ie_keeps_the_last_m_exposures(spark, items):
-    got = requests(spark, items, SESSION, m=2)
+def test_ie_keeps_the_last_m_exposures(spark):
+    got = requests(spark, SESSION, m=2)
     assert [e.item_id for e in got["delete"].ie] == [13, 14]
     assert [e.item_id for e in got["click"].ie] == [11, 12]
 
 
-def test_repeated_exposures_accumulate_per_item(spark, items):
+def test_repeated_exposures_accumulate_per_item(spark):
     earlier = [exposure(-60_000, "x1", 11, 700, 0), exposure(-30_000, "x2", 11, 900, 0)]
-    got = requests(spark, items, earlier + SESSION)
+    got = requests(spark, earlier + SESSION)
     assert [(e.item_id, e.e1_duration_ms, e.e2_count) for e in got["click"].ie] == [
         (11, 700, 1), (11, 1600, 2), (11, 2100, 3), (12, 2000, 1)]
 
 
-def test_triggers_are_derived_by_the_client_rules_when_not_logged(spark, items):
+def test_triggers_are_derived_by_the_client_rules_when_not_logged(spark):
     unlogged = [e for e in SESSION if e["event_type"] != "rerank"]
-    got = requests(spark, items, unlogged)
+    got = requests(spark, unlogged)
     # the click's trigger is the return from its page view, which is known to it
     assert {t: (r.trigger_ts - T0, r.origin) for t, r in got.items()} == {
         "page": (0, "derived"), "click": (12_700, "derived"), "delete": (13_900, "derived")}
@@ -132,23 +129,23 @@ def test_triggers_are_derived_by_the_client_rules_when_not_logged(spark, items):
     assert [(v.item_id, v.d12_age_s) for v in got["click"].ipv] == [(12, 0.0)]
 
 
-def test_a_window_spanning_two_blocks(spark, items):
-    got = requests(spark, items, SESSION, m=3)
+def test_a_window_spanning_two_blocks(spark):
+    got = requests(spark, SESSION, m=3)
     assert [e.item_id for e in got["delete"].ie] == [12, 13, 14]  # idx 2..4: blocks [1..3] and [4..6]
     assert [e.item_id for e in got["click"].ie] == [11, 12]
 
 
-def test_exposed_k_is_derived_every_k_unclicked_exposures(spark, items):
+def test_exposed_k_is_derived_every_k_unclicked_exposures(spark):
     rows = [ev("page_request", 0, "e00", request_id="r0", page_no=0, candidates=CANDIDATES)]
     rows += [exposure(1000 * j, f"e{j + 1:02d}", item, 100, j) for j, item in enumerate(ITEMS)]
-    out = build_requests(frame(spark, rows, sessionized=True), items, DS, lookback_ms=86_400_000, m=50, n=30, k=2)
+    out = build_requests(frame(spark, rows, sessionized=True), DS, lookback_ms=86_400_000, m=50, n=30, k=2)
     got = sorted((r.trigger, r.trigger_ts - T0) for r in out.collect())
     assert got == [("exposed_k", 1100), ("exposed_k", 3100), ("exposed_k", 5100), ("page", 0)]
 
 
-def test_lookback_bounds_the_sequences(spark, items):
+def test_lookback_bounds_the_sequences(spark):
     old = [exposure(-4 * 86_400_000, "old", 11, 700, 0)]
-    got = requests(spark, items, old + SESSION)
+    got = requests(spark, old + SESSION)
     assert [e.item_id for e in got["click"].ie] == [11, 12]  # the 4-day-old exposure is outside 3 days
 
 
@@ -157,7 +154,7 @@ def shuffles_planned(df) -> int:
     return df._jdf.queryExecution().executedPlan().toString().count("Exchange hashpartitioning")
 
 
-def test_joins_reuse_a_sides_partitioning_by_the_user(spark, items):
+def test_joins_reuse_a_sides_partitioning_by_the_user(spark):
     """The session lets a join reuse sides hash-partitioned by a subset of its keys (the user, say: every key of the
     job holds it); Spark's default, requiring all of a join's keys, plans more shuffles."""
     confs = ("spark.sql.adaptive.enabled", "spark.sql.requireAllClusterKeysForCoPartition")
@@ -169,7 +166,7 @@ def test_joins_reuse_a_sides_partitioning_by_the_user(spark, items):
         for require_all in ("true", "false"):
             spark.conf.set(confs[1], require_all)
             planned[require_all] = shuffles_planned(
-                build_requests(events, items, DS, lookback_ms=86_400_000, m=50, n=30, k=5))
+                build_requests(events, DS, lookback_ms=86_400_000, m=50, n=30, k=5))
     finally:
         for name, value in before.items():
             spark.conf.set(name, value)
