@@ -9,6 +9,7 @@ once per item of the request day's catalog, and a request's lists take their cod
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -16,7 +17,6 @@ import pyarrow.compute as pc
 from pyspark import Broadcast
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
 from edgerec.features import (
     ENCODED_KEYS,
@@ -83,6 +83,7 @@ def fit_spec(requests: DataFrame, items: DataFrame, *, num_buckets: int, max_req
 
 
 KEYS = ENCODED_KEYS
+REQUEST_COLUMNS = (*KEYS, "candidates", "ie", "ipv")  # what encoding reads of a request
 ITEM_FEATURES = (*ITEM_CATEGORICAL, *ITEM_SCORES)
 SOURCES = {group: (PREFIXES[group], column) for group, column in
            (("candidate", "candidates"), ("ie", "ie"), ("ipv", "ipv"))}
@@ -164,20 +165,36 @@ def encode_batch(batch: pa.RecordBatch, spec: dict, schema: pa.Schema, codes: di
     return pa.RecordBatch.from_pydict(out, schema=schema)
 
 
-def apply_spec(requests: DataFrame, spec: dict, codes: Broadcast) -> DataFrame:
-    """Model inputs per request: parallel int arrays per feature (cand_*, ie_*, ipv_*), labels, mask, the
-    labelled candidates' display positions and the clicked ones' cart and buy labels.
+def encode_days(batch: pa.RecordBatch, spec: dict, schema: pa.Schema,
+                codes_by_day: dict[str, dict[str, np.ndarray]]) -> pa.RecordBatch:
+    """encode_batch of requests of one or more days (`ds`), each day's items by that day's catalog codes."""
+    days = batch.column("ds")
+    named = pc.unique(days).to_pylist()
+    if len(named) == 1:
+        return encode_batch(batch, spec, schema, codes_by_day[named[0]])
+    parts = [encode_batch(batch.filter(pc.equal(days, day)), spec, schema, codes_by_day[day]) for day in named]
+    return pa.Table.from_batches(parts, schema=schema).combine_chunks().to_batches()[0]
+
+
+def encoder(requests_schema: pa.Schema, spec: dict, codes_by_day: Broadcast,
+            day_column: str | None) -> tuple[Callable[[pa.RecordBatch], pa.RecordBatch], pa.Schema]:
+    """The function that encodes a batch of requests (REQUEST_COLUMNS) into model inputs, and its output schema:
+    parallel int arrays per feature (cand_*, ie_*, ipv_*), labels, mask, the labelled candidates' display positions
+    and the clicked ones' cart and buy labels. The request's day `ds` is dropped (a partition's files do not repeat
+    their directory's ds), or kept under `day_column` (`request_ds` in train_features).
 
     The encoding is edgerec.features.encode itself, applied to Arrow batches: the device's function, and
-    vectorized, where Spark's array functions would run interpreted element by element. `codes`: item_codes of the
-    requests' day, as a broadcast (once per executor, not in each task's closure); the caller releases it once the
-    result is written.
+    vectorized, where Spark's array functions would run interpreted element by element. `codes_by_day`: item_codes
+    of each requests' day, as a broadcast (once per executor, not in each task's closure); the caller releases it
+    once the result is written.
     """
-    requests = requests.select(*KEYS, "candidates", "ie", "ipv")
-    schema = encoded_schema(to_arrow_schema(requests.schema))
+    schema = encoded_schema(requests_schema)
+    at = schema.get_field_index("ds")
+    written = schema.remove(at) if day_column is None else schema.set(at, schema.field(at).with_name(day_column))
 
-    def encode_all(batches):
-        for batch in batches:
-            yield encode_batch(batch, spec, schema, codes.value)
+    def encode(batch: pa.RecordBatch) -> pa.RecordBatch:
+        out = encode_days(batch, spec, schema, codes_by_day.value)
+        return pa.RecordBatch.from_arrays(
+            [out.column(name if name != day_column else "ds") for name in written.names], schema=written)
 
-    return requests.mapInArrow(encode_all, from_arrow_schema(schema))
+    return encode, written

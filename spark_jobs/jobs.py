@@ -6,20 +6,20 @@ figures in the day's Spark summary (`edgerec.reports.SparkSummary`).
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Callable
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from edgerec.config import Settings, days_back
 from edgerec.errors import MissingInput
 from edgerec.features import load_spec, write_spec
 from edgerec.raw import check_bad_share
 from edgerec.reports import SparkSummary
-from spark_jobs.bucketize import ITEM_FEATURES, apply_spec, fit_spec, item_codes
+from spark_jobs.bucketize import ITEM_FEATURES, REQUEST_COLUMNS, encoder, fit_spec, item_codes
 from spark_jobs.ingest import (
     BROADCAST_MAX_COPIES,
     check_catalog,
@@ -29,7 +29,7 @@ from spark_jobs.ingest import (
     read_raw_lines,
     split_good_bad,
 )
-from spark_jobs.io import read_partitions, write_partition, write_partitions
+from spark_jobs.io import read_partitions, write_arrow_partition, write_partitions
 from spark_jobs.requests import build_requests
 from spark_jobs.sessionize import session_stats, sessionize
 
@@ -127,14 +127,6 @@ def run_requests(spark: SparkSession, settings: Settings, ds: str) -> dict:
 
 def run_bucketize(spark: SparkSession, settings: Settings, ds: str) -> dict:
     root = settings.dataset("requests")
-    fit_days = [d for d in days_back(ds, settings.features.fit_days)[:-1] if (root / f"ds={d}").exists()] or [ds]
-    fit_requests = _require(read_partitions(spark, root, fit_days), f"requests ds={fit_days}")
-    items = _require(read_partitions(spark, settings.dataset("items"), [ds]), f"items ds={ds}")
-    lengths = {"ie": settings.features.ie_length, "ipv": settings.features.ipv_length, "candidates": 100}
-    spec = fit_spec(fit_requests, items, num_buckets=settings.features.num_buckets, max_requests=FIT_MAX_REQUESTS,
-                    lengths=lengths, fit={"days": fit_days, "num_buckets": settings.features.num_buckets})
-    path = write_spec(spec, settings.layout(ds).feature_spec)
-    spec = load_spec(path)
     # The train days again, with this day's spec: a model trained on them, tested on ds and shipped with this
     # spec then sees one encoding everywhere (each day's own features were encoded with that day's spec).
     window = days_back(ds, settings.marts.train_days)[:-1]
@@ -142,28 +134,34 @@ def run_bucketize(spark: SparkSession, settings: Settings, ds: str) -> dict:
     if len(train_days) < len(window):
         log.warning("bucketize ds=%s: no requests for train days %s; the train split holds %d of %d days",
                     ds, sorted(set(window) - set(train_days)), len(train_days), len(window))
-    broadcasts: list = []
-
-    def encoded(day: str) -> DataFrame:
-        """A day's requests encoded by the spec, their item features from that day's catalog (the one its
-        requests were built beside)."""
-        catalog = _require(read_partitions(spark, settings.dataset("items"), [day]), f"items ds={day}")
-        codes = spark.sparkContext.broadcast(item_codes(catalog.select("item_id", *ITEM_FEATURES).toArrow(), spec))
-        broadcasts.append(codes)
-        # read one day at a time: a train day written before a field joined the requests (shown_position, say)
-        # lacks it, and encode_batch fills a field the day lacks
-        return apply_spec(_require(read_partitions(spark, root, [day]), f"requests ds={day}"), spec, codes)
-
+    # every day's items by that day's catalog (the one its requests were built beside), each found before a write
+    catalogs = {day: _require(read_partitions(spark, settings.dataset("items"), [day]), f"items ds={day}")
+                for day in [ds, *train_days]}
+    fit_days = [d for d in days_back(ds, settings.features.fit_days)[:-1] if (root / f"ds={d}").exists()] or [ds]
+    fit_requests = _require(read_partitions(spark, root, fit_days), f"requests ds={fit_days}")
+    lengths = {"ie": settings.features.ie_length, "ipv": settings.features.ipv_length, "candidates": 100}
+    spec = fit_spec(fit_requests, catalogs[ds], num_buckets=settings.features.num_buckets,
+                    max_requests=FIT_MAX_REQUESTS, lengths=lengths,
+                    fit={"days": fit_days, "num_buckets": settings.features.num_buckets})
+    path = write_spec(spec, settings.layout(ds).feature_spec)
+    spec = load_spec(path)
+    codes = spark.sparkContext.broadcast({day: item_codes(catalog.select("item_id", *ITEM_FEATURES).toArrow(), spec)
+                                          for day, catalog in catalogs.items()})
     try:
-        own, train_parts = encoded(ds), [encoded(d) for d in train_days]  # every catalog found before a write
-        write_partitions(own, settings.dataset("features"))
-        train = functools.reduce(DataFrame.unionByName, train_parts, spark.createDataFrame([], own.schema))
-        write_partition(train.withColumnRenamed("ds", "request_ds"), settings.dataset("train_features"), ds)
+        requests = _require(read_partitions(spark, root, [ds]), f"requests ds={ds}").select(*REQUEST_COLUMNS)
+        transform, schema = encoder(to_arrow_schema(requests.schema), spec, codes, None)
+        rows = write_arrow_partition(requests, transform, schema, settings.dataset("features") / f"ds={ds}")
+        # merged: train days written before a field joined the requests (shown_position, say) read it as null (and
+        # encode_batch fills a field no day has)
+        train = read_partitions(spark, root, train_days, merge_schema=True)
+        train = (train if train is not None else requests.limit(0)).select(*REQUEST_COLUMNS)
+        transform, schema = encoder(to_arrow_schema(train.schema), spec, codes, "request_ds")
+        train_rows = write_arrow_partition(train, transform, schema, settings.dataset("train_features") / f"ds={ds}")
     finally:
-        for codes in broadcasts:
-            codes.destroy()  # the catalogs' codes, on the driver and every executor
+        codes.destroy()  # the catalogs' codes, on the driver and every executor
     return _record(settings, ds, "bucketize", {"feature_spec": str(path), "feature_spec_sha256": spec["sha256"],
-                                               "fit_days": fit_days, "train_days_encoded": train_days})
+                                               "fit_days": fit_days, "train_days_encoded": train_days,
+                                               "requests_encoded": rows, "train_requests_encoded": train_rows})
 
 
 JOBS: dict[str, Callable[[SparkSession, Settings, str], dict]] = {
