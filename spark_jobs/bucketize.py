@@ -117,7 +117,8 @@ def item_codes(catalog: pa.Table, spec: dict) -> dict[str, np.ndarray]:
     """Each item feature's codes for one day's catalog: `item_id` sorted, and per feature one code per id with a
     last 0 (the padding index, as for a null value) for ids the catalog lacks. An id listed twice keeps its first
     row."""
-    ids, first = np.unique(catalog.column("item_id").to_numpy(zero_copy_only=False), return_index=True)
+    catalog = catalog.filter(pc.is_valid(catalog.column("item_id")))  # a null id names no item
+    ids, first = np.unique(catalog.column("item_id").to_numpy(), return_index=True)
     rows = catalog.take(pa.array(first, type=pa.int64()))
     return {"item_id": ids, **{name: np.append(encode(spec["features"][name], _as_numbers(rows.column(name))), 0)
                                for name in ITEM_FEATURES}}
@@ -168,6 +169,8 @@ def encode_batch(batch: pa.RecordBatch, spec: dict, schema: pa.Schema, codes: di
 def encode_days(batch: pa.RecordBatch, spec: dict, schema: pa.Schema,
                 codes_by_day: dict[str, dict[str, np.ndarray]]) -> pa.RecordBatch:
     """encode_batch of requests of one or more days (`ds`), each day's items by that day's catalog codes."""
+    if not len(batch):
+        return pa.RecordBatch.from_pylist([], schema=schema)
     days = batch.column("ds")
     named = pc.unique(days).to_pylist()
     if len(named) == 1:
@@ -192,9 +195,9 @@ def encoder(requests_schema: pa.Schema, spec: dict, codes_by_day: Broadcast,
     at = schema.get_field_index("ds")
     written = schema.remove(at) if day_column is None else schema.set(at, schema.field(at).with_name(day_column))
 
-    def encode(batch: pa.RecordBatch) -> pa.RecordBatch:
+    def encode_requests(batch: pa.RecordBatch) -> pa.RecordBatch:
         out = encode_days(batch, spec, schema, codes_by_day.value)
         return pa.RecordBatch.from_arrays(
             [out.column(name if name != day_column else "ds") for name in written.names], schema=written)
 
-    return encode, written
+    return encode_requests, written

@@ -4,7 +4,14 @@ import pytest
 from pyspark.sql import functions as F
 
 from edgerec.features import BUCKETIZED, ENCODED_KEYS, ITEM_CATEGORICAL, make_spec
-from spark_jobs.bucketize import _quantiles, encode_batch, encoded_schema, exact_percentiles, item_codes
+from spark_jobs.bucketize import (
+    _quantiles,
+    encode_batch,
+    encode_days,
+    encoded_schema,
+    exact_percentiles,
+    item_codes,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -31,14 +38,14 @@ def test_the_driver_computes_what_sparks_percentile_computes_bit_for_bit(spark):
 # categorical codes: a value v in [0, 4) is v + 2, another 1, null 0; bucketized at 0.5: below 1, above 2, null 0
 SPEC = make_spec({name: [0.5] for name in BUCKETIZED}, {name: 4 for name in ITEM_CATEGORICAL},
                  {"ie": 3, "ipv": 3, "candidates": 3}, {})
-CATALOG = pa.table({"item_id": [30, 10, 20, 10], **{name: [3, 0, 1, 2] for name in ITEM_CATEGORICAL},
-                    "ctr_score": [0.9, 0.1, None, 0.7], "cvr_score": [0.0, 0.0, 0.0, 0.0]})
+CATALOG = pa.table({"item_id": [30, 10, 20, 10, None], **{name: [3, 0, 1, 2, 1] for name in ITEM_CATEGORICAL},
+                    "ctr_score": [0.9, 0.1, None, 0.7, 0.9], "cvr_score": [0.0, 0.0, 0.0, 0.0, 0.0]})
 
 
 def test_a_catalogs_item_codes_are_one_row_per_id_and_a_padding_row():
     codes = item_codes(CATALOG, SPEC)
     assert codes["item_id"].tolist() == [10, 20, 30]
-    # item 10 is listed twice: its first row (category 0, ctr 0.1) counts
+    # item 10 is listed twice: its first row (category 0, ctr 0.1) counts; a row without an id names no item
     assert codes["category"].tolist() == [2, 3, 5, 0]
     assert codes["ctr_score"].tolist() == [1, 0, 2, 0]
     empty = item_codes(CATALOG.slice(0, 0), SPEC)
@@ -60,3 +67,21 @@ def test_requests_take_their_item_features_from_the_catalog_by_id():
     assert (out["ie_item_id"], out["ie_brand"], out["ie_ctr_score"]) == ([20, None], [3, 0], [0, 0])
     assert (out["ipv_item_id"], out["ipv_age_level"]) == ([10], [2])
     assert out["ie_ts"] == [1, 2] and out["ipv_end_ts"] == [3]
+
+
+def test_each_days_requests_take_their_own_days_catalog():
+    """Train days are encoded again with the test day's spec, their items with the features of their own day."""
+    a_day_later = CATALOG.set_column(CATALOG.schema.get_field_index("category"), "category",
+                                     pa.array([0, 3, 3, 3, 3]))
+    codes = {"2026-11-01": item_codes(CATALOG, SPEC), "2026-11-02": item_codes(a_day_later, SPEC)}
+
+    def request(ds, item):
+        return {key: ds for key in ENCODED_KEYS} | {"trigger_ts": 5, "ie": [{"item_id": 20}], "ipv": [{"item_id": 20}],
+                                                     "candidates": [{"item_id": item, "cloud_score": 0.2}]}
+    batch = pa.RecordBatch.from_pylist([request("2026-11-02", 10), request("2026-11-01", 10),
+                                        request("2026-11-02", 30)])
+    schema = encoded_schema(batch.schema)
+    out = encode_days(batch, SPEC, schema, codes).to_pylist()
+    assert sorted((r["ds"], r["cand_item_id"][0], r["cand_category"][0]) for r in out) == [
+        ("2026-11-01", 10, 2), ("2026-11-02", 10, 5), ("2026-11-02", 30, 2)]
+    assert encode_days(batch.slice(0, 0), SPEC, schema, codes).num_rows == 0
