@@ -23,6 +23,7 @@ from edgerec.errors import ContractError
 SPEC_VERSION = 1
 ITEM_CATEGORICAL = ("category", "brand", "gender", "price_level", "age_level", "bc_type")  # p1..p6
 ITEM_SCORES = ("ctr_score", "cvr_score")  # p7
+ITEM_FEATURES = (*ITEM_CATEGORICAL, *ITEM_SCORES)  # the catalog's features of an item
 # What the re-ranker compares between a candidate and each behaviour event: the item itself (its id), then these
 # item codes. The phone keeps them for every event beside its encodings.
 MATCH_CODES = ("category", "brand")

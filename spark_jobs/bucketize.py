@@ -24,6 +24,7 @@ from edgerec.features import (
     IE_BUCKETIZED,
     IPV_BUCKETIZED,
     ITEM_CATEGORICAL,
+    ITEM_FEATURES,
     ITEM_SCORES,
     PREFIXES,
     encode,
@@ -84,7 +85,6 @@ def fit_spec(requests: DataFrame, items: DataFrame, *, num_buckets: int, max_req
 
 KEYS = ENCODED_KEYS
 REQUEST_COLUMNS = (*KEYS, "candidates", "ie", "ipv")  # what encoding reads of a request
-ITEM_FEATURES = (*ITEM_CATEGORICAL, *ITEM_SCORES)
 SOURCES = {group: (PREFIXES[group], column) for group, column in
            (("candidate", "candidates"), ("ie", "ie"), ("ipv", "ipv"))}
 
@@ -146,8 +146,8 @@ def encode_batch(batch: pa.RecordBatch, spec: dict, schema: pa.Schema, codes: di
 
     for group, (prefix, source) in SOURCES.items():
         column = batch.column(source)
-        out[f"{prefix}_item_id"] = lists(column, "item_id")
         offsets, item_ids = _values(column, "item_id")
+        out[f"{prefix}_item_id"] = pa.ListArray.from_arrays(offsets, pa.array(item_ids, type=pa.int64()))
         rows = _catalog_rows(codes, item_ids)
         for name in GROUPS[group]:
             out[f"{prefix}_{name}"] = (

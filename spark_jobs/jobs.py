@@ -16,10 +16,10 @@ from pyspark.sql.pandas.types import to_arrow_schema
 
 from edgerec.config import Settings, days_back
 from edgerec.errors import MissingInput
-from edgerec.features import load_spec, write_spec
+from edgerec.features import ITEM_FEATURES, load_spec, write_spec
 from edgerec.raw import check_bad_share
 from edgerec.reports import SparkSummary
-from spark_jobs.bucketize import ITEM_FEATURES, REQUEST_COLUMNS, encoder, fit_spec, item_codes
+from spark_jobs.bucketize import REQUEST_COLUMNS, encoder, fit_spec, item_codes
 from spark_jobs.ingest import (
     BROADCAST_MAX_COPIES,
     check_catalog,

@@ -32,7 +32,7 @@ from edgerec.errors import ConfigError
 from edgerec.features import (
     AGE_FEATURE,
     ITEM_CATEGORICAL,
-    ITEM_SCORES,
+    ITEM_FEATURES,
     MATCH_FEATURES,
     NO_DELETE,
     encode,
@@ -41,7 +41,6 @@ from edgerec.features import (
 )
 
 log = logging.getLogger(__name__)
-ITEM_FEATURES = (*ITEM_CATEGORICAL, *ITEM_SCORES)
 DAY_MS = 86_400_000
 OUT_OF_STOCK, NO_IMAGE = 1, 2  # bits of a page's candidate flags
 

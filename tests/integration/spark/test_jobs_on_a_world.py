@@ -9,11 +9,11 @@ from edgerec.config import load_settings
 from edgerec.contracts import BadRowReason
 from edgerec.contracts.validate import day_bounds_ms
 from edgerec.errors import MissingInput
-from edgerec.features import GROUPS, encode, load_spec
+from edgerec.features import GROUPS, ITEM_FEATURES, encode, load_spec
 from edgerec.raw import BadShareExceeded, simulate_day
 from edgerec.reports import SparkSummary
 from edgerec.sim.corrupt import CORRUPTION_REASONS
-from spark_jobs.bucketize import ITEM_FEATURES, fit_spec
+from spark_jobs.bucketize import fit_spec
 from spark_jobs.io import read_partitions
 from spark_jobs.jobs import JOBS, run_jobs
 from tests.integration.conftest import DAYS
