@@ -49,7 +49,7 @@ def main() -> None:
         summary = build_marts(settings, bench.DS)
     seconds = time.perf_counter() - started
     requests = spark["requests"]["requests"]
-    candidates = round(requests * spark["requests"]["mean_candidates"])
+    candidates = round(requests * spark["bucketize"]["mean_candidates"])
     print(f"{lines:,} events -> {requests:,} requests, {candidates:,} candidates")
     print(f"spark stage   {spark['total_s']:.1f}s (JVM+session {spark['session_s']:.1f}s)")
     print(f"dbt build     {seconds:.1f}s wall ({summary['elapsed_s']:.1f}s inside dbt; "

@@ -9,7 +9,7 @@ once per item of the request day's catalog, and a request's lists take their cod
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -30,15 +30,18 @@ from edgerec.features import (
     encode,
     make_spec,
 )
+from spark_jobs.requests import point_in_time
 
 _HASH_BUCKETS = 10_000
 
 
-def hash_sample(df: DataFrame, key: str, max_rows: int) -> DataFrame:
-    """At most about max_rows rows, chosen by a hash of the key: the same rows however df is partitioned."""
-    total = df.count()
-    keep = min(_HASH_BUCKETS, -(-max_rows * _HASH_BUCKETS // max(total, 1)))
-    return df.where(F.pmod(F.xxhash64(key), F.lit(_HASH_BUCKETS)) < keep)
+def sample_triggers(pages: DataFrame, max_triggers: int) -> DataFrame:
+    """The pages with at most about max_triggers of their triggers, chosen by a hash of the rerank id: the same
+    triggers however the pages are partitioned; a page none of whose triggers is chosen is left out."""
+    total = pages.agg(F.sum(F.size("triggers"))).first()[0] or 0
+    keep = min(_HASH_BUCKETS, -(-max_triggers * _HASH_BUCKETS // max(total, 1)))
+    chosen = F.filter("triggers", lambda t: F.pmod(F.xxhash64(t["rerank_id"]), F.lit(_HASH_BUCKETS)) < keep)
+    return pages.withColumn("triggers", chosen).where(F.size("triggers") > 0)
 
 
 def exact_percentiles(values: np.ndarray, percentages: list[float]) -> list[float]:
@@ -54,37 +57,65 @@ def exact_percentiles(values: np.ndarray, percentages: list[float]) -> list[floa
     return out
 
 
-def _quantiles(df: DataFrame, columns: tuple[str, ...], num_buckets: int) -> dict[str, list[float]]:
-    """Exact quantiles of each column on the driver: the fit's sample is small, and one collect of it costs a
+def _quantiles(table: pa.Table, columns: tuple[str, ...], num_buckets: int) -> dict[str, list[float]]:
+    """Exact quantiles of each column, on the driver: the fit's sample is small, and one collect of it costs a
     fraction of Spark's `percentile` aggregate (which sorts each column's values in one task)."""
     qs = [i / num_buckets for i in range(1, num_buckets)]
-    table = df.select(*[F.col(c).cast("double").alias(c) for c in columns]).toArrow()
     out = {}
     for c in columns:
-        values = pc.drop_null(table.column(c)).to_numpy()
+        values = pc.drop_null(pc.cast(table.column(c), pa.float64())).to_numpy()
         out[c] = sorted(set(exact_percentiles(values, qs))) if len(values) else []
     return out
 
 
-def fit_spec(requests: DataFrame, items: DataFrame, *, num_buckets: int, max_requests: int,
+def _elements(requests: pa.RecordBatch, column: str) -> pa.Table:
+    """The elements of a list<struct> column of the requests, one row each."""
+    return pa.Table.from_struct_array(pc.list_flatten(requests.column(column)))
+
+
+def fit_spec(pages: DataFrame, items: DataFrame, *, num_buckets: int, max_requests: int,
              lengths: dict[str, int], fit: dict) -> dict:
-    sample = hash_sample(requests, "rerank_id", max_requests).cache()
+    """The feature spec, fit on a hash sample of about max_requests triggers of the pages (each with its own
+    candidates, as point_in_time gives them to the encoder) and on the catalog's items."""
+    sample = point_in_time(one_batch(sample_triggers(pages, max_requests).toArrow()), lengths["candidates"])
     boundaries = {
-        **_quantiles(items, ITEM_SCORES, num_buckets),
-        **_quantiles(sample.select(F.explode("candidates").alias("c")).select("c.cloud_score"),
-                     ("cloud_score",), num_buckets),
-        **_quantiles(sample.select(F.explode("ie").alias("e")).select("e.*"), IE_BUCKETIZED, num_buckets),
-        **_quantiles(sample.select(F.explode("ipv").alias("e")).select("e.*"), IPV_BUCKETIZED, num_buckets),
+        **_quantiles(items.select(*ITEM_SCORES).toArrow(), ITEM_SCORES, num_buckets),
+        **_quantiles(_elements(sample, "candidates"), ("cloud_score",), num_buckets),
+        **_quantiles(_elements(sample, "ie"), IE_BUCKETIZED, num_buckets),
+        **_quantiles(_elements(sample, "ipv"), IPV_BUCKETIZED, num_buckets),
     }
     top = items.agg(*[F.max(c).alias(c) for c in ITEM_CATEGORICAL]).first()
     vocab = {c: int(top[c]) + 1 for c in ITEM_CATEGORICAL}
-    spec = make_spec(boundaries, vocab, lengths, fit | {"sampled_requests": sample.count()})
-    sample.unpersist()
-    return spec
+    return make_spec(boundaries, vocab, lengths, fit | {"sampled_requests": len(sample)})
+
+
+def label_figures(batches: Iterable[pa.RecordBatch]) -> dict:
+    """The encoded requests' labels, summed over their `label` and `mask` lists: how many requests and candidates,
+    how many labelled, clicked, and the requests without any label."""
+    requests = candidates = labelled = clicks = unlabelled = 0
+    for batch in batches:
+        mask, label = batch.column("mask"), batch.column("label")
+        per_request = pc.list_value_length(mask).to_numpy(zero_copy_only=False)
+        masked = pc.list_flatten(mask).to_numpy(zero_copy_only=False)
+        labelled_each = np.bincount(np.repeat(np.arange(len(per_request)), per_request), weights=masked,
+                                    minlength=len(per_request))
+        requests += len(per_request)
+        candidates += int(per_request.sum())
+        labelled += int(labelled_each.sum())
+        clicks += int(pc.sum(pc.list_flatten(label)).as_py() or 0)
+        unlabelled += int((labelled_each == 0).sum())
+    return {"mean_candidates": round(candidates / requests, 4) if requests else None, "labelled": labelled,
+            "clicks": clicks, "requests_without_labels": unlabelled,
+            "label_rate": round(clicks / labelled, 4) if labelled else None}
+
+
+def one_batch(table: pa.Table) -> pa.RecordBatch:
+    """A table as one record batch (an empty one with its schema when it has no rows)."""
+    batches = table.combine_chunks().to_batches()
+    return batches[0] if len(batches) == 1 else pa.RecordBatch.from_pylist([], schema=table.schema)
 
 
 KEYS = ENCODED_KEYS
-REQUEST_COLUMNS = (*KEYS, "candidates", "ie", "ipv")  # what encoding reads of a request
 SOURCES = {group: (PREFIXES[group], column) for group, column in
            (("candidate", "candidates"), ("ie", "ie"), ("ipv", "ipv"))}
 
@@ -179,24 +210,26 @@ def encode_days(batch: pa.RecordBatch, spec: dict, schema: pa.Schema,
     return pa.Table.from_batches(parts, schema=schema).combine_chunks().to_batches()[0]
 
 
-def encoder(requests_schema: pa.Schema, spec: dict, codes_by_day: Broadcast,
+def encoder(pages_schema: pa.Schema, spec: dict, codes_by_day: Broadcast,
             day_column: str | None) -> tuple[Callable[[pa.RecordBatch], pa.RecordBatch], pa.Schema]:
-    """The function that encodes a batch of requests (REQUEST_COLUMNS) into model inputs, and its output schema:
-    parallel int arrays per feature (cand_*, ie_*, ipv_*), labels, mask, the labelled candidates' display positions
-    and the clicked ones' cart and buy labels. The request's day `ds` is dropped (a partition's files do not repeat
-    their directory's ds), or kept under `day_column` (`request_ds` in train_features).
+    """The function that encodes a batch of pages (the requests dataset's PAGE_COLUMNS) into model inputs, one row
+    per trigger (spark_jobs.requests.point_in_time), and its output schema: parallel int arrays per feature (cand_*,
+    ie_*, ipv_*), labels, mask, the labelled candidates' display positions and the clicked ones' cart and buy labels.
+    The request's day `ds` is dropped (a partition's files do not repeat their directory's ds), or kept under
+    `day_column` (`request_ds` in train_features).
 
     The encoding is edgerec.features.encode itself, applied to Arrow batches: the device's function, and
     vectorized, where Spark's array functions would run interpreted element by element. `codes_by_day`: item_codes
     of each requests' day, as a broadcast (once per executor, not in each task's closure); the caller releases it
     once the result is written.
     """
-    schema = encoded_schema(requests_schema)
+    max_candidates = spec["sequence_lengths"]["candidates"]
+    schema = encoded_schema(point_in_time(pa.RecordBatch.from_pylist([], schema=pages_schema), max_candidates).schema)
     at = schema.get_field_index("ds")
     written = schema.remove(at) if day_column is None else schema.set(at, schema.field(at).with_name(day_column))
 
     def encode_requests(batch: pa.RecordBatch) -> pa.RecordBatch:
-        out = encode_days(batch, spec, schema, codes_by_day.value)
+        out = encode_days(point_in_time(batch, max_candidates), spec, schema, codes_by_day.value)
         return pa.RecordBatch.from_arrays(
             [out.column(name if name != day_column else "ds") for name in written.names], schema=written)
 

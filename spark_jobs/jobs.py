@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
 
@@ -19,7 +22,7 @@ from edgerec.errors import MissingInput
 from edgerec.features import ITEM_FEATURES, load_spec, write_spec
 from edgerec.raw import check_bad_share
 from edgerec.reports import SparkSummary
-from spark_jobs.bucketize import REQUEST_COLUMNS, encoder, fit_spec, item_codes
+from spark_jobs.bucketize import encoder, fit_spec, item_codes, label_figures
 from spark_jobs.ingest import (
     BROADCAST_MAX_COPIES,
     check_catalog,
@@ -30,7 +33,7 @@ from spark_jobs.ingest import (
     split_good_bad,
 )
 from spark_jobs.io import read_partitions, write_arrow_partition, write_partitions
-from spark_jobs.requests import build_requests
+from spark_jobs.requests import MAX_CANDIDATES, PAGE_COLUMNS, build_requests
 from spark_jobs.sessionize import session_stats, sessionize
 
 log = logging.getLogger(__name__)
@@ -110,14 +113,21 @@ def run_requests(spark: SparkSession, settings: Settings, ds: str) -> dict:
                               m=features.ie_length, n=features.ipv_length, k=features.trigger_k)
     write_partitions(requests, settings.dataset("requests"))
     written = _require(read_partitions(spark, settings.dataset("requests"), [ds]), f"requests ds={ds}")
+
+    def over_triggers(value: Callable) -> Column:
+        return F.sum(F.aggregate(F.transform("triggers", value), F.lit(0), lambda a, b: a + b))
+
     agg = written.agg(
-        F.count("*").alias("requests"), F.mean(F.size("ie")).alias("mean_ie_length"),
-        F.mean(F.size("ipv")).alias("mean_ipv_length"), F.mean("n_candidates").alias("mean_candidates"),
-        F.sum("n_labelled").alias("labelled"), F.sum("n_clicks").alias("clicks"),
-        F.sum(F.when(F.col("origin") == "derived", 1).otherwise(0)).alias("derived_triggers"),
-        F.sum(F.when(F.col("n_labelled") == 0, 1).otherwise(0)).alias("requests_without_labels"),
+        F.sum(F.size("triggers")).alias("requests"), F.count("*").alias("pages"),
+        over_triggers(lambda t: F.size(t["ie"])).alias("ie_elements"),
+        over_triggers(lambda t: F.size(t["ipv"])).alias("ipv_elements"),
+        over_triggers(lambda t: (t["origin"] == "derived").cast("int")).alias("derived_triggers"),
     ).first().asDict()
-    agg["label_rate"] = agg["clicks"] / agg["labelled"] if agg["labelled"] else None
+    triggers_written = agg["requests"] or 0
+    for name in ("ie", "ipv"):
+        elements = agg.pop(f"{name}_elements") or 0
+        agg[f"mean_{name}_length"] = elements / triggers_written if triggers_written else None
+    agg["requests"] = triggers_written
     agg["event_days_read"] = [d for d in window if (settings.dataset("sessionized_events") / f"ds={d}").exists()]
     missing = sorted(set(window) - set(agg["event_days_read"]))
     if missing:
@@ -125,21 +135,41 @@ def run_requests(spark: SparkSession, settings: Settings, ds: str) -> dict:
     return _record(settings, ds, "requests", {k: round(v, 4) if isinstance(v, float) else v for k, v in agg.items()})
 
 
+def _holds_pages(partition: Path) -> bool:
+    """Whether a requests partition holds pages (PAGE_COLUMNS), as the requests job now writes them."""
+    first = next(partition.glob("*.parquet"), None)
+    return first is None or "triggers" in pq.read_schema(first).names
+
+
+def _batches(partition: Path, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """A partition's columns, read batch by batch (on the driver: the figures of a day need not fit in memory)."""
+    for file in sorted(partition.glob("*.parquet")):
+        yield from pq.ParquetFile(file).iter_batches(columns=columns)
+
+
 def run_bucketize(spark: SparkSession, settings: Settings, ds: str) -> dict:
     root = settings.dataset("requests")
+    if (root / f"ds={ds}").exists() and not _holds_pages(root / f"ds={ds}"):
+        raise MissingInput(f"requests ds={ds} hold one row per trigger, as the requests job wrote them before each "
+                           f"page's candidates were written once; rerun it: edgerec spark run requests --ds {ds}")
     # The train days again, with this day's spec: a model trained on them, tested on ds and shipped with this
     # spec then sees one encoding everywhere (each day's own features were encoded with that day's spec).
     window = days_back(ds, settings.marts.train_days)[:-1]
-    train_days = [d for d in window if (root / f"ds={d}").exists()]
+    written = [d for d in window if (root / f"ds={d}").exists()]
+    train_days = [d for d in written if _holds_pages(root / f"ds={d}")]
     if len(train_days) < len(window):
-        log.warning("bucketize ds=%s: no requests for train days %s; the train split holds %d of %d days",
-                    ds, sorted(set(window) - set(train_days)), len(train_days), len(window))
+        log.warning("bucketize ds=%s: no requests for train days %s%s; the train split holds %d of %d days", ds,
+                    sorted(set(window) - set(written)),
+                    f", and those of {sorted(set(written) - set(train_days))} are one row per trigger (rerun `edgerec "
+                    "spark run requests --ds DAY` for each)" if len(train_days) < len(written) else "",
+                    len(train_days), len(window))
     # every day's items by that day's catalog (the one its requests were built beside), each found before a write
     catalogs = {day: _require(read_partitions(spark, settings.dataset("items"), [day]), f"items ds={day}")
                 for day in [ds, *train_days]}
-    fit_days = [d for d in days_back(ds, settings.features.fit_days)[:-1] if (root / f"ds={d}").exists()] or [ds]
+    fit_days = [d for d in days_back(ds, settings.features.fit_days)[:-1]
+                if (root / f"ds={d}").exists() and _holds_pages(root / f"ds={d}")] or [ds]
     fit_requests = _require(read_partitions(spark, root, fit_days), f"requests ds={fit_days}")
-    lengths = {"ie": settings.features.ie_length, "ipv": settings.features.ipv_length, "candidates": 100}
+    lengths = {"ie": settings.features.ie_length, "ipv": settings.features.ipv_length, "candidates": MAX_CANDIDATES}
     spec = fit_spec(fit_requests, catalogs[ds], num_buckets=settings.features.num_buckets,
                     max_requests=FIT_MAX_REQUESTS, lengths=lengths,
                     fit={"days": fit_days, "num_buckets": settings.features.num_buckets})
@@ -147,21 +177,21 @@ def run_bucketize(spark: SparkSession, settings: Settings, ds: str) -> dict:
     spec = load_spec(path)
     codes = spark.sparkContext.broadcast({day: item_codes(catalog.select("item_id", *ITEM_FEATURES).toArrow(), spec)
                                           for day, catalog in catalogs.items()})
+    features = settings.dataset("features") / f"ds={ds}"
     try:
-        requests = _require(read_partitions(spark, root, [ds]), f"requests ds={ds}").select(*REQUEST_COLUMNS)
-        transform, schema = encoder(to_arrow_schema(requests.schema), spec, codes, None)
-        rows = write_arrow_partition(requests, transform, schema, settings.dataset("features") / f"ds={ds}")
-        # merged: train days written before a field joined the requests (shown_position, say) read it as null (and
-        # encode_batch fills a field no day has)
-        train = read_partitions(spark, root, train_days, merge_schema=True)
-        train = (train if train is not None else requests.limit(0)).select(*REQUEST_COLUMNS)
+        pages = _require(read_partitions(spark, root, [ds]), f"requests ds={ds}").select(*PAGE_COLUMNS)
+        transform, schema = encoder(to_arrow_schema(pages.schema), spec, codes, None)
+        rows = write_arrow_partition(pages, transform, schema, features)
+        train = read_partitions(spark, root, train_days)
+        train = (train if train is not None else pages.limit(0)).select(*PAGE_COLUMNS)
         transform, schema = encoder(to_arrow_schema(train.schema), spec, codes, "request_ds")
         train_rows = write_arrow_partition(train, transform, schema, settings.dataset("train_features") / f"ds={ds}")
     finally:
         codes.destroy()  # the catalogs' codes, on the driver and every executor
     return _record(settings, ds, "bucketize", {"feature_spec": str(path), "feature_spec_sha256": spec["sha256"],
                                                "fit_days": fit_days, "train_days_encoded": train_days,
-                                               "requests_encoded": rows, "train_requests_encoded": train_rows})
+                                               "requests_encoded": rows, "train_requests_encoded": train_rows,
+                                               **label_figures(_batches(features, ["label", "mask"]))})
 
 
 JOBS: dict[str, Callable[[SparkSession, Settings, str], dict]] = {

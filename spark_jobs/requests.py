@@ -1,4 +1,5 @@
-"""requests: one row per re-ranking trigger with its point-in-time inputs and labels.
+"""requests: one row per page request with its candidates once and its re-ranking triggers, each trigger with its
+point-in-time sequences; `point_in_time` turns a page into one row per trigger with its candidates and labels.
 
 For a trigger at time T on page request r:
 - candidates: r's candidates not exposed before T, in the cloud's order, with the cloud's score;
@@ -8,8 +9,10 @@ For a trigger at time T on page request r:
   not; null where it was not clicked at or after T (the labels of the cart and buy heads, given a click);
 - ie: the user's last m exposures strictly before T (within the lookback), each with e1..e7 of the paper;
 - ipv: the user's last n page views that ended by T, each with d1..d12.
-Candidates and events name their item by id only: the item features are the catalog's, joined where the requests
-are encoded (spark_jobs.bucketize), so a page's candidate list is not carried with every feature once per trigger.
+A page's candidate list is written once, with each candidate's first exposure and click, however many triggers the
+page has: a trigger's own list and labels follow from its time alone, in `point_in_time`, where the requests are
+encoded (spark_jobs.bucketize). Candidates and events name their item by id only: the item features are the
+catalog's, joined there too.
 What caused the trigger is known at T: the delete of a delete trigger, the page view a click trigger returns
 from. Nothing else at or after T is: an exposure at T's own millisecond was caused by the re-rank.
 Triggers come from logged `rerank` events; for page requests without any, they are derived by the client's
@@ -21,12 +24,19 @@ can hold its last m events, so the work per trigger is bounded by 2m whatever th
 
 from __future__ import annotations
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from edgerec.contracts import ACTION_NAMES
 
 TRIGGER_COLUMNS = ("user_id", "session_key", "request_id", "trigger", "trigger_ts", "origin")
+TRIGGER_FIELDS = ("rerank_id", "session_key", "trigger", "trigger_ts", "origin", "ie", "ipv")  # of a page's triggers
+PAGE_COLUMNS = ("user_id", "request_id", "candidates", "triggers", "ds")  # the requests dataset
+REQUEST_COLUMNS = ("rerank_id", *TRIGGER_COLUMNS, "candidates", "ie", "ipv", "ds")  # point_in_time's: one a trigger
+MAX_CANDIDATES = 100  # a trigger's candidates: the first this many its page had not yet exposed
 NO_DELETE = "none"
 # a request id names one page request of one user (the contract's rule): every key of a request or its items holds
 # the user too, so two sides shuffled by the user alone (histories, windows) join without shuffling again
@@ -110,17 +120,6 @@ def candidate_lists(day: DataFrame) -> DataFrame:
     return candidates.groupBy(*BY_REQUEST).agg(F.array_sort(F.collect_list(element)).alias("all_candidates"))
 
 
-def _point_in_time_candidates(max_candidates: int) -> Column:
-    t = F.col("trigger_ts")
-    unexposed = F.filter("all_candidates", lambda c: c["exposed_ts"].isNull() | (c["exposed_ts"] >= t))
-    labelled = F.transform(F.slice(unexposed, 1, max_candidates), lambda c: F.struct(
-        c["rank"].alias("rank"), c["item_id"].alias("item_id"), c["cloud_score"].alias("cloud_score"),
-        F.when(c["clicked_ts"] >= t, 1).when(c["exposed_ts"] >= t, 0).alias("label"),
-        F.when(c["exposed_ts"] >= t, c["shown_position"]).alias("shown_position"),
-        *[F.when(c["clicked_ts"] >= t, F.coalesce(c[f"{a}_done"], F.lit(0))).alias(a) for a in ("cart", "buy")]))
-    return labelled
-
-
 def exposure_history(events: DataFrame, m: int) -> DataFrame:
     """The users' exposures as blocks of m in time order, each exposure with its cumulative e1..e5."""
     so_far = Window.partitionBy("user_id", "item_id").orderBy("ts", "event_id").rowsBetween(
@@ -185,21 +184,16 @@ def _last_before(trig: DataFrame, blocks: DataFrame, k_col: str, size: int, out:
     return joined.withColumn(out, F.array_sort(window)).drop("_hi", "_lo", "_lo_el", "_hi_el")
 
 
-def build_requests(events: DataFrame, ds: str, *, lookback_ms: int, m: int, n: int, k: int,
-                   max_candidates: int = 100) -> DataFrame:
-    """Re-ranking requests of day `ds` from sessionized events of ds and the lookback days before it."""
+def build_requests(events: DataFrame, ds: str, *, lookback_ms: int, m: int, n: int, k: int) -> DataFrame:
+    """Re-ranking requests of day `ds` from sessionized events of ds and the lookback days before it: one row per page
+    request (PAGE_COLUMNS), its candidates once and its triggers (TRIGGER_FIELDS) each with its IE and IPV."""
     day = events.where(F.col("ds") == ds)
     trig = triggers(day, k)
     counts = history_counts(trig, events)
     t = F.col("trigger_ts")
-    # the sequences first, the candidate lists last: a trigger's candidates are its widest part
     with_counts = trig.join(counts, ["user_id", "rerank_id"])
     with_ie = _last_before(with_counts, exposure_history(events, m), "k_ie", m, "_ie")
     with_ipv = _last_before(with_ie, view_history(events, n), "k_ipv", n, "_ipv")
-    with_cands = (with_ipv.join(candidate_lists(day), list(BY_REQUEST), "left")
-                  # a trigger whose page request is not in the day (quarantined, say) has no candidates
-                  .withColumn("all_candidates", F.coalesce("all_candidates", F.array()))
-                  .withColumn("candidates", _point_in_time_candidates(max_candidates)))
     ie = F.transform(F.filter("_ie", lambda e: e["ts"] >= t - lookback_ms), lambda e: F.struct(
         e["ts"].alias("ts"), e["item_id"].alias("item_id"),
         *[e[f].alias(f) for f in ("e1_duration_ms", "e2_count", "e3_max_scroll_speed", "e4_max_scroll_duration_ms",
@@ -211,13 +205,76 @@ def build_requests(events: DataFrame, ds: str, *, lookback_ms: int, m: int, n: i
         e["ts"].alias("ts"), e["end_ts"].alias("end_ts"), e["item_id"].alias("item_id"),
         e["ipv_duration_ms"].alias("d1_duration_ms"),
         *[e[a].alias(a) for a in ACTION_NAMES], ((t - e["end_ts"]) / 1000.0).alias("d12_age_s")))
-    labels = F.transform("candidates", lambda c: c["label"])
-    return (
-        with_cands.withColumn("ie", ie).withColumn("ipv", ipv)
-        .withColumn("n_candidates", F.size("candidates"))
-        .withColumn("n_labelled", F.size(F.filter(labels, lambda x: x.isNotNull())))
-        .withColumn("n_clicks", F.size(F.filter(labels, lambda x: x == 1)))
-        .withColumn("ds", F.lit(ds))
-        .select("rerank_id", *TRIGGER_COLUMNS, "candidates", "ie", "ipv", "n_candidates", "n_labelled", "n_clicks",
-                "ds")
-    )
+    trigger = F.struct(*[F.col(c) for c in TRIGGER_FIELDS if c not in ("ie", "ipv")], ie.alias("ie"), ipv.alias("ipv"))
+    # every key of the job holds the user, so the triggers gather by page without another shuffle
+    pages = with_ipv.groupBy(*BY_REQUEST).agg(F.collect_list(trigger).alias("triggers"))
+    return (pages.join(candidate_lists(day), list(BY_REQUEST), "left")
+            # a trigger whose page request is not in the day (quarantined, say) has no candidates
+            .withColumn("candidates", F.coalesce("all_candidates", F.array()))
+            .withColumn("ds", F.lit(ds))
+            .select(*PAGE_COLUMNS))
+
+
+def point_in_time(pages: pa.RecordBatch, max_candidates: int = MAX_CANDIDATES) -> pa.RecordBatch:
+    """One row per trigger of the pages (REQUEST_COLUMNS): its page's candidates not exposed before the trigger, the
+    first max_candidates in the cloud's order, each labelled 1 if clicked at or after the trigger, 0 if exposed at or
+    after it without a click, null (masked) if never exposed; shown_position, the display position of its first
+    exposure where labelled; cart and buy, what a page view of it did where clicked at or after the trigger (0 if
+    nothing), null otherwise."""
+    trig_list, cand_list = pages.column("triggers"), pages.column("candidates")
+    trig = _values(trig_list)
+    page_of = np.repeat(np.arange(len(pages)), np.diff(_offsets(trig_list)))
+    trigger_ts = pc.fill_null(trig.field("trigger_ts"), 0).to_numpy(zero_copy_only=False)
+    cand = _values(cand_list)
+    starts, lengths = _offsets(cand_list)[:-1][page_of], np.diff(_offsets(cand_list))[page_of]
+    # each trigger's page candidates, one after another: the trigger and the candidate of each slot
+    owner = np.repeat(np.arange(len(trigger_ts)), lengths)
+    first_slot = np.cumsum(lengths) - lengths
+    at = np.arange(int(lengths.sum())) - np.repeat(first_slot - starts, lengths)
+    when = trigger_ts[owner]
+    exposed, exposed_known = _times(cand.field("exposed_ts"), at)
+    unexposed = ~exposed_known | (exposed >= when)
+    kept_so_far = np.cumsum(unexposed)
+    before_own = np.concatenate([[0], kept_so_far])[first_slot][owner]
+    keep = unexposed & (kept_so_far - before_own <= max_candidates)
+    exposed_after = (exposed_known & (exposed >= when))[keep]
+    at, owner, when = at[keep], owner[keep], when[keep]
+    clicked, clicked_known = _times(cand.field("clicked_ts"), at)
+    clicked_after = clicked_known & (clicked >= when)
+    label = pa.array(clicked_after.astype(np.int32), mask=~(clicked_after | exposed_after), type=pa.int32())
+
+    def where(condition: np.ndarray, values: pa.Array) -> pa.Array:
+        return pc.if_else(pa.array(condition, type=pa.bool_()), values, pa.nulls(len(values), values.type))
+
+    chosen = {name: cand.field(name).take(pa.array(at, type=pa.int64()))
+              for name in ("rank", "item_id", "cloud_score", "shown_position", "cart_done", "buy_done")}
+    element = pa.StructArray.from_arrays(
+        [chosen["rank"], chosen["item_id"], chosen["cloud_score"], label,
+         where(exposed_after, chosen["shown_position"]),
+         *[where(clicked_after, pc.fill_null(chosen[f"{a}_done"], 0)) for a in ("cart", "buy")]],
+        names=["rank", "item_id", "cloud_score", "label", "shown_position", "cart", "buy"])
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=len(trigger_ts)))]).astype(np.int32)
+    page_rows = pa.array(page_of, type=pa.int64())
+    columns = {name: pages.column(name).take(page_rows) for name in ("user_id", "request_id", "ds")}
+    columns |= {name: trig.field(name) for name in TRIGGER_FIELDS}
+    columns["candidates"] = pa.ListArray.from_arrays(pa.array(offsets), element)
+    return pa.RecordBatch.from_pydict({name: columns[name] for name in REQUEST_COLUMNS})
+
+
+def _offsets(lists: pa.ListArray) -> np.ndarray:
+    """A list column's offsets from 0 (a batch's column may be a slice of a longer array)."""
+    offsets = lists.offsets.to_numpy()
+    return (offsets - offsets[0]).astype(np.int64)
+
+
+def _values(lists: pa.ListArray) -> pa.Array:
+    """A list column's values, every list's included (flatten() drops a null list's, which the offsets still count)."""
+    offsets = lists.offsets.to_numpy()
+    return lists.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+
+
+def _times(column: pa.Array, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The values of a timestamp field at the given rows, and whether each is known."""
+    chosen = column.take(pa.array(at, type=pa.int64()))
+    return (pc.fill_null(chosen, 0).to_numpy(zero_copy_only=False),
+            pc.is_valid(chosen).to_numpy(zero_copy_only=False))

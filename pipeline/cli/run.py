@@ -201,7 +201,8 @@ def _task_figure(settings, ds: str, task: str) -> str:
         return s and ", ".join(filter(None, [
             s.ingest and f"{s.ingest['rows_out']:,} rows ({s.ingest['bad_share']:.2%} quarantined)",
             s.sessionize and f"{s.sessionize['sessions']:,} sessions",
-            s.requests and f"{s.requests['requests']:,} requests (label rate {s.requests['label_rate']})",
+            s.requests and f"{s.requests['requests']:,} requests" + (
+                f" (label rate {s.bucketize['label_rate']})" if s.bucketize and "label_rate" in s.bucketize else ""),
             s.bucketize and f"feature spec {s.bucketize['feature_spec_sha256'][:12]}"]))
 
     def servability() -> str:
@@ -284,11 +285,11 @@ def _show_day(settings, ds: str) -> None:
     typer.echo(f"warehouse        {settings.warehouse}: events, sessions, requests, features (ds={ds})")
     typer.echo(f"feature spec     {day.feature_spec}")
     spark = reports.SparkSummary.read(day)
-    req = spark and spark.requests
+    req, encoded = spark and spark.requests, spark and spark.bucketize
     typer.echo("requests         " + (
         f"{req['requests']:,} re-ranking requests, mean IE length {req['mean_ie_length']}, "
-        f"mean IPV length {req['mean_ipv_length']}, label rate {req['label_rate']}" if req else
-        "the requests job did not run for this day"))
+        f"mean IPV length {req['mean_ipv_length']}" if req else "the requests job did not run for this day")
+        + (f", label rate {encoded.get('label_rate')}" if encoded else ""))
     marts = reports.DbtBuild.read(day)
     typer.echo("marts            " + (
         f"{marts.database}: {', '.join(f'{name} {n:,}' for name, n in marts.rows.items())} "

@@ -43,9 +43,9 @@ def test_daily_stats_agree_with_the_spark_summary(marts, world):
                           "ctr_by_position[1] from rpt_daily_stats order by ds")
     assert [r[0] for r in rows] == DAYS
     for (ds, requests, labelled, clicks, ctr, _), day in zip(rows, DAYS, strict=True):
-        spark = results[day]["requests"]
-        assert (requests, labelled, clicks) == (spark["requests"], spark["labelled"], spark["clicks"]), ds
-        assert ctr == pytest.approx(spark["label_rate"], abs=1e-4)
+        spark, encoded = results[day]["requests"], results[day]["bucketize"]
+        assert (requests, labelled, clicks) == (spark["requests"], encoded["labelled"], encoded["clicks"]), ds
+        assert ctr == pytest.approx(encoded["label_rate"], abs=1e-4)
     first = features(settings, "select sum(label[1]), sum(mask[1]) from {features} where ds = '2026-11-02'")[0]
     assert rows[1][5] == pytest.approx(first[0] / first[1])
 

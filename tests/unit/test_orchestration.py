@@ -100,8 +100,9 @@ def test_the_spark_tasks_line_gives_each_jobs_figure_that_ran(tmp_path):
     SparkSummary.record(day, "ingest", {"rows_out": 12345, "bad_share": 0.0012})
     SparkSummary.record(day, "sessionize", {"sessions": 310})
     assert _task_figure(settings, "2026-11-03", "spark") == "12,345 rows (0.12% quarantined), 310 sessions"
-    SparkSummary.record(day, "requests", {"requests": 2048, "label_rate": 0.0625})
-    SparkSummary.record(day, "bucketize", {"feature_spec_sha256": "0123456789abcdef"})
+    SparkSummary.record(day, "requests", {"requests": 2048})
+    assert _task_figure(settings, "2026-11-03", "spark").endswith("310 sessions, 2,048 requests")
+    SparkSummary.record(day, "bucketize", {"feature_spec_sha256": "0123456789abcdef", "label_rate": 0.0625})
     assert _task_figure(settings, "2026-11-03", "spark") == (
         "12,345 rows (0.12% quarantined), 310 sessions, 2,048 requests (label rate 0.0625), feature spec 0123456789ab")
 

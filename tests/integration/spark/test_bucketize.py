@@ -11,6 +11,8 @@ from spark_jobs.bucketize import (
     encoded_schema,
     exact_percentiles,
     item_codes,
+    label_figures,
+    sample_triggers,
 )
 
 pytestmark = pytest.mark.integration
@@ -32,7 +34,7 @@ def test_the_driver_computes_what_sparks_percentile_computes_bit_for_bit(spark):
         qs = [i / buckets for i in range(1, buckets)]
         expected = df.agg(F.percentile("x", qs)).first()[0]
         assert exact_percentiles(values, qs) == expected  # exact equality: the same arithmetic as Spark's
-        assert _quantiles(df, ("x", "empty"), buckets) == {"x": sorted(set(expected)), "empty": []}
+        assert _quantiles(df.toArrow(), ("x", "empty"), buckets) == {"x": sorted(set(expected)), "empty": []}
 
 
 # categorical codes: a value v in [0, 4) is v + 2, another 1, null 0; bucketized at 0.5: below 1, above 2, null 0
@@ -85,3 +87,32 @@ def test_each_days_requests_take_their_own_days_catalog():
     assert sorted((r["ds"], r["cand_item_id"][0], r["cand_category"][0]) for r in out) == [
         ("2026-11-01", 10, 2), ("2026-11-02", 10, 5), ("2026-11-02", 30, 2)]
     assert encode_days(batch.slice(0, 0), SPEC, schema, codes).num_rows == 0
+
+
+def test_label_figures_sum_the_encoded_labels_batch_by_batch():
+    ints = pa.list_(pa.int64())
+    batches = [pa.RecordBatch.from_pydict({"label": pa.array([[1, 0, 0], [0, 0]], ints),
+                                           "mask": pa.array([[1, 1, 0], [0, 0]], ints)}),
+               pa.RecordBatch.from_pydict({"label": pa.array([[], [1, 1]], ints),
+                                           "mask": pa.array([[], [1, 1]], ints)}).slice(0, 2)]
+    assert label_figures(batches) == {"mean_candidates": 1.75, "labelled": 4, "clicks": 3,
+                                      "requests_without_labels": 2, "label_rate": 0.75}
+    assert label_figures([]) == {"mean_candidates": None, "labelled": 0, "clicks": 0, "requests_without_labels": 0,
+                                 "label_rate": None}
+
+
+def test_the_fit_samples_triggers_by_their_id_whatever_the_pages(spark):
+    pages = spark.createDataFrame(
+        [(f"r{p}", [(f"r{p}-{t}",) for t in range(p % 4)]) for p in range(400)],
+        "request_id string, triggers array<struct<rerank_id: string>>")
+    ids = sorted(f"r{p}-{t}" for p in range(400) for t in range(p % 4))
+    every = sample_triggers(pages, 1_000)
+    assert sorted(t.rerank_id for r in every.collect() for t in r.triggers) == ids  # fewer than asked: all
+    some = sample_triggers(pages.repartition(3), 100).collect()
+    chosen = sorted(t.rerank_id for r in some for t in r.triggers)
+    assert 60 < len(chosen) < 140 and set(chosen) < set(ids) and all(r.triggers for r in some)
+    again = sample_triggers(pages.coalesce(1), 100).collect()
+    assert sorted(t.rerank_id for r in again for t in r.triggers) == chosen
+    one_each = spark.createDataFrame([(rid,) for rid in ids], "rerank_id string")
+    by_row = one_each.where(F.pmod(F.xxhash64("rerank_id"), F.lit(10_000)) < 100 * 10_000 // len(ids) + 1)
+    assert sorted(r.rerank_id for r in by_row.collect()) == chosen  # the hash of the id, as the rows were sampled

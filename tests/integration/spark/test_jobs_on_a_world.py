@@ -2,6 +2,7 @@
 
 import shutil
 
+import pyarrow as pa
 import pytest
 from pyspark.sql import functions as F
 
@@ -13,9 +14,10 @@ from edgerec.features import GROUPS, ITEM_FEATURES, encode, load_spec
 from edgerec.raw import BadShareExceeded, simulate_day
 from edgerec.reports import SparkSummary
 from edgerec.sim.corrupt import CORRUPTION_REASONS
-from spark_jobs.bucketize import fit_spec
+from spark_jobs.bucketize import fit_spec, one_batch
 from spark_jobs.io import read_partitions
 from spark_jobs.jobs import JOBS, run_jobs
+from spark_jobs.requests import point_in_time
 from tests.integration.conftest import DAYS
 
 pytestmark = pytest.mark.integration
@@ -23,6 +25,15 @@ pytestmark = pytest.mark.integration
 
 def dataset(spark, settings, name, ds):
     return read_partitions(spark, settings.dataset(name), [ds])
+
+
+def as_triggers(spark, pages):
+    """The requests job's pages as one row per trigger, with its candidates and labels (as the encoder sees them)."""
+    return spark.createDataFrame(pa.Table.from_batches([point_in_time(one_batch(pages.toArrow()))]))
+
+
+def triggers_of(spark, settings, ds):
+    return as_triggers(spark, dataset(spark, settings, "requests", ds))
 
 
 def test_every_corruption_kind_is_quarantined_with_its_reason(spark, world):
@@ -50,7 +61,7 @@ def test_good_events_are_unique_and_in_their_day(spark, world):
 
 def test_nothing_at_or_after_a_trigger_enters_its_sequences(spark, world):
     settings, _, _ = world
-    requests = dataset(spark, settings, "requests", DAYS[1])
+    requests = triggers_of(spark, settings, DAYS[1])
     assert requests.count() > 300
     ie = requests.select("trigger_ts", F.explode("ie").alias("e"))
     ipv = requests.select("trigger_ts", F.explode("ipv").alias("e"))
@@ -71,7 +82,7 @@ def test_nothing_at_or_after_a_trigger_enters_its_sequences(spark, world):
 
 def test_labels_match_the_log(spark, world):
     settings, _, _ = world
-    requests = dataset(spark, settings, "requests", DAYS[1])
+    requests = triggers_of(spark, settings, DAYS[1])
     cands = requests.select("request_id", "trigger_ts", F.explode("candidates").alias("c"))
     events = dataset(spark, settings, "events", DAYS[1])
     clicks = events.where("event_type = 'click'").select("request_id", "item_id", F.col("ts").alias("click_ts"))
@@ -79,7 +90,7 @@ def test_labels_match_the_log(spark, world):
                         "left")
     assert joined.where((F.col("c.label") == 1) & F.col("click_ts").isNull()).count() == 0
     assert joined.where(F.col("click_ts").isNotNull() & (F.col("c.label") != 1)).count() == 0
-    assert requests.agg(F.sum("n_clicks")).first()[0] > 0
+    assert cands.where(F.col("c.label") == 1).count() > 0
     exposures = events.where("event_type = 'exposure'").select("request_id", "item_id", F.col("ts").alias("exp_ts"))
     seen = cands.join(exposures, (cands.request_id == exposures.request_id)
                       & (F.col("c.item_id") == exposures.item_id), "left")
@@ -98,8 +109,8 @@ def test_derived_triggers_agree_with_logged_ones(spark, world):
     settings, _, results = world
     events = read_partitions(spark, settings.dataset("sessionized_events"), DAYS)
     kwargs = {"lookback_ms": 3 * 86_400_000, "m": 50, "n": 30, "k": 5}
-    logged = build_requests(events, DAYS[1], **kwargs).where("trigger = 'click'")
-    derived = build_requests(events.where("event_type != 'rerank'"), DAYS[1], **kwargs) \
+    logged = as_triggers(spark, build_requests(events, DAYS[1], **kwargs)).where("trigger = 'click'")
+    derived = as_triggers(spark, build_requests(events.where("event_type != 'rerank'"), DAYS[1], **kwargs)) \
         .where("trigger = 'click'")
     def pairs(df, name):
         return df.select("request_id", F.try_element_at("ipv", F.lit(-1))["item_id"].alias("viewed"),
@@ -129,7 +140,7 @@ def test_spark_encoding_equals_the_numpy_function(spark, world):
     settings, _, _ = world
     spec = load_spec(settings.layout(DAYS[1]).feature_spec)
     catalog = catalog_of(spark, settings, DAYS[1])
-    raw = {r.rerank_id: r for r in dataset(spark, settings, "requests", DAYS[1]).limit(200).collect()}
+    raw = {r.rerank_id: r for r in triggers_of(spark, settings, DAYS[1]).limit(200).collect()}
     encoded = {r.rerank_id: r for r in dataset(spark, settings, "features", DAYS[1])
                .where(F.col("rerank_id").isin(list(raw))).collect()}
     assert len(encoded) == len(raw) == 200
@@ -159,7 +170,7 @@ def test_train_days_are_encoded_again_with_the_test_days_spec(spark, world, tmp_
     result = run_jobs(settings, DAYS[1], ["bucketize"], spark=spark)
     assert result["bucketize"]["train_days_encoded"] == [DAYS[0]]
     spec = load_spec(settings.layout(DAYS[1]).feature_spec)
-    raw = {r.rerank_id: r for r in dataset(spark, settings, "requests", DAYS[0]).collect()}
+    raw = {r.rerank_id: r for r in triggers_of(spark, settings, DAYS[0]).collect()}
     again = {r.rerank_id: r for r in dataset(spark, settings, "train_features", DAYS[1]).collect()}
     own = {r.rerank_id: r for r in dataset(spark, source, "features", DAYS[0]).collect()}
     assert set(again) == set(raw) and {str(r.request_ds) for r in again.values()} == {DAYS[0]}
@@ -185,32 +196,33 @@ def test_a_train_day_without_its_catalog_stops_bucketize_naming_it(spark, world,
     assert not settings.dataset("train_features").exists() and not settings.dataset("features").exists()
 
 
-def test_train_days_written_before_the_newer_candidate_fields_encode_them_as_zeros(spark, world, tmp_path):
-    """Day 1's requests as an older requests job wrote them (no display position, cart or buy per candidate):
-    day 2's bucketize still encodes them, those lists all zeros, and its own day keeps its values."""
+def test_requests_written_one_row_per_trigger_are_named_with_the_rerun(spark, world, tmp_path, caplog):
+    """Day 1's requests as the requests job wrote them before each page's candidates were written once (one row per
+    trigger): day 2's bucketize leaves them out of the train split, naming the day and the rerun; day 2's own
+    requests in that layout stop it before anything is written."""
     source = world[0]
     settings = load_settings({"EDGEREC_HOME": str(tmp_path)})
     shutil.copytree(source.dataset("items"), settings.dataset("items"))
     shutil.copytree(source.dataset("requests") / f"ds={DAYS[1]}", settings.dataset("requests") / f"ds={DAYS[1]}")
-    newer = ("shown_position", "cart", "buy")
-    old = dataset(spark, source, "requests", DAYS[0])
-    kept = [f.name for f in old.schema["candidates"].dataType.elementType.fields if f.name not in newer]
-    old = old.withColumn("candidates", F.transform("candidates", lambda c: F.struct(*[c[f].alias(f) for f in kept])))
-    old.drop("ds").write.parquet(str(settings.dataset("requests") / f"ds={DAYS[0]}"))
-    run_jobs(settings, DAYS[1], ["bucketize"], spark=spark)
-    again = dataset(spark, settings, "train_features", DAYS[1])
-    assert again.count() == old.count() > 100
-    for name in newer:
-        assert again.where(F.exists(name, lambda v: v != 0)).count() == 0, name
-    own = dataset(spark, settings, "features", DAYS[1])
-    assert own.where(F.exists("shown_position", lambda v: v > 0)).count() > 100
+    triggers_of(spark, source, DAYS[0]).drop("ds").write.parquet(str(settings.dataset("requests") / f"ds={DAYS[0]}"))
+    with caplog.at_level("WARNING", logger="spark_jobs.jobs"):
+        result = run_jobs(settings, DAYS[1], ["bucketize"], spark=spark)
+    assert result["bucketize"]["train_days_encoded"] == [] and result["bucketize"]["train_requests_encoded"] == 0
+    assert f"those of ['{DAYS[0]}'] are one row per trigger (rerun `edgerec spark run requests" in caplog.text
+    shutil.rmtree(settings.dataset("features"))
+    shutil.rmtree(settings.dataset("requests") / f"ds={DAYS[1]}")
+    triggers_of(spark, source, DAYS[1]).drop("ds").write.parquet(str(settings.dataset("requests") / f"ds={DAYS[1]}"))
+    with pytest.raises(MissingInput, match=f"requests ds={DAYS[1]} hold one row per trigger.*"
+                                           f"edgerec spark run requests --ds {DAYS[1]}"):
+        run_jobs(settings, DAYS[1], ["bucketize"], spark=spark)
+    assert not settings.dataset("features").exists()
 
 
 def test_spec_is_the_same_whatever_the_partitioning(spark, world):
     settings, _, _ = world
     requests = dataset(spark, settings, "requests", DAYS[0])
     items = dataset(spark, settings, "items", DAYS[0])
-    kwargs = {"num_buckets": 10, "max_requests": 300, "lengths": {"ie": 50}, "fit": {}}
+    kwargs = {"num_buckets": 10, "max_requests": 300, "lengths": {"ie": 50, "candidates": 100}, "fit": {}}
     one = fit_spec(requests.coalesce(1), items, **kwargs)
     many = fit_spec(requests.repartition(7), items.repartition(3), **kwargs)
     assert one == many

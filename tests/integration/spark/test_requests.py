@@ -1,8 +1,11 @@
 """Re-ranking requests on a hand-built session: triggers, candidates, labels, IE/IPV sequences."""
 
+import pyarrow as pa
 import pytest
+from pyspark.sql import Row
 
-from spark_jobs.requests import build_requests
+from spark_jobs.bucketize import one_batch
+from spark_jobs.requests import build_requests, point_in_time
 from tests.integration.spark.events import DS, T0, ev, frame
 
 pytestmark = pytest.mark.integration
@@ -31,9 +34,21 @@ SESSION = [
 ]
 
 
+def as_row(value):
+    """Arrow's Python values with the attribute access of Spark's rows."""
+    if isinstance(value, dict):
+        return Row(**{k: as_row(v) for k, v in value.items()})
+    return [as_row(v) for v in value] if isinstance(value, list) else value
+
+
+def per_trigger(pages, max_candidates=100):
+    """The requests job's pages, one row per trigger as the encoder sees them (point_in_time)."""
+    return [as_row(r) for r in point_in_time(one_batch(pages.toArrow()), max_candidates).to_pylist()]
+
+
 def requests(spark, rows, k=5, m=50):
-    out = build_requests(frame(spark, rows, sessionized=True), DS, lookback_ms=3 * 86_400_000, m=m, n=30,
-                         k=k).collect()
+    out = per_trigger(build_requests(frame(spark, rows, sessionized=True), DS, lookback_ms=3 * 86_400_000, m=m,
+                                     n=30, k=k))
     by_trigger = {r.trigger: r for r in out}
     assert len(by_trigger) == len(out), "one trigger of each kind in these sessions"
     return by_trigger
@@ -51,12 +66,71 @@ def test_logged_triggers_candidates_and_labels(spark):
     assert labels(got["page"]) == [(11, 0), (12, 1), (13, 0), (14, 0), (15, 0), (16, None)]
     assert labels(got["click"]) == [(13, 0), (14, 0), (15, 0), (16, None)]
     assert labels(got["delete"]) == [(15, 0), (16, None)]
-    assert (got["page"].n_candidates, got["page"].n_labelled, got["page"].n_clicks) == (6, 5, 1)
     assert got["click"].candidates[0].cloud_score == 0.8
     # items by id only: their features are the catalog's, joined where the requests are encoded
     assert set(got["click"].candidates[0].asDict()) == {"rank", "item_id", "cloud_score", "label", "shown_position",
                                                          "cart", "buy"}
     assert "category" not in got["click"].ie[0].asDict() and "category" not in got["click"].ipv[0].asDict()
+
+
+def test_a_page_holds_its_candidates_once_and_its_triggers(spark):
+    pages = build_requests(frame(spark, SESSION, sessionized=True), DS, lookback_ms=86_400_000, m=50, n=30,
+                           k=5).collect()
+    assert len(pages) == 1 and (pages[0].user_id, pages[0].request_id, pages[0].ds) == ("u1", "r0", DS)
+    page = pages[0]
+    assert [(c.item_id, c.rank, c.exposed_ts is not None, c.clicked_ts is not None) for c in page.candidates] == [
+        (11, 0, True, False), (12, 1, True, True), (13, 2, True, False), (14, 3, True, False), (15, 4, True, False),
+        (16, 5, False, False)]
+    assert sorted(t.rerank_id for t in page.triggers) == ["r0-1", "r0-2", "r0-3"]
+
+
+def test_a_trigger_takes_the_first_unexposed_candidates_up_to_the_maximum(spark):
+    got = {r.trigger: r for r in per_trigger(
+        build_requests(frame(spark, SESSION, sessionized=True), DS, lookback_ms=86_400_000, m=50, n=30, k=5),
+        max_candidates=2)}
+    assert {t: labels(r) for t, r in got.items()} == {
+        "page": [(11, 0), (12, 1)], "click": [(13, 0), (14, 0)], "delete": [(15, 0), (16, None)]}
+
+
+PAGE_TYPE = pa.struct([("user_id", pa.string()), ("request_id", pa.string()), ("candidates", pa.list_(pa.struct([
+    ("rank", pa.int32()), ("item_id", pa.int64()), ("cloud_score", pa.float64()), ("exposed_ts", pa.int64()),
+    ("shown_position", pa.int32()), ("clicked_ts", pa.int64()), ("cart_done", pa.int32()),
+    ("buy_done", pa.int32())]))), ("triggers", pa.list_(pa.struct([
+        ("rerank_id", pa.string()), ("session_key", pa.string()), ("trigger", pa.string()),
+        ("trigger_ts", pa.int64()), ("origin", pa.string()), ("ie", pa.list_(pa.struct([("ts", pa.int64())]))),
+        ("ipv", pa.list_(pa.struct([("end_ts", pa.int64())])))]))), ("ds", pa.string())])
+
+
+def candidate(rank, exposed=None, clicked=None, position=None, cart=None):
+    return {"rank": rank, "item_id": 100 + rank, "cloud_score": 1 - rank / 10, "exposed_ts": exposed,
+            "shown_position": position, "clicked_ts": clicked, "cart_done": cart, "buy_done": None}
+
+
+def trigger(rid, ts):
+    return {"rerank_id": rid, "session_key": "s", "trigger": "page", "trigger_ts": ts, "origin": "logged",
+            "ie": [{"ts": ts - 1}], "ipv": []}
+
+
+def test_point_in_time_labels_each_trigger_from_its_page_and_time():
+    pages = pa.RecordBatch.from_struct_array(pa.array([
+        {"user_id": "u1", "request_id": "a", "ds": DS, "triggers": [trigger("a-1", 10), trigger("a-2", 20)],
+         "candidates": [candidate(0, exposed=10, position=0), candidate(1, exposed=12, clicked=15, position=1, cart=1),
+                        candidate(2, exposed=20, clicked=25, position=2), candidate(3)]},
+        {"user_id": "u2", "request_id": "b", "ds": DS, "triggers": [], "candidates": [candidate(0)]},
+        {"user_id": "u3", "request_id": "c", "ds": DS, "triggers": [trigger("c-1", 5)], "candidates": []},
+    ], type=PAGE_TYPE))
+    rows = point_in_time(pages, max_candidates=3).to_pylist()
+    assert [(r["rerank_id"], r["user_id"], r["request_id"], r["ie"]) for r in rows] == [
+        ("a-1", "u1", "a", [{"ts": 9}]), ("a-2", "u1", "a", [{"ts": 19}]), ("c-1", "u3", "c", [{"ts": 4}])]
+    fields = ("item_id", "label", "shown_position", "cart", "buy")
+    assert [[tuple(c[f] for f in fields) for c in r["candidates"]] for r in rows] == [
+        # at 10: everything still to come (exposed at 10 itself included), the fourth past the maximum of 3
+        [(100, 0, 0, None, None), (101, 1, 1, 1, 0), (102, 1, 2, 0, 0)],
+        # at 20: 100 and 101 were exposed before it; 103 was never exposed (masked)
+        [(102, 1, 2, 0, 0), (103, None, None, None, None)],
+        []]
+    assert point_in_time(pages.slice(1, 2)).num_rows == 1  # a slice of a batch, as Spark's batches may be
+    assert point_in_time(pages.slice(0, 0)).schema == point_in_time(pages).schema
 
 
 def test_a_labelled_candidate_carries_the_display_position_of_its_first_exposure(spark):
@@ -86,8 +160,8 @@ def test_a_rerank_of_the_exploration_bucket_is_an_explored_trigger(spark):
     got = requests(spark, explored)
     assert {t: r.origin for t, r in got.items()} == {"page": "logged", "click": "explored", "delete": "logged"}
     # events written before the field joined the contract have no such column: their re-ranks are logged ones
-    older = build_requests(frame(spark, SESSION, sessionized=True).drop("exploration"), DS,
-                           lookback_ms=3 * 86_400_000, m=50, n=30, k=5).collect()
+    older = per_trigger(build_requests(frame(spark, SESSION, sessionized=True).drop("exploration"), DS,
+                                       lookback_ms=3 * 86_400_000, m=50, n=30, k=5))
     assert sorted(r.origin for r in older) == ["logged"] * 3
 
 
@@ -139,7 +213,7 @@ def test_exposed_k_is_derived_every_k_unclicked_exposures(spark):
     rows = [ev("page_request", 0, "e00", request_id="r0", page_no=0, candidates=CANDIDATES)]
     rows += [exposure(1000 * j, f"e{j + 1:02d}", item, 100, j) for j, item in enumerate(ITEMS)]
     out = build_requests(frame(spark, rows, sessionized=True), DS, lookback_ms=86_400_000, m=50, n=30, k=2)
-    got = sorted((r.trigger, r.trigger_ts - T0) for r in out.collect())
+    got = sorted((r.trigger, r.trigger_ts - T0) for r in per_trigger(out))
     assert got == [("exposed_k", 1100), ("exposed_k", 3100), ("exposed_k", 5100), ("page", 0)]
 
 
