@@ -206,8 +206,9 @@ def build_requests(events: DataFrame, ds: str, *, lookback_ms: int, m: int, n: i
         e["ipv_duration_ms"].alias("d1_duration_ms"),
         *[e[a].alias(a) for a in ACTION_NAMES], ((t - e["end_ts"]) / 1000.0).alias("d12_age_s")))
     trigger = F.struct(*[F.col(c) for c in TRIGGER_FIELDS if c not in ("ie", "ipv")], ie.alias("ie"), ipv.alias("ipv"))
-    # every key of the job holds the user, so the triggers gather by page without another shuffle
-    pages = with_ipv.groupBy(*BY_REQUEST).agg(F.collect_list(trigger).alias("triggers"))
+    # every key of the job holds the user, so the triggers gather by page without another shuffle; sorted (by
+    # rerank id), so that a page's row is the same however the rows arrived
+    pages = with_ipv.groupBy(*BY_REQUEST).agg(F.array_sort(F.collect_list(trigger)).alias("triggers"))
     return (pages.join(candidate_lists(day), list(BY_REQUEST), "left")
             # a trigger whose page request is not in the day (quarantined, say) has no candidates
             .withColumn("candidates", F.coalesce("all_candidates", F.array()))

@@ -81,7 +81,7 @@ def test_a_page_holds_its_candidates_once_and_its_triggers(spark):
     assert [(c.item_id, c.rank, c.exposed_ts is not None, c.clicked_ts is not None) for c in page.candidates] == [
         (11, 0, True, False), (12, 1, True, True), (13, 2, True, False), (14, 3, True, False), (15, 4, True, False),
         (16, 5, False, False)]
-    assert sorted(t.rerank_id for t in page.triggers) == ["r0-1", "r0-2", "r0-3"]
+    assert [t.rerank_id for t in page.triggers] == ["r0-1", "r0-2", "r0-3"]
 
 
 def test_a_trigger_takes_the_first_unexposed_candidates_up_to_the_maximum(spark):
