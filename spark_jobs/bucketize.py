@@ -9,7 +9,7 @@ once per item of the request day's catalog, and a request's lists take their cod
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -33,6 +33,7 @@ from edgerec.features import (
 from spark_jobs.requests import point_in_time
 
 _HASH_BUCKETS = 10_000
+PAGES_PER_CALL = 1_000  # about 8k triggers and 0.8M candidate slots: the workers' memory per call stays bounded
 
 
 def sample_triggers(pages: DataFrame, max_triggers: int) -> DataFrame:
@@ -131,7 +132,7 @@ def encoded_schema(requests_schema: pa.Schema) -> pa.Schema:
 
 def _values(column: pa.ListArray, name: str) -> tuple[pa.Array, pa.Array]:
     """Offsets (from 0) and the flat values of one struct field of a list<struct> column; nulls where the struct has
-    no such field (requests written before it joined them)."""
+    no such field."""
     offsets = pc.subtract(column.offsets, column.offsets[0])
     flat = column.flatten()
     if flat.type.get_field_index(name) < 0:
@@ -210,8 +211,9 @@ def encode_days(batch: pa.RecordBatch, spec: dict, schema: pa.Schema,
     return pa.Table.from_batches(parts, schema=schema).combine_chunks().to_batches()[0]
 
 
-def encoder(pages_schema: pa.Schema, spec: dict, codes_by_day: Broadcast,
-            day_column: str | None) -> tuple[Callable[[pa.RecordBatch], pa.RecordBatch], pa.Schema]:
+def encoder(pages_schema: pa.Schema, spec: dict, codes_by_day: Broadcast, day_column: str | None,
+            pages_per_call: int = PAGES_PER_CALL) -> tuple[Callable[[pa.RecordBatch], Iterator[pa.RecordBatch]],
+                                                           pa.Schema]:
     """The function that encodes a batch of pages (the requests dataset's PAGE_COLUMNS) into model inputs, one row
     per trigger (spark_jobs.requests.point_in_time), and its output schema: parallel int arrays per feature (cand_*,
     ie_*, ipv_*), labels, mask, the labelled candidates' display positions and the clicked ones' cart and buy labels.
@@ -228,9 +230,12 @@ def encoder(pages_schema: pa.Schema, spec: dict, codes_by_day: Broadcast,
     at = schema.get_field_index("ds")
     written = schema.remove(at) if day_column is None else schema.set(at, schema.field(at).with_name(day_column))
 
-    def encode_requests(batch: pa.RecordBatch) -> pa.RecordBatch:
-        out = encode_days(point_in_time(batch, max_candidates), spec, schema, codes_by_day.value)
-        return pa.RecordBatch.from_arrays(
-            [out.column(name if name != day_column else "ds") for name in written.names], schema=written)
+    def encode_requests(pages: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+        # a few pages at a time: a page's triggers times its candidates are expanded before point_in_time filters
+        for start in range(0, len(pages), pages_per_call):
+            out = encode_days(point_in_time(pages.slice(start, pages_per_call), max_candidates), spec, schema,
+                              codes_by_day.value)
+            yield pa.RecordBatch.from_arrays(
+                [out.column(name if name != day_column else "ds") for name in written.names], schema=written)
 
     return encode_requests, written

@@ -6,7 +6,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -34,10 +34,10 @@ STAGING = "_staging"  # beside a dataset's partitions: Spark's discovery and the
 PART_NAME = re.compile(r"part-(\d{5})\.parquet")
 
 
-def write_arrow_partition(df: DataFrame, transform: Callable[[pa.RecordBatch], pa.RecordBatch], schema: pa.Schema,
-                          path: Path) -> int:
-    """Replace the directory `path` (one ds partition) with transform(batch) of each of df's Arrow batches, written
-    as parquet by the Python workers themselves; returns the rows written.
+def write_arrow_partition(df: DataFrame, transform: Callable[[pa.RecordBatch], Iterable[pa.RecordBatch]],
+                          schema: pa.Schema, path: Path) -> int:
+    """Replace the directory `path` (one ds partition) with the batches transform(batch) yields for each of df's
+    Arrow batches, written as parquet by the Python workers themselves; returns the rows written.
 
     For output made in Python (bucketize's encoded lists): Spark would turn the batches back into rows and write
     those with its own writer, which costs more than making them. Each task writes one file, named by its partition
@@ -63,9 +63,9 @@ def write_arrow_partition(df: DataFrame, transform: Callable[[pa.RecordBatch], p
         try:
             with pq.ParquetWriter(partial, schema, compression="snappy") as writer:
                 for batch in batches:
-                    out = transform(batch)
-                    writer.write_batch(out)
-                    rows += out.num_rows
+                    for out in transform(batch):
+                        writer.write_batch(out)
+                        rows += out.num_rows
             os.replace(partial, final)
         finally:
             partial.unlink(missing_ok=True)

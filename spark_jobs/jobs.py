@@ -158,16 +158,19 @@ def run_bucketize(spark: SparkSession, settings: Settings, ds: str) -> dict:
     written = [d for d in window if (root / f"ds={d}").exists()]
     train_days = [d for d in written if _holds_pages(root / f"ds={d}")]
     if len(train_days) < len(window):
-        log.warning("bucketize ds=%s: no requests for train days %s%s; the train split holds %d of %d days", ds,
-                    sorted(set(window) - set(written)),
-                    f", and those of {sorted(set(written) - set(train_days))} are one row per trigger (rerun `edgerec "
-                    "spark run requests --ds DAY` for each)" if len(train_days) < len(written) else "",
-                    len(train_days), len(window))
+        missing, old_layout = sorted(set(window) - set(written)), sorted(set(written) - set(train_days))
+        log.warning("bucketize ds=%s: the train split holds %d of %d days: %s", ds, len(train_days), len(window),
+                    "; ".join(filter(None, [missing and f"no requests for {missing}", old_layout and (
+                        f"the requests of {old_layout} are one row per trigger (rerun `edgerec spark run requests "
+                        "--ds DAY` for each)")])))
     # every day's items by that day's catalog (the one its requests were built beside), each found before a write
     catalogs = {day: _require(read_partitions(spark, settings.dataset("items"), [day]), f"items ds={day}")
                 for day in [ds, *train_days]}
-    fit_days = [d for d in days_back(ds, settings.features.fit_days)[:-1]
-                if (root / f"ds={d}").exists() and _holds_pages(root / f"ds={d}")] or [ds]
+    fit_window = [d for d in days_back(ds, settings.features.fit_days)[:-1] if (root / f"ds={d}").exists()]
+    fit_days = [d for d in fit_window if _holds_pages(root / f"ds={d}")] or [ds]
+    if set(fit_window) - set(fit_days):
+        log.warning("bucketize ds=%s: the feature spec is fit on %s without %s, whose requests are one row per "
+                    "trigger", ds, fit_days, sorted(set(fit_window) - set(fit_days)))
     fit_requests = _require(read_partitions(spark, root, fit_days), f"requests ds={fit_days}")
     lengths = {"ie": settings.features.ie_length, "ipv": settings.features.ipv_length, "candidates": MAX_CANDIDATES}
     spec = fit_spec(fit_requests, catalogs[ds], num_buckets=settings.features.num_buckets,

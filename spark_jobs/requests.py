@@ -35,7 +35,7 @@ from edgerec.contracts import ACTION_NAMES
 TRIGGER_COLUMNS = ("user_id", "session_key", "request_id", "trigger", "trigger_ts", "origin")
 TRIGGER_FIELDS = ("rerank_id", "session_key", "trigger", "trigger_ts", "origin", "ie", "ipv")  # of a page's triggers
 PAGE_COLUMNS = ("user_id", "request_id", "candidates", "triggers", "ds")  # the requests dataset
-REQUEST_COLUMNS = ("rerank_id", *TRIGGER_COLUMNS, "candidates", "ie", "ipv", "ds")  # point_in_time's: one a trigger
+REQUEST_COLUMNS = ("rerank_id", *TRIGGER_COLUMNS, "candidates", "ie", "ipv", "ds")  # point_in_time's, per trigger
 MAX_CANDIDATES = 100  # a trigger's candidates: the first this many its page had not yet exposed
 NO_DELETE = "none"
 # a request id names one page request of one user (the contract's rule): every key of a request or its items holds

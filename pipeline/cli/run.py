@@ -289,7 +289,7 @@ def _show_day(settings, ds: str) -> None:
     typer.echo("requests         " + (
         f"{req['requests']:,} re-ranking requests, mean IE length {req['mean_ie_length']}, "
         f"mean IPV length {req['mean_ipv_length']}" if req else "the requests job did not run for this day")
-        + (f", label rate {encoded.get('label_rate')}" if encoded else ""))
+        + (f", label rate {encoded['label_rate']}" if req and encoded and "label_rate" in encoded else ""))
     marts = reports.DbtBuild.read(day)
     typer.echo("marts            " + (
         f"{marts.database}: {', '.join(f'{name} {n:,}' for name, n in marts.rows.items())} "

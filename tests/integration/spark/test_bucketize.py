@@ -93,8 +93,8 @@ def test_label_figures_sum_the_encoded_labels_batch_by_batch():
     ints = pa.list_(pa.int64())
     batches = [pa.RecordBatch.from_pydict({"label": pa.array([[1, 0, 0], [0, 0]], ints),
                                            "mask": pa.array([[1, 1, 0], [0, 0]], ints)}),
-               pa.RecordBatch.from_pydict({"label": pa.array([[], [1, 1]], ints),
-                                           "mask": pa.array([[], [1, 1]], ints)}).slice(0, 2)]
+               pa.RecordBatch.from_pydict({"label": pa.array([[1], [], [1, 1]], ints),
+                                           "mask": pa.array([[1], [], [1, 1]], ints)}).slice(1, 2)]
     assert label_figures(batches) == {"mean_candidates": 1.75, "labelled": 4, "clicks": 3,
                                       "requests_without_labels": 2, "label_rate": 0.75}
     assert label_figures([]) == {"mean_candidates": None, "labelled": 0, "clicks": 0, "requests_without_labels": 0,

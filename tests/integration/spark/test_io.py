@@ -12,10 +12,12 @@ pytestmark = pytest.mark.integration
 SCHEMA = pa.schema([("key", pa.int64()), ("doubled", pa.list_(pa.int64()))])
 
 
-def doubled(batch: pa.RecordBatch) -> pa.RecordBatch:
+def doubled(batch: pa.RecordBatch):
+    """Each row's key and twice it twice, a row per batch (a transform may yield any number of batches)."""
     keys = batch.column("key")
-    return pa.RecordBatch.from_arrays([keys, pa.array([[2 * k, 2 * k] for k in keys.to_pylist()],
-                                                      type=pa.list_(pa.int64()))], schema=SCHEMA)
+    for k in keys.to_pylist():
+        yield pa.RecordBatch.from_arrays([pa.array([k], pa.int64()), pa.array([[2 * k, 2 * k]], pa.list_(pa.int64()))],
+                                         schema=SCHEMA)
 
 
 def written(path):
@@ -62,7 +64,7 @@ def test_a_failed_write_leaves_the_partition_as_it_was(spark, tmp_path):
     def fails_on_key_3(batch):
         if pc.any(pc.equal(batch.column("key"), 3)).as_py():
             raise ValueError("key 3 cannot be encoded")
-        return doubled(batch)
+        yield from doubled(batch)
 
     with pytest.raises(Exception, match="key 3 cannot be encoded"):
         write_arrow_partition(df, fails_on_key_3, SCHEMA, path)

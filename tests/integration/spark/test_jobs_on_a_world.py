@@ -1,6 +1,7 @@
 """The Spark jobs end to end on the tiny simulated world of the integration tests."""
 
 import shutil
+from types import SimpleNamespace
 
 import pyarrow as pa
 import pytest
@@ -14,10 +15,10 @@ from edgerec.features import GROUPS, ITEM_FEATURES, encode, load_spec
 from edgerec.raw import BadShareExceeded, simulate_day
 from edgerec.reports import SparkSummary
 from edgerec.sim.corrupt import CORRUPTION_REASONS
-from spark_jobs.bucketize import fit_spec, one_batch
+from spark_jobs.bucketize import encoder, fit_spec, item_codes, one_batch
 from spark_jobs.io import read_partitions
 from spark_jobs.jobs import JOBS, run_jobs
-from spark_jobs.requests import point_in_time
+from spark_jobs.requests import PAGE_COLUMNS, point_in_time
 from tests.integration.conftest import DAYS
 
 pytestmark = pytest.mark.integration
@@ -160,6 +161,25 @@ def test_spark_encoding_equals_the_numpy_function(spark, world):
     assert compared > 10_000
 
 
+def test_pages_encoded_a_few_at_a_time_give_the_same_rows(spark, world):
+    """The encoder expands and encodes a batch's pages in slices (its workers' memory bounded): slices of 7 pages give
+    the rows one call over the whole batch gives."""
+    settings, _, _ = world
+    spec = load_spec(settings.layout(DAYS[1]).feature_spec)
+    catalog = dataset(spark, settings, "items", DAYS[1]).select("item_id", *ITEM_FEATURES).toArrow()
+    codes = SimpleNamespace(value={DAYS[1]: item_codes(catalog, spec)})  # as the broadcast reads
+    pages = one_batch(dataset(spark, settings, "requests", DAYS[1]).select(*PAGE_COLUMNS).toArrow())
+    assert len(pages) > 100
+
+    def encoded(per_call):
+        transform, schema = encoder(pages.schema, spec, codes, None, pages_per_call=per_call)
+        return pa.Table.from_batches(list(transform(pages)), schema=schema)
+
+    whole, sliced = encoded(len(pages)), encoded(7)
+    assert sliced.num_rows == whole.num_rows == sum(len(t) for t in pages.column("triggers").to_pylist())
+    assert sliced.equals(whole)
+
+
 def test_train_days_are_encoded_again_with_the_test_days_spec(spark, world, tmp_path):
     """Day 2's bucketize with 4 buckets instead of the world's 10: its train_features hold day 1's requests
     in day 2's codes, which differ from day 1's own features."""
@@ -208,7 +228,9 @@ def test_requests_written_one_row_per_trigger_are_named_with_the_rerun(spark, wo
     with caplog.at_level("WARNING", logger="spark_jobs.jobs"):
         result = run_jobs(settings, DAYS[1], ["bucketize"], spark=spark)
     assert result["bucketize"]["train_days_encoded"] == [] and result["bucketize"]["train_requests_encoded"] == 0
-    assert f"those of ['{DAYS[0]}'] are one row per trigger (rerun `edgerec spark run requests" in caplog.text
+    assert (f"the train split holds 0 of 1 days: the requests of ['{DAYS[0]}'] are one row per trigger (rerun "
+            "`edgerec spark run requests --ds DAY` for each)") in caplog.text
+    assert f"the feature spec is fit on ['{DAYS[1]}'] without ['{DAYS[0]}']" in caplog.text
     shutil.rmtree(settings.dataset("features"))
     shutil.rmtree(settings.dataset("requests") / f"ds={DAYS[1]}")
     triggers_of(spark, source, DAYS[1]).drop("ds").write.parquet(str(settings.dataset("requests") / f"ds={DAYS[1]}"))

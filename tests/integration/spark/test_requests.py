@@ -115,7 +115,7 @@ def test_point_in_time_labels_each_trigger_from_its_page_and_time():
     pages = pa.RecordBatch.from_struct_array(pa.array([
         {"user_id": "u1", "request_id": "a", "ds": DS, "triggers": [trigger("a-1", 10), trigger("a-2", 20)],
          "candidates": [candidate(0, exposed=10, position=0), candidate(1, exposed=12, clicked=15, position=1, cart=1),
-                        candidate(2, exposed=20, clicked=25, position=2), candidate(3)]},
+                        candidate(2, exposed=20, clicked=20, position=2), candidate(3)]},
         {"user_id": "u2", "request_id": "b", "ds": DS, "triggers": [], "candidates": [candidate(0)]},
         {"user_id": "u3", "request_id": "c", "ds": DS, "triggers": [trigger("c-1", 5)], "candidates": []},
     ], type=PAGE_TYPE))
@@ -126,10 +126,14 @@ def test_point_in_time_labels_each_trigger_from_its_page_and_time():
     assert [[tuple(c[f] for f in fields) for c in r["candidates"]] for r in rows] == [
         # at 10: everything still to come (exposed at 10 itself included), the fourth past the maximum of 3
         [(100, 0, 0, None, None), (101, 1, 1, 1, 0), (102, 1, 2, 0, 0)],
-        # at 20: 100 and 101 were exposed before it; 103 was never exposed (masked)
+        # at 20: 100 and 101 were exposed before it; 102 exposed and clicked at 20 itself; 103 never exposed (masked)
         [(102, 1, 2, 0, 0), (103, None, None, None, None)],
         []]
-    assert point_in_time(pages.slice(1, 2)).num_rows == 1  # a slice of a batch, as Spark's batches may be
+    # a slice of a batch (offsets that do not start at 0), as the encoder takes a batch's pages a few at a time
+    assert point_in_time(pages.slice(0, 1), max_candidates=3).to_pylist() == rows[:2]
+    assert point_in_time(pages.slice(1, 2), max_candidates=3).to_pylist() == rows[2:]
+    assert point_in_time(pa.concat_batches([pages.slice(2, 1), pages.slice(0, 1)]),
+                         max_candidates=3).to_pylist() == [rows[2], *rows[:2]]
     assert point_in_time(pages.slice(0, 0)).schema == point_in_time(pages).schema
 
 
