@@ -221,7 +221,7 @@ def point_in_time(pages: pa.RecordBatch, max_candidates: int = MAX_CANDIDATES) -
     first max_candidates in the cloud's order, each labelled 1 if clicked at or after the trigger, 0 if exposed at or
     after it without a click, null (masked) if never exposed; shown_position, the display position of its first
     exposure where labelled; cart and buy, what a page view of it did where clicked at or after the trigger (0 if
-    nothing), null otherwise."""
+    nothing), null otherwise. It reads what build_requests writes: no null trigger time, candidate or list."""
     trig_list, cand_list = pages.column("triggers"), pages.column("candidates")
     trig = _values(trig_list)
     page_of = np.repeat(np.arange(len(pages)), np.diff(_offsets(trig_list)))
