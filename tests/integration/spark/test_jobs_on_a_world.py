@@ -169,7 +169,7 @@ def test_pages_encoded_a_few_at_a_time_give_the_same_rows(spark, world):
     catalog = dataset(spark, settings, "items", DAYS[1]).select("item_id", *ITEM_FEATURES).toArrow()
     codes = SimpleNamespace(value={DAYS[1]: item_codes(catalog, spec)})  # as the broadcast reads
     pages = one_batch(dataset(spark, settings, "requests", DAYS[1]).select(*PAGE_COLUMNS).toArrow())
-    assert len(pages) > 100
+    assert len(pages) > 50
 
     def encoded(per_call):
         transform, schema = encoder(pages.schema, spec, codes, None, pages_per_call=per_call)
@@ -228,8 +228,8 @@ def test_requests_written_one_row_per_trigger_are_named_with_the_rerun(spark, wo
     with caplog.at_level("WARNING", logger="spark_jobs.jobs"):
         result = run_jobs(settings, DAYS[1], ["bucketize"], spark=spark)
     assert result["bucketize"]["train_days_encoded"] == [] and result["bucketize"]["train_requests_encoded"] == 0
-    assert (f"the train split holds 0 of 1 days: the requests of ['{DAYS[0]}'] are one row per trigger (rerun "
-            "`edgerec spark run requests --ds DAY` for each)") in caplog.text
+    assert (f"the requests of ['{DAYS[0]}'] are one row per trigger (rerun `edgerec spark run requests --ds DAY` "
+            "for each)") in caplog.text
     assert f"the feature spec is fit on ['{DAYS[1]}'] without ['{DAYS[0]}']" in caplog.text
     shutil.rmtree(settings.dataset("features"))
     shutil.rmtree(settings.dataset("requests") / f"ds={DAYS[1]}")
