@@ -123,11 +123,10 @@ def run_requests(spark: SparkSession, settings: Settings, ds: str) -> dict:
         over_triggers(lambda t: F.size(t["ipv"])).alias("ipv_elements"),
         over_triggers(lambda t: (t["origin"] == "derived").cast("int")).alias("derived_triggers"),
     ).first().asDict()
-    triggers_written = agg["requests"] or 0
+    written_triggers = agg["requests"] = agg["requests"] or 0
     for name in ("ie", "ipv"):
         elements = agg.pop(f"{name}_elements") or 0
-        agg[f"mean_{name}_length"] = elements / triggers_written if triggers_written else None
-    agg["requests"] = triggers_written
+        agg[f"mean_{name}_length"] = elements / written_triggers if written_triggers else None
     agg["event_days_read"] = [d for d in window if (settings.dataset("sessionized_events") / f"ds={d}").exists()]
     missing = sorted(set(window) - set(agg["event_days_read"]))
     if missing:
@@ -139,6 +138,12 @@ def _holds_pages(partition: Path) -> bool:
     """Whether a requests partition holds pages (PAGE_COLUMNS), as the requests job now writes them."""
     first = next(partition.glob("*.parquet"), None)
     return first is None or "triggers" in pq.read_schema(first).names
+
+
+def _written_days(root: Path, days: list[str]) -> tuple[list[str], list[str]]:
+    """Of the days, those whose requests partition holds pages, and those written one row per trigger (in order)."""
+    pages = {d: _holds_pages(root / f"ds={d}") for d in days if (root / f"ds={d}").exists()}
+    return [d for d, held in pages.items() if held], [d for d, held in pages.items() if not held]
 
 
 def _batches(partition: Path, columns: list[str]) -> Iterator[pa.RecordBatch]:
@@ -155,10 +160,9 @@ def run_bucketize(spark: SparkSession, settings: Settings, ds: str) -> dict:
     # The train days again, with this day's spec: a model trained on them, tested on ds and shipped with this
     # spec then sees one encoding everywhere (each day's own features were encoded with that day's spec).
     window = days_back(ds, settings.marts.train_days)[:-1]
-    written = [d for d in window if (root / f"ds={d}").exists()]
-    train_days = [d for d in written if _holds_pages(root / f"ds={d}")]
+    train_days, old_layout = _written_days(root, window)
     if len(train_days) < len(window):
-        missing, old_layout = sorted(set(window) - set(written)), sorted(set(written) - set(train_days))
+        missing = sorted(set(window) - set(train_days) - set(old_layout))
         log.warning("bucketize ds=%s: the train split holds %d of %d days: %s", ds, len(train_days), len(window),
                     "; ".join(filter(None, [missing and f"no requests for {missing}", old_layout and (
                         f"the requests of {old_layout} are one row per trigger (rerun `edgerec spark run requests "
@@ -166,11 +170,11 @@ def run_bucketize(spark: SparkSession, settings: Settings, ds: str) -> dict:
     # every day's items by that day's catalog (the one its requests were built beside), each found before a write
     catalogs = {day: _require(read_partitions(spark, settings.dataset("items"), [day]), f"items ds={day}")
                 for day in [ds, *train_days]}
-    fit_window = [d for d in days_back(ds, settings.features.fit_days)[:-1] if (root / f"ds={d}").exists()]
-    fit_days = [d for d in fit_window if _holds_pages(root / f"ds={d}")] or [ds]
-    if set(fit_window) - set(fit_days):
+    fit_days, fit_old_layout = _written_days(root, days_back(ds, settings.features.fit_days)[:-1])
+    fit_days = fit_days or [ds]
+    if fit_old_layout:
         log.warning("bucketize ds=%s: the feature spec is fit on %s without %s, whose requests are one row per "
-                    "trigger", ds, fit_days, sorted(set(fit_window) - set(fit_days)))
+                    "trigger", ds, fit_days, fit_old_layout)
     fit_requests = _require(read_partitions(spark, root, fit_days), f"requests ds={fit_days}")
     lengths = {"ie": settings.features.ie_length, "ipv": settings.features.ipv_length, "candidates": MAX_CANDIDATES}
     spec = fit_spec(fit_requests, catalogs[ds], num_buckets=settings.features.num_buckets,
