@@ -90,10 +90,13 @@ def fit_spec(pages: DataFrame, items: DataFrame, *, num_buckets: int, max_reques
     return make_spec(boundaries, vocab, lengths, fit | {"sampled_requests": len(sample)})
 
 
-def label_figures(batches: Iterable[pa.RecordBatch]) -> dict:
-    """The encoded requests' labels, summed over their `label` and `mask` lists: how many requests and candidates,
-    how many labelled, clicked, and the requests without any label."""
-    requests = candidates = labelled = clicks = unlabelled = 0
+FIGURE_COLUMNS = ("label", "mask", "ie_ts", "ipv_end_ts")  # of the encoded requests, what encoded_figures reads
+
+
+def encoded_figures(batches: Iterable[pa.RecordBatch]) -> dict:
+    """The encoded requests' figures, summed over their lists (FIGURE_COLUMNS): how many requests and candidates, how
+    many labelled, clicked, the requests without any label, and the sequences' mean lengths."""
+    requests = candidates = labelled = clicks = unlabelled = ie = ipv = 0
     for batch in batches:
         mask, label = batch.column("mask"), batch.column("label")
         per_request = pc.list_value_length(mask).to_numpy(zero_copy_only=False)
@@ -105,9 +108,15 @@ def label_figures(batches: Iterable[pa.RecordBatch]) -> dict:
         labelled += int(labelled_each.sum())
         clicks += int(pc.sum(pc.list_flatten(label)).as_py() or 0)
         unlabelled += int((labelled_each == 0).sum())
-    return {"mean_candidates": round(candidates / requests, 4) if requests else None, "labelled": labelled,
-            "clicks": clicks, "requests_without_labels": unlabelled,
-            "label_rate": round(clicks / labelled, 4) if labelled else None}
+        ie += len(pc.list_flatten(batch.column("ie_ts")))
+        ipv += len(pc.list_flatten(batch.column("ipv_end_ts")))
+
+    def mean(total: int) -> float | None:
+        return round(total / requests, 4) if requests else None
+
+    return {"mean_candidates": mean(candidates), "labelled": labelled, "clicks": clicks,
+            "requests_without_labels": unlabelled, "label_rate": round(clicks / labelled, 4) if labelled else None,
+            "mean_ie_length": mean(ie), "mean_ipv_length": mean(ipv)}
 
 
 def one_batch(table: pa.Table) -> pa.RecordBatch:

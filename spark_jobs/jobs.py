@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
 
@@ -22,7 +22,7 @@ from edgerec.errors import MissingInput
 from edgerec.features import ITEM_FEATURES, load_spec, write_spec
 from edgerec.raw import check_bad_share
 from edgerec.reports import SparkSummary
-from spark_jobs.bucketize import encoder, fit_spec, item_codes, label_figures
+from spark_jobs.bucketize import FIGURE_COLUMNS, encoded_figures, encoder, fit_spec, item_codes
 from spark_jobs.ingest import (
     BROADCAST_MAX_COPIES,
     check_catalog,
@@ -114,35 +114,31 @@ def run_requests(spark: SparkSession, settings: Settings, ds: str) -> dict:
     write_partitions(requests, settings.dataset("requests"))
     written = _require(read_partitions(spark, settings.dataset("requests"), [ds]), f"requests ds={ds}")
 
-    def over_triggers(value: Callable) -> Column:
-        return F.sum(F.aggregate(F.transform("triggers", value), F.lit(0), lambda a, b: a + b))
-
     agg = written.agg(
         F.sum(F.size("triggers")).alias("requests"), F.count("*").alias("pages"),
-        over_triggers(lambda t: F.size(t["ie"])).alias("ie_elements"),
-        over_triggers(lambda t: F.size(t["ipv"])).alias("ipv_elements"),
-        over_triggers(lambda t: (t["origin"] == "derived").cast("int")).alias("derived_triggers"),
+        # the history elements written, each once per page however many of its triggers' sequences hold it
+        F.sum(F.size("exposures")).alias("exposures_written"), F.sum(F.size("views")).alias("views_written"),
+        F.sum(F.size(F.filter("triggers", lambda t: t["origin"] == "derived"))).alias("derived_triggers"),
     ).first().asDict()
-    written_triggers = agg["requests"] = agg["requests"] or 0
-    for name in ("ie", "ipv"):
-        elements = agg.pop(f"{name}_elements") or 0
-        agg[f"mean_{name}_length"] = elements / written_triggers if written_triggers else None
+    agg = {name: value or 0 for name, value in agg.items()}
     agg["event_days_read"] = [d for d in window if (settings.dataset("sessionized_events") / f"ds={d}").exists()]
     missing = sorted(set(window) - set(agg["event_days_read"]))
     if missing:
         log.warning("requests ds=%s: no sessionized events for %s; sequences reach back less far", ds, missing)
-    return _record(settings, ds, "requests", {k: round(v, 4) if isinstance(v, float) else v for k, v in agg.items()})
+    return _record(settings, ds, "requests", agg)
 
 
-def _holds_pages(partition: Path) -> bool:
-    """Whether a requests partition holds pages (PAGE_COLUMNS), as the requests job now writes them."""
+def _current_layout(partition: Path) -> bool:
+    """Whether a requests partition is laid out as the requests job now writes it (PAGE_COLUMNS: pages with their
+    sequences' exposures and page views once), not as before (one row per trigger; pages whose triggers held their
+    own sequences)."""
     first = next(partition.glob("*.parquet"), None)
-    return first is None or "triggers" in pq.read_schema(first).names
+    return first is None or set(PAGE_COLUMNS) - {"ds"} <= set(pq.read_schema(first).names)
 
 
 def _written_days(root: Path, days: list[str]) -> tuple[list[str], list[str]]:
-    """Of the days, those whose requests partition holds pages, and those written one row per trigger (in order)."""
-    pages = {d: _holds_pages(root / f"ds={d}") for d in days if (root / f"ds={d}").exists()}
+    """Of the days, those whose requests partition is in the current layout, and those in an earlier one (in order)."""
+    pages = {d: _current_layout(root / f"ds={d}") for d in days if (root / f"ds={d}").exists()}
     return [d for d, held in pages.items() if held], [d for d, held in pages.items() if not held]
 
 
@@ -154,9 +150,9 @@ def _batches(partition: Path, columns: list[str]) -> Iterator[pa.RecordBatch]:
 
 def run_bucketize(spark: SparkSession, settings: Settings, ds: str) -> dict:
     root = settings.dataset("requests")
-    if (root / f"ds={ds}").exists() and not _holds_pages(root / f"ds={ds}"):
-        raise MissingInput(f"requests ds={ds} hold one row per trigger, as the requests job wrote them before each "
-                           f"page's candidates were written once; rerun it: edgerec spark run requests --ds {ds}")
+    if (root / f"ds={ds}").exists() and not _current_layout(root / f"ds={ds}"):
+        raise MissingInput(f"requests ds={ds} are in an earlier layout than the requests job now writes; rerun it: "
+                           f"edgerec spark run requests --ds {ds}")
     # The train days again, with this day's spec: a model trained on them, tested on ds and shipped with this
     # spec then sees one encoding everywhere (each day's own features were encoded with that day's spec).
     window = days_back(ds, settings.marts.train_days)[:-1]
@@ -165,7 +161,7 @@ def run_bucketize(spark: SparkSession, settings: Settings, ds: str) -> dict:
         missing = sorted(set(window) - set(train_days) - set(old_layout))
         log.warning("bucketize ds=%s: the train split holds %d of %d days: %s", ds, len(train_days), len(window),
                     "; ".join(filter(None, [missing and f"no requests for {missing}", old_layout and (
-                        f"the requests of {old_layout} are one row per trigger (rerun `edgerec spark run requests "
+                        f"the requests of {old_layout} are in an earlier layout (rerun `edgerec spark run requests "
                         "--ds DAY` for each)")])))
     # every day's items by that day's catalog (the one its requests were built beside), each found before a write
     catalogs = {day: _require(read_partitions(spark, settings.dataset("items"), [day]), f"items ds={day}")
@@ -173,8 +169,8 @@ def run_bucketize(spark: SparkSession, settings: Settings, ds: str) -> dict:
     fit_days, fit_old_layout = _written_days(root, days_back(ds, settings.features.fit_days)[:-1])
     fit_days = fit_days or [ds]
     if fit_old_layout:
-        log.warning("bucketize ds=%s: the feature spec is fit on %s without %s, whose requests are one row per "
-                    "trigger", ds, fit_days, fit_old_layout)
+        log.warning("bucketize ds=%s: the feature spec is fit on %s without %s, whose requests are in an earlier "
+                    "layout", ds, fit_days, fit_old_layout)
     fit_requests = _require(read_partitions(spark, root, fit_days), f"requests ds={fit_days}")
     lengths = {"ie": settings.features.ie_length, "ipv": settings.features.ipv_length, "candidates": MAX_CANDIDATES}
     spec = fit_spec(fit_requests, catalogs[ds], num_buckets=settings.features.num_buckets,
@@ -198,7 +194,7 @@ def run_bucketize(spark: SparkSession, settings: Settings, ds: str) -> dict:
     return _record(settings, ds, "bucketize", {"feature_spec": str(path), "feature_spec_sha256": spec["sha256"],
                                                "fit_days": fit_days, "train_days_encoded": train_days,
                                                "requests_encoded": rows, "train_requests_encoded": train_rows,
-                                               **label_figures(_batches(features, ["label", "mask"]))})
+                                               **encoded_figures(_batches(features, list(FIGURE_COLUMNS)))})
 
 
 JOBS: dict[str, Callable[[SparkSession, Settings, str], dict]] = {

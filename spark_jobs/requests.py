@@ -1,5 +1,6 @@
-"""requests: one row per page request with its candidates once and its re-ranking triggers, each trigger with its
-point-in-time sequences; `point_in_time` turns a page into one row per trigger with its candidates and labels.
+"""requests: one row per page request with its candidates, its re-ranking triggers and the user's history that their
+sequences hold, each once; `point_in_time` turns a page into one row per trigger with its candidates, labels and
+point-in-time sequences.
 
 For a trigger at time T on page request r:
 - candidates: r's candidates not exposed before T, in the cloud's order, with the cloud's score;
@@ -18,11 +19,17 @@ from. Nothing else at or after T is: an exposure at T's own millisecond was caus
 Triggers come from logged `rerank` events; for page requests without any, they are derived by the client's
 rules (page arrival, the return from a click's page view, a delete, k unclicked exposures since the last one).
 
-Sequences are gathered by joining each trigger with the two fixed-size blocks of the user's event index that
-can hold its last m events, so the work per trigger is bounded by 2m whatever the user's history length.
+A page's sequences are written once too: the user's exposures (page views) that any of its triggers' IE (IPV)
+windows holds, each with its index in the user's history (`exposures`, `views`), and each trigger names its
+windows by those indexes (`ie_first`..`ie_last`, `ipv_first`..`ipv_last`) and the oldest time they reach
+(`since_ts`, T minus the lookback). The windows of a page's triggers overlap almost entirely: a page of the 1M-line
+day writes a fifth of the IE elements and an eighth of the IPV elements its triggers' sequences hold.
+`point_in_time` draws each trigger's sequences, with the features that depend on T (e6, e7, d12).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -33,8 +40,10 @@ from pyspark.sql import functions as F
 from edgerec.contracts import ACTION_NAMES
 
 TRIGGER_COLUMNS = ("user_id", "session_key", "request_id", "trigger", "trigger_ts", "origin")
-TRIGGER_FIELDS = ("rerank_id", "session_key", "trigger", "trigger_ts", "origin", "ie", "ipv")  # of a page's triggers
-PAGE_COLUMNS = ("user_id", "request_id", "candidates", "triggers", "ds")  # the requests dataset
+# of a page's triggers: its IE is the page's exposures of index ie_first..ie_last since since_ts (IPV: views)
+TRIGGER_FIELDS = ("rerank_id", "session_key", "trigger", "trigger_ts", "origin", "ie_first", "ie_last", "ipv_first",
+                  "ipv_last", "since_ts")
+PAGE_COLUMNS = ("user_id", "request_id", "candidates", "triggers", "exposures", "views", "ds")  # the requests dataset
 REQUEST_COLUMNS = ("rerank_id", *TRIGGER_COLUMNS, "candidates", "ie", "ipv", "ds")  # point_in_time's, per trigger
 MAX_CANDIDATES = 100  # a trigger's candidates: the first this many its page had not yet exposed
 NO_DELETE = "none"
@@ -120,8 +129,9 @@ def candidate_lists(day: DataFrame) -> DataFrame:
     return candidates.groupBy(*BY_REQUEST).agg(F.array_sort(F.collect_list(element)).alias("all_candidates"))
 
 
-def exposure_history(events: DataFrame, m: int) -> DataFrame:
-    """The users' exposures as blocks of m in time order, each exposure with its cumulative e1..e5."""
+def exposure_history(events: DataFrame) -> DataFrame:
+    """The users' exposures, each with its index in the user's exposures in time order (from 1) and an element with
+    its cumulative e1..e5 and the first delete of its item on its page request."""
     so_far = Window.partitionBy("user_id", "item_id").orderBy("ts", "event_id").rowsBetween(
         Window.unboundedPreceding, 0)
     deletes = events.where(_kind("delete")).groupBy(*BY_ITEM).agg(
@@ -137,22 +147,20 @@ def exposure_history(events: DataFrame, m: int) -> DataFrame:
     )
     element = F.struct("idx", "ts", "item_id", "e1_duration_ms", "e2_count", "e3_max_scroll_speed",
                        "e4_max_scroll_duration_ms", "e5_scroll_count", "deleted_ts", "delete_reason")
-    return _blocks(exposures, "ts", element, m)
+    return _indexed(exposures, "ts", element)
 
 
-def view_history(events: DataFrame, n: int) -> DataFrame:
-    """The users' page views as blocks of n in order of their end."""
+def view_history(events: DataFrame) -> DataFrame:
+    """The users' page views, each with its index in the user's page views in order of their end (from 1)."""
     views = events.where(_kind("page_view")).withColumn("end_ts", F.col("ts") + F.col("ipv_duration_ms"))
     element = F.struct("idx", "ts", "end_ts", "item_id", "ipv_duration_ms",
                        *[F.col(f"actions.{a}").alias(a) for a in ACTION_NAMES])
-    return _blocks(views, "end_ts", element, n)
+    return _indexed(views, "end_ts", element)
 
 
-def _blocks(df: DataFrame, time_col: str, element: Column, size: int) -> DataFrame:
+def _indexed(df: DataFrame, time_col: str, element: Column) -> DataFrame:
     idx = F.row_number().over(Window.partitionBy("user_id").orderBy(time_col, "event_id"))
-    return (df.withColumn("idx", idx)
-            .withColumn("block", F.floor((F.col("idx") - 1) / size))
-            .groupBy("user_id", "block").agg(F.collect_list(element).alias("elements")))
+    return df.withColumn("idx", idx).select("user_id", "idx", F.col(time_col).alias("t"), element.alias("element"))
 
 
 def history_counts(trig: DataFrame, events: DataFrame) -> DataFrame:
@@ -172,46 +180,47 @@ def history_counts(trig: DataFrame, events: DataFrame) -> DataFrame:
             .where(F.col("rerank_id").isNotNull()).select("user_id", "rerank_id", "k_ie", "k_ipv"))
 
 
-def _last_before(trig: DataFrame, blocks: DataFrame, k_col: str, size: int, out: str) -> DataFrame:
-    """Attach the elements with index in (k-size, k] from the two blocks that can hold them."""
-    hi = F.floor((F.col(k_col) - 1) / size)
-    joined = trig.withColumn("_hi", hi).withColumn("_lo", hi - 1)
-    for side in ("_lo", "_hi"):
-        b = blocks.select("user_id", F.col("block").alias(side), F.col("elements").alias(f"{side}_el"))
-        joined = joined.join(b, ["user_id", side], "left")
-    both = F.concat(F.coalesce("_lo_el", F.array()), F.coalesce("_hi_el", F.array()))
-    window = F.filter(both, lambda e: (e["idx"] > F.col(k_col) - size) & (e["idx"] <= F.col(k_col)))
-    return joined.withColumn(out, F.array_sort(window)).drop("_hi", "_lo", "_lo_el", "_hi_el")
+def _page_histories(bounds: DataFrame, events: DataFrame) -> DataFrame:
+    """Per page: its exposures of index _ie_first.._ie_last and its page views of index _ipv_first.._ipv_last, each
+    since _since, in index order. The pages' bounds are few (a broadcast) and the histories stay partitioned by the
+    user; both histories go through one join, so the bounds are computed once."""
+    histories = (exposure_history(events).withColumnsRenamed({"element": "exposure"})
+                 .withColumn("is_view", F.lit(False))
+                 .unionByName(view_history(events).withColumnsRenamed({"element": "view"})
+                              .withColumn("is_view", F.lit(True)), allowMissingColumns=True))
+    first = F.when(F.col("is_view"), F.col("_ipv_first")).otherwise(F.col("_ie_first"))
+    last = F.when(F.col("is_view"), F.col("_ipv_last")).otherwise(F.col("_ie_last"))
+    return (bounds.join(histories, "user_id")
+            .where(F.col("idx").between(first, last) & (F.col("t") >= F.col("_since")))
+            .groupBy(*BY_REQUEST).agg(F.array_sort(F.collect_list("exposure")).alias("exposures"),
+                                      F.array_sort(F.collect_list("view")).alias("views")))
 
 
 def build_requests(events: DataFrame, ds: str, *, lookback_ms: int, m: int, n: int, k: int) -> DataFrame:
     """Re-ranking requests of day `ds` from sessionized events of ds and the lookback days before it: one row per page
-    request (PAGE_COLUMNS), its candidates once and its triggers (TRIGGER_FIELDS) each with its IE and IPV."""
+    request (PAGE_COLUMNS), its candidates, its triggers (TRIGGER_FIELDS) and the exposures and page views their
+    sequences hold, each once."""
     day = events.where(F.col("ds") == ds)
     trig = triggers(day, k)
     counts = history_counts(trig, events)
-    t = F.col("trigger_ts")
-    with_counts = trig.join(counts, ["user_id", "rerank_id"])
-    with_ie = _last_before(with_counts, exposure_history(events, m), "k_ie", m, "_ie")
-    with_ipv = _last_before(with_ie, view_history(events, n), "k_ipv", n, "_ipv")
-    ie = F.transform(F.filter("_ie", lambda e: e["ts"] >= t - lookback_ms), lambda e: F.struct(
-        e["ts"].alias("ts"), e["item_id"].alias("item_id"),
-        *[e[f].alias(f) for f in ("e1_duration_ms", "e2_count", "e3_max_scroll_speed", "e4_max_scroll_duration_ms",
-                                  "e5_scroll_count")],
-        # the delete that triggers this re-rank is known to it: it is why the client re-ranks
-        F.when(e["deleted_ts"] <= t, e["delete_reason"]).otherwise(F.lit(NO_DELETE)).alias("e6_delete_reason"),
-        ((t - e["ts"]) / 1000.0).alias("e7_age_s")))
-    ipv = F.transform(F.filter("_ipv", lambda e: e["end_ts"] >= t - lookback_ms), lambda e: F.struct(
-        e["ts"].alias("ts"), e["end_ts"].alias("end_ts"), e["item_id"].alias("item_id"),
-        e["ipv_duration_ms"].alias("d1_duration_ms"),
-        *[e[a].alias(a) for a in ACTION_NAMES], ((t - e["end_ts"]) / 1000.0).alias("d12_age_s")))
-    trigger = F.struct(*[F.col(c) for c in TRIGGER_FIELDS if c not in ("ie", "ipv")], ie.alias("ie"), ipv.alias("ipv"))
+    # a trigger's IE: the user's exposures of index k_ie - m + 1 .. k_ie (the last m before it); IPV likewise
+    windows = trig.join(counts, ["user_id", "rerank_id"]).select(
+        "*", (F.greatest(F.col("k_ie") - m, F.lit(0)) + 1).alias("ie_first"), F.col("k_ie").alias("ie_last"),
+        (F.greatest(F.col("k_ipv") - n, F.lit(0)) + 1).alias("ipv_first"), F.col("k_ipv").alias("ipv_last"),
+        (F.col("trigger_ts") - lookback_ms).alias("since_ts"))
     # every key of the job holds the user, so the triggers gather by page without another shuffle; sorted (by
     # rerank id), so that a page's row is the same however the rows arrived
-    pages = with_ipv.groupBy(*BY_REQUEST).agg(F.array_sort(F.collect_list(trigger)).alias("triggers"))
-    return (pages.join(candidate_lists(day), list(BY_REQUEST), "left")
+    pages = windows.groupBy(*BY_REQUEST).agg(
+        F.array_sort(F.collect_list(F.struct(*TRIGGER_FIELDS))).alias("triggers"),
+        F.min("ie_first").alias("_ie_first"), F.max("ie_last").alias("_ie_last"),
+        F.min("ipv_first").alias("_ipv_first"), F.max("ipv_last").alias("_ipv_last"),
+        F.min("since_ts").alias("_since"))
+    return (pages.join(_page_histories(pages.drop("triggers"), events), list(BY_REQUEST), "left")
+            .join(candidate_lists(day), list(BY_REQUEST), "left")
             # a trigger whose page request is not in the day (quarantined, say) has no candidates
             .withColumn("candidates", F.coalesce("all_candidates", F.array()))
+            .withColumn("exposures", F.coalesce("exposures", F.array()))
+            .withColumn("views", F.coalesce("views", F.array()))
             .withColumn("ds", F.lit(ds))
             .select(*PAGE_COLUMNS))
 
@@ -221,7 +230,9 @@ def point_in_time(pages: pa.RecordBatch, max_candidates: int = MAX_CANDIDATES) -
     first max_candidates in the cloud's order, each labelled 1 if clicked at or after the trigger, 0 if exposed at or
     after it without a click, null (masked) if never exposed; shown_position, the display position of its first
     exposure where labelled; cart and buy, what a page view of it did where clicked at or after the trigger (0 if
-    nothing), null otherwise. It reads what build_requests writes: no null trigger time, candidate or list."""
+    nothing), null otherwise; ie and ipv, its windows of the page's exposures and page views (TRIGGER_FIELDS), with
+    e6 (the delete of the item known by T: its reason, else "none"), e7 and d12 (ages at T, in seconds). It reads
+    what build_requests writes: no null trigger time, bound, candidate, element or list."""
     trig_list, cand_list = pages.column("triggers"), pages.column("candidates")
     trig = _values(trig_list)
     page_of = np.repeat(np.arange(len(pages)), np.diff(_offsets(trig_list)))
@@ -257,9 +268,61 @@ def point_in_time(pages: pa.RecordBatch, max_candidates: int = MAX_CANDIDATES) -
     offsets = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=len(trigger_ts)))]).astype(np.int32)
     page_rows = pa.array(page_of, type=pa.int64())
     columns = {name: pages.column(name).take(page_rows) for name in ("user_id", "request_id", "ds")}
-    columns |= {name: trig.field(name) for name in TRIGGER_FIELDS}
+    columns |= {name: trig.field(name) for name in REQUEST_COLUMNS if name in TRIGGER_FIELDS}
     columns["candidates"] = pa.ListArray.from_arrays(pa.array(offsets), element)
+    columns["ie"] = _sequence(pages.column("exposures"), trig, page_of, "ie", "ts", _ie_element)
+    columns["ipv"] = _sequence(pages.column("views"), trig, page_of, "ipv", "end_ts", _ipv_element)
     return pa.RecordBatch.from_pydict({name: columns[name] for name in REQUEST_COLUMNS})
+
+
+def _sequence(lists: pa.ListArray, trig: pa.StructArray, page_of: np.ndarray, name: str, time_field: str,
+              element: Callable[[pa.StructArray, np.ndarray], pa.StructArray]) -> pa.ListArray:
+    """Each trigger's window of its page's history elements: index {name}_first..{name}_last, time at or after
+    since_ts, in index order; `element` makes the output struct from the chosen elements and their trigger's T."""
+    history = _values(lists)
+    offsets = _offsets(lists)
+    idx = history.field("idx").to_numpy(zero_copy_only=False).astype(np.int64)
+    # a page's elements are sorted by index: one sorted key over the batch finds every trigger's slice
+    key = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets)) << 32 | idx
+    page_key = page_of.astype(np.int64) << 32
+    first, last = (trig.field(f"{name}_{end}").to_numpy(zero_copy_only=False).astype(np.int64)
+                   for end in ("first", "last"))
+    start = np.searchsorted(key, page_key | np.maximum(first, 0), "left")
+    stop = np.maximum(np.searchsorted(key, page_key | np.maximum(last, 0), "right"), start)
+    lengths = stop - start
+    owner = np.repeat(np.arange(len(start)), lengths)
+    at = np.arange(int(lengths.sum())) + np.repeat(start - (np.cumsum(lengths) - lengths), lengths)
+    when = trig.field("trigger_ts").to_numpy(zero_copy_only=False)[owner]
+    since = trig.field("since_ts").to_numpy(zero_copy_only=False)[owner]
+    recent = history.field(time_field).to_numpy(zero_copy_only=False)[at] >= since
+    at, owner, when = at[recent], owner[recent], when[recent]
+    counts = np.bincount(owner, minlength=len(start))
+    out_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(out_offsets), element(history.take(pa.array(at, type=pa.int64())), when))
+
+
+def _age_s(when: np.ndarray, times: pa.Array) -> pa.Array:
+    """Seconds from each time to its trigger's T, as Spark's (T - ts) / 1000.0 gave them."""
+    return pa.array((when - times.to_numpy(zero_copy_only=False)).astype(np.float64) / 1000.0)
+
+
+def _ie_element(chosen: pa.StructArray, when: np.ndarray) -> pa.StructArray:
+    names = ("ts", "item_id", "e1_duration_ms", "e2_count", "e3_max_scroll_speed", "e4_max_scroll_duration_ms",
+             "e5_scroll_count")
+    deleted, known = _times(chosen.field("deleted_ts"), np.arange(len(chosen)))
+    # the delete that triggers this re-rank is known to it: it is why the client re-ranks
+    by_then = pa.array(known & (deleted <= when), type=pa.bool_())
+    reason = pc.if_else(by_then, chosen.field("delete_reason"), pa.scalar(NO_DELETE, pa.string()))
+    return pa.StructArray.from_arrays(
+        [*[chosen.field(f) for f in names], reason, _age_s(when, chosen.field("ts"))],
+        names=[*names, "e6_delete_reason", "e7_age_s"])
+
+
+def _ipv_element(chosen: pa.StructArray, when: np.ndarray) -> pa.StructArray:
+    fields = [chosen.field(f) for f in ("ts", "end_ts", "item_id", "ipv_duration_ms", *ACTION_NAMES)]
+    return pa.StructArray.from_arrays(
+        [*fields, _age_s(when, chosen.field("end_ts"))],
+        names=["ts", "end_ts", "item_id", "d1_duration_ms", *ACTION_NAMES, "d12_age_s"])
 
 
 def _offsets(lists: pa.ListArray) -> np.ndarray:

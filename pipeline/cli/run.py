@@ -286,10 +286,14 @@ def _show_day(settings, ds: str) -> None:
     typer.echo(f"feature spec     {day.feature_spec}")
     spark = reports.SparkSummary.read(day)
     req, encoded = spark and spark.requests, spark and spark.bucketize
-    typer.echo("requests         " + (
-        f"{req['requests']:,} re-ranking requests, mean IE length {req['mean_ie_length']}, "
-        f"mean IPV length {req['mean_ipv_length']}" if req else "the requests job did not run for this day")
-        + (f", label rate {encoded['label_rate']}" if req and encoded and "label_rate" in encoded else ""))
+    # the sequences and labels are drawn where the requests are encoded: bucketize's figures (days summarized
+    # before that have neither)
+    drawn = [f"{label} {encoded[name]}" for name, label in (("mean_ie_length", "mean IE length"),
+                                                            ("mean_ipv_length", "mean IPV length"),
+                                                            ("label_rate", "label rate"))
+             if req and encoded and name in encoded]
+    typer.echo("requests         " + (", ".join([f"{req['requests']:,} re-ranking requests", *drawn]) if req
+                                      else "the requests job did not run for this day"))
     marts = reports.DbtBuild.read(day)
     typer.echo("marts            " + (
         f"{marts.database}: {', '.join(f'{name} {n:,}' for name, n in marts.rows.items())} "

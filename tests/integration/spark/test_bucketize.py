@@ -8,10 +8,10 @@ from spark_jobs.bucketize import (
     _quantiles,
     encode_batch,
     encode_days,
+    encoded_figures,
     encoded_schema,
     exact_percentiles,
     item_codes,
-    label_figures,
     sample_triggers,
 )
 
@@ -89,16 +89,20 @@ def test_each_days_requests_take_their_own_days_catalog():
     assert encode_days(batch.slice(0, 0), SPEC, schema, codes).num_rows == 0
 
 
-def test_label_figures_sum_the_encoded_labels_batch_by_batch():
+def test_encoded_figures_sum_the_encoded_lists_batch_by_batch():
     ints = pa.list_(pa.int64())
-    batches = [pa.RecordBatch.from_pydict({"label": pa.array([[1, 0, 0], [0, 0]], ints),
-                                           "mask": pa.array([[1, 1, 0], [0, 0]], ints)}),
-               pa.RecordBatch.from_pydict({"label": pa.array([[1], [], [1, 1]], ints),
-                                           "mask": pa.array([[1], [], [1, 1]], ints)}).slice(1, 2)]
-    assert label_figures(batches) == {"mean_candidates": 1.75, "labelled": 4, "clicks": 3,
-                                      "requests_without_labels": 2, "label_rate": 0.75}
-    assert label_figures([]) == {"mean_candidates": None, "labelled": 0, "clicks": 0, "requests_without_labels": 0,
-                                 "label_rate": None}
+
+    def batch(label, mask, ie, ipv):
+        return pa.RecordBatch.from_pydict({"label": pa.array(label, ints), "mask": pa.array(mask, ints),
+                                           "ie_ts": pa.array(ie, ints), "ipv_end_ts": pa.array(ipv, ints)})
+
+    batches = [batch([[1, 0, 0], [0, 0]], [[1, 1, 0], [0, 0]], [[5, 6], []], [[7], []]),
+               batch([[1], [], [1, 1]], [[1], [], [1, 1]], [[9, 9, 9], [1], [2, 3, 4]], [[], [], [8]]).slice(1, 2)]
+    assert encoded_figures(batches) == {"mean_candidates": 1.75, "labelled": 4, "clicks": 3,
+                                        "requests_without_labels": 2, "label_rate": 0.75,
+                                        "mean_ie_length": 1.5, "mean_ipv_length": 0.5}
+    assert encoded_figures([]) == {"mean_candidates": None, "labelled": 0, "clicks": 0, "requests_without_labels": 0,
+                                   "label_rate": None, "mean_ie_length": None, "mean_ipv_length": None}
 
 
 def test_the_fit_samples_triggers_by_their_id_whatever_the_pages(spark):

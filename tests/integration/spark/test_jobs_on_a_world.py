@@ -216,10 +216,11 @@ def test_a_train_day_without_its_catalog_stops_bucketize_naming_it(spark, world,
     assert not settings.dataset("train_features").exists() and not settings.dataset("features").exists()
 
 
-def test_requests_written_one_row_per_trigger_are_named_with_the_rerun(spark, world, tmp_path, caplog):
+def test_requests_in_an_earlier_layout_are_named_with_the_rerun(spark, world, tmp_path, caplog):
     """Day 1's requests as the requests job wrote them before each page's candidates were written once (one row per
     trigger): day 2's bucketize leaves them out of the train split, naming the day and the rerun; day 2's own
-    requests in that layout stop it before anything is written."""
+    requests as pages without their sequences' exposures and page views (as written before those were written once
+    per page) stop it before anything is written."""
     source = world[0]
     settings = load_settings({"EDGEREC_HOME": str(tmp_path)})
     shutil.copytree(source.dataset("items"), settings.dataset("items"))
@@ -228,13 +229,14 @@ def test_requests_written_one_row_per_trigger_are_named_with_the_rerun(spark, wo
     with caplog.at_level("WARNING", logger="spark_jobs.jobs"):
         result = run_jobs(settings, DAYS[1], ["bucketize"], spark=spark)
     assert result["bucketize"]["train_days_encoded"] == [] and result["bucketize"]["train_requests_encoded"] == 0
-    assert (f"the requests of ['{DAYS[0]}'] are one row per trigger (rerun `edgerec spark run requests --ds DAY` "
+    assert (f"the requests of ['{DAYS[0]}'] are in an earlier layout (rerun `edgerec spark run requests --ds DAY` "
             "for each)") in caplog.text
     assert f"the feature spec is fit on ['{DAYS[1]}'] without ['{DAYS[0]}']" in caplog.text
     shutil.rmtree(settings.dataset("features"))
     shutil.rmtree(settings.dataset("requests") / f"ds={DAYS[1]}")
-    triggers_of(spark, source, DAYS[1]).drop("ds").write.parquet(str(settings.dataset("requests") / f"ds={DAYS[1]}"))
-    with pytest.raises(MissingInput, match=f"requests ds={DAYS[1]} hold one row per trigger.*"
+    pages = dataset(spark, source, "requests", DAYS[1]).drop("ds", "exposures", "views")
+    pages.write.parquet(str(settings.dataset("requests") / f"ds={DAYS[1]}"))
+    with pytest.raises(MissingInput, match=f"requests ds={DAYS[1]} are in an earlier layout.*"
                                            f"edgerec spark run requests --ds {DAYS[1]}"):
         run_jobs(settings, DAYS[1], ["bucketize"], spark=spark)
     assert not settings.dataset("features").exists()

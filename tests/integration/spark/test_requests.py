@@ -4,6 +4,7 @@ import pyarrow as pa
 import pytest
 from pyspark.sql import Row
 
+from edgerec.contracts import ACTION_NAMES
 from spark_jobs.bucketize import one_batch
 from spark_jobs.requests import build_requests, point_in_time
 from tests.integration.spark.events import DS, T0, ev, frame
@@ -92,13 +93,20 @@ def test_a_trigger_takes_the_first_unexposed_candidates_up_to_the_maximum(spark)
         "page": [(11, 0), (12, 1)], "click": [(13, 0), (14, 0)], "delete": [(15, 0), (16, None)]}
 
 
+EXPOSURE_TYPE = pa.struct([
+    ("idx", pa.int32()), ("ts", pa.int64()), ("item_id", pa.int64()), ("e1_duration_ms", pa.int64()),
+    ("e2_count", pa.int64()), ("e3_max_scroll_speed", pa.float64()), ("e4_max_scroll_duration_ms", pa.int64()),
+    ("e5_scroll_count", pa.int64()), ("deleted_ts", pa.int64()), ("delete_reason", pa.string())])
+VIEW_TYPE = pa.struct([("idx", pa.int32()), ("ts", pa.int64()), ("end_ts", pa.int64()), ("item_id", pa.int64()),
+                       ("ipv_duration_ms", pa.int64()), *[(a, pa.bool_()) for a in ACTION_NAMES]])
 PAGE_TYPE = pa.struct([("user_id", pa.string()), ("request_id", pa.string()), ("candidates", pa.list_(pa.struct([
     ("rank", pa.int32()), ("item_id", pa.int64()), ("cloud_score", pa.float64()), ("exposed_ts", pa.int64()),
     ("shown_position", pa.int32()), ("clicked_ts", pa.int64()), ("cart_done", pa.int32()),
     ("buy_done", pa.int32())]))), ("triggers", pa.list_(pa.struct([
         ("rerank_id", pa.string()), ("session_key", pa.string()), ("trigger", pa.string()),
-        ("trigger_ts", pa.int64()), ("origin", pa.string()), ("ie", pa.list_(pa.struct([("ts", pa.int64())]))),
-        ("ipv", pa.list_(pa.struct([("end_ts", pa.int64())])))]))), ("ds", pa.string())])
+        ("trigger_ts", pa.int64()), ("origin", pa.string()), ("ie_first", pa.int32()), ("ie_last", pa.int32()),
+        ("ipv_first", pa.int32()), ("ipv_last", pa.int32()), ("since_ts", pa.int64())]))),
+    ("exposures", pa.list_(EXPOSURE_TYPE)), ("views", pa.list_(VIEW_TYPE)), ("ds", pa.string())])
 
 
 def candidate(rank, exposed=None, clicked=None, position=None, cart=None):
@@ -106,22 +114,39 @@ def candidate(rank, exposed=None, clicked=None, position=None, cart=None):
             "shown_position": position, "clicked_ts": clicked, "cart_done": cart, "buy_done": None}
 
 
-def trigger(rid, ts):
+def trigger(rid, ts, ie=(1, 0), ipv=(1, 0), since=0):
+    """A page's trigger at ts whose IE is the page's exposures of index ie[0]..ie[1] (IPV: views) since `since`."""
     return {"rerank_id": rid, "session_key": "s", "trigger": "page", "trigger_ts": ts, "origin": "logged",
-            "ie": [{"ts": ts - 1}], "ipv": []}
+            "ie_first": ie[0], "ie_last": ie[1], "ipv_first": ipv[0], "ipv_last": ipv[1], "since_ts": since}
+
+
+def page(user, request, triggers, candidates=(), exposures=(), views=()):
+    return {"user_id": user, "request_id": request, "ds": DS, "triggers": triggers, "candidates": list(candidates),
+            "exposures": list(exposures), "views": list(views)}
+
+
+def shown(idx, ts, item, deleted=None, reason=None):
+    return {"idx": idx, "ts": ts, "item_id": item, "e1_duration_ms": 10 * idx, "e2_count": 1,
+            "e3_max_scroll_speed": 1.5, "e4_max_scroll_duration_ms": 5, "e5_scroll_count": 1, "deleted_ts": deleted,
+            "delete_reason": reason}
+
+
+def viewed(idx, ts, end, item):
+    return {"idx": idx, "ts": ts, "end_ts": end, "item_id": item, "ipv_duration_ms": end - ts,
+            **{a: a == "cart" for a in ACTION_NAMES}}
 
 
 def test_point_in_time_labels_each_trigger_from_its_page_and_time():
     pages = pa.RecordBatch.from_struct_array(pa.array([
-        {"user_id": "u1", "request_id": "a", "ds": DS, "triggers": [trigger("a-1", 10), trigger("a-2", 20)],
-         "candidates": [candidate(0, exposed=10, position=0), candidate(1, exposed=12, clicked=15, position=1, cart=1),
-                        candidate(2, exposed=20, clicked=20, position=2), candidate(3)]},
-        {"user_id": "u2", "request_id": "b", "ds": DS, "triggers": [], "candidates": [candidate(0)]},
-        {"user_id": "u3", "request_id": "c", "ds": DS, "triggers": [trigger("c-1", 5)], "candidates": []},
+        page("u1", "a", [trigger("a-1", 10), trigger("a-2", 20)],
+             [candidate(0, exposed=10, position=0), candidate(1, exposed=12, clicked=15, position=1, cart=1),
+              candidate(2, exposed=20, clicked=20, position=2), candidate(3)]),
+        page("u2", "b", [], [candidate(0)]),
+        page("u3", "c", [trigger("c-1", 5)]),
     ], type=PAGE_TYPE))
     rows = point_in_time(pages, max_candidates=3).to_pylist()
-    assert [(r["rerank_id"], r["user_id"], r["request_id"], r["ie"]) for r in rows] == [
-        ("a-1", "u1", "a", [{"ts": 9}]), ("a-2", "u1", "a", [{"ts": 19}]), ("c-1", "u3", "c", [{"ts": 4}])]
+    assert [(r["rerank_id"], r["user_id"], r["request_id"], r["ie"], r["ipv"]) for r in rows] == [
+        ("a-1", "u1", "a", [], []), ("a-2", "u1", "a", [], []), ("c-1", "u3", "c", [], [])]
     fields = ("item_id", "label", "shown_position", "cart", "buy")
     assert [[tuple(c[f] for f in fields) for c in r["candidates"]] for r in rows] == [
         # at 10: everything still to come (exposed at 10 itself included), the fourth past the maximum of 3
@@ -135,6 +160,38 @@ def test_point_in_time_labels_each_trigger_from_its_page_and_time():
     assert point_in_time(pa.concat_batches([pages.slice(2, 1), pages.slice(0, 1)]),
                          max_candidates=3).to_pylist() == [rows[2], *rows[:2]]
     assert point_in_time(pages.slice(0, 0)).schema == point_in_time(pages).schema
+
+
+def test_point_in_time_draws_each_trigger_s_sequences_from_its_page_by_index_and_time():
+    exposures = [shown(3, 100, 1), shown(4, 200, 2, deleted=250, reason="r"), shown(5, 300, 3, deleted=500,
+                                                                                        reason="s"), shown(6, 400, 4)]
+    views = [viewed(1, 50, 120, 7), viewed(2, 150, 260, 8)]
+    pages = pa.RecordBatch.from_struct_array(pa.array([
+        # at 250: exposures 3..4, but the first is older than since; the first view ended before since
+        page("u1", "a", [trigger("a-1", 250, ie=(3, 4), ipv=(1, 1), since=150),
+                         # at 450: exposures 4..6 (the last 3), both views
+                         trigger("a-2", 450, ie=(4, 6), ipv=(1, 2))], exposures=exposures, views=views),
+        page("u2", "b", [trigger("b-1", 30, ipv=(9, 9))], views=[viewed(9, 10, 20, 5)]),
+        page("u3", "c", [], exposures=[shown(1, 5, 9)]),
+    ], type=PAGE_TYPE))
+    rows = point_in_time(pages).to_pylist()
+    ie = {r["rerank_id"]: [(e["item_id"], e["e1_duration_ms"], e["e6_delete_reason"], e["e7_age_s"])
+                           for e in r["ie"]] for r in rows}
+    # a delete is known from its own time on (the one at 250 to a-1 as well: it is why a delete trigger re-ranks),
+    # the one at 500 to neither
+    assert ie == {"a-1": [(2, 40, "r", 0.05)], "a-2": [(2, 40, "r", 0.25), (3, 50, "none", 0.15),
+                                                           (4, 60, "none", 0.05)], "b-1": []}
+    ipv = {r["rerank_id"]: [(v["item_id"], v["d1_duration_ms"], v["cart"], v["buy"], v["d12_age_s"])
+                            for v in r["ipv"]] for r in rows}
+    assert ipv == {"a-1": [], "a-2": [(7, 70, True, False, 0.33), (8, 110, True, False, 0.19)],
+                   "b-1": [(5, 10, True, False, 0.01)]}
+    assert list(rows[0]["ie"][0]) == ["ts", "item_id", "e1_duration_ms", "e2_count", "e3_max_scroll_speed",
+                                      "e4_max_scroll_duration_ms", "e5_scroll_count", "e6_delete_reason", "e7_age_s"]
+    assert list(rows[1]["ipv"][0]) == ["ts", "end_ts", "item_id", "d1_duration_ms", *ACTION_NAMES, "d12_age_s"]
+    # slices of a batch (offsets that do not start at 0) and pages in another order
+    assert point_in_time(pages.slice(1, 2)).to_pylist() == rows[2:]
+    assert point_in_time(pa.concat_batches([pages.slice(1, 1), pages.slice(0, 1)])).to_pylist() == [
+        rows[2], *rows[:2]]
 
 
 def test_a_labelled_candidate_carries_the_display_position_of_its_first_exposure(spark):
@@ -207,9 +264,16 @@ def test_triggers_are_derived_by_the_client_rules_when_not_logged(spark):
     assert [(v.item_id, v.d12_age_s) for v in got["click"].ipv] == [(12, 0.0)]
 
 
-def test_a_window_spanning_two_blocks(spark):
+def test_a_page_writes_the_exposures_of_its_triggers_windows_once(spark):
+    """With m=3 the click's IE is the user's exposures 1..2 and the delete's 2..4: the page writes 1..4 once."""
+    pages = build_requests(frame(spark, SESSION, sessionized=True), DS, lookback_ms=86_400_000, m=3, n=30,
+                           k=5).collect()
+    assert [(e.idx, e.item_id) for e in pages[0].exposures] == [(1, 11), (2, 12), (3, 13), (4, 14)]
+    assert [(t.trigger, t.ie_first, t.ie_last, t.ipv_first, t.ipv_last) for t in pages[0].triggers] == [
+        ("page", 1, 0, 1, 0), ("click", 1, 2, 1, 1), ("delete", 2, 4, 1, 1)]
+    assert [(v.idx, v.item_id) for v in pages[0].views] == [(1, 12)]
     got = requests(spark, SESSION, m=3)
-    assert [e.item_id for e in got["delete"].ie] == [12, 13, 14]  # idx 2..4: blocks [1..3] and [4..6]
+    assert [e.item_id for e in got["delete"].ie] == [12, 13, 14]
     assert [e.item_id for e in got["click"].ie] == [11, 12]
 
 
@@ -249,4 +313,4 @@ def test_joins_reuse_a_sides_partitioning_by_the_user(spark):
         for name, value in before.items():
             spark.conf.set(name, value)
     # the plan's text names a shared subtree's exchanges wherever it is used; a Spark upgrade may recount them
-    assert planned == {"true": 58, "false": 45}
+    assert planned == {"true": 63, "false": 60}
