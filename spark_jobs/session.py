@@ -44,9 +44,6 @@ def session_conf(settings: Settings, java_options: str = "") -> dict[str, str]:
         "spark.sql.sources.partitionColumnTypeInference.enabled": "false",  # ds stays a string
         # a join on (user_id, x) of two sides partitioned by user_id alone needs no shuffle (spark_jobs.requests)
         "spark.sql.requireAllClusterKeysForCoPartition": "false",
-        # a cached day is read a few times within one job: compressing it costs more CPU than its reads save
-        # (docs/performance.md)
-        "spark.sql.inMemoryColumnarStorage.compressed": "false",
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
     }

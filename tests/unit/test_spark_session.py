@@ -39,7 +39,6 @@ def test_the_options_reach_the_driver_and_the_executors_and_a_cluster_keeps_its_
     assert local["spark.driver.extraJavaOptions"] == local["spark.executor.extraJavaOptions"] == \
         "-XX:TieredStopAtLevel=1"
     assert local["spark.driver.memory"] == "4g" and local["spark.sql.shuffle.partitions"] == "4"
-    assert local["spark.sql.inMemoryColumnarStorage.compressed"] == "false"  # a cached day is built uncompressed
     cluster = session_conf(load_settings({"EDGEREC_SPARK_MASTER": "spark://127.0.0.1:7077"}), "-Xss4m")
     assert cluster["spark.executor.extraJavaOptions"] == "-Xss4m" and "spark.driver.memory" not in cluster
     none = session_conf(load_settings({}), "")
