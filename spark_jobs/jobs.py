@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
@@ -63,8 +64,10 @@ def run_ingest(spark: SparkSession, settings: Settings, ds: str) -> dict:
         [row.item_id for row in spark.read.parquet(str(day.raw_items)).select("item_id").collect()])
     contract = None
     try:
-        # the contract check runs once: counting, the duplicate marking and the two writes read its cached rows
-        contract = check_contract(read_raw_lines(spark, str(settings.raw / "events"), [ds]), known).cache()
+        # the contract check runs once: counting, the duplicate marking and the two writes read its cached rows; on
+        # disk, since they hold every line's raw text: in memory a large day's cache left its aggregations none
+        contract = check_contract(read_raw_lines(spark, str(settings.raw / "events"), [ds]), known).persist(
+            StorageLevel.DISK_ONLY)
         # later copies travel as a broadcast only while they are few; a retry storm takes the shuffle join and
         # reaches the bad-share gate instead of filling the driver
         checked = mark_duplicates(contract, broadcast=later_copy_count(contract) <= BROADCAST_MAX_COPIES)
