@@ -141,8 +141,8 @@ def _current_layout(partition: Path) -> bool:
 
 def _written_days(root: Path, days: list[str]) -> tuple[list[str], list[str]]:
     """Of the days, those whose requests partition is in the current layout, and those in an earlier one (in order)."""
-    pages = {d: _current_layout(root / f"ds={d}") for d in days if (root / f"ds={d}").exists()}
-    return [d for d, held in pages.items() if held], [d for d, held in pages.items() if not held]
+    current = {d: _current_layout(root / f"ds={d}") for d in days if (root / f"ds={d}").exists()}
+    return [d for d, now in current.items() if now], [d for d, now in current.items() if not now]
 
 
 def _batches(partition: Path, columns: list[str]) -> Iterator[pa.RecordBatch]:

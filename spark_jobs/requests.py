@@ -309,9 +309,10 @@ def _age_s(when: np.ndarray, times: pa.Array) -> pa.Array:
 def _ie_element(chosen: pa.StructArray, when: np.ndarray) -> pa.StructArray:
     names = ("ts", "item_id", "e1_duration_ms", "e2_count", "e3_max_scroll_speed", "e4_max_scroll_duration_ms",
              "e5_scroll_count")
-    deleted, known = _times(chosen.field("deleted_ts"), np.arange(len(chosen)))
+    deleted = chosen.field("deleted_ts")
     # the delete that triggers this re-rank is known to it: it is why the client re-ranks
-    by_then = pa.array(known & (deleted <= when), type=pa.bool_())
+    by_then = pa.array(pc.is_valid(deleted).to_numpy(zero_copy_only=False)
+                       & (pc.fill_null(deleted, 0).to_numpy(zero_copy_only=False) <= when), type=pa.bool_())
     reason = pc.if_else(by_then, chosen.field("delete_reason"), pa.scalar(NO_DELETE, pa.string()))
     return pa.StructArray.from_arrays(
         [*[chosen.field(f) for f in names], reason, _age_s(when, chosen.field("ts"))],
