@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 from pyspark import Broadcast
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.functions import arrow_udf
 from pyspark.sql.pandas.types import from_arrow_schema
@@ -37,12 +37,24 @@ def read_raw_lines(spark: SparkSession, events_root: str, days: list[str]) -> Da
         # and quarantines the file itself: edgerec.contracts.validate)
         .option("ignoreCorruptFiles", "true")
         .text(paths)
+        .where(~blank_line(F.col("value")))
         .select(F.col("value").cast("binary").alias("value"), "ds", F.col("_metadata.file_path").alias("source"))
         .withColumn("line_id", F.monotonically_increasing_id())
-        .where(F.length(F.trim(F.col("value").cast("string"))) > 0)
     )
-    # a gzip file is read as one partition: spread its lines so the contract check uses every core
-    return lines.repartition(spark.sparkContext.defaultParallelism)
+    # a gzip file is read as one partition: spread its lines so the contract check uses every core. By the line id's
+    # hash, which a retried task gives the same way: a round-robin spread would first sort every line to be as
+    # repeatable (3.5 s of the one reading task at 1M lines)
+    return lines.repartition(spark.sparkContext.defaultParallelism, "line_id")
+
+
+_WHITESPACE = " \t\r\x0b\x0c"  # what bytes.strip() removes, but the \n the text reader splits lines at
+
+
+def blank_line(line: Column) -> Column:
+    """Whether a line holds only whitespace, as the validator skips it (`not line.strip()`). The pattern runs only on
+    the rare line that starts with whitespace: on every line, it cost a second of the one reading task per 1M."""
+    starts_blank = F.substring(line, 1, 1).isin(*_WHITESPACE)
+    return F.when(line == "", True).when(starts_blank, line.rlike(f"^[{_WHITESPACE}]*$")).otherwise(False)
 
 
 def _verdicts(validator: LogValidator, values: pa.Array, days: pa.Array) -> pa.StructArray:
@@ -91,35 +103,34 @@ def check_contract(lines: DataFrame, known: Broadcast | None) -> DataFrame:
         F.coalesce(verdict["bad_raw"], F.col("value").cast("string")).alias("raw"))
 
 
-def _repeated_ids(checked: DataFrame) -> DataFrame:
-    """Event ids of more than one good row, with how many rows carry each."""
-    return checked.where(F.col("bad_reason").isNull()).groupBy("event_id").count().where(F.col("count") > 1)
-
-
-def later_copy_count(checked: DataFrame) -> int:
-    """How many good rows repeat an event id seen before them (an action)."""
-    return _repeated_ids(checked).agg(F.sum(F.col("count") - 1)).first()[0] or 0
-
-
-def mark_duplicates(checked: DataFrame, broadcast: bool = True) -> DataFrame:
-    """Later copies of an event id (client retries) get the reason duplicate_event_id.
-
-    Ids seen more than once are found by an aggregate, so events are neither sorted nor shuffled whole; only the
-    copies of those ids are ordered. With `broadcast` (when later_copy_count is small) the ids and the later copies
-    reach the events as broadcasts; without it, by shuffle joins.
-    """
-    hint = F.broadcast if broadcast else (lambda df: df)
+def later_copies(checked: DataFrame) -> DataFrame:
+    """(source, line_id) of each good row that repeats the event id of a good row before it in (ds, source, line_id)
+    order: client retries. Ids seen more than once are found by an aggregate, so events are neither sorted nor
+    shuffled whole; only the copies of those ids are ordered."""
     good = checked.where(F.col("bad_reason").isNull())
+    repeated = good.groupBy("event_id").count().where(F.col("count") > 1).select("event_id")
     first_copy = Window.partitionBy("event_id").orderBy("ds", "source", "line_id")
-    later_copies = (
-        good.join(hint(_repeated_ids(checked).select("event_id")), "event_id", "left_semi")
-        .select("event_id", "ds", "source", "line_id")
-        .withColumn("_copy_no", F.row_number().over(first_copy)).where(F.col("_copy_no") > 1)
-        .select("source", "line_id", F.lit(True).alias("_duplicate"))
-    )
+    return (good.join(repeated, "event_id", "left_semi").select("event_id", "ds", "source", "line_id")
+            .withColumn("_copy_no", F.row_number().over(first_copy)).where(F.col("_copy_no") > 1)
+            .select("source", "line_id"))
+
+
+def found_later_copies(checked: DataFrame) -> tuple[DataFrame, int | None]:
+    """The later copies found once (an action), and how many there are: up to BROADCAST_MAX_COPIES they come back
+    to the driver and reach the rows as a broadcast of that table, so the later actions (the counts, the two writes)
+    do not find them again; a retry storm's copies stay a DataFrame, joined by a shuffle (count None: not known)."""
+    copies = later_copies(checked)
+    few = copies.limit(BROADCAST_MAX_COPIES + 1).collect()
+    if len(few) > BROADCAST_MAX_COPIES:
+        return copies, None
+    return F.broadcast(checked.sparkSession.createDataFrame(few, copies.schema)), len(few)
+
+
+def mark_duplicates(checked: DataFrame, copies: DataFrame) -> DataFrame:
+    """The later copies (`later_copies`, or `found_later_copies`' table) get the reason duplicate_event_id."""
     duplicate = F.coalesce(F.col("_duplicate"), F.lit(False))
     return (
-        checked.join(hint(later_copies), ["source", "line_id"], "left")
+        checked.join(copies.withColumn("_duplicate", F.lit(True)), ["source", "line_id"], "left")
         .withColumn("bad_reason", F.when(duplicate, F.lit(str(BadRowReason.DUPLICATE_EVENT_ID)))
                     .otherwise(F.col("bad_reason")))
         .withColumn("bad_detail", F.when(duplicate, F.concat(F.lit("event_id "), "event_id", F.lit(" seen before")))

@@ -25,10 +25,9 @@ from edgerec.raw import check_bad_share
 from edgerec.reports import SparkSummary
 from spark_jobs.bucketize import FIGURE_COLUMNS, encoded_figures, encoder, fit_spec, item_codes
 from spark_jobs.ingest import (
-    BROADCAST_MAX_COPIES,
     check_catalog,
     check_contract,
-    later_copy_count,
+    found_later_copies,
     mark_duplicates,
     read_raw_lines,
     split_good_bad,
@@ -70,7 +69,8 @@ def run_ingest(spark: SparkSession, settings: Settings, ds: str) -> dict:
             StorageLevel.DISK_ONLY)
         # later copies travel as a broadcast only while they are few; a retry storm takes the shuffle join and
         # reaches the bad-share gate instead of filling the driver
-        checked = mark_duplicates(contract, broadcast=later_copy_count(contract) <= BROADCAST_MAX_COPIES)
+        copies, count = found_later_copies(contract)
+        checked = contract if count == 0 else mark_duplicates(contract, copies)
         by_reason = {r["bad_reason"]: r["count"] for r in checked.groupBy("bad_reason").count().collect()}
         good, bad = split_good_bad(checked)
         write_partitions(bad, settings.dataset("quarantine"))
