@@ -103,27 +103,36 @@ def check_contract(lines: DataFrame, known: Broadcast | None) -> DataFrame:
         F.coalesce(verdict["bad_raw"], F.col("value").cast("string")).alias("raw"))
 
 
-def later_copies(checked: DataFrame) -> DataFrame:
+def repeated_ids(checked: DataFrame) -> DataFrame:
+    """Event ids of more than one good row, with how many rows carry each."""
+    return checked.where(F.col("bad_reason").isNull()).groupBy("event_id").count().where(F.col("count") > 1)
+
+
+def later_copies(checked: DataFrame, repeated: DataFrame | None = None) -> DataFrame:
     """(source, line_id) of each good row that repeats the event id of a good row before it in (ds, source, line_id)
-    order: client retries. Ids seen more than once are found by an aggregate, so events are neither sorted nor
-    shuffled whole; only the copies of those ids are ordered."""
+    order: client retries. Ids seen more than once (`repeated`, else found here) come from an aggregate, so events
+    are neither sorted nor shuffled whole; only the copies of those ids are ordered."""
     good = checked.where(F.col("bad_reason").isNull())
-    repeated = good.groupBy("event_id").count().where(F.col("count") > 1).select("event_id")
+    ids = (repeated if repeated is not None else repeated_ids(checked)).select("event_id")
     first_copy = Window.partitionBy("event_id").orderBy("ds", "source", "line_id")
-    return (good.join(repeated, "event_id", "left_semi").select("event_id", "ds", "source", "line_id")
+    return (good.join(ids, "event_id", "left_semi").select("event_id", "ds", "source", "line_id")
             .withColumn("_copy_no", F.row_number().over(first_copy)).where(F.col("_copy_no") > 1)
             .select("source", "line_id"))
 
 
 def found_later_copies(checked: DataFrame) -> tuple[DataFrame, int | None]:
-    """The later copies found once (an action), and how many there are: up to BROADCAST_MAX_COPIES they come back
-    to the driver and reach the rows as a broadcast of that table, so the later actions (the counts, the two writes)
-    do not find them again; a retry storm's copies stay a DataFrame, joined by a shuffle (count None: not known)."""
-    copies = later_copies(checked)
-    few = copies.limit(BROADCAST_MAX_COPIES + 1).collect()
-    if len(few) > BROADCAST_MAX_COPIES:
-        return copies, None
-    return F.broadcast(checked.sparkSession.createDataFrame(few, copies.schema)), len(few)
+    """The later copies found once, and how many there are. Up to BROADCAST_MAX_COPIES they come back to the driver
+    and reach the rows as a broadcast of that table, so the later actions (the counts, the two writes) do not find
+    them again; the usual day, with none, costs one aggregate. A retry storm's copies stay a DataFrame, joined by
+    shuffles (count None: not counted)."""
+    spark = checked.sparkSession
+    repeated = repeated_ids(checked)
+    ids = repeated.limit(BROADCAST_MAX_COPIES + 1).collect()
+    if len(ids) > BROADCAST_MAX_COPIES or sum(row["count"] - 1 for row in ids) > BROADCAST_MAX_COPIES:
+        return later_copies(checked), None
+    copies = later_copies(checked, F.broadcast(spark.createDataFrame(ids, repeated.schema))) if ids else None
+    found = copies.collect() if copies is not None else []
+    return F.broadcast(spark.createDataFrame(found, "source string, line_id long")), len(found)
 
 
 def mark_duplicates(checked: DataFrame, copies: DataFrame) -> DataFrame:
