@@ -6,6 +6,8 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pyspark.errors import PySparkRuntimeError
 from pyspark.sql import SparkSession
@@ -54,6 +56,23 @@ def session_conf(settings: Settings, java_options: str = "") -> dict[str, str]:
         conf["spark.driver.extraJavaOptions"] = conf["spark.executor.extraJavaOptions"] = java_options
     conf[ASKED_JAVA_OPTIONS] = java_options  # as asked: Spark adds its own to extraJavaOptions
     return conf
+
+
+@contextmanager
+def sql_settings(spark: SparkSession, settings: dict[str, str]) -> Iterator[None]:
+    """SQL settings for one job's work, the session's own put back after it: the days of one `edgerec run` share a
+    session, and each job asks only for what it needs."""
+    before = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
 
 
 def spark_session(settings: Settings, app_name: str = "edgerec", java_options: str = "") -> SparkSession:

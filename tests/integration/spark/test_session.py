@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from spark_jobs.session import sql_settings
+
 pytestmark = pytest.mark.integration
 
 
@@ -54,3 +56,14 @@ def test_the_process_s_jvm_is_kept_with_the_options_it_started_with_and_says_so(
     assert first == again == other and quick == quick_again == kept == ["-XX:TieredStopAtLevel=1"]
     assert ("this process's Spark JVM keeps the JVM options it started with ('-XX:TieredStopAtLevel=1'), not ''"
             in result.stderr) and result.stderr.count("keeps the JVM options") == 1
+
+
+def test_a_job_s_sql_settings_hold_inside_its_block_and_the_session_s_come_back_after(spark):
+    compressed, cbo = "spark.sql.inMemoryColumnarStorage.compressed", "spark.sql.cbo.enabled"
+    spark.conf.unset(cbo)
+    before = spark.conf.get(compressed)
+    with pytest.raises(RuntimeError, match="inside"), sql_settings(spark, {compressed: "false", cbo: "true"}):
+        assert (spark.conf.get(compressed), spark.conf.get(cbo)) == ("false", "true")
+        raise RuntimeError("a job that fails inside its block")
+    assert spark.conf.get(compressed) == before == "true"
+    assert spark.conf.get(cbo) == "false"  # back to Spark's default: the session never set it
