@@ -54,6 +54,13 @@ def _require(df: DataFrame | None, what: str) -> DataFrame:
     return df
 
 
+# The jobs cache on disk, read back from the page cache, so memory stays the aggregations' and a large day fits.
+# Uncompressed: Spark's compression of cached columns hashes every string value (the raw lines included) to try a
+# dictionary on it, and cost more than it saved (the check into the cache 13-14 s -> 10.5-12.6 s at 1M lines;
+# sessionize 10 -> 7.5 s, warm).
+CACHE_UNCOMPRESSED = {"spark.sql.inMemoryColumnarStorage.compressed": "false"}
+
+
 def run_ingest(spark: SparkSession, settings: Settings, ds: str) -> dict:
     day = settings.layout(ds)
     if not day.raw_events.exists() or not day.raw_items.exists():
@@ -64,9 +71,7 @@ def run_ingest(spark: SparkSession, settings: Settings, ds: str) -> dict:
         [row.item_id for row in spark.read.parquet(str(day.raw_items)).select("item_id").collect()])
     contract = None
     try:
-        # the cached day is on disk, where Spark's column compression costs more than it saves: it hashes every
-        # string, the raw lines included, to try a dictionary on each column (a sixth of the check's time)
-        with sql_settings(spark, {"spark.sql.inMemoryColumnarStorage.compressed": "false"}):
+        with sql_settings(spark, CACHE_UNCOMPRESSED):
             # the contract check runs once: counting, the duplicate marking and the two writes read its cached rows; on
             # disk, since they hold every line's raw text: in memory a large day's cache left its aggregations none
             contract = check_contract(read_raw_lines(spark, str(settings.raw / "events"), [ds]), known).persist(
@@ -98,12 +103,14 @@ def run_ingest(spark: SparkSession, settings: Settings, ds: str) -> dict:
 
 def run_sessionize(spark: SparkSession, settings: Settings, ds: str) -> dict:
     events = _require(read_partitions(spark, settings.dataset("events"), [ds]), f"events ds={ds}")
-    keyed = sessionize(events, int(settings.features.session_gap_minutes * 60_000)).cache()
-    write_partitions(keyed, settings.dataset("sessionized_events"))
-    stats = session_stats(keyed).cache()
-    write_partitions(stats, settings.dataset("sessions"))
-    agg = stats.agg(F.count("*").alias("sessions"), F.mean("events").alias("events_per_session"),
-                    F.mean("duration_s").alias("mean_duration_s")).first()
+    with sql_settings(spark, CACHE_UNCOMPRESSED):
+        keyed = sessionize(events, int(settings.features.session_gap_minutes * 60_000)).persist(
+            StorageLevel.DISK_ONLY)
+        write_partitions(keyed, settings.dataset("sessionized_events"))
+        stats = session_stats(keyed).cache()
+        write_partitions(stats, settings.dataset("sessions"))
+        agg = stats.agg(F.count("*").alias("sessions"), F.mean("events").alias("events_per_session"),
+                        F.mean("duration_s").alias("mean_duration_s")).first()
     keyed.unpersist()
     stats.unpersist()
     return _record(settings, ds, "sessionize", {k: round(v, 4) if isinstance(v, float) else v
