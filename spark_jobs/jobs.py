@@ -54,10 +54,9 @@ def _require(df: DataFrame | None, what: str) -> DataFrame:
     return df
 
 
-# The jobs cache on disk, read back from the page cache, so memory stays the aggregations' and a large day fits.
-# Uncompressed: Spark's compression of cached columns hashes every string value (the raw lines included) to try a
-# dictionary on it, and cost more than it saved (the check into the cache 13-14 s -> 10.5-12.6 s at 1M lines;
-# sessionize 10 -> 7.5 s, warm).
+# ingest's cached day is on disk, read back from the page cache: memory stays the aggregations' and a large day
+# fits. Uncompressed: Spark's compression of cached columns hashes every string value (the raw lines included) to
+# try a dictionary on it, and cost more than it saved (the check into the cache 13-14 s -> 10.5-12.6 s at 1M lines).
 CACHE_UNCOMPRESSED = {"spark.sql.inMemoryColumnarStorage.compressed": "false"}
 
 
@@ -103,15 +102,15 @@ def run_ingest(spark: SparkSession, settings: Settings, ds: str) -> dict:
 
 def run_sessionize(spark: SparkSession, settings: Settings, ds: str) -> dict:
     events = _require(read_partitions(spark, settings.dataset("events"), [ds]), f"events ds={ds}")
-    with sql_settings(spark, CACHE_UNCOMPRESSED):
-        keyed = sessionize(events, int(settings.features.session_gap_minutes * 60_000)).persist(
-            StorageLevel.DISK_ONLY)
-        write_partitions(keyed, settings.dataset("sessionized_events"))
-        stats = session_stats(keyed).cache()
-        write_partitions(stats, settings.dataset("sessions"))
-        agg = stats.agg(F.count("*").alias("sessions"), F.mean("events").alias("events_per_session"),
-                        F.mean("duration_s").alias("mean_duration_s")).first()
-    keyed.unpersist()
+    write_partitions(sessionize(events, int(settings.features.session_gap_minutes * 60_000)),
+                     settings.dataset("sessionized_events"))
+    # the stats read the few columns they need back from the day just written: a cache of the keyed events holds
+    # every column of every event, and reading it back cost more than sessionizing does
+    keyed = read_partitions(spark, settings.dataset("sessionized_events"), [ds])
+    stats = session_stats(keyed).cache()
+    write_partitions(stats, settings.dataset("sessions"))
+    agg = stats.agg(F.count("*").alias("sessions"), F.mean("events").alias("events_per_session"),
+                    F.mean("duration_s").alias("mean_duration_s")).first()
     stats.unpersist()
     return _record(settings, ds, "sessionize", {k: round(v, 4) if isinstance(v, float) else v
                                                  for k, v in agg.asDict().items()})
