@@ -73,6 +73,9 @@ class FeatureSettings(Section):
 QUICK_JIT = "-XX:TieredStopAtLevel=1"
 QUICK_JIT_BELOW_BYTES = 16 * 2**20  # between 2 and 73 MB, where the two cross is not measured
 FULL_JIT = "-XX:TieredStopAtLevel=4"  # the JVM's default, said explicitly: an empty setting would mean `auto`
+# a large day's jobs are batch work: the throughput collector took 6-15% off the 1M-line day against G1, the JVM's
+# default, in four pairs run alternating (docs/performance.md, "The Spark jobs at 1M events")
+THROUGHPUT_GC = "-XX:+UseParallelGC"
 
 
 class SparkSettings(Section):
@@ -86,7 +89,8 @@ class SparkSettings(Section):
     java_options: str = Field("auto", description=(
         "JVM options of the driver and the executors (`spark.driver.extraJavaOptions`, `spark.executor."
         f"extraJavaOptions`); `auto`: the JIT's quick tier (`{QUICK_JIT}`) for a day whose raw events take under "
-        f"{QUICK_JIT_BELOW_BYTES // 2**20} MB, the JVM's defaults above or when they are not on this machine "
+        f"{QUICK_JIT_BELOW_BYTES // 2**20} MB, the full JIT with the throughput collector (`{THROUGHPUT_GC}`) "
+        "above, the JVM's defaults when they are not on this machine "
         "(docs/performance.md; the days of one `edgerec run` share one JVM, resolved by the largest of them here); "
         f"any other value is used as it is, e.g. `{FULL_JIT}` for the JVM's full JIT whatever the day"))
 
@@ -99,7 +103,9 @@ class SparkSettings(Section):
         """java_options for a day whose raw events take day_bytes (None: not known): `auto` resolved."""
         if not self.auto_jvm_options:
             return self.java_options
-        return QUICK_JIT if day_bytes is not None and day_bytes < QUICK_JIT_BELOW_BYTES else ""
+        if day_bytes is None:
+            return ""
+        return QUICK_JIT if day_bytes < QUICK_JIT_BELOW_BYTES else THROUGHPUT_GC
 
     def shared_jvm_options(self, days_bytes: list[int | None]) -> str | None:
         """The java_options of one JVM that runs all these days (`edgerec run`'s days share one): `auto` resolved by
@@ -108,7 +114,7 @@ class SparkSettings(Section):
         known = [size for size in days_bytes if size is not None]
         if not self.auto_jvm_options or not known:
             return None
-        return self.jvm_options(max(known)) or FULL_JIT
+        return self.jvm_options(max(known))
 
 
 class MartSettings(Section):

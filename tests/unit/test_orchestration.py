@@ -235,4 +235,4 @@ def test_the_days_process_starts_spark_with_the_options_of_the_run_s_largest_day
     monkeypatch.setattr(orchestration, "_days_command", lambda dag, days: [sys.executable, "-c", (
         "import os; print('[EDGEREC DAY] start ds=2026-11-01'); print(os.environ['EDGEREC_SPARK_JAVA_OPTIONS'])")])
     orchestration.test_days(settings, "edgerec_daily_retrain", ["2026-11-01", "2026-11-02"])
-    assert settings.layout("2026-11-01").run_log.read_text() == "-XX:TieredStopAtLevel=4\n"
+    assert settings.layout("2026-11-01").run_log.read_text() == "-XX:+UseParallelGC\n"

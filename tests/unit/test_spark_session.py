@@ -21,11 +21,12 @@ def day_of(tmp_path, size: int, **env):
     return settings, day
 
 
-def test_auto_gives_a_small_day_the_quick_jit_and_a_large_or_unknown_one_the_jvm_defaults():
+def test_auto_gives_a_small_day_the_quick_jit_a_large_one_the_throughput_collector_an_unknown_one_the_defaults():
     spark = load_settings({}).spark
     assert spark.java_options == "auto"
     assert spark.jvm_options(2 * MB) == spark.jvm_options(16 * MB - 1) == "-XX:TieredStopAtLevel=1"
-    assert spark.jvm_options(16 * MB) == spark.jvm_options(73 * MB) == spark.jvm_options(None) == ""
+    assert spark.jvm_options(16 * MB) == spark.jvm_options(73 * MB) == "-XX:+UseParallelGC"
+    assert spark.jvm_options(None) == ""
     assert load_settings({"EDGEREC_SPARK_JAVA_OPTIONS": " Auto"}).spark.jvm_options(1) == "-XX:TieredStopAtLevel=1"
 
 
@@ -104,6 +105,6 @@ def test_a_driver_memory_the_jvm_would_refuse_is_a_configuration_error():
 
 def test_the_days_of_one_run_share_the_options_of_their_largest_day_here():
     auto, set_ = load_settings({}).spark, load_settings({"EDGEREC_SPARK_JAVA_OPTIONS": "-Xss4m"}).spark
-    assert auto.shared_jvm_options([2 * MB, None, 73 * MB]) == "-XX:TieredStopAtLevel=4"  # not "": that means auto
+    assert auto.shared_jvm_options([2 * MB, None, 73 * MB]) == "-XX:+UseParallelGC"
     assert auto.shared_jvm_options([None, 2 * MB, 16 * MB - 1]) == "-XX:TieredStopAtLevel=1"
     assert auto.shared_jvm_options([None, None]) is None and set_.shared_jvm_options([2 * MB, 73 * MB]) is None
