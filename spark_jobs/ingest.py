@@ -52,7 +52,8 @@ _WHITESPACE = " \t\r\x0b\x0c"  # what bytes.strip() removes, but the \n the text
 
 def blank_line(line: Column) -> Column:
     """Whether a line holds only whitespace, as the validator skips it (`not line.strip()`). The pattern runs only on
-    the rare line that starts with whitespace: on every line, it cost a second of the one reading task per 1M."""
+    the rare line that starts with whitespace: decoding and trimming every line cost 1.8 s of the one reading task
+    per 1M lines."""
     starts_blank = F.substring(line, 1, 1).isin(*_WHITESPACE)
     return F.when(line == "", True).when(starts_blank, line.rlike(f"^[{_WHITESPACE}]*$")).otherwise(False)
 
