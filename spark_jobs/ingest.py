@@ -131,8 +131,7 @@ def found_later_copies(checked: DataFrame) -> tuple[DataFrame, int | None]:
     ids = repeated.limit(BROADCAST_MAX_COPIES + 1).collect()
     if len(ids) > BROADCAST_MAX_COPIES or sum(row["count"] - 1 for row in ids) > BROADCAST_MAX_COPIES:
         return later_copies(checked), None
-    copies = later_copies(checked, F.broadcast(spark.createDataFrame(ids, repeated.schema))) if ids else None
-    found = copies.collect() if copies is not None else []
+    found = later_copies(checked, F.broadcast(spark.createDataFrame(ids, repeated.schema))).collect() if ids else []
     return F.broadcast(spark.createDataFrame(found, "source string, line_id long")), len(found)
 
 
