@@ -48,43 +48,46 @@ REQUEST_COLUMNS = ("rerank_id", *TRIGGER_COLUMNS, "candidates", "ie", "ipv", "ds
 MAX_CANDIDATES = 100  # a trigger's candidates: the first this many its page had not yet exposed
 NO_DELETE = "none"
 # a request id names one page request of one user (the contract's rule): every key of a request or its items holds
-# the user too, so two sides shuffled by the user alone (histories, windows) join without shuffling again
-# (spark.sql.requireAllClusterKeysForCoPartition=false in spark_jobs.session)
+# the user too, so the events shuffled by the user alone (`_of_kind`) are aggregated, windowed and joined where they
+# are (spark.sql.requireAllClusterKeysForCoPartition=false in spark_jobs.session)
 BY_REQUEST = ("user_id", "request_id")
 BY_ITEM = ("user_id", "request_id", "item_id")
 
 
-def _kind(name: str) -> Column:
-    return F.col("event_type") == name
+def _of_kind(events: DataFrame, name: str) -> DataFrame:
+    """The events of one type, shuffled by the user alone: every later aggregation, window and join of the job is
+    keyed by the user and more, and reads them where they are (shuffling again by a longer key would move the same
+    rows twice)."""
+    return events.where(F.col("event_type") == name).repartition("user_id")
 
 
 def logged_triggers(day: DataFrame) -> DataFrame:
     """The logged re-ranks: origin `explored` where the device belongs to the exploration bucket (the order it showed
     was shuffled on purpose: the marts keep such requests out of training), else `logged`."""
     explored = F.col("exploration").isNotNull() if "exploration" in day.columns else F.lit(False)
-    return day.where(_kind("rerank")).select(
+    return _of_kind(day, "rerank").select(
         "user_id", "session_key", "request_id", "trigger", F.col("ts").alias("trigger_ts"),
         F.when(explored, "explored").otherwise("logged").alias("origin"))
 
 
 def derived_triggers(day: DataFrame, k: int) -> DataFrame:
     """Triggers by the client's rules, for page requests that logged no re-rank at all."""
-    logged = day.where(_kind("rerank")).select(*BY_REQUEST).distinct()
+    logged = _of_kind(day, "rerank").select(*BY_REQUEST).distinct()
     # events without a request id still enter sequences, but cannot trigger a re-rank of a page
     ev = day.where(F.col("request_id").isNotNull()).join(logged, list(BY_REQUEST), "left_anti")
     cols = ("user_id", "session_key", "request_id")
-    page = ev.where(_kind("page_request")).select(*cols, F.lit("page").alias("trigger"), F.col("ts").alias("t"))
-    view_end = ev.where(_kind("page_view")).groupBy(*BY_ITEM).agg(
+    page = _of_kind(ev, "page_request").select(*cols, F.lit("page").alias("trigger"), F.col("ts").alias("t"))
+    view_end = _of_kind(ev, "page_view").groupBy(*BY_ITEM).agg(
         F.min(F.col("ts") + F.col("ipv_duration_ms")).alias("view_end"))
-    click = (ev.where(_kind("click")).join(view_end, list(BY_ITEM), "left")
+    click = (_of_kind(ev, "click").join(view_end, list(BY_ITEM), "left")
              .select(*cols, F.lit("click").alias("trigger"), F.coalesce("view_end", "ts").alias("t")))
-    delete = ev.where(_kind("delete")).select(*cols, F.lit("delete").alias("trigger"), F.col("ts").alias("t"))
+    delete = _of_kind(ev, "delete").select(*cols, F.lit("delete").alias("trigger"), F.col("ts").alias("t"))
 
-    clicked = ev.where(_kind("click")).select(*BY_ITEM).distinct().withColumn("clicked", F.lit(1))
-    deleted = ev.where(_kind("delete")).select(*BY_ITEM).distinct().withColumn("deleted", F.lit(1))
+    clicked = _of_kind(ev, "click").select(*BY_ITEM).distinct().withColumn("clicked", F.lit(1))
+    deleted = _of_kind(ev, "delete").select(*BY_ITEM).distinct().withColumn("deleted", F.lit(1))
     in_request = Window.partitionBy(*BY_REQUEST).orderBy("ts", "event_id")
     exposures = (
-        ev.where(_kind("exposure"))
+        _of_kind(ev, "exposure")
         .join(clicked, list(BY_ITEM), "left").join(deleted, list(BY_ITEM), "left")
         .fillna(0, ["clicked", "deleted"])
         # a click or a delete re-ranks, which restarts the count of unclicked exposures
@@ -111,13 +114,13 @@ def triggers(day: DataFrame, k: int) -> DataFrame:
 def candidate_lists(day: DataFrame) -> DataFrame:
     """Per page request: every candidate in cloud order with its cloud score, first exposure (its time and display
     position), first click, and whether a page view of it on the page carted or bought it."""
-    exposed = day.where(_kind("exposure")).groupBy(*BY_ITEM).agg(
+    exposed = _of_kind(day, "exposure").groupBy(*BY_ITEM).agg(
         F.min("ts").alias("exposed_ts"), F.min_by("position", F.struct("ts", "event_id")).alias("shown_position"))
-    clicked = day.where(_kind("click")).groupBy(*BY_ITEM).agg(F.min("ts").alias("clicked_ts"))
-    viewed = day.where(_kind("page_view")).groupBy(*BY_ITEM).agg(
+    clicked = _of_kind(day, "click").groupBy(*BY_ITEM).agg(F.min("ts").alias("clicked_ts"))
+    viewed = _of_kind(day, "page_view").groupBy(*BY_ITEM).agg(
         *[F.max(F.col(f"actions.{a}").cast("int")).alias(f"{a}_done") for a in ("cart", "buy")])
     candidates = (
-        day.where(_kind("page_request"))
+        _of_kind(day, "page_request")
         .select(*BY_REQUEST, F.explode("candidates").alias("c"))
         .select(*BY_REQUEST, "c.item_id", "c.rank", F.col("c.score").alias("cloud_score"))
         .join(exposed, list(BY_ITEM), "left")
@@ -134,10 +137,10 @@ def exposure_history(events: DataFrame) -> DataFrame:
     its cumulative e1..e5 and the first delete of its item on its page request."""
     so_far = Window.partitionBy("user_id", "item_id").orderBy("ts", "event_id").rowsBetween(
         Window.unboundedPreceding, 0)
-    deletes = events.where(_kind("delete")).groupBy(*BY_ITEM).agg(
+    deletes = _of_kind(events, "delete").groupBy(*BY_ITEM).agg(
         F.min("ts").alias("deleted_ts"), F.min("reason").alias("delete_reason"))
     exposures = (
-        events.where(_kind("exposure"))
+        _of_kind(events, "exposure")
         .withColumn("e1_duration_ms", F.sum("exposure_duration_ms").over(so_far))
         .withColumn("e2_count", F.count("*").over(so_far))
         .withColumn("e3_max_scroll_speed", F.max("scroll_speed").over(so_far))
@@ -152,7 +155,7 @@ def exposure_history(events: DataFrame) -> DataFrame:
 
 def view_history(events: DataFrame) -> DataFrame:
     """The users' page views, each with its index in the user's page views in order of their end (from 1)."""
-    views = events.where(_kind("page_view")).withColumn("end_ts", F.col("ts") + F.col("ipv_duration_ms"))
+    views = _of_kind(events, "page_view").withColumn("end_ts", F.col("ts") + F.col("ipv_duration_ms"))
     element = F.struct("idx", "ts", "end_ts", "item_id", "ipv_duration_ms",
                        *[F.col(f"actions.{a}").alias(a) for a in ACTION_NAMES])
     return _indexed(views, "end_ts", element)
@@ -165,11 +168,11 @@ def _indexed(df: DataFrame, time_col: str, element: Column) -> DataFrame:
 
 def history_counts(trig: DataFrame, events: DataFrame) -> DataFrame:
     """For each trigger: how many exposures came strictly before it (k_ie) and page views ended by it (k_ipv)."""
-    exposures = events.where(_kind("exposure")).select("user_id", F.col("ts").alias("t"),
+    exposures = _of_kind(events, "exposure").select("user_id", F.col("ts").alias("t"),
                                                        F.lit(1).alias("is_ie"), F.lit(0).alias("is_ipv"))
     # at equal times: a page view's end sorts before the trigger (the user came back from it), an exposure
     # after it (the re-rank chose what is exposed)
-    views = events.where(_kind("page_view")).select(
+    views = _of_kind(events, "page_view").select(
         "user_id", (F.col("ts") + F.col("ipv_duration_ms")).alias("t"), F.lit(0).alias("is_ie"),
         F.lit(1).alias("is_ipv"), F.lit(-1).alias("prio"))
     timeline = (exposures.withColumn("prio", F.lit(1)).unionByName(views).withColumn("rerank_id", F.lit(None))
