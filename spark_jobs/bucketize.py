@@ -149,9 +149,18 @@ def _values(column: pa.ListArray, name: str) -> tuple[pa.Array, pa.Array]:
     return offsets, flat.field(name)
 
 
-def _as_numbers(values: pa.Array):
-    return values.to_pylist() if pa.types.is_string(values.type) else \
-        pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)  # nulls become NaN: the padding index
+def _encoded(feature: dict, values: pa.Array) -> np.ndarray:
+    """edgerec.features.encode of a column's values. A string column's distinct values are encoded once each (a
+    day's delete reasons are a handful of strings in millions of slots: looking each slot up in Python cost a quarter
+    of the encoding); numbers as floats, nulls as NaN (the padding index)."""
+    if isinstance(values, pa.ChunkedArray):  # a table's column
+        values = values.combine_chunks()
+    if not pa.types.is_string(values.type):
+        return encode(feature, pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False))
+    distinct = values.dictionary_encode()
+    codes = encode(feature, [*distinct.dictionary.to_pylist(), None])  # the last: a null's code
+    at = pc.fill_null(distinct.indices, len(distinct.dictionary)).to_numpy(zero_copy_only=False)
+    return codes[at]
 
 
 def item_codes(catalog: pa.Table, spec: dict) -> dict[str, np.ndarray]:
@@ -161,7 +170,7 @@ def item_codes(catalog: pa.Table, spec: dict) -> dict[str, np.ndarray]:
     catalog = catalog.filter(pc.is_valid(catalog.column("item_id")))  # a null id names no item
     ids, first = np.unique(catalog.column("item_id").to_numpy(), return_index=True)
     rows = catalog.take(pa.array(first, type=pa.int64()))
-    return {"item_id": ids, **{name: np.append(encode(spec["features"][name], _as_numbers(rows.column(name))), 0)
+    return {"item_id": ids, **{name: np.append(_encoded(spec["features"][name], rows.column(name)), 0)
                                for name in ITEM_FEATURES}}
 
 
@@ -193,7 +202,7 @@ def encode_batch(batch: pa.RecordBatch, spec: dict, schema: pa.Schema, codes: di
         for name in GROUPS[group]:
             out[f"{prefix}_{name}"] = (
                 pa.ListArray.from_arrays(offsets, pa.array(codes[name][rows], type=pa.int64())) if name in ITEM_FEATURES
-                else lists(column, name, lambda v, f=features[name]: encode(f, _as_numbers(v))))
+                else lists(column, name, lambda v, f=features[name]: _encoded(f, v)))
     candidates = batch.column("candidates")
     out["label"] = lists(candidates, "label", lambda v: pc.fill_null(pc.cast(v, pa.int64()), 0))
     out["mask"] = lists(candidates, "label", lambda v: pc.cast(pc.is_valid(v), pa.int64()))

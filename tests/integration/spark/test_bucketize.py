@@ -5,6 +5,7 @@ from pyspark.sql import functions as F
 
 from edgerec.features import BUCKETIZED, ENCODED_KEYS, ITEM_CATEGORICAL, make_spec
 from spark_jobs.bucketize import (
+    _encoded,
     _quantiles,
     encode_batch,
     encode_days,
@@ -42,6 +43,17 @@ SPEC = make_spec({name: [0.5] for name in BUCKETIZED}, {name: 4 for name in ITEM
                  {"ie": 3, "ipv": 3, "candidates": 3}, {})
 CATALOG = pa.table({"item_id": [30, 10, 20, 10, None], **{name: [3, 0, 1, 2, 1] for name in ITEM_CATEGORICAL},
                     "ctr_score": [0.9, 0.1, None, 0.7, 0.9], "cvr_score": [0.0, 0.0, 0.0, 0.0, 0.0]})
+
+
+def test_string_values_are_encoded_as_the_feature_spec_encodes_each():
+    # the delete reason (one-hot): a listed value its position + 1, another the last code, a null the padding 0
+    reason = SPEC["features"]["e6_delete_reason"]
+    listed = reason["values"]
+    values = pa.array([listed[1], None, "never-listed", listed[0], listed[1]])
+    assert _encoded(reason, values).tolist() == [2, 0, reason["vocab_size"] - 1, 1, 2]
+    assert _encoded(reason, pa.chunked_array([values[3:], values[:1]])).tolist() == [1, 2, 2]
+    assert _encoded(reason, pa.array([None, None], pa.string())).tolist() == [0, 0]
+    assert _encoded(reason, pa.array([], pa.string())).tolist() == []
 
 
 def test_a_catalogs_item_codes_are_one_row_per_id_and_a_padding_row():
