@@ -152,7 +152,7 @@ def _values(column: pa.ListArray, name: str) -> tuple[pa.Array, pa.Array]:
 def _encoded(feature: dict, values: pa.Array) -> np.ndarray:
     """edgerec.features.encode of a column's values. A string column's distinct values are encoded once each (a
     day's delete reasons are a handful of strings in millions of slots: looking each slot up in Python cost a quarter
-    of the encoding); numbers as floats, nulls as NaN (the padding index)."""
+    of the encoding); numbers as floats, nulls as NaN (which encode gives the numeric kinds' padding index)."""
     if isinstance(values, pa.ChunkedArray):  # a table's column
         values = values.combine_chunks()
     if not pa.types.is_string(values.type):

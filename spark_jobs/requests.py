@@ -55,8 +55,8 @@ BY_ITEM = ("user_id", "request_id", "item_id")
 
 
 def _of_kind(events: DataFrame, name: str) -> DataFrame:
-    """The events of one type, shuffled by the user alone: every later aggregation, window and join of the job is
-    keyed by the user and more, and reads them where they are (shuffling again by a longer key would move the same
+    """The events of one type, shuffled by the user alone: every later aggregation, window and join of the job has
+    keys that hold the user, and reads them where they are (shuffling again by a longer key would move the same
     rows twice)."""
     return events.where(F.col("event_type") == name).repartition("user_id")
 
@@ -169,7 +169,7 @@ def _indexed(df: DataFrame, time_col: str, element: Column) -> DataFrame:
 def history_counts(trig: DataFrame, events: DataFrame) -> DataFrame:
     """For each trigger: how many exposures came strictly before it (k_ie) and page views ended by it (k_ipv)."""
     exposures = _of_kind(events, "exposure").select("user_id", F.col("ts").alias("t"),
-                                                       F.lit(1).alias("is_ie"), F.lit(0).alias("is_ipv"))
+                                                    F.lit(1).alias("is_ie"), F.lit(0).alias("is_ipv"))
     # at equal times: a page view's end sorts before the trigger (the user came back from it), an exposure
     # after it (the re-rank chose what is exposed)
     views = _of_kind(events, "page_view").select(

@@ -3,7 +3,7 @@ import pyarrow as pa
 import pytest
 from pyspark.sql import functions as F
 
-from edgerec.features import BUCKETIZED, ENCODED_KEYS, ITEM_CATEGORICAL, make_spec
+from edgerec.features import BUCKETIZED, ENCODED_KEYS, ITEM_CATEGORICAL, encode, make_spec
 from spark_jobs.bucketize import (
     _encoded,
     _quantiles,
@@ -54,6 +54,10 @@ def test_string_values_are_encoded_as_the_feature_spec_encodes_each():
     assert _encoded(reason, pa.chunked_array([values[3:], values[:1]])).tolist() == [1, 2, 2]
     assert _encoded(reason, pa.array([None, None], pa.string())).tolist() == [0, 0]
     assert _encoded(reason, pa.array([], pa.string())).tolist() == []
+    assert _encoded(reason, values).tolist() == encode(reason, values.to_pylist()).tolist()  # each slot looked up
+    # a number written as a string, for a numeric kind: parsed as encode parses it (category: v in [0, 4) -> v + 2)
+    category = SPEC["features"]["category"]
+    assert _encoded(category, pa.array(["3", None, "3", "7"])).tolist() == [5, 0, 5, 1]
 
 
 def test_a_catalogs_item_codes_are_one_row_per_id_and_a_padding_row():

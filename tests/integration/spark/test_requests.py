@@ -301,9 +301,10 @@ def shuffle_keys(df) -> list[str]:
 
 
 def test_the_job_shuffles_by_the_user_alone(spark):
-    """Every event reaches the job's aggregations, windows and joins shuffled by its user, once: their keys all hold
-    the user, and the session lets them read rows partitioned by a subset of their keys. Spark's default, which
-    requires a join's sides partitioned by all of its keys, shuffles again by the longer keys."""
+    """The events reach the job's aggregations, windows and joins shuffled by their user alone, and are not shuffled
+    again by a longer key: the steps' keys all hold the user, and the session lets them read rows partitioned by a
+    subset of their keys. Spark's default, which requires a join's sides partitioned by all of its keys, shuffles
+    again by the longer keys."""
     confs = ("spark.sql.adaptive.enabled", "spark.sql.requireAllClusterKeysForCoPartition")
     before = {name: spark.conf.get(name) for name in confs}
     assert before[confs[1]] == "false"  # spark_jobs.session's setting
