@@ -106,8 +106,8 @@ def run_sessionize(spark: SparkSession, settings: Settings, ds: str) -> dict:
                      settings.dataset("sessionized_events"))
     # the stats read the few columns they need back from the day just written: a cache of the keyed events held
     # every column of every event, and reading it took 4.8-5.2 s of the 1M-line day's 14-17 (now 11-12 in all)
-    written = read_partitions(spark, settings.dataset("sessionized_events"), [ds])
-    keyed = _require(written, f"sessionized events ds={ds}")
+    keyed = _require(read_partitions(spark, settings.dataset("sessionized_events"), [ds]),
+                     f"sessionized events ds={ds}")
     stats = session_stats(keyed).cache()
     write_partitions(stats, settings.dataset("sessions"))
     agg = stats.agg(F.count("*").alias("sessions"), F.mean("events").alias("events_per_session"),
